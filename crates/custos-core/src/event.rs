@@ -1,0 +1,117 @@
+//! Audit events before the store numbers and chains them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{AgentId, RunId};
+use crate::tool::ToolRef;
+
+/// What happened. The dotted names are what the log stores and `audit query` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "run.started")]
+    RunStarted,
+    #[serde(rename = "run.ended")]
+    RunEnded,
+    #[serde(rename = "call.requested")]
+    CallRequested,
+    #[serde(rename = "call.decided")]
+    CallDecided,
+    #[serde(rename = "call.finished")]
+    CallFinished,
+    #[serde(rename = "tool.seen")]
+    ToolSeen,
+    #[serde(rename = "tool.changed")]
+    ToolChanged,
+    #[serde(rename = "protocol.error")]
+    ProtocolError,
+    #[serde(rename = "upstream.exited")]
+    UpstreamExited,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 9] = [
+        Self::RunStarted,
+        Self::RunEnded,
+        Self::CallRequested,
+        Self::CallDecided,
+        Self::CallFinished,
+        Self::ToolSeen,
+        Self::ToolChanged,
+        Self::ProtocolError,
+        Self::UpstreamExited,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RunStarted => "run.started",
+            Self::RunEnded => "run.ended",
+            Self::CallRequested => "call.requested",
+            Self::CallDecided => "call.decided",
+            Self::CallFinished => "call.finished",
+            Self::ToolSeen => "tool.seen",
+            Self::ToolChanged => "tool.changed",
+            Self::ProtocolError => "protocol.error",
+            Self::UpstreamExited => "upstream.exited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One event to append. The store adds the sequence number, the previous event's digest and
+/// this event's digest.
+///
+/// The attribution fields are columns so the log can be searched by them; `detail` carries the
+/// rest (decision reasons, sizes, digests, errors). Secrets never go in any of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub kind: EventKind,
+    /// Milliseconds since the Unix epoch, taken by the caller (the core has no clock).
+    pub time_ms: i64,
+    pub agent: Option<AgentId>,
+    pub run: Option<RunId>,
+    pub step: Option<u64>,
+    pub tool: Option<ToolRef>,
+    /// `allow` or `deny` on decision events, for searching.
+    pub decision: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn new(kind: EventKind, time_ms: i64) -> Self {
+        Self {
+            kind,
+            time_ms,
+            agent: None,
+            run: None,
+            step: None,
+            tool: None,
+            decision: None,
+            detail: serde_json::Value::Object(Default::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_round_trip() {
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.as_str()));
+        }
+        assert_eq!(EventKind::parse("nope"), None);
+    }
+}

@@ -1,0 +1,24 @@
+//! Custos domain types: the nouns of `shared/DESIGN.md` with no I/O.
+//!
+//! Every other crate speaks in these types; none of them touches a file, a socket or a clock
+//! except through values passed in.
+//!
+//! # Layout
+//!
+//! - [`digest`]: canonical JSON and SHA-256 digests (tool descriptors, audit chain, results).
+//! - [`agent`]: agent identity as configured (id, owner, purpose, groups).
+//! - [`tool`]: `server/name` references, tool classes and descriptors.
+//! - [`decision`]: what policy said about one call.
+//! - [`event`]: one append to the audit log, before the store numbers and chains it.
+
+pub mod agent;
+pub mod decision;
+pub mod digest;
+pub mod event;
+pub mod tool;
+
+pub use agent::{Agent, AgentId, RunId};
+pub use decision::Decision;
+pub use digest::{canonical_json, Digest};
+pub use event::{EventKind, NewEvent};
+pub use tool::{ToolClass, ToolDescriptor, ToolRef};
