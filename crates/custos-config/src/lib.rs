@@ -1,0 +1,125 @@
+//! Custos configuration.
+//!
+//! A TOML file is parsed into raw structs that refuse unknown keys, then validated into a
+//! [`Config`] whose values are already checked: paths are resolved against the config file's
+//! folder, agents are unique, limits are in range. Errors name the file, and the line and column
+//! or the key, and say what was expected.
+//!
+//! # Layout
+//!
+//! - [`raw`]: the serde structs, one per TOML table, exactly as written.
+//! - [`validate`](mod@validate): raw → [`Config`], with every check in one place.
+//! - [`classify`]: tool classes from config patterns and, for trusted servers, MCP annotations.
+//! - [`mod@error`]: the [`ConfigError`] type.
+
+pub mod classify;
+pub mod error;
+pub mod raw;
+pub mod validate;
+
+use std::path::{Path, PathBuf};
+
+use custos_core::{Agent, AgentId};
+
+pub use classify::ToolClasses;
+pub use error::ConfigError;
+
+/// The file name `custos init` writes and commands look for by default.
+pub const DEFAULT_CONFIG_FILE: &str = "custos.toml";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this came from (for messages).
+    pub path: PathBuf,
+    /// Where the audit database lives; resolved against the config's folder.
+    pub data_dir: PathBuf,
+    pub policy: PolicyConfig,
+    pub audit: AuditConfig,
+    pub limits: Limits,
+    pub agents: Vec<Agent>,
+    /// The agent `custos run` acts as when `--agent` is not given.
+    pub default_agent: Option<AgentId>,
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Cedar policy files, resolved; never empty.
+    pub files: Vec<PathBuf>,
+    /// A Cedar schema file replacing the embedded one (to declare tool argument types).
+    pub schema: Option<PathBuf>,
+    pub tools_list: ToolsListMode,
+}
+
+/// What `tools/list` shows an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolsListMode {
+    /// Hide tools the agent may never call (the default: least privilege includes least knowledge).
+    Hide,
+    /// Show every tool; calls are still decided one by one.
+    Show,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditConfig {
+    /// Store each call's raw arguments in the log (off by default: arguments may hold personal data).
+    pub record_arguments: bool,
+    /// Store each call's raw result in the log (off by default; the digest and size are always kept).
+    pub record_results: bool,
+}
+
+/// Bounds on what a peer can make the gateway hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest JSON-RPC message accepted from either side, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages read ahead while earlier ones wait for the audit log; more waits for room.
+    pub max_in_flight: usize,
+    /// How long an upstream child gets to exit after its input closes before it is killed.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_message_bytes: 4 * 1024 * 1024, max_in_flight: 64, shutdown_grace_ms: 5_000 }
+    }
+}
+
+/// One upstream MCP server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The name tools are known by: `NAME/tool`.
+    pub name: String,
+    /// The command that starts it over stdio, when the config gives one.
+    pub command: Option<Vec<String>>,
+    pub classes: ToolClasses,
+}
+
+impl Config {
+    /// Reads and validates the config at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::read(path, &e))?;
+        Self::from_toml(path, &text)
+    }
+
+    /// Validates `text` as if read from `path` (relative paths resolve against its folder).
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| ConfigError::parse(path, text, &e))?;
+        validate::validate(path, raw)
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&Agent> {
+        self.agents.iter().find(|a| a.id.0 == id)
+    }
+
+    pub fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The audit database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("custos.db")
+    }
+}

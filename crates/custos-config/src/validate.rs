@@ -1,0 +1,159 @@
+//! Raw config → validated [`Config`]. Every rule lives here.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use custos_core::{Agent, AgentId};
+
+use crate::raw::RawConfig;
+use crate::{AuditConfig, Config, ConfigError, Limits, PolicyConfig, ServerConfig, ToolClasses, ToolsListMode};
+
+/// Message size bounds: below 1 KiB no real MCP message fits; above 1 GiB is a memory hazard.
+const MESSAGE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
+
+pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let resolve = |p: &str| -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() { p.to_owned() } else { dir.join(p) }
+    };
+
+    let data_dir = resolve(raw.data_dir.as_deref().unwrap_or(".custos"));
+
+    if raw.policy.files.is_empty() {
+        return Err(ConfigError::invalid(path, "policy.files", "no policy files: list at least one Cedar file (everything is denied without a policy)"));
+    }
+    let policy = PolicyConfig {
+        files: raw.policy.files.iter().map(|f| resolve(f)).collect(),
+        schema: raw.policy.schema.as_deref().map(resolve),
+        tools_list: raw.policy.tools_list.unwrap_or(ToolsListMode::Hide),
+    };
+
+    let defaults = Limits::default();
+    let max_message_bytes = raw.limits.max_message_bytes.unwrap_or(defaults.max_message_bytes as u64);
+    if !MESSAGE_BYTES_RANGE.contains(&max_message_bytes) {
+        return Err(ConfigError::invalid(path, "limits.max_message_bytes", format!("`{max_message_bytes}` is out of range: expected 1024 to 1073741824")));
+    }
+    let max_in_flight = raw.limits.max_in_flight.unwrap_or(defaults.max_in_flight as u64);
+    if !(1..=4096).contains(&max_in_flight) {
+        return Err(ConfigError::invalid(path, "limits.max_in_flight", format!("`{max_in_flight}` is out of range: expected 1 to 4096")));
+    }
+    let limits = Limits {
+        max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(defaults.max_message_bytes),
+        max_in_flight: usize::try_from(max_in_flight).unwrap_or(defaults.max_in_flight),
+        shutdown_grace_ms: raw.limits.shutdown_grace_ms.unwrap_or(defaults.shutdown_grace_ms),
+    };
+
+    let mut agents = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (i, a) in raw.agents.into_iter().enumerate() {
+        let key = format!("agents[{i}].id");
+        if a.id.trim().is_empty() {
+            return Err(ConfigError::invalid(path, key, "an agent id cannot be empty"));
+        }
+        if !seen.insert(a.id.clone()) {
+            return Err(ConfigError::invalid(path, key, format!("duplicate agent `{}`", a.id)));
+        }
+        if a.owner.trim().is_empty() {
+            return Err(ConfigError::invalid(path, format!("agents[{i}].owner"), format!("agent `{}` needs an owner: every agent is accountable to a human or team", a.id)));
+        }
+        agents.push(Agent { id: AgentId(a.id), owner: a.owner, purpose: a.purpose, groups: a.groups });
+    }
+
+    let default_agent = match raw.default_agent {
+        Some(id) if !seen.contains(&id) => {
+            return Err(ConfigError::invalid(path, "default_agent", format!("unknown agent `{id}`: declare it under [[agents]]")));
+        }
+        other => other.map(AgentId),
+    };
+
+    let mut servers = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, s) in raw.servers.into_iter().enumerate() {
+        if s.name.is_empty() || s.name.contains('/') {
+            return Err(ConfigError::invalid(path, format!("servers[{i}].name"), format!("`{}` is not a server name: expected a non-empty name without `/`", s.name)));
+        }
+        if !names.insert(s.name.clone()) {
+            return Err(ConfigError::invalid(path, format!("servers[{i}].name"), format!("duplicate server `{}`", s.name)));
+        }
+        if s.command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(ConfigError::invalid(path, format!("servers[{i}].command"), "an empty command: give the program and its arguments"));
+        }
+        servers.push(ServerConfig { name: s.name, command: s.command, classes: ToolClasses::new(s.trust_annotations, s.tools) });
+    }
+
+    let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
+    Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, ConfigError, ToolsListMode};
+    use std::path::Path;
+
+    const GOOD: &str = r#"
+default_agent = "reader"
+[policy]
+files = ["policies/readonly.cedar"]
+[[agents]]
+id = "reader"
+owner = "alice@example.com"
+purpose = "reads"
+groups = ["readers"]
+[[servers]]
+name = "sample"
+trust_annotations = true
+tools = { "delete_*" = "privileged" }
+"#;
+
+    fn load(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(Path::new("/etc/custos/custos.toml"), text)
+    }
+
+    #[test]
+    fn a_good_config_resolves_paths_and_defaults() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/custos/.custos"));
+        assert_eq!(c.policy.files, vec![Path::new("/etc/custos/policies/readonly.cedar").to_path_buf()]);
+        assert_eq!(c.policy.tools_list, ToolsListMode::Hide);
+        assert_eq!(c.limits.max_message_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.agent("reader").unwrap().groups, vec!["readers"]);
+        assert!(c.server("sample").unwrap().classes.trust_annotations);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_naming_the_key_and_line() {
+        let err = load(&format!("{GOOD}\n[limits]\nmax_mesage_bytes = 5\n")).unwrap_err().to_string();
+        assert!(err.starts_with("/etc/custos/custos.toml:"), "{err}");
+        assert!(err.contains("max_mesage_bytes"), "{err}");
+        let line: usize = err.split(':').nth(1).unwrap().parse().unwrap();
+        assert_eq!(line, 16, "{err}");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        for (text, key) in [
+            (GOOD.replace("default_agent = \"reader\"", "default_agent = \"nobody\""), "`default_agent`"),
+            (format!("{GOOD}\n[[agents]]\nid = \"reader\"\nowner = \"x\"\npurpose = \"y\"\n"), "`agents[1].id`"),
+            (format!("{GOOD}\n[limits]\nmax_message_bytes = 10\n"), "`limits.max_message_bytes`"),
+            (GOOD.replace("files = [\"policies/readonly.cedar\"]", "files = []"), "`policy.files`"),
+            (format!("{GOOD}\n[[servers]]\nname = \"a/b\"\n"), "`servers[1].name`"),
+            (GOOD.replace("owner = \"alice@example.com\"", "owner = \"\""), "`agents[0].owner`"),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_bad_class_is_a_parse_error() {
+        let err = load(&GOOD.replace("\"privileged\"", "\"admin\"")).unwrap_err().to_string();
+        assert!(err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_file_says_how_to_fix_it() {
+        let err = Config::load(Path::new("/nonexistent/custos.toml")).unwrap_err().to_string();
+        assert!(err.contains("custos init"), "{err}");
+    }
+}

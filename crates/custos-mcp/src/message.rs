@@ -1,0 +1,255 @@
+//! The classified view of one JSON-RPC frame.
+//!
+//! Parsing borrows nothing and copies little: the envelope keeps `id` and `params` as raw JSON
+//! text, and the frame's bytes are kept whole for forwarding.
+
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
+
+use crate::error::codes;
+
+/// A JSON-RPC id exactly as the peer spelled it (`1`, `3.0`, `"abc"`).
+pub type RawId = Box<RawValue>;
+
+/// One frame, classified, with its raw bytes.
+#[derive(Debug)]
+pub struct Message {
+    pub raw: Vec<u8>,
+    pub kind: MessageKind,
+    /// `params` as raw JSON, when present.
+    pub params: Option<Box<RawValue>>,
+}
+
+#[derive(Debug)]
+pub enum MessageKind {
+    Request { id: RawId, method: String },
+    Notification { method: String },
+    Response { id: RawId, is_error: bool },
+}
+
+/// Why a frame is not a JSON-RPC message we can forward.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("parse error: {0}")]
+    Parse(String),
+    #[error("invalid request: {reason}")]
+    Invalid { reason: String, id: Option<RawId> },
+}
+
+impl MessageError {
+    /// The JSON-RPC error code for the reply.
+    pub fn code(&self) -> i64 {
+        match self {
+            Self::Parse(_) => codes::PARSE_ERROR,
+            Self::Invalid { .. } => codes::INVALID_REQUEST,
+        }
+    }
+
+    /// The id to answer with, if the frame had a usable one.
+    pub fn id(&self) -> Option<&RawValue> {
+        match self {
+            Self::Parse(_) => None,
+            Self::Invalid { id, .. } => id.as_deref(),
+        }
+    }
+
+    fn invalid(reason: impl Into<String>, id: Option<RawId>) -> Self {
+        Self::Invalid { reason: reason.into(), id }
+    }
+}
+
+/// The envelope fields Custos reads. Unknown fields are ignored here and kept in `raw`.
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    jsonrpc: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<RawId>,
+    #[serde(default)]
+    method: Option<Box<RawValue>>,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    result: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    error: Option<Box<RawValue>>,
+}
+
+/// Keeps a field that is present even when its value is `null`, so `"id": null` is told apart
+/// from a missing id.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
+}
+
+fn is_valid_id(id: &RawValue) -> bool {
+    matches!(id.get().as_bytes().first(), Some(b'"' | b'-' | b'0'..=b'9'))
+}
+
+impl Message {
+    /// Classifies one frame. Batches (arrays) are refused: MCP removed them in 2025-06-18, and a
+    /// batch would carry tool calls past per-call governance.
+    pub fn parse(raw: Vec<u8>) -> Result<Self, MessageError> {
+        let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first == Some(b'[') {
+            // Still check that it is JSON, so garbage gets a parse error.
+            serde_json::from_slice::<serde::de::IgnoredAny>(&raw).map_err(|e| MessageError::Parse(e.to_string()))?;
+            return Err(MessageError::invalid("batches are not supported", None));
+        }
+        if first != Some(b'{') {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&raw).map_err(|e| MessageError::Parse(e.to_string()))?;
+            return Err(MessageError::invalid("a message must be a json object", None));
+        }
+        let env: Envelope = serde_json::from_slice(&raw).map_err(|e| {
+            if e.is_data() {
+                MessageError::invalid(e.to_string(), None)
+            } else {
+                MessageError::Parse(e.to_string())
+            }
+        })?;
+        let id_present = env.id.is_some();
+        let id = env.id.filter(|id| is_valid_id(id) || id.get() == "null");
+        if id_present && id.is_none() {
+            return Err(MessageError::invalid("an id must be a string or a number", None));
+        }
+        if env.jsonrpc.as_deref() != Some("2.0") {
+            return Err(MessageError::invalid("`jsonrpc` must be \"2.0\"", id));
+        }
+        let method = match env.method {
+            None => None,
+            Some(m) => match serde_json::from_str::<String>(m.get()) {
+                Ok(m) => Some(m),
+                Err(_) => return Err(MessageError::invalid("`method` must be a string", id)),
+            },
+        };
+        let kind = match (method, id) {
+            (Some(method), Some(id)) => {
+                if !is_valid_id(&id) {
+                    return Err(MessageError::invalid("a request id must be a string or a number", None));
+                }
+                MessageKind::Request { id, method }
+            }
+            (Some(method), None) => MessageKind::Notification { method },
+            (None, Some(id)) => match (env.result.is_some(), env.error.is_some()) {
+                (true, false) => MessageKind::Response { id, is_error: false },
+                (false, true) => MessageKind::Response { id, is_error: true },
+                _ => return Err(MessageError::invalid("a response needs exactly one of `result` and `error`", Some(id))),
+            },
+            (None, None) => return Err(MessageError::invalid("a message needs a `method` or an `id`", None)),
+        };
+        Ok(Self { raw, kind, params: env.params })
+    }
+
+    pub fn method(&self) -> Option<&str> {
+        match &self.kind {
+            MessageKind::Request { method, .. } | MessageKind::Notification { method } => Some(method),
+            MessageKind::Response { .. } => None,
+        }
+    }
+
+    pub fn id(&self) -> Option<&RawValue> {
+        match &self.kind {
+            MessageKind::Request { id, .. } | MessageKind::Response { id, .. } => Some(id),
+            MessageKind::Notification { .. } => None,
+        }
+    }
+
+    /// `params._meta`, when present and an object.
+    pub fn meta(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        #[derive(Deserialize)]
+        struct WithMeta {
+            #[serde(rename = "_meta")]
+            meta: Option<serde_json::Map<String, serde_json::Value>>,
+        }
+        let params = self.params.as_ref()?;
+        serde_json::from_str::<WithMeta>(params.get()).ok()?.meta
+    }
+}
+
+/// The parameters of `tools/call` that governance reads.
+#[derive(Debug, Deserialize)]
+pub struct ToolCallParams {
+    pub name: String,
+    #[serde(default)]
+    pub arguments: Option<serde_json::Value>,
+}
+
+impl ToolCallParams {
+    /// Parses `tools/call` params. The error text is for the `-32602` reply.
+    pub fn from_message(msg: &Message) -> Result<Self, String> {
+        let params = msg.params.as_ref().ok_or("`tools/call` needs `params`")?;
+        let parsed: Self = serde_json::from_str(params.get()).map_err(|e| format!("`tools/call` params: {e}"))?;
+        match &parsed.arguments {
+            None | Some(serde_json::Value::Object(_)) => Ok(parsed),
+            Some(_) => Err("`tools/call` `arguments` must be an object".to_owned()),
+        }
+    }
+
+    /// The arguments as an object (`{}` when absent).
+    pub fn arguments(&self) -> serde_json::Value {
+        self.arguments.clone().unwrap_or_else(|| serde_json::Value::Object(Default::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Message, MessageError> {
+        Message::parse(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn classifies_requests_notifications_and_responses() {
+        let m = parse(r#"{"jsonrpc":"2.0","id":3.0,"method":"tools/list","x-vendor":1}"#).unwrap();
+        assert!(matches!(&m.kind, MessageKind::Request { id, method } if id.get() == "3.0" && method == "tools/list"));
+        let m = parse(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        assert!(matches!(m.kind, MessageKind::Notification { .. }));
+        let m = parse(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
+        assert!(matches!(m.kind, MessageKind::Response { is_error: false, .. }));
+        let m = parse(r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#).unwrap();
+        assert!(matches!(m.kind, MessageKind::Response { is_error: true, .. }));
+    }
+
+    #[test]
+    fn refuses_what_is_not_json_rpc() {
+        for (input, code) in [
+            ("not json", codes::PARSE_ERROR),
+            ("{\"jsonrpc\":\"2.0\",", codes::PARSE_ERROR),
+            ("[]", codes::INVALID_REQUEST),
+            ("[{\"jsonrpc\":\"2.0\",\"method\":\"x\"}]", codes::INVALID_REQUEST),
+            ("42", codes::INVALID_REQUEST),
+            ("{}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"1.0\",\"id\":1,\"method\":\"x\"}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":7}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"x\"}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"x\"}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":1,\"error\":{}}", codes::INVALID_REQUEST),
+            ("{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"x\"}", codes::INVALID_REQUEST),
+        ] {
+            let err = parse(input).unwrap_err();
+            assert_eq!(err.code(), code, "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn invalid_request_keeps_a_usable_id() {
+        let err = parse(r#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
+        assert_eq!(err.id().map(RawValue::get), Some("7"));
+    }
+
+    #[test]
+    fn tool_call_params_and_meta() {
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"},"_meta":{"progressToken":5}}}"#).unwrap();
+        let p = ToolCallParams::from_message(&m).unwrap();
+        assert_eq!(p.name, "echo");
+        assert_eq!(p.arguments()["text"], "hi");
+        assert_eq!(m.meta().unwrap()["progressToken"], 5);
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":[1]}}"#).unwrap();
+        assert!(ToolCallParams::from_message(&m).is_err());
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap();
+        assert!(ToolCallParams::from_message(&m).is_err(), "duplicate names must not be resolved by the gateway");
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).unwrap();
+        assert!(ToolCallParams::from_message(&m).is_err());
+    }
+}
