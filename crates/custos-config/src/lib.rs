@@ -77,13 +77,15 @@ pub struct Limits {
     pub max_message_bytes: usize,
     /// Messages read ahead while earlier ones wait for the audit log; more waits for room.
     pub max_in_flight: usize,
+    /// Requests forwarded upstream and not yet answered; more are refused until answers come.
+    pub max_pending_requests: usize,
     /// How long an upstream child gets to exit after its input closes before it is killed.
     pub shutdown_grace_ms: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_bytes: 4 * 1024 * 1024, max_in_flight: 64, shutdown_grace_ms: 5_000 }
+        Self { max_message_bytes: 4 * 1024 * 1024, max_in_flight: 64, max_pending_requests: 1024, shutdown_grace_ms: 5_000 }
     }
 }
 

@@ -48,6 +48,7 @@ pub struct RawAudit {
 pub struct RawLimits {
     pub max_message_bytes: Option<u64>,
     pub max_in_flight: Option<u64>,
+    pub max_pending_requests: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
 }
 

@@ -38,9 +38,14 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     if !(1..=4096).contains(&max_in_flight) {
         return Err(ConfigError::invalid(path, "limits.max_in_flight", format!("`{max_in_flight}` is out of range: expected 1 to 4096")));
     }
+    let max_pending = raw.limits.max_pending_requests.unwrap_or(defaults.max_pending_requests as u64);
+    if !(1..=1_000_000).contains(&max_pending) {
+        return Err(ConfigError::invalid(path, "limits.max_pending_requests", format!("`{max_pending}` is out of range: expected 1 to 1000000")));
+    }
     let limits = Limits {
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(defaults.max_message_bytes),
         max_in_flight: usize::try_from(max_in_flight).unwrap_or(defaults.max_in_flight),
+        max_pending_requests: usize::try_from(max_pending).unwrap_or(defaults.max_pending_requests),
         shutdown_grace_ms: raw.limits.shutdown_grace_ms.unwrap_or(defaults.shutdown_grace_ms),
     };
 

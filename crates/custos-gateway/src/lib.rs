@@ -1,0 +1,34 @@
+//! The Custos gateway: the pipeline every tool call goes through, and the transports that feed it.
+//!
+//! ```text
+//! agent ──► attribute (run, step) ──► classify tool ──► decide (Cedar)
+//!       ──► audit request + decision (durable) ──► forward upstream
+//!       ──► audit result ──► reply to agent
+//! ```
+//!
+//! The pipeline ([`Gateway`]) knows nothing about stdio or HTTP: a transport hands it frames from
+//! either side and does what the returned [`Outcome`] says. Everything that is not a tool call
+//! passes through as the same bytes; `tools/list` results are recorded in the tool inventory and,
+//! by configuration, filtered to the tools the agent may call.
+//!
+//! # Layout
+//!
+//! - [`pipeline`]: [`Gateway`], the stages of one call in the order they run.
+//! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
+//! - [`tools_list`]: recording and filtering a `tools/list` result without re-serializing the rest.
+//! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
+
+pub mod pending;
+pub mod pipeline;
+pub mod stdio;
+pub mod tools_list;
+
+pub use pipeline::{Gateway, GatewaySpec, Outcome};
+pub use stdio::{serve_stdio, StdioExit};
+
+/// Milliseconds since the Unix epoch: the time stamped on events.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}

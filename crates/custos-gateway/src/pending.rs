@@ -1,0 +1,121 @@
+//! Requests forwarded upstream and not yet answered.
+//!
+//! Keyed by the id's raw JSON text, so `3` and `3.0` and `"3"` are three different requests, as
+//! they are to the client. The map is bounded: a peer that never answers cannot make it grow
+//! without limit.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use custos_core::ToolRef;
+use serde_json::value::RawValue;
+
+/// A tool call that was allowed and forwarded.
+#[derive(Debug, Clone)]
+pub struct CallInFlight {
+    pub tool: ToolRef,
+    pub step: u64,
+    pub started: Instant,
+}
+
+#[derive(Debug)]
+pub struct Pending {
+    pub id: Box<RawValue>,
+    pub method: String,
+    pub call: Option<CallInFlight>,
+    /// The client sent `notifications/cancelled` for it.
+    pub cancelled: bool,
+}
+
+/// Why a request could not be registered.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The client reused an id that is still outstanding: answers could not be told apart.
+    DuplicateId,
+    /// Too many requests outstanding.
+    Full,
+}
+
+#[derive(Debug)]
+pub struct PendingRequests {
+    max: usize,
+    map: Mutex<HashMap<String, Pending>>,
+}
+
+impl PendingRequests {
+    pub fn new(max: usize) -> Self {
+        Self { max, map: Mutex::new(HashMap::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Pending>> {
+        // A poisoned lock only means another task panicked mid-update of a plain map; the map
+        // itself is still consistent, so keep serving.
+        self.map.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a request about to be forwarded.
+    pub fn insert(&self, id: &RawValue, method: &str) -> Result<(), Refused> {
+        let mut map = self.lock();
+        let key = id.get().to_owned();
+        if map.contains_key(&key) {
+            return Err(Refused::DuplicateId);
+        }
+        if map.len() >= self.max {
+            return Err(Refused::Full);
+        }
+        map.insert(key, Pending { id: id.to_owned(), method: method.to_owned(), call: None, cancelled: false });
+        Ok(())
+    }
+
+    /// Marks a registered request as an allowed tool call.
+    pub fn set_call(&self, id: &RawValue, call: CallInFlight) {
+        if let Some(p) = self.lock().get_mut(id.get()) {
+            p.call = Some(call);
+        }
+    }
+
+    pub fn mark_cancelled(&self, id: &RawValue) {
+        if let Some(p) = self.lock().get_mut(id.get()) {
+            p.cancelled = true;
+        }
+    }
+
+    pub fn remove(&self, id: &RawValue) -> Option<Pending> {
+        self.lock().remove(id.get())
+    }
+
+    /// Everything still outstanding, oldest first is not guaranteed.
+    pub fn drain(&self) -> Vec<Pending> {
+        self.lock().drain().map(|(_, p)| p).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn ids_are_kept_by_spelling_and_bounded() {
+        let p = PendingRequests::new(3);
+        p.insert(&id("3"), "a").unwrap();
+        p.insert(&id("3.0"), "b").unwrap();
+        p.insert(&id("\"3\""), "c").unwrap();
+        assert_eq!(p.insert(&id("4"), "d"), Err(Refused::Full));
+        assert_eq!(p.remove(&id("3.0")).unwrap().method, "b");
+        assert_eq!(p.insert(&id("3"), "e"), Err(Refused::DuplicateId));
+        assert_eq!(p.len(), 2);
+    }
+}

@@ -1,0 +1,539 @@
+//! The pipeline of one tool call, and faithful pass-through of everything else.
+//!
+//! Each stage below runs in this order for a `tools/call` from the client:
+//!
+//! 1. **attribute**: the agent (fixed per connection), the run, the next step number;
+//! 2. **classify**: the tool's class from the config and its last seen descriptor;
+//! 3. **decide**: Cedar, default deny; an evaluation error denies;
+//! 4. **audit**: the request and the decision are appended in one durable transaction; if the
+//!    append fails the call is refused (fail closed): nothing runs that is not recorded;
+//! 5. **forward** the original bytes (allow) or **answer** with a JSON-RPC error naming the
+//!    deciding policies (deny);
+//! 6. when the answer comes back, **audit the result** (outcome, duration, size, SHA-256) before
+//!    the client sees it.
+//!
+//! A later stage never widens what an earlier one decided.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use custos_config::{AuditConfig, Limits, ToolClasses, ToolsListMode};
+use custos_core::{Agent, Digest, EventKind, NewEvent, RunId, ToolDescriptor, ToolRef};
+use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, MessageKind, ToolCallParams};
+use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
+use custos_store::AuditLog;
+
+use crate::now_ms;
+use crate::pending::{CallInFlight, PendingRequests, Refused};
+use crate::tools_list::ToolsListing;
+
+/// What the transport does with a frame after the pipeline has seen it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Send these bytes on to the other side.
+    Forward(Vec<u8>),
+    /// Send these bytes back to the side the frame came from (an error answer).
+    Answer(Vec<u8>),
+    /// Nothing to send (e.g. garbage from the upstream, already recorded).
+    Drop,
+}
+
+/// Everything a [`Gateway`] needs, gathered by the binary from config and flags.
+#[derive(Debug)]
+pub struct GatewaySpec {
+    pub agent: Agent,
+    pub run: RunId,
+    /// The last step already recorded for this run (0 for a new run).
+    pub first_step_after: u64,
+    /// The upstream's name: tools are `server/name`.
+    pub server: String,
+    pub classes: ToolClasses,
+    pub policy: Arc<PolicyEngine>,
+    pub audit: AuditLog,
+    pub tools_list: ToolsListMode,
+    pub audit_config: AuditConfig,
+    pub limits: Limits,
+    /// Descriptors known from earlier runs (the inventory), so a call made before any
+    /// `tools/list` in this connection is still classified by what the server declared.
+    pub known_tools: Vec<ToolDescriptor>,
+}
+
+/// The governed path between one client and one upstream server.
+#[derive(Debug)]
+pub struct Gateway {
+    agent: Agent,
+    run: RunId,
+    server: String,
+    classes: ToolClasses,
+    policy: Arc<PolicyEngine>,
+    audit: AuditLog,
+    tools_list: ToolsListMode,
+    audit_config: AuditConfig,
+    limits: Limits,
+    steps: AtomicU64,
+    /// The latest descriptor of each tool, by name.
+    tools: Mutex<std::collections::HashMap<String, ToolDescriptor>>,
+    /// The protocol revision the two sides agreed in `initialize`, if they used it.
+    negotiated: Mutex<Option<String>>,
+    pending: PendingRequests,
+}
+
+/// Which side a protocol error came from.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Client,
+    Upstream,
+}
+
+impl Side {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(spec: GatewaySpec) -> Self {
+        let tools = spec.known_tools.into_iter().map(|d| (d.tool.name.clone(), d)).collect();
+        Self {
+            pending: PendingRequests::new(spec.limits.max_pending_requests),
+            agent: spec.agent,
+            run: spec.run,
+            server: spec.server,
+            classes: spec.classes,
+            policy: spec.policy,
+            audit: spec.audit,
+            tools_list: spec.tools_list,
+            audit_config: spec.audit_config,
+            limits: spec.limits,
+            steps: AtomicU64::new(spec.first_step_after),
+            tools: Mutex::new(tools),
+            negotiated: Mutex::new(None),
+        }
+    }
+
+    pub fn run_id(&self) -> &RunId {
+        &self.run
+    }
+
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// An event attributed to this connection's agent and run.
+    fn event(&self, kind: EventKind) -> NewEvent {
+        let mut e = NewEvent::new(kind, now_ms());
+        e.agent = Some(self.agent.id.clone());
+        e.run = Some(self.run.clone());
+        e
+    }
+
+    /// Records that the run started. Fails when the log cannot be written: the transport must
+    /// not start serving then.
+    pub async fn start(&self, detail: serde_json::Value) -> Result<(), custos_store::StoreError> {
+        let mut e = self.event(EventKind::RunStarted);
+        e.detail = detail;
+        if let Some(obj) = e.detail.as_object_mut() {
+            obj.insert("server".into(), json!(self.server));
+            obj.insert("owner".into(), json!(self.agent.owner));
+        }
+        self.audit.append(vec![e]).await.map(|_| ())
+    }
+
+    /// Records the end of the run and waits until every event is durable.
+    pub async fn end(&self, reason: &str) {
+        let mut e = self.event(EventKind::RunEnded);
+        e.detail = json!({ "reason": reason, "steps": self.steps.load(Ordering::SeqCst) });
+        if let Err(err) = self.audit.append(vec![e]).await {
+            tracing::error!("cannot record the end of run `{}`: {err}", self.run);
+        }
+        if let Err(err) = self.audit.flush().await {
+            tracing::error!("cannot flush the audit log: {err}");
+        }
+    }
+
+    fn with_tools<T>(&self, f: impl FnOnce(&mut std::collections::HashMap<String, ToolDescriptor>) -> T) -> T {
+        f(&mut self.tools.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    async fn protocol_error(&self, side: Side, code: i64, reason: &str, frame: &[u8], method: Option<&str>) {
+        let mut e = self.event(EventKind::ProtocolError);
+        e.detail = json!({
+            "from": side.as_str(),
+            "code": code,
+            "reason": reason,
+            "bytes": frame.len(),
+            "sha256": Digest::of(frame),
+            "method": method,
+        });
+        if let Err(err) = self.audit.append(vec![e]).await {
+            tracing::error!("cannot record a protocol error: {err}");
+        }
+    }
+
+    // ---------------------------------------------------------------- client → upstream
+
+    /// A frame from the client.
+    pub async fn from_client(&self, frame: Frame) -> Outcome {
+        let raw = match frame {
+            Frame::Line(raw) => raw,
+            Frame::Oversized { prefix, total } => return self.client_oversized(&prefix, total).await,
+        };
+        let msg = match Message::parse(raw) {
+            Ok(msg) => msg,
+            Err(err) => return self.client_malformed(err).await,
+        };
+        match &msg.kind {
+            MessageKind::Request { id, method } if method == "tools/call" => {
+                let id = id.clone();
+                self.tool_call(&id, msg).await
+            }
+            MessageKind::Request { id, method } => {
+                if method == "initialize" {
+                    self.set_negotiated(custos_mcp::protocol::stated_version(method, msg.params.as_deref()));
+                }
+                match self.pending.insert(id, method) {
+                    Ok(()) => Outcome::Forward(msg.raw),
+                    Err(refused) => self.refuse_pending(id, method, refused, &msg.raw).await,
+                }
+            }
+            MessageKind::Notification { method } => {
+                if method == "notifications/cancelled" {
+                    if let Some(id) = cancelled_request_id(&msg) {
+                        self.pending.mark_cancelled(&id);
+                    }
+                }
+                Outcome::Forward(msg.raw)
+            }
+            // The client's answers to server-to-client requests (sampling, roots, elicitation).
+            MessageKind::Response { .. } => Outcome::Forward(msg.raw),
+        }
+    }
+
+    async fn client_malformed(&self, err: MessageError) -> Outcome {
+        let reason = err.to_string();
+        self.protocol_error(Side::Client, err.code(), &reason, &[], None).await;
+        Outcome::Answer(error_response(err.id(), err.code(), &reason, None))
+    }
+
+    async fn client_oversized(&self, prefix: &[u8], total: usize) -> Outcome {
+        let sniffed = sniff::sniff(prefix);
+        let limit = self.limits.max_message_bytes;
+        let reason = format!("message of {total} bytes exceeds the limit of {limit} bytes");
+        self.protocol_error(Side::Client, codes::INVALID_REQUEST, &reason, prefix, sniffed.method.as_deref()).await;
+        let id = sniffed.raw_id();
+        Outcome::Answer(error_response(
+            id.as_deref(),
+            codes::INVALID_REQUEST,
+            &reason,
+            Some(json!({ "limit": limit, "size": total })),
+        ))
+    }
+
+    async fn refuse_pending(&self, id: &RawValue, method: &str, refused: Refused, raw: &[u8]) -> Outcome {
+        let reason = match refused {
+            Refused::DuplicateId => format!("request id `{}` is already in use by an unanswered request", id.get()),
+            Refused::Full => format!(
+                "too many unanswered requests (limit {}); retry when earlier ones complete",
+                self.limits.max_pending_requests
+            ),
+        };
+        self.protocol_error(Side::Client, codes::INVALID_REQUEST, &reason, raw, Some(method)).await;
+        Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
+    }
+
+    fn set_negotiated(&self, version: Option<String>) {
+        if let Some(v) = version {
+            *self.negotiated.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
+        }
+    }
+
+    fn negotiated(&self) -> Option<String> {
+        self.negotiated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Stages 1–5 for one `tools/call`.
+    async fn tool_call(&self, id: &RawValue, msg: Message) -> Outcome {
+        let params = match ToolCallParams::from_message(&msg) {
+            Ok(p) => p,
+            Err(reason) => {
+                self.protocol_error(Side::Client, codes::INVALID_PARAMS, &reason, &msg.raw, Some("tools/call")).await;
+                return Outcome::Answer(error_response(Some(id), codes::INVALID_PARAMS, &reason, None));
+            }
+        };
+        // Reserve the id before recording anything, so a duplicate is refused, not audited twice.
+        if let Err(refused) = self.pending.insert(id, "tools/call") {
+            return self.refuse_pending(id, "tools/call", refused, &msg.raw).await;
+        }
+
+        // 1. attribute
+        let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        let tool = ToolRef::new(&self.server, &params.name);
+        let arguments = params.arguments();
+        let protocol =
+            custos_mcp::protocol::stated_version("tools/call", msg.params.as_deref()).or_else(|| self.negotiated());
+
+        // 2. classify
+        let descriptor = self.with_tools(|t| t.get(&params.name).cloned());
+        let class = self.classes.classify(&params.name, descriptor.as_ref());
+        let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
+
+        // 3. decide
+        let info = ToolInfo { tool: &tool, class, annotations };
+        let decision = self.policy.decide(&CallRequest {
+            agent: &self.agent,
+            tool: info,
+            arguments: &arguments,
+            run_id: &self.run.0,
+            step,
+            labels: &[],
+        });
+
+        // 4. audit, durably, before anything is forwarded
+        let mut requested = self.event(EventKind::CallRequested);
+        requested.step = Some(step);
+        requested.tool = Some(tool.clone());
+        requested.detail = json!({
+            "request_id": id.get(),
+            "class": class,
+            "protocol": protocol,
+            "arguments_sha256": Digest::of_json(&arguments),
+            "descriptor_sha256": descriptor.as_ref().map(|d| d.digest),
+            "owner": self.agent.owner,
+        });
+        if self.audit_config.record_arguments {
+            if let Some(obj) = requested.detail.as_object_mut() {
+                obj.insert("arguments".into(), arguments.clone());
+            }
+        }
+        let mut decided = self.event(EventKind::CallDecided);
+        decided.step = Some(step);
+        decided.tool = Some(tool.clone());
+        decided.decision = Some(decision.as_str().to_owned());
+        decided.detail = json!({ "policies": decision.policies(), "reason": decision.explain() });
+
+        if let Err(err) = self.audit.append(vec![requested, decided]).await {
+            self.pending.remove(id);
+            tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
+            return Outcome::Answer(error_response(
+                Some(id),
+                codes::AUDIT_UNAVAILABLE,
+                &format!("call to `{tool}` refused: the audit log cannot be written"),
+                None,
+            ));
+        }
+
+        // 5. forward or answer
+        if decision.is_allow() {
+            self.pending.set_call(id, CallInFlight { tool, step, started: Instant::now() });
+            Outcome::Forward(msg.raw)
+        } else {
+            self.pending.remove(id);
+            Outcome::Answer(error_response(
+                Some(id),
+                codes::DENIED,
+                &format!("custos denied `{tool}`: {}", decision.explain()),
+                Some(json!({
+                    "policies": decision.policies(),
+                    "run": self.run.0,
+                    "step": step,
+                })),
+            ))
+        }
+    }
+
+    // ---------------------------------------------------------------- upstream → client
+
+    /// A frame from the upstream server.
+    pub async fn from_upstream(&self, frame: Frame) -> Outcome {
+        let raw = match frame {
+            Frame::Line(raw) => raw,
+            Frame::Oversized { prefix, total } => return self.upstream_oversized(&prefix, total).await,
+        };
+        let msg = match Message::parse(raw) {
+            Ok(msg) => msg,
+            Err(err) => {
+                // Nothing the client could match it to: record it and drop it.
+                tracing::warn!("dropping a malformed message from the upstream: {err}");
+                self.protocol_error(Side::Upstream, err.code(), &err.to_string(), &[], None).await;
+                return Outcome::Drop;
+            }
+        };
+        let MessageKind::Response { id, is_error } = &msg.kind else {
+            // Server-to-client requests and notifications pass through as they are.
+            return Outcome::Forward(msg.raw);
+        };
+        let Some(pending) = self.pending.remove(id) else {
+            // An answer to nothing we forwarded (e.g. after a cancel): the client decides.
+            return Outcome::Forward(msg.raw);
+        };
+        if let Some(call) = &pending.call {
+            return self.call_finished(id, call, *is_error, pending.cancelled, msg.raw).await;
+        }
+        match pending.method.as_str() {
+            "tools/list" if !is_error => self.tools_listed(msg.raw).await,
+            "initialize" if !is_error => {
+                self.set_negotiated(negotiated_version(&msg.raw));
+                Outcome::Forward(msg.raw)
+            }
+            _ => Outcome::Forward(msg.raw),
+        }
+    }
+
+    /// Stage 6: the result of an allowed call, recorded before the client sees it.
+    async fn call_finished(
+        &self,
+        id: &RawValue,
+        call: &CallInFlight,
+        is_error: bool,
+        cancelled: bool,
+        raw: Vec<u8>,
+    ) -> Outcome {
+        let result = result_member(&raw);
+        let tool_error = result.as_ref().is_some_and(|r| r.get("isError") == Some(&json!(true)));
+        let outcome = if is_error {
+            "error"
+        } else if tool_error {
+            "tool_error"
+        } else {
+            "ok"
+        };
+        let mut e = self.event(EventKind::CallFinished);
+        e.step = Some(call.step);
+        e.tool = Some(call.tool.clone());
+        e.detail = json!({
+            "request_id": id.get(),
+            "outcome": outcome,
+            "cancelled": cancelled,
+            "duration_ms": u64::try_from(call.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "bytes": raw.len(),
+            "sha256": Digest::of(&raw),
+            "error": if is_error { error_member(&raw) } else { None },
+        });
+        if self.audit_config.record_results {
+            if let (Some(obj), Some(result)) = (e.detail.as_object_mut(), result) {
+                obj.insert("result".into(), result);
+            }
+        }
+        match self.audit.append(vec![e]).await {
+            Ok(_) => Outcome::Forward(raw),
+            Err(err) => {
+                tracing::error!("withholding the result of `{}` (step {}): {err}", call.tool, call.step);
+                Outcome::Forward(error_response(
+                    Some(id),
+                    codes::AUDIT_UNAVAILABLE,
+                    &format!("result of `{}` withheld: the audit log cannot be written", call.tool),
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// A `tools/list` result: into the inventory, then filtered for this agent.
+    async fn tools_listed(&self, raw: Vec<u8>) -> Outcome {
+        let Some(listing) = ToolsListing::parse(&self.server, &raw) else {
+            return Outcome::Forward(raw);
+        };
+        let descriptors = listing.descriptors();
+        if let Err(err) = self.audit.observe_tools(descriptors.clone(), self.event(EventKind::ToolSeen)).await {
+            // The list is only information; the calls made from it are each decided and
+            // recorded (or refused) on their own.
+            tracing::error!("cannot record the tool inventory: {err}");
+        }
+        self.with_tools(|t| {
+            for d in &descriptors {
+                t.insert(d.tool.name.clone(), d.clone());
+            }
+        });
+        if self.tools_list == ToolsListMode::Show {
+            return Outcome::Forward(raw);
+        }
+        let filtered = listing.filtered(|d| {
+            let class = self.classes.classify(&d.tool.name, Some(d));
+            let info = ToolInfo { tool: &d.tool, class, annotations: d.raw.get("annotations") };
+            self.policy.may_ever_allow(&self.agent, &info)
+        });
+        Outcome::Forward(filtered.unwrap_or(raw))
+    }
+
+    async fn upstream_oversized(&self, prefix: &[u8], total: usize) -> Outcome {
+        let sniffed = sniff::sniff(prefix);
+        let limit = self.limits.max_message_bytes;
+        let reason = format!("upstream message of {total} bytes exceeds the limit of {limit} bytes");
+        self.protocol_error(Side::Upstream, codes::INTERNAL_ERROR, &reason, prefix, sniffed.method.as_deref()).await;
+        let Some(id) = sniffed.raw_id() else { return Outcome::Drop };
+        let Some(pending) = self.pending.remove(&id) else { return Outcome::Drop };
+        if let Some(call) = &pending.call {
+            let mut e = self.event(EventKind::CallFinished);
+            e.step = Some(call.step);
+            e.tool = Some(call.tool.clone());
+            e.detail = json!({ "request_id": id.get(), "outcome": "error", "reason": reason, "bytes": total });
+            if let Err(err) = self.audit.append(vec![e]).await {
+                tracing::error!("cannot record the end of step {}: {err}", call.step);
+            }
+        }
+        Outcome::Forward(error_response(Some(&id), codes::INTERNAL_ERROR, &reason, None))
+    }
+
+    /// The upstream is gone: every request still waiting gets an error, and the exit is recorded.
+    /// Returns the answers for the client.
+    pub async fn upstream_gone(&self, status: &str) -> Vec<Vec<u8>> {
+        let mut events = Vec::new();
+        let mut answers = Vec::new();
+        for p in self.pending.drain() {
+            let reason = format!("upstream `{}` exited ({status}) before answering", self.server);
+            if let Some(call) = &p.call {
+                let mut e = self.event(EventKind::CallFinished);
+                e.step = Some(call.step);
+                e.tool = Some(call.tool.clone());
+                e.detail = json!({ "request_id": p.id.get(), "outcome": "upstream_exited", "reason": reason });
+                events.push(e);
+            }
+            answers.push(error_response(Some(&p.id), codes::UPSTREAM_UNAVAILABLE, &reason, None));
+        }
+        let mut exited = self.event(EventKind::UpstreamExited);
+        exited.detail = json!({ "server": self.server, "status": status, "unanswered": answers.len() });
+        events.push(exited);
+        if let Err(err) = self.audit.append(events).await {
+            tracing::error!("cannot record the upstream's exit: {err}");
+        }
+        answers
+    }
+}
+
+/// `params.requestId` of a `notifications/cancelled`.
+fn cancelled_request_id(msg: &Message) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Cancelled {
+        #[serde(rename = "requestId")]
+        request_id: Box<RawValue>,
+    }
+    serde_json::from_str::<Cancelled>(msg.params.as_ref()?.get()).ok().map(|c| c.request_id)
+}
+
+fn result_member(raw: &[u8]) -> Option<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct R {
+        result: serde_json::Value,
+    }
+    serde_json::from_slice::<R>(raw).ok().map(|r| r.result)
+}
+
+fn error_member(raw: &[u8]) -> Option<serde_json::Value> {
+    #[derive(serde::Deserialize)]
+    struct E {
+        error: serde_json::Value,
+    }
+    let error = serde_json::from_slice::<E>(raw).ok()?.error;
+    Some(json!({ "code": error.get("code"), "message": error.get("message") }))
+}
+
+fn negotiated_version(raw: &[u8]) -> Option<String> {
+    result_member(raw)?.get("protocolVersion")?.as_str().map(str::to_owned)
+}

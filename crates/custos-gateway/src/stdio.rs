@@ -1,0 +1,273 @@
+//! The stdio transport: `custos run -- CMD ARGS…`.
+//!
+//! The client speaks MCP on our stdin/stdout; the upstream is CMD, a child process speaking MCP on
+//! its stdin/stdout. Its stderr is ours. Two pumps carry frames, one per direction; each keeps the
+//! order of its frames even while earlier ones wait for the audit log, by running the pipeline
+//! for up to `max_in_flight` frames at once and emitting results strictly in arrival order.
+//!
+//! Shutdown:
+//! - the client closes our stdin → the child's stdin is closed, it gets `shutdown_grace_ms` to
+//!   exit, then it is killed; the run ends normally;
+//! - the child exits first → every unanswered request gets an error, the exit is recorded, and
+//!   we exit non-zero saying so;
+//! - SIGINT or SIGTERM → as if the client had closed, then the log is flushed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use custos_mcp::FrameReader;
+
+use crate::pipeline::{Gateway, Outcome};
+
+/// How a stdio session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StdioExit {
+    /// The client closed its side; the child exited (or was stopped) after that.
+    ClientClosed { upstream: String },
+    /// The child exited while the client was still connected.
+    UpstreamExited { status: String },
+    /// A signal asked us to stop.
+    Signal(&'static str),
+}
+
+/// Errors that stop the transport before it serves.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    #[error("cannot start upstream `{program}`: {reason}")]
+    Spawn { program: String, reason: String },
+    #[error("an upstream command is required: custos run [OPTIONS] -- CMD [ARGS…]")]
+    NoCommand,
+    #[error("cannot record the start of the run: {0}")]
+    Audit(#[from] custos_store::StoreError),
+}
+
+type Pump = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// Runs one stdio session until the client or the upstream ends it.
+pub async fn serve_stdio<R, W>(
+    gateway: Arc<Gateway>,
+    command: &[String],
+    client_in: R,
+    client_out: W,
+    limits: custos_config::Limits,
+) -> Result<StdioExit, StdioError>
+where
+    R: AsyncBufRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| StdioError::Spawn { program: program.clone(), reason: e.to_string() })?;
+    let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        return Err(StdioError::Spawn { program: program.clone(), reason: "no pipes to the child".into() });
+    };
+
+    let program_name = std::path::Path::new(program).file_name().map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+    // Arguments can carry secrets (tokens on command lines); record their count, not their text.
+    gateway
+        .start(serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" }))
+        .await?;
+
+    let (to_client, client_writer) = writer(client_out);
+    let (to_child, child_writer) = writer(child_in);
+
+    let mut client_pump = Some(tokio::spawn(pump(
+        FrameReader::new(client_in, limits.max_message_bytes),
+        limits.max_in_flight,
+        gateway.clone(),
+        Direction::FromClient,
+        to_child.clone(),
+        to_client.clone(),
+    )));
+    let mut upstream_pump = Some(tokio::spawn(pump(
+        FrameReader::new(BufReader::new(child_out), limits.max_message_bytes),
+        limits.max_in_flight,
+        gateway.clone(),
+        Direction::FromUpstream,
+        to_client.clone(),
+        to_child.clone(),
+    )));
+
+    let grace = Duration::from_millis(limits.shutdown_grace_ms);
+    let exit = tokio::select! {
+        _ = join(&mut client_pump) => {
+            // Everything the client sent has been forwarded; now close the child's stdin and
+            // give it time to exit, passing on whatever it still says.
+            close(&to_child).await;
+            let upstream = wait_status(&mut child, grace).await;
+            let _ = tokio::time::timeout(grace, join(&mut upstream_pump)).await;
+            StdioExit::ClientClosed { upstream }
+        }
+        _ = join(&mut upstream_pump) => {
+            let status = wait_status(&mut child, grace).await;
+            for answer in gateway.upstream_gone(&status).await {
+                let _ = to_client.send(answer).await;
+            }
+            StdioExit::UpstreamExited { status }
+        }
+        signal = shutdown_signal() => {
+            close(&to_child).await;
+            let _ = wait_status(&mut child, grace).await;
+            StdioExit::Signal(signal)
+        }
+    };
+    // Stop both pumps, so that every sender to the writers is gone and they can finish.
+    for pump in [client_pump.take(), upstream_pump.take()].into_iter().flatten() {
+        pump.abort();
+        let _ = pump.await;
+    }
+    drop(to_client);
+    drop(to_child);
+    let reason = match &exit {
+        StdioExit::ClientClosed { .. } => "client closed".to_owned(),
+        StdioExit::UpstreamExited { status } => format!("upstream exited ({status})"),
+        StdioExit::Signal(s) => format!("signal {s}"),
+    };
+    gateway.end(&reason).await;
+    // Let the client writer drain what is already queued.
+    let _ = client_writer.await;
+    child_writer.abort();
+    Ok(exit)
+}
+
+/// Waits for a pump task, once: afterwards the slot is empty so it is never polled again.
+async fn join(slot: &mut Option<tokio::task::JoinHandle<()>>) {
+    match slot.as_mut() {
+        Some(handle) => {
+            let _ = handle.await;
+            *slot = None;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Asks a writer to close its output after what is already queued.
+async fn close(tx: &mpsc::Sender<Vec<u8>>) {
+    // INVARIANT: frames are never empty (the reader skips blank lines and answers are JSON), so
+    // an empty frame can mean "close".
+    let _ = tx.send(Vec::new()).await;
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    FromClient,
+    FromUpstream,
+}
+
+/// Reads frames, runs them through the pipeline with bounded concurrency, and sends the outcomes
+/// in arrival order: forwards to `onward`, answers to `back`.
+async fn pump<R: AsyncBufRead + Unpin>(
+    mut reader: FrameReader<R>,
+    max_in_flight: usize,
+    gateway: Arc<Gateway>,
+    direction: Direction,
+    onward: mpsc::Sender<Vec<u8>>,
+    back: mpsc::Sender<Vec<u8>>,
+) {
+    let mut in_flight: FuturesOrdered<Pump> = FuturesOrdered::new();
+    let mut reading = true;
+    loop {
+        tokio::select! {
+            // INVARIANT: outcomes leave in the order their frames arrived; FuturesOrdered yields
+            // in push order no matter which future finishes first.
+            Some(outcome) = in_flight.next(), if !in_flight.is_empty() => {
+                let sent = match outcome {
+                    Outcome::Forward(bytes) => onward.send(bytes).await,
+                    Outcome::Answer(bytes) => back.send(bytes).await,
+                    Outcome::Drop => Ok(()),
+                };
+                if sent.is_err() {
+                    return;
+                }
+            }
+            frame = reader.next_frame(), if reading && in_flight.len() < max_in_flight => {
+                match frame {
+                    Ok(Some(frame)) => {
+                        let gw = gateway.clone();
+                        in_flight.push_back(Box::pin(async move {
+                            match direction {
+                                Direction::FromClient => gw.from_client(frame).await,
+                                Direction::FromUpstream => gw.from_upstream(frame).await,
+                            }
+                        }));
+                    }
+                    Ok(None) => reading = false,
+                    Err(err) => {
+                        tracing::warn!("read error: {err}");
+                        reading = false;
+                    }
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+/// A task that writes each frame as one line and flushes; returns its sender.
+fn writer<W: AsyncWrite + Unpin + Send + 'static>(mut out: W) -> (mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
+    let task = tokio::spawn(async move {
+        while let Some(mut frame) = rx.recv().await {
+            if frame.is_empty() {
+                break;
+            }
+            frame.push(b'\n');
+            if out.write_all(&frame).await.is_err() || out.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = out.shutdown().await;
+    });
+    (tx, task)
+}
+
+/// Waits up to `grace` for the child to exit, then kills it; describes how it ended.
+async fn wait_status(child: &mut Child, grace: Duration) -> String {
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(Ok(status)) => describe(status),
+        Ok(Err(err)) => format!("unknown status: {err}"),
+        Err(_) => {
+            let _ = child.kill().await;
+            match child.wait().await {
+                Ok(status) => format!("killed after {} ms grace ({})", grace.as_millis(), describe(status)),
+                Err(err) => format!("killed; status unknown: {err}"),
+            }
+        }
+    }
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("signal {sig}"),
+        _ => status.to_string(),
+    }
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers we simply never stop on a signal here; the default action
+        // (terminate) still applies to the process.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

@@ -1,0 +1,157 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "custos", version, about = "A governance gateway for AI agent tool calls", propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a starter config, a Cedar schema and an example policy set
+    Init(InitArgs),
+    /// Wrap one stdio MCP server: use as the server command in an MCP client's configuration
+    Run(RunArgs),
+    /// Validate and explain policies
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Check, search and follow the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where the config is, and an optional data directory that overrides it.
+#[derive(Debug, Args, Clone)]
+pub struct Location {
+    /// The config file [default: ./custos.toml]
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The data directory holding the audit database [default: from the config, `.custos/` beside it]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Where to write the files
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite files that already exist
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The agent making the calls [default: `default_agent` from the config]
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    /// The run these calls belong to [default: a new id per process]
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// The upstream's name, as tools are named `SERVER/TOOL` [default: the only server in the
+    /// config, else the command's file name]
+    #[arg(long, value_name = "NAME")]
+    pub server: Option<String>,
+    /// The MCP server command and its arguments [default: the server's `command` in the config]
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Parse and validate every policy file against the schema
+    Check {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Decide one call and show the policies that decided it
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The calling agent
+    #[arg(long, value_name = "ID")]
+    pub agent: String,
+    /// The tool, as SERVER/TOOL
+    #[arg(long, value_name = "SERVER/TOOL")]
+    pub tool: String,
+    /// The call's arguments as a JSON object
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    pub args: String,
+    /// The tool's class [default: from the config and the tool inventory]
+    #[arg(long, value_name = "CLASS")]
+    pub class: Option<String>,
+    /// Print the explanation as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of the whole log
+    Verify {
+        #[command(flatten)]
+        location: Location,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Search the log
+    Query(QueryArgs),
+    /// Show the latest events, and with -f keep following
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    pub location: Location,
+    #[arg(long, value_name = "ID")]
+    pub agent: Option<String>,
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// SERVER/TOOL, or SERVER/ for every tool of a server
+    #[arg(long, value_name = "TOOL")]
+    pub tool: Option<String>,
+    /// allow or deny
+    #[arg(long, value_name = "DECISION")]
+    pub decision: Option<String>,
+    /// An event kind, e.g. call.requested
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// An RFC 3339 time, or a duration back from now such as 15m or 2h
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// At most this many events (the oldest matching first)
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// One JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// How many of the latest events to show first
+    #[arg(short = 'n', long, default_value_t = 20)]
+    pub lines: usize,
+    /// Keep printing new events as they are appended
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// One JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,135 @@
+//! `custos run -- CMD ARGS…`: one stdio MCP server, governed.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use custos_config::Config;
+use custos_core::{RunId, ToolDescriptor};
+use custos_gateway::{serve_stdio, Gateway, GatewaySpec, StdioExit};
+use custos_policy::{PolicyEngine, SchemaSource};
+use custos_store::{AuditLog, EventQuery, Store};
+
+use crate::cli::RunArgs;
+use crate::context;
+use crate::Failure;
+
+pub fn run(args: RunArgs) -> Result<(), Failure> {
+    let config = context::load_config(&args.location)?;
+    let agent_id = args
+        .agent
+        .clone()
+        .or_else(|| config.default_agent.as_ref().map(|a| a.0.clone()))
+        .ok_or_else(|| Failure::usage("no agent: pass --agent ID or set `default_agent` in the config"))?;
+    let agent = config.agent(&agent_id).cloned().ok_or_else(|| {
+        Failure::usage(format!("unknown agent `{agent_id}`: declare it under [[agents]] in `{}`", config.path.display()))
+    })?;
+    let (server, command) = upstream(&config, args.server.as_deref(), args.command)?;
+    let policy = Arc::new(load_policy(&config)?);
+
+    let store = context::open_for_writing(&config.data_dir)?;
+    let run = RunId(args.run.unwrap_or_else(new_run_id));
+    let first_step_after = last_step(&store, &run)?;
+    let known_tools = store
+        .tools()
+        .map_err(Failure::runtime)?
+        .into_iter()
+        .filter(|t| t.tool.server == server.name)
+        .filter_map(|t| ToolDescriptor::from_listing(&server.name, t.descriptor))
+        .collect();
+
+    let runtime = super::runtime()?;
+    let exit = runtime.block_on(async {
+        let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
+        let gateway = Arc::new(Gateway::new(GatewaySpec {
+            agent,
+            run,
+            first_step_after,
+            server: server.name.clone(),
+            classes: server.classes.clone(),
+            policy,
+            audit: audit.clone(),
+            tools_list: config.policy.tools_list,
+            audit_config: config.audit.clone(),
+            limits: config.limits,
+            known_tools,
+        }));
+        let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+        let result = serve_stdio(gateway, &command, stdin, tokio::io::stdout(), config.limits).await;
+        audit.shutdown().await;
+        result.map_err(Failure::usage)
+    })?;
+    // Do not wait for a blocked stdin read to notice: the session is over.
+    runtime.shutdown_background();
+    match exit {
+        StdioExit::UpstreamExited { status } => {
+            Err(Failure::runtime(format!("upstream `{}` exited ({status}); unanswered requests were failed", server.name)))
+        }
+        StdioExit::ClientClosed { .. } | StdioExit::Signal(_) => Ok(()),
+    }
+}
+
+/// The upstream's name and classification rules, and the command that starts it.
+fn upstream(
+    config: &Config,
+    name: Option<&str>,
+    command: Vec<String>,
+) -> Result<(custos_config::ServerConfig, Vec<String>), Failure> {
+    let server = match name {
+        Some(name) => match config.server(name) {
+            Some(s) => s.clone(),
+            None if config.servers.is_empty() => unconfigured(name),
+            None => {
+                return Err(Failure::usage(format!(
+                    "unknown server `{name}`: declare it under [[servers]] in `{}`",
+                    config.path.display()
+                )))
+            }
+        },
+        None => match config.servers.as_slice() {
+            [only] => only.clone(),
+            [] => {
+                let program = command.first().ok_or_else(|| {
+                    Failure::usage("no upstream command: custos run [OPTIONS] -- CMD [ARGS…]")
+                })?;
+                let stem = Path::new(program).file_stem().map_or_else(|| program.clone(), |s| s.to_string_lossy().into_owned());
+                unconfigured(&stem)
+            }
+            _ => return Err(Failure::usage("several servers are configured: name one with --server")),
+        },
+    };
+    let command = if command.is_empty() { server.command.clone().unwrap_or_default() } else { command };
+    if command.is_empty() {
+        return Err(Failure::usage(format!(
+            "no command for server `{}`: give one after `--` or set `command` under [[servers]]",
+            server.name
+        )));
+    }
+    Ok((server, command))
+}
+
+/// A server the config does not describe: its tools are all privileged (nothing is trusted).
+fn unconfigured(name: &str) -> custos_config::ServerConfig {
+    custos_config::ServerConfig {
+        name: name.to_owned(),
+        command: None,
+        classes: custos_config::ToolClasses::new(false, Default::default()),
+    }
+}
+
+pub fn load_policy(config: &Config) -> Result<PolicyEngine, Failure> {
+    let schema = config.policy.schema.clone().map_or(SchemaSource::Embedded, SchemaSource::File);
+    PolicyEngine::load(&schema, &config.policy.files).map_err(Failure::usage)
+}
+
+/// The highest step already recorded for `run`, so a named run that continues keeps counting.
+fn last_step(store: &dyn Store, run: &RunId) -> Result<u64, Failure> {
+    let events = store
+        .query(&EventQuery { run: Some(run.0.clone()), ..EventQuery::default() })
+        .map_err(Failure::runtime)?;
+    Ok(events.iter().filter_map(|e| e.event.step).max().unwrap_or(0))
+}
+
+/// A fresh run id: time and process id make it unique on this machine.
+fn new_run_id() -> String {
+    format!("run-{}-{}", custos_gateway::now_ms(), std::process::id())
+}
