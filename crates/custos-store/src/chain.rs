@@ -1,0 +1,520 @@
+//! The hash chain: how an event becomes a stored body and digest, and how a stored log is
+//! walked and its first problem classified.
+//!
+//! Nothing here knows which database holds the rows, so every store implementation encodes and
+//! verifies exactly the same way and a log can move between them.
+//!
+//! # Body
+//!
+//! An event's body is the canonical JSON ([`custos_core::canonical_json`]) of
+//! `{"seq","prev","time_ms","kind","agent","run","step","tool","decision","detail"}`, where
+//! `prev` is the previous event's digest in hex ([`Digest::ZERO`] for event 1), and its digest
+//! is SHA-256 of those bytes. Because `seq` and `prev` are inside what is hashed, an event cannot
+//! be changed, removed, moved or inserted without breaking a digest or a link.
+//!
+//! The columns a store keeps beside the body for searching (kind, time, agent, ...) are derived
+//! from it; verification checks they still agree, so a search cannot be steered by editing them.
+
+use std::fmt;
+
+use custos_core::{canonical_json, Digest, NewEvent};
+use serde_json::{Map, Value};
+
+use crate::error::StoreError;
+
+/// The columns derived from the body for searching, in the order [`derived_columns`] fills them.
+pub(crate) const DERIVED_COLUMNS: [&str; 7] = ["kind", "time_ms", "agent", "run", "step", "tool", "decision"];
+
+/// One database cell, as far as the chain cares: enough to compare a derived column with the
+/// body without tying this module to a driver.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    /// A real or a blob: never what the store writes, so it never matches.
+    Other,
+}
+
+impl Cell {
+    fn opt_text(s: Option<String>) -> Self {
+        s.map_or(Self::Null, Self::Text)
+    }
+}
+
+/// An event ready to insert: its body, digest and derived columns.
+#[derive(Debug)]
+pub(crate) struct Encoded {
+    pub body: String,
+    pub hash: Digest,
+    pub columns: [Cell; 7],
+}
+
+/// Encodes `event` as event number `seq` chained to `prev`.
+pub(crate) fn encode(seq: u64, prev: &Digest, event: &NewEvent) -> Result<Encoded, StoreError> {
+    let columns = derived_columns(event)?;
+    let mut body = Map::new();
+    body.insert("seq".into(), Value::from(seq));
+    body.insert("prev".into(), Value::from(prev.to_hex()));
+    body.insert("time_ms".into(), Value::from(event.time_ms));
+    body.insert("kind".into(), Value::from(event.kind.as_str()));
+    body.insert("agent".into(), Value::from(event.agent.as_ref().map(|a| a.0.clone())));
+    body.insert("run".into(), Value::from(event.run.as_ref().map(|r| r.0.clone())));
+    body.insert("step".into(), Value::from(event.step));
+    body.insert("tool".into(), Value::from(event.tool.as_ref().map(ToString::to_string)));
+    body.insert("decision".into(), Value::from(event.decision.clone()));
+    body.insert("detail".into(), event.detail.clone());
+    let bytes = canonical_json(&Value::Object(body));
+    let hash = Digest::of(&bytes);
+    let body = String::from_utf8(bytes)
+        .map_err(|e| StoreError::Internal { reason: format!("canonical json is not utf-8: {e}") })?;
+    Ok(Encoded { body, hash, columns })
+}
+
+/// The searchable columns of `event`, in [`DERIVED_COLUMNS`] order.
+pub(crate) fn derived_columns(event: &NewEvent) -> Result<[Cell; 7], StoreError> {
+    let step = match event.step {
+        None => Cell::Null,
+        Some(step) => Cell::Int(
+            i64::try_from(step)
+                .map_err(|_| StoreError::InvalidEvent { reason: format!("step {step} is out of range") })?,
+        ),
+    };
+    Ok([
+        Cell::Text(event.kind.as_str().to_owned()),
+        Cell::Int(event.time_ms),
+        Cell::opt_text(event.agent.as_ref().map(|a| a.0.clone())),
+        Cell::opt_text(event.run.as_ref().map(|r| r.0.clone())),
+        step,
+        Cell::opt_text(event.tool.as_ref().map(ToString::to_string)),
+        Cell::opt_text(event.decision.clone()),
+    ])
+}
+
+/// A body read back: its claimed position and link, and the event.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    pub seq: u64,
+    pub prev: Digest,
+    pub event: NewEvent,
+}
+
+/// Why a body could not be read back.
+#[derive(Debug)]
+pub(crate) enum DecodeError {
+    NotJson,
+    Malformed(String),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotJson => f.write_str("content is not valid json"),
+            Self::Malformed(why) => write!(f, "content is not a well-formed event: {why}"),
+        }
+    }
+}
+
+/// Reads a stored body back into an event.
+pub(crate) fn decode(body: &str) -> Result<Decoded, DecodeError> {
+    let value: Value = serde_json::from_str(body).map_err(|_| DecodeError::NotJson)?;
+    let seq =
+        value.get("seq").and_then(Value::as_u64).ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
+    let prev = value
+        .get("prev")
+        .and_then(Value::as_str)
+        .and_then(|p| p.parse::<Digest>().ok())
+        .ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?;
+    // `seq` and `prev` are not fields of `NewEvent`; deserializing ignores them.
+    let event = serde_json::from_value::<NewEvent>(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(Decoded { seq, prev, event })
+}
+
+/// The outcome of walking the whole log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerifyReport {
+    /// Every event is intact and linked to the one before it. `head` is the last event's digest:
+    /// record it elsewhere to detect later truncation or rewriting of the tail, which no chain
+    /// can detect on its own.
+    Ok { count: u64, head: Option<Digest> },
+    /// The first problem found walking in `seq` order; events after it were not checked.
+    Broken { seq: u64, problem: Tamper, detail: String },
+}
+
+impl VerifyReport {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Self::Ok { .. })
+    }
+}
+
+/// What kind of tampering (or damage) the first problem looks like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Tamper {
+    /// An event's content, digest or searchable columns were changed, or an event was rewritten
+    /// with a recomputed digest that its successor does not link to.
+    Modified,
+    /// An event is missing: a gap in numbering, or later events renumbered to close it.
+    Deleted,
+    /// An event that was never appended sits in the log.
+    Inserted,
+    /// Events are out of their original order.
+    Reordered,
+}
+
+impl Tamper {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Modified => "modified",
+            Self::Deleted => "deleted",
+            Self::Inserted => "inserted",
+            Self::Reordered => "reordered",
+        }
+    }
+}
+
+impl fmt::Display for Tamper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One stored row as a store reads it for verification.
+#[derive(Debug)]
+pub(crate) struct RawRow {
+    /// The row's own sequence number (the primary key), which may disagree with the body's.
+    pub seq: i64,
+    pub hash: Cell,
+    pub body: Cell,
+    /// In [`DERIVED_COLUMNS`] order.
+    pub columns: [Cell; 7],
+}
+
+/// Walks `rows`, which must come in ascending row `seq` order, and reports the first problem.
+///
+/// Streaming: it holds the current row, one row of lookahead and two digests, whatever the
+/// length of the log. Errors from `rows` (the database failing mid-walk) are passed through.
+pub(crate) fn verify_rows<E>(rows: impl Iterator<Item = Result<RawRow, E>>) -> Result<VerifyReport, E> {
+    let mut rows = rows.map(|r| r.map(inspect)).peekable();
+    let mut walk = Walk { expected: 1, last: Digest::ZERO, before_last: None };
+    while let Some(row) = rows.next() {
+        let row = row?;
+        // The next row is consulted to tell a swap from a renumbering and to tell which side of a
+        // broken link was rewritten. A next row that fails its own checks gives no evidence.
+        let next = match rows.peek() {
+            Some(Ok(Inspected { checked: Ok(next), .. })) => Some(next),
+            _ => None,
+        };
+        if let Some(broken) = walk.step(&row, next) {
+            return Ok(broken);
+        }
+    }
+    let count = walk.expected.saturating_sub(1);
+    Ok(VerifyReport::Ok { count, head: (count > 0).then_some(walk.last) })
+}
+
+/// A row after the checks that need no other row.
+#[derive(Debug)]
+struct Inspected {
+    seq: i64,
+    /// `Err` holds the detail of a [`Tamper::Modified`] finding.
+    checked: Result<Checked, String>,
+}
+
+/// What a row that is consistent with itself claims about its place in the chain.
+#[derive(Debug)]
+struct Checked {
+    body_seq: u64,
+    prev: Digest,
+    hash: Digest,
+}
+
+fn inspect(row: RawRow) -> Inspected {
+    Inspected { seq: row.seq, checked: check_row(&row) }
+}
+
+/// Checks a row against itself: digest, body and derived columns.
+fn check_row(row: &RawRow) -> Result<Checked, String> {
+    let n = row.seq;
+    let Cell::Text(body) = &row.body else {
+        return Err(format!("event {n}: content is not text"));
+    };
+    let Cell::Text(stored) = &row.hash else {
+        return Err(format!("event {n}: stored digest is not text"));
+    };
+    let hash = Digest::of(body.as_bytes());
+    if hash.to_hex() != *stored {
+        return Err(format!("event {n}: stored digest does not match its content"));
+    }
+    let decoded = decode(body).map_err(|e| format!("event {n}: {e}"))?;
+    let expected = derived_columns(&decoded.event)
+        .map_err(|_| format!("event {n}: content is not a well-formed event: step out of range"))?;
+    for ((name, want), got) in DERIVED_COLUMNS.iter().zip(&expected).zip(&row.columns) {
+        if want != got {
+            return Err(format!("event {n}: column `{name}` does not match its content"));
+        }
+    }
+    Ok(Checked { body_seq: decoded.seq, prev: decoded.prev, hash })
+}
+
+/// The state of a walk: where it is and the last two digests.
+struct Walk {
+    /// The row number the next row must have; one more than the rows accepted so far.
+    expected: u64,
+    /// The digest of the last accepted row; [`Digest::ZERO`] before the first.
+    last: Digest,
+    /// The digest of the row before that, to recognise a link that skips an inserted event.
+    before_last: Option<Digest>,
+}
+
+impl Walk {
+    /// Accepts `row` or returns the first problem it shows.
+    fn step(&mut self, row: &Inspected, next: Option<&Checked>) -> Option<VerifyReport> {
+        let broken = |seq: u64, problem: Tamper, detail: String| Some(VerifyReport::Broken { seq, problem, detail });
+        let expected = self.expected;
+
+        // 1. Numbering: rows are read in order, so a row numbered past the expected one means
+        // the rows in between are gone.
+        let n = match u64::try_from(row.seq) {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                let detail = format!("a row numbered {} comes before event 1", row.seq);
+                return broken(0, Tamper::Inserted, detail);
+            }
+        };
+        if n > expected {
+            let detail = if n == expected.saturating_add(1) {
+                format!("event {expected} is missing")
+            } else {
+                format!("events {expected} to {} are missing", n.saturating_sub(1))
+            };
+            return broken(expected, Tamper::Deleted, detail);
+        }
+        if n < expected {
+            // Only a store that returns rows out of order gets here; say so rather than guess.
+            return broken(n, Tamper::Reordered, format!("event {n} is read out of order"));
+        }
+
+        // 2. The row against itself.
+        let checked = match &row.checked {
+            Ok(checked) => checked,
+            Err(detail) => return broken(n, Tamper::Modified, detail.clone()),
+        };
+
+        // 3. The row's number against the number its (intact) content claims.
+        let b = checked.body_seq;
+        let next_b = next.map(|c| c.body_seq);
+        if b > n {
+            if next_b == Some(n) {
+                let detail = format!("event {n}: swapped; its row holds event {b} and the next row holds event {n}");
+                return broken(n, Tamper::Reordered, detail);
+            }
+            // Everything after the hole moved down by the same amount: the hole was closed up.
+            if b == n.saturating_add(1) || next_b.is_none() || next_b == b.checked_add(1) {
+                let detail = if b == n.saturating_add(1) {
+                    format!("event {n} is missing: later events were renumbered to close the gap")
+                } else {
+                    format!(
+                        "events {n} to {} are missing: later events were renumbered to close the gap",
+                        b.saturating_sub(1)
+                    )
+                };
+                return broken(n, Tamper::Deleted, detail);
+            }
+            return broken(n, Tamper::Reordered, format!("event {n}: holds the content of event {b}"));
+        }
+        if b < n {
+            // The original event `b` was pushed down to row `n`: rows `b..n` were inserted before
+            // it, the first of them at row `b` (which looked intact on its own).
+            if b.saturating_add(1) == n || next_b.is_none() || next_b == b.checked_add(1) {
+                let detail = format!("event {b}: inserted; the original event {b} was pushed down to row {n}");
+                return broken(b, Tamper::Inserted, detail);
+            }
+            return broken(n, Tamper::Reordered, format!("event {n}: holds the content of event {b}"));
+        }
+
+        // 4. The link to the previous event.
+        if checked.prev != self.last {
+            if n == 1 {
+                let detail = "event 1: does not start the chain (its previous digest is not zero)";
+                return broken(1, Tamper::Modified, detail.to_owned());
+            }
+            let p = n.saturating_sub(1);
+            // If the next event does not link to this one either, this one was rewritten (and
+            // its digest recomputed): whatever it links to, it is not what was appended.
+            if next.is_some_and(|c| c.prev != checked.hash) {
+                let detail = format!(
+                    "event {n}: rewritten; it does not link to event {p} and the next event does not link to it"
+                );
+                return broken(n, Tamper::Modified, detail);
+            }
+            // This event is genuine (its successor links to it) and links past its predecessor:
+            // the predecessor was slipped in.
+            if self.before_last == Some(checked.prev) {
+                let detail = format!("event {p}: inserted; event {n} links to the event before it");
+                return broken(p, Tamper::Inserted, detail);
+            }
+            // This event is genuine but does not link to its predecessor: the predecessor was
+            // rewritten and its digest recomputed.
+            let detail = format!("event {p}: rewritten; event {n} does not link to its digest");
+            return broken(p, Tamper::Modified, detail);
+        }
+
+        self.before_last = Some(self.last);
+        self.last = checked.hash;
+        self.expected = n.saturating_add(1);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_core::{AgentId, EventKind, ToolRef};
+    use serde_json::json;
+
+    fn event(i: u64) -> NewEvent {
+        let mut e = NewEvent::new(EventKind::CallDecided, 1_000 + i as i64);
+        e.agent = Some(AgentId("bot".into()));
+        e.step = Some(i);
+        e.tool = Some(ToolRef::new("files", "read"));
+        e.decision = Some("allow".into());
+        e.detail = json!({"n": i});
+        e
+    }
+
+    /// A clean chain of `n` rows as a store would hold them.
+    fn chain(n: u64) -> Vec<RawRow> {
+        let mut prev = Digest::ZERO;
+        (1..=n)
+            .map(|seq| {
+                let enc = encode(seq, &prev, &event(seq)).unwrap();
+                prev = enc.hash;
+                row(seq as i64, enc)
+            })
+            .collect()
+    }
+
+    fn row(seq: i64, enc: Encoded) -> RawRow {
+        RawRow { seq, hash: Cell::Text(enc.hash.to_hex()), body: Cell::Text(enc.body), columns: enc.columns }
+    }
+
+    fn walk(rows: Vec<RawRow>) -> VerifyReport {
+        verify_rows(rows.into_iter().map(Ok::<_, ()>)).unwrap()
+    }
+
+    fn broken(report: &VerifyReport) -> (u64, Tamper) {
+        match report {
+            VerifyReport::Broken { seq, problem, .. } => (*seq, *problem),
+            VerifyReport::Ok { .. } => panic!("expected a broken chain"),
+        }
+    }
+
+    #[test]
+    fn body_is_canonical_json_with_every_key() {
+        let enc = encode(1, &Digest::ZERO, &event(1)).unwrap();
+        let expected = format!(
+            r#"{{"agent":"bot","decision":"allow","detail":{{"n":1}},"kind":"call.decided","prev":"{}","run":null,"seq":1,"step":1,"time_ms":1001,"tool":"files/read"}}"#,
+            Digest::ZERO.to_hex()
+        );
+        assert_eq!(enc.body, expected);
+        assert_eq!(enc.hash, Digest::of(expected.as_bytes()));
+    }
+
+    #[test]
+    fn body_decodes_to_the_same_event() {
+        let enc = encode(7, &Digest::of(b"p"), &event(7)).unwrap();
+        let dec = decode(&enc.body).unwrap();
+        assert_eq!((dec.seq, dec.prev, dec.event), (7, Digest::of(b"p"), event(7)));
+    }
+
+    #[test]
+    fn step_beyond_the_column_range_is_refused() {
+        let mut e = event(1);
+        e.step = Some(u64::MAX);
+        assert!(matches!(encode(1, &Digest::ZERO, &e), Err(StoreError::InvalidEvent { .. })));
+    }
+
+    #[test]
+    fn clean_chain_reports_count_and_head() {
+        let rows = chain(4);
+        let head = match &rows[3].hash {
+            Cell::Text(h) => h.parse::<Digest>().unwrap(),
+            _ => unreachable!(),
+        };
+        assert_eq!(walk(rows), VerifyReport::Ok { count: 4, head: Some(head) });
+        assert_eq!(walk(Vec::new()), VerifyReport::Ok { count: 0, head: None });
+    }
+
+    #[test]
+    fn link_that_skips_an_event_names_the_skipped_one_inserted() {
+        // Row 3 is a forgery linked to event 2, and what was event 3 was re-encoded as event 4
+        // (digest recomputed) but still links to event 2.
+        let mut rows = chain(2);
+        let h2 = match &rows[1].hash {
+            Cell::Text(h) => h.parse::<Digest>().unwrap(),
+            _ => unreachable!(),
+        };
+        let mut forged = event(3);
+        forged.decision = Some("deny".into());
+        let forged = encode(3, &h2, &forged).unwrap();
+        let shifted = encode(4, &h2, &event(3)).unwrap();
+        rows.push(row(3, forged));
+        rows.push(row(4, shifted));
+        assert_eq!(broken(&walk(rows)), (3, Tamper::Inserted));
+    }
+
+    #[test]
+    fn rewritten_link_names_the_side_that_changed() {
+        // Event 2 re-encoded with a different prev: neither neighbour links to it.
+        let mut rows = chain(3);
+        rows[1] = row(2, encode(2, &Digest::of(b"elsewhere"), &event(2)).unwrap());
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+
+        // Event 2 rewritten with a recomputed digest: event 3 no longer links to it.
+        let mut rows = chain(3);
+        let h1 = match &rows[0].hash {
+            Cell::Text(h) => h.parse::<Digest>().unwrap(),
+            _ => unreachable!(),
+        };
+        let mut e = event(2);
+        e.decision = Some("deny".into());
+        rows[1] = row(2, encode(2, &h1, &e).unwrap());
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+    }
+
+    #[test]
+    fn event_relinked_past_its_predecessor_is_modified_not_inserted() {
+        // Event 3 re-encoded to link to event 1: it looks like event 2 was inserted, but event 4
+        // does not link to event 3 either, so event 3 is the one that changed.
+        let mut rows = chain(4);
+        let h1 = match &rows[0].hash {
+            Cell::Text(h) => h.parse::<Digest>().unwrap(),
+            _ => unreachable!(),
+        };
+        rows[2] = row(3, encode(3, &h1, &event(3)).unwrap());
+        assert_eq!(broken(&walk(rows)), (3, Tamper::Modified));
+    }
+
+    #[test]
+    fn first_event_must_link_to_zero() {
+        let rows = vec![row(1, encode(1, &Digest::of(b"x"), &event(1)).unwrap())];
+        assert_eq!(broken(&walk(rows)), (1, Tamper::Modified));
+    }
+
+    #[test]
+    fn non_text_cells_are_modifications() {
+        let mut rows = chain(2);
+        rows[1].body = Cell::Other;
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+        let mut rows = chain(2);
+        rows[0].hash = Cell::Int(5);
+        assert_eq!(broken(&walk(rows)), (1, Tamper::Modified));
+    }
+
+    #[test]
+    fn rows_numbered_before_one_are_inserted() {
+        let mut rows = chain(1);
+        rows[0].seq = 0;
+        assert_eq!(broken(&walk(rows)), (0, Tamper::Inserted));
+    }
+}

@@ -1,0 +1,36 @@
+//! The Custos audit store: the tamper-evident audit log and the tool inventory, behind a trait.
+//!
+//! Every tool call is recorded here before it is forwarded; if it cannot be recorded, the call is
+//! refused. Events are numbered and hash-chained (each event's digest covers its number and its
+//! predecessor's digest), so `custos audit verify` can tell whether any event was modified,
+//! deleted, inserted or reordered, and which one first. The same database holds the inventory
+//! of tool descriptors seen in `tools/list` results, so a changed descriptor is noticed and
+//! logged.
+//!
+//! The embedded implementation is one SQLite file; a PostgreSQL implementation will come behind
+//! the same [`Store`] trait. Nothing outside this crate sees the database driver.
+//!
+//! # Layout
+//!
+//! - `store.rs`: the [`Store`] trait and the values that cross it ([`StoredEvent`],
+//!   [`EventQuery`], [`ToolSighting`], [`ToolRecord`], [`Write`]).
+//! - `chain.rs`: how an event becomes a canonical body and digest, and the streaming walk that
+//!   verifies a log and classifies its first problem ([`VerifyReport`], [`Tamper`]). Independent
+//!   of the database, so every store encodes and verifies identically.
+//! - `sqlite.rs`: [`SqliteStore`], the embedded store: schema, WAL and locking for several
+//!   processes sharing one file, queries. Its tests sit in `sqlite/`.
+//! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
+//!   commits many callers' writes in one transaction.
+//! - `error.rs`: [`StoreError`].
+
+mod chain;
+mod error;
+mod log;
+mod sqlite;
+mod store;
+
+pub use chain::{Tamper, VerifyReport};
+pub use error::StoreError;
+pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
+pub use sqlite::SqliteStore;
+pub use store::{EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult};

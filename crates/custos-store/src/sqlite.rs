@@ -1,0 +1,539 @@
+//! The embedded store: one SQLite file, shared safely by several processes.
+//!
+//! Several `custos run` proxies may share a data directory and so append to the same file at
+//! once. The file is in WAL mode (readers never block the writer), every commit is synced
+//! (`synchronous=FULL`), and every write transaction starts with `BEGIN IMMEDIATE`, which takes
+//! the file's write lock before reading anything: the chain's head is read inside that lock,
+//! never from a cache, so two processes can never chain two events to the same predecessor.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use custos_core::{Digest, EventKind, NewEvent, ToolDescriptor};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{
+    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
+use serde_json::json;
+
+use crate::chain::{self, Cell, RawRow, VerifyReport};
+use crate::error::StoreError;
+use crate::store::{EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult};
+
+/// The schema this code writes. A file with a newer version is refused, not misread.
+const SCHEMA_VERSION: i64 = 1;
+
+/// How long to wait for another process's write transaction before failing a write. Commits are
+/// short, so reaching this means a writer is stuck; failing lets the caller deny the call.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY,
+    hash     TEXT NOT NULL,
+    body     TEXT NOT NULL,
+    kind     TEXT,
+    time_ms  INTEGER,
+    agent    TEXT,
+    run      TEXT,
+    step     INTEGER,
+    tool     TEXT,
+    decision TEXT
+);
+CREATE INDEX IF NOT EXISTS events_kind ON events (kind);
+CREATE INDEX IF NOT EXISTS events_time ON events (time_ms);
+CREATE INDEX IF NOT EXISTS events_agent ON events (agent);
+CREATE INDEX IF NOT EXISTS events_run ON events (run);
+CREATE INDEX IF NOT EXISTS events_tool ON events (tool);
+CREATE INDEX IF NOT EXISTS events_decision ON events (decision);
+CREATE TABLE IF NOT EXISTS tools (
+    tool          TEXT PRIMARY KEY,
+    digest        TEXT NOT NULL,
+    descriptor    TEXT NOT NULL,
+    first_seen_ms INTEGER NOT NULL,
+    last_seen_ms  INTEGER NOT NULL
+);
+";
+
+/// Columns read for verification, in [`RawRow`] order (derived ones in
+/// [`chain::DERIVED_COLUMNS`] order).
+const VERIFY_SELECT: &str =
+    "SELECT seq, hash, body, kind, time_ms, agent, run, step, tool, decision FROM events ORDER BY seq";
+
+/// The audit log and tool inventory in one SQLite file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Connection,
+    /// Named in every error, so an operator knows which file is at fault.
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` for reading and writing.
+    ///
+    /// The directory must exist. Refuses a file that is not a Custos audit database or was
+    /// written by a newer Custos.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0))
+            .map_err(|e| open_error(path, e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                reason: format!("cannot use write-ahead logging (journal mode stays `{mode}`)"),
+            });
+        }
+        // In WAL mode, FULL syncs the log on every commit: a committed event survives power loss.
+        conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_error(path, e))?;
+        let mut store = Self { conn, path: path.to_owned() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database for reading only (`audit query`, `audit verify`); writes fail.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
+        let store = Self { conn, path: path.to_owned() };
+        match store.schema_version()? {
+            Some(found) => store.check_version(found)?,
+            None => return Err(store.corrupt("no schema version: not a custos audit database")),
+        }
+        Ok(store)
+    }
+
+    /// The file this store reads and writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Creates the schema in a new file, or checks the version of an existing one.
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = &self.path;
+        // IMMEDIATE: two processes opening a new file at once must not both create it.
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| open_error(path, e))?;
+        tx.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            .map_err(|e| open_error(path, e))?;
+        let found = read_version(&tx, path)?;
+        if let Some(found) = found {
+            check_version(path, found)?;
+        }
+        tx.execute_batch(SCHEMA).map_err(|e| open_error(path, e))?;
+        if found.is_none() {
+            tx.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?1)", [SCHEMA_VERSION.to_string()])
+                .map_err(|e| open_error(path, e))?;
+        }
+        tx.commit().map_err(|e| open_error(path, e))
+    }
+
+    /// The schema version recorded in the file; `None` when there is no `meta` table or row.
+    fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        let has_meta = self
+            .conn
+            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |_| Ok(()))
+            .optional()
+            .map_err(|e| open_error(&self.path, e))?
+            .is_some();
+        if !has_meta {
+            return Ok(None);
+        }
+        read_version(&self.conn, &self.path)
+    }
+
+    fn check_version(&self, found: i64) -> Result<(), StoreError> {
+        check_version(&self.path, found)
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt { path: self.path.clone(), reason: reason.into() }
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits (and syncs) it.
+    fn in_transaction<T>(
+        &mut self,
+        f: impl FnOnce(&Connection, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let path = &self.path;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
+        let value = f(&tx, path)?;
+        tx.commit().map_err(|e| write_error(path, e))?;
+        Ok(value)
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+        self.in_transaction(|conn, path| append_in(conn, path, events))
+    }
+
+    fn observe_tools(
+        &mut self,
+        tools: &[ToolDescriptor],
+        template: &NewEvent,
+    ) -> Result<Vec<ToolSighting>, StoreError> {
+        self.in_transaction(|conn, path| observe_in(conn, path, tools, template))
+    }
+
+    fn write_batch(&mut self, writes: &[Write]) -> Result<Vec<WriteResult>, StoreError> {
+        self.in_transaction(|conn, path| {
+            let mut results = Vec::with_capacity(writes.len());
+            for write in writes {
+                // A savepoint per write: one write's failure rolls back only that write, and
+                // the other callers in the batch still get their events recorded.
+                conn.execute_batch("SAVEPOINT custos_write").map_err(|e| write_error(path, e))?;
+                let result = match write {
+                    Write::Append(events) => append_in(conn, path, events).map(WriteOutcome::Appended),
+                    Write::ObserveTools { tools, template } => {
+                        observe_in(conn, path, tools, template).map(WriteOutcome::Observed)
+                    }
+                };
+                let end = if result.is_ok() {
+                    "RELEASE custos_write"
+                } else {
+                    "ROLLBACK TO custos_write; RELEASE custos_write"
+                };
+                conn.execute_batch(end).map_err(|e| write_error(path, e))?;
+                // SQLite rolls a whole transaction back on some errors (disk full, I/O); going
+                // on would run the rest outside any transaction.
+                if conn.is_autocommit() {
+                    return Err(write_error_msg(path, "the transaction was rolled back"));
+                }
+                results.push(result);
+            }
+            Ok(results)
+        })
+    }
+
+    fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let text = |s: &str| SqlValue::Text(s.to_owned());
+        let mut filters: Vec<(&str, SqlValue)> = Vec::new();
+        if let Some(agent) = &q.agent {
+            filters.push(("agent = ?", text(agent)));
+        }
+        if let Some(run) = &q.run {
+            filters.push(("run = ?", text(run)));
+        }
+        if let Some(decision) = &q.decision {
+            filters.push(("decision = ?", text(decision)));
+        }
+        if let Some(kind) = q.kind {
+            filters.push(("kind = ?", text(kind.as_str())));
+        }
+        if let Some(tool) = &q.tool {
+            match tool.strip_suffix('/') {
+                // A range rather than LIKE: it uses the index and needs no escaping of `%` or
+                // `_` in server names. '0' is the character after '/'.
+                Some(server) => {
+                    filters.push(("tool >= ?", text(&format!("{server}/"))));
+                    filters.push(("tool < ?", text(&format!("{server}0"))));
+                }
+                None => filters.push(("tool = ?", text(tool))),
+            }
+        }
+        if let Some(since) = q.since_ms {
+            filters.push(("time_ms >= ?", SqlValue::Integer(since)));
+        }
+        if let Some(after) = q.after_seq {
+            // Past i64::MAX nothing can match; saturating keeps that true.
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            filters.push(("seq > ?", SqlValue::Integer(after)));
+        }
+        let mut sql = String::from("SELECT seq, hash, body FROM events");
+        let (clauses, mut args): (Vec<&str>, Vec<SqlValue>) = filters.into_iter().unzip();
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(" ORDER BY seq");
+        if let Some(limit) = q.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        }
+
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| read_error(&self.path, e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            })
+            .map_err(|e| read_error(&self.path, e))?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, hash, body) = row.map_err(|e| read_error(&self.path, e))?;
+            events.push(self.stored_event(seq, &hash, &body)?);
+        }
+        Ok(events)
+    }
+
+    fn tools(&self) -> Result<Vec<ToolRecord>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT tool, digest, descriptor, first_seen_ms, last_seen_ms FROM tools ORDER BY tool")
+            .map_err(|e| read_error(&self.path, e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })
+            .map_err(|e| read_error(&self.path, e))?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (tool, digest, descriptor, first_seen_ms, last_seen_ms) = row.map_err(|e| read_error(&self.path, e))?;
+            let bad = |what: &str| self.corrupt(format!("inventory entry `{tool}` has {what}"));
+            records.push(ToolRecord {
+                tool: tool.parse().map_err(|_| bad("a malformed tool name"))?,
+                digest: digest.parse().map_err(|_| bad("a malformed digest"))?,
+                descriptor: serde_json::from_str(&descriptor).map_err(|_| bad("a descriptor that is not json"))?,
+                first_seen_ms,
+                last_seen_ms,
+            });
+        }
+        Ok(records)
+    }
+
+    fn verify(&self) -> Result<VerifyReport, StoreError> {
+        // One statement is one read transaction: the walk sees a consistent snapshot while other
+        // processes keep appending, and rows are read one at a time, never all at once.
+        let mut stmt = self.conn.prepare(VERIFY_SELECT).map_err(|e| read_error(&self.path, e))?;
+        let rows = stmt.query_map([], raw_row).map_err(|e| read_error(&self.path, e))?;
+        chain::verify_rows(rows).map_err(|e| read_error(&self.path, e))
+    }
+
+    fn head(&self) -> Result<Option<(u64, Digest)>, StoreError> {
+        head_in(&self.conn, &self.path, read_error)
+    }
+}
+
+impl SqliteStore {
+    /// Rebuilds a stored event from its row, trusting the body (not the derived columns).
+    fn stored_event(&self, seq: i64, hash: &str, body: &str) -> Result<StoredEvent, StoreError> {
+        let unreadable =
+            |why: String| self.corrupt(format!("event {seq} is unreadable ({why}); run `custos audit verify`"));
+        let decoded = chain::decode(body).map_err(|e| unreadable(e.to_string()))?;
+        Ok(StoredEvent {
+            seq: u64::try_from(seq).map_err(|_| unreadable("negative sequence number".into()))?,
+            prev: decoded.prev,
+            hash: hash.parse().map_err(|_| unreadable("malformed digest".into()))?,
+            event: decoded.event,
+        })
+    }
+}
+
+/// Reads the chain's head on `conn`: inside a write transaction when appending.
+fn head_in(
+    conn: &Connection,
+    path: &Path,
+    error: fn(&Path, rusqlite::Error) -> StoreError,
+) -> Result<Option<(u64, Digest)>, StoreError> {
+    let head = conn
+        .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |row| {
+            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
+        })
+        .optional()
+        .map_err(|e| error(path, e))?;
+    let Some((seq, hash)) = head else { return Ok(None) };
+    let corrupt = |what: &str| StoreError::Corrupt {
+        path: path.to_owned(),
+        reason: format!("the last event ({seq}) has {what}; run `custos audit verify`"),
+    };
+    let seq = u64::try_from(seq).map_err(|_| corrupt("a negative sequence number"))?;
+    let hash = hash.parse().map_err(|_| corrupt("a malformed digest"))?;
+    Ok(Some((seq, hash)))
+}
+
+/// Appends `events` after the head, inside the caller's write transaction.
+fn append_in(conn: &Connection, path: &Path, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+    // INVARIANT: the caller holds the write lock (BEGIN IMMEDIATE), so no other process can
+    // append between reading the head and inserting after it.
+    let (mut seq, mut prev) = head_in(conn, path, write_error)?.unwrap_or((0, Digest::ZERO));
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO events (seq, hash, body, kind, time_ms, agent, run, step, tool, decision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(|e| write_error(path, e))?;
+    let mut stored = Vec::with_capacity(events.len());
+    for event in events {
+        seq = seq.checked_add(1).ok_or_else(|| write_error_msg(path, "the log is full"))?;
+        let enc = chain::encode(seq, &prev, event)?;
+        let [kind, time_ms, agent, run, step, tool, decision] = enc.columns.map(to_sql);
+        let row_seq = i64::try_from(seq).map_err(|_| write_error_msg(path, "the log is full"))?;
+        insert
+            .execute(params![row_seq, enc.hash.to_hex(), enc.body, kind, time_ms, agent, run, step, tool, decision])
+            .map_err(|e| write_error(path, e))?;
+        stored.push(StoredEvent { seq, prev, hash: enc.hash, event: event.clone() });
+        prev = enc.hash;
+    }
+    Ok(stored)
+}
+
+/// Records one `tools/list` result in the inventory and appends events for new and changed
+/// tools, inside the caller's write transaction.
+fn observe_in(
+    conn: &Connection,
+    path: &Path,
+    tools: &[ToolDescriptor],
+    template: &NewEvent,
+) -> Result<Vec<ToolSighting>, StoreError> {
+    let now = template.time_ms;
+    let mut sightings = Vec::with_capacity(tools.len());
+    let mut events = Vec::new();
+    for tool in tools {
+        let name = tool.tool.to_string();
+        let descriptor = serde_json::to_string(&tool.raw).map_err(|e| StoreError::InvalidEvent {
+            reason: format!("descriptor of `{name}` cannot be stored: {e}"),
+        })?;
+        let recorded: Option<String> = conn
+            .query_row("SELECT digest FROM tools WHERE tool = ?1", [&name], |row| row.get(0))
+            .optional()
+            .map_err(|e| write_error(path, e))?;
+        let event = |kind: EventKind, detail: serde_json::Value| NewEvent {
+            kind,
+            tool: Some(tool.tool.clone()),
+            decision: None,
+            detail,
+            ..template.clone()
+        };
+        let sighting = match recorded {
+            None => {
+                conn.execute(
+                    "INSERT INTO tools (tool, digest, descriptor, first_seen_ms, last_seen_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?4)",
+                    params![name, tool.digest.to_hex(), descriptor, now],
+                )
+                .map_err(|e| write_error(path, e))?;
+                events
+                    .push(event(EventKind::ToolSeen, json!({"digest": tool.digest.to_hex(), "descriptor": tool.raw})));
+                ToolSighting::New
+            }
+            Some(recorded) if recorded == tool.digest.to_hex() => {
+                // MAX: another process may have recorded a later sighting already.
+                conn.execute(
+                    "UPDATE tools SET last_seen_ms = MAX(last_seen_ms, ?2) WHERE tool = ?1",
+                    params![name, now],
+                )
+                .map_err(|e| write_error(path, e))?;
+                ToolSighting::Unchanged
+            }
+            Some(recorded) => {
+                let previous: Digest = recorded.parse().map_err(|_| StoreError::Corrupt {
+                    path: path.to_owned(),
+                    reason: format!("inventory entry `{name}` has a malformed digest"),
+                })?;
+                conn.execute(
+                    "UPDATE tools SET digest = ?2, descriptor = ?3, last_seen_ms = MAX(last_seen_ms, ?4)
+                     WHERE tool = ?1",
+                    params![name, tool.digest.to_hex(), descriptor, now],
+                )
+                .map_err(|e| write_error(path, e))?;
+                events.push(event(
+                    EventKind::ToolChanged,
+                    json!({
+                        "previous_digest": previous.to_hex(),
+                        "digest": tool.digest.to_hex(),
+                        "descriptor": tool.raw,
+                    }),
+                ));
+                ToolSighting::Changed { previous }
+            }
+        };
+        sightings.push(sighting);
+    }
+    append_in(conn, path, &events)?;
+    Ok(sightings)
+}
+
+/// Reads one row for [`chain::verify_rows`], taking every cell as it is stored: a tampered
+/// row may hold any type in any column.
+fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
+    let cell = |i: usize| row.get::<_, SqlValue>(i).map(from_sql);
+    Ok(RawRow {
+        seq: row.get(0)?,
+        hash: cell(1)?,
+        body: cell(2)?,
+        columns: [cell(3)?, cell(4)?, cell(5)?, cell(6)?, cell(7)?, cell(8)?, cell(9)?],
+    })
+}
+
+fn from_sql(value: SqlValue) -> Cell {
+    match value {
+        SqlValue::Null => Cell::Null,
+        SqlValue::Integer(i) => Cell::Int(i),
+        SqlValue::Text(s) => Cell::Text(s),
+        SqlValue::Real(_) | SqlValue::Blob(_) => Cell::Other,
+    }
+}
+
+fn to_sql(cell: Cell) -> SqlValue {
+    match cell {
+        Cell::Null | Cell::Other => SqlValue::Null,
+        Cell::Int(i) => SqlValue::Integer(i),
+        Cell::Text(s) => SqlValue::Text(s),
+    }
+}
+
+fn read_version(conn: &Connection, path: &Path) -> Result<Option<i64>, StoreError> {
+    let value: Option<String> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
+        .optional()
+        .map_err(|e| open_error(path, e))?;
+    value
+        .map(|v| {
+            v.parse::<i64>().map_err(|_| StoreError::Corrupt {
+                path: path.to_owned(),
+                reason: format!("schema version `{v}` is not a number"),
+            })
+        })
+        .transpose()
+}
+
+fn check_version(path: &Path, found: i64) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew { path: path.to_owned(), found, supported: SCHEMA_VERSION });
+    }
+    if found < SCHEMA_VERSION {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("schema version {found} was never written by custos"),
+        });
+    }
+    Ok(())
+}
+
+/// Classifies a failure while opening: a file that is not a database is damaged; anything else
+/// (missing directory, permissions, locks) is an open failure.
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            StoreError::Corrupt { path: path.to_owned(), reason: e.to_string() }
+        }
+        _ => StoreError::Open { path: path.to_owned(), reason: e.to_string() },
+    }
+}
+
+fn write_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    write_error_msg(path, &e.to_string())
+}
+
+fn write_error_msg(path: &Path, reason: &str) -> StoreError {
+    StoreError::Write { path: path.to_owned(), reason: reason.to_owned() }
+}
+
+fn read_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Read { path: path.to_owned(), reason: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod verify_tests;

@@ -1,0 +1,128 @@
+//! The store interface and the values that cross it.
+//!
+//! Everything here is independent of the database driver: the SQLite store implements it now
+//! and a PostgreSQL store will implement it later, so nothing outside this crate learns which
+//! one is behind a `Box<dyn Store>`.
+
+use custos_core::{Digest, EventKind, NewEvent, ToolDescriptor, ToolRef};
+
+use crate::chain::VerifyReport;
+use crate::error::StoreError;
+
+/// One event as the log holds it: numbered, chained to its predecessor and digested.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log, from 1, without gaps.
+    pub seq: u64,
+    /// The digest of the event before it; [`Digest::ZERO`] for the first event.
+    pub prev: Digest,
+    /// SHA-256 of the event's canonical body, which includes `seq` and `prev`: changing,
+    /// removing or moving any earlier event breaks every later link.
+    pub hash: Digest,
+    pub event: NewEvent,
+}
+
+/// What [`Store::observe_tools`] concluded about one listed tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToolSighting {
+    /// First time this `server/name` was listed; a `tool.seen` event was appended.
+    New,
+    /// Same descriptor digest as last recorded; only `last_seen_ms` moved.
+    Unchanged,
+    /// The descriptor changed since it was last recorded (a possible rug pull); a
+    /// `tool.changed` event was appended.
+    Changed { previous: Digest },
+}
+
+/// One row of the tool inventory: the latest descriptor seen for a tool.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolRecord {
+    pub tool: ToolRef,
+    pub digest: Digest,
+    /// The descriptor exactly as the server last listed it.
+    pub descriptor: serde_json::Value,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+}
+
+/// A search of the log. Every field set narrows the result; results come in `seq` order.
+///
+/// Build it with struct update syntax: `EventQuery { agent: Some("bot".into()), ..Default::default() }`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub agent: Option<String>,
+    pub run: Option<String>,
+    /// `server/name` matches that tool exactly; `server/` (trailing slash) matches every tool of
+    /// that server.
+    pub tool: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: Option<String>,
+    pub kind: Option<EventKind>,
+    /// Only events at or after this time (milliseconds since the Unix epoch).
+    pub since_ms: Option<i64>,
+    /// Only events after this sequence number: the cursor for paging and `audit tail`.
+    pub after_seq: Option<u64>,
+    /// At most this many events, the earliest first. `None` returns every match, so callers
+    /// reading a large log should set it.
+    pub limit: Option<usize>,
+}
+
+/// One write in a group-committed batch (see [`Store::write_batch`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Write {
+    /// Same as [`Store::append`].
+    Append(Vec<NewEvent>),
+    /// Same as [`Store::observe_tools`].
+    ObserveTools { tools: Vec<ToolDescriptor>, template: NewEvent },
+}
+
+/// The result of one [`Write`], in the same shape as the single-write method's result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteOutcome {
+    Appended(Vec<StoredEvent>),
+    Observed(Vec<ToolSighting>),
+}
+
+/// The result of one write inside a batch: its own outcome or why it alone was rolled back.
+pub type WriteResult = Result<WriteOutcome, StoreError>;
+
+/// The blocking store interface: the audit log and the tool inventory.
+///
+/// One writer thread owns a store for writing (see [`crate::AuditLog`]); readers (`audit
+/// query`, `audit verify`) open their own. Several stores, in several processes, may write to
+/// the same database: each write reads the chain's head inside its own transaction.
+pub trait Store: Send {
+    /// Appends all `events` in one durable transaction (synced to disk before returning),
+    /// numbering them after the current head and chaining each to the one before.
+    fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Records the descriptors of one `tools/list` result in the inventory and, in the same
+    /// transaction, appends `tool.seen` for a tool never seen before and `tool.changed` for one
+    /// whose digest differs from the last recorded one (detail: `previous_digest`, `digest`,
+    /// `descriptor`). Unchanged tools only get a new `last_seen_ms`.
+    ///
+    /// `template` gives the events' time, agent, run and step; its kind, tool, decision and
+    /// detail are replaced. Returns one sighting per descriptor, in the order of `tools`.
+    fn observe_tools(&mut self, tools: &[ToolDescriptor], template: &NewEvent)
+        -> Result<Vec<ToolSighting>, StoreError>;
+
+    /// Applies `writes` in order in ONE durable transaction: the group commit behind
+    /// [`crate::AuditLog`], one disk sync for many callers.
+    ///
+    /// The outer error means the transaction failed and nothing was recorded. An inner error
+    /// means that one write was rolled back on its own (for example, an event out of range)
+    /// while the others were committed. Returns one result per write, in order.
+    fn write_batch(&mut self, writes: &[Write]) -> Result<Vec<WriteResult>, StoreError>;
+
+    /// The events matching `q`, in `seq` order, as stored (not verified: see [`Store::verify`]).
+    fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The tool inventory, ordered by `server/name`.
+    fn tools(&self) -> Result<Vec<ToolRecord>, StoreError>;
+
+    /// Walks the whole log in `seq` order, streaming, and reports the first broken link.
+    fn verify(&self) -> Result<VerifyReport, StoreError>;
+
+    /// The last event's sequence number and digest; `None` for an empty log.
+    fn head(&self) -> Result<Option<(u64, Digest)>, StoreError>;
+}
