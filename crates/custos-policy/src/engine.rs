@@ -1,0 +1,296 @@
+//! The policy engine: a validated policy set and the decisions it makes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::path::PathBuf;
+
+use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Request, Schema};
+use custos_core::{Agent, Decision, ToolClass, ToolRef};
+use serde::Serialize;
+
+use crate::error::{io_reason, one_line, truncate, with_causes, PolicyError};
+use crate::load::{self, id_str, PolicyEffect, PolicyMeta};
+use crate::request::{self, CallRequest, Names, ToolInfo};
+use crate::schema::{self, SchemaSource};
+
+/// The reason of a deny when nothing permitted the call.
+pub const DEFAULT_DENY_REASON: &str = "no policy permits this call (default deny)";
+
+/// The longest evaluation error message kept in a reason, in characters. Reasons are written
+/// to the audit log on every denied call.
+const MAX_ERROR_CHARS: usize = 300;
+
+/// A schema and a validated policy set, ready to decide calls.
+///
+/// Immutable once built: reloading policies means building a new engine and swapping the
+/// `Arc`. `Send + Sync`, so one engine serves every connection.
+#[derive(Debug)]
+pub struct PolicyEngine {
+    schema: Schema,
+    policies: PolicySet,
+    /// Every policy in load order: ids, positions and annotations for reports.
+    meta: Vec<PolicyMeta>,
+    /// Policy id → index into `meta`.
+    index: HashMap<String, usize>,
+    names: Names,
+    authorizer: Authorizer,
+}
+
+/// One policy's part in a decision, for `custos policy explain` and reviews.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolicyTrace {
+    pub id: String,
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+    pub effect: PolicyEffect,
+    /// The policy's `@reason` annotation, if it has one.
+    pub reason: Option<String>,
+    /// Why the policy could not be evaluated for this call, if it could not. A policy that
+    /// fails to evaluate denies the call.
+    pub error: Option<String>,
+}
+
+/// A decision with the policies behind it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub decision: Decision,
+    /// The policies that determined the decision (the matching permits of an allow, the
+    /// matching forbids of a deny), then every policy that failed to evaluate; in load order.
+    pub policies: Vec<PolicyTrace>,
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}: {}", self.decision.as_str(), self.decision.explain())?;
+        for p in &self.policies {
+            write!(f, "  {} `{}` at {}:{}:{}", p.effect, p.id, p.file, p.line, p.column)?;
+            if let Some(reason) = &p.reason {
+                write!(f, ": {reason}")?;
+            }
+            if let Some(error) = &p.error {
+                write!(f, " (evaluation error: {error})")?;
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
+}
+
+impl PolicyEngine {
+    /// Reads the schema and every policy file, parses them and validates every policy against
+    /// the schema (strict mode). An empty list of files is allowed: every call is denied.
+    pub fn load(schema: &SchemaSource, files: &[PathBuf]) -> Result<Self, PolicyError> {
+        let (schema_name, schema_text) = schema.read()?;
+        let sources = files
+            .iter()
+            .map(|path| {
+                let name = path.display().to_string();
+                std::fs::read_to_string(path)
+                    .map(|text| (name.clone(), text))
+                    .map_err(|e| PolicyError::ReadPolicy { path: name, reason: io_reason(&e) })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::build(&schema_name, &schema_text, &sources)
+    }
+
+    /// Like [`load`](Self::load) with the texts already in memory: `sources` are
+    /// `(file name, text)` pairs; errors name the files by these names and the schema as
+    /// `schema`.
+    pub fn from_sources(schema_text: &str, sources: &[(String, String)]) -> Result<Self, PolicyError> {
+        Self::build("schema", schema_text, sources)
+    }
+
+    fn build(schema_name: &str, schema_text: &str, sources: &[(String, String)]) -> Result<Self, PolicyError> {
+        let schema = schema::parse(schema_name, schema_text)?;
+        let names =
+            Names::new().map_err(|message| PolicyError::SchemaShape { file: schema_name.to_owned(), message })?;
+        check_shape(schema_name, &schema, &names)?;
+        let loaded = load::load(&schema, sources)?;
+        let index = loaded.policies.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
+        Ok(Self { schema, policies: loaded.set, meta: loaded.policies, index, names, authorizer: Authorizer::new() })
+    }
+
+    /// Decides one call. Never panics; anything that stops evaluation denies.
+    pub fn decide(&self, req: &CallRequest<'_>) -> Decision {
+        self.explain(req).decision
+    }
+
+    /// Decides one call and says which policies decided it, where they are, and which failed
+    /// to evaluate.
+    ///
+    /// - A matching `forbid` denies, whatever else matches; the reason carries the forbids'
+    ///   `@reason` annotations.
+    /// - Otherwise a policy that fails to evaluate (an argument of another type than the
+    ///   schema declares, say) denies, even if permits match: fail closed.
+    /// - Otherwise a matching `permit` allows; with none, the call is denied by default.
+    pub fn explain(&self, req: &CallRequest<'_>) -> Explanation {
+        let response = match self.request(req) {
+            Ok((request, entities)) => self.authorizer.is_authorized(&request, &self.policies, &entities),
+            Err(reason) => {
+                return Explanation { decision: Decision::Deny { policies: Vec::new(), reason }, policies: Vec::new() }
+            }
+        };
+
+        let determining: HashSet<&str> = response.diagnostics().reason().map(id_str).collect();
+        // Policy id → its first evaluation error. Cedar gives errors in no particular order.
+        let mut errors: BTreeMap<usize, String> = BTreeMap::new();
+        for err in response.diagnostics().errors() {
+            let cedar_policy::AuthorizationError::PolicyEvaluationError(err) = err;
+            if let Some(&i) = self.index.get(id_str(err.policy_id())) {
+                errors.entry(i).or_insert_with(|| truncate(&one_line(err.inner()), MAX_ERROR_CHARS));
+            }
+        }
+
+        let mut traces = Vec::new();
+        let mut decided_by = Vec::new();
+        for (i, meta) in self.meta.iter().enumerate() {
+            let error = errors.get(&i).cloned();
+            if determining.contains(meta.id.as_str()) || error.is_some() {
+                traces.push(trace(meta, error));
+            }
+            if determining.contains(meta.id.as_str()) {
+                decided_by.push(meta);
+            }
+        }
+
+        let decision = match response.decision() {
+            // INVARIANT: on deny, Cedar's determining policies are exactly the matching forbids.
+            CedarDecision::Deny if !decided_by.is_empty() => Decision::Deny {
+                policies: decided_by.iter().map(|m| m.id.clone()).collect(),
+                reason: forbid_reason(&decided_by),
+            },
+            _ if !errors.is_empty() => {
+                let failed: Vec<&PolicyMeta> = errors.keys().filter_map(|&i| self.meta.get(i)).collect();
+                let reason = failed
+                    .iter()
+                    .zip(errors.values())
+                    .map(|(m, e)| format!("policy `{}` could not be evaluated: {e}", m.id))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Decision::Deny { policies: failed.iter().map(|m| m.id.clone()).collect(), reason }
+            }
+            CedarDecision::Deny => Decision::Deny { policies: Vec::new(), reason: DEFAULT_DENY_REASON.to_owned() },
+            CedarDecision::Allow => Decision::Allow { policies: decided_by.iter().map(|m| m.id.clone()).collect() },
+        };
+        // A deny for errors lists only the failed policies, not the permits that matched.
+        if let Decision::Deny { policies, .. } = &decision {
+            traces.retain(|t| t.error.is_some() || policies.contains(&t.id));
+        }
+        Explanation { decision, policies: traces }
+    }
+
+    /// Whether some call of `tool` by `agent` could be allowed, whatever its arguments and run
+    /// facts: `false` means every such call is denied, so `tools/list` can leave the tool out.
+    ///
+    /// Uses Cedar's partial evaluation with the whole context unknown: the answer is `false`
+    /// only when a `forbid` matches without looking at the context, or no `permit` can match
+    /// for any context. Anything undecided counts as "may allow", so a callable tool is never
+    /// hidden.
+    pub fn may_ever_allow(&self, agent: &Agent, tool: &ToolInfo<'_>) -> bool {
+        let Ok(entities) = self.names.entities(&self.schema, agent, tool) else {
+            // Cannot happen with a schema that passed `check_shape`; showing the tool is the
+            // safe side (a call would still be decided, and denied).
+            return true;
+        };
+        let request = Request::builder()
+            .principal(self.names.agent_uid(agent))
+            .action(self.names.call_tool.clone())
+            .resource(self.names.tool_uid(tool.tool))
+            .build();
+        let partial = self.authorizer.is_authorized_partial(&request, &self.policies, &entities);
+        partial.decision() != Some(CedarDecision::Deny)
+    }
+
+    /// Every policy id, in load order.
+    pub fn policy_ids(&self) -> Vec<String> {
+        self.meta.iter().map(|m| m.id.clone()).collect()
+    }
+
+    /// How many policies are loaded.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// The Cedar request and entities for one call, or why they cannot be built (the reason of
+    /// the resulting deny).
+    fn request(&self, req: &CallRequest<'_>) -> Result<(Request, cedar_policy::Entities), String> {
+        let entities = self
+            .names
+            .entities(&self.schema, req.agent, &req.tool)
+            .map_err(|e| format!("cannot describe the call to policy: {e}"))?;
+        let context = request::context(req)?;
+        // The context is not checked against the schema: it holds every argument the agent
+        // sent, and the schema declares only those policies read. Validated policies cannot
+        // name the others; a declared one with the wrong type fails evaluation, which denies.
+        let request = Request::new(
+            self.names.agent_uid(req.agent),
+            self.names.call_tool.clone(),
+            self.names.tool_uid(req.tool.tool),
+            context,
+            None,
+        )
+        .map_err(|e| format!("cannot describe the call to policy: {}", with_causes(&e)))?;
+        Ok((request, entities))
+    }
+}
+
+fn trace(meta: &PolicyMeta, error: Option<String>) -> PolicyTrace {
+    PolicyTrace {
+        id: meta.id.clone(),
+        file: meta.at.file.clone(),
+        line: meta.at.line,
+        column: meta.at.column,
+        effect: meta.effect,
+        reason: meta.reason.clone(),
+        error,
+    }
+}
+
+/// "forbidden by policy", with the `@reason`s of the forbids that have one.
+fn forbid_reason(forbids: &[&PolicyMeta]) -> String {
+    let reasons: Vec<&str> = forbids.iter().filter_map(|m| m.reason.as_deref()).collect();
+    if reasons.is_empty() {
+        "forbidden by policy".to_owned()
+    } else {
+        format!("forbidden by policy: {}", reasons.join("; "))
+    }
+}
+
+/// Refuses a schema the gateway could not fill in: builds the entities and a schema-checked
+/// request for a sample call, which fails if an entity type, attribute or the action is missing
+/// or has another shape, or if an argument attribute is required.
+fn check_shape(schema_name: &str, schema: &Schema, names: &Names) -> Result<(), PolicyError> {
+    let shape_error = |message: String| PolicyError::SchemaShape { file: schema_name.to_owned(), message };
+    let agent = Agent {
+        id: custos_core::AgentId("sample".to_owned()),
+        owner: "owner".to_owned(),
+        purpose: "purpose".to_owned(),
+        groups: vec!["group".to_owned()],
+    };
+    let tool = ToolRef::new("server", "tool");
+    let annotations = serde_json::json!({
+        "readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false,
+    });
+    let info = ToolInfo { tool: &tool, class: ToolClass::Read, annotations: Some(&annotations) };
+    names.entities(schema, &agent, &info).map_err(shape_error)?;
+    let call = CallRequest {
+        agent: &agent,
+        tool: info,
+        arguments: &serde_json::Value::Null,
+        run_id: "run",
+        step: 1,
+        labels: &[],
+    };
+    let context = request::context(&call).map_err(shape_error)?;
+    Request::new(names.agent_uid(&agent), names.call_tool.clone(), names.tool_uid(&tool), context, Some(schema))
+        .map_err(|e| shape_error(format!("{} (declared argument attributes must all be optional)", with_causes(&e))))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,529 @@
+//! The engine end to end: policies in, decisions out.
+
+use std::path::PathBuf;
+
+use custos_core::{Agent, AgentId, Decision, ToolClass, ToolRef};
+use serde_json::{json, Value};
+
+use crate::{CallRequest, PolicyEffect, PolicyEngine, PolicyError, SchemaSource, ToolInfo, EMBEDDED_SCHEMA};
+
+/// The call-tool scope most test policies use.
+const CALL: &str = r#"action == Custos::Action::"call_tool""#;
+
+fn engine(files: &[(&str, &str)]) -> PolicyEngine {
+    try_engine(files).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_engine(files: &[(&str, &str)]) -> Result<PolicyEngine, PolicyError> {
+    let sources: Vec<(String, String)> =
+        files.iter().map(|(name, text)| ((*name).to_owned(), text.replace("CALL", CALL))).collect();
+    PolicyEngine::from_sources(EMBEDDED_SCHEMA, &sources)
+}
+
+fn agent(id: &str, groups: &[&str]) -> Agent {
+    Agent {
+        id: AgentId(id.to_owned()),
+        owner: "team-a".to_owned(),
+        purpose: "testing".to_owned(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+/// A call to decide; fields are set per test before `decide`.
+struct Call {
+    agent: Agent,
+    tool: ToolRef,
+    class: ToolClass,
+    annotations: Option<Value>,
+    arguments: Value,
+    labels: Vec<String>,
+}
+
+impl Call {
+    fn new(agent: Agent, tool: &str, class: ToolClass) -> Self {
+        Self { agent, tool: tool.parse().unwrap(), class, annotations: None, arguments: json!({}), labels: Vec::new() }
+    }
+
+    fn args(mut self, arguments: Value) -> Self {
+        self.arguments = arguments;
+        self
+    }
+
+    fn info(&self) -> ToolInfo<'_> {
+        ToolInfo { tool: &self.tool, class: self.class, annotations: self.annotations.as_ref() }
+    }
+
+    fn request(&self) -> CallRequest<'_> {
+        CallRequest {
+            agent: &self.agent,
+            tool: self.info(),
+            arguments: &self.arguments,
+            run_id: "run-1",
+            step: 3,
+            labels: &self.labels,
+        }
+    }
+
+    fn decide(&self, engine: &PolicyEngine) -> Decision {
+        engine.decide(&self.request())
+    }
+}
+
+fn allowed_by(ids: &[&str]) -> Decision {
+    Decision::Allow { policies: ids.iter().map(|s| (*s).to_owned()).collect() }
+}
+
+fn denied_by(decision: &Decision) -> Vec<&str> {
+    match decision {
+        Decision::Deny { policies, .. } => policies.iter().map(String::as_str).collect(),
+        Decision::Allow { .. } => panic!("expected a deny, got {decision:?}"),
+    }
+}
+
+fn reason(decision: &Decision) -> &str {
+    match decision {
+        Decision::Deny { reason, .. } => reason,
+        Decision::Allow { .. } => panic!("expected a deny, got {decision:?}"),
+    }
+}
+
+fn crate_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+// ---- decisions ----
+
+#[test]
+fn permit_by_group() {
+    let e = engine(&[("readers.cedar", r#"permit (principal in Custos::Group::"readers", CALL, resource);"#)]);
+    let reader = Call::new(agent("bot", &["other", "readers"]), "files/read", ToolClass::Read);
+    assert_eq!(reader.decide(&e), allowed_by(&["readers:0"]));
+    let outsider = Call::new(agent("bot", &["other"]), "files/read", ToolClass::Read);
+    assert_eq!(denied_by(&outsider.decide(&e)), Vec::<&str>::new());
+}
+
+#[test]
+fn permit_by_tool_class_and_server() {
+    let e = engine(&[(
+        "classes.cedar",
+        r#"permit (principal, CALL, resource) when { resource.class == "read" };
+           permit (principal, CALL, resource in Custos::Server::"tickets")
+           when { resource.name == "comment" && resource.annotations has readOnlyHint && !resource.annotations.readOnlyHint };"#,
+    )]);
+    let bot = agent("bot", &[]);
+    assert_eq!(Call::new(bot.clone(), "files/read", ToolClass::Read).decide(&e), allowed_by(&["classes:0"]));
+    assert!(!Call::new(bot.clone(), "files/write", ToolClass::Write).decide(&e).is_allow());
+
+    let mut comment = Call::new(bot, "tickets/comment", ToolClass::Write);
+    assert!(!comment.decide(&e).is_allow(), "no annotations: the `has` test fails");
+    comment.annotations = Some(json!({"readOnlyHint": false, "title": "not a hint", "destructiveHint": "yes"}));
+    assert_eq!(comment.decide(&e), allowed_by(&["classes:1"]));
+}
+
+#[test]
+fn default_deny_and_empty_policy_set() {
+    let e = engine(&[]);
+    assert!(e.is_empty());
+    assert_eq!(e.len(), 0);
+    let d = Call::new(agent("bot", &[]), "files/read", ToolClass::Read).decide(&e);
+    assert_eq!(d, Decision::Deny { policies: vec![], reason: "no policy permits this call (default deny)".to_owned() });
+}
+
+#[test]
+fn forbid_on_an_argument() {
+    let e = engine(&[(
+        "refunds.cedar",
+        r#"permit (principal, CALL, resource == Custos::Tool::"payments/refund");
+           forbid (principal, CALL, resource)
+           when { context.arguments has amount && context.arguments.amount > 100 };"#,
+    )]);
+    let bot = agent("bot", &[]);
+    let small = Call::new(bot.clone(), "payments/refund", ToolClass::Write).args(json!({"amount": 40, "note": "x"}));
+    assert_eq!(small.decide(&e), allowed_by(&["refunds:0"]));
+    let none = Call::new(bot.clone(), "payments/refund", ToolClass::Write).args(json!({"amount": null}));
+    assert_eq!(none.decide(&e), allowed_by(&["refunds:0"]));
+    let big = Call::new(bot, "payments/refund", ToolClass::Write).args(json!({"amount": 250}));
+    let d = big.decide(&e);
+    assert_eq!(denied_by(&d), ["refunds:1"]);
+    assert_eq!(reason(&d), "forbidden by policy");
+}
+
+#[test]
+fn forbid_beats_permit() {
+    let e = engine(&[(
+        "p.cedar",
+        r#"permit (principal, CALL, resource);
+           permit (principal in Custos::Group::"ops", CALL, resource);
+           forbid (principal, CALL, resource) when { context.run.labels.contains("untrusted_input") };"#,
+    )]);
+    let mut call = Call::new(agent("bot", &["ops"]), "shell/exec", ToolClass::Privileged);
+    assert_eq!(call.decide(&e), allowed_by(&["p:0", "p:1"]));
+    call.labels = vec!["read_sensitive".to_owned(), "untrusted_input".to_owned()];
+    assert_eq!(denied_by(&call.decide(&e)), ["p:2"]);
+}
+
+#[test]
+fn run_facts_reach_policies() {
+    let e = engine(&[(
+        "run.cedar",
+        r#"permit (principal, CALL, resource) when { context.run.id == "run-1" && context.run.step == 3 };"#,
+    )]);
+    assert!(Call::new(agent("bot", &[]), "a/b", ToolClass::Read).decide(&e).is_allow());
+}
+
+#[test]
+fn an_erroring_policy_denies_even_when_permits_match() {
+    // The schema says `amount` is a Long; at run time it is a string, so `>` fails to evaluate.
+    let e = engine(&[(
+        "limits.cedar",
+        r#"permit (principal, CALL, resource);
+           @id("amount-cap")
+           forbid (principal, CALL, resource)
+           when { context.arguments has amount && context.arguments.amount > 100 };"#,
+    )]);
+    let call = Call::new(agent("bot", &[]), "payments/refund", ToolClass::Write).args(json!({"amount": "lots"}));
+    let d = call.decide(&e);
+    assert_eq!(denied_by(&d), ["amount-cap"]);
+    let why = reason(&d);
+    assert!(why.starts_with("policy `amount-cap` could not be evaluated: "), "{why}");
+    assert!(why.contains("type error"), "{why}");
+
+    // A permit that errors denies too, rather than silently not matching.
+    let e = engine(&[(
+        "p.cedar",
+        r#"permit (principal, CALL, resource);
+           permit (principal, CALL, resource) when { context.arguments has amount && context.arguments.amount < 5 };"#,
+    )]);
+    let call = Call::new(agent("bot", &[]), "x/y", ToolClass::Read).args(json!({"amount": 2.5}));
+    assert_eq!(denied_by(&call.decide(&e)), ["p:1"]);
+}
+
+#[test]
+fn id_and_reason_annotations() {
+    let e = engine(&[(
+        "shell.cedar",
+        r#"@id("everyone-may-call")
+           permit (principal, CALL, resource);
+           @id("no-shell")
+           @reason("shell access needs a human")
+           forbid (principal, CALL, resource in Custos::Server::"shell");
+           @reason("and no deletes")
+           forbid (principal, CALL, resource) when { resource.name == "delete" };"#,
+    )]);
+    assert_eq!(e.policy_ids(), ["everyone-may-call", "no-shell", "shell:2"]);
+    let bot = agent("bot", &[]);
+    assert_eq!(Call::new(bot.clone(), "files/read", ToolClass::Read).decide(&e), allowed_by(&["everyone-may-call"]));
+
+    let d = Call::new(bot.clone(), "shell/exec", ToolClass::Privileged).decide(&e);
+    assert_eq!(
+        d,
+        Decision::Deny {
+            policies: vec!["no-shell".to_owned()],
+            reason: "forbidden by policy: shell access needs a human".to_owned()
+        }
+    );
+    assert_eq!(d.explain(), "forbidden by policy: shell access needs a human (policies: no-shell)");
+
+    let d = Call::new(bot, "shell/delete", ToolClass::Privileged).decide(&e);
+    assert_eq!(denied_by(&d), ["no-shell", "shell:2"]);
+    assert_eq!(reason(&d), "forbidden by policy: shell access needs a human; and no deletes");
+}
+
+#[test]
+fn ids_are_unique_across_files() {
+    let err = try_engine(&[
+        ("a.cedar", "permit (principal, CALL, resource);"),
+        ("b.cedar", "\n  @id(\"a:0\")\n  permit (principal, CALL, resource);"),
+    ])
+    .err()
+    .unwrap();
+    assert_eq!(err.to_string(), "b.cedar:2:3: policy id `a:0` is already used by the policy at a.cedar:1:1");
+    let err = try_engine(&[("a.cedar", "@id(\"\") permit (principal, CALL, resource);")]).err().unwrap();
+    assert_eq!(err.to_string(), "a.cedar:1:1: policy `@id` must not be empty");
+}
+
+#[test]
+fn weird_arguments_never_panic() {
+    let e = engine(&[(
+        "p.cedar",
+        r#"permit (principal, CALL, resource);
+           forbid (principal, CALL, resource) when { context.arguments has path && context.arguments.path like "/etc/*" };"#,
+    )]);
+    let bot = agent("bot", &[]);
+    let mut deep = json!(1);
+    for _ in 0..1_000 {
+        deep = json!({ "path": [deep] });
+    }
+    let cases = [
+        json!(null),
+        json!("just a string"),
+        json!([1, 2, 3]),
+        json!({"path": 7}),
+        json!({"path": {"__entity": {"type": "Custos::Agent", "id": "root"}}}),
+        json!({"": null, "🙂": [null, [[]], {"a": 1e308}], "n": -9_223_372_036_854_775_808i64}),
+        json!({"blob": "x".repeat(1 << 20)}),
+        json!({"xs": (0..200_000).collect::<Vec<u32>>()}),
+        deep,
+    ];
+    for args in cases {
+        let _ = Call::new(bot.clone(), "files/read", ToolClass::Read).args(args).decide(&e);
+    }
+    // Deep but within the limit: evaluated like any other call.
+    let mut nested = json!({"path": "/home/x"});
+    for _ in 0..(crate::MAX_ARGUMENT_DEPTH - 1) {
+        nested = json!({ "k": nested });
+    }
+    let d = Call::new(bot.clone(), "files/read", ToolClass::Read).args(nested).decide(&e);
+    assert_eq!(d, allowed_by(&["p:0"]));
+    // Over the limits: denied, naming the limit.
+    let mut deep = json!(1);
+    for _ in 0..100 {
+        deep = json!([deep]);
+    }
+    let d = Call::new(bot.clone(), "files/read", ToolClass::Read).args(json!({ "d": deep })).decide(&e);
+    assert_eq!(d, Decision::Deny { policies: vec![], reason: "tool arguments nest deeper than 64 levels".to_owned() });
+    // A path of the wrong type errors the forbid: denied.
+    let d = Call::new(bot.clone(), "files/read", ToolClass::Read).args(json!({"path": 7})).decide(&e);
+    assert_eq!(denied_by(&d), ["p:1"]);
+    // Odd ids are just ids.
+    let odd = agent("a\"gent\u{0}/\\", &["", "g\"roup"]);
+    let call = Call::new(odd, "srv\"/to/ol", ToolClass::Read).args(json!({"path": "/etc/passwd"}));
+    assert_eq!(denied_by(&call.decide(&e)), ["p:1"]);
+}
+
+// ---- may_ever_allow ----
+
+#[test]
+fn may_ever_allow_cases() {
+    let e = engine(&[(
+        "p.cedar",
+        r#"permit (principal in Custos::Group::"readers", CALL, resource) when { resource.class == "read" };
+           permit (principal in Custos::Group::"payers", CALL, resource == Custos::Tool::"payments/refund")
+           when { context.arguments has amount && context.arguments.amount <= 100 };
+           forbid (principal, CALL, resource in Custos::Server::"shell");
+           permit (principal in Custos::Group::"ops", CALL, resource);
+           forbid (principal in Custos::Group::"ops", CALL, resource) when { context.run.labels.contains("untrusted_input") };"#,
+    )]);
+    let reader = agent("r", &["readers"]);
+    let payer = agent("p", &["payers"]);
+    let ops = agent("o", &["ops"]);
+    let refund = ToolRef::new("payments", "refund");
+    let read = ToolRef::new("files", "read");
+    let exec = ToolRef::new("shell", "exec");
+    let info = |tool, class| ToolInfo { tool, class, annotations: None };
+
+    // An unconditional permit matches.
+    assert!(e.may_ever_allow(&reader, &info(&read, ToolClass::Read)));
+    // No permit can match.
+    assert!(!e.may_ever_allow(&reader, &info(&refund, ToolClass::Write)));
+    assert!(!e.may_ever_allow(&payer, &info(&read, ToolClass::Read)));
+    // The permit depends on the arguments: some call may be allowed.
+    assert!(e.may_ever_allow(&payer, &info(&refund, ToolClass::Write)));
+    // A permit matches, and a forbid depends on run facts: some call may be allowed.
+    assert!(e.may_ever_allow(&ops, &info(&refund, ToolClass::Write)));
+    // An unconditional forbid applies, whatever permits match.
+    assert!(!e.may_ever_allow(&ops, &info(&exec, ToolClass::Privileged)));
+
+    // Nothing loaded: nothing is ever allowed.
+    assert!(!engine(&[]).may_ever_allow(&ops, &info(&read, ToolClass::Read)));
+}
+
+// ---- explain ----
+
+#[test]
+fn explain_names_the_deciding_policies() {
+    let e = engine(&[
+        (
+            "policies/base.cedar",
+            "permit (principal, CALL, resource);\n\n@id(\"everyone\")\npermit (principal, CALL, resource);\n",
+        ),
+        (
+            "policies/limits.cedar",
+            "// refunds\n@reason(\"too much\")\nforbid (principal, CALL, resource)\n  when { context.arguments has amount && context.arguments.amount > 100 };\n",
+        ),
+    ]);
+    let bot = agent("bot", &[]);
+
+    let ok = Call::new(bot.clone(), "payments/refund", ToolClass::Write).args(json!({"amount": 5}));
+    let x = e.explain(&ok.request());
+    assert_eq!(x.decision, allowed_by(&["base:0", "everyone"]));
+    assert_eq!(x.policies.len(), 2);
+    let p = &x.policies[1];
+    assert_eq!((p.id.as_str(), p.file.as_str(), p.line, p.column), ("everyone", "policies/base.cedar", 3, 1));
+    assert_eq!(p.effect, PolicyEffect::Permit);
+    assert_eq!(p.error, None);
+
+    let too_much = Call::new(bot.clone(), "payments/refund", ToolClass::Write).args(json!({"amount": 500}));
+    let x = e.explain(&too_much.request());
+    assert_eq!(denied_by(&x.decision), ["limits:0"]);
+    assert_eq!(x.policies.len(), 1);
+    let p = &x.policies[0];
+    assert_eq!((p.file.as_str(), p.line, p.column), ("policies/limits.cedar", 2, 1));
+    assert_eq!(p.effect, PolicyEffect::Forbid);
+    assert_eq!(p.reason.as_deref(), Some("too much"));
+    assert_eq!(
+        x.to_string(),
+        "deny: forbidden by policy: too much (policies: limits:0)\n  forbid `limits:0` at policies/limits.cedar:2:1: too much\n"
+    );
+
+    let wrong_type = Call::new(bot, "payments/refund", ToolClass::Write).args(json!({"amount": "500"}));
+    let x = e.explain(&wrong_type.request());
+    assert_eq!(denied_by(&x.decision), ["limits:0"]);
+    assert_eq!(x.policies.len(), 1, "the matching permits did not decide: {x}");
+    assert!(x.policies[0].error.as_deref().unwrap_or("").contains("type error"), "{x}");
+    assert!(x.to_string().contains("(evaluation error: "), "{x}");
+    assert!(serde_json::to_value(&x).is_ok());
+}
+
+// ---- loading ----
+
+#[test]
+fn parse_error_names_file_line_and_column() {
+    let err = try_engine(&[(
+        "policies/support.cedar",
+        "// support\npermit (principal, CALL, resource);\n\npermit (principal, CALL, resource)\n  when { true };;\n",
+    )])
+    .err()
+    .unwrap();
+    assert!(matches!(err, PolicyError::Parse { .. }), "{err:?}");
+    let pos = err.position().unwrap();
+    assert_eq!((pos.line, pos.column), (5, 17), "{err}");
+    assert!(err.to_string().starts_with("policies/support.cedar:5:17: unexpected token `;`"), "{err}");
+
+    let err = try_engine(&[("x.cedar", "permit (principal, CALL, resource)\nwhen { 1 + };")]).err().unwrap();
+    assert!(err.to_string().starts_with("x.cedar:2:"), "{err}");
+}
+
+#[test]
+fn validation_error_names_file_line_and_column() {
+    let err = try_engine(&[(
+        "policies/support.cedar",
+        "permit (principal, CALL, resource);\n\n@id(\"refunds\")\nforbid (principal, CALL, resource)\n  when { context.arguments.amout > 100 };\n",
+    )])
+    .err()
+    .unwrap();
+    let PolicyError::Validation { at, policy, message } = &err else { panic!("{err:?}") };
+    assert_eq!(policy, "refunds");
+    assert_eq!((at.line, at.column), (5, 10), "{err}");
+    assert!(message.contains("amout"), "{err}");
+    assert!(!message.contains("for policy"), "{err}");
+    let text = err.to_string();
+    assert!(text.starts_with("policies/support.cedar:5:10: policy `refunds` does not validate: "), "{text}");
+    assert!(!text.contains('\n'), "{text}");
+
+    // Behind `has`, the typo is not an error to Cedar, just a test that is always false: the
+    // forbid could never apply. That is refused too, pointing at the policy.
+    let err = try_engine(&[(
+        "policies/support.cedar",
+        "permit (principal, CALL, resource);\n\nforbid (principal, CALL, resource)\n  when { context.arguments has amout && context.arguments.amout > 100 };\n",
+    )])
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string()
+            .starts_with("policies/support.cedar:3:1: policy `support:1` does not validate: policy is impossible"),
+        "{err}"
+    );
+
+    // Unknown entity types and actions, and a type error, all point into the right file.
+    for (policy, line, column) in [
+        ("permit (principal, action, resource)\n  when { principal in Custos::Team::\"x\" };", 2, 23),
+        ("permit (principal, action == Custos::Action::\"delete\", resource);", 1, 30),
+        ("permit (principal, CALL, resource)\nwhen { resource.class > 1 };", 2, 8),
+    ] {
+        let err =
+            try_engine(&[("ok.cedar", "permit (principal, CALL, resource);"), ("bad.cedar", policy)]).err().unwrap();
+        let at = err.position().unwrap();
+        assert_eq!((at.file.as_str(), at.line, at.column), ("bad.cedar", line, column), "{err}");
+        assert!(err.to_string().contains("policy `bad:0` does not validate: "), "{err}");
+    }
+}
+
+#[test]
+fn templates_are_refused() {
+    let err = try_engine(&[(
+        "t.cedar",
+        "permit (principal, CALL, resource);\npermit (principal == ?principal, CALL, resource);",
+    )])
+    .err()
+    .unwrap();
+    assert_eq!(err.to_string(), "t.cedar:2:1: templates (policies with `?principal` or `?resource`) are not supported");
+}
+
+#[test]
+fn missing_policy_file() {
+    let err = PolicyEngine::load(&SchemaSource::Embedded, &[PathBuf::from("x")]).err().unwrap();
+    assert_eq!(err.to_string(), "cannot read policy file `x`: no such file or directory");
+    let err = PolicyEngine::load(&SchemaSource::File(PathBuf::from("nope.cedarschema")), &[]).err().unwrap();
+    assert_eq!(err.to_string(), "cannot read schema file `nope.cedarschema`: no such file or directory");
+}
+
+#[test]
+fn schema_errors_name_the_schema_file() {
+    let err = PolicyEngine::from_sources("namespace Custos {\n  entity Agent = { owner: String, };\n  entity;\n}", &[])
+        .err()
+        .unwrap();
+    let at = err.position().unwrap();
+    assert_eq!((at.file.as_str(), at.line), ("schema", 3), "{err}");
+    assert!(err.to_string().starts_with("schema:3:"), "{err}");
+
+    // A schema that parses but lacks what the gateway fills in.
+    let err = PolicyEngine::from_sources("namespace Custos { entity Agent; }", &[]).err().unwrap();
+    assert!(matches!(err, PolicyError::SchemaShape { .. }), "{err:?}");
+    assert!(err.to_string().starts_with("schema `schema` does not fit custos calls: "), "{err}");
+
+    // A required argument attribute would make every call without it fail.
+    let required = EMBEDDED_SCHEMA.replace("path?: String", "path: String");
+    let err = PolicyEngine::from_sources(&required, &[]).err().unwrap();
+    assert!(matches!(err, PolicyError::SchemaShape { .. }), "{err:?}");
+}
+
+#[test]
+fn a_deployment_schema_may_declare_more_arguments() {
+    let schema = EMBEDDED_SCHEMA
+        .replace("query?: String,", "query?: String,\n    recipient?: String,\n    limits?: { daily?: Long },");
+    let sources = vec![(
+        "mail.cedar".to_owned(),
+        format!(
+            r#"permit (principal, {CALL}, resource)
+               when {{ context.arguments has recipient && context.arguments.recipient like "*@example.com"
+                       && context.arguments has limits && context.arguments.limits has daily
+                       && context.arguments.limits.daily < 10 }};"#
+        ),
+    )];
+    let e = PolicyEngine::from_sources(&schema, &sources).unwrap();
+    let ok = Call::new(agent("bot", &[]), "mail/send", ToolClass::Write)
+        .args(json!({"recipient": "a@example.com", "limits": {"daily": 3, "undeclared": true}, "body": "hi"}));
+    assert!(ok.decide(&e).is_allow());
+    // The embedded schema does not declare `recipient`: the same policy does not validate.
+    let err = PolicyEngine::from_sources(EMBEDDED_SCHEMA, &sources).err().unwrap();
+    assert!(err.to_string().contains("policy is impossible"), "{err}");
+}
+
+#[test]
+fn example_policy_file_loads_and_behaves() {
+    let e = PolicyEngine::load(
+        &SchemaSource::File(crate_path("schema/custos.cedarschema")),
+        &[crate_path("policies/example.cedar")],
+    )
+    .unwrap();
+    assert_eq!(e.policy_ids(), ["example:0", "no-privileged-tools"]);
+    let e2 = PolicyEngine::load(&SchemaSource::Embedded, &[crate_path("policies/example.cedar")]).unwrap();
+    assert_eq!(e2.len(), 2);
+
+    let reader = agent("docs-bot", &["readers"]);
+    assert_eq!(Call::new(reader.clone(), "files/read", ToolClass::Read).decide(&e), allowed_by(&["example:0"]));
+    assert!(!Call::new(reader.clone(), "files/write", ToolClass::Write).decide(&e).is_allow());
+    let d = Call::new(reader.clone(), "shell/exec", ToolClass::Privileged).decide(&e);
+    assert_eq!(denied_by(&d), ["no-privileged-tools"]);
+    assert_eq!(reason(&d), "forbidden by policy: privileged tools are not available to agents");
+
+    let exec = ToolRef::new("shell", "exec");
+    assert!(!e.may_ever_allow(&reader, &ToolInfo { tool: &exec, class: ToolClass::Privileged, annotations: None }));
+}
+
+#[test]
+fn engine_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<PolicyEngine>();
+}

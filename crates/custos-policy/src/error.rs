@@ -1,0 +1,216 @@
+//! Errors from loading a schema and a policy set, and the source positions they point at.
+//!
+//! Cedar reports problems as byte offsets into the text it was given; people and editors want
+//! `file:line:column`. [`SourcePos::locate`] does that conversion, and every load error carries
+//! the position so `custos policy check` output can be clicked through in an editor.
+
+use std::fmt;
+use std::io;
+
+use serde::Serialize;
+
+/// A position in a schema or policy file: 1-based line and column (columns count characters,
+/// not bytes, so a position after non-ASCII text still lines up in an editor).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct SourcePos {
+    /// The file as the caller named it (the path given to `load`, or the name given to
+    /// `from_sources`).
+    pub file: String,
+    pub line: u32,
+    pub column: u32,
+}
+
+impl SourcePos {
+    /// The position of byte `offset` in `text`. Offsets past the end point just after the last
+    /// character; an offset inside a multi-byte character points at that character.
+    pub fn locate(file: &str, text: &str, offset: usize) -> Self {
+        let mut line: u32 = 1;
+        let mut column: u32 = 1;
+        for (at, ch) in text.char_indices() {
+            if at >= offset {
+                break;
+            }
+            // An offset inside this character still names this character.
+            if at + ch.len_utf8() > offset {
+                break;
+            }
+            if ch == '\n' {
+                line = line.saturating_add(1);
+                column = 1;
+            } else {
+                column = column.saturating_add(1);
+            }
+        }
+        Self { file: file.to_owned(), line, column }
+    }
+
+    /// The start of `file`: where errors without a more precise position point.
+    pub fn start_of(file: &str) -> Self {
+        Self { file: file.to_owned(), line: 1, column: 1 }
+    }
+}
+
+impl fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// Why a schema or policy set could not be loaded.
+///
+/// Every message is one lowercase line. Problems inside a file start with `file:line:column:`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A policy file could not be read.
+    #[error("cannot read policy file `{path}`: {reason}")]
+    ReadPolicy { path: String, reason: String },
+
+    /// The schema file could not be read.
+    #[error("cannot read schema file `{path}`: {reason}")]
+    ReadSchema { path: String, reason: String },
+
+    /// The schema does not parse, or declares something inconsistent.
+    #[error("{at}: {message}")]
+    Schema { at: SourcePos, message: String },
+
+    /// The schema parses but cannot describe a Custos call (a missing entity type, attribute or
+    /// the `call_tool` action, or a required argument attribute).
+    #[error("schema `{file}` does not fit custos calls: {message}")]
+    SchemaShape { file: String, message: String },
+
+    /// A policy file does not parse.
+    #[error("{at}: {message}")]
+    Parse { at: SourcePos, message: String },
+
+    /// A policy parses but does not validate against the schema (strict mode).
+    #[error("{at}: policy `{policy}` does not validate: {message}")]
+    Validation { at: SourcePos, policy: String, message: String },
+
+    /// Two policies have the same id (from `@id` or from `<file stem>:<n>`).
+    #[error("{at}: policy id `{policy}` is already used by the policy at {first}")]
+    DuplicateId { at: SourcePos, policy: String, first: SourcePos },
+
+    /// A policy's `@id` annotation cannot be used as an id.
+    #[error("{at}: policy `@id` must not be empty")]
+    EmptyId { at: SourcePos },
+
+    /// A file holds a template (`?principal` / `?resource` slots); Custos has no way to link one.
+    #[error("{at}: templates (policies with `?principal` or `?resource`) are not supported")]
+    Template { at: SourcePos },
+}
+
+impl PolicyError {
+    /// Where in which file the problem is, when it is inside a file.
+    pub fn position(&self) -> Option<&SourcePos> {
+        match self {
+            Self::Schema { at, .. }
+            | Self::Parse { at, .. }
+            | Self::Validation { at, .. }
+            | Self::DuplicateId { at, .. }
+            | Self::EmptyId { at }
+            | Self::Template { at } => Some(at),
+            Self::ReadPolicy { .. } | Self::ReadSchema { .. } | Self::SchemaShape { .. } => None,
+        }
+    }
+}
+
+/// An I/O error as a lowercase phrase without the OS error number:
+/// "no such file or directory", not "No such file or directory (os error 2)".
+pub(crate) fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => text.get(..at).unwrap_or(&text).to_owned(),
+        _ => text,
+    };
+    lowercase_first(&text)
+}
+
+/// `text` with its first character lowercased: Cedar and the OS capitalise some messages.
+pub(crate) fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Cedar's diagnostic as one line: the message, then its help if it has one. Newlines inside
+/// either (Cedar lists alternatives on separate lines in a few messages) become spaces.
+pub(crate) fn one_line(diag: &dyn miette::Diagnostic) -> String {
+    let mut text = lowercase_first(&diag.to_string());
+    if let Some(help) = diag.help() {
+        let help = help.to_string();
+        if !help.is_empty() {
+            text.push_str("; ");
+            text.push_str(&lowercase_first(&help));
+        }
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Like [`one_line`], followed by the messages of the error's causes that it does not already
+/// contain: some Cedar errors say only "entity does not conform to the schema" and keep the
+/// attribute and types in their cause.
+pub(crate) fn with_causes(err: &(dyn miette::Diagnostic + 'static)) -> String {
+    let mut text = one_line(err);
+    let mut cause = std::error::Error::source(err);
+    while let Some(c) = cause {
+        let line = c.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        let line = lowercase_first(&line);
+        if !line.is_empty() && !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// The byte offset of the first labelled span of `diag`, if Cedar attached one.
+pub(crate) fn first_offset(diag: &dyn miette::Diagnostic) -> Option<usize> {
+    let mut labels = diag.labels()?;
+    labels.next().map(|label| label.offset())
+}
+
+/// At most `max` characters of `text`, with an ellipsis when something was cut: reasons go in
+/// audit records, which are bounded.
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", text.get(..at).unwrap_or(text)),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locate_counts_lines_and_characters() {
+        let text = "ab\ncdé\nfg";
+        assert_eq!(SourcePos::locate("f", text, 0).to_string(), "f:1:1");
+        assert_eq!(SourcePos::locate("f", text, 2).to_string(), "f:1:3");
+        assert_eq!(SourcePos::locate("f", text, 3).to_string(), "f:2:1");
+        // `é` is two bytes: the `\n` after it is column 4, not 5.
+        assert_eq!(SourcePos::locate("f", text, 7).to_string(), "f:2:4");
+        // Inside `é` still names `é`.
+        assert_eq!(SourcePos::locate("f", text, 6).to_string(), "f:2:3");
+        assert_eq!(SourcePos::locate("f", text, 8).to_string(), "f:3:1");
+        assert_eq!(SourcePos::locate("f", text, 999).to_string(), "f:3:3");
+        assert_eq!(SourcePos::locate("f", "", 5).to_string(), "f:1:1");
+    }
+
+    #[test]
+    fn io_reasons_are_lowercase_without_os_numbers() {
+        let err = io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&err), "no such file or directory");
+    }
+
+    #[test]
+    fn truncate_marks_cuts() {
+        assert_eq!(truncate("abc", 5), "abc");
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("ééé", 2), "éé…");
+    }
+}

@@ -1,0 +1,141 @@
+//! One call as Cedar sees it: the entities (agent, groups, tool, server) and the context.
+//!
+//! Entity uids:
+//!
+//! | what | uid |
+//! |---|---|
+//! | agent | `Custos::Agent::"<agent id>"`, parents: its groups |
+//! | group | `Custos::Group::"<group>"` |
+//! | tool | `Custos::Tool::"<server>/<name>"`, parent: its server |
+//! | server | `Custos::Server::"<server>"` |
+//! | action | `Custos::Action::"call_tool"` |
+
+use std::collections::{BTreeSet, HashMap};
+use std::str::FromStr;
+
+use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
+use custos_core::{Agent, ToolClass, ToolRef};
+
+use crate::context::{arguments_record, record};
+use crate::error::{lowercase_first, with_causes};
+
+/// What policy knows about a tool, apart from the call's arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct ToolInfo<'a> {
+    pub tool: &'a ToolRef,
+    /// The class the config (or the classifier's default) gave the tool.
+    pub class: ToolClass,
+    /// The `annotations` object of the tool's descriptor, if the server sent one. Only the four
+    /// MCP hints with boolean values are passed to policy.
+    pub annotations: Option<&'a serde_json::Value>,
+}
+
+/// One tool call to decide.
+#[derive(Clone, Copy, Debug)]
+pub struct CallRequest<'a> {
+    pub agent: &'a Agent,
+    pub tool: ToolInfo<'a>,
+    /// `params.arguments` of the call, exactly as the agent sent it.
+    pub arguments: &'a serde_json::Value,
+    pub run_id: &'a str,
+    pub step: u64,
+    /// Labels earlier steps left on the run (`read_sensitive`, `untrusted_input`, ...).
+    pub labels: &'a [String],
+}
+
+/// The MCP tool annotations the schema declares on `Custos::Tool`.
+const ANNOTATION_HINTS: [&str; 4] = ["readOnlyHint", "destructiveHint", "idempotentHint", "openWorldHint"];
+
+/// The Cedar names Custos uses, parsed once.
+#[derive(Clone, Debug)]
+pub(crate) struct Names {
+    agent: EntityTypeName,
+    group: EntityTypeName,
+    tool: EntityTypeName,
+    server: EntityTypeName,
+    pub(crate) call_tool: EntityUid,
+}
+
+impl Names {
+    pub(crate) fn new() -> Result<Self, String> {
+        let ty = |name: &str| EntityTypeName::from_str(name).map_err(|e| e.to_string());
+        Ok(Self {
+            agent: ty("Custos::Agent")?,
+            group: ty("Custos::Group")?,
+            tool: ty("Custos::Tool")?,
+            server: ty("Custos::Server")?,
+            call_tool: EntityUid::from_type_name_and_id(ty("Custos::Action")?, EntityId::new("call_tool")),
+        })
+    }
+
+    pub(crate) fn agent_uid(&self, agent: &Agent) -> EntityUid {
+        uid(&self.agent, &agent.id.0)
+    }
+
+    pub(crate) fn tool_uid(&self, tool: &ToolRef) -> EntityUid {
+        uid(&self.tool, &tool.to_string())
+    }
+
+    /// The agent, its groups, the tool and its server, checked against `schema` (which also
+    /// adds the action entities).
+    pub(crate) fn entities(&self, schema: &Schema, agent: &Agent, tool: &ToolInfo<'_>) -> Result<Entities, String> {
+        let groups: BTreeSet<&str> = agent.groups.iter().map(String::as_str).collect();
+        let group_uids: Vec<EntityUid> = groups.iter().map(|g| uid(&self.group, g)).collect();
+        let agent_entity = Entity::new(
+            self.agent_uid(agent),
+            HashMap::from([
+                ("owner".to_owned(), RestrictedExpression::new_string(agent.owner.clone())),
+                ("purpose".to_owned(), RestrictedExpression::new_string(agent.purpose.clone())),
+            ]),
+            group_uids.iter().cloned().collect(),
+        )
+        .map_err(|e| lowercase_first(&e.to_string()))?;
+
+        let server_uid = uid(&self.server, &tool.tool.server);
+        let hints = ANNOTATION_HINTS.iter().filter_map(|hint| {
+            let value = tool.annotations?.get(*hint)?.as_bool()?;
+            Some(((*hint).to_owned(), RestrictedExpression::new_bool(value)))
+        });
+        let annotations = record(hints.collect()).map_err(|e| e.to_string())?;
+        let tool_entity = Entity::new(
+            self.tool_uid(tool.tool),
+            HashMap::from([
+                ("server".to_owned(), RestrictedExpression::new_string(tool.tool.server.clone())),
+                ("name".to_owned(), RestrictedExpression::new_string(tool.tool.name.clone())),
+                ("class".to_owned(), RestrictedExpression::new_string(tool.class.as_str().to_owned())),
+                ("annotations".to_owned(), annotations),
+            ]),
+            [server_uid.clone()].into_iter().collect(),
+        )
+        .map_err(|e| lowercase_first(&e.to_string()))?;
+
+        let all = group_uids.into_iter().map(Entity::with_uid).chain([
+            agent_entity,
+            tool_entity,
+            Entity::with_uid(server_uid),
+        ]);
+        Entities::from_entities(all, Some(schema)).map_err(|e| with_causes(&e))
+    }
+}
+
+fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
+    EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
+}
+
+/// The context of a call: `{ arguments: ..., run: { id, step, labels } }`.
+pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
+    let arguments = arguments_record(req.arguments).map_err(|e| e.to_string())?;
+    let labels: BTreeSet<&String> = req.labels.iter().collect();
+    let run = record(vec![
+        ("id".to_owned(), RestrictedExpression::new_string(req.run_id.to_owned())),
+        // A step past i64::MAX cannot happen in practice; saturating keeps `step > n` true.
+        ("step".to_owned(), RestrictedExpression::new_long(i64::try_from(req.step).unwrap_or(i64::MAX))),
+        (
+            "labels".to_owned(),
+            RestrictedExpression::new_set(labels.into_iter().map(|l| RestrictedExpression::new_string(l.clone()))),
+        ),
+    ])
+    .map_err(|e| e.to_string())?;
+    Context::from_pairs([("arguments".to_owned(), arguments), ("run".to_owned(), run)])
+        .map_err(|e| lowercase_first(&e.to_string()))
+}
