@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn exact_beats_pattern_and_longer_pattern_beats_shorter() {
-        let c = classes(false, &[("*", ToolClass::Read), ("delete_*", ToolClass::Privileged), ("delete_note", ToolClass::Write)]);
+        let c = classes(
+            false,
+            &[("*", ToolClass::Read), ("delete_*", ToolClass::Privileged), ("delete_note", ToolClass::Write)],
+        );
         assert_eq!(c.classify("echo", None), ToolClass::Read);
         assert_eq!(c.classify("delete_all", None), ToolClass::Privileged);
         assert_eq!(c.classify("delete_note", None), ToolClass::Write);
@@ -105,8 +108,10 @@ mod tests {
 
     #[test]
     fn annotations_count_only_when_trusted_and_unknown_is_privileged() {
-        let ro = ToolDescriptor::from_listing("s", json!({"name": "t", "annotations": {"readOnlyHint": true}})).unwrap();
-        let nd = ToolDescriptor::from_listing("s", json!({"name": "t", "annotations": {"destructiveHint": false}})).unwrap();
+        let ro =
+            ToolDescriptor::from_listing("s", json!({"name": "t", "annotations": {"readOnlyHint": true}})).unwrap();
+        let nd =
+            ToolDescriptor::from_listing("s", json!({"name": "t", "annotations": {"destructiveHint": false}})).unwrap();
         let bare = ToolDescriptor::from_listing("s", json!({"name": "t"})).unwrap();
         let trusted = classes(true, &[]);
         assert_eq!(trusted.classify("t", Some(&ro)), ToolClass::Read);

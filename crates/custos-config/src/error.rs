@@ -16,7 +16,9 @@ pub enum ConfigError {
 impl ConfigError {
     pub(crate) fn read(path: &Path, e: &std::io::Error) -> Self {
         let reason = match e.kind() {
-            std::io::ErrorKind::NotFound => "no such file (run `custos init` to write one, or pass --config)".to_owned(),
+            std::io::ErrorKind::NotFound => {
+                "no such file (run `custos init` to write one, or pass --config)".to_owned()
+            }
             _ => e.to_string(),
         };
         Self::Read { path: path.to_owned(), reason }

@@ -85,7 +85,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_message_bytes: 4 * 1024 * 1024, max_in_flight: 64, max_pending_requests: 1024, shutdown_grace_ms: 5_000 }
+        Self {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_in_flight: 64,
+            max_pending_requests: 1024,
+            shutdown_grace_ms: 5_000,
+        }
     }
 }
 

@@ -15,13 +15,21 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |p: &str| -> PathBuf {
         let p = Path::new(p);
-        if p.is_absolute() { p.to_owned() } else { dir.join(p) }
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            dir.join(p)
+        }
     };
 
     let data_dir = resolve(raw.data_dir.as_deref().unwrap_or(".custos"));
 
     if raw.policy.files.is_empty() {
-        return Err(ConfigError::invalid(path, "policy.files", "no policy files: list at least one Cedar file (everything is denied without a policy)"));
+        return Err(ConfigError::invalid(
+            path,
+            "policy.files",
+            "no policy files: list at least one Cedar file (everything is denied without a policy)",
+        ));
     }
     let policy = PolicyConfig {
         files: raw.policy.files.iter().map(|f| resolve(f)).collect(),
@@ -32,15 +40,27 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let defaults = Limits::default();
     let max_message_bytes = raw.limits.max_message_bytes.unwrap_or(defaults.max_message_bytes as u64);
     if !MESSAGE_BYTES_RANGE.contains(&max_message_bytes) {
-        return Err(ConfigError::invalid(path, "limits.max_message_bytes", format!("`{max_message_bytes}` is out of range: expected 1024 to 1073741824")));
+        return Err(ConfigError::invalid(
+            path,
+            "limits.max_message_bytes",
+            format!("`{max_message_bytes}` is out of range: expected 1024 to 1073741824"),
+        ));
     }
     let max_in_flight = raw.limits.max_in_flight.unwrap_or(defaults.max_in_flight as u64);
     if !(1..=4096).contains(&max_in_flight) {
-        return Err(ConfigError::invalid(path, "limits.max_in_flight", format!("`{max_in_flight}` is out of range: expected 1 to 4096")));
+        return Err(ConfigError::invalid(
+            path,
+            "limits.max_in_flight",
+            format!("`{max_in_flight}` is out of range: expected 1 to 4096"),
+        ));
     }
     let max_pending = raw.limits.max_pending_requests.unwrap_or(defaults.max_pending_requests as u64);
     if !(1..=1_000_000).contains(&max_pending) {
-        return Err(ConfigError::invalid(path, "limits.max_pending_requests", format!("`{max_pending}` is out of range: expected 1 to 1000000")));
+        return Err(ConfigError::invalid(
+            path,
+            "limits.max_pending_requests",
+            format!("`{max_pending}` is out of range: expected 1 to 1000000"),
+        ));
     }
     let limits = Limits {
         max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(defaults.max_message_bytes),
@@ -60,14 +80,22 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             return Err(ConfigError::invalid(path, key, format!("duplicate agent `{}`", a.id)));
         }
         if a.owner.trim().is_empty() {
-            return Err(ConfigError::invalid(path, format!("agents[{i}].owner"), format!("agent `{}` needs an owner: every agent is accountable to a human or team", a.id)));
+            return Err(ConfigError::invalid(
+                path,
+                format!("agents[{i}].owner"),
+                format!("agent `{}` needs an owner: every agent is accountable to a human or team", a.id),
+            ));
         }
         agents.push(Agent { id: AgentId(a.id), owner: a.owner, purpose: a.purpose, groups: a.groups });
     }
 
     let default_agent = match raw.default_agent {
         Some(id) if !seen.contains(&id) => {
-            return Err(ConfigError::invalid(path, "default_agent", format!("unknown agent `{id}`: declare it under [[agents]]")));
+            return Err(ConfigError::invalid(
+                path,
+                "default_agent",
+                format!("unknown agent `{id}`: declare it under [[agents]]"),
+            ));
         }
         other => other.map(AgentId),
     };
@@ -76,15 +104,31 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let mut names = BTreeSet::new();
     for (i, s) in raw.servers.into_iter().enumerate() {
         if s.name.is_empty() || s.name.contains('/') {
-            return Err(ConfigError::invalid(path, format!("servers[{i}].name"), format!("`{}` is not a server name: expected a non-empty name without `/`", s.name)));
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].name"),
+                format!("`{}` is not a server name: expected a non-empty name without `/`", s.name),
+            ));
         }
         if !names.insert(s.name.clone()) {
-            return Err(ConfigError::invalid(path, format!("servers[{i}].name"), format!("duplicate server `{}`", s.name)));
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].name"),
+                format!("duplicate server `{}`", s.name),
+            ));
         }
         if s.command.as_ref().is_some_and(|c| c.is_empty()) {
-            return Err(ConfigError::invalid(path, format!("servers[{i}].command"), "an empty command: give the program and its arguments"));
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].command"),
+                "an empty command: give the program and its arguments",
+            ));
         }
-        servers.push(ServerConfig { name: s.name, command: s.command, classes: ToolClasses::new(s.trust_annotations, s.tools) });
+        servers.push(ServerConfig {
+            name: s.name,
+            command: s.command,
+            classes: ToolClasses::new(s.trust_annotations, s.tools),
+        });
     }
 
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };

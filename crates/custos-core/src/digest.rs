@@ -77,11 +77,53 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
-/// The canonical JSON bytes of `value`: compact, keys sorted.
+/// The canonical JSON bytes of `value`: compact, object keys sorted by code point at every level.
+///
+/// Keys are sorted here, not left to `serde_json`'s map type: another crate in the build may turn
+/// on `serde_json/preserve_order`, which would make maps keep insertion order instead.
 pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    // INVARIANT: serde_json is built without `preserve_order` in this workspace, so maps are
-    // BTreeMaps and serialize with sorted keys. The test below fails if that ever changes.
-    serde_json::to_vec(value).unwrap_or_default()
+    let mut out = Vec::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                write_canonical(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(b']');
+        }
+        Value::String(s) => write_string(s, out),
+        // Scalars have one compact form already.
+        Value::Null | Value::Bool(_) | Value::Number(_) => {
+            out.extend_from_slice(value.to_string().as_bytes());
+        }
+    }
+}
+
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(serde_json::Value::String(s.to_owned()).to_string().as_bytes());
 }
 
 #[cfg(test)]
@@ -95,6 +137,8 @@ mod tests {
         let b = json!({"a": {"x": [3], "y": 2}, "b": 1});
         assert_eq!(canonical_json(&a), br#"{"a":{"x":[3],"y":2},"b":1}"#.to_vec());
         assert_eq!(Digest::of_json(&a), Digest::of_json(&b));
+        let nested: serde_json::Value = serde_json::from_str(r#"{"z":[{"b":"\u00e9\n","a":null}],"y":1.5}"#).unwrap();
+        assert_eq!(canonical_json(&nested), "{\"y\":1.5,\"z\":[{\"a\":null,\"b\":\"é\\n\"}]}".as_bytes());
     }
 
     #[test]

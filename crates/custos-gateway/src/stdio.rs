@@ -76,10 +76,13 @@ where
         return Err(StdioError::Spawn { program: program.clone(), reason: "no pipes to the child".into() });
     };
 
-    let program_name = std::path::Path::new(program).file_name().map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+    let program_name =
+        std::path::Path::new(program).file_name().map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
     // Arguments can carry secrets (tokens on command lines); record their count, not their text.
     gateway
-        .start(serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" }))
+        .start(
+            serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" }),
+        )
         .await?;
 
     let (to_client, client_writer) = writer(client_out);

@@ -28,7 +28,8 @@ impl ToolsListing {
         let tools = list
             .into_iter()
             .map(|raw| {
-                let descriptor = serde_json::from_str(raw.get()).ok().and_then(|v| ToolDescriptor::from_listing(server, v));
+                let descriptor =
+                    serde_json::from_str(raw.get()).ok().and_then(|v| ToolDescriptor::from_listing(server, v));
                 (raw, descriptor)
             })
             .collect();

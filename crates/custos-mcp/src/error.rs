@@ -15,8 +15,6 @@ pub mod codes {
     pub const AUDIT_UNAVAILABLE: i64 = -32002;
     /// The upstream server is gone or refused to answer.
     pub const UPSTREAM_UNAVAILABLE: i64 = -32003;
-    /// A message exceeded the configured size limit.
-    pub const MESSAGE_TOO_LARGE: i64 = -32004;
 }
 
 /// A JSON-RPC error response for `id` (`null` when the request's id is unknown), as one line.
@@ -40,7 +38,10 @@ mod tests {
     fn keeps_the_id_spelling() {
         let id = RawValue::from_string("3.0".to_owned()).unwrap();
         let out = error_response(Some(&id), codes::DENIED, "no", None);
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"jsonrpc":"2.0","id":3.0,"error":{"code":-32001,"message":"no"}}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"jsonrpc":"2.0","id":3.0,"error":{"code":-32001,"message":"no"}}"#
+        );
         let out = error_response(None, codes::PARSE_ERROR, "bad", Some(serde_json::json!({"k": 1})));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["id"], serde_json::Value::Null);

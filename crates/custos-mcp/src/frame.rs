@@ -16,15 +16,22 @@ pub enum Frame {
 const SNIFF_PREFIX: usize = 64 * 1024;
 
 /// Reads frames from `reader`, never holding more than `max_bytes` (plus one buffer) of a line.
+///
+/// Cancel-safe: a partly read line lives in the reader, not in the future, so a `select!` that
+/// drops [`FrameReader::next_frame`] midway loses nothing; the next call continues the line.
 #[derive(Debug)]
 pub struct FrameReader<R> {
     reader: R,
     max_bytes: usize,
+    /// The line read so far (only its first bytes once it is known to be oversized).
+    line: Vec<u8>,
+    /// Bytes of the current line seen so far, kept or not.
+    total: usize,
 }
 
 impl<R: AsyncBufRead + Unpin> FrameReader<R> {
     pub fn new(reader: R, max_bytes: usize) -> Self {
-        Self { reader, max_bytes }
+        Self { reader, max_bytes, line: Vec::new(), total: 0 }
     }
 
     /// The next non-empty frame, or `None` at end of stream. A final line without a newline
@@ -40,14 +47,13 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
     }
 
     async fn read_line(&mut self) -> std::io::Result<Option<Frame>> {
-        let mut line = Vec::new();
-        let mut total = 0usize;
-        let mut oversized = false;
         loop {
+            // INVARIANT: the only await is here, before any state changes in this iteration, so
+            // dropping the future at it leaves `line` and `total` consistent.
             let buf = self.reader.fill_buf().await?;
             if buf.is_empty() {
-                // End of stream.
-                if total == 0 {
+                // End of stream: a last line without a newline still counts.
+                if self.total == 0 {
                     return Ok(None);
                 }
                 break;
@@ -57,21 +63,21 @@ impl<R: AsyncBufRead + Unpin> FrameReader<R> {
                 None => (buf, false),
             };
             let used = chunk.len() + usize::from(found_newline);
-            total += chunk.len();
-            if !oversized && total > self.max_bytes {
-                oversized = true;
-            }
-            let room = if oversized { SNIFF_PREFIX.saturating_sub(line.len()) } else { chunk.len() };
-            line.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
-            if oversized && line.len() > SNIFF_PREFIX {
-                line.truncate(SNIFF_PREFIX);
+            self.total += chunk.len();
+            let room =
+                if self.total > self.max_bytes { SNIFF_PREFIX.saturating_sub(self.line.len()) } else { chunk.len() };
+            self.line.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or_default());
+            if self.total > self.max_bytes && self.line.len() > SNIFF_PREFIX {
+                self.line.truncate(SNIFF_PREFIX);
             }
             self.reader.consume(used);
             if found_newline {
                 break;
             }
         }
-        if oversized {
+        let mut line = std::mem::take(&mut self.line);
+        let total = std::mem::replace(&mut self.total, 0);
+        if total > self.max_bytes {
             return Ok(Some(Frame::Oversized { prefix: line, total }));
         }
         if line.last() == Some(&b'\r') {
@@ -131,6 +137,20 @@ mod tests {
         input.push(b'\n');
         let got = frames(&input, 100, 7).await;
         assert_eq!(got, vec![Frame::Line(vec![b'y'; 100])]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_read_loses_nothing() {
+        // The writer sends half a line, the read is abandoned (as a select! would), then the
+        // rest arrives: the next read must return the whole line.
+        let (mut tx, rx) = tokio::io::duplex(64);
+        let mut r = FrameReader::new(BufReader::new(rx), 1000);
+        use tokio::io::AsyncWriteExt;
+        tx.write_all(b"{\"half\":").await.unwrap();
+        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(20), r.next_frame()).await;
+        assert!(abandoned.is_err(), "no full line yet");
+        tx.write_all(b"1}\n").await.unwrap();
+        assert_eq!(r.next_frame().await.unwrap(), Some(Frame::Line(b"{\"half\":1}".to_vec())));
     }
 
     #[tokio::test]

@@ -132,7 +132,9 @@ impl Message {
             (None, Some(id)) => match (env.result.is_some(), env.error.is_some()) {
                 (true, false) => MessageKind::Response { id, is_error: false },
                 (false, true) => MessageKind::Response { id, is_error: true },
-                _ => return Err(MessageError::invalid("a response needs exactly one of `result` and `error`", Some(id))),
+                _ => {
+                    return Err(MessageError::invalid("a response needs exactly one of `result` and `error`", Some(id)))
+                }
             },
             (None, None) => return Err(MessageError::invalid("a message needs a `method` or an `id`", None)),
         };
@@ -245,7 +247,8 @@ mod tests {
         assert_eq!(p.name, "echo");
         assert_eq!(p.arguments()["text"], "hi");
         assert_eq!(m.meta().unwrap()["progressToken"], 5);
-        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":[1]}}"#).unwrap();
+        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":[1]}}"#)
+            .unwrap();
         assert!(ToolCallParams::from_message(&m).is_err());
         let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap();
         assert!(ToolCallParams::from_message(&m).is_err(), "duplicate names must not be resolved by the gateway");

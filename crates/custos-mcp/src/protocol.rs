@@ -38,7 +38,8 @@ mod tests {
 
     #[test]
     fn reads_versions_from_meta_and_initialize() {
-        let p = RawValue::from_string(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into()).unwrap();
+        let p = RawValue::from_string(r#"{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}"#.into())
+            .unwrap();
         assert_eq!(stated_version("tools/list", Some(&p)).as_deref(), Some("2026-07-28"));
         let p = RawValue::from_string(r#"{"protocolVersion":"2025-06-18","capabilities":{}}"#.into()).unwrap();
         assert_eq!(stated_version("initialize", Some(&p)).as_deref(), Some("2025-06-18"));

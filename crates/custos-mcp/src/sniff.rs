@@ -114,7 +114,8 @@ mod tests {
 
     #[test]
     fn finds_top_level_id_and_method_in_a_cut_prefix() {
-        let s = sniff(br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"x","arguments":{"blob":"aaaa"#);
+        let s =
+            sniff(br#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"x","arguments":{"blob":"aaaa"#);
         assert_eq!(s, Sniffed { id: Some("42".into()), method: Some("tools/call".into()) });
         let s = sniff(br#"{"params":{"id":1,"method":"evil"},"method":"tools/call","id":"r-1","x":"#);
         assert_eq!(s, Sniffed { id: Some("\"r-1\"".into()), method: Some("tools/call".into()) });

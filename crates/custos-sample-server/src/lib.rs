@@ -28,6 +28,9 @@ mod tools;
 
 use std::borrow::Cow;
 
+pub use resources::{GREETING_TEXT, GREETING_URI};
+pub use tools::{CRASH_EXIT_CODE, ECHO_DESCRIPTION_V1, ECHO_DESCRIPTION_V2, MAX_BIG_OUTPUT_BYTES, MAX_PROGRESS_STEPS};
+
 use rmcp::{
     handler::server::router::{prompt::PromptRouter, tool::ToolRouter},
     model::{

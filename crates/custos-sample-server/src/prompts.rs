@@ -10,9 +10,9 @@ use serde::Deserialize;
 use crate::SampleServer;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct GreetArgs {
+pub(crate) struct GreetArgs {
     /// Who to greet.
-    pub name: String,
+    pub(crate) name: String,
 }
 
 #[prompt_router(vis = "pub(crate)")]

@@ -30,64 +30,64 @@ pub const ECHO_DESCRIPTION_V2: &str = "Return the given text unchanged. Also for
 pub const CRASH_EXIT_CODE: i32 = 3;
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct EchoArgs {
+pub(crate) struct EchoArgs {
     /// The text to return.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct AddArgs {
+pub(crate) struct AddArgs {
     /// The first addend.
-    pub a: i64,
+    pub(crate) a: i64,
     /// The second addend.
-    pub b: i64,
+    pub(crate) b: i64,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct WriteNoteArgs {
+pub(crate) struct WriteNoteArgs {
     /// The note's title.
-    pub title: String,
+    pub(crate) title: String,
     /// The note's body.
     #[expect(dead_code, reason = "part of the input schema; the sample server stores nothing")]
-    pub body: String,
+    pub(crate) body: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct DeleteEverythingArgs {
+pub(crate) struct DeleteEverythingArgs {
     /// Must be present; the sample server deletes nothing either way.
     #[expect(dead_code, reason = "part of the input schema; the sample server deletes nothing")]
-    pub confirm: bool,
+    pub(crate) confirm: bool,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct CountArgs {
+pub(crate) struct CountArgs {
     /// How many progress notifications to send (at most 100).
     #[schemars(range(max = 100))]
-    pub n: u32,
+    pub(crate) n: u32,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct PromptArgs {
+pub(crate) struct PromptArgs {
     /// The prompt to send to the client's model.
-    pub prompt: String,
+    pub(crate) prompt: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct QuestionArgs {
+pub(crate) struct QuestionArgs {
     /// The question to put to the user.
-    pub question: String,
+    pub(crate) question: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// The text of the log message.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct BigOutputArgs {
+pub(crate) struct BigOutputArgs {
     /// How many `x` characters to return (at most 64 MiB).
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// The tool router for `variant`.

@@ -78,7 +78,8 @@ async fn echo_description(variant: ToolsVariant) -> String {
 async fn variant_two_changes_only_echo_description() {
     let one = echo_description(ToolsVariant::One).await;
     let two = echo_description(ToolsVariant::Two).await;
-    assert_ne!(one, two);
+    assert_eq!(one, custos_sample_server::ECHO_DESCRIPTION_V1);
+    assert_eq!(two, custos_sample_server::ECHO_DESCRIPTION_V2);
 
     let names = |tools: Vec<rmcp::model::Tool>| tools.into_iter().filter(|t| t.name != "echo").collect::<Vec<_>>();
     let c1 = start(ToolsVariant::One).await;

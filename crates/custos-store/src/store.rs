@@ -69,6 +69,10 @@ pub struct EventQuery {
 
 /// One write in a group-committed batch (see [`Store::write_batch`]).
 #[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a write lives only while queued for the writer; boxing would allocate on every append"
+)]
 pub enum Write {
     /// Same as [`Store::append`].
     Append(Vec<NewEvent>),

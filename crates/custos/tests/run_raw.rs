@@ -1,6 +1,9 @@
 //! `custos run` driven line by line: what no SDK client sends (malformed, oversized, odd ids,
 //! batches), the stateless protocol generation, the upstream dying, and signals.
 
+// Test helpers fail loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use common::harness::{of_kind, Deployment, RawSession, POLICIES};
@@ -107,7 +110,8 @@ fn denied_calls_name_the_policy_and_never_reach_the_upstream() {
 fn stateless_revision_requests_pass_and_are_attributed_with_their_version() {
     let d = Deployment::new(POLICIES, "[[servers]]\nname = \"everything\"\ntrust_annotations = true\n");
     let everything = common::harness::server_everything();
-    let mut s = RawSession::start(&d, &["--agent", "operator", "--server", "everything"], &["node", &everything, "stdio"]);
+    let mut s =
+        RawSession::start(&d, &["--agent", "operator", "--server", "everything"], &["node", &everything, "stdio"]);
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {}
@@ -116,7 +120,8 @@ fn stateless_revision_requests_pass_and_are_attributed_with_their_version() {
     let v = s.request(json!(1), "server/discover", json!({"_meta": meta}));
     assert!(v.get("result").is_some() || v["error"]["code"] == -32601, "{v}");
     let v = s.request(json!(2), "tools/list", json!({"_meta": meta}));
-    let tools: Vec<&str> = v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let tools: Vec<&str> =
+        v["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert!(tools.contains(&"echo"), "{v}");
     let v = s.request(json!(3), "tools/call", json!({"name": "echo", "arguments": {"message": "s"}, "_meta": meta}));
     assert_eq!(v["result"]["content"][0]["text"], "Echo: s", "{v}");
@@ -204,7 +209,6 @@ fn a_named_run_continues_its_step_numbers() {
         s.request(json!(1), "tools/call", json!({"name": "echo", "arguments": {"text": "x"}}));
         s.finish();
     }
-    let steps: Vec<u64> =
-        of_kind(&d.events(), "call.requested").iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = of_kind(&d.events(), "call.requested").iter().map(|e| e["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, vec![1, 2]);
 }

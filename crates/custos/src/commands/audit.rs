@@ -82,9 +82,8 @@ fn tail(args: &TailArgs) -> Result<(), Failure> {
     let head = store.head().map_err(Failure::runtime)?.map_or(0, |(seq, _)| seq);
     let mut after = head.saturating_sub(args.lines as u64);
     loop {
-        let events = store
-            .query(&EventQuery { after_seq: Some(after), ..EventQuery::default() })
-            .map_err(Failure::runtime)?;
+        let events =
+            store.query(&EventQuery { after_seq: Some(after), ..EventQuery::default() }).map_err(Failure::runtime)?;
         for e in &events {
             print_event(e, args.json);
             after = e.seq;
@@ -103,7 +102,9 @@ fn parse_since(s: &str) -> Result<i64, Failure> {
     } else if let Ok(d) = humantime::parse_duration(s) {
         SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH)
     } else {
-        return Err(Failure::usage(format!("`{s}` is not a time: expected RFC 3339 (2026-01-31T12:00:00Z) or a duration (15m, 2h)")));
+        return Err(Failure::usage(format!(
+            "`{s}` is not a time: expected RFC 3339 (2026-01-31T12:00:00Z) or a duration (15m, 2h)"
+        )));
     };
     Ok(when.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
 }
@@ -125,12 +126,8 @@ fn print_event(e: &StoredEvent, json: bool) {
         .map(|ms| humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string())
         .unwrap_or_default();
     let dash = || "-".to_owned();
-    let summary = ev
-        .detail
-        .get("reason")
-        .or_else(|| ev.detail.get("outcome"))
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
+    let summary =
+        ev.detail.get("reason").or_else(|| ev.detail.get("outcome")).and_then(|v| v.as_str()).unwrap_or_default();
     println!(
         "{:>6}  {time}  {:<15} agent={} run={} step={} tool={} {}{}",
         e.seq,

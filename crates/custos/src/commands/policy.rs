@@ -13,7 +13,11 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
         PolicyCommand::Check { location } => {
             let config = context::load_config(&location)?;
             let engine = super::run::load_policy(&config).map_err(|f| Failure::check(f.message))?;
-            println!("ok: {} policies in {} files validate against the schema", engine.len(), config.policy.files.len());
+            println!(
+                "ok: {} policies in {} files validate against the schema",
+                engine.len(),
+                config.policy.files.len()
+            );
             Ok(())
         }
         PolicyCommand::Explain(args) => explain(&args),
@@ -23,12 +27,10 @@ pub fn run(cmd: PolicyCommand) -> Result<(), Failure> {
 fn explain(args: &ExplainArgs) -> Result<(), Failure> {
     let config = context::load_config(&args.location)?;
     let engine = super::run::load_policy(&config)?;
-    let agent = config
-        .agent(&args.agent)
-        .ok_or_else(|| Failure::usage(format!("unknown agent `{}`", args.agent)))?;
+    let agent = config.agent(&args.agent).ok_or_else(|| Failure::usage(format!("unknown agent `{}`", args.agent)))?;
     let tool: ToolRef = args.tool.parse().map_err(Failure::usage)?;
-    let arguments: serde_json::Value = serde_json::from_str(&args.args)
-        .map_err(|e| Failure::usage(format!("--args is not JSON: {e}")))?;
+    let arguments: serde_json::Value =
+        serde_json::from_str(&args.args).map_err(|e| Failure::usage(format!("--args is not JSON: {e}")))?;
     if !arguments.is_object() {
         return Err(Failure::usage("--args must be a JSON object"));
     }

@@ -21,7 +21,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .or_else(|| config.default_agent.as_ref().map(|a| a.0.clone()))
         .ok_or_else(|| Failure::usage("no agent: pass --agent ID or set `default_agent` in the config"))?;
     let agent = config.agent(&agent_id).cloned().ok_or_else(|| {
-        Failure::usage(format!("unknown agent `{agent_id}`: declare it under [[agents]] in `{}`", config.path.display()))
+        Failure::usage(format!(
+            "unknown agent `{agent_id}`: declare it under [[agents]] in `{}`",
+            config.path.display()
+        ))
     })?;
     let (server, command) = upstream(&config, args.server.as_deref(), args.command)?;
     let policy = Arc::new(load_policy(&config)?);
@@ -61,9 +64,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     // Do not wait for a blocked stdin read to notice: the session is over.
     runtime.shutdown_background();
     match exit {
-        StdioExit::UpstreamExited { status } => {
-            Err(Failure::runtime(format!("upstream `{}` exited ({status}); unanswered requests were failed", server.name)))
-        }
+        StdioExit::UpstreamExited { status } => Err(Failure::runtime(format!(
+            "upstream `{}` exited ({status}); unanswered requests were failed",
+            server.name
+        ))),
         StdioExit::ClientClosed { .. } | StdioExit::Signal(_) => Ok(()),
     }
 }
@@ -88,10 +92,12 @@ fn upstream(
         None => match config.servers.as_slice() {
             [only] => only.clone(),
             [] => {
-                let program = command.first().ok_or_else(|| {
-                    Failure::usage("no upstream command: custos run [OPTIONS] -- CMD [ARGS…]")
-                })?;
-                let stem = Path::new(program).file_stem().map_or_else(|| program.clone(), |s| s.to_string_lossy().into_owned());
+                let program = command
+                    .first()
+                    .ok_or_else(|| Failure::usage("no upstream command: custos run [OPTIONS] -- CMD [ARGS…]"))?;
+                let stem = Path::new(program)
+                    .file_stem()
+                    .map_or_else(|| program.clone(), |s| s.to_string_lossy().into_owned());
                 unconfigured(&stem)
             }
             _ => return Err(Failure::usage("several servers are configured: name one with --server")),
@@ -123,9 +129,8 @@ pub fn load_policy(config: &Config) -> Result<PolicyEngine, Failure> {
 
 /// The highest step already recorded for `run`, so a named run that continues keeps counting.
 fn last_step(store: &dyn Store, run: &RunId) -> Result<u64, Failure> {
-    let events = store
-        .query(&EventQuery { run: Some(run.0.clone()), ..EventQuery::default() })
-        .map_err(Failure::runtime)?;
+    let events =
+        store.query(&EventQuery { run: Some(run.0.clone()), ..EventQuery::default() }).map_err(Failure::runtime)?;
     Ok(events.iter().filter_map(|e| e.event.step).max().unwrap_or(0))
 }
 

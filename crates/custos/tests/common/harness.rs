@@ -2,7 +2,7 @@
 //! data directory), the binaries built beside the test, and a raw line-based MCP session for the
 //! inputs no SDK client would send.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
