@@ -146,11 +146,33 @@ impl Gateway {
         self.audit.append(vec![e]).await.map(|_| ())
     }
 
-    /// Records the end of the run and waits until every event is durable.
+    /// Records the end of the run and waits until every event is durable. Allowed calls that
+    /// never got an answer (cancelled, or cut off by the shutdown) are closed as `unanswered`, so
+    /// every call that ran has a `call.finished`.
     pub async fn end(&self, reason: &str) {
+        let mut events: Vec<NewEvent> = self
+            .pending
+            .drain()
+            .into_iter()
+            .filter_map(|p| {
+                let call = p.call?;
+                let mut e = self.event(EventKind::CallFinished);
+                e.step = Some(call.step);
+                e.tool = Some(call.tool);
+                e.detail = json!({
+                    "request_id": p.id.get(),
+                    "outcome": "unanswered",
+                    "cancelled": p.cancelled,
+                    "reason": reason,
+                    "duration_ms": u64::try_from(call.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                });
+                Some(e)
+            })
+            .collect();
         let mut e = self.event(EventKind::RunEnded);
         e.detail = json!({ "reason": reason, "steps": self.steps.load(Ordering::SeqCst) });
-        if let Err(err) = self.audit.append(vec![e]).await {
+        events.push(e);
+        if let Err(err) = self.audit.append(events).await {
             tracing::error!("cannot record the end of run `{}`: {err}", self.run);
         }
         if let Err(err) = self.audit.flush().await {

@@ -212,3 +212,36 @@ fn a_named_run_continues_its_step_numbers() {
     let steps: Vec<u64> = of_kind(&d.events(), "call.requested").iter().map(|e| e["step"].as_u64().unwrap()).collect();
     assert_eq!(steps, vec![1, 2]);
 }
+
+#[test]
+fn cancellation_passes_through_and_the_call_is_closed_in_the_log() {
+    // The sample server keeps a cancelled handler alive after its input closes; a short grace
+    // makes custos stop it sooner.
+    let d = Deployment::new(POLICIES, "[limits]\nshutdown_grace_ms = 500\n");
+    let mut s = RawSession::sample(&d, &["--agent", "operator"]);
+    s.request(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "raw", "version": "1"}}),
+    );
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    s.send(
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask_model","arguments":{"prompt":"p"}}}"#,
+    );
+    // The server's request to the client crosses the gateway; the client never answers it and
+    // cancels its call instead.
+    let asked = s.recv();
+    assert_eq!(asked["method"], "sampling/createMessage", "{asked}");
+    s.send(
+        r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5,"reason":"changed my mind"}}"#,
+    );
+    let v = s.request(json!(6), "ping", json!({}));
+    assert_eq!(v["result"], json!({}));
+    let (status, _) = s.finish();
+    assert!(status.success());
+    let events = d.events();
+    let finished = of_kind(&events, "call.finished");
+    assert_eq!(finished.len(), 1, "every allowed call is closed in the log: {events:#?}");
+    assert_eq!(finished[0]["detail"]["cancelled"], true);
+    d.verify_ok();
+}
