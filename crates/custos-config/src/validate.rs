@@ -38,34 +38,31 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let defaults = Limits::default();
-    let max_message_bytes = raw.limits.max_message_bytes.unwrap_or(defaults.max_message_bytes as u64);
-    if !MESSAGE_BYTES_RANGE.contains(&max_message_bytes) {
-        return Err(ConfigError::invalid(
-            path,
-            "limits.max_message_bytes",
-            format!("`{max_message_bytes}` is out of range: expected 1024 to 1073741824"),
-        ));
-    }
-    let max_in_flight = raw.limits.max_in_flight.unwrap_or(defaults.max_in_flight as u64);
-    if !(1..=4096).contains(&max_in_flight) {
-        return Err(ConfigError::invalid(
-            path,
-            "limits.max_in_flight",
-            format!("`{max_in_flight}` is out of range: expected 1 to 4096"),
-        ));
-    }
-    let max_pending = raw.limits.max_pending_requests.unwrap_or(defaults.max_pending_requests as u64);
-    if !(1..=1_000_000).contains(&max_pending) {
-        return Err(ConfigError::invalid(
-            path,
-            "limits.max_pending_requests",
-            format!("`{max_pending}` is out of range: expected 1 to 1000000"),
-        ));
-    }
+    let bounded = |key: &str, value: Option<u64>, default: usize, range: std::ops::RangeInclusive<u64>| {
+        let value = value.unwrap_or(default as u64);
+        if !range.contains(&value) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("limits.{key}"),
+                format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
+            ));
+        }
+        Ok(usize::try_from(value).unwrap_or(default))
+    };
     let limits = Limits {
-        max_message_bytes: usize::try_from(max_message_bytes).unwrap_or(defaults.max_message_bytes),
-        max_in_flight: usize::try_from(max_in_flight).unwrap_or(defaults.max_in_flight),
-        max_pending_requests: usize::try_from(max_pending).unwrap_or(defaults.max_pending_requests),
+        max_message_bytes: bounded(
+            "max_message_bytes",
+            raw.limits.max_message_bytes,
+            defaults.max_message_bytes,
+            MESSAGE_BYTES_RANGE,
+        )?,
+        max_in_flight: bounded("max_in_flight", raw.limits.max_in_flight, defaults.max_in_flight, 1..=4096)?,
+        max_pending_requests: bounded(
+            "max_pending_requests",
+            raw.limits.max_pending_requests,
+            defaults.max_pending_requests,
+            1..=1_000_000,
+        )?,
         shutdown_grace_ms: raw.limits.shutdown_grace_ms.unwrap_or(defaults.shutdown_grace_ms),
     };
 

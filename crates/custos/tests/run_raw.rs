@@ -245,3 +245,34 @@ fn cancellation_passes_through_and_the_call_is_closed_in_the_log() {
     assert_eq!(finished[0]["detail"]["cancelled"], true);
     d.verify_ok();
 }
+
+#[test]
+fn requests_past_the_pending_limit_are_refused_until_answers_come() {
+    let d = Deployment::new(POLICIES, "[limits]\nmax_pending_requests = 1\nshutdown_grace_ms = 500\n");
+    let mut s = RawSession::sample(&d, &["--agent", "operator"]);
+    s.request(
+        json!(0),
+        "initialize",
+        json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "raw", "version": "1"}}),
+    );
+    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    // The call stays unanswered while the server waits for our sampling answer.
+    s.send(
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ask_model","arguments":{"prompt":"p"}}}"#,
+    );
+    let asked = s.recv();
+    assert_eq!(asked["method"], "sampling/createMessage");
+    let v = s.request(json!(2), "ping", json!({}));
+    assert_eq!(v["error"]["code"], -32600, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("too many unanswered requests (limit 1)"));
+    // Reusing the outstanding id is refused too.
+    let v = s.request(json!(1), "ping", json!({}));
+    assert!(v["error"]["message"].as_str().unwrap().contains("already in use"), "{v}");
+    // Answer the server; the call completes and there is room again.
+    s.send_json(&json!({"jsonrpc": "2.0", "id": asked["id"], "result": {
+        "role": "assistant", "content": {"type": "text", "text": "fine"}, "model": "m"}}));
+    let (v, _) = s.recv_answer(&json!(1));
+    assert_eq!(v["result"]["content"][0]["text"], "model said: fine", "{v}");
+    assert_eq!(s.request(json!(3), "ping", json!({}))["result"], json!({}));
+    s.finish();
+}
