@@ -28,10 +28,14 @@ pub enum EventKind {
     ProtocolError,
     #[serde(rename = "upstream.exited")]
     UpstreamExited,
+    #[serde(rename = "agent.key_issued")]
+    AgentKeyIssued,
+    #[serde(rename = "agent.key_revoked")]
+    AgentKeyRevoked,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 11] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -41,6 +45,8 @@ impl EventKind {
         Self::ToolChanged,
         Self::ProtocolError,
         Self::UpstreamExited,
+        Self::AgentKeyIssued,
+        Self::AgentKeyRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +60,8 @@ impl EventKind {
             Self::ToolChanged => "tool.changed",
             Self::ProtocolError => "protocol.error",
             Self::UpstreamExited => "upstream.exited",
+            Self::AgentKeyIssued => "agent.key_issued",
+            Self::AgentKeyRevoked => "agent.key_revoked",
         }
     }
 

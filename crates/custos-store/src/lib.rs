@@ -33,4 +33,7 @@ pub use chain::{Tamper, VerifyReport};
 pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use sqlite::SqliteStore;
-pub use store::{EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult};
+pub use store::{
+    AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write,
+    WriteOutcome, WriteResult,
+};

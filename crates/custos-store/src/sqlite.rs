@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use custos_core::{Digest, EventKind, NewEvent, ToolDescriptor};
+use custos_core::{Agent, AgentId, Digest, EventKind, NewEvent, ToolDescriptor};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
     params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
@@ -18,7 +18,10 @@ use serde_json::json;
 
 use crate::chain::{self, Cell, RawRow, VerifyReport};
 use crate::error::StoreError;
-use crate::store::{EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult};
+use crate::store::{
+    AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write,
+    WriteOutcome, WriteResult,
+};
 
 /// The schema this code writes. A file with a newer version is refused, not misread.
 const SCHEMA_VERSION: i64 = 1;
@@ -46,6 +49,22 @@ CREATE INDEX IF NOT EXISTS events_agent ON events (agent);
 CREATE INDEX IF NOT EXISTS events_run ON events (run);
 CREATE INDEX IF NOT EXISTS events_tool ON events (tool);
 CREATE INDEX IF NOT EXISTS events_decision ON events (decision);
+CREATE TABLE IF NOT EXISTS agents (
+    id         TEXT PRIMARY KEY,
+    owner      TEXT NOT NULL,
+    purpose    TEXT NOT NULL,
+    groups     TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS agent_keys (
+    key_id     TEXT PRIMARY KEY,
+    agent      TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS agent_keys_agent ON agent_keys (agent);
 CREATE TABLE IF NOT EXISTS tools (
     tool          TEXT PRIMARY KEY,
     digest        TEXT NOT NULL,
@@ -314,6 +333,41 @@ impl Store for SqliteStore {
     }
 }
 
+impl AgentRegistry for SqliteStore {
+    fn issue_key(&mut self, agent: &Agent, key: &AgentKeyRecord, event: &NewEvent) -> Result<(), StoreError> {
+        self.in_transaction(|conn, path| {
+            agents::issue_key_in(conn, path, agent, key)?;
+            append_in(conn, path, std::slice::from_ref(event)).map(|_| ())
+        })
+    }
+
+    fn revoke(&mut self, agent: &AgentId, key_id: Option<&str>, event: &NewEvent) -> Result<Vec<String>, StoreError> {
+        self.in_transaction(|conn, path| {
+            let revoked = agents::revoke_in(conn, path, agent, key_id, event.time_ms)?;
+            if !revoked.is_empty() {
+                let mut event = event.clone();
+                if let Some(detail) = event.detail.as_object_mut() {
+                    detail.insert("key_ids".into(), json!(revoked));
+                }
+                append_in(conn, path, std::slice::from_ref(&event))?;
+            }
+            Ok(revoked)
+        })
+    }
+
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        agents::agents_in(&self.conn, &self.path)
+    }
+
+    fn agent_keys(&self) -> Result<Vec<AgentKeyRecord>, StoreError> {
+        agents::keys_in(&self.conn, &self.path, None)
+    }
+
+    fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError> {
+        Ok(agents::keys_in(&self.conn, &self.path, Some(key_id))?.into_iter().next())
+    }
+}
+
 impl SqliteStore {
     /// Rebuilds a stored event from its row, trusting the body (not the derived columns).
     fn stored_event(&self, seq: i64, hash: &str, body: &str) -> Result<StoredEvent, StoreError> {
@@ -533,6 +587,7 @@ fn read_error(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Read { path: path.to_owned(), reason: e.to_string() }
 }
 
+mod agents;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

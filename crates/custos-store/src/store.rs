@@ -4,7 +4,7 @@
 //! and a PostgreSQL store will implement it later, so nothing outside this crate learns which
 //! one is behind a `Box<dyn Store>`.
 
-use custos_core::{Digest, EventKind, NewEvent, ToolDescriptor, ToolRef};
+use custos_core::{Agent, AgentId, Digest, EventKind, NewEvent, ToolDescriptor, ToolRef};
 
 use crate::chain::VerifyReport;
 use crate::error::StoreError;
@@ -65,6 +65,28 @@ pub struct EventQuery {
     /// At most this many events, the earliest first. `None` returns every match, so callers
     /// reading a large log should set it.
     pub limit: Option<usize>,
+}
+
+/// An agent registered at run time (`custos agents add`). Agents declared in the config need no
+/// record to exist, but their keys live here too.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRecord {
+    pub agent: Agent,
+    pub created_ms: i64,
+    /// When `custos agents revoke` revoked the whole agent; it can no longer act.
+    pub revoked_ms: Option<i64>,
+}
+
+/// One API key of an agent: its public id and the hash of its secret, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentKeyRecord {
+    /// The public part of the key (`cst_<id>_…`), for lookup without scanning.
+    pub key_id: String,
+    pub agent: AgentId,
+    /// The stored hash, as `custos-auth` encodes it (`sha256:<hex>`).
+    pub hash: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
 }
 
 /// One write in a group-committed batch (see [`Store::write_batch`]).
@@ -129,4 +151,26 @@ pub trait Store: Send {
 
     /// The last event's sequence number and digest; `None` for an empty log.
     fn head(&self) -> Result<Option<(u64, Digest)>, StoreError>;
+}
+
+/// Agents registered at run time and the API keys of every agent. Kept apart from [`Store`]: the
+/// audit writer never needs it, and the commands that manage agents never need the writer.
+pub trait AgentRegistry: Send {
+    /// Records a new key for `agent` (registering the agent if it has no record yet) and
+    /// appends `event` (an `agent.key_issued`), in one transaction.
+    fn issue_key(&mut self, agent: &Agent, key: &AgentKeyRecord, event: &NewEvent) -> Result<(), StoreError>;
+
+    /// Revokes one key of `agent` (`key_id`), or the agent and all its keys (`None`), appending
+    /// `event` (an `agent.key_revoked`, its detail extended with the revoked key ids) in the same
+    /// transaction. Returns the key ids revoked now; revoking twice revokes nothing new.
+    fn revoke(&mut self, agent: &AgentId, key_id: Option<&str>, event: &NewEvent) -> Result<Vec<String>, StoreError>;
+
+    /// Every agent registered at run time, by id.
+    fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
+
+    /// Every key, by agent then creation.
+    fn agent_keys(&self) -> Result<Vec<AgentKeyRecord>, StoreError>;
+
+    /// The key with this public id, revoked or not.
+    fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError>;
 }

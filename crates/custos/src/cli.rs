@@ -23,6 +23,51 @@ pub enum Command {
     /// Check, search and follow the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Register agents and manage their API keys
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Issue a new API key for an agent (registering it if the config does not declare it);
+    /// the key is printed once and only its hash is kept
+    Add(AgentsAddArgs),
+    /// List agents from the config and the registry, with their keys
+    List {
+        #[command(flatten)]
+        location: Location,
+        /// One JSON object per agent
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an agent and all its keys, or one key with --key; takes effect on the next request
+    Revoke {
+        #[command(flatten)]
+        location: Location,
+        /// The agent
+        id: String,
+        /// Only this key (its public id: `cst_<id>` or `<id>`)
+        #[arg(long, value_name = "KEY_ID")]
+        key: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AgentsAddArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The agent's id
+    pub id: String,
+    /// The human or team accountable for it (required unless the config declares the agent)
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// What it is for (required unless the config declares the agent)
+    #[arg(long)]
+    pub purpose: Option<String>,
+    /// A group it belongs to; repeat for several
+    #[arg(long = "group", value_name = "GROUP")]
+    pub groups: Vec<String>,
 }
 
 /// Where the config is, and an optional data directory that overrides it.

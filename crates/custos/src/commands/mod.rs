@@ -1,5 +1,6 @@
 //! One module per command group.
 
+mod agents;
 mod audit;
 mod init;
 mod policy;
@@ -14,6 +15,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Run(args) => run::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Agents(cmd) => agents::run(cmd),
     }
 }
 

@@ -7,7 +7,7 @@ use custos_config::Config;
 use custos_core::{RunId, ToolDescriptor};
 use custos_gateway::{serve_stdio, Gateway, GatewaySpec, StdioExit};
 use custos_policy::{PolicyEngine, SchemaSource};
-use custos_store::{AuditLog, EventQuery, Store};
+use custos_store::{AgentRegistry, AuditLog, EventQuery, SqliteStore, Store};
 
 use crate::cli::RunArgs;
 use crate::context;
@@ -20,12 +20,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .clone()
         .or_else(|| config.default_agent.as_ref().map(|a| a.0.clone()))
         .ok_or_else(|| Failure::usage("no agent: pass --agent ID or set `default_agent` in the config"))?;
-    let agent = config.agent(&agent_id).cloned().ok_or_else(|| {
-        Failure::usage(format!(
-            "unknown agent `{agent_id}`: declare it under [[agents]] in `{}`",
-            config.path.display()
-        ))
-    })?;
+    let agent = resolve_agent(&config, &agent_id)?;
     let (server, command) = upstream(&config, args.server.as_deref(), args.command)?;
     let policy = Arc::new(load_policy(&config)?);
 
@@ -70,6 +65,28 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         ))),
         StdioExit::ClientClosed { .. } | StdioExit::Signal(_) => Ok(()),
     }
+}
+
+/// The agent from the config, else from the registry (`custos agents add`); a revoked agent
+/// cannot act.
+fn resolve_agent(config: &Config, id: &str) -> Result<custos_core::Agent, Failure> {
+    // Read-only, and only if the database exists: an unknown agent must not create a log.
+    let db = context::database_path(&config.data_dir);
+    let registered = if db.exists() {
+        let store = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+        store.agents().map_err(Failure::runtime)?.into_iter().find(|r| r.agent.id.0 == id)
+    } else {
+        None
+    };
+    if registered.as_ref().is_some_and(|r| r.revoked_ms.is_some()) {
+        return Err(Failure::usage(format!("agent `{id}` is revoked (custos agents revoke)")));
+    }
+    config.agent(id).cloned().or_else(|| registered.map(|r| r.agent)).ok_or_else(|| {
+        Failure::usage(format!(
+            "unknown agent `{id}`: declare it under [[agents]] in `{}` or register it with `custos agents add`",
+            config.path.display()
+        ))
+    })
 }
 
 /// The upstream's name and classification rules, and the command that starts it.
