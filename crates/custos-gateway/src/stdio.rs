@@ -63,30 +63,9 @@ where
     R: AsyncBufRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| StdioError::Spawn { program: program.clone(), reason: e.to_string() })?;
-    let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(StdioError::Spawn { program: program.clone(), reason: "no pipes to the child".into() });
-    };
-
-    let program_name =
-        std::path::Path::new(program).file_name().map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
-    // Arguments can carry secrets (tokens on command lines); record their count, not their text.
-    gateway
-        .start(
-            serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" }),
-        )
-        .await?;
-
     let (to_client, client_writer) = writer(client_out);
-    let (to_child, child_writer) = writer(child_in);
+    let mut upstream = ChildUpstream::start(&gateway, command, limits, to_client.clone()).await?;
+    let to_child = upstream.input().clone();
 
     let mut client_pump = Some(tokio::spawn(pump(
         FrameReader::new(client_in, limits.max_message_bytes),
@@ -96,43 +75,33 @@ where
         to_child.clone(),
         to_client.clone(),
     )));
-    let mut upstream_pump = Some(tokio::spawn(pump(
-        FrameReader::new(BufReader::new(child_out), limits.max_message_bytes),
-        limits.max_in_flight,
-        gateway.clone(),
-        Direction::FromUpstream,
-        to_client.clone(),
-        to_child.clone(),
-    )));
 
     let grace = Duration::from_millis(limits.shutdown_grace_ms);
     let exit = tokio::select! {
         _ = join(&mut client_pump) => {
             // Everything the client sent has been forwarded; now close the child's stdin and
             // give it time to exit, passing on whatever it still says.
-            close(&to_child).await;
-            let upstream = wait_status(&mut child, grace).await;
-            let _ = tokio::time::timeout(grace, join(&mut upstream_pump)).await;
-            StdioExit::ClientClosed { upstream }
+            let status = upstream.close_and_wait(grace).await;
+            StdioExit::ClientClosed { upstream: status }
         }
-        _ = join(&mut upstream_pump) => {
-            let status = wait_status(&mut child, grace).await;
+        _ = upstream.exited() => {
+            let status = upstream.wait_status(grace).await;
             for answer in gateway.upstream_gone(&status).await {
                 let _ = to_client.send(answer).await;
             }
             StdioExit::UpstreamExited { status }
         }
         signal = shutdown_signal() => {
-            close(&to_child).await;
-            let _ = wait_status(&mut child, grace).await;
+            let _ = upstream.close_and_wait(grace).await;
             StdioExit::Signal(signal)
         }
     };
     // Stop both pumps, so that every sender to the writers is gone and they can finish.
-    for pump in [client_pump.take(), upstream_pump.take()].into_iter().flatten() {
+    if let Some(pump) = client_pump.take() {
         pump.abort();
         let _ = pump.await;
     }
+    upstream.stop().await;
     drop(to_client);
     drop(to_child);
     let reason = match &exit {
@@ -143,8 +112,92 @@ where
     gateway.end(&reason).await;
     // Let the client writer drain what is already queued.
     let _ = client_writer.await;
-    child_writer.abort();
     Ok(exit)
+}
+
+/// A stdio MCP server as a child process behind a [`Gateway`]: frames sent to [`Self::input`]
+/// go to its stdin; everything it writes passes [`Gateway::from_upstream`] and comes out on the
+/// `onward` channel given to [`Self::start`]. Its stderr is ours.
+#[derive(Debug)]
+pub struct ChildUpstream {
+    child: Child,
+    input: mpsc::Sender<Vec<u8>>,
+    writer: tokio::task::JoinHandle<()>,
+    pump: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ChildUpstream {
+    /// Starts `command`, records the start of the gateway's run, and starts pumping its output.
+    pub async fn start(
+        gateway: &Arc<Gateway>,
+        command: &[String],
+        limits: custos_config::Limits,
+        onward: mpsc::Sender<Vec<u8>>,
+    ) -> Result<Self, StdioError> {
+        let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| StdioError::Spawn { program: program.clone(), reason: e.to_string() })?;
+        let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(StdioError::Spawn { program: program.clone(), reason: "no pipes to the child".into() });
+        };
+        let program_name = std::path::Path::new(program)
+            .file_name()
+            .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
+        // Arguments can carry secrets (tokens on command lines); record their count, not their text.
+        gateway
+            .start(serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" }))
+            .await?;
+        let (input, writer) = writer(child_in);
+        let pump = tokio::spawn(pump(
+            FrameReader::new(BufReader::new(child_out), limits.max_message_bytes),
+            limits.max_in_flight,
+            gateway.clone(),
+            Direction::FromUpstream,
+            onward,
+            input.clone(),
+        ));
+        Ok(Self { child, input, writer, pump: Some(pump) })
+    }
+
+    /// Where frames for the child go.
+    pub fn input(&self) -> &mpsc::Sender<Vec<u8>> {
+        &self.input
+    }
+
+    /// Resolves when the child's output has ended (it exited or closed stdout).
+    pub async fn exited(&mut self) {
+        join(&mut self.pump).await;
+    }
+
+    /// Closes the child's stdin after what is queued, waits up to `grace` for it to exit (then
+    /// kills it), and lets the pump pass on what it still wrote.
+    pub async fn close_and_wait(&mut self, grace: Duration) -> String {
+        close(&self.input).await;
+        let status = wait_status(&mut self.child, grace).await;
+        let _ = tokio::time::timeout(grace, join(&mut self.pump)).await;
+        status
+    }
+
+    /// How the child ended, waiting up to `grace` before killing it.
+    pub async fn wait_status(&mut self, grace: Duration) -> String {
+        wait_status(&mut self.child, grace).await
+    }
+
+    /// Stops the pump and the writer, and kills the child if it is still running.
+    pub async fn stop(&mut self) {
+        if let Some(pump) = self.pump.take() {
+            pump.abort();
+            let _ = pump.await;
+        }
+        self.writer.abort();
+        let _ = self.child.start_kill();
+    }
 }
 
 /// Waits for a pump task, once: afterwards the slot is empty so it is never polled again.
