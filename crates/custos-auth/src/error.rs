@@ -86,6 +86,9 @@ pub enum AuthError {
         /// What it should have been, in words chosen by this crate.
         expected: &'static str,
     },
+    /// A bearer token (not an API key) where no token issuer is configured.
+    #[error("bearer tokens are not accepted here: use an api key")]
+    TokensNotAccepted,
     /// The API key matches no stored key (or another key's hash).
     #[error("the api key is not valid")]
     InvalidApiKey,
@@ -183,6 +186,9 @@ pub enum AuthError {
     /// The system clock is before 1970 or beyond what a timestamp can hold.
     #[error("the system clock is unusable")]
     ClockUnavailable,
+    /// The agent registry (where API key hashes live) could not be read.
+    #[error("the agent registry cannot be read")]
+    RegistryUnavailable,
 }
 
 impl AuthError {
@@ -227,6 +233,7 @@ impl AuthError {
             | Self::MissingPrincipalClaim { .. }
             | Self::InvalidClaim { .. }
             | Self::InvalidApiKey
+            | Self::TokensNotAccepted
             | Self::Revoked
             | Self::UnknownAgent
             | Self::InvalidSpiffeId { .. }
@@ -242,7 +249,8 @@ impl AuthError {
             | Self::PepperTooShort { .. }
             | Self::MalformedKeyHash { .. }
             | Self::RandomUnavailable
-            | Self::ClockUnavailable => Fault::Gateway,
+            | Self::ClockUnavailable
+            | Self::RegistryUnavailable => Fault::Gateway,
         }
     }
 
@@ -266,6 +274,7 @@ impl AuthError {
             Self::MissingPrincipalClaim { .. } => "missing_principal_claim",
             Self::InvalidClaim { .. } => "invalid_claim",
             Self::InvalidApiKey => "invalid_api_key",
+            Self::TokensNotAccepted => "tokens_not_accepted",
             Self::Revoked => "revoked",
             Self::UnknownAgent => "unknown_agent",
             Self::InvalidSpiffeId { .. } => "invalid_spiffe_id",
@@ -282,6 +291,7 @@ impl AuthError {
             Self::MalformedKeyHash { .. } => "malformed_key_hash",
             Self::RandomUnavailable => "random_unavailable",
             Self::ClockUnavailable => "clock_unavailable",
+            Self::RegistryUnavailable => "registry_unavailable",
         }
     }
 }

@@ -41,6 +41,26 @@ pub struct Config {
     /// The agent `custos run` acts as when `--agent` is not given.
     pub default_agent: Option<AgentId>,
     pub servers: Vec<ServerConfig>,
+    pub serve: ServeConfig,
+}
+
+/// `custos serve`: the Streamable HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The loopback (or host) address to listen on.
+    pub listen: std::net::SocketAddr,
+    /// The URL agents use to reach the gateway, without a trailing slash: the OAuth protected
+    /// resource that tokens must be issued for. `None`: `http://` and the address bound.
+    pub public_url: Option<String>,
+    /// Browser origins allowed to call the endpoint; requests from any other `Origin` are refused
+    /// (DNS rebinding). Requests without an `Origin` header (non-browser agents) are allowed.
+    pub allowed_origins: Vec<String>,
+    /// Announced in the protected resource metadata.
+    pub authorization_servers: Vec<String>,
+    /// Open MCP sessions at once; more are refused until one ends.
+    pub max_sessions: usize,
+    /// How long one request may wait for its upstream's answer.
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]

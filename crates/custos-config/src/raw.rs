@@ -23,6 +23,20 @@ pub struct RawConfig {
     pub agents: Vec<RawAgent>,
     #[serde(default)]
     pub servers: Vec<RawServer>,
+    pub serve: Option<RawServe>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub authorization_servers: Vec<String>,
+    pub max_sessions: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

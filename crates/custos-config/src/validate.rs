@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use custos_core::{Agent, AgentId};
 
 use crate::raw::RawConfig;
-use crate::{AuditConfig, Config, ConfigError, Limits, PolicyConfig, ServerConfig, ToolClasses, ToolsListMode};
+use crate::{
+    AuditConfig, Config, ConfigError, Limits, PolicyConfig, ServeConfig, ServerConfig, ToolClasses, ToolsListMode,
+};
 
 /// Message size bounds: below 1 KiB no real MCP message fits; above 1 GiB is a memory hazard.
 const MESSAGE_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=1024 * 1024 * 1024;
@@ -128,8 +130,42 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
 
+    let serve = serve(path, raw.serve.unwrap_or_default())?;
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
-    Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers })
+    Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers, serve })
+}
+
+fn serve(path: &Path, raw: crate::raw::RawServe) -> Result<ServeConfig, ConfigError> {
+    let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listen: std::net::SocketAddr = listen_text.parse().map_err(|_| {
+        ConfigError::invalid(path, "serve.listen", format!("`{listen_text}` is not an address: expected IP:PORT"))
+    })?;
+    let public_url = raw.public_url.map(|u| u.trim_end_matches('/').to_owned());
+    if let Some(url) = &public_url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(ConfigError::invalid(path, "serve.public_url", format!("`{url}` is not an http(s) url")));
+        }
+    }
+    let max_sessions = raw.max_sessions.unwrap_or(256);
+    if !(1..=100_000).contains(&max_sessions) {
+        return Err(ConfigError::invalid(
+            path,
+            "serve.max_sessions",
+            format!("`{max_sessions}` is out of range: expected 1 to 100000"),
+        ));
+    }
+    let request_timeout_ms = raw.request_timeout_ms.unwrap_or(60_000);
+    if request_timeout_ms == 0 {
+        return Err(ConfigError::invalid(path, "serve.request_timeout_ms", "`0` is out of range: expected at least 1"));
+    }
+    Ok(ServeConfig {
+        listen,
+        public_url,
+        allowed_origins: raw.allowed_origins,
+        authorization_servers: raw.authorization_servers,
+        max_sessions: usize::try_from(max_sessions).unwrap_or(256),
+        request_timeout_ms,
+    })
 }
 
 #[cfg(test)]
@@ -185,6 +221,8 @@ tools = { "delete_*" = "privileged" }
             (GOOD.replace("files = [\"policies/readonly.cedar\"]", "files = []"), "`policy.files`"),
             (format!("{GOOD}\n[[servers]]\nname = \"a/b\"\n"), "`servers[1].name`"),
             (GOOD.replace("owner = \"alice@example.com\"", "owner = \"\""), "`agents[0].owner`"),
+            (format!("{GOOD}\n[serve]\nlisten = \"localhost\"\n"), "`serve.listen`"),
+            (format!("{GOOD}\n[serve]\nmax_sessions = 0\n"), "`serve.max_sessions`"),
         ] {
             let err = load(&text).unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");

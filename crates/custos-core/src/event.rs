@@ -32,10 +32,12 @@ pub enum EventKind {
     AgentKeyIssued,
     #[serde(rename = "agent.key_revoked")]
     AgentKeyRevoked,
+    #[serde(rename = "auth.failed")]
+    AuthFailed,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -47,6 +49,7 @@ impl EventKind {
         Self::UpstreamExited,
         Self::AgentKeyIssued,
         Self::AgentKeyRevoked,
+        Self::AuthFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl EventKind {
             Self::UpstreamExited => "upstream.exited",
             Self::AgentKeyIssued => "agent.key_issued",
             Self::AgentKeyRevoked => "agent.key_revoked",
+            Self::AuthFailed => "auth.failed",
         }
     }
 

@@ -24,7 +24,7 @@ pub mod stdio;
 pub mod tools_list;
 
 pub use pipeline::{Gateway, GatewaySpec, Outcome};
-pub use stdio::{serve_stdio, ChildUpstream, StdioError, StdioExit};
+pub use stdio::{serve_stdio, shutdown_signal, ChildUpstream, StdioError, StdioExit};
 
 /// Milliseconds since the Unix epoch: the time stamped on events.
 pub fn now_ms() -> i64 {

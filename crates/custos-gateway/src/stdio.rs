@@ -315,7 +315,8 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
-async fn shutdown_signal() -> &'static str {
+/// Resolves on SIGINT or SIGTERM with the signal's name.
+pub async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
         // Without signal handlers we simply never stop on a signal here; the default action

@@ -17,6 +17,8 @@ pub enum Command {
     Init(InitArgs),
     /// Wrap one stdio MCP server: use as the server command in an MCP client's configuration
     Run(RunArgs),
+    /// The gateway: MCP over Streamable HTTP at /mcp/{server} for every server with a command
+    Serve(ServeArgs),
     /// Validate and explain policies
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -108,6 +110,15 @@ pub struct RunArgs {
     /// The MCP server command and its arguments [default: the server's `command` in the config]
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The address to listen on [default: `listen` under [serve] in the config, 127.0.0.1:8080]
+    #[arg(long, value_name = "IP:PORT")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

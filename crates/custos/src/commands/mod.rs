@@ -5,6 +5,7 @@ mod audit;
 mod init;
 mod policy;
 mod run;
+mod serve;
 
 use crate::cli::{Cli, Command};
 use crate::Failure;
@@ -13,6 +14,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init(args) => init::run(&args),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),

@@ -1,0 +1,23 @@
+//! `custos serve`: MCP over Streamable HTTP, through the same pipeline as `custos run`.
+//!
+//! Each configured server with a `command` is served at `/mcp/{server}`. An MCP session
+//! (session-based revisions: `initialize`, `Mcp-Session-Id`, DELETE to end it) belongs to the
+//! agent that opened it and gets its own upstream child process and its own
+//! [`custos_gateway::Gateway`]: the pipeline of `custos run`, not a second copy of it. Every
+//! request carries the agent's credential; a session id alone never authenticates.
+//!
+//! # Layout
+//!
+//! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
+//! - [`auth`]: who is calling: API keys checked against the registry; 401 / 403 with the
+//!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
+//! - [`session`]: one MCP session: its upstream, the requests waiting for answers, and the
+//!   event streams that carry what the upstream says on its own.
+//! - [`reply`]: HTTP responses with JSON bodies (JSON-RPC errors where the client speaks MCP).
+
+pub mod auth;
+pub mod reply;
+pub mod server;
+pub mod session;
+
+pub use server::{serve, AppState};

@@ -1,0 +1,393 @@
+//! The router and the handlers of `custos serve`.
+//!
+//! ```text
+//! POST   /mcp/{server}   one JSON-RPC message; `initialize` without a session opens one
+//! GET    /mcp/{server}   the session's event stream (what the upstream says on its own)
+//! DELETE /mcp/{server}   ends the session
+//! GET    /.well-known/oauth-protected-resource/mcp/{server}   RFC 9728 metadata
+//! GET    /healthz
+//! ```
+//!
+//! Every MCP request is checked in this order: `Origin` (DNS rebinding), size, credential, then
+//! the session (which must belong to the same agent), and only then the pipeline.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use custos_auth::ProtectedResourceMetadata;
+use custos_config::{Config, ServerConfig};
+use custos_core::{Agent, EventKind, NewEvent, RunId};
+use custos_gateway::{now_ms, Gateway, GatewaySpec};
+use custos_mcp::{codes, Message, MessageKind};
+use custos_policy::PolicyEngine;
+use custos_store::AuditLog;
+use futures::stream::{self, Stream, StreamExt};
+use serde_json::json;
+
+use crate::auth::{self, Authenticator};
+use crate::reply;
+use crate::session::{Sent, Session};
+
+/// The header that names an MCP session.
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub policy: Arc<PolicyEngine>,
+    pub audit: AuditLog,
+    pub auth: Authenticator,
+    /// Where agents reach this gateway: the config's `public_url`, else the bound address.
+    public_url: String,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        policy: Arc<PolicyEngine>,
+        audit: AuditLog,
+        auth: Authenticator,
+        bound: std::net::SocketAddr,
+    ) -> Self {
+        let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        Self { config, policy, audit, auth, public_url, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The served server named `name`: configured, with a command to start it.
+    fn server(&self, name: &str) -> Option<&ServerConfig> {
+        self.config.server(name).filter(|s| s.command.is_some())
+    }
+
+    fn metadata(&self, server: &str) -> Option<ProtectedResourceMetadata> {
+        let resource = format!("{}/mcp/{server}", self.public_url);
+        ProtectedResourceMetadata::new(&resource, self.config.serve.authorization_servers.clone(), Vec::new()).ok()
+    }
+
+    /// Ends every session (at shutdown).
+    pub async fn close_all(&self, reason: &str) {
+        let sessions: Vec<Arc<Session>> = self.sessions().drain().map(|(_, s)| s).collect();
+        for s in sessions {
+            s.close(reason).await;
+        }
+    }
+}
+
+/// Serves until `shutdown` resolves, then ends every session and returns.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/mcp/{server}", post(post_mcp).get(get_mcp).delete(delete_mcp))
+        .route("/.well-known/oauth-protected-resource/mcp/{server}", get(metadata))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state.clone());
+    let closing = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open event streams end when their sessions close; then in-flight requests drain.
+            closing.close_all("gateway shutting down").await;
+        })
+        .await
+}
+
+async fn metadata(State(app): State<Arc<AppState>>, Path(server): Path<String>) -> Response {
+    match (app.server(&server), app.metadata(&server)) {
+        (Some(_), Some(m)) => reply::json_bytes(StatusCode::OK, serde_json::to_vec(&m.to_json()).unwrap_or_default()),
+        _ => not_found(&server),
+    }
+}
+
+fn not_found(server: &str) -> Response {
+    reply::json_bytes(
+        StatusCode::NOT_FOUND,
+        serde_json::to_vec(&json!({ "error": format!("no server `{server}` is served here") })).unwrap_or_default(),
+    )
+}
+
+/// The checks every MCP request passes before anything else: the server exists, the `Origin`
+/// is allowed, and the credential names an agent.
+async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Agent, Response> {
+    if app.server(server).is_none() {
+        return Err(not_found(server));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !app.config.serve.allowed_origins.iter().any(|o| o == origin) {
+            return Err(reply::json_bytes(
+                StatusCode::FORBIDDEN,
+                serde_json::to_vec(&json!({ "error": format!("origin `{}` is not allowed", origin.escape_debug()) }))
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    let Some(metadata) = app.metadata(server) else {
+        return Err(reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, "bad public_url"));
+    };
+    match app.auth.authenticate(headers) {
+        Ok(agent) => Ok(agent),
+        Err(e) => {
+            // Recorded before the refusal is sent, so a burst of bad credentials is on the record.
+            auth::record_failure(&app.audit, &e, server, now_ms()).await;
+            Err(auth::refusal(&e, &metadata))
+        }
+    }
+}
+
+/// The session a request names, if it belongs to the caller. A session of another agent looks
+/// exactly like an unknown one, and the attempt is recorded.
+async fn session_of(app: &AppState, headers: &HeaderMap, agent: &Agent) -> Result<Arc<Session>, Response> {
+    let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
+        return Err(reply::rpc_error(
+            StatusCode::BAD_REQUEST,
+            None,
+            codes::INVALID_REQUEST,
+            "missing Mcp-Session-Id: send `initialize` first",
+        ));
+    };
+    let session = app.sessions().get(id).cloned();
+    match session {
+        Some(s) if s.agent.id == agent.id => Ok(s),
+        found => {
+            if let Some(s) = found {
+                let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
+                e.agent = Some(agent.id.clone());
+                e.detail =
+                    json!({ "from": "client", "reason": "session belongs to another agent", "owner": s.agent.id });
+                if let Err(err) = app.audit.append(vec![e]).await {
+                    tracing::error!("cannot record a session hijack attempt: {err}");
+                }
+            }
+            Err(reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "unknown or expired session"))
+        }
+    }
+}
+
+async fn post_mcp(
+    State(app): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let agent = match admit(&app, &server, &headers).await {
+        Ok(agent) => agent,
+        Err(refused) => return refused,
+    };
+    let limit = app.config.limits.max_message_bytes;
+    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
+        return reply::rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("message exceeds the limit of {limit} bytes"),
+        );
+    };
+    let raw = raw.to_vec();
+    let msg = match Message::parse(raw.clone()) {
+        Ok(msg) => msg,
+        // The pipeline records and answers malformed input; with no session, answer directly.
+        Err(err) => return reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()),
+    };
+    let session = match (&msg.kind, headers.contains_key(SESSION_HEADER)) {
+        (MessageKind::Request { method, .. }, false) if method == "initialize" => {
+            match open_session(&app, &server, agent).await {
+                Ok(s) => s,
+                Err(refused) => return refused,
+            }
+        }
+        _ => match session_of(&app, &headers, &agent).await {
+            Ok(s) => s,
+            Err(refused) => return refused,
+        },
+    };
+    if session.is_gone() {
+        return reply::rpc_error(
+            StatusCode::BAD_GATEWAY,
+            msg.id(),
+            codes::UPSTREAM_UNAVAILABLE,
+            &format!("upstream `{server}` has exited; delete this session and start a new one"),
+        );
+    }
+    let MessageKind::Request { id, .. } = &msg.kind else {
+        // Notifications and the client's answers to server requests.
+        return match session.send(raw).await {
+            Sent::Forwarded => reply::accepted(),
+            Sent::Answered(bytes) if bytes.is_empty() => reply::accepted(),
+            Sent::Answered(bytes) => reply::json_bytes(StatusCode::BAD_REQUEST, bytes),
+        };
+    };
+    let id = id.clone();
+    let answer = session.expect(&id);
+    if let Sent::Answered(bytes) = session.send(raw).await {
+        session.forget(&id);
+        return with_session(reply::json_bytes(StatusCode::OK, bytes), &session);
+    }
+    let timeout = Duration::from_millis(app.config.serve.request_timeout_ms);
+    let wants_stream =
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let response = if wants_stream {
+        event_stream_until_answer(&session, answer, timeout, id).into_response()
+    } else {
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
+            Ok(Err(_)) => {
+                reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended")
+            }
+            Err(_) => {
+                session.forget(&id);
+                timed_out(&id, timeout)
+            }
+        }
+    };
+    with_session(response, &session)
+}
+
+fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {
+    reply::rpc_error(
+        StatusCode::GATEWAY_TIMEOUT,
+        Some(id),
+        codes::UPSTREAM_UNAVAILABLE,
+        &format!("the upstream did not answer within {} ms", timeout.as_millis()),
+    )
+}
+
+fn with_session(mut response: Response, session: &Session) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&session.id) {
+        response.headers_mut().insert(SESSION_HEADER, v);
+    }
+    response
+}
+
+/// An SSE response: what the upstream says while the request is open, then its answer.
+fn event_stream_until_answer(
+    session: &Arc<Session>,
+    answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    timeout: Duration,
+    id: Box<serde_json::value::RawValue>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (guard, messages) = session.open_post_stream();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let state = Some((guard, messages, answer, id));
+    let events = stream::unfold(state, move |state| async move {
+        let (guard, mut messages, mut answer, id) = state?;
+        tokio::select! {
+            biased;
+            result = &mut answer => {
+                let bytes = result.unwrap_or_else(|_| custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None));
+                drop(guard);
+                Some((event(bytes), None))
+            }
+            Some(bytes) = messages.recv() => Some((event(bytes), Some((guard, messages, answer, id)))),
+            () = tokio::time::sleep_until(deadline) => {
+                let bytes = custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &format!("the upstream did not answer within {} ms", timeout.as_millis()), None);
+                Some((event(bytes), None))
+            }
+        }
+    });
+    Sse::new(events.map(Ok))
+}
+
+fn event(bytes: Vec<u8>) -> Event {
+    Event::default().event("message").data(String::from_utf8_lossy(&bytes))
+}
+
+async fn open_session(app: &Arc<AppState>, server: &str, agent: Agent) -> Result<Arc<Session>, Response> {
+    if app.sessions().len() >= app.config.serve.max_sessions {
+        let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
+        e.agent = Some(agent.id.clone());
+        e.detail =
+            json!({ "from": "client", "reason": "session limit reached", "limit": app.config.serve.max_sessions });
+        let _ = app.audit.append(vec![e]).await;
+        return Err(reply::rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("too many open sessions (limit {}); retry later", app.config.serve.max_sessions),
+        ));
+    }
+    let Some(config) = app.server(server) else { return Err(not_found(server)) };
+    let id = new_session_id()
+        .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
+    let gateway = Arc::new(Gateway::new(GatewaySpec {
+        agent: agent.clone(),
+        run: RunId(id.clone()),
+        first_step_after: 0,
+        server: server.to_owned(),
+        classes: config.classes.clone(),
+        policy: app.policy.clone(),
+        audit: app.audit.clone(),
+        tools_list: app.config.policy.tools_list,
+        audit_config: app.config.audit.clone(),
+        limits: app.config.limits,
+        known_tools: Vec::new(),
+    }));
+    let command = config.command.clone().unwrap_or_default();
+    let session = Session::open(id.clone(), agent, server.to_owned(), gateway, &command, app.config.limits)
+        .await
+        .map_err(|e| {
+            tracing::error!("cannot open a session on `{server}`: {e}");
+            reply::rpc_error(
+                StatusCode::BAD_GATEWAY,
+                None,
+                codes::UPSTREAM_UNAVAILABLE,
+                &format!("upstream `{server}` is unavailable"),
+            )
+        })?;
+    app.sessions().insert(id, session.clone());
+    Ok(session)
+}
+
+/// 128 random bits, hex: unguessable, so a session id cannot be found by trying.
+fn new_session_id() -> Result<String, String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| "the random number generator failed".to_owned())?;
+    Ok(hex::encode(bytes))
+}
+
+async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
+    let agent = match admit(&app, &server, &headers).await {
+        Ok(agent) => agent,
+        Err(refused) => return refused,
+    };
+    let session = match session_of(&app, &headers, &agent).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    let messages = session.open_get_stream();
+    let events = stream::unfold(messages, |mut messages| async move {
+        let bytes = messages.recv().await?;
+        Some((Ok::<_, Infallible>(event(bytes)), messages))
+    });
+    with_session(Sse::new(events).keep_alive(KeepAlive::default()).into_response(), &session)
+}
+
+async fn delete_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
+    let agent = match admit(&app, &server, &headers).await {
+        Ok(agent) => agent,
+        Err(refused) => return refused,
+    };
+    let session = match session_of(&app, &headers, &agent).await {
+        Ok(s) => s,
+        Err(refused) => return refused,
+    };
+    app.sessions().remove(&session.id);
+    session.close("session deleted by the client").await;
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,51 @@
+//! `custos serve`: the Streamable HTTP gateway.
+
+use std::sync::Arc;
+
+use custos_http::auth::Authenticator;
+use custos_http::AppState;
+use custos_store::{AuditLog, SqliteStore};
+
+use crate::cli::ServeArgs;
+use crate::context;
+use crate::Failure;
+
+pub fn run(args: ServeArgs) -> Result<(), Failure> {
+    let mut config = context::load_config(&args.location)?;
+    if let Some(listen) = args.listen {
+        config.serve.listen = listen;
+    }
+    let served: Vec<String> = config.servers.iter().filter(|s| s.command.is_some()).map(|s| s.name.clone()).collect();
+    if served.is_empty() {
+        return Err(Failure::usage(format!(
+            "nothing to serve: give at least one [[servers]] a `command` in `{}`",
+            config.path.display()
+        )));
+    }
+    let policy = Arc::new(super::run::load_policy(&config)?);
+    let store = context::open_for_writing(&config.data_dir)?;
+    let registry = SqliteStore::open_read_only(&context::database_path(&config.data_dir)).map_err(Failure::runtime)?;
+
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.serve.listen)
+            .await
+            .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
+        let addr = listener.local_addr().map_err(Failure::runtime)?;
+        let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
+        let auth = Authenticator::new(config.agents.clone(), registry);
+        let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, addr));
+        // The one line on stdout: where to connect (the port is real even when 0 was asked for).
+        println!("listening on http://{addr}");
+        for server in &served {
+            eprintln!("custos: serving `{server}` at http://{addr}/mcp/{server}");
+        }
+        let result = custos_http::serve(state, listener, async {
+            let signal = custos_gateway::shutdown_signal().await;
+            eprintln!("custos: {signal}: closing sessions");
+        })
+        .await;
+        audit.shutdown().await;
+        result.map_err(|e| Failure::runtime(format!("the server stopped: {e}")))
+    })
+}

@@ -1,0 +1,222 @@
+//! `custos serve` end to end: the official Python SDK's Streamable HTTP client, and raw HTTP for
+//! what an SDK never sends (no credential, another agent's session, a foreign origin, limits).
+
+// Test helpers fail loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::harness::{header, http, issue_key, of_kind, python_http, sample_server, Deployment, Served, POLICIES};
+use serde_json::{json, Value};
+
+/// A deployment whose `sample` server has a command, so it is served.
+fn deployment(extra: &str) -> Deployment {
+    let d = Deployment::new(POLICIES, extra);
+    let text = std::fs::read_to_string(d.config()).unwrap().replace(
+        "name = \"sample\"\n",
+        &format!("name = \"sample\"\ncommand = [{:?}]\n", sample_server().to_str().unwrap()),
+    );
+    std::fs::write(d.config(), text).unwrap();
+    d
+}
+
+const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// Opens a session with raw HTTP; returns its id.
+fn open_session(url: &str, key: &str) -> String {
+    let auth = bearer(key);
+    let (status, headers, body) = http("POST", url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
+    assert_eq!(status, 200, "{body}");
+    header(&headers, "mcp-session-id").unwrap().to_owned()
+}
+
+#[test]
+fn python_sdk_client_through_custos_serve() {
+    let d = deployment("");
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let report = python_http(
+        &served.url("sample"),
+        &key,
+        &[
+            "--list-tools",
+            "--call",
+            "echo",
+            r#"{"text":"over http"}"#,
+            "--call",
+            "write_note",
+            r#"{"title":"t","body":"b"}"#,
+            "--call",
+            "ask_model",
+            r#"{"prompt":"q"}"#,
+            "--call",
+            "count_with_progress",
+            r#"{"n":2}"#,
+            "--resources",
+            "--prompts",
+            "--ping",
+            "--terminate",
+            "--sample-reply",
+            "from python over http",
+        ],
+    );
+    assert_eq!(report["http_error"], Value::Null, "{report}");
+    let steps = report["steps"].as_array().unwrap();
+    let tools: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(tools.contains(&"echo") && !tools.contains(&"write_note"), "{tools:?}");
+    assert_eq!(steps[1]["content"][0], "over http");
+    assert_eq!(steps[2]["error"]["code"], -32001);
+    assert_eq!(
+        steps[3]["content"][0], "model said: from python over http",
+        "sampling crosses the gateway: {}",
+        steps[3]
+    );
+    assert_eq!(steps[4]["progress"].as_array().unwrap().len(), 2, "progress reaches the client: {}", steps[4]);
+    assert!(steps[5]["read"].as_str().unwrap().contains("hello from the sample server"));
+    assert_eq!(steps[7]["ok"], true);
+    assert_eq!(report["terminate"]["status"], 204);
+
+    let session = report["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(served.stop().code(), Some(0));
+    let events = d.events();
+    let run: Vec<&Value> = events.iter().filter(|e| e["run"] == session).collect();
+    assert!(run.iter().all(|e| e["agent"] == "reader"));
+    let decided: Vec<(&str, &str)> = run
+        .iter()
+        .filter(|e| e["kind"] == "call.decided")
+        .map(|e| (e["tool"].as_str().unwrap(), e["decision"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("sample/echo", "allow"),
+            ("sample/write_note", "deny"),
+            ("sample/ask_model", "allow"),
+            ("sample/count_with_progress", "allow")
+        ]
+    );
+    assert_eq!(of_kind(&events, "run.ended")[0]["detail"]["reason"], "session deleted by the client");
+    d.verify_ok();
+}
+
+#[test]
+fn no_or_bad_credentials_get_401_with_the_resource_metadata() {
+    let d = deployment("[serve]\nauthorization_servers = [\"https://login.example.com\"]\n");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let (status, headers, body) = http("POST", &url, &[], INIT);
+    assert_eq!(status, 401, "{body}");
+    let challenge = header(&headers, "www-authenticate").unwrap();
+    let metadata_url = format!("{}/.well-known/oauth-protected-resource/mcp/sample", served.base);
+    assert_eq!(challenge, format!("Bearer resource_metadata=\"{metadata_url}\""));
+    let (status, _, metadata) = http("GET", &metadata_url, &[], "");
+    assert_eq!(status, 200);
+    let metadata: Value = serde_json::from_str(&metadata).unwrap();
+    assert_eq!(metadata["resource"], url);
+    assert_eq!(metadata["authorization_servers"], json!(["https://login.example.com"]));
+
+    for credential in [
+        "Bearer cst_aaaaaaaa_bm90LWEta2V5LWF0LWFsbC1qdXN0LXNvbWUtYnl0ZXM",
+        "Bearer eyJhbGciOiJub25lIn0.e30.",
+        "Basic dXNlcjpwYXNz",
+    ] {
+        let (status, headers, body) = http("POST", &url, &[("Authorization", credential)], INIT);
+        assert_eq!(status, 401, "{credential}: {body}");
+        assert!(header(&headers, "www-authenticate").unwrap().starts_with("Bearer resource_metadata="));
+        assert!(!body.contains(credential.split(' ').nth(1).unwrap()), "the credential is never echoed");
+    }
+    drop(served);
+    let failures = of_kind(&d.events(), "auth.failed").len();
+    assert_eq!(failures, 4, "every refusal is recorded");
+}
+
+#[test]
+fn a_revoked_key_fails_on_the_next_request() {
+    let d = deployment("");
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    let auth = bearer(&key);
+    let ping = r#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    let headers =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    assert_eq!(http("POST", &url, &headers, ping).0, 200);
+    assert!(d.output(&["agents", "revoke", "reader"]).status.success());
+    let (status, _, body) = http("POST", &url, &headers, ping);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+}
+
+#[test]
+fn another_agents_session_looks_unknown_and_the_attempt_is_recorded() {
+    let d = deployment("");
+    let reader = issue_key(&d, "reader");
+    let operator = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &reader);
+    let auth = bearer(&operator);
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &session)], call);
+    assert_eq!(status, 404, "{body}");
+    let (status, _, _) = http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", "0123456789abcdef")], call);
+    assert_eq!(status, 404, "an unknown session answers the same");
+    drop(served);
+    let events = d.events();
+    let errors = of_kind(&events, "protocol.error");
+    let hijack: Vec<&Value> = errors.into_iter().filter(|e| e["agent"] == "operator").collect();
+    assert_eq!(hijack.len(), 1);
+    assert_eq!(hijack[0]["detail"]["owner"], "reader");
+    assert!(of_kind(&events, "call.requested").is_empty(), "nothing ran in the stolen session");
+}
+
+#[test]
+fn foreign_origins_big_bodies_and_too_many_sessions_are_refused() {
+    let d = deployment("[serve]\nallowed_origins = [\"http://localhost:3000\"]\nmax_sessions = 1\n[limits]\nmax_message_bytes = 2048\n");
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let auth = bearer(&key);
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth), ("Origin", "http://evil.example")], INIT);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("origin"));
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(5000));
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth)], &big);
+    assert_eq!(status, 413, "{body}");
+    let first = open_session(&url, &key);
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth), ("Origin", "http://localhost:3000")], INIT);
+    assert_eq!(status, 503, "{body}");
+    // Ending the first session makes room.
+    assert_eq!(http("DELETE", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &first)], "").0, 204);
+    open_session(&url, &key);
+    let (status, _, _) = http("POST", &served.url("nope"), &[("Authorization", &auth)], INIT);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn an_upstream_that_dies_mid_call_fails_the_call_and_the_session() {
+    let d = deployment("");
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    let auth = bearer(&key);
+    let headers =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    let crash = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#;
+    let (status, _, body) = http("POST", &url, &headers, crash);
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["error"]["code"], -32003, "{answer}");
+    let (status, _, body) = http("POST", &url, &headers, r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#);
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("has exited"));
+    drop(served);
+    assert_eq!(of_kind(&d.events(), "upstream.exited").len(), 1);
+    d.verify_ok();
+}
