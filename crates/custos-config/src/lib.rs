@@ -61,6 +61,27 @@ pub struct ServeConfig {
     pub max_sessions: usize,
     /// How long one request may wait for its upstream's answer.
     pub request_timeout_ms: u64,
+    /// Bearer tokens from an identity provider, when configured.
+    pub jwt: Option<JwtSettings>,
+}
+
+/// `[serve.jwt]`: agents authenticated by JWTs an identity provider signs.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub issuer: String,
+    /// The provider's public keys (JWKS), resolved against the config's folder.
+    pub jwks_file: PathBuf,
+    /// The `aud` tokens must carry; default: the gateway's public URL (RFC 8707 resource).
+    pub audience: Option<String>,
+    /// Allowed signature algorithms; default RS256, ES256, EdDSA. `none` and HMAC are refused.
+    pub algorithms: Option<Vec<String>>,
+    pub leeway_secs: Option<u64>,
+    /// The claim naming the agent (default `sub`).
+    pub agent_claim: Option<String>,
+    /// The claim naming the human the agent acts for (default: the `act` chain).
+    pub principal_claim: Option<String>,
+    /// Scopes every token must carry; missing ones get 403 `insufficient_scope`.
+    pub required_scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

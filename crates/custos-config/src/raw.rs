@@ -37,6 +37,21 @@ pub struct RawServe {
     pub authorization_servers: Vec<String>,
     pub max_sessions: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub jwt: Option<RawJwt>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwt {
+    pub issuer: String,
+    pub jwks_file: String,
+    pub audience: Option<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway_secs: Option<u64>,
+    pub agent_claim: Option<String>,
+    pub principal_claim: Option<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,7 +7,8 @@ use custos_core::{Agent, AgentId};
 
 use crate::raw::RawConfig;
 use crate::{
-    AuditConfig, Config, ConfigError, Limits, PolicyConfig, ServeConfig, ServerConfig, ToolClasses, ToolsListMode,
+    AuditConfig, Config, ConfigError, JwtSettings, Limits, PolicyConfig, ServeConfig, ServerConfig, ToolClasses,
+    ToolsListMode,
 };
 
 /// Message size bounds: below 1 KiB no real MCP message fits; above 1 GiB is a memory hazard.
@@ -130,12 +131,12 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         });
     }
 
-    let serve = serve(path, raw.serve.unwrap_or_default())?;
+    let serve = serve(path, &dir, raw.serve.unwrap_or_default())?;
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
     Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers, serve })
 }
 
-fn serve(path: &Path, raw: crate::raw::RawServe) -> Result<ServeConfig, ConfigError> {
+fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConfig, ConfigError> {
     let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned());
     let listen: std::net::SocketAddr = listen_text.parse().map_err(|_| {
         ConfigError::invalid(path, "serve.listen", format!("`{listen_text}` is not an address: expected IP:PORT"))
@@ -158,7 +159,18 @@ fn serve(path: &Path, raw: crate::raw::RawServe) -> Result<ServeConfig, ConfigEr
     if request_timeout_ms == 0 {
         return Err(ConfigError::invalid(path, "serve.request_timeout_ms", "`0` is out of range: expected at least 1"));
     }
+    let jwt = raw.jwt.map(|j| JwtSettings {
+        issuer: j.issuer,
+        jwks_file: dir.join(j.jwks_file),
+        audience: j.audience,
+        algorithms: j.algorithms,
+        leeway_secs: j.leeway_secs,
+        agent_claim: j.agent_claim,
+        principal_claim: j.principal_claim,
+        required_scopes: j.required_scopes,
+    });
     Ok(ServeConfig {
+        jwt,
         listen,
         public_url,
         allowed_origins: raw.allowed_origins,

@@ -46,6 +46,9 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct GatewaySpec {
     pub agent: Agent,
+    /// Who the agent acts for: the human first, then the actors down to this agent (RFC 8693
+    /// `act`). Empty when the credential does not say. Recorded on every event.
+    pub principal: Vec<String>,
     pub run: RunId,
     /// The last step already recorded for this run (0 for a new run).
     pub first_step_after: u64,
@@ -66,6 +69,7 @@ pub struct GatewaySpec {
 #[derive(Debug)]
 pub struct Gateway {
     agent: Agent,
+    principal: Vec<String>,
     run: RunId,
     server: String,
     classes: ToolClasses,
@@ -104,6 +108,7 @@ impl Gateway {
         Self {
             pending: PendingRequests::new(spec.limits.max_pending_requests),
             agent: spec.agent,
+            principal: spec.principal,
             run: spec.run,
             server: spec.server,
             classes: spec.classes,
@@ -126,6 +131,21 @@ impl Gateway {
         &self.audit
     }
 
+    /// Appends `events` durably, each stamped with the principal chain when there is one.
+    async fn record(
+        &self,
+        mut events: Vec<NewEvent>,
+    ) -> Result<Vec<custos_store::StoredEvent>, custos_store::StoreError> {
+        if !self.principal.is_empty() {
+            for e in &mut events {
+                if let Some(detail) = e.detail.as_object_mut() {
+                    detail.insert("principal".into(), json!(self.principal));
+                }
+            }
+        }
+        self.audit.append(events).await
+    }
+
     /// An event attributed to this connection's agent and run.
     fn event(&self, kind: EventKind) -> NewEvent {
         let mut e = NewEvent::new(kind, now_ms());
@@ -143,7 +163,7 @@ impl Gateway {
             obj.insert("server".into(), json!(self.server));
             obj.insert("owner".into(), json!(self.agent.owner));
         }
-        self.audit.append(vec![e]).await.map(|_| ())
+        self.record(vec![e]).await.map(|_| ())
     }
 
     /// Records the end of the run and waits until every event is durable. Allowed calls that
@@ -172,7 +192,7 @@ impl Gateway {
         let mut e = self.event(EventKind::RunEnded);
         e.detail = json!({ "reason": reason, "steps": self.steps.load(Ordering::SeqCst) });
         events.push(e);
-        if let Err(err) = self.audit.append(events).await {
+        if let Err(err) = self.record(events).await {
             tracing::error!("cannot record the end of run `{}`: {err}", self.run);
         }
         if let Err(err) = self.audit.flush().await {
@@ -194,7 +214,7 @@ impl Gateway {
             "sha256": Digest::of(frame),
             "method": method,
         });
-        if let Err(err) = self.audit.append(vec![e]).await {
+        if let Err(err) = self.record(vec![e]).await {
             tracing::error!("cannot record a protocol error: {err}");
         }
     }
@@ -340,7 +360,7 @@ impl Gateway {
         decided.decision = Some(decision.as_str().to_owned());
         decided.detail = json!({ "policies": decision.policies(), "reason": decision.explain() });
 
-        if let Err(err) = self.audit.append(vec![requested, decided]).await {
+        if let Err(err) = self.record(vec![requested, decided]).await {
             self.pending.remove(id);
             tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
             return Outcome::Answer(error_response(
@@ -443,7 +463,7 @@ impl Gateway {
                 obj.insert("result".into(), result);
             }
         }
-        match self.audit.append(vec![e]).await {
+        match self.record(vec![e]).await {
             Ok(_) => Outcome::Forward(raw),
             Err(err) => {
                 tracing::error!("withholding the result of `{}` (step {}): {err}", call.tool, call.step);
@@ -496,7 +516,7 @@ impl Gateway {
             e.step = Some(call.step);
             e.tool = Some(call.tool.clone());
             e.detail = json!({ "request_id": id.get(), "outcome": "error", "reason": reason, "bytes": total });
-            if let Err(err) = self.audit.append(vec![e]).await {
+            if let Err(err) = self.record(vec![e]).await {
                 tracing::error!("cannot record the end of step {}: {err}", call.step);
             }
         }
@@ -522,7 +542,7 @@ impl Gateway {
         let mut exited = self.event(EventKind::UpstreamExited);
         exited.detail = json!({ "server": self.server, "status": status, "unanswered": answers.len() });
         events.push(exited);
-        if let Err(err) = self.audit.append(events).await {
+        if let Err(err) = self.record(events).await {
             tracing::error!("cannot record the upstream's exit: {err}");
         }
         answers

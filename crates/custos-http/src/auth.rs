@@ -1,15 +1,16 @@
 //! Who is calling: every request is authenticated as a configured or registered agent.
 //!
 //! API keys (`Authorization: Bearer cst_…`) are looked up by their public id in the registry
-//! and checked against the stored hash in constant time. Bearer tokens (JWT) are not accepted
-//! until a JWKS is configured, which this endpoint does not do yet; they get the same 401 as a
-//! bad key. Failures are recorded as `auth.failed` events, without the credential.
+//! and checked against the stored hash in constant time. Bearer tokens (JWTs) are verified
+//! against the configured identity provider's JWKS (`[serve.jwt]`); without one they are
+//! refused. Either way the agent must be declared or registered and not revoked. Failures are
+//! recorded as `auth.failed` events, without the credential.
 
 use std::sync::Mutex;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use custos_auth::{AuthError, Credential, KeyHash, KeyHasher, ProtectedResourceMetadata};
+use custos_auth::{AuthError, Credential, JwtVerifier, KeyHash, KeyHasher, ProtectedResourceMetadata};
 use custos_core::{Agent, EventKind, NewEvent};
 use custos_store::{AgentRegistry, AuditLog, SqliteStore};
 use serde_json::json;
@@ -24,15 +25,32 @@ pub struct Authenticator {
     /// seen on the next request, which is what makes revocation immediate.
     registry: Mutex<SqliteStore>,
     hasher: KeyHasher,
+    /// Verifies bearer tokens, when an identity provider is configured.
+    jwt: Option<JwtVerifier>,
+    /// Scopes every token must carry.
+    required_scopes: Vec<String>,
+}
+
+/// Who a request is from: the agent, and the principal chain it acts for (human first, then
+/// the actors down to this agent), when its credential says.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub agent: Agent,
+    pub principal: Vec<String>,
 }
 
 impl Authenticator {
-    pub fn new(agents: Vec<Agent>, registry: SqliteStore) -> Self {
-        Self { agents, registry: Mutex::new(registry), hasher: KeyHasher::new(None) }
+    pub fn new(
+        agents: Vec<Agent>,
+        registry: SqliteStore,
+        jwt: Option<JwtVerifier>,
+        required_scopes: Vec<String>,
+    ) -> Self {
+        Self { agents, registry: Mutex::new(registry), hasher: KeyHasher::new(None), jwt, required_scopes }
     }
 
-    /// The agent behind the request's credential.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Agent, AuthError> {
+    /// The identity behind the request's credential.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
         let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().map_err(|_| AuthError::UnsupportedScheme));
         let header = header.transpose()?;
         match Credential::from_authorization(header)? {
@@ -52,20 +70,33 @@ impl Authenticator {
                 if record.revoked_ms.is_some() {
                     return Err(AuthError::Revoked);
                 }
-                let registered = registry.agents().map_err(|_| AuthError::RegistryUnavailable)?;
-                let entry = registered.into_iter().find(|r| r.agent.id == record.agent);
-                if entry.as_ref().is_some_and(|r| r.revoked_ms.is_some()) {
-                    return Err(AuthError::Revoked);
-                }
-                self.agents
-                    .iter()
-                    .find(|a| a.id == record.agent)
-                    .cloned()
-                    .or_else(|| entry.map(|r| r.agent))
-                    .ok_or(AuthError::UnknownAgent)
+                drop(registry);
+                Ok(Identity { agent: self.agent(&record.agent.0)?, principal: Vec::new() })
             }
-            Credential::Jwt(_) => Err(AuthError::TokensNotAccepted),
+            Credential::Jwt(token) => {
+                let verifier = self.jwt.as_ref().ok_or(AuthError::TokensNotAccepted)?;
+                let verified = verifier.verify(token.expose())?;
+                let required: Vec<&str> = self.required_scopes.iter().map(String::as_str).collect();
+                verified.require_scopes(&required)?;
+                Ok(Identity { agent: self.agent(&verified.agent_id)?, principal: verified.principal_chain })
+            }
         }
+    }
+
+    /// A declared or registered agent that is not revoked.
+    fn agent(&self, id: &str) -> Result<Agent, AuthError> {
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let registered = registry.agents().map_err(|_| AuthError::RegistryUnavailable)?;
+        let entry = registered.into_iter().find(|r| r.agent.id.0 == id);
+        if entry.as_ref().is_some_and(|r| r.revoked_ms.is_some()) {
+            return Err(AuthError::Revoked);
+        }
+        self.agents
+            .iter()
+            .find(|a| a.id.0 == id)
+            .cloned()
+            .or_else(|| entry.map(|r| r.agent))
+            .ok_or(AuthError::UnknownAgent)
     }
 }
 

@@ -33,7 +33,7 @@ use custos_store::AuditLog;
 use futures::stream::{self, Stream, StreamExt};
 use serde_json::json;
 
-use crate::auth::{self, Authenticator};
+use crate::auth::{self, Authenticator, Identity};
 use crate::reply;
 use crate::session::{Sent, Session};
 
@@ -49,6 +49,9 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Where agents reach this gateway: the config's `public_url`, else the bound address.
     public_url: String,
+    /// Read-only: the tool inventory, so a session's first call is classified by what the
+    /// server declared earlier even before this session lists tools.
+    inventory: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
 }
 
@@ -58,10 +61,36 @@ impl AppState {
         policy: Arc<PolicyEngine>,
         audit: AuditLog,
         auth: Authenticator,
+        inventory: custos_store::SqliteStore,
         bound: std::net::SocketAddr,
     ) -> Self {
         let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
-        Self { config, policy, audit, auth, public_url, sessions: Mutex::new(HashMap::new()) }
+        Self {
+            config,
+            policy,
+            audit,
+            auth,
+            public_url,
+            inventory: Mutex::new(inventory),
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The descriptors recorded for `server`'s tools.
+    fn known_tools(&self, server: &str) -> Vec<custos_core::ToolDescriptor> {
+        use custos_store::Store;
+        let inventory = self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match inventory.tools() {
+            Ok(tools) => tools
+                .into_iter()
+                .filter(|t| t.tool.server == server)
+                .filter_map(|t| custos_core::ToolDescriptor::from_listing(server, t.descriptor))
+                .collect(),
+            Err(err) => {
+                tracing::warn!("cannot read the tool inventory: {err}");
+                Vec::new()
+            }
+        }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
@@ -124,7 +153,7 @@ fn not_found(server: &str) -> Response {
 
 /// The checks every MCP request passes before anything else: the server exists, the `Origin`
 /// is allowed, and the credential names an agent.
-async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Agent, Response> {
+async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Identity, Response> {
     if app.server(server).is_none() {
         return Err(not_found(server));
     }
@@ -142,7 +171,7 @@ async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Agen
         return Err(reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, "bad public_url"));
     };
     match app.auth.authenticate(headers) {
-        Ok(agent) => Ok(agent),
+        Ok(identity) => Ok(identity),
         Err(e) => {
             // Recorded before the refusal is sent, so a burst of bad credentials is on the record.
             auth::record_failure(&app.audit, &e, server, now_ms()).await;
@@ -186,10 +215,11 @@ async fn post_mcp(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let agent = match admit(&app, &server, &headers).await {
-        Ok(agent) => agent,
+    let identity = match admit(&app, &server, &headers).await {
+        Ok(identity) => identity,
         Err(refused) => return refused,
     };
+    let agent = identity.agent.clone();
     let limit = app.config.limits.max_message_bytes;
     let Ok(raw) = axum::body::to_bytes(body, limit).await else {
         return reply::rpc_error(
@@ -207,7 +237,7 @@ async fn post_mcp(
     };
     let session = match (&msg.kind, headers.contains_key(SESSION_HEADER)) {
         (MessageKind::Request { method, .. }, false) if method == "initialize" => {
-            match open_session(&app, &server, agent).await {
+            match open_session(&app, &server, identity).await {
                 Ok(s) => s,
                 Err(refused) => return refused,
             }
@@ -308,7 +338,8 @@ fn event(bytes: Vec<u8>) -> Event {
     Event::default().event("message").data(String::from_utf8_lossy(&bytes))
 }
 
-async fn open_session(app: &Arc<AppState>, server: &str, agent: Agent) -> Result<Arc<Session>, Response> {
+async fn open_session(app: &Arc<AppState>, server: &str, identity: Identity) -> Result<Arc<Session>, Response> {
+    let Identity { agent, principal } = identity;
     if app.sessions().len() >= app.config.serve.max_sessions {
         let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
         e.agent = Some(agent.id.clone());
@@ -327,6 +358,7 @@ async fn open_session(app: &Arc<AppState>, server: &str, agent: Agent) -> Result
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
     let gateway = Arc::new(Gateway::new(GatewaySpec {
         agent: agent.clone(),
+        principal,
         run: RunId(id.clone()),
         first_step_after: 0,
         server: server.to_owned(),
@@ -336,7 +368,7 @@ async fn open_session(app: &Arc<AppState>, server: &str, agent: Agent) -> Result
         tools_list: app.config.policy.tools_list,
         audit_config: app.config.audit.clone(),
         limits: app.config.limits,
-        known_tools: Vec::new(),
+        known_tools: app.known_tools(server),
     }));
     let command = config.command.clone().unwrap_or_default();
     let session = Session::open(id.clone(), agent, server.to_owned(), gateway, &command, app.config.limits)
@@ -363,7 +395,7 @@ fn new_session_id() -> Result<String, String> {
 
 async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
     let agent = match admit(&app, &server, &headers).await {
-        Ok(agent) => agent,
+        Ok(identity) => identity.agent,
         Err(refused) => return refused,
     };
     let session = match session_of(&app, &headers, &agent).await {
@@ -380,7 +412,7 @@ async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, h
 
 async fn delete_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
     let agent = match admit(&app, &server, &headers).await {
-        Ok(agent) => agent,
+        Ok(identity) => identity.agent,
         Err(refused) => return refused,
     };
     let session = match session_of(&app, &headers, &agent).await {

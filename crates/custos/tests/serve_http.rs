@@ -220,3 +220,91 @@ fn an_upstream_that_dies_mid_call_fails_the_call_and_the_session() {
     assert_eq!(of_kind(&d.events(), "upstream.exited").len(), 1);
     d.verify_ok();
 }
+
+/// Mints with PyJWT (tests/peers/mint_jwt.py) using the test-only keys of custos-auth.
+fn mint(args: &[&str]) -> String {
+    let key = common::harness::repo_root().join("crates/custos-auth/tests/keys/ed25519.pem");
+    let out = std::process::Command::new(common::harness::peers_python())
+        .arg(common::harness::repo_root().join("tests/peers/mint_jwt.py"))
+        .args(args)
+        .args(["--key", key.to_str().unwrap(), "--kid", "idp-1", "--alg", "EdDSA"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn jwt_deployment() -> Deployment {
+    let d = deployment(
+        "[serve.jwt]\nissuer = \"https://idp.test\"\njwks_file = \"jwks.json\"\naudience = \"https://gw.test/mcp\"\n\
+         agent_claim = \"client_id\"\nrequired_scopes = [\"mcp:tools\"]\n",
+    );
+    std::fs::write(d.dir.path().join("jwks.json"), mint(&["jwks"])).unwrap();
+    d
+}
+
+fn token(claims: Value) -> String {
+    let mut base = json!({
+        "iss": "https://idp.test", "aud": "https://gw.test/mcp", "exp_in": 300,
+        "sub": "alice@example.com", "client_id": "reader", "act": {"sub": "reader"}, "scope": "mcp:tools",
+    });
+    for (k, v) in claims.as_object().unwrap() {
+        if v.is_null() {
+            base.as_object_mut().unwrap().remove(k);
+        } else {
+            base[k] = v.clone();
+        }
+    }
+    mint(&["token", "--claims", &base.to_string()])
+}
+
+#[test]
+fn a_jwt_from_the_identity_provider_authenticates_and_its_principal_is_recorded() {
+    let d = jwt_deployment();
+    let served = Served::start(&d);
+    let report = python_http(
+        &served.url("sample"),
+        &token(json!({})),
+        &["--list-tools", "--call", "echo", r#"{"text":"jwt"}"#, "--terminate"],
+    );
+    assert_eq!(report["steps"][1]["content"][0], "jwt", "{report}");
+    drop(served);
+    let events = d.events();
+    let requested = of_kind(&events, "call.requested");
+    assert_eq!(requested[0]["agent"], "reader");
+    assert_eq!(
+        requested[0]["detail"]["principal"],
+        json!(["alice@example.com", "reader"]),
+        "the human the agent acts for"
+    );
+    assert!(of_kind(&events, "run.started")[0]["detail"]["principal"].is_array(), "on every event of the run");
+}
+
+#[test]
+fn bad_tokens_are_refused_with_the_reason_in_the_challenge() {
+    let d = jwt_deployment();
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let none = mint(&[
+        "none",
+        "--claims",
+        r#"{"iss":"https://idp.test","aud":"https://gw.test/mcp","client_id":"reader","exp_in":300}"#,
+    ]);
+    for (name, credential, status, needle) in [
+        ("expired", token(json!({"exp_in": -600})), 401, "expired"),
+        ("wrong audience", token(json!({"aud": "https://other.test/mcp"})), 401, "not meant for this resource"),
+        ("wrong issuer", token(json!({"iss": "https://evil.test"})), 401, "issuer"),
+        ("alg none", none, 401, "invalid_token"),
+        ("unknown agent", token(json!({"client_id": "stranger", "act": {"sub": "stranger"}})), 401, "invalid_token"),
+        ("missing scope", token(json!({"scope": "profile"})), 403, "insufficient_scope"),
+    ] {
+        let auth = bearer(&credential);
+        let (got, headers, body) = http("POST", &url, &[("Authorization", &auth)], INIT);
+        assert_eq!(got, status, "{name}: {body}");
+        let challenge = header(&headers, "www-authenticate").unwrap_or_default().to_owned();
+        assert!(challenge.contains(needle) || body.contains(needle), "{name}: {challenge} {body}");
+        assert!(!challenge.contains(&credential) && !body.contains(&credential), "{name}: token echoed");
+    }
+    drop(served);
+    assert_eq!(of_kind(&d.events(), "auth.failed").len(), 6);
+}

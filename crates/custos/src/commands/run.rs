@@ -40,6 +40,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent,
+            principal: Vec::new(),
             run,
             first_step_after,
             server: server.name.clone(),

@@ -24,7 +24,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     let policy = Arc::new(super::run::load_policy(&config)?);
     let store = context::open_for_writing(&config.data_dir)?;
-    let registry = SqliteStore::open_read_only(&context::database_path(&config.data_dir)).map_err(Failure::runtime)?;
+    let db = context::database_path(&config.data_dir);
+    let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let inventory = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
 
     let runtime = super::runtime()?;
     runtime.block_on(async {
@@ -33,8 +35,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
-        let auth = Authenticator::new(config.agents.clone(), registry);
-        let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, addr));
+        let (jwt, required_scopes) = match &config.serve.jwt {
+            Some(settings) => (Some(jwt_verifier(settings, &config, addr)?), settings.required_scopes.clone()),
+            None => (None, Vec::new()),
+        };
+        let auth = Authenticator::new(config.agents.clone(), registry, jwt, required_scopes);
+        let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, inventory, addr));
         // The one line on stdout: where to connect (the port is real even when 0 was asked for).
         println!("listening on http://{addr}");
         for server in &served {
@@ -48,4 +54,34 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         audit.shutdown().await;
         result.map_err(|e| Failure::runtime(format!("the server stopped: {e}")))
     })
+}
+
+/// The verifier for `[serve.jwt]`: the JWKS file read now, the audience defaulting to the
+/// gateway's public URL.
+fn jwt_verifier(
+    settings: &custos_config::JwtSettings,
+    config: &custos_config::Config,
+    bound: std::net::SocketAddr,
+) -> Result<custos_auth::JwtVerifier, Failure> {
+    let jwks = std::fs::read_to_string(&settings.jwks_file).map_err(|e| {
+        Failure::usage(format!("cannot read the jwks `{}` named by [serve.jwt]: {e}", settings.jwks_file.display()))
+    })?;
+    let audience = settings
+        .audience
+        .clone()
+        .or_else(|| config.serve.public_url.clone())
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let mut jwt = custos_auth::JwtConfig::new(settings.issuer.clone(), audience);
+    if let Some(algorithms) = &settings.algorithms {
+        jwt.allowed_algorithms = algorithms.clone();
+    }
+    if let Some(leeway) = settings.leeway_secs {
+        jwt.leeway_secs = leeway;
+    }
+    if let Some(claim) = &settings.agent_claim {
+        jwt.agent_claim = claim.clone();
+    }
+    jwt.principal_claim = settings.principal_claim.clone();
+    custos_auth::JwtVerifier::new(jwt, &jwks)
+        .map_err(|e| Failure::usage(format!("{}: [serve.jwt]: {e}", config.path.display())))
 }
