@@ -59,6 +59,9 @@ pub struct ServeConfig {
     pub authorization_servers: Vec<String>,
     /// Open MCP sessions at once; more are refused until one ends.
     pub max_sessions: usize,
+    /// Requests one agent may have in flight at once; more get 429, and other agents are not
+    /// slowed by one that floods.
+    pub max_concurrent_per_agent: usize,
     /// How long one request may wait for its upstream's answer.
     pub request_timeout_ms: u64,
     /// Bearer tokens from an identity provider, when configured.

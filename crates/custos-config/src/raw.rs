@@ -36,6 +36,7 @@ pub struct RawServe {
     #[serde(default)]
     pub authorization_servers: Vec<String>,
     pub max_sessions: Option<u64>,
+    pub max_concurrent_per_agent: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub jwt: Option<RawJwt>,
 }

@@ -155,6 +155,14 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
             format!("`{max_sessions}` is out of range: expected 1 to 100000"),
         ));
     }
+    let max_concurrent = raw.max_concurrent_per_agent.unwrap_or(32);
+    if !(1..=100_000).contains(&max_concurrent) {
+        return Err(ConfigError::invalid(
+            path,
+            "serve.max_concurrent_per_agent",
+            format!("`{max_concurrent}` is out of range: expected 1 to 100000"),
+        ));
+    }
     let request_timeout_ms = raw.request_timeout_ms.unwrap_or(60_000);
     if request_timeout_ms == 0 {
         return Err(ConfigError::invalid(path, "serve.request_timeout_ms", "`0` is out of range: expected at least 1"));
@@ -176,6 +184,7 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
         allowed_origins: raw.allowed_origins,
         authorization_servers: raw.authorization_servers,
         max_sessions: usize::try_from(max_sessions).unwrap_or(256),
+        max_concurrent_per_agent: usize::try_from(max_concurrent).unwrap_or(32),
         request_timeout_ms,
     })
 }

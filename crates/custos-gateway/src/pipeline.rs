@@ -50,6 +50,8 @@ pub struct GatewaySpec {
     /// `act`). Empty when the credential does not say. Recorded on every event.
     pub principal: Vec<String>,
     pub run: RunId,
+    /// The run that started this one (a sub-agent's run names its parent's), if any.
+    pub parent_run: Option<RunId>,
     /// The last step already recorded for this run (0 for a new run).
     pub first_step_after: u64,
     /// The upstream's name: tools are `server/name`.
@@ -71,6 +73,7 @@ pub struct Gateway {
     agent: Agent,
     principal: Vec<String>,
     run: RunId,
+    parent_run: Option<RunId>,
     server: String,
     classes: ToolClasses,
     policy: Arc<PolicyEngine>,
@@ -110,6 +113,7 @@ impl Gateway {
             agent: spec.agent,
             principal: spec.principal,
             run: spec.run,
+            parent_run: spec.parent_run,
             server: spec.server,
             classes: spec.classes,
             policy: spec.policy,
@@ -162,6 +166,9 @@ impl Gateway {
         if let Some(obj) = e.detail.as_object_mut() {
             obj.insert("server".into(), json!(self.server));
             obj.insert("owner".into(), json!(self.agent.owner));
+            if let Some(parent) = &self.parent_run {
+                obj.insert("parent_run".into(), json!(parent.0));
+            }
         }
         self.record(vec![e]).await.map(|_| ())
     }

@@ -53,6 +53,8 @@ pub struct AppState {
     /// server declared earlier even before this session lists tools.
     inventory: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Per agent: permits for requests in flight (`max_concurrent_per_agent`).
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 impl AppState {
@@ -73,7 +75,26 @@ impl AppState {
             public_url,
             inventory: Mutex::new(inventory),
             sessions: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A permit for one more request of `agent`, or `None` when it is at its limit.
+    fn permit(&self, agent: &Agent) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(agent.id.0.clone())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.config.serve.max_concurrent_per_agent)))
+            .clone();
+        semaphore.try_acquire_owned().ok()
+    }
+
+    /// What the log holds of a run a client names.
+    fn run_summary(&self, run: &str) -> Result<custos_store::RunSummary, custos_store::StoreError> {
+        let inventory = self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        custos_store::run_summary(&*inventory, run)
     }
 
     /// The descriptors recorded for `server`'s tools.
@@ -220,6 +241,16 @@ async fn post_mcp(
         Err(refused) => return refused,
     };
     let agent = identity.agent.clone();
+    let Some(permit) = app.permit(&agent) else {
+        let limit = app.config.serve.max_concurrent_per_agent;
+        record_refusal(&app, &agent, "too many concurrent requests", json!({ "limit": limit })).await;
+        return reply::rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("too many concurrent requests for agent `{}` (limit {limit}); retry when some complete", agent.id),
+        );
+    };
     let limit = app.config.limits.max_message_bytes;
     let Ok(raw) = axum::body::to_bytes(body, limit).await else {
         return reply::rpc_error(
@@ -237,7 +268,7 @@ async fn post_mcp(
     };
     let session = match (&msg.kind, headers.contains_key(SESSION_HEADER)) {
         (MessageKind::Request { method, .. }, false) if method == "initialize" => {
-            match open_session(&app, &server, identity).await {
+            match open_session(&app, &server, identity, &headers, &msg).await {
                 Ok(s) => s,
                 Err(refused) => return refused,
             }
@@ -273,7 +304,7 @@ async fn post_mcp(
     let wants_stream =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     let response = if wants_stream {
-        event_stream_until_answer(&session, answer, timeout, id).into_response()
+        event_stream_until_answer(&session, answer, timeout, id, permit).into_response()
     } else {
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
@@ -311,9 +342,12 @@ fn event_stream_until_answer(
     answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
     timeout: Duration,
     id: Box<serde_json::value::RawValue>,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (guard, messages) = session.open_post_stream();
     let deadline = tokio::time::Instant::now() + timeout;
+    // The agent's permit is held until the stream ends: an open stream is a request in flight.
+    let guard = (guard, permit);
     let state = Some((guard, messages, answer, id));
     let events = stream::unfold(state, move |state| async move {
         let (guard, mut messages, mut answer, id) = state?;
@@ -338,8 +372,17 @@ fn event(bytes: Vec<u8>) -> Event {
     Event::default().event("message").data(String::from_utf8_lossy(&bytes))
 }
 
-async fn open_session(app: &Arc<AppState>, server: &str, identity: Identity) -> Result<Arc<Session>, Response> {
+async fn open_session(
+    app: &Arc<AppState>,
+    server: &str,
+    identity: Identity,
+    headers: &HeaderMap,
+    initialize: &Message,
+) -> Result<Arc<Session>, Response> {
     let Identity { agent, principal } = identity;
+    let bad_request = |m: String| reply::rpc_error(StatusCode::BAD_REQUEST, initialize.id(), codes::INVALID_PARAMS, &m);
+    let run = named(headers, initialize, RUN_HEADER, RUN_META).map_err(bad_request)?;
+    let parent_run = named(headers, initialize, PARENT_RUN_HEADER, PARENT_RUN_META).map_err(bad_request)?;
     if app.sessions().len() >= app.config.serve.max_sessions {
         let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
         e.agent = Some(agent.id.clone());
@@ -356,11 +399,32 @@ async fn open_session(app: &Arc<AppState>, server: &str, identity: Identity) -> 
     let Some(config) = app.server(server) else { return Err(not_found(server)) };
     let id = new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
+    // A named run continues its steps, and only its own agent may continue it.
+    let (run, first_step_after) = match run {
+        Some(run) => {
+            let history = app.run_summary(&run).map_err(|e| {
+                reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::AUDIT_UNAVAILABLE, &e.to_string())
+            })?;
+            if let Some(owner) = history.agent.filter(|owner| *owner != agent.id) {
+                record_refusal(app, &agent, "run belongs to another agent", json!({ "run": run, "owner": owner }))
+                    .await;
+                return Err(reply::rpc_error(
+                    StatusCode::FORBIDDEN,
+                    initialize.id(),
+                    codes::INVALID_PARAMS,
+                    &format!("run `{run}` belongs to another agent; name a new run"),
+                ));
+            }
+            (run, history.last_step)
+        }
+        None => (id.clone(), 0),
+    };
     let gateway = Arc::new(Gateway::new(GatewaySpec {
         agent: agent.clone(),
         principal,
-        run: RunId(id.clone()),
-        first_step_after: 0,
+        run: RunId(run),
+        parent_run: parent_run.map(RunId),
+        first_step_after,
         server: server.to_owned(),
         classes: config.classes.clone(),
         policy: app.policy.clone(),
@@ -384,6 +448,42 @@ async fn open_session(app: &Arc<AppState>, server: &str, identity: Identity) -> 
         })?;
     app.sessions().insert(id, session.clone());
     Ok(session)
+}
+
+/// Headers and `initialize` `_meta` keys by which a client names its run and its parent run.
+const RUN_HEADER: &str = "custos-run-id";
+const PARENT_RUN_HEADER: &str = "custos-parent-run-id";
+const RUN_META: &str = "io.custos/run";
+const PARENT_RUN_META: &str = "io.custos/parentRun";
+
+/// A run id the client gave in a header or in `initialize`'s `_meta` (the header wins).
+fn named(headers: &HeaderMap, initialize: &Message, header: &str, meta: &str) -> Result<Option<String>, String> {
+    let from_header =
+        headers.get(header).map(|v| v.to_str().map(str::to_owned).map_err(|_| format!("`{header}` is not text")));
+    let value = match from_header.transpose()? {
+        Some(v) => Some(v),
+        None => initialize.meta().and_then(|m| m.get(meta).and_then(|v| v.as_str()).map(str::to_owned)),
+    };
+    match value {
+        Some(v) if !valid_run_id(&v) => {
+            Err(format!("`{}` is not a run id: 1 to 128 letters, digits, `.`, `_`, `:` or `-`", v.escape_debug()))
+        }
+        other => Ok(other),
+    }
+}
+
+fn valid_run_id(id: &str) -> bool {
+    (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+}
+
+/// Records a refused request of an authenticated agent.
+async fn record_refusal(app: &AppState, agent: &Agent, reason: &str, detail: serde_json::Value) {
+    let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
+    e.agent = Some(agent.id.clone());
+    e.detail = json!({ "from": "client", "reason": reason, "detail": detail });
+    if let Err(err) = app.audit.append(vec![e]).await {
+        tracing::error!("cannot record a refused request: {err}");
+    }
 }
 
 /// 128 random bits, hex: unguessable, so a session id cannot be found by trying.

@@ -34,6 +34,6 @@ pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use sqlite::SqliteStore;
 pub use store::{
-    AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write,
-    WriteOutcome, WriteResult,
+    run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, RunSummary, Store, StoredEvent, ToolRecord,
+    ToolSighting, Write, WriteOutcome, WriteResult,
 };

@@ -174,3 +174,22 @@ pub trait AgentRegistry: Send {
     /// The key with this public id, revoked or not.
     fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError>;
 }
+
+/// What the log already holds of one run: who made it, and its last step.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The agent of the run's first attributed event; `None` for a run never seen.
+    pub agent: Option<AgentId>,
+    /// The highest step recorded (0 when none).
+    pub last_step: u64,
+}
+
+/// Summarizes run `run` from the log, so a named run continues its step numbers and is not
+/// taken over by another agent.
+pub fn run_summary(store: &dyn Store, run: &str) -> Result<RunSummary, StoreError> {
+    let events = store.query(&EventQuery { run: Some(run.to_owned()), ..EventQuery::default() })?;
+    Ok(RunSummary {
+        agent: events.iter().find_map(|e| e.event.agent.clone()),
+        last_step: events.iter().filter_map(|e| e.event.step).max().unwrap_or(0),
+    })
+}

@@ -103,6 +103,9 @@ pub struct RunArgs {
     /// The run these calls belong to [default: a new id per process]
     #[arg(long, value_name = "ID")]
     pub run: Option<String>,
+    /// The run that started this one (a sub-agent names its parent's run); recorded on run.started
+    #[arg(long, value_name = "ID")]
+    pub parent_run: Option<String>,
     /// The upstream's name, as tools are named `SERVER/TOOL` [default: the only server in the
     /// config, else the command's file name]
     #[arg(long, value_name = "NAME")]

@@ -276,3 +276,22 @@ fn requests_past_the_pending_limit_are_refused_until_answers_come() {
     assert_eq!(s.request(json!(3), "ping", json!({}))["result"], json!({}));
     s.finish();
 }
+
+#[test]
+fn a_parent_run_is_recorded_and_another_agents_run_cannot_be_continued() {
+    let d = Deployment::new(POLICIES, "");
+    let mut s = RawSession::sample(&d, &["--run", "child-1", "--parent-run", "plan-1"]);
+    s.initialize();
+    s.finish();
+    let events = d.events();
+    assert_eq!(of_kind(&events, "run.started")[0]["detail"]["parent_run"], "plan-1");
+    let out = d
+        .custos(&["run", "--agent", "operator", "--run", "child-1"])
+        .arg("--")
+        .arg(common::harness::sample_server())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("run `child-1` belongs to agent `reader`"));
+}

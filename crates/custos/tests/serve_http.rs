@@ -308,3 +308,98 @@ fn bad_tokens_are_refused_with_the_reason_in_the_challenge() {
     drop(served);
     assert_eq!(of_kind(&d.events(), "auth.failed").len(), 6);
 }
+
+#[test]
+fn clients_name_their_run_and_parent_run_and_cannot_take_anothers() {
+    let d = deployment("");
+    let reader = issue_key(&d, "reader");
+    let operator = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let auth = bearer(&reader);
+    let named = [
+        ("Authorization", auth.as_str()),
+        ("Custos-Run-Id", "sub-1"),
+        ("Custos-Parent-Run-Id", "plan-7"),
+        ("Accept", "application/json"),
+    ];
+    let (status, headers, body) = http("POST", &url, &named, INIT);
+    assert_eq!(status, 200, "{body}");
+    let session = header(&headers, "mcp-session-id").unwrap().to_owned();
+    let call = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}"#;
+    let in_session =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    assert_eq!(http("POST", &url, &in_session, call).0, 200);
+    // The run can also be named in initialize's _meta.
+    let meta_init = INIT.replace(r#""clientInfo""#, r#""_meta":{"io.custos/run":"sub-2"},"clientInfo""#);
+    assert_eq!(http("POST", &url, &[("Authorization", &auth)], &meta_init).0, 200);
+    // Another agent cannot continue reader's run; a malformed run id is refused.
+    let other = bearer(&operator);
+    let (status, _, body) = http("POST", &url, &[("Authorization", &other), ("Custos-Run-Id", "sub-1")], INIT);
+    assert_eq!(status, 403, "{body}");
+    let (status, _, _) = http("POST", &url, &[("Authorization", &auth), ("Custos-Run-Id", "a b")], INIT);
+    assert_eq!(status, 400);
+    drop(served);
+
+    let run = |id: &str| -> Vec<Value> {
+        let out = d.output(&["audit", "query", "--run", id, "--json"]);
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let sub1 = run("sub-1");
+    assert_eq!(sub1[0]["kind"], "run.started");
+    assert_eq!(sub1[0]["detail"]["parent_run"], "plan-7");
+    assert!(sub1.iter().all(|e| e["agent"] == "reader"));
+    assert!(sub1.iter().any(|e| e["kind"] == "call.decided" && e["step"] == 1));
+    assert_eq!(run("sub-2")[0]["kind"], "run.started");
+}
+
+#[test]
+fn one_agent_at_its_concurrency_limit_costs_other_agents_nothing() {
+    let d = deployment("[serve]\nmax_concurrent_per_agent = 1\nrequest_timeout_ms = 3000\n");
+    let reader = issue_key(&d, "reader");
+    let operator = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    // The operator may call any tool, listed or not.
+    let auth = bearer(&operator);
+    let init = INIT.replace(r#""capabilities":{}"#, r#""capabilities":{"sampling":{}}"#);
+    let (status, headers, _) = http("POST", &url, &[("Authorization", &auth), ("Accept", "application/json")], &init);
+    assert_eq!(status, 200);
+    let session = header(&headers, "mcp-session-id").unwrap().to_owned();
+    // ask_model waits for a sampling answer that never comes: the request stays in flight
+    // (streamed) until the request timeout.
+    let held = {
+        let (url, auth, session) = (url.clone(), auth.clone(), session.clone());
+        std::thread::spawn(move || {
+            let ask = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask_model","arguments":{"prompt":"p"}}}"#;
+            http(
+                "POST",
+                &url,
+                &[("Authorization", &auth), ("Mcp-Session-Id", &session), ("Accept", "text/event-stream")],
+                ask,
+            )
+        })
+    };
+    // Wait until the held request is in flight: its sampling request is recorded upstream-side
+    // as a forwarded call, so poll the log (bounded) for its decision.
+    let mut in_flight = false;
+    for _ in 0..200 {
+        if d.events().iter().any(|e| e["kind"] == "call.decided" && e["tool"] == "sample/ask_model") {
+            in_flight = true;
+            break;
+        }
+        std::thread::yield_now();
+    }
+    assert!(in_flight, "the first request never started");
+    let ping = r#"{"jsonrpc":"2.0","id":6,"method":"ping"}"#;
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &session)], ping);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("limit 1"));
+    // Another agent is unaffected.
+    assert_eq!(http("POST", &url, &[("Authorization", &bearer(&reader))], INIT).0, 200);
+    let (status, _, body) = held.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("sampling/createMessage") && body.contains("did not answer within 3000 ms"), "{body}");
+    // The permit came back with the end of the stream.
+    assert_eq!(http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &session)], ping).0, 200);
+}

@@ -7,7 +7,7 @@ use custos_config::Config;
 use custos_core::{RunId, ToolDescriptor};
 use custos_gateway::{serve_stdio, Gateway, GatewaySpec, StdioExit};
 use custos_policy::{PolicyEngine, SchemaSource};
-use custos_store::{AgentRegistry, AuditLog, EventQuery, SqliteStore, Store};
+use custos_store::{AgentRegistry, AuditLog, SqliteStore, Store};
 
 use crate::cli::RunArgs;
 use crate::context;
@@ -26,7 +26,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
 
     let store = context::open_for_writing(&config.data_dir)?;
     let run = RunId(args.run.unwrap_or_else(new_run_id));
-    let first_step_after = last_step(&store, &run)?;
+    let history = custos_store::run_summary(&store, &run.0).map_err(Failure::runtime)?;
+    if let Some(owner) = history.agent.as_ref().filter(|owner| **owner != agent.id) {
+        return Err(Failure::usage(format!("run `{run}` belongs to agent `{owner}`; name a new run")));
+    }
+    let first_step_after = history.last_step;
     let known_tools = store
         .tools()
         .map_err(Failure::runtime)?
@@ -42,6 +46,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             agent,
             principal: Vec::new(),
             run,
+            parent_run: args.parent_run.map(RunId),
             first_step_after,
             server: server.name.clone(),
             classes: server.classes.clone(),
@@ -143,13 +148,6 @@ fn unconfigured(name: &str) -> custos_config::ServerConfig {
 pub fn load_policy(config: &Config) -> Result<PolicyEngine, Failure> {
     let schema = config.policy.schema.clone().map_or(SchemaSource::Embedded, SchemaSource::File);
     PolicyEngine::load(&schema, &config.policy.files).map_err(Failure::usage)
-}
-
-/// The highest step already recorded for `run`, so a named run that continues keeps counting.
-fn last_step(store: &dyn Store, run: &RunId) -> Result<u64, Failure> {
-    let events =
-        store.query(&EventQuery { run: Some(run.0.clone()), ..EventQuery::default() }).map_err(Failure::runtime)?;
-    Ok(events.iter().filter_map(|e| e.event.step).max().unwrap_or(0))
 }
 
 /// A fresh run id: time and process id make it unique on this machine.
