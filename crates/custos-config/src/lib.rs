@@ -42,6 +42,16 @@ pub struct Config {
     pub default_agent: Option<AgentId>,
     pub servers: Vec<ServerConfig>,
     pub serve: ServeConfig,
+    /// The admin API of `custos serve`, when configured.
+    pub admin: Option<AdminConfig>,
+}
+
+/// `[admin]`: the admin API and `/metrics`, on their own listener with their own credential.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: std::net::SocketAddr,
+    /// A file holding the admin bearer token (kept out of the config, like any secret).
+    pub token_file: PathBuf,
 }
 
 /// `custos serve`: the Streamable HTTP endpoint.

@@ -24,6 +24,14 @@ pub struct RawConfig {
     #[serde(default)]
     pub servers: Vec<RawServer>,
     pub serve: Option<RawServe>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub token_file: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -7,8 +7,8 @@ use custos_core::{Agent, AgentId};
 
 use crate::raw::RawConfig;
 use crate::{
-    AuditConfig, Config, ConfigError, JwtSettings, Limits, PolicyConfig, ServeConfig, ServerConfig, ToolClasses,
-    ToolsListMode,
+    AdminConfig, AuditConfig, Config, ConfigError, JwtSettings, Limits, PolicyConfig, ServeConfig, ServerConfig,
+    ToolClasses, ToolsListMode,
 };
 
 /// Message size bounds: below 1 KiB no real MCP message fits; above 1 GiB is a memory hazard.
@@ -132,8 +132,18 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     let serve = serve(path, &dir, raw.serve.unwrap_or_default())?;
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => {
+            let text = a.listen.unwrap_or_else(|| "127.0.0.1:9090".to_owned());
+            let listen = text.parse().map_err(|_| {
+                ConfigError::invalid(path, "admin.listen", format!("`{text}` is not an address: expected IP:PORT"))
+            })?;
+            Some(AdminConfig { listen, token_file: resolve(&a.token_file) })
+        }
+    };
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
-    Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers, serve })
+    Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers, serve, admin })
 }
 
 fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConfig, ConfigError> {

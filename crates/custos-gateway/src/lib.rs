@@ -14,15 +14,18 @@
 //! # Layout
 //!
 //! - [`pipeline`]: [`Gateway`], the stages of one call in the order they run.
+//! - [`metrics`]: what the pipeline counts and times for `/metrics`.
 //! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
 //! - [`tools_list`]: recording and filtering a `tools/list` result without re-serializing the rest.
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
 
+pub mod metrics;
 pub mod pending;
 pub mod pipeline;
 pub mod stdio;
 pub mod tools_list;
 
+pub use metrics::GatewayMetrics;
 pub use pipeline::{Gateway, GatewaySpec, Outcome};
 pub use stdio::{serve_stdio, shutdown_signal, ChildUpstream, StdioError, StdioExit};
 

@@ -16,6 +16,9 @@ use serde_json::value::RawValue;
 pub struct CallInFlight {
     pub tool: ToolRef,
     pub step: u64,
+    /// When the client's request arrived (for the whole-call duration).
+    pub received: Instant,
+    /// When it was forwarded upstream (for the upstream duration).
     pub started: Instant,
 }
 

@@ -27,6 +27,7 @@ use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, Mes
 use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
 
+use crate::metrics::GatewayMetrics;
 use crate::now_ms;
 use crate::pending::{CallInFlight, PendingRequests, Refused};
 use crate::tools_list::ToolsListing;
@@ -65,6 +66,7 @@ pub struct GatewaySpec {
     /// Descriptors known from earlier runs (the inventory), so a call made before any
     /// `tools/list` in this connection is still classified by what the server declared.
     pub known_tools: Vec<ToolDescriptor>,
+    pub metrics: GatewayMetrics,
 }
 
 /// The governed path between one client and one upstream server.
@@ -87,6 +89,7 @@ pub struct Gateway {
     /// The protocol revision the two sides agreed in `initialize`, if they used it.
     negotiated: Mutex<Option<String>>,
     pending: PendingRequests,
+    metrics: GatewayMetrics,
 }
 
 /// Which side a protocol error came from.
@@ -124,6 +127,7 @@ impl Gateway {
             steps: AtomicU64::new(spec.first_step_after),
             tools: Mutex::new(tools),
             negotiated: Mutex::new(None),
+            metrics: spec.metrics,
         }
     }
 
@@ -212,6 +216,7 @@ impl Gateway {
     }
 
     async fn protocol_error(&self, side: Side, code: i64, reason: &str, frame: &[u8], method: Option<&str>) {
+        self.metrics.protocol_errors.inc(&[side.as_str()]);
         let mut e = self.event(EventKind::ProtocolError);
         e.detail = json!({
             "from": side.as_str(),
@@ -321,6 +326,7 @@ impl Gateway {
             return self.refuse_pending(id, "tools/call", refused, &msg.raw).await;
         }
 
+        let received = Instant::now();
         // 1. attribute
         let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
         let tool = ToolRef::new(&self.server, &params.name);
@@ -334,6 +340,7 @@ impl Gateway {
         let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
 
         // 3. decide
+        let policy_timer = self.metrics.duration.start_timer(&["policy"]);
         let info = ToolInfo { tool: &tool, class, annotations };
         let decision = self.policy.decide(&CallRequest {
             agent: &self.agent,
@@ -343,6 +350,8 @@ impl Gateway {
             step,
             labels: &[],
         });
+        policy_timer.observe();
+        self.metrics.calls.inc(&[&self.agent.id.0, decision.as_str()]);
 
         // 4. audit, durably, before anything is forwarded
         let mut requested = self.event(EventKind::CallRequested);
@@ -367,7 +376,10 @@ impl Gateway {
         decided.decision = Some(decision.as_str().to_owned());
         decided.detail = json!({ "policies": decision.policies(), "reason": decision.explain() });
 
-        if let Err(err) = self.record(vec![requested, decided]).await {
+        let audit_timer = self.metrics.duration.start_timer(&["audit"]);
+        let appended = self.record(vec![requested, decided]).await;
+        audit_timer.observe();
+        if let Err(err) = appended {
             self.pending.remove(id);
             tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
             return Outcome::Answer(error_response(
@@ -380,7 +392,7 @@ impl Gateway {
 
         // 5. forward or answer
         if decision.is_allow() {
-            self.pending.set_call(id, CallInFlight { tool, step, started: Instant::now() });
+            self.pending.set_call(id, CallInFlight { tool, step, received, started: Instant::now() });
             Outcome::Forward(msg.raw)
         } else {
             self.pending.remove(id);
@@ -444,6 +456,10 @@ impl Gateway {
         cancelled: bool,
         raw: Vec<u8>,
     ) -> Outcome {
+        self.metrics.duration.observe_duration(&["upstream"], call.started.elapsed());
+        if is_error {
+            self.metrics.upstream_errors.inc(&[&self.server]);
+        }
         let result = result_member(&raw);
         let tool_error = result.as_ref().is_some_and(|r| r.get("isError") == Some(&json!(true)));
         let outcome = if is_error {
@@ -470,7 +486,11 @@ impl Gateway {
                 obj.insert("result".into(), result);
             }
         }
-        match self.record(vec![e]).await {
+        let audit_timer = self.metrics.duration.start_timer(&["audit"]);
+        let appended = self.record(vec![e]).await;
+        audit_timer.observe();
+        self.metrics.duration.observe_duration(&["whole"], call.received.elapsed());
+        match appended {
             Ok(_) => Outcome::Forward(raw),
             Err(err) => {
                 tracing::error!("withholding the result of `{}` (step {}): {err}", call.tool, call.step);
@@ -538,6 +558,7 @@ impl Gateway {
         for p in self.pending.drain() {
             let reason = format!("upstream `{}` exited ({status}) before answering", self.server);
             if let Some(call) = &p.call {
+                self.metrics.upstream_errors.inc(&[&self.server]);
                 let mut e = self.event(EventKind::CallFinished);
                 e.step = Some(call.step);
                 e.tool = Some(call.tool.clone());

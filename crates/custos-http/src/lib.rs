@@ -8,6 +8,8 @@
 //!
 //! # Layout
 //!
+//! - [`admin`]: the admin API (agents, tools, runs, audit, OpenAPI) and `/metrics`, on their own
+//!   listener with their own bearer token.
 //! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
 //! - [`auth`]: who is calling: API keys checked against the registry; 401 / 403 with the
 //!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
@@ -15,6 +17,7 @@
 //!   event streams that carry what the upstream says on its own.
 //! - [`reply`]: HTTP responses with JSON bodies (JSON-RPC errors where the client speaks MCP).
 
+pub mod admin;
 pub mod auth;
 pub mod reply;
 pub mod server;

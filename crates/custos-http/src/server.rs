@@ -55,6 +55,10 @@ pub struct AppState {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Per agent: permits for requests in flight (`max_concurrent_per_agent`).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    registry: custos_metrics::Registry,
+    gateway_metrics: custos_gateway::GatewayMetrics,
+    sessions_gauge: custos_metrics::Gauge,
+    auth_failures: custos_metrics::Counter,
 }
 
 impl AppState {
@@ -67,7 +71,16 @@ impl AppState {
         bound: std::net::SocketAddr,
     ) -> Self {
         let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let registry = custos_metrics::Registry::new();
         Self {
+            gateway_metrics: custos_gateway::GatewayMetrics::register(&registry),
+            sessions_gauge: registry.gauge("custos_sessions", "Open MCP sessions, by server.", &["server"]),
+            auth_failures: registry.counter(
+                "custos_auth_failures_total",
+                "Requests refused for their credential, by reason.",
+                &["reason"],
+            ),
+            registry,
             config,
             policy,
             audit,
@@ -77,6 +90,23 @@ impl AppState {
             sessions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The metrics registry `/metrics` renders.
+    pub fn metrics(&self) -> &custos_metrics::Registry {
+        &self.registry
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions().len()
+    }
+
+    /// Runs `f` on the read-only store connection (inventory, registry, audit queries).
+    pub fn with_store<T>(
+        &self,
+        f: impl FnOnce(&custos_store::SqliteStore) -> Result<T, custos_store::StoreError>,
+    ) -> Result<T, custos_store::StoreError> {
+        f(&self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// A permit for one more request of `agent`, or `None` when it is at its limit.
@@ -132,6 +162,7 @@ impl AppState {
     pub async fn close_all(&self, reason: &str) {
         let sessions: Vec<Arc<Session>> = self.sessions().drain().map(|(_, s)| s).collect();
         for s in sessions {
+            self.sessions_gauge.dec(&[&s.server]);
             s.close(reason).await;
         }
     }
@@ -195,6 +226,7 @@ async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Iden
         Ok(identity) => Ok(identity),
         Err(e) => {
             // Recorded before the refusal is sent, so a burst of bad credentials is on the record.
+            app.auth_failures.inc(&[e.reason()]);
             auth::record_failure(&app.audit, &e, server, now_ms()).await;
             Err(auth::refusal(&e, &metadata))
         }
@@ -433,6 +465,7 @@ async fn open_session(
         audit_config: app.config.audit.clone(),
         limits: app.config.limits,
         known_tools: app.known_tools(server),
+        metrics: app.gateway_metrics.clone(),
     }));
     let command = config.command.clone().unwrap_or_default();
     let session = Session::open(id.clone(), agent, server.to_owned(), gateway, &command, app.config.limits)
@@ -447,6 +480,7 @@ async fn open_session(
             )
         })?;
     app.sessions().insert(id, session.clone());
+    app.sessions_gauge.inc(&[server]);
     Ok(session)
 }
 
@@ -519,7 +553,9 @@ async fn delete_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>
         Ok(s) => s,
         Err(refused) => return refused,
     };
-    app.sessions().remove(&session.id);
+    if app.sessions().remove(&session.id).is_some() {
+        app.sessions_gauge.dec(&[&session.server]);
+    }
     session.close("session deleted by the client").await;
     StatusCode::NO_CONTENT.into_response()
 }

@@ -403,3 +403,86 @@ fn one_agent_at_its_concurrency_limit_costs_other_agents_nothing() {
     // The permit came back with the end of the stream.
     assert_eq!(http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &session)], ping).0, 200);
 }
+
+#[test]
+fn the_admin_api_shows_agents_tools_runs_audit_and_metrics_behind_its_own_token() {
+    let d = deployment("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n");
+    let token = "admin-token-for-tests-0123456789";
+    std::fs::write(d.dir.path().join("admin.token"), format!("{token}\n")).unwrap();
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let report = python_http(
+        &served.url("sample"),
+        &key,
+        &[
+            "--list-tools",
+            "--call",
+            "echo",
+            r#"{"text":"a"}"#,
+            "--call",
+            "write_note",
+            r#"{"title":"t","body":"b"}"#,
+            "--terminate",
+        ],
+    );
+    let run = report["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(http("POST", &served.url("sample"), &[("Authorization", "Bearer nope")], INIT).0, 401);
+
+    let admin = served.admin.clone().unwrap();
+    let auth = format!("Bearer {token}");
+    let get = |path: &str| -> (u16, String) {
+        let (status, _, body) = http("GET", &format!("{admin}{path}"), &[("Authorization", &auth)], "");
+        (status, body)
+    };
+    assert_eq!(http("GET", &format!("{admin}/healthz"), &[], "").0, 200);
+    assert_eq!(http("GET", &format!("{admin}/readyz"), &[], "").0, 200);
+    for path in ["/v1/agents", "/v1/tools", "/v1/runs", "/v1/audit", "/metrics"] {
+        let (status, headers, _) =
+            http("GET", &format!("{admin}{path}"), &[("Authorization", "Bearer wrong-token-000000000")], "");
+        assert_eq!(status, 401, "{path}");
+        assert!(header(&headers, "www-authenticate").is_some());
+        assert_eq!(
+            http("GET", &format!("{admin}{path}"), &[("Authorization", &key)], "").0,
+            401,
+            "an agent key is not an admin token"
+        );
+    }
+    let json = |path: &str| -> Value {
+        let (status, body) = get(path);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let agents = json("/v1/agents");
+    let reader = agents["agents"].as_array().unwrap().iter().find(|a| a["id"] == "reader").unwrap();
+    assert_eq!(reader["keys"].as_array().unwrap().len(), 1);
+    assert!(!agents.to_string().contains("sha256:"), "key hashes are not shown");
+    let tools = json("/v1/tools");
+    let echo = tools["tools"].as_array().unwrap().iter().find(|t| t["tool"] == "sample/echo").unwrap();
+    assert_eq!(echo["digest"].as_str().unwrap().len(), 64);
+    let runs = json("/v1/runs");
+    assert_eq!(runs["runs"][0]["run"], run);
+    assert_eq!(runs["runs"][0]["agent"], "reader");
+    let denied = json("/v1/audit?decision=deny");
+    assert_eq!(denied["events"].as_array().unwrap().len(), 1);
+    assert_eq!(denied["events"][0]["tool"], "sample/write_note");
+    assert_eq!(get("/v1/audit?kind=bogus").0, 400);
+    assert_eq!(get("/v1/audit?limit=many").0, 400);
+    let openapi = json("/openapi.json");
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/v1/audit"].is_object());
+
+    let (status, metrics) = get("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"custos_calls_total{agent="reader",decision="allow"} 1"#,
+        r#"custos_calls_total{agent="reader",decision="deny"} 1"#,
+        r#"custos_auth_failures_total{reason="tokens_not_accepted"} 1"#,
+        r#"custos_sessions{server="sample"} 0"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}` in:\n{metrics}");
+    }
+    for stage in ["policy", "audit", "upstream", "whole"] {
+        let count = format!("custos_call_duration_seconds_count{{stage=\"{stage}\"}}");
+        assert!(metrics.lines().any(|l| l.starts_with(&count) && !l.ends_with(" 0")), "no {stage} timings:\n{metrics}");
+    }
+}

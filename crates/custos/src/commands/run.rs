@@ -56,6 +56,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             audit_config: config.audit.clone(),
             limits: config.limits,
             known_tools,
+            // Nothing scrapes a stdio proxy; the counters are kept for symmetry and cost little.
+            metrics: custos_gateway::GatewayMetrics::register(&custos_metrics::Registry::new()),
         }));
         let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
         let result = serve_stdio(gateway, &command, stdin, tokio::io::stdout(), config.limits).await;

@@ -40,17 +40,37 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             None => (None, Vec::new()),
         };
         let auth = Authenticator::new(config.agents.clone(), registry, jwt, required_scopes);
+        let admin = match &config.admin {
+            Some(admin) => Some(admin_listener(admin).await?),
+            None => None,
+        };
         let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, inventory, addr));
-        // The one line on stdout: where to connect (the port is real even when 0 was asked for).
+        // stdout says where to connect (the ports are real even when 0 was asked for).
         println!("listening on http://{addr}");
         for server in &served {
             eprintln!("custos: serving `{server}` at http://{addr}/mcp/{server}");
         }
-        let result = custos_http::serve(state, listener, async {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        if let Some((listener, token)) = admin {
+            let admin_addr = listener.local_addr().map_err(Failure::runtime)?;
+            println!("admin on http://{admin_addr}");
+            let admin_state = Arc::new(custos_http::admin::AdminState::new(state.clone(), token));
+            let shutdown = until_stopped(stopped.clone());
+            tokio::spawn(async move {
+                if let Err(e) = custos_http::admin::serve_admin(admin_state, listener, shutdown).await {
+                    eprintln!("custos: the admin api stopped: {e}");
+                }
+            });
+        }
+        tokio::spawn(async move {
             let signal = custos_gateway::shutdown_signal().await;
             eprintln!("custos: {signal}: closing sessions");
-        })
-        .await;
+            let _ = stop.send(true);
+        });
+        let result = custos_http::serve(state, listener, until_stopped(stopped)).await;
         audit.shutdown().await;
         result.map_err(|e| Failure::runtime(format!("the server stopped: {e}")))
     })
@@ -84,4 +104,22 @@ fn jwt_verifier(
     jwt.principal_claim = settings.principal_claim.clone();
     custos_auth::JwtVerifier::new(jwt, &jwks)
         .map_err(|e| Failure::usage(format!("{}: [serve.jwt]: {e}", config.path.display())))
+}
+
+/// The admin listener and its token, read from `[admin] token_file`.
+async fn admin_listener(admin: &custos_config::AdminConfig) -> Result<(tokio::net::TcpListener, String), Failure> {
+    let token = std::fs::read_to_string(&admin.token_file)
+        .map_err(|e| Failure::usage(format!("cannot read the admin token `{}`: {e}", admin.token_file.display())))?
+        .trim()
+        .to_owned();
+    if token.len() < 16 {
+        return Err(Failure::usage(format!(
+            "the admin token in `{}` is too short: use at least 16 characters of randomness",
+            admin.token_file.display()
+        )));
+    }
+    let listener = tokio::net::TcpListener::bind(admin.listen)
+        .await
+        .map_err(|e| Failure::usage(format!("cannot listen on `{}` for the admin api: {e}", admin.listen)))?;
+    Ok((listener, token))
 }

@@ -279,6 +279,8 @@ pub struct Served {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// The admin API's base URL, when `[admin]` is configured.
+    pub admin: Option<String>,
 }
 
 impl Served {
@@ -291,11 +293,17 @@ impl Served {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        stdout.read_line(&mut first).unwrap();
         let base =
             first.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected: {first}")).to_owned();
-        Self { child, base }
+        let admin = std::fs::read_to_string(deployment.config()).unwrap().contains("[admin]").then(|| {
+            let mut second = String::new();
+            stdout.read_line(&mut second).unwrap();
+            second.trim().strip_prefix("admin on ").unwrap_or_else(|| panic!("unexpected: {second}")).to_owned()
+        });
+        Self { child, base, admin }
     }
 
     pub fn url(&self, server: &str) -> String {

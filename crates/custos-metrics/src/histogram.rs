@@ -1,0 +1,301 @@
+//! [`Histogram`]: a family of latency distributions in seconds, and its [`Timer`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::family::{Family, Kind, Meta, Series};
+use crate::misuse::Misuse;
+use crate::text;
+
+/// Bucket upper bounds in seconds for request latencies, from half a millisecond to ten seconds.
+///
+/// Policy decisions and audit appends land in the low buckets, upstream tool calls anywhere.
+pub const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// A histogram family: per label set, how many observations fell at or below each bucket bound,
+/// their count and their sum.
+///
+/// Cloning is cheap and every clone updates the same series. Label values are passed in the
+/// order of the label names given at registration; a call with a different number of values
+/// is ignored and counted in `custos_metrics_errors_total{reason="label_count"}`. Observations
+/// must be finite and not negative; others are dropped and counted as `invalid_value`.
+#[derive(Debug, Clone)]
+pub struct Histogram {
+    family: Arc<Family<HistogramSeries>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HistogramSeries {
+    /// Observations per bucket, not cumulative: the last one is above the highest bound (`+Inf`).
+    /// The count is their total, so `_count` always equals the `+Inf` bucket in the output.
+    buckets: Box<[AtomicU64]>,
+    /// Sum of the observations, as the bits of an `f64`.
+    sum_bits: AtomicU64,
+}
+
+impl Series for HistogramSeries {
+    fn new(meta: &Meta) -> Self {
+        let bounds = match &meta.kind {
+            Kind::Histogram(bounds) => bounds.len(),
+            Kind::Counter | Kind::Gauge => 0,
+        };
+        HistogramSeries {
+            buckets: (0..=bounds).map(|_| AtomicU64::new(0)).collect(),
+            sum_bits: AtomicU64::new(0.0_f64.to_bits()),
+        }
+    }
+}
+
+impl HistogramSeries {
+    fn observe(&self, bounds: &[f64], seconds: f64) {
+        // Buckets are "less than or equal": the first bound not below the value.
+        let index = bounds.partition_point(|bound| *bound < seconds);
+        if let Some(bucket) = self.buckets.get(index) {
+            bucket.fetch_add(1, Ordering::Relaxed);
+        }
+        // The closure always returns `Some`, so the update cannot fail.
+        let _ = self.sum_bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+            Some((f64::from_bits(bits) + seconds).to_bits())
+        });
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|bucket| bucket.load(Ordering::Relaxed)).sum()
+    }
+
+    fn sum(&self) -> f64 {
+        f64::from_bits(self.sum_bits.load(Ordering::Relaxed))
+    }
+}
+
+impl Histogram {
+    pub(crate) fn from_family(family: Arc<Family<HistogramSeries>>) -> Self {
+        Histogram { family }
+    }
+
+    pub(crate) fn family(&self) -> &Family<HistogramSeries> {
+        &self.family
+    }
+
+    fn bounds(&self) -> &[f64] {
+        match &self.family.meta.kind {
+            Kind::Histogram(bounds) => bounds,
+            Kind::Counter | Kind::Gauge => &[],
+        }
+    }
+
+    /// Records one observation of `seconds` in the series of `labels`.
+    pub fn observe(&self, labels: &[&str], seconds: f64) {
+        if !valid_observation(seconds) {
+            self.family.misuse.record(Misuse::InvalidValue);
+            return;
+        }
+        self.family.with_series(labels, |series| series.observe(self.bounds(), seconds));
+    }
+
+    /// Records one observation of `duration` in the series of `labels`.
+    pub fn observe_duration(&self, labels: &[&str], duration: Duration) {
+        self.observe(labels, duration.as_secs_f64());
+    }
+
+    /// Starts timing now; the [`Timer`] observes the elapsed time in the series of `labels`
+    /// when it is stopped or dropped.
+    ///
+    /// The series is looked up once, here, so stopping the timer costs no lookup.
+    pub fn start_timer(&self, labels: &[&str]) -> Timer {
+        Timer { histogram: self.clone(), series: self.family.series(labels), start: Instant::now() }
+    }
+
+    /// Number of observations in the series of `labels`; 0 if there is no such series. Meant for
+    /// tests.
+    pub fn count(&self, labels: &[&str]) -> u64 {
+        self.family.existing(labels).map_or(0, |series| series.count())
+    }
+
+    /// Sum of the observations in the series of `labels`, in seconds; 0 if there is no such
+    /// series. Meant for tests.
+    pub fn sum(&self, labels: &[&str]) -> f64 {
+        self.family.existing(labels).map_or(0.0, |series| series.sum())
+    }
+
+    pub(crate) fn render(&self, out: &mut String) {
+        let meta = &self.family.meta;
+        let name = meta.name.as_str();
+        let labels = &meta.label_names;
+        text::write_header(out, name, meta.help, meta.kind.type_name());
+        let bounds = self.bounds();
+        for (values, series) in self.family.snapshot() {
+            // Read each bucket once and derive the count from them, so that the `+Inf` bucket
+            // and `_count` agree even while other threads observe.
+            let mut cumulative = 0_u64;
+            for (bound, bucket) in bounds.iter().zip(series.buckets.iter()) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let le = text::format_float(*bound);
+                text::write_sample(out, name, "_bucket", labels, &values, Some(("le", &le)), cumulative);
+            }
+            cumulative += series.buckets.last().map_or(0, |bucket| bucket.load(Ordering::Relaxed));
+            text::write_sample(out, name, "_bucket", labels, &values, Some(("le", "+Inf")), cumulative);
+            text::write_sample(out, name, "_sum", labels, &values, None, text::format_float(series.sum()));
+            text::write_sample(out, name, "_count", labels, &values, None, cumulative);
+        }
+    }
+}
+
+fn valid_observation(seconds: f64) -> bool {
+    seconds.is_finite() && seconds >= 0.0
+}
+
+/// Measures one duration into a [`Histogram`] series; made by [`Histogram::start_timer`].
+///
+/// Dropping the timer observes the elapsed time, so that an early return (`?`) still records the
+/// stage; call [`Timer::discard`] to record nothing.
+#[derive(Debug)]
+#[must_use = "a timer dropped at once observes a duration of almost zero"]
+pub struct Timer {
+    /// For its bucket bounds.
+    histogram: Histogram,
+    /// `None` once observed or discarded, or if the label count was wrong.
+    series: Option<Arc<HistogramSeries>>,
+    start: Instant,
+}
+
+impl Timer {
+    /// Time since the timer started.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Observes the elapsed time now and returns it.
+    pub fn observe(mut self) -> Duration {
+        let elapsed = self.start.elapsed();
+        self.record(elapsed);
+        elapsed
+    }
+
+    /// Stops the timer without observing anything.
+    pub fn discard(mut self) {
+        self.series = None;
+    }
+
+    fn record(&mut self, elapsed: Duration) {
+        if let Some(series) = self.series.take() {
+            series.observe(self.histogram.bounds(), elapsed.as_secs_f64());
+        }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        let elapsed = self.start.elapsed();
+        self.record(elapsed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Registry;
+
+    /// The cumulative `_bucket` values of one series, `+Inf` last, read from the output.
+    fn bucket_values(text: &str, series_prefix: &str) -> Vec<u64> {
+        text.lines()
+            .filter(|line| line.starts_with(series_prefix))
+            .map(|line| line.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn bucket_counts_are_cumulative_and_bounds_inclusive() {
+        let registry = Registry::new();
+        let h = registry.histogram("h_seconds", "h", &["stage"], &[0.01, 0.1, 1.0]);
+        for v in [0.0, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0, 1e9] {
+            h.observe(&["s"], v);
+        }
+        let text = registry.render();
+        assert_eq!(bucket_values(&text, "h_seconds_bucket{stage=\"s\""), [2, 4, 6, 8]);
+        assert!(text.contains("h_seconds_count{stage=\"s\"} 8\n"), "{text}");
+        assert_eq!(h.count(&["s"]), 8);
+        assert_eq!(h.sum(&["s"]), 0.01 + 0.05 + 0.1 + 0.5 + 1.0 + 3.0 + 1e9);
+    }
+
+    #[test]
+    fn latency_buckets_are_valid() {
+        assert!(LATENCY_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        assert!(LATENCY_BUCKETS.iter().all(|b| b.is_finite() && *b > 0.0));
+        let registry = Registry::new();
+        let h = registry.histogram("h_seconds", "h", &[], LATENCY_BUCKETS);
+        h.observe_duration(&[], Duration::from_millis(3));
+        let text = registry.render();
+        assert_eq!(text.matches("h_seconds_bucket{").count(), LATENCY_BUCKETS.len() + 1);
+        assert!(text.contains("h_seconds_bucket{le=\"0.0025\"} 0\nh_seconds_bucket{le=\"0.005\"} 1\n"), "{text}");
+        assert!(text.contains("h_seconds_sum 0.003\n"), "{text}");
+        assert_eq!(registry.misuse(Misuse::InvalidBuckets), 0);
+    }
+
+    #[test]
+    fn invalid_observations_are_dropped_and_counted() {
+        let registry = Registry::new();
+        let h = registry.histogram("h_seconds", "h", &[], &[1.0]);
+        for v in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -0.5] {
+            h.observe(&[], v);
+        }
+        h.observe(&[], 0.5);
+        assert_eq!(h.count(&[]), 1);
+        assert_eq!(h.sum(&[]), 0.5);
+        assert_eq!(registry.misuse(Misuse::InvalidValue), 4);
+        let text = registry.render();
+        assert!(!text.contains("NaN") && !text.contains(" +Inf\n") && !text.contains("-Inf"), "{text}");
+    }
+
+    #[test]
+    fn timers_observe_once_when_stopped_or_dropped() {
+        let registry = Registry::new();
+        let h = registry.histogram("h_seconds", "h", &["stage"], LATENCY_BUCKETS);
+
+        let timer = h.start_timer(&["observed"]);
+        std::thread::sleep(Duration::from_millis(2));
+        let elapsed = timer.observe();
+        assert!(elapsed >= Duration::from_millis(2));
+        assert_eq!(h.count(&["observed"]), 1);
+        assert_eq!(h.sum(&["observed"]), elapsed.as_secs_f64());
+
+        {
+            let _timer = h.start_timer(&["dropped"]);
+        }
+        assert_eq!(h.count(&["dropped"]), 1);
+
+        h.start_timer(&["discarded"]).discard();
+        assert_eq!(h.count(&["discarded"]), 0);
+
+        // An early return through `?` still records the stage.
+        fn stage(h: &Histogram) -> Result<(), ()> {
+            let _timer = h.start_timer(&["failed"]);
+            Err(())?;
+            Ok(())
+        }
+        assert!(stage(&h).is_err());
+        assert_eq!(h.count(&["failed"]), 1);
+    }
+
+    #[test]
+    fn concurrent_observations_are_all_counted() {
+        let registry = Registry::new();
+        let h = registry.histogram("h_seconds", "h", &["stage"], LATENCY_BUCKETS);
+        std::thread::scope(|scope| {
+            for t in 0..4 {
+                let h = &h;
+                scope.spawn(move || {
+                    for i in 0..5_000 {
+                        h.observe(&[if (t + i) % 2 == 0 { "a" } else { "b" }], 0.25);
+                    }
+                });
+            }
+        });
+        assert_eq!(h.count(&["a"]) + h.count(&["b"]), 20_000);
+        assert_eq!(h.sum(&["a"]) + h.sum(&["b"]), 5_000.0);
+        let text = registry.render();
+        assert_eq!(bucket_values(&text, "h_seconds_bucket{stage=\"a\"").last(), Some(&h.count(&["a"])));
+    }
+}

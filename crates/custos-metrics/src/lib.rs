@@ -1,0 +1,80 @@
+//! Custos metrics: counters, gauges and latency histograms for the gateway's `/metrics`
+//! endpoint, rendered in the Prometheus text exposition format (version 0.0.4).
+//!
+//! A [`Registry`] holds metric families by name; registering returns a cheap, cloneable handle
+//! ([`Counter`], [`Gauge`], [`Histogram`]) that the request path keeps and updates with label
+//! values, in the order of the family's label names. Updates touch one atomic under a read lock
+//! and allocate nothing once the label set has a series. [`Registry::render`] writes the text
+//! to serve with [`CONTENT_TYPE`].
+//!
+//! Nothing here panics or returns an error: a misuse (wrong number of label values, invalid
+//! name, conflicting registration, invalid observation) is repaired or ignored, and counted in
+//! `custos_metrics_errors_total{reason}`, which every registry renders.
+//!
+//! Label values are bounded, since agents choose some of them (an unknown tool name, for one):
+//! each family keeps at most [`Limits::max_series_per_family`] label sets, after which new ones
+//! are folded into one series whose every label value is [`OVERFLOW_LABEL_VALUE`], and values
+//! are cut to [`Limits::max_label_value_bytes`].
+//!
+//! # Layout
+//!
+//! - `registry.rs`: [`Registry`], [`Limits`], registration rules, rendering all families.
+//! - `family.rs`: one family's bounded map from label values to series, overflow folding.
+//! - `counter.rs`, `gauge.rs`, `histogram.rs`: the handles, their series and their samples;
+//!   `histogram.rs` also has [`Timer`] and [`LATENCY_BUCKETS`].
+//! - `misuse.rs`: the absorbed misuses and `custos_metrics_errors_total`.
+//! - `text.rs`: the exposition format: name rules, escaping, float spelling, lines.
+//!
+//! # Metrics the gateway should register
+//!
+//! A suggestion, for the crates that own each stage. Prefer label values from bounded sets
+//! (configured agent ids and server names, fixed stage and reason words); the limits above are a
+//! backstop, not a reason to label by tool name or request id.
+//!
+//! - `custos_calls_total{agent,decision}`, counter: `tools/call` requests by agent and decision
+//!   (`allow`, `deny`, `error`).
+//! - `custos_call_duration_seconds{stage}`, histogram: latency of the `whole` call and of the
+//!   `policy`, `audit` (append) and `upstream` stages.
+//! - `custos_upstream_errors_total{server}`, counter: upstream failures (exits, unreadable
+//!   frames, timeouts).
+//! - `custos_sessions{server}`, gauge: open sessions (HTTP) or running upstreams (stdio).
+//! - `custos_auth_failures_total{reason}`, counter: rejected credentials, by the audit reason of
+//!   the authentication error.
+//! - `custos_protocol_errors_total{from}`, counter: malformed or oversized frames from the
+//!   `client` or the `upstream`.
+//!
+//! Histograms of latencies use [`LATENCY_BUCKETS`] and [`Histogram::start_timer`].
+//!
+//! ```
+//! use custos_metrics::{Registry, LATENCY_BUCKETS};
+//!
+//! let registry = Registry::new();
+//! let calls = registry.counter("custos_calls_total", "Tool calls by agent and decision.", &["agent", "decision"]);
+//! let duration = registry.histogram(
+//!     "custos_call_duration_seconds",
+//!     "Time spent per call and per stage.",
+//!     &["stage"],
+//!     LATENCY_BUCKETS,
+//! );
+//!
+//! let whole = duration.start_timer(&["whole"]);
+//! duration.observe(&["policy"], 0.0003);
+//! calls.inc(&["ci-bot", "allow"]);
+//! whole.observe();
+//!
+//! assert!(registry.render().contains("custos_calls_total{agent=\"ci-bot\",decision=\"allow\"} 1\n"));
+//! ```
+
+mod counter;
+mod family;
+mod gauge;
+mod histogram;
+mod misuse;
+mod registry;
+mod text;
+
+pub use counter::Counter;
+pub use family::OVERFLOW_LABEL_VALUE;
+pub use gauge::Gauge;
+pub use histogram::{Histogram, Timer, LATENCY_BUCKETS};
+pub use registry::{Limits, Registry, CONTENT_TYPE, DEFAULT_MAX_LABEL_VALUE_BYTES, DEFAULT_MAX_SERIES_PER_FAMILY};
