@@ -15,6 +15,8 @@
 //!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
 //! - [`session`]: one MCP session: its upstream, the requests waiting for answers, and the
 //!   event streams that carry what the upstream says on its own.
+//! - `stateless`: requests of the 2026-07-28 revision, which carry no session: one upstream per
+//!   agent and server, ids rewritten so independent clients cannot collide.
 //! - [`reply`]: HTTP responses with JSON bodies (JSON-RPC errors where the client speaks MCP).
 
 pub mod admin;
@@ -22,5 +24,6 @@ pub mod auth;
 pub mod reply;
 pub mod server;
 pub mod session;
+mod stateless;
 
 pub use server::{serve, AppState};

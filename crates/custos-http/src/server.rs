@@ -53,6 +53,8 @@ pub struct AppState {
     /// server declared earlier even before this session lists tools.
     inventory: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Per agent and server: the shared upstream of stateless (2026-07-28) requests.
+    pub(crate) stateless: Mutex<HashMap<(String, String), Arc<Session>>>,
     /// Per agent: permits for requests in flight (`max_concurrent_per_agent`).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     registry: custos_metrics::Registry,
@@ -89,7 +91,45 @@ impl AppState {
             inventory: Mutex::new(inventory),
             sessions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            stateless: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Starts an upstream and its pipeline for `identity` on `server`.
+    pub(crate) async fn start_session(
+        &self,
+        id: String,
+        server: &str,
+        config: &ServerConfig,
+        identity: Identity,
+        run: RunRef,
+    ) -> Result<Arc<Session>, Response> {
+        let gateway = Arc::new(Gateway::new(GatewaySpec {
+            agent: identity.agent.clone(),
+            principal: identity.principal,
+            run: run.run,
+            parent_run: run.parent,
+            first_step_after: run.first_step_after,
+            server: server.to_owned(),
+            classes: config.classes.clone(),
+            policy: self.policy.clone(),
+            audit: self.audit.clone(),
+            tools_list: self.config.policy.tools_list,
+            audit_config: self.config.audit.clone(),
+            limits: self.config.limits,
+            known_tools: self.known_tools(server),
+            metrics: self.gateway_metrics.clone(),
+        }));
+        let command = config.command.clone().unwrap_or_default();
+        Session::open(id, identity.agent, server.to_owned(), gateway, &command, self.config.limits).await.map_err(|e| {
+            tracing::error!("cannot open a session on `{server}`: {e}");
+            reply::rpc_error(
+                StatusCode::BAD_GATEWAY,
+                None,
+                codes::UPSTREAM_UNAVAILABLE,
+                &format!("upstream `{server}` is unavailable"),
+            )
+        })
     }
 
     /// The metrics registry `/metrics` renders.
@@ -149,7 +189,7 @@ impl AppState {
     }
 
     /// The served server named `name`: configured, with a command to start it.
-    fn server(&self, name: &str) -> Option<&ServerConfig> {
+    pub(crate) fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.config.server(name).filter(|s| s.command.is_some())
     }
 
@@ -163,6 +203,11 @@ impl AppState {
         let sessions: Vec<Arc<Session>> = self.sessions().drain().map(|(_, s)| s).collect();
         for s in sessions {
             self.sessions_gauge.dec(&[&s.server]);
+            s.close(reason).await;
+        }
+        let stateless: Vec<Arc<Session>> =
+            self.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().map(|(_, s)| s).collect();
+        for s in stateless {
             s.close(reason).await;
         }
     }
@@ -298,6 +343,9 @@ async fn post_mcp(
         // The pipeline records and answers malformed input; with no session, answer directly.
         Err(err) => return reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()),
     };
+    if !headers.contains_key(SESSION_HEADER) && is_stateless(&headers, &msg) {
+        return crate::stateless::handle(&app, &server, identity, &headers, msg, permit).await;
+    }
     let session = match (&msg.kind, headers.contains_key(SESSION_HEADER)) {
         (MessageKind::Request { method, .. }, false) if method == "initialize" => {
             match open_session(&app, &server, identity, &headers, &msg).await {
@@ -352,7 +400,7 @@ async fn post_mcp(
     with_session(response, &session)
 }
 
-fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {
+pub(crate) fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {
     reply::rpc_error(
         StatusCode::GATEWAY_TIMEOUT,
         Some(id),
@@ -361,7 +409,7 @@ fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {
     )
 }
 
-fn with_session(mut response: Response, session: &Session) -> Response {
+pub(crate) fn with_session(mut response: Response, session: &Session) -> Response {
     if let Ok(v) = HeaderValue::from_str(&session.id) {
         response.headers_mut().insert(SESSION_HEADER, v);
     }
@@ -451,37 +499,33 @@ async fn open_session(
         }
         None => (id.clone(), 0),
     };
-    let gateway = Arc::new(Gateway::new(GatewaySpec {
-        agent: agent.clone(),
-        principal,
-        run: RunId(run),
-        parent_run: parent_run.map(RunId),
-        first_step_after,
-        server: server.to_owned(),
-        classes: config.classes.clone(),
-        policy: app.policy.clone(),
-        audit: app.audit.clone(),
-        tools_list: app.config.policy.tools_list,
-        audit_config: app.config.audit.clone(),
-        limits: app.config.limits,
-        known_tools: app.known_tools(server),
-        metrics: app.gateway_metrics.clone(),
-    }));
-    let command = config.command.clone().unwrap_or_default();
-    let session = Session::open(id.clone(), agent, server.to_owned(), gateway, &command, app.config.limits)
-        .await
-        .map_err(|e| {
-            tracing::error!("cannot open a session on `{server}`: {e}");
-            reply::rpc_error(
-                StatusCode::BAD_GATEWAY,
-                None,
-                codes::UPSTREAM_UNAVAILABLE,
-                &format!("upstream `{server}` is unavailable"),
-            )
-        })?;
+    let run = RunRef { run: RunId(run), parent: parent_run.map(RunId), first_step_after };
+    let session = app.start_session(id.clone(), server, config, Identity { agent, principal }, run).await?;
     app.sessions().insert(id, session.clone());
     app.sessions_gauge.inc(&[server]);
     Ok(session)
+}
+
+/// A request of the stateless revision: it says so in the `MCP-Protocol-Version` header or in
+/// its own `_meta`, and carries no session.
+fn is_stateless(headers: &HeaderMap, msg: &Message) -> bool {
+    let stateless = custos_mcp::protocol::STATELESS_REVISION;
+    headers.get("mcp-protocol-version").and_then(|v| v.to_str().ok()) == Some(stateless)
+        || msg
+            .meta()
+            .and_then(|m| {
+                m.get(custos_mcp::protocol::META_PROTOCOL_VERSION).and_then(|v| v.as_str()).map(str::to_owned)
+            })
+            .as_deref()
+            == Some(stateless)
+}
+
+/// The run a new pipeline records into.
+#[derive(Debug)]
+pub(crate) struct RunRef {
+    pub run: RunId,
+    pub parent: Option<RunId>,
+    pub first_step_after: u64,
 }
 
 /// Headers and `initialize` `_meta` keys by which a client names its run and its parent run.
@@ -511,7 +555,7 @@ fn valid_run_id(id: &str) -> bool {
 }
 
 /// Records a refused request of an authenticated agent.
-async fn record_refusal(app: &AppState, agent: &Agent, reason: &str, detail: serde_json::Value) {
+pub(crate) async fn record_refusal(app: &AppState, agent: &Agent, reason: &str, detail: serde_json::Value) {
     let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
     e.agent = Some(agent.id.clone());
     e.detail = json!({ "from": "client", "reason": reason, "detail": detail });
@@ -521,7 +565,7 @@ async fn record_refusal(app: &AppState, agent: &Agent, reason: &str, detail: ser
 }
 
 /// 128 random bits, hex: unguessable, so a session id cannot be found by trying.
-fn new_session_id() -> Result<String, String> {
+pub(crate) fn new_session_id() -> Result<String, String> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).map_err(|_| "the random number generator failed".to_owned())?;
     Ok(hex::encode(bytes))

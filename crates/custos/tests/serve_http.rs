@@ -486,3 +486,63 @@ fn the_admin_api_shows_agents_tools_runs_audit_and_metrics_behind_its_own_token(
         assert!(metrics.lines().any(|l| l.starts_with(&count) && !l.ends_with(" 0")), "no {stage} timings:\n{metrics}");
     }
 }
+
+/// The stateless revision over HTTP, against the official server-everything (which answers
+/// stateless requests over stdio without `initialize`).
+#[test]
+fn stateless_requests_need_no_session_and_keep_the_clients_ids() {
+    let everything = common::harness::server_everything();
+    let d = Deployment::new(
+        POLICIES,
+        &format!(
+            "[[servers]]\nname = \"everything\"\ntrust_annotations = true\ncommand = [\"node\", {everything:?}, \"stdio\"]\n\
+             tools = {{ \"get-env\" = \"privileged\" }}\n"
+        ),
+    );
+    let operator = issue_key(&d, "operator");
+    let reader = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let url = served.url("everything");
+    let meta = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}"#;
+    let auth = bearer(&operator);
+    let stateless = |auth: &str, method: &str, name: Option<&str>, body: &str| {
+        let mut headers = vec![("Authorization", auth), ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", method)];
+        if let Some(name) = name {
+            headers.push(("Mcp-Name", name));
+        }
+        let (status, _, body) = http("POST", &url, &headers, body);
+        (status, serde_json::from_str::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let list = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{{meta}}}}}"#);
+    let (status, v) = stateless(&auth, "tools/list", None, &list);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["id"], 1, "the client's id comes back");
+    assert!(v["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "echo"));
+    // The same id again, from an independent request: no collision.
+    let call = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"s"}},{meta}}}}}"#
+    );
+    let (status, v) = stateless(&auth, "tools/call", Some("echo"), &call);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["id"].clone(), v["result"]["content"][0]["text"].clone()), (json!(1), json!("Echo: s")));
+    // Headers that disagree with the body are refused.
+    assert_eq!(stateless(&auth, "tools/list", None, &call).0, 400);
+    assert_eq!(stateless(&auth, "tools/call", Some("get-env"), &call).0, 400);
+    // Policy still decides: the config makes get-env privileged (whatever its annotations say),
+    // and a reader may call read tools only.
+    let env = format!(
+        r#"{{"jsonrpc":"2.0","id":"e","method":"tools/call","params":{{"name":"get-env","arguments":{{}},{meta}}}}}"#
+    );
+    let (status, v) = stateless(&bearer(&reader), "tools/call", Some("get-env"), &env);
+    assert_eq!(status, 200);
+    assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!("e"), json!(-32001)), "{v}");
+    // And the credential is still required.
+    assert_eq!(http("POST", &url, &[("MCP-Protocol-Version", "2026-07-28")], &list).0, 401);
+    drop(served);
+    let events = d.events();
+    let requested = of_kind(&events, "call.requested");
+    assert!(requested.iter().all(|e| e["detail"]["protocol"] == "2026-07-28"));
+    assert!(requested
+        .iter()
+        .any(|e| e["agent"] == "operator" && e["run"].as_str().unwrap().starts_with("stateless-operator-everything")));
+}
