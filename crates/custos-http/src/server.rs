@@ -54,7 +54,7 @@ pub struct AppState {
     inventory: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Per agent and server: the shared upstream of stateless (2026-07-28) requests.
-    pub(crate) stateless: Mutex<HashMap<(String, String), Arc<Session>>>,
+    pub(crate) stateless: tokio::sync::Mutex<HashMap<(String, String), crate::stateless::StatelessUpstream>>,
     /// Per agent: permits for requests in flight (`max_concurrent_per_agent`).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     registry: custos_metrics::Registry,
@@ -91,7 +91,7 @@ impl AppState {
             inventory: Mutex::new(inventory),
             sessions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
-            stateless: Mutex::new(HashMap::new()),
+            stateless: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -205,11 +205,7 @@ impl AppState {
             self.sessions_gauge.dec(&[&s.server]);
             s.close(reason).await;
         }
-        let stateless: Vec<Arc<Session>> =
-            self.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().map(|(_, s)| s).collect();
-        for s in stateless {
-            s.close(reason).await;
-        }
+        crate::stateless::close_all(self, reason).await;
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -109,13 +109,51 @@ fn check_headers(headers: &HeaderMap, msg: &Message) -> Result<(), String> {
     Ok(())
 }
 
-/// The agent's stateless upstream for `server`, started if it is not running.
+/// One agent's stateless upstream for one server, and how often it had to be started again.
+#[derive(Debug)]
+pub(crate) struct StatelessUpstream {
+    session: Arc<Session>,
+    started: Instant,
+    /// Consecutive restarts of upstreams that died young; sets the backoff.
+    restarts: u32,
+}
+
+/// An upstream that lived at least this long before dying is restarted without delay.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// The first wait before restarting an upstream that died young; doubles each time.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// The longest wait between restarts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The agent's stateless upstream for `server`: the running one, or a new one when it died,
+/// unless it died young and the backoff has not passed (then 503 with `Retry-After`).
 async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> Result<Arc<Session>, Response> {
     let key = (identity.agent.id.0.clone(), server.to_owned());
-    let existing = app.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned();
-    if let Some(session) = existing.filter(|s| !s.is_gone()) {
-        return Ok(session);
-    }
+    // One start at a time: two first requests must not start two upstreams.
+    let mut upstreams = app.stateless.lock().await;
+    let restarts = match upstreams.get(&key) {
+        Some(current) if !current.session.is_gone() => return Ok(current.session.clone()),
+        Some(dead) => {
+            let restarts = if dead.started.elapsed() >= HEALTHY_AFTER { 0 } else { dead.restarts + 1 };
+            let wait = backoff(restarts);
+            if dead.started.elapsed() < wait {
+                let retry = (wait - dead.started.elapsed()).as_secs().max(1);
+                let mut r = reply::rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    codes::UPSTREAM_UNAVAILABLE,
+                    &format!("upstream `{server}` keeps exiting; retry in {retry} s"),
+                );
+                if let Ok(v) = axum::http::HeaderValue::from_str(&retry.to_string()) {
+                    r.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+                }
+                return Err(r);
+            }
+            dead.session.close("upstream exited").await;
+            restarts
+        }
+        None => 0,
+    };
     let Some(config) = app.server(server) else {
         return Err(reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "no such server"));
     };
@@ -127,8 +165,25 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
     let id = crate::server::new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
     let session = app.start_session(id, server, config, identity, run).await?;
-    app.stateless.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, session.clone());
+    upstreams.insert(key, StatelessUpstream { session: session.clone(), started: Instant::now(), restarts });
     Ok(session)
+}
+
+/// The wait before the `restarts`-th quick restart: none for the first start after a healthy
+/// run, then doubling from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`].
+fn backoff(restarts: u32) -> Duration {
+    match restarts {
+        0 => Duration::ZERO,
+        n => FIRST_BACKOFF.saturating_mul(1 << (n - 1).min(16)).min(MAX_BACKOFF),
+    }
+}
+
+/// Closes every stateless upstream (at shutdown).
+pub(crate) async fn close_all(app: &AppState, reason: &str) {
+    let upstreams: Vec<StatelessUpstream> = app.stateless.lock().await.drain().map(|(_, u)| u).collect();
+    for u in upstreams {
+        u.session.close(reason).await;
+    }
 }
 
 /// The frame with its top-level `id` replaced; `None` when it is not a JSON object.
@@ -141,6 +196,14 @@ fn with_id(frame: &[u8], id: &RawValue) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        assert_eq!(backoff(0), Duration::ZERO);
+        assert_eq!(backoff(1), FIRST_BACKOFF);
+        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
+        assert_eq!(backoff(40), MAX_BACKOFF);
+    }
 
     #[test]
     fn only_the_id_changes() {

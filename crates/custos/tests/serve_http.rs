@@ -546,3 +546,59 @@ fn stateless_requests_need_no_session_and_keep_the_clients_ids() {
         .iter()
         .any(|e| e["agent"] == "operator" && e["run"].as_str().unwrap().starts_with("stateless-operator-everything")));
 }
+
+#[test]
+fn a_stateless_upstream_that_keeps_dying_is_restarted_with_backoff() {
+    let d = Deployment::new(POLICIES, "[[servers]]\nname = \"broken\"\ncommand = [\"sh\", \"-c\", \"exit 3\"]\n");
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("broken");
+    let auth = bearer(&key);
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let headers = [("Authorization", auth.as_str()), ("MCP-Protocol-Version", "2026-07-28")];
+    let (status, _, body) = http("POST", &url, &headers, list);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(1), json!(-32003)), "{v}");
+    // Died young: the next start waits, and the client is told when to retry.
+    let (status, headers_back, body) = http("POST", &url, &headers, list);
+    assert_eq!(status, 503, "{body}");
+    assert!(header(&headers_back, "retry-after").is_some());
+    drop(served);
+    assert_eq!(of_kind(&d.events(), "upstream.exited").len(), 1);
+}
+
+/// The official TypeScript SDK client (tests/peers/ts_http_client.mjs) through custos serve.
+#[test]
+fn typescript_sdk_client_through_custos_serve() {
+    let d = deployment("");
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let out = std::process::Command::new("node")
+        .arg(common::harness::repo_root().join("tests/peers/ts_http_client.mjs"))
+        .arg(served.url("sample"))
+        .args(["--bearer", &key, "--list-tools", "--call", "echo", r#"{"text":"from ts"}"#])
+        .args(["--call", "delete_everything", r#"{"confirm":true}"#, "--ping", "--terminate"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["http_error"], Value::Null, "{report}");
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps[0]["tools"].as_array().unwrap().iter().any(|t| t == "echo"));
+    assert_eq!(steps[1]["content"][0], "from ts");
+    assert_eq!(steps[2]["error"]["code"], -32001, "{}", steps[2]);
+    assert_eq!(steps[3]["ok"], true);
+    assert_eq!(report["terminate"]["ok"], true);
+
+    // Without a key the SDK sees the 401 and its challenge.
+    let out = std::process::Command::new("node")
+        .arg(common::harness::repo_root().join("tests/peers/ts_http_client.mjs"))
+        .arg(served.url("sample"))
+        .arg("--ping")
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["http_error"]["status"], 401, "{report}");
+    assert!(report["http_error"]["www_authenticate"].as_str().unwrap().contains("resource_metadata="));
+}
