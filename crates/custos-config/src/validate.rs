@@ -103,11 +103,11 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let mut servers = Vec::new();
     let mut names = BTreeSet::new();
     for (i, s) in raw.servers.into_iter().enumerate() {
-        if s.name.is_empty() || s.name.contains('/') {
+        if s.name.is_empty() || s.name.contains('/') || s.name.contains("__") {
             return Err(ConfigError::invalid(
                 path,
                 format!("servers[{i}].name"),
-                format!("`{}` is not a server name: expected a non-empty name without `/`", s.name),
+                format!("`{}` is not a server name: expected a non-empty name without `/` or `__`", s.name),
             ));
         }
         if !names.insert(s.name.clone()) {

@@ -53,6 +53,9 @@ pub struct GatewaySpec {
     pub run: RunId,
     /// The run that started this one (a sub-agent's run names its parent's), if any.
     pub parent_run: Option<RunId>,
+    /// A step counter shared with other pipelines of the same run (a federated session has one
+    /// pipeline per upstream but one run); `None`: this pipeline counts alone.
+    pub shared_steps: Option<Arc<AtomicU64>>,
     /// The last step already recorded for this run (0 for a new run).
     pub first_step_after: u64,
     /// The upstream's name: tools are `server/name`.
@@ -83,7 +86,7 @@ pub struct Gateway {
     tools_list: ToolsListMode,
     audit_config: AuditConfig,
     limits: Limits,
-    steps: AtomicU64,
+    steps: Arc<AtomicU64>,
     /// The latest descriptor of each tool, by name.
     tools: Mutex<std::collections::HashMap<String, ToolDescriptor>>,
     /// The protocol revision the two sides agreed in `initialize`, if they used it.
@@ -124,7 +127,7 @@ impl Gateway {
             tools_list: spec.tools_list,
             audit_config: spec.audit_config,
             limits: spec.limits,
-            steps: AtomicU64::new(spec.first_step_after),
+            steps: spec.shared_steps.unwrap_or_else(|| Arc::new(AtomicU64::new(spec.first_step_after))),
             tools: Mutex::new(tools),
             negotiated: Mutex::new(None),
             metrics: spec.metrics,

@@ -10,6 +10,8 @@
 //!
 //! - [`admin`]: the admin API (agents, tools, runs, audit, OpenAPI) and `/metrics`, on their own
 //!   listener with their own bearer token.
+//! - [`federation`]: `/mcp`, one endpoint for every served server's tools, named
+//!   `SERVER__TOOL`.
 //! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
 //! - [`auth`]: who is calling: API keys checked against the registry; 401 / 403 with the
 //!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
@@ -21,6 +23,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod federation;
 pub mod reply;
 pub mod server;
 pub mod session;

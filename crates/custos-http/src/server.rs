@@ -53,6 +53,8 @@ pub struct AppState {
     /// server declared earlier even before this session lists tools.
     inventory: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Federated sessions (`/mcp`), by session id.
+    pub(crate) federated: Mutex<HashMap<String, Arc<crate::federation::Federation>>>,
     /// Per agent and server: the shared upstream of stateless (2026-07-28) requests.
     pub(crate) stateless: tokio::sync::Mutex<HashMap<(String, String), crate::stateless::StatelessUpstream>>,
     /// Per agent: permits for requests in flight (`max_concurrent_per_agent`).
@@ -92,6 +94,7 @@ impl AppState {
             sessions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             stateless: tokio::sync::Mutex::new(HashMap::new()),
+            federated: Mutex::new(HashMap::new()),
         }
     }
 
@@ -109,6 +112,7 @@ impl AppState {
             principal: identity.principal,
             run: run.run,
             parent_run: run.parent,
+            shared_steps: run.shared_steps,
             first_step_after: run.first_step_after,
             server: server.to_owned(),
             classes: config.classes.clone(),
@@ -132,13 +136,32 @@ impl AppState {
         })
     }
 
+    /// Refuses a new session past `max_sessions` (federated sessions count too).
+    pub(crate) async fn check_session_room(&self, agent: &Agent) -> Result<(), Response> {
+        let open = self.sessions().len() + self.federated_count();
+        if open < self.config.serve.max_sessions {
+            return Ok(());
+        }
+        record_refusal(self, agent, "session limit reached", json!({ "limit": self.config.serve.max_sessions })).await;
+        Err(reply::rpc_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("too many open sessions (limit {}); retry later", self.config.serve.max_sessions),
+        ))
+    }
+
     /// The metrics registry `/metrics` renders.
     pub fn metrics(&self) -> &custos_metrics::Registry {
         &self.registry
     }
 
     pub fn session_count(&self) -> usize {
-        self.sessions().len()
+        self.sessions().len() + self.federated_count()
+    }
+
+    pub(crate) fn federated_count(&self) -> usize {
+        self.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
     }
 
     /// Runs `f` on the read-only store connection (inventory, registry, audit queries).
@@ -149,8 +172,12 @@ impl AppState {
         f(&self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
+    pub(crate) fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.serve.request_timeout_ms)
+    }
+
     /// A permit for one more request of `agent`, or `None` when it is at its limit.
-    fn permit(&self, agent: &Agent) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    pub(crate) fn permit(&self, agent: &Agent) -> Option<tokio::sync::OwnedSemaphorePermit> {
         let semaphore = self
             .in_flight
             .lock()
@@ -184,17 +211,26 @@ impl AppState {
         }
     }
 
-    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
+    pub(crate) fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {
         self.sessions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The served server named `name`: configured, with a command to start it.
+    /// The names of every served server, in config order.
+    pub(crate) fn served(&self) -> Vec<&ServerConfig> {
+        self.config.servers.iter().filter(|s| s.command.is_some()).collect()
+    }
+
     pub(crate) fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.config.server(name).filter(|s| s.command.is_some())
     }
 
     fn metadata(&self, server: &str) -> Option<ProtectedResourceMetadata> {
-        let resource = format!("{}/mcp/{server}", self.public_url);
+        let resource = if server.is_empty() {
+            format!("{}/mcp", self.public_url)
+        } else {
+            format!("{}/mcp/{server}", self.public_url)
+        };
         ProtectedResourceMetadata::new(&resource, self.config.serve.authorization_servers.clone(), Vec::new()).ok()
     }
 
@@ -206,6 +242,11 @@ impl AppState {
             s.close(reason).await;
         }
         crate::stateless::close_all(self, reason).await;
+        let federated: Vec<_> =
+            self.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain().map(|(_, f)| f).collect();
+        for f in federated {
+            f.close(reason).await;
+        }
     }
 }
 
@@ -217,7 +258,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Router::new()
         .route("/mcp/{server}", post(post_mcp).get(get_mcp).delete(delete_mcp))
+        .route("/mcp", post(crate::federation::post).get(crate::federation::get).delete(crate::federation::delete))
         .route("/.well-known/oauth-protected-resource/mcp/{server}", get(metadata))
+        .route("/.well-known/oauth-protected-resource/mcp", get(federated_metadata))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state.clone());
     let closing = state.clone();
@@ -237,7 +280,14 @@ async fn metadata(State(app): State<Arc<AppState>>, Path(server): Path<String>) 
     }
 }
 
-fn not_found(server: &str) -> Response {
+async fn federated_metadata(State(app): State<Arc<AppState>>) -> Response {
+    match app.metadata("") {
+        Some(m) => reply::json_bytes(StatusCode::OK, serde_json::to_vec(&m.to_json()).unwrap_or_default()),
+        None => not_found(""),
+    }
+}
+
+pub(crate) fn not_found(server: &str) -> Response {
     reply::json_bytes(
         StatusCode::NOT_FOUND,
         serde_json::to_vec(&json!({ "error": format!("no server `{server}` is served here") })).unwrap_or_default(),
@@ -246,8 +296,9 @@ fn not_found(server: &str) -> Response {
 
 /// The checks every MCP request passes before anything else: the server exists, the `Origin`
 /// is allowed, and the credential names an agent.
-async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Identity, Response> {
-    if app.server(server).is_none() {
+pub(crate) async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Identity, Response> {
+    // The federated endpoint (`/mcp`) is named by the empty server.
+    if !server.is_empty() && app.server(server).is_none() {
         return Err(not_found(server));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -380,7 +431,7 @@ async fn post_mcp(
     let wants_stream =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
     let response = if wants_stream {
-        event_stream_until_answer(&session, answer, timeout, id, permit).into_response()
+        event_stream_until_answer(&session, answer, timeout, id, permit, |bytes| bytes).into_response()
     } else {
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
@@ -413,38 +464,43 @@ pub(crate) fn with_session(mut response: Response, session: &Session) -> Respons
 }
 
 /// An SSE response: what the upstream says while the request is open, then its answer.
-fn event_stream_until_answer(
+pub(crate) fn event_stream_until_answer(
     session: &Arc<Session>,
     answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
     timeout: Duration,
     id: Box<serde_json::value::RawValue>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let transform = Arc::new(transform);
     let (guard, messages) = session.open_post_stream();
     let deadline = tokio::time::Instant::now() + timeout;
     // The agent's permit is held until the stream ends: an open stream is a request in flight.
     let guard = (guard, permit);
     let state = Some((guard, messages, answer, id));
-    let events = stream::unfold(state, move |state| async move {
-        let (guard, mut messages, mut answer, id) = state?;
-        tokio::select! {
-            biased;
-            result = &mut answer => {
-                let bytes = result.unwrap_or_else(|_| custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None));
-                drop(guard);
-                Some((event(bytes), None))
-            }
-            Some(bytes) = messages.recv() => Some((event(bytes), Some((guard, messages, answer, id)))),
-            () = tokio::time::sleep_until(deadline) => {
-                let bytes = custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &format!("the upstream did not answer within {} ms", timeout.as_millis()), None);
-                Some((event(bytes), None))
+    let events = stream::unfold(state, move |state| {
+        let transform = transform.clone();
+        async move {
+            let (guard, mut messages, mut answer, id) = state?;
+            tokio::select! {
+                biased;
+                result = &mut answer => {
+                    let bytes = result.unwrap_or_else(|_| custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None));
+                    drop(guard);
+                    Some((event(bytes), None))
+                }
+                Some(bytes) = messages.recv() => Some((event(transform(bytes)), Some((guard, messages, answer, id)))),
+                () = tokio::time::sleep_until(deadline) => {
+                    let bytes = custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &format!("the upstream did not answer within {} ms", timeout.as_millis()), None);
+                    Some((event(bytes), None))
+                }
             }
         }
     });
     Sse::new(events.map(Ok))
 }
 
-fn event(bytes: Vec<u8>) -> Event {
+pub(crate) fn event(bytes: Vec<u8>) -> Event {
     Event::default().event("message").data(String::from_utf8_lossy(&bytes))
 }
 
@@ -455,35 +511,36 @@ async fn open_session(
     headers: &HeaderMap,
     initialize: &Message,
 ) -> Result<Arc<Session>, Response> {
-    let Identity { agent, principal } = identity;
-    let bad_request = |m: String| reply::rpc_error(StatusCode::BAD_REQUEST, initialize.id(), codes::INVALID_PARAMS, &m);
-    let run = named(headers, initialize, RUN_HEADER, RUN_META).map_err(bad_request)?;
-    let parent_run = named(headers, initialize, PARENT_RUN_HEADER, PARENT_RUN_META).map_err(bad_request)?;
-    if app.sessions().len() >= app.config.serve.max_sessions {
-        let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
-        e.agent = Some(agent.id.clone());
-        e.detail =
-            json!({ "from": "client", "reason": "session limit reached", "limit": app.config.serve.max_sessions });
-        let _ = app.audit.append(vec![e]).await;
-        return Err(reply::rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            codes::INVALID_REQUEST,
-            &format!("too many open sessions (limit {}); retry later", app.config.serve.max_sessions),
-        ));
-    }
+    app.check_session_room(&identity.agent).await?;
     let Some(config) = app.server(server) else { return Err(not_found(server)) };
     let id = new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
-    // A named run continues its steps, and only its own agent may continue it.
+    let run = new_run(app, &identity.agent, headers, initialize, &id).await?;
+    let session = app.start_session(id.clone(), server, config, identity, run).await?;
+    app.sessions().insert(id, session.clone());
+    app.sessions_gauge.inc(&[server]);
+    Ok(session)
+}
+
+/// The run a new session records into: the one the client names (which must be new or its
+/// own, and then continues its steps), else `default_run`; and its parent.
+pub(crate) async fn new_run(
+    app: &AppState,
+    agent: &Agent,
+    headers: &HeaderMap,
+    initialize: &Message,
+    default_run: &str,
+) -> Result<RunRef, Response> {
+    let bad_request = |m: String| reply::rpc_error(StatusCode::BAD_REQUEST, initialize.id(), codes::INVALID_PARAMS, &m);
+    let run = named(headers, initialize, RUN_HEADER, RUN_META).map_err(bad_request)?;
+    let parent = named(headers, initialize, PARENT_RUN_HEADER, PARENT_RUN_META).map_err(bad_request)?;
     let (run, first_step_after) = match run {
         Some(run) => {
             let history = app.run_summary(&run).map_err(|e| {
                 reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::AUDIT_UNAVAILABLE, &e.to_string())
             })?;
             if let Some(owner) = history.agent.filter(|owner| *owner != agent.id) {
-                record_refusal(app, &agent, "run belongs to another agent", json!({ "run": run, "owner": owner }))
-                    .await;
+                record_refusal(app, agent, "run belongs to another agent", json!({ "run": run, "owner": owner })).await;
                 return Err(reply::rpc_error(
                     StatusCode::FORBIDDEN,
                     initialize.id(),
@@ -493,13 +550,9 @@ async fn open_session(
             }
             (run, history.last_step)
         }
-        None => (id.clone(), 0),
+        None => (default_run.to_owned(), 0),
     };
-    let run = RunRef { run: RunId(run), parent: parent_run.map(RunId), first_step_after };
-    let session = app.start_session(id.clone(), server, config, Identity { agent, principal }, run).await?;
-    app.sessions().insert(id, session.clone());
-    app.sessions_gauge.inc(&[server]);
-    Ok(session)
+    Ok(RunRef { run: RunId(run), parent: parent.map(RunId), first_step_after, shared_steps: None })
 }
 
 /// A request of the stateless revision: it says so in the `MCP-Protocol-Version` header or in
@@ -522,6 +575,8 @@ pub(crate) struct RunRef {
     pub run: RunId,
     pub parent: Option<RunId>,
     pub first_step_after: u64,
+    /// Shared by the pipelines of one federated session.
+    pub shared_steps: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Headers and `initialize` `_meta` keys by which a client names its run and its parent run.

@@ -161,6 +161,7 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
         run: RunId(format!("stateless-{}-{server}-{}", identity.agent.id, now_ms())),
         parent: None,
         first_step_after: 0,
+        shared_steps: None,
     };
     let id = crate::server::new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;

@@ -602,3 +602,72 @@ fn typescript_sdk_client_through_custos_serve() {
     assert_eq!(report["http_error"]["status"], 401, "{report}");
     assert!(report["http_error"]["www_authenticate"].as_str().unwrap().contains("resource_metadata="));
 }
+
+/// Two servers with the same tools behind `/mcp`: neither can shadow the other.
+#[test]
+fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
+    let sample = sample_server();
+    let d = Deployment::new(POLICIES, "");
+    let text = std::fs::read_to_string(d.config()).unwrap().replace(
+        "[[servers]]\nname = \"sample\"\ntrust_annotations = true\n",
+        &format!(
+            "[[servers]]\nname = \"alpha\"\ncommand = [{sample:?}]\ntrust_annotations = true\n\
+             [[servers]]\nname = \"beta\"\ncommand = [{sample:?}]\ntrust_annotations = true\n"
+        ),
+    );
+    std::fs::write(d.config(), text).unwrap();
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let report = python_http(
+        &format!("{}/mcp", served.base),
+        &key,
+        &[
+            "--list-tools",
+            "--call",
+            "alpha__echo",
+            r#"{"text":"to alpha"}"#,
+            "--call",
+            "beta__ask_model",
+            r#"{"prompt":"q"}"#,
+            "--call",
+            "beta__write_note",
+            r#"{"title":"t","body":"b"}"#,
+            "--call",
+            "gamma__echo",
+            r#"{"text":"x"}"#,
+            "--ping",
+            "--terminate",
+            "--sample-reply",
+            "federated",
+        ],
+    );
+    assert_eq!(report["http_error"], Value::Null, "{report}");
+    assert_eq!(report["server_info"]["name"], "custos");
+    let steps = report["steps"].as_array().unwrap();
+    let tools: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for expected in ["alpha__echo", "beta__echo", "alpha__ask_model"] {
+        assert!(tools.contains(&expected), "{expected} missing from {tools:?}");
+    }
+    assert!(!tools.iter().any(|t| t.ends_with("__write_note")), "hidden from a reader on every server: {tools:?}");
+    assert_eq!(steps[1]["content"][0], "to alpha");
+    assert_eq!(steps[2]["content"][0], "model said: federated", "sampling through the federated session: {}", steps[2]);
+    assert_eq!(steps[3]["error"]["code"], -32001, "{}", steps[3]);
+    assert_eq!(steps[4]["error"]["code"], -32602, "an unknown server looks like an unknown tool: {}", steps[4]);
+    assert_eq!(steps[5]["ok"], true);
+    assert_eq!(report["terminate"]["status"], 204);
+    let session = report["session_id"].as_str().unwrap().to_owned();
+    drop(served);
+
+    let events = d.events();
+    let requested: Vec<(&str, u64)> = of_kind(&events, "call.requested")
+        .iter()
+        .filter(|e| e["run"] == session)
+        .map(|e| (e["tool"].as_str().unwrap(), e["step"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        requested,
+        [("alpha/echo", 1), ("beta/ask_model", 2), ("beta/write_note", 3)],
+        "one run, one step counter"
+    );
+    d.verify_ok();
+}

@@ -47,6 +47,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             principal: Vec::new(),
             run,
             parent_run: args.parent_run.map(RunId),
+            shared_steps: None,
             first_step_after,
             server: server.name.clone(),
             classes: server.classes.clone(),

@@ -1,0 +1,395 @@
+//! `/mcp`: one MCP endpoint federating every served server's tools.
+//!
+//! A federated session belongs to one agent and one run, and holds one upstream (with its own
+//! pipeline) per served server; the pipelines share the run's step counter. The gateway answers
+//! `initialize` and `ping` itself and offers the `tools` capability: `tools/list` asks every
+//! upstream (each pipeline records the inventory and hides what the agent may never call) and
+//! names each tool `SERVER__TOOL`, so two servers cannot shadow each other's tools;
+//! `tools/call` goes to the server its prefix names, with the prefix removed, so policy and
+//! the audit log see `SERVER/TOOL`. Resources and prompts stay on the per-server endpoints.
+//!
+//! Requests an upstream sends to the client while a call is open (sampling, roots, elicitation)
+//! get an id of the gateway's, since two upstreams may both use id 0; the client's answer is
+//! routed back to that upstream with its own id restored.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custos_core::Agent;
+use custos_mcp::{codes, Message, MessageKind, ToolCallParams};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
+
+use crate::auth::Identity;
+use crate::reply;
+use crate::server::{
+    admit, event_stream_until_answer, new_run, new_session_id, record_refusal, timed_out, AppState, SESSION_HEADER,
+};
+use crate::session::{Sent, Session};
+
+/// Between a server's name and its tool's name in federated tool names.
+pub const SEPARATOR: &str = "__";
+
+/// Numbers the gateway's own request ids.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Debug)]
+pub struct Federation {
+    pub id: String,
+    pub agent: Agent,
+    /// One upstream per served server, in config order.
+    upstreams: Vec<(String, Arc<Session>)>,
+    /// Server-to-client request ids the gateway gave → (upstream index, the upstream's own id).
+    server_requests: Mutex<HashMap<String, (usize, Box<RawValue>)>>,
+}
+
+impl Federation {
+    fn upstream(&self, server: &str) -> Option<(usize, &Arc<Session>)> {
+        self.upstreams.iter().enumerate().find(|(_, (name, _))| name == server).map(|(i, (_, s))| (i, s))
+    }
+
+    pub async fn close(&self, reason: &str) {
+        for (_, s) in &self.upstreams {
+            s.close(reason).await;
+        }
+    }
+
+    /// Gives an upstream's request to the client an id of the gateway's (answers and
+    /// notifications pass unchanged).
+    fn outgoing(&self, index: usize, frame: Vec<u8>) -> Vec<u8> {
+        let Ok(envelope) = serde_json::from_slice::<IndexMap<String, Box<RawValue>>>(&frame) else { return frame };
+        let (Some(id), true) = (envelope.get("id"), envelope.contains_key("method")) else { return frame };
+        let Some(ours) = our_id() else { return frame };
+        self.lock_requests().insert(ours.get().to_owned(), (index, id.clone()));
+        with_id(&frame, &ours).unwrap_or(frame)
+    }
+
+    fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, (usize, Box<RawValue>)>> {
+        self.server_requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn our_id() -> Option<Box<RawValue>> {
+    RawValue::from_string(format!("\"custos-fed-{}\"", NEXT_ID.fetch_add(1, Ordering::Relaxed))).ok()
+}
+
+/// The frame with its top-level `id` replaced; `None` when it is not a JSON object.
+fn with_id(frame: &[u8], id: &RawValue) -> Option<Vec<u8>> {
+    let mut envelope: IndexMap<String, Box<RawValue>> = serde_json::from_slice(frame).ok()?;
+    envelope.insert("id".to_owned(), id.to_owned());
+    serde_json::to_vec(&envelope).ok()
+}
+
+fn answer(id: &RawValue, result: &Value) -> Vec<u8> {
+    let result = serde_json::to_string(result).unwrap_or_else(|_| "{}".to_owned());
+    format!(r#"{{"jsonrpc":"2.0","id":{},"result":{result}}}"#, id.get()).into_bytes()
+}
+
+fn session_header(mut r: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        r.headers_mut().insert(SESSION_HEADER, v);
+    }
+    r
+}
+
+pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let identity = match admit(&app, "", &headers).await {
+        Ok(identity) => identity,
+        Err(refused) => return refused,
+    };
+    let limit = app.config.limits.max_message_bytes;
+    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
+        return reply::rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("message exceeds the limit of {limit} bytes"),
+        );
+    };
+    let msg = match Message::parse(raw.to_vec()) {
+        Ok(msg) => msg,
+        Err(err) => return reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()),
+    };
+    let federation = match (&msg.kind, headers.get(SESSION_HEADER)) {
+        (MessageKind::Request { method, .. }, None) if method == "initialize" => {
+            return initialize(&app, identity, &headers, &msg).await;
+        }
+        (_, None) => {
+            return reply::rpc_error(
+                StatusCode::BAD_REQUEST,
+                msg.id(),
+                codes::INVALID_REQUEST,
+                "missing Mcp-Session-Id: send `initialize` first",
+            )
+        }
+        (_, Some(id)) => match find(&app, id.to_str().unwrap_or_default(), &identity.agent).await {
+            Ok(f) => f,
+            Err(refused) => return refused,
+        },
+    };
+    let Some(permit) = app_permit(&app, &identity.agent) else {
+        return reply::rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            None,
+            codes::INVALID_REQUEST,
+            "too many concurrent requests",
+        );
+    };
+    let response = match &msg.kind {
+        MessageKind::Request { id, method } => match method.as_str() {
+            "ping" => reply::json_bytes(StatusCode::OK, answer(id, &json!({}))),
+            "tools/list" => list_tools(&app, &federation, id).await,
+            "tools/call" => call_tool(&app, &federation, &headers, msg, permit).await,
+            other => reply::rpc_error(
+                StatusCode::OK,
+                Some(id),
+                codes::METHOD_NOT_FOUND,
+                &format!("`{other}` is not offered on the federated endpoint; use /mcp/{{server}}"),
+            ),
+        },
+        MessageKind::Notification { .. } => {
+            for (_, s) in &federation.upstreams {
+                let _ = s.send(msg.raw.clone()).await;
+            }
+            reply::accepted()
+        }
+        MessageKind::Response { id, .. } => {
+            let target = federation.lock_requests().remove(id.get());
+            match target.and_then(|(i, original)| federation.upstreams.get(i).map(|(_, s)| (s.clone(), original))) {
+                Some((session, original)) => {
+                    if let Some(raw) = with_id(&msg.raw, &original) {
+                        let _ = session.send(raw).await;
+                    }
+                    reply::accepted()
+                }
+                None => reply::rpc_error(StatusCode::BAD_REQUEST, None, codes::INVALID_REQUEST, "an answer to nothing"),
+            }
+        }
+    };
+    session_header(response, &federation.id)
+}
+
+fn app_permit(app: &AppState, agent: &Agent) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    app.permit(agent)
+}
+
+/// The caller's federated session; another agent's looks unknown, and the attempt is recorded.
+async fn find(app: &AppState, id: &str, agent: &Agent) -> Result<Arc<Federation>, Response> {
+    let found = app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
+    match found {
+        Some(f) if f.agent.id == agent.id => Ok(f),
+        other => {
+            if let Some(f) = other {
+                record_refusal(app, agent, "session belongs to another agent", json!({ "owner": f.agent.id })).await;
+            }
+            Err(reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "unknown or expired session"))
+        }
+    }
+}
+
+/// Starts one upstream per served server and initializes each with the client's parameters;
+/// answers with the gateway's own capabilities.
+async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap, msg: &Message) -> Response {
+    if let Err(refused) = app.check_session_room(&identity.agent).await {
+        return refused;
+    }
+    let Some(client_id) = msg.id().map(ToOwned::to_owned) else { return reply::accepted() };
+    let id = match new_session_id() {
+        Ok(id) => id,
+        Err(e) => return reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e),
+    };
+    let run = match new_run(app, &identity.agent, headers, msg, &id).await {
+        Ok(run) => run,
+        Err(refused) => return refused,
+    };
+    let steps = Arc::new(AtomicU64::new(run.first_step_after));
+    let params: Value = msg.params.as_ref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(json!({}));
+    let requested = params.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
+    let mut upstreams = Vec::new();
+    let mut versions = Vec::new();
+    let mut instructions = Vec::new();
+    for config in app.served() {
+        let this_run = crate::server::RunRef {
+            run: run.run.clone(),
+            parent: run.parent.clone(),
+            first_step_after: run.first_step_after,
+            shared_steps: Some(steps.clone()),
+        };
+        let session = match app
+            .start_session(new_session_id().unwrap_or_default(), &config.name, config, identity.clone(), this_run)
+            .await
+        {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        match ask(&session, "initialize", params.clone(), app.request_timeout()).await {
+            Some(result) => {
+                if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
+                    versions.push(v.to_owned());
+                }
+                if let Some(text) = result.get("instructions").and_then(Value::as_str) {
+                    instructions.push(format!("{}: {text}", config.name));
+                }
+                upstreams.push((config.name.clone(), session));
+            }
+            None => {
+                tracing::warn!("upstream `{}` did not initialize; it is left out of the session", config.name);
+                session.close("initialize failed").await;
+            }
+        }
+    }
+    // The client's version when every upstream agreed to it, else the oldest they answered.
+    let version = match &requested {
+        Some(r) if versions.iter().all(|v| v == r) => r.clone(),
+        _ => versions.iter().min().cloned().unwrap_or_else(|| requested.clone().unwrap_or_default()),
+    };
+    let federation = Arc::new(Federation {
+        id: id.clone(),
+        agent: identity.agent,
+        upstreams,
+        server_requests: Mutex::new(HashMap::new()),
+    });
+    app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), federation);
+    let mut result = json!({
+        "protocolVersion": version,
+        "capabilities": { "tools": { "listChanged": true } },
+        "serverInfo": { "name": "custos", "version": env!("CARGO_PKG_VERSION") },
+    });
+    if let (false, Some(obj)) = (instructions.is_empty(), result.as_object_mut()) {
+        obj.insert("instructions".into(), json!(instructions.join("\n")));
+    }
+    session_header(reply::json_bytes(StatusCode::OK, answer(&client_id, &result)), &id)
+}
+
+/// Sends one request of the gateway's to an upstream (through its pipeline) and returns the
+/// `result` of the answer.
+async fn ask(session: &Arc<Session>, method: &str, params: Value, timeout: Duration) -> Option<Value> {
+    let id = our_id()?;
+    let frame = json!({ "jsonrpc": "2.0", "id": 0, "method": method, "params": params });
+    let frame = with_id(&serde_json::to_vec(&frame).ok()?, &id)?;
+    let answer = session.expect(&id);
+    if let Sent::Answered(_) = session.send(frame).await {
+        session.forget(&id);
+        return None;
+    }
+    let bytes = tokio::time::timeout(timeout, answer).await.ok()?.ok()?;
+    let mut v: Value = serde_json::from_slice(&bytes).ok()?;
+    Some(v.get_mut("result")?.take())
+}
+
+async fn list_tools(app: &AppState, federation: &Federation, id: &RawValue) -> Response {
+    let mut tools = Vec::new();
+    for (server, session) in &federation.upstreams {
+        let Some(mut result) = ask(session, "tools/list", json!({}), app.request_timeout()).await else {
+            tracing::warn!("upstream `{server}` did not list its tools");
+            continue;
+        };
+        if let Some(list) = result.get_mut("tools").and_then(Value::as_array_mut) {
+            for mut tool in list.drain(..) {
+                let Some(name) = tool.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
+                if let Some(obj) = tool.as_object_mut() {
+                    obj.insert("name".into(), json!(format!("{server}{SEPARATOR}{name}")));
+                    tools.push(tool);
+                }
+            }
+        }
+    }
+    reply::json_bytes(StatusCode::OK, answer(id, &json!({ "tools": tools })))
+}
+
+async fn call_tool(
+    app: &AppState,
+    federation: &Arc<Federation>,
+    headers: &HeaderMap,
+    msg: Message,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    let Some(id) = msg.id().map(ToOwned::to_owned) else { return reply::accepted() };
+    let params = match ToolCallParams::from_message(&msg) {
+        Ok(p) => p,
+        Err(reason) => return reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &reason),
+    };
+    // An unknown prefix looks like an unknown tool.
+    let unknown = || {
+        reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &format!("unknown tool `{}`", params.name))
+    };
+    let Some((server, tool)) = params.name.split_once(SEPARATOR) else { return unknown() };
+    let Some((index, session)) = federation.upstream(server) else { return unknown() };
+    let Some(raw) = renamed(&msg.raw, tool) else { return unknown() };
+    let answer = session.expect(&id);
+    if let Sent::Answered(bytes) = session.send(raw).await {
+        session.forget(&id);
+        return reply::json_bytes(StatusCode::OK, bytes);
+    }
+    let timeout = app.request_timeout();
+    let wants_stream = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    if wants_stream {
+        let f = federation.clone();
+        return event_stream_until_answer(session, answer, timeout, id, permit, move |frame| f.outgoing(index, frame))
+            .into_response();
+    }
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
+        Ok(Err(_)) => {
+            reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended")
+        }
+        Err(_) => {
+            session.forget(&id);
+            timed_out(&id, timeout)
+        }
+    }
+}
+
+/// The `tools/call` frame with `params.name` set to the upstream's own tool name; nothing else
+/// in `params` changes.
+fn renamed(frame: &[u8], tool: &str) -> Option<Vec<u8>> {
+    let mut envelope: IndexMap<String, Box<RawValue>> = serde_json::from_slice(frame).ok()?;
+    let mut params: IndexMap<String, Box<RawValue>> = serde_json::from_str(envelope.get("params")?.get()).ok()?;
+    params.insert("name".to_owned(), serde_json::value::to_raw_value(tool).ok()?);
+    envelope.insert("params".to_owned(), serde_json::value::to_raw_value(&params).ok()?);
+    serde_json::to_vec(&envelope).ok()
+}
+
+/// The federated endpoint offers no GET stream (405, as Streamable HTTP allows).
+pub(crate) async fn get() -> Response {
+    StatusCode::METHOD_NOT_ALLOWED.into_response()
+}
+
+pub(crate) async fn delete(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let identity = match admit(&app, "", &headers).await {
+        Ok(identity) => identity,
+        Err(refused) => return refused,
+    };
+    let id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let federation = match find(&app, &id, &identity.agent).await {
+        Ok(f) => f,
+        Err(refused) => return refused,
+    };
+    app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&federation.id);
+    federation.close("session deleted by the client").await;
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renaming_changes_only_the_tool_name() {
+        let out = renamed(br#"{"jsonrpc":"2.0","id":3.0,"method":"tools/call","params":{"name":"a__echo","arguments":{"name":"keep"},"_meta":{"k":1}}}"#, "echo").unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"jsonrpc":"2.0","id":3.0,"method":"tools/call","params":{"name":"echo","arguments":{"name":"keep"},"_meta":{"k":1}}}"#
+        );
+    }
+}
