@@ -155,6 +155,10 @@ pub struct ServerConfig {
     pub name: String,
     /// The command that starts it over stdio, when the config gives one.
     pub command: Option<Vec<String>>,
+    /// A remote Streamable HTTP server (`http://…`), instead of a command.
+    pub url: Option<String>,
+    /// Headers sent to the remote server.
+    pub headers: Vec<(String, String)>,
     pub classes: ToolClasses,
 }
 

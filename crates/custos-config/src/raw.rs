@@ -105,6 +105,11 @@ pub struct RawAgent {
 pub struct RawServer {
     pub name: String,
     pub command: Option<Vec<String>>,
+    /// A remote Streamable HTTP server instead of a command.
+    pub url: Option<String>,
+    /// Headers sent to a remote server (never the agent's own credential).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// Believe the server's `readOnlyHint` / `destructiveHint` annotations when classifying.
     #[serde(default)]
     pub trust_annotations: bool,

@@ -124,9 +124,27 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                 "an empty command: give the program and its arguments",
             ));
         }
+        if s.command.is_some() && s.url.is_some() {
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].url"),
+                "a server has a `command` or a `url`, not both",
+            ));
+        }
+        if let Some(url) = &s.url {
+            if !url.starts_with("http://") {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("servers[{i}].url"),
+                    format!("`{url}` is not supported: expected an http:// url (put TLS in front of the gateway, not behind it, for now)"),
+                ));
+            }
+        }
         servers.push(ServerConfig {
             name: s.name,
             command: s.command,
+            url: s.url,
+            headers: s.headers.into_iter().collect(),
             classes: ToolClasses::new(s.trust_annotations, s.tools),
         });
     }

@@ -17,16 +17,19 @@
 //! - [`metrics`]: what the pipeline counts and times for `/metrics`.
 //! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
 //! - [`tools_list`]: recording and filtering a `tools/list` result without re-serializing the rest.
+//! - [`remote`]: a remote Streamable HTTP server as an upstream.
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
 
 pub mod metrics;
 pub mod pending;
 pub mod pipeline;
+pub mod remote;
 pub mod stdio;
 pub mod tools_list;
 
 pub use metrics::GatewayMetrics;
 pub use pipeline::{Gateway, GatewaySpec, Outcome};
+pub use remote::RemoteUpstream;
 pub use stdio::{serve_stdio, shutdown_signal, ChildUpstream, StdioError, StdioExit};
 
 /// Milliseconds since the Unix epoch: the time stamped on events.

@@ -134,6 +134,11 @@ impl Gateway {
         }
     }
 
+    /// The upstream's configured name.
+    pub fn server(&self) -> &str {
+        &self.server
+    }
+
     pub fn run_id(&self) -> &RunId {
         &self.run
     }

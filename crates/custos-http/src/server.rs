@@ -124,8 +124,12 @@ impl AppState {
             known_tools: self.known_tools(server),
             metrics: self.gateway_metrics.clone(),
         }));
-        let command = config.command.clone().unwrap_or_default();
-        Session::open(id, identity.agent, server.to_owned(), gateway, &command, self.config.limits).await.map_err(|e| {
+        let target = match (&config.command, &config.url) {
+            (Some(command), _) => crate::session::Target::Command(command.clone()),
+            (None, Some(url)) => crate::session::Target::Url { url: url.clone(), headers: config.headers.clone() },
+            (None, None) => return Err(not_found(server)),
+        };
+        Session::open(id, identity.agent, server.to_owned(), gateway, &target, self.config.limits).await.map_err(|e| {
             tracing::error!("cannot open a session on `{server}`: {e}");
             reply::rpc_error(
                 StatusCode::BAD_GATEWAY,
@@ -218,11 +222,11 @@ impl AppState {
     /// The served server named `name`: configured, with a command to start it.
     /// The names of every served server, in config order.
     pub(crate) fn served(&self) -> Vec<&ServerConfig> {
-        self.config.servers.iter().filter(|s| s.command.is_some()).collect()
+        self.config.servers.iter().filter(|s| s.command.is_some() || s.url.is_some()).collect()
     }
 
     pub(crate) fn server(&self, name: &str) -> Option<&ServerConfig> {
-        self.config.server(name).filter(|s| s.command.is_some())
+        self.config.server(name).filter(|s| s.command.is_some() || s.url.is_some())
     }
 
     fn metadata(&self, server: &str) -> Option<ProtectedResourceMetadata> {

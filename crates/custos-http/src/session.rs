@@ -1,6 +1,7 @@
 //! One MCP session of `custos serve`.
 //!
-//! A session belongs to the agent that opened it. It owns an upstream child process behind its
+//! A session belongs to the agent that opened it. It owns an upstream (a child process, or a
+//! session with a remote Streamable HTTP server) behind its
 //! own [`Gateway`] (the run is the session), the client requests waiting for answers, and the
 //! streams that carry what the upstream sends on its own (progress, logging, sampling and other
 //! server-to-client requests): the newest open POST stream first, else the GET stream.
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custos_core::Agent;
-use custos_gateway::{ChildUpstream, Gateway, Outcome, StdioError};
+use custos_gateway::{ChildUpstream, Gateway, Outcome, RemoteUpstream, StdioError};
 use custos_mcp::Frame;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
@@ -26,7 +27,7 @@ pub struct Session {
     pub server: String,
     gateway: Arc<Gateway>,
     input: mpsc::Sender<Vec<u8>>,
-    upstream: tokio::sync::Mutex<ChildUpstream>,
+    upstream: tokio::sync::Mutex<Upstream>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
     streams: Mutex<Streams>,
     /// Set when the session is being closed on purpose, so the end of the upstream's output is
@@ -42,6 +43,21 @@ struct Streams {
     posts: Vec<(u64, mpsc::Sender<Vec<u8>>)>,
     get: Option<mpsc::Sender<Vec<u8>>>,
     next: u64,
+}
+
+/// How a session reaches its server.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A stdio server: this command is started for the session.
+    Command(Vec<String>),
+    /// A remote Streamable HTTP server, with the headers configured for it.
+    Url { url: String, headers: Vec<(String, String)> },
+}
+
+#[derive(Debug)]
+enum Upstream {
+    Child(ChildUpstream),
+    Remote(RemoteUpstream),
 }
 
 /// What sending one client message did.
@@ -60,16 +76,25 @@ impl Session {
         agent: Agent,
         server: String,
         gateway: Arc<Gateway>,
-        command: &[String],
+        target: &Target,
         limits: custos_config::Limits,
     ) -> Result<Arc<Self>, StdioError> {
         let (onward, from_upstream) = mpsc::channel(STREAM_BUFFER);
-        let upstream = ChildUpstream::start(&gateway, command, limits, onward).await?;
+        let upstream = match target {
+            Target::Command(command) => Upstream::Child(ChildUpstream::start(&gateway, command, limits, onward).await?),
+            Target::Url { url, headers } => {
+                Upstream::Remote(RemoteUpstream::start(&gateway, url, headers, limits, onward).await?)
+            }
+        };
+        let input = match &upstream {
+            Upstream::Child(c) => c.input().clone(),
+            Upstream::Remote(r) => r.input().clone(),
+        };
         let session = Arc::new(Self {
             id,
             agent,
             server,
-            input: upstream.input().clone(),
+            input,
             gateway,
             upstream: tokio::sync::Mutex::new(upstream),
             waiters: Mutex::new(HashMap::new()),
@@ -139,9 +164,13 @@ impl Session {
     pub async fn close(&self, reason: &str) {
         self.closing.store(true, Ordering::SeqCst);
         {
-            let mut upstream = self.upstream.lock().await;
-            let _ = upstream.close_and_wait(self.grace).await;
-            upstream.stop().await;
+            match &mut *self.upstream.lock().await {
+                Upstream::Child(child) => {
+                    let _ = child.close_and_wait(self.grace).await;
+                    child.stop().await;
+                }
+                Upstream::Remote(remote) => remote.close().await,
+            }
         }
         *self.lock_streams() = Streams::default();
         self.lock_waiters().clear();
@@ -204,7 +233,10 @@ async fn dispatch(session: Arc<Session>, mut from_upstream: mpsc::Receiver<Vec<u
         return;
     }
     session.gone.store(true, Ordering::SeqCst);
-    let status = session.upstream.lock().await.wait_status(session.grace).await;
+    let status = match &mut *session.upstream.lock().await {
+        Upstream::Child(child) => child.wait_status(session.grace).await,
+        Upstream::Remote(_) => "remote session ended".to_owned(),
+    };
     for answer in session.gateway.upstream_gone(&status).await {
         session.route(answer);
     }

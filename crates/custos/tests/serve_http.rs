@@ -671,3 +671,74 @@ fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
     );
     d.verify_ok();
 }
+
+/// A remote Streamable HTTP upstream: here another custos serve in front of the sample server.
+/// The client's own credential is never passed on: the remote gateway only ever sees the header
+/// configured for the upstream, and records its own agent.
+#[test]
+fn a_remote_http_upstream_is_governed_and_never_sees_the_agents_token() {
+    // Gateway A: the "remote" MCP server (custos serve of the sample server), with its own agent.
+    let a = deployment("");
+    let a_key = issue_key(&a, "operator");
+    let a_served = Served::start(&a);
+    // Gateway B in front of A.
+    let b = Deployment::new(
+        POLICIES,
+        &format!(
+            "[[servers]]\nname = \"remote\"\nurl = \"{}\"\ntrust_annotations = true\nheaders = {{ Authorization = \"Bearer {a_key}\" }}\n\
+             [[servers]]\nname = \"down\"\nurl = \"http://127.0.0.1:9/mcp\"\n",
+            a_served.url("sample")
+        ),
+    );
+    let b_key = issue_key(&b, "reader");
+    let b_served = Served::start(&b);
+    let report = python_http(
+        &b_served.url("remote"),
+        &b_key,
+        &[
+            "--list-tools",
+            "--call",
+            "echo",
+            r#"{"text":"via remote"}"#,
+            "--call",
+            "ask_model",
+            r#"{"prompt":"q"}"#,
+            "--call",
+            "write_note",
+            r#"{"title":"t","body":"b"}"#,
+            "--terminate",
+            "--sample-reply",
+            "two hops",
+        ],
+    );
+    assert_eq!(report["http_error"], Value::Null, "{report}");
+    let steps = report["steps"].as_array().unwrap();
+    assert!(steps[0]["tools"].as_array().unwrap().iter().any(|t| t == "echo"), "{}", steps[0]);
+    assert_eq!(steps[1]["content"][0], "via remote", "{}", steps[1]);
+    assert_eq!(steps[2]["content"][0], "model said: two hops", "sampling crosses both gateways: {}", steps[2]);
+    assert_eq!(steps[3]["error"]["code"], -32001, "B's policy decides first: {}", steps[3]);
+
+    // An unreachable upstream answers at once with an error naming it.
+    let (status, _, body) = http(
+        "POST",
+        &b_served.url("down"),
+        &[("Authorization", &bearer(&b_key)), ("Accept", "application/json")],
+        INIT,
+    );
+    assert_eq!(status, 200, "{body}");
+    let down: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(down["error"]["code"], -32003, "{down}");
+    assert!(down["error"]["message"].as_str().unwrap().contains("upstream `down` is unavailable"), "{down}");
+    drop(b_served);
+    drop(a_served);
+
+    let b_events = b.events();
+    assert!(of_kind(&b_events, "call.finished")
+        .iter()
+        .all(|e| e["agent"] == "reader" && e["tool"].as_str().unwrap().starts_with("remote/")));
+    let a_events = a.events();
+    let a_calls = of_kind(&a_events, "call.requested");
+    assert_eq!(a_calls.len(), 2, "only what B allowed reached A: {a_calls:?}");
+    assert!(a_calls.iter().all(|e| e["agent"] == "operator"), "A sees B's configured credential, not the agent's");
+    assert_eq!(of_kind(&a_events, "auth.failed").len(), 0, "the agent's own key was never presented to A");
+}

@@ -144,6 +144,8 @@ fn unconfigured(name: &str) -> custos_config::ServerConfig {
     custos_config::ServerConfig {
         name: name.to_owned(),
         command: None,
+        url: None,
+        headers: Vec::new(),
         classes: custos_config::ToolClasses::new(false, Default::default()),
     }
 }

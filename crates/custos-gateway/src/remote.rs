@@ -1,0 +1,263 @@
+//! A remote MCP server over Streamable HTTP, as an upstream of a gateway session.
+//!
+//! Each frame the session forwards is POSTed to the server's URL (concurrently: a slow tool call
+//! does not hold up a ping). An answer comes back as one JSON body or as an SSE stream of
+//! messages (progress, server-to-client requests, then the answer); every message passes the
+//! pipeline's [`Gateway::from_upstream`] like a child's output. The server's `Mcp-Session-Id`
+//! is kept and sent on later requests; the session ends with DELETE. The agent's credential is
+//! never sent: only the headers configured for the upstream.
+//!
+//! A server that cannot be reached, or answers with an HTTP error, gets the request answered
+//! with a JSON-RPC error naming the upstream, through the pipeline, so the call is closed in the
+//! log and the client is not left waiting.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+use custos_mcp::{codes, error_response, Frame};
+
+use crate::pipeline::{Gateway, Outcome};
+use crate::stdio::StdioError;
+
+const SESSION_HEADER: &str = "mcp-session-id";
+const VERSION_HEADER: &str = "mcp-protocol-version";
+
+/// A remote Streamable HTTP server behind a [`Gateway`].
+#[derive(Debug)]
+pub struct RemoteUpstream {
+    input: mpsc::Sender<Vec<u8>>,
+    shared: Arc<Shared>,
+    sender: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    url: hyper::Uri,
+    server: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    client: Client<HttpConnector, Full<Bytes>>,
+    session: Mutex<Option<HeaderValue>>,
+    version: Mutex<Option<HeaderValue>>,
+    max_bytes: usize,
+}
+
+impl RemoteUpstream {
+    /// Records the start of the run and starts sending what the session forwards to `url`.
+    pub async fn start(
+        gateway: &Arc<Gateway>,
+        url: &str,
+        headers: &[(String, String)],
+        limits: custos_config::Limits,
+        onward: mpsc::Sender<Vec<u8>>,
+    ) -> Result<Self, StdioError> {
+        let bad = |reason: String| StdioError::Spawn { program: url.to_owned(), reason };
+        let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a url: {e}")))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// upstreams are supported".into()));
+        }
+        let headers = headers
+            .iter()
+            .map(|(k, v)| Ok((HeaderName::try_from(k.as_str())?, HeaderValue::try_from(v.as_str())?)))
+            .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()
+            .map_err(|e| bad(format!("bad header: {e}")))?;
+        gateway
+            .start(serde_json::json!({
+                "transport": "http",
+                "url_host": uri.authority().map(|a| a.to_string()),
+            }))
+            .await?;
+        let shared = Arc::new(Shared {
+            url: uri,
+            server: gateway.server().to_owned(),
+            headers,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            session: Mutex::new(None),
+            version: Mutex::new(None),
+            max_bytes: limits.max_message_bytes,
+        });
+        let (input, mut frames) = mpsc::channel::<Vec<u8>>(256);
+        let sender = {
+            let shared = shared.clone();
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                while let Some(frame) = frames.recv().await {
+                    if frame.is_empty() {
+                        break;
+                    }
+                    let (shared, gateway, onward) = (shared.clone(), gateway.clone(), onward.clone());
+                    tokio::spawn(async move { post(&shared, &gateway, &onward, frame).await });
+                }
+            })
+        };
+        Ok(Self { input, shared, sender })
+    }
+
+    pub fn input(&self) -> &mpsc::Sender<Vec<u8>> {
+        &self.input
+    }
+
+    /// Ends the server's session (DELETE) and stops sending.
+    pub async fn close(&mut self) {
+        let session = self.shared.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if let Some(session) = session {
+            let mut req = Request::builder().method(Method::DELETE).uri(self.shared.url.clone());
+            for (k, v) in &self.shared.headers {
+                req = req.header(k, v);
+            }
+            if let Ok(req) = req.header(SESSION_HEADER, session).body(Full::new(Bytes::new())) {
+                let _ = self.shared.client.request(req).await;
+            }
+        }
+        self.sender.abort();
+    }
+}
+
+/// POSTs one frame and passes whatever comes back through the pipeline.
+async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {
+    let id = request_id(&frame);
+    let fail = |reason: String| async move {
+        tracing::warn!("upstream `{}`: {reason}", shared.server);
+        if let Some(id) = &id {
+            let message = format!("upstream `{}` is unavailable: {reason}", shared.server);
+            let answer = error_response(Some(id), codes::UPSTREAM_UNAVAILABLE, &message, None);
+            deliver(gateway, onward, answer).await;
+        }
+    };
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri(shared.url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, "application/json, text/event-stream");
+    for (k, v) in &shared.headers {
+        req = req.header(k, v);
+    }
+    let lock = |m: &Mutex<Option<HeaderValue>>| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    if let Some(session) = lock(&shared.session) {
+        req = req.header(SESSION_HEADER, session);
+    }
+    if let Some(version) = lock(&shared.version) {
+        req = req.header(VERSION_HEADER, version);
+    }
+    let Ok(req) = req.body(Full::new(Bytes::from(frame))) else { return fail("cannot build the request".into()).await };
+    let response = match shared.client.request(req).await {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot reach it ({e})")).await,
+    };
+    if let Some(session) = response.headers().get(SESSION_HEADER) {
+        *shared.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session.clone());
+    }
+    let status = response.status();
+    if status == StatusCode::ACCEPTED {
+        return;
+    }
+    if !status.is_success() {
+        return fail(format!("http status {status}")).await;
+    }
+    let streamed = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let mut body = response.into_body();
+    let mut buffer: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.frame().await {
+        let Ok(chunk) = chunk else { return fail("the answer was cut off".into()).await };
+        let Ok(data) = chunk.into_data() else { continue };
+        buffer.extend_from_slice(&data);
+        if buffer.len() > shared.max_bytes.saturating_mul(2) {
+            return fail(format!("answer exceeds {} bytes", shared.max_bytes)).await;
+        }
+        if streamed {
+            while let Some(event) = take_event(&mut buffer) {
+                remember_version(shared, &event);
+                deliver(gateway, onward, event).await;
+            }
+        }
+    }
+    if !streamed && !buffer.is_empty() {
+        remember_version(shared, &buffer);
+        deliver(gateway, onward, buffer).await;
+    }
+}
+
+/// The `protocolVersion` of an `initialize` answer, sent on later requests.
+fn remember_version(shared: &Shared, frame: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct R {
+        result: V,
+    }
+    #[derive(serde::Deserialize)]
+    struct V {
+        #[serde(rename = "protocolVersion")]
+        protocol_version: String,
+    }
+    if let Ok(r) = serde_json::from_slice::<R>(frame) {
+        if let Ok(v) = HeaderValue::try_from(r.result.protocol_version) {
+            *shared.version.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
+        }
+    }
+}
+
+async fn deliver(gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {
+    if let Outcome::Forward(bytes) = gateway.from_upstream(Frame::Line(frame)).await {
+        let _ = onward.send(bytes).await;
+    }
+}
+
+/// The data of the next complete SSE event in `buffer`, removing it.
+fn take_event(buffer: &mut Vec<u8>) -> Option<Vec<u8>> {
+    loop {
+        let text = String::from_utf8_lossy(buffer).replace("\r\n", "\n");
+        let end = text.find("\n\n")?;
+        let (event, rest) = text.split_at(end);
+        let data: Vec<&str> =
+            event.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.strip_prefix(' ').unwrap_or(d)).collect();
+        *buffer = rest.get(2..).unwrap_or_default().as_bytes().to_vec();
+        if !data.is_empty() {
+            return Some(data.join("\n").into_bytes());
+        }
+    }
+}
+
+/// The id of a request frame (one with `method` and `id`), to answer it if the POST fails.
+fn request_id(frame: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct View {
+        id: Option<Box<RawValue>>,
+        method: Option<Box<RawValue>>,
+    }
+    let v: View = serde_json::from_slice(frame).ok()?;
+    v.method.and(v.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sse_events_are_split_and_their_data_joined() {
+        let mut buf =
+            b"event: message\ndata: {\"a\":1}\n\n: keep-alive\n\ndata: {\"b\":\r\ndata: 2}\r\n\r\ndata: partial"
+                .to_vec();
+        assert_eq!(take_event(&mut buf).unwrap(), br#"{"a":1}"#.to_vec());
+        assert_eq!(take_event(&mut buf).unwrap(), b"{\"b\":\n2}".to_vec());
+        assert!(take_event(&mut buf).is_none());
+        assert_eq!(buf, b"data: partial".to_vec());
+    }
+
+    #[test]
+    fn only_requests_have_an_id_to_answer() {
+        assert_eq!(request_id(br#"{"jsonrpc":"2.0","id":7,"method":"x"}"#).unwrap().get(), "7");
+        assert!(request_id(br#"{"jsonrpc":"2.0","method":"notifications/x"}"#).is_none());
+        assert!(request_id(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#).is_none());
+    }
+}
