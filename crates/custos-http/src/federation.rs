@@ -22,16 +22,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use custos_core::Agent;
-use custos_mcp::{codes, Message, MessageKind, ToolCallParams};
+use custos_mcp::{codes, with_id, Message, MessageKind, ToolCallParams};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::auth::Identity;
 use crate::reply;
-use crate::server::{
-    admit, event_stream_until_answer, new_run, new_session_id, record_refusal, timed_out, AppState, SESSION_HEADER,
-};
+use crate::server::{admit, await_answer, new_run, new_session_id, record_refusal, AppState, SESSION_HEADER};
 use crate::session::{Sent, Session};
 
 /// Between a server's name and its tool's name in federated tool names.
@@ -78,13 +76,6 @@ impl Federation {
 
 fn our_id() -> Option<Box<RawValue>> {
     RawValue::from_string(format!("\"custos-fed-{}\"", NEXT_ID.fetch_add(1, Ordering::Relaxed))).ok()
-}
-
-/// The frame with its top-level `id` replaced; `None` when it is not a JSON object.
-fn with_id(frame: &[u8], id: &RawValue) -> Option<Vec<u8>> {
-    let mut envelope: IndexMap<String, Box<RawValue>> = serde_json::from_slice(frame).ok()?;
-    envelope.insert("id".to_owned(), id.to_owned());
-    serde_json::to_vec(&envelope).ok()
 }
 
 fn answer(id: &RawValue, result: &Value) -> Vec<u8> {
@@ -328,26 +319,8 @@ async fn call_tool(
         session.forget(&id);
         return reply::json_bytes(StatusCode::OK, bytes);
     }
-    let timeout = app.request_timeout();
-    let wants_stream = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/event-stream"));
-    if wants_stream {
-        let f = federation.clone();
-        return event_stream_until_answer(session, answer, timeout, id, permit, move |frame| f.outgoing(index, frame))
-            .into_response();
-    }
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
-        Ok(Err(_)) => {
-            reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended")
-        }
-        Err(_) => {
-            session.forget(&id);
-            timed_out(&id, timeout)
-        }
-    }
+    let f = federation.clone();
+    await_answer(app, session, headers, id, answer, permit, move |frame| f.outgoing(index, frame)).await
 }
 
 /// The `tools/call` frame with `params.name` set to the upstream's own tool name; nothing else

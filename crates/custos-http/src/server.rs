@@ -431,24 +431,38 @@ async fn post_mcp(
         session.forget(&id);
         return with_session(reply::json_bytes(StatusCode::OK, bytes), &session);
     }
-    let timeout = Duration::from_millis(app.config.serve.request_timeout_ms);
+    let response = await_answer(&app, &session, &headers, id, answer, permit, |bytes| bytes).await;
+    with_session(response, &session)
+}
+
+/// The answer to a forwarded request: as an SSE stream (carrying what the upstream says
+/// meanwhile, passed through `transform`) when the client accepts one, else as JSON; an error
+/// after the request timeout either way.
+pub(crate) async fn await_answer(
+    app: &AppState,
+    session: &Arc<Session>,
+    headers: &HeaderMap,
+    id: Box<serde_json::value::RawValue>,
+    answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
+) -> Response {
+    let timeout = app.request_timeout();
     let wants_stream =
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    let response = if wants_stream {
-        event_stream_until_answer(&session, answer, timeout, id, permit, |bytes| bytes).into_response()
-    } else {
-        match tokio::time::timeout(timeout, answer).await {
-            Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
-            Ok(Err(_)) => {
-                reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended")
-            }
-            Err(_) => {
-                session.forget(&id);
-                timed_out(&id, timeout)
-            }
+    if wants_stream {
+        return event_stream_until_answer(session, answer, timeout, id, permit, transform).into_response();
+    }
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
+        Ok(Err(_)) => {
+            reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended")
         }
-    };
-    with_session(response, &session)
+        Err(_) => {
+            session.forget(&id);
+            timed_out(&id, timeout)
+        }
+    }
 }
 
 pub(crate) fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {
@@ -468,7 +482,7 @@ pub(crate) fn with_session(mut response: Response, session: &Session) -> Respons
 }
 
 /// An SSE response: what the upstream says while the request is open, then its answer.
-pub(crate) fn event_stream_until_answer(
+fn event_stream_until_answer(
     session: &Arc<Session>,
     answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
     timeout: Duration,

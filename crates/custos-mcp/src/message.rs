@@ -167,6 +167,16 @@ impl Message {
     }
 }
 
+/// The frame with its top-level `id` replaced by `id`; everything else is written back as the
+/// same raw JSON text. `None` when the frame is not a JSON object. For gateways that must give a
+/// request an id of their own (federation, stateless clients) and give the answer the client's
+/// id back.
+pub fn with_id(frame: &[u8], id: &RawValue) -> Option<Vec<u8>> {
+    let mut envelope: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(frame).ok()?;
+    envelope.insert("id".to_owned(), id.to_owned());
+    serde_json::to_vec(&envelope).ok()
+}
+
 /// The parameters of `tools/call` that governance reads.
 #[derive(Debug, Deserialize)]
 pub struct ToolCallParams {
@@ -238,6 +248,18 @@ mod tests {
     fn invalid_request_keeps_a_usable_id() {
         let err = parse(r#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
         assert_eq!(err.id().map(RawValue::get), Some("7"));
+    }
+
+    #[test]
+    fn only_the_id_changes() {
+        let ours = RawValue::from_string("\"custos-1\"".into()).unwrap();
+        let out =
+            with_id(br#"{"jsonrpc":"2.0","id":1.0,"method":"x","params":{"id":7,"a":[1,2]},"z":null}"#, &ours).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"jsonrpc":"2.0","id":"custos-1","method":"x","params":{"id":7,"a":[1,2]},"z":null}"#
+        );
+        assert!(with_id(b"[1]", &ours).is_none());
     }
 
     #[test]
