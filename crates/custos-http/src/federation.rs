@@ -29,7 +29,10 @@ use serde_json::{json, Value};
 
 use crate::auth::Identity;
 use crate::reply;
-use crate::server::{admit, await_answer, new_run, new_session_id, record_refusal, AppState, SESSION_HEADER};
+use crate::server::{
+    admit, await_answer, in_flight_permit, new_run, new_session_id, read_message, record_refusal, AppState,
+    SESSION_HEADER,
+};
 use crate::session::{Sent, Session};
 
 /// Between a server's name and its tool's name in federated tool names.
@@ -95,18 +98,9 @@ pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, b
         Ok(identity) => identity,
         Err(refused) => return refused,
     };
-    let limit = app.config.limits.max_message_bytes;
-    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
-        return reply::rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            codes::INVALID_REQUEST,
-            &format!("message exceeds the limit of {limit} bytes"),
-        );
-    };
-    let msg = match Message::parse(raw.to_vec()) {
+    let msg = match read_message(&app, body).await {
         Ok(msg) => msg,
-        Err(err) => return reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()),
+        Err(refused) => return refused,
     };
     let federation = match (&msg.kind, headers.get(SESSION_HEADER)) {
         (MessageKind::Request { method, .. }, None) if method == "initialize" => {
@@ -125,13 +119,9 @@ pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, b
             Err(refused) => return refused,
         },
     };
-    let Some(permit) = app_permit(&app, &identity.agent) else {
-        return reply::rpc_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            codes::INVALID_REQUEST,
-            "too many concurrent requests",
-        );
+    let permit = match in_flight_permit(&app, &identity.agent).await {
+        Ok(permit) => permit,
+        Err(refused) => return refused,
     };
     let response = match &msg.kind {
         MessageKind::Request { id, method } => match method.as_str() {
@@ -165,10 +155,6 @@ pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, b
         }
     };
     session_header(response, &federation.id)
-}
-
-fn app_permit(app: &AppState, agent: &Agent) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    app.permit(agent)
 }
 
 /// The caller's federated session; another agent's looks unknown, and the attempt is recorded.

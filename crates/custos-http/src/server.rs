@@ -369,31 +369,15 @@ async fn post_mcp(
         Err(refused) => return refused,
     };
     let agent = identity.agent.clone();
-    let Some(permit) = app.permit(&agent) else {
-        let limit = app.config.serve.max_concurrent_per_agent;
-        record_refusal(&app, &agent, "too many concurrent requests", json!({ "limit": limit })).await;
-        return reply::rpc_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            None,
-            codes::INVALID_REQUEST,
-            &format!("too many concurrent requests for agent `{}` (limit {limit}); retry when some complete", agent.id),
-        );
+    let permit = match in_flight_permit(&app, &agent).await {
+        Ok(permit) => permit,
+        Err(refused) => return refused,
     };
-    let limit = app.config.limits.max_message_bytes;
-    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
-        return reply::rpc_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            None,
-            codes::INVALID_REQUEST,
-            &format!("message exceeds the limit of {limit} bytes"),
-        );
-    };
-    let raw = raw.to_vec();
-    let msg = match Message::parse(raw.clone()) {
+    let msg = match read_message(&app, body).await {
         Ok(msg) => msg,
-        // The pipeline records and answers malformed input; with no session, answer directly.
-        Err(err) => return reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()),
+        Err(refused) => return refused,
     };
+    let raw = msg.raw.clone();
     if !headers.contains_key(SESSION_HEADER) && is_stateless(&headers, &msg) {
         return crate::stateless::handle(&app, &server, identity, &headers, msg, permit).await;
     }
@@ -433,6 +417,40 @@ async fn post_mcp(
     }
     let response = await_answer(&app, &session, &headers, id, answer, permit, |bytes| bytes).await;
     with_session(response, &session)
+}
+
+/// A permit for one more request of `agent`, or the 429 (recorded) when it is at its limit.
+pub(crate) async fn in_flight_permit(
+    app: &AppState,
+    agent: &Agent,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    if let Some(permit) = app.permit(agent) {
+        return Ok(permit);
+    }
+    let limit = app.config.serve.max_concurrent_per_agent;
+    record_refusal(app, agent, "too many concurrent requests", json!({ "limit": limit })).await;
+    Err(reply::rpc_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        codes::INVALID_REQUEST,
+        &format!("too many concurrent requests for agent `{}` (limit {limit}); retry when some complete", agent.id),
+    ))
+}
+
+/// The request body as one JSON-RPC message: 413 past the size limit, 400 when malformed (with
+/// no pipeline yet to record it, the answer is direct).
+pub(crate) async fn read_message(app: &AppState, body: Body) -> Result<Message, Response> {
+    let limit = app.config.limits.max_message_bytes;
+    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
+        return Err(reply::rpc_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            None,
+            codes::INVALID_REQUEST,
+            &format!("message exceeds the limit of {limit} bytes"),
+        ));
+    };
+    Message::parse(raw.to_vec())
+        .map_err(|err| reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()))
 }
 
 /// The answer to a forwarded request: as an SSE stream (carrying what the upstream says
