@@ -1,12 +1,13 @@
-//! `/mcp`: one MCP endpoint federating every served server's tools.
+//! `/mcp`: one MCP endpoint federating every served server's tools, prompts and resources.
 //!
 //! A federated session belongs to one agent and one run, and holds one upstream (with its own
 //! pipeline) per served server; the pipelines share the run's step counter. The gateway answers
-//! `initialize` and `ping` itself and offers the `tools` capability: `tools/list` asks every
-//! upstream (each pipeline records the inventory and hides what the agent may never call) and
-//! names each tool `SERVER__TOOL`, so two servers cannot shadow each other's tools;
-//! `tools/call` goes to the server its prefix names, with the prefix removed, so policy and
-//! the audit log see `SERVER/TOOL`. Resources and prompts stay on the per-server endpoints.
+//! `initialize` and `ping` itself. `tools/list` asks every upstream (each pipeline records the
+//! inventory and hides what the agent may never call) and names each tool `SERVER__TOOL`, so two
+//! servers cannot shadow each other's tools; `tools/call` goes to the server its prefix names,
+//! with the prefix removed, so policy and the audit log see `SERVER/TOOL`. Prompts are named and
+//! routed the same way; resources keep their URIs, and a read goes to the server that listed
+//! the URI. Notifications from the client go to every upstream.
 //!
 //! Requests an upstream sends to the client while a call is open (sampling, roots, elicitation)
 //! get an id of the gateway's, since two upstreams may both use id 0; the client's answer is
@@ -49,6 +50,8 @@ pub struct Federation {
     upstreams: Vec<(String, Arc<Session>)>,
     /// Server-to-client request ids the gateway gave → (upstream index, the upstream's own id).
     server_requests: Mutex<HashMap<String, (usize, Box<RawValue>)>>,
+    /// Resource URIs → the upstream that listed them, so reads go to it.
+    resources: Mutex<HashMap<String, usize>>,
 }
 
 impl Federation {
@@ -70,6 +73,10 @@ impl Federation {
         let Some(ours) = our_id() else { return frame };
         self.lock_requests().insert(ours.get().to_owned(), (index, id.clone()));
         with_id(&frame, &ours).unwrap_or(frame)
+    }
+
+    fn lock_resources(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, (usize, Box<RawValue>)>> {
@@ -126,8 +133,14 @@ pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, b
     let response = match &msg.kind {
         MessageKind::Request { id, method } => match method.as_str() {
             "ping" => reply::json_bytes(StatusCode::OK, answer(id, &json!({}))),
-            "tools/list" => list_tools(&app, &federation, id).await,
-            "tools/call" => call_tool(&app, &federation, &headers, msg, permit).await,
+            "tools/list" => list(&app, &federation, id, "tools/list", "tools", Naming::Prefixed).await,
+            "prompts/list" => list(&app, &federation, id, "prompts/list", "prompts", Naming::Prefixed).await,
+            "resources/list" => list(&app, &federation, id, "resources/list", "resources", Naming::Uri).await,
+            "resources/templates/list" => {
+                list(&app, &federation, id, "resources/templates/list", "resourceTemplates", Naming::AsIs).await
+            }
+            "tools/call" | "prompts/get" => call_by_name(&app, &federation, &headers, msg, permit).await,
+            "resources/read" => read_resource(&app, &federation, &headers, msg, permit).await,
             other => reply::rpc_error(
                 StatusCode::OK,
                 Some(id),
@@ -232,11 +245,12 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
         agent: identity.agent,
         upstreams,
         server_requests: Mutex::new(HashMap::new()),
+        resources: Mutex::new(HashMap::new()),
     });
     app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), federation);
     let mut result = json!({
         "protocolVersion": version,
-        "capabilities": { "tools": { "listChanged": true } },
+        "capabilities": { "tools": { "listChanged": true }, "prompts": {}, "resources": {} },
         "serverInfo": { "name": "custos", "version": env!("CARGO_PKG_VERSION") },
     });
     if let (false, Some(obj)) = (instructions.is_empty(), result.as_object_mut()) {
@@ -261,27 +275,56 @@ async fn ask(session: &Arc<Session>, method: &str, params: Value, timeout: Durat
     Some(v.get_mut("result")?.take())
 }
 
-async fn list_tools(app: &AppState, federation: &Federation, id: &RawValue) -> Response {
-    let mut tools = Vec::new();
-    for (server, session) in &federation.upstreams {
-        let Some(mut result) = ask(session, "tools/list", json!({}), app.request_timeout()).await else {
-            tracing::warn!("upstream `{server}` did not list its tools");
-            continue;
-        };
-        if let Some(list) = result.get_mut("tools").and_then(Value::as_array_mut) {
-            for mut tool in list.drain(..) {
-                let Some(name) = tool.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
-                if let Some(obj) = tool.as_object_mut() {
-                    obj.insert("name".into(), json!(format!("{server}{SEPARATOR}{name}")));
-                    tools.push(tool);
-                }
-            }
-        }
-    }
-    reply::json_bytes(StatusCode::OK, answer(id, &json!({ "tools": tools })))
+/// How a fanned-out listing names its entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Naming {
+    /// `SERVER__NAME` (tools, prompts): calls are routed by the prefix.
+    Prefixed,
+    /// Unchanged, each `uri` remembered with its server (resources): reads are routed by URI.
+    Uri,
+    /// Unchanged (resource templates).
+    AsIs,
 }
 
-async fn call_tool(
+/// Asks every upstream for `method` and merges the `key` arrays of their answers. An upstream
+/// that does not offer the method (or does not answer in time) is left out.
+async fn list(
+    app: &AppState,
+    federation: &Federation,
+    id: &RawValue,
+    method: &str,
+    key: &str,
+    naming: Naming,
+) -> Response {
+    let mut merged = Vec::new();
+    for (index, (server, session)) in federation.upstreams.iter().enumerate() {
+        let Some(mut result) = ask(session, method, json!({}), app.request_timeout()).await else {
+            tracing::debug!("upstream `{server}` gave no answer to `{method}`");
+            continue;
+        };
+        let Some(entries) = result.get_mut(key).and_then(Value::as_array_mut) else { continue };
+        for mut entry in entries.drain(..) {
+            let Some(obj) = entry.as_object_mut() else { continue };
+            match naming {
+                Naming::Prefixed => {
+                    let Some(name) = obj.get("name").and_then(Value::as_str).map(str::to_owned) else { continue };
+                    obj.insert("name".into(), json!(format!("{server}{SEPARATOR}{name}")));
+                }
+                Naming::Uri => {
+                    if let Some(uri) = obj.get("uri").and_then(Value::as_str) {
+                        federation.lock_resources().insert(uri.to_owned(), index);
+                    }
+                }
+                Naming::AsIs => {}
+            }
+            merged.push(entry);
+        }
+    }
+    reply::json_bytes(StatusCode::OK, answer(id, &json!({ key: merged })))
+}
+
+/// `tools/call` and `prompts/get`: to the server the name's prefix names, without the prefix.
+async fn call_by_name(
     app: &AppState,
     federation: &Arc<Federation>,
     headers: &HeaderMap,
@@ -293,13 +336,54 @@ async fn call_tool(
         Ok(p) => p,
         Err(reason) => return reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &reason),
     };
-    // An unknown prefix looks like an unknown tool.
-    let unknown = || {
-        reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &format!("unknown tool `{}`", params.name))
-    };
-    let Some((server, tool)) = params.name.split_once(SEPARATOR) else { return unknown() };
+    // An unknown prefix looks like an unknown tool (or prompt).
+    let unknown =
+        || reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &format!("unknown `{}`", params.name));
+    let Some((server, name)) = params.name.split_once(SEPARATOR) else { return unknown() };
     let Some((index, session)) = federation.upstream(server) else { return unknown() };
-    let Some(raw) = renamed(&msg.raw, tool) else { return unknown() };
+    let Some(raw) = renamed(&msg.raw, name) else { return unknown() };
+    forward(app, federation, headers, id, index, session, raw, permit).await
+}
+
+/// `resources/read`: to the server that listed the URI.
+async fn read_resource(
+    app: &AppState,
+    federation: &Arc<Federation>,
+    headers: &HeaderMap,
+    msg: Message,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    let Some(id) = msg.id().map(ToOwned::to_owned) else { return reply::accepted() };
+    let uri = msg
+        .params
+        .as_ref()
+        .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+        .and_then(|p| p.get("uri").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    let index = federation.lock_resources().get(&uri).copied();
+    let Some((index, session)) = index.and_then(|i| federation.upstreams.get(i).map(|(_, s)| (i, s))) else {
+        return reply::rpc_error(
+            StatusCode::OK,
+            Some(&id),
+            codes::INVALID_PARAMS,
+            &format!("unknown resource `{}`: list resources first", uri.escape_debug()),
+        );
+    };
+    forward(app, federation, headers, id, index, session, msg.raw, permit).await
+}
+
+/// Sends `raw` (which carries the client's `id`) to upstream `index` and answers with its answer.
+#[expect(clippy::too_many_arguments, reason = "one call site per routed method; a struct would only rename them")]
+async fn forward(
+    app: &AppState,
+    federation: &Arc<Federation>,
+    headers: &HeaderMap,
+    id: Box<RawValue>,
+    index: usize,
+    session: &Arc<Session>,
+    raw: Vec<u8>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
     let answer = session.expect(&id);
     if let Sent::Answered(bytes) = session.send(raw).await {
         session.forget(&id);

@@ -636,6 +636,8 @@ fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
             "gamma__echo",
             r#"{"text":"x"}"#,
             "--ping",
+            "--resources",
+            "--prompts",
             "--terminate",
             "--sample-reply",
             "federated",
@@ -654,8 +656,31 @@ fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
     assert_eq!(steps[3]["error"]["code"], -32001, "{}", steps[3]);
     assert_eq!(steps[4]["error"]["code"], -32602, "an unknown server looks like an unknown tool: {}", steps[4]);
     assert_eq!(steps[5]["ok"], true);
+    // Resources keep their URIs (both servers list the same one; a read goes to one of them),
+    // prompts are prefixed like tools.
+    assert!(steps[6]["resources"].as_array().unwrap().iter().any(|r| r == "sample://greeting"), "{}", steps[6]);
+    assert_eq!(steps[6]["read"], "hello from the sample server");
+    // The client gets the first prompt without arguments: the sample server's own complaint
+    // shows the prefixed name reached it.
+    assert!(steps[7]["error"]["message"].as_str().unwrap().contains("missing field `name`"), "{}", steps[7]);
     assert_eq!(report["terminate"]["status"], 204);
     let session = report["session_id"].as_str().unwrap().to_owned();
+
+    // Prompts are listed with prefixes too.
+    let url = format!("{}/mcp", served.base);
+    let auth = bearer(&key);
+    let (_, headers, _) = http("POST", &url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
+    let fed = header(&headers, "mcp-session-id").unwrap().to_owned();
+    let list = r#"{"jsonrpc":"2.0","id":9,"method":"prompts/list"}"#;
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &fed)], list);
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<String> = serde_json::from_str::<Value>(&body).unwrap()["result"]["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["alpha__greet", "beta__greet"]);
     drop(served);
 
     let events = d.events();
