@@ -28,6 +28,8 @@ pub enum EventKind {
     ProtocolError,
     #[serde(rename = "upstream.exited")]
     UpstreamExited,
+    #[serde(rename = "upstream.restarted")]
+    UpstreamRestarted,
     #[serde(rename = "agent.key_issued")]
     AgentKeyIssued,
     #[serde(rename = "agent.key_revoked")]
@@ -37,7 +39,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -47,6 +49,7 @@ impl EventKind {
         Self::ToolChanged,
         Self::ProtocolError,
         Self::UpstreamExited,
+        Self::UpstreamRestarted,
         Self::AgentKeyIssued,
         Self::AgentKeyRevoked,
         Self::AuthFailed,
@@ -63,6 +66,7 @@ impl EventKind {
             Self::ToolChanged => "tool.changed",
             Self::ProtocolError => "protocol.error",
             Self::UpstreamExited => "upstream.exited",
+            Self::UpstreamRestarted => "upstream.restarted",
             Self::AgentKeyIssued => "agent.key_issued",
             Self::AgentKeyRevoked => "agent.key_revoked",
             Self::AuthFailed => "auth.failed",

@@ -185,6 +185,17 @@ impl Gateway {
         self.record(vec![e]).await.map(|_| ())
     }
 
+    /// Records that the upstream was started again (attempt `attempt`) after it died.
+    pub async fn restarted(&self, attempt: u32, detail: serde_json::Value) -> Result<(), custos_store::StoreError> {
+        let mut e = self.event(EventKind::UpstreamRestarted);
+        e.detail = detail;
+        if let Some(obj) = e.detail.as_object_mut() {
+            obj.insert("server".into(), json!(self.server));
+            obj.insert("attempt".into(), json!(attempt));
+        }
+        self.record(vec![e]).await.map(|_| ())
+    }
+
     /// Records the end of the run and waits until every event is durable. Allowed calls that
     /// never got an answer (cancelled, or cut off by the shutdown) are closed as `unanswered`, so
     /// every call that ran has a `call.finished`.

@@ -134,6 +134,28 @@ impl ChildUpstream {
         limits: custos_config::Limits,
         onward: mpsc::Sender<Vec<u8>>,
     ) -> Result<Self, StdioError> {
+        Self::launch(gateway, command, limits, onward, None).await
+    }
+
+    /// Starts `command` again for a run whose upstream died (`attempt` counts from 1): records
+    /// `upstream.restarted` instead of a new start of the run.
+    pub async fn restart(
+        gateway: &Arc<Gateway>,
+        command: &[String],
+        limits: custos_config::Limits,
+        onward: mpsc::Sender<Vec<u8>>,
+        attempt: u32,
+    ) -> Result<Self, StdioError> {
+        Self::launch(gateway, command, limits, onward, Some(attempt)).await
+    }
+
+    async fn launch(
+        gateway: &Arc<Gateway>,
+        command: &[String],
+        limits: custos_config::Limits,
+        onward: mpsc::Sender<Vec<u8>>,
+        restart: Option<u32>,
+    ) -> Result<Self, StdioError> {
         let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
         let mut child = Command::new(program)
             .args(args)
@@ -150,9 +172,12 @@ impl ChildUpstream {
             .file_name()
             .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
         // Arguments can carry secrets (tokens on command lines); record their count, not their text.
-        gateway
-            .start(serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" }))
-            .await?;
+        let detail =
+            serde_json::json!({ "program": program_name, "argc": args.len(), "pid": child.id(), "transport": "stdio" });
+        match restart {
+            None => gateway.start(detail).await?,
+            Some(attempt) => gateway.restarted(attempt, detail).await?,
+        }
         let (input, writer) = writer(child_in);
         let pump = tokio::spawn(pump(
             FrameReader::new(BufReader::new(child_out), limits.max_message_bytes),

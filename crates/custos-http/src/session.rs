@@ -26,8 +26,19 @@ pub struct Session {
     pub agent: Agent,
     pub server: String,
     gateway: Arc<Gateway>,
-    input: mpsc::Sender<Vec<u8>>,
+    /// Where frames for the upstream go. Held for writing while a restarted upstream is being
+    /// brought back to where the client left it, so client messages wait instead of racing it.
+    input: Arc<tokio::sync::RwLock<mpsc::Sender<Vec<u8>>>>,
     upstream: tokio::sync::Mutex<Upstream>,
+    target: Target,
+    limits: custos_config::Limits,
+    /// The client's `initialize` and `notifications/initialized`, replayed to a restarted
+    /// upstream. A session without them (stateless traffic) is not restarted here.
+    replay: Mutex<Vec<Vec<u8>>>,
+    /// Consecutive restarts of upstreams that died young.
+    restarts: std::sync::atomic::AtomicU32,
+    /// When the current upstream started.
+    started: Mutex<std::time::Instant>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
     streams: Mutex<Streams>,
     /// Set when the session is being closed on purpose, so the end of the upstream's output is
@@ -94,9 +105,14 @@ impl Session {
             id,
             agent,
             server,
-            input,
+            input: Arc::new(tokio::sync::RwLock::new(input)),
             gateway,
             upstream: tokio::sync::Mutex::new(upstream),
+            target: target.clone(),
+            limits,
+            replay: Mutex::new(Vec::new()),
+            restarts: std::sync::atomic::AtomicU32::new(0),
+            started: Mutex::new(std::time::Instant::now()),
             waiters: Mutex::new(HashMap::new()),
             streams: Mutex::new(Streams::default()),
             closing: AtomicBool::new(false),
@@ -130,9 +146,16 @@ impl Session {
 
     /// Runs one client message through the pipeline and forwards it if the pipeline says so.
     pub async fn send(&self, raw: Vec<u8>) -> Sent {
+        if is_handshake(&raw) {
+            let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if replay.len() < 2 {
+                replay.push(raw.clone());
+            }
+        }
         match self.gateway.from_client(Frame::Line(raw)).await {
             Outcome::Forward(bytes) => {
-                if self.input.send(bytes).await.is_err() {
+                let input = self.input.read().await.clone();
+                if input.send(bytes).await.is_err() {
                     return Sent::Answered(Vec::new());
                 }
                 Sent::Forwarded
@@ -224,22 +247,126 @@ impl Drop for PostStream {
 }
 
 /// Routes the upstream's output until it ends; then, unless the session is closing, fails the
-/// requests still waiting and records the exit.
+/// requests still waiting, records the exit, and starts the upstream again when it can.
 async fn dispatch(session: Arc<Session>, mut from_upstream: mpsc::Receiver<Vec<u8>>) {
-    while let Some(frame) = from_upstream.recv().await {
-        session.route(frame);
+    loop {
+        while let Some(frame) = from_upstream.recv().await {
+            session.route(frame);
+        }
+        if session.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let status = match &mut *session.upstream.lock().await {
+            Upstream::Child(child) => child.wait_status(session.grace).await,
+            Upstream::Remote(_) => "remote session ended".to_owned(),
+        };
+        for answer in session.gateway.upstream_gone(&status).await {
+            session.route(answer);
+        }
+        match session.restart().await {
+            Some(next) => from_upstream = next,
+            None => {
+                session.gone.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
     }
-    if session.closing.load(Ordering::SeqCst) {
-        return;
+}
+
+/// Quick deaths in a row after which a session's upstream is no longer restarted.
+const MAX_RESTARTS: u32 = 3;
+/// An upstream that ran at least this long before dying starts a fresh count of restarts.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+/// The wait before the second quick restart; it doubles for each one after.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// The wait before restart `attempt` (counted from 1): none for the first, then doubling.
+fn backoff(attempt: u32) -> Duration {
+    match attempt {
+        0 | 1 => Duration::ZERO,
+        n => FIRST_BACKOFF.saturating_mul(1 << (n - 2).min(16)),
     }
-    session.gone.store(true, Ordering::SeqCst);
-    let status = match &mut *session.upstream.lock().await {
-        Upstream::Child(child) => child.wait_status(session.grace).await,
-        Upstream::Remote(_) => "remote session ended".to_owned(),
-    };
-    for answer in session.gateway.upstream_gone(&status).await {
-        session.route(answer);
+}
+
+impl Session {
+    /// Starts a stdio upstream again and replays the client's handshake to it, so the session
+    /// goes on. `None` when it cannot be: a remote upstream, no handshake to replay (stateless
+    /// traffic has its own restarts), or too many quick deaths in a row.
+    async fn restart(self: &Arc<Self>) -> Option<mpsc::Receiver<Vec<u8>>> {
+        let Target::Command(command) = &self.target else { return None };
+        let replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if replay.is_empty() {
+            return None;
+        }
+        let lived = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
+        if lived >= HEALTHY_AFTER {
+            self.restarts.store(0, Ordering::SeqCst);
+        }
+        let attempt = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
+        if attempt > MAX_RESTARTS {
+            tracing::warn!("session {}: upstream `{}` keeps exiting; giving up", self.id, self.server);
+            return None;
+        }
+        // Client messages wait from here until the new upstream has had the handshake.
+        let mut input = self.input.clone().write_owned().await;
+        tokio::time::sleep(backoff(attempt)).await;
+        let (onward, from_upstream) = mpsc::channel(STREAM_BUFFER);
+        let child = match ChildUpstream::restart(&self.gateway, command, self.limits, onward, attempt).await {
+            Ok(child) => child,
+            Err(e) => {
+                tracing::error!("session {}: cannot restart `{}`: {e}", self.id, self.server);
+                return None;
+            }
+        };
+        *input = child.input().clone();
+        *self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = std::time::Instant::now();
+        let old = std::mem::replace(&mut *self.upstream.lock().await, Upstream::Child(child));
+        drop(old);
+        // The dispatcher must route the handshake's answer, so the replay runs beside it.
+        let session = self.clone();
+        tokio::spawn(async move {
+            for frame in replay {
+                let Some(id) = handshake_request_id(&frame) else {
+                    let _ = input.send(frame).await;
+                    continue;
+                };
+                // Our own id, so the answer goes to us and not to the client.
+                let Ok(ours) = RawValue::from_string(format!("\"custos-replay-{}\"", session.id)) else { continue };
+                let Some(frame) = custos_mcp::with_id(&frame, &ours) else { continue };
+                let answer = session.expect(&ours);
+                let _ = input.send(frame).await;
+                if tokio::time::timeout(Duration::from_secs(10), answer).await.is_err() {
+                    tracing::warn!("session {}: the restarted upstream did not answer `initialize` ({id})", session.id);
+                    session.forget(&ours);
+                }
+            }
+            drop(input);
+        });
+        Some(from_upstream)
     }
+}
+
+/// Whether `frame` is the client's `initialize` or `notifications/initialized`.
+fn is_handshake(frame: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct View<'a> {
+        #[serde(borrow)]
+        method: Option<&'a str>,
+    }
+    matches!(
+        serde_json::from_slice::<View<'_>>(frame).ok().and_then(|v| v.method),
+        Some("initialize" | "notifications/initialized")
+    )
+}
+
+/// The id of the replayed `initialize` request (the notification has none).
+fn handshake_request_id(frame: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct View<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<View<'_>>(frame).ok()?.id.map(|id| id.get().to_owned())
 }
 
 /// The id of a response (a message with an id and no method), as raw JSON text.
@@ -255,5 +382,25 @@ fn response_id(frame: &[u8]) -> Option<String> {
     match (view.id, view.method) {
         (Some(id), None) => Some(id.get().to_owned()),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_at_zero_then_doubles() {
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), FIRST_BACKOFF);
+        assert_eq!(backoff(3), FIRST_BACKOFF * 2);
+    }
+
+    #[test]
+    fn handshake_frames_are_recognised() {
+        assert!(is_handshake(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#));
+        assert!(is_handshake(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#));
+        assert!(!is_handshake(br#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#));
+        assert_eq!(handshake_request_id(br#"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#).as_deref(), Some("1"));
     }
 }

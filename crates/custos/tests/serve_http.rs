@@ -199,7 +199,7 @@ fn foreign_origins_big_bodies_and_too_many_sessions_are_refused() {
 }
 
 #[test]
-fn an_upstream_that_dies_mid_call_fails_the_call_and_the_session() {
+fn an_upstream_that_dies_is_restarted_with_the_handshake_replayed_until_it_keeps_dying() {
     let d = deployment("");
     let key = issue_key(&d, "operator");
     let served = Served::start(&d);
@@ -208,16 +208,36 @@ fn an_upstream_that_dies_mid_call_fails_the_call_and_the_session() {
     let auth = bearer(&key);
     let headers =
         [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
-    let crash = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#;
-    let (status, _, body) = http("POST", &url, &headers, crash);
+    let post = |body: String| -> (u16, Value) {
+        let (status, _, body) = http("POST", &url, &headers, &body);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    };
+    let crash = |id: u32| {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"crash","arguments":{{}}}}}}"#)
+    };
+    let (status, answer) = post(crash(7));
+    assert_eq!((status, answer["error"]["code"].clone()), (200, json!(-32003)), "{answer}");
+    // The session goes on: a new child got the client's initialize again.
+    let (status, answer) = post(
+        r#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"echo","arguments":{"text":"again"}}}"#
+            .into(),
+    );
     assert_eq!(status, 200);
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(answer["error"]["code"], -32003, "{answer}");
-    let (status, _, body) = http("POST", &url, &headers, r#"{"jsonrpc":"2.0","id":8,"method":"ping"}"#);
-    assert_eq!(status, 502, "{body}");
-    assert!(body.contains("has exited"));
+    assert_eq!(answer["result"]["content"][0]["text"], "again", "{answer}");
+    // Dying young again and again: restarts back off, then the session gives up.
+    for id in 9..12 {
+        assert_eq!(post(crash(id)).1["error"]["code"], -32003);
+    }
+    let (status, answer) = post(r#"{"jsonrpc":"2.0","id":20,"method":"ping"}"#.into());
+    assert_eq!(status, 502, "{answer}");
+    assert!(answer["error"]["message"].as_str().unwrap().contains("has exited"));
     drop(served);
-    assert_eq!(of_kind(&d.events(), "upstream.exited").len(), 1);
+    let events = d.events();
+    let attempts: Vec<u64> =
+        of_kind(&events, "upstream.restarted").iter().map(|e| e["detail"]["attempt"].as_u64().unwrap()).collect();
+    assert_eq!(attempts, [1, 2, 3], "each restart is recorded");
+    assert_eq!(of_kind(&events, "upstream.exited").len(), 4);
+    assert_eq!(of_kind(&events, "run.started").len(), 1, "one run across restarts");
     d.verify_ok();
 }
 
