@@ -133,3 +133,21 @@ fn every_example_config_in_the_repo_loads() {
         assert!(out.status.success(), "{}: {}", config.display(), String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A log written before the agent registry existed (no `agents` tables) is brought up to the
+/// current schema by the commands that read the registry, not refused.
+#[test]
+fn a_database_from_before_the_agent_registry_still_works() {
+    let d = Deployment::new(POLICIES, "");
+    let mut s = common::harness::RawSession::sample(&d, &[]);
+    s.initialize();
+    s.finish();
+    let db = rusqlite::Connection::open(d.database()).unwrap();
+    db.execute_batch("DROP TABLE agent_keys; DROP TABLE agents;").unwrap();
+    drop(db);
+    let (code, err) = run_sample(&d, &[]);
+    assert_eq!(code, 0, "{err}");
+    let list = d.output(&["agents", "list"]);
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    d.verify_ok();
+}

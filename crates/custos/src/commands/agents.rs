@@ -89,7 +89,8 @@ fn list(location: &crate::cli::Location, json: bool) -> Result<(), Failure> {
     let config = context::load_config(location)?;
     let db = context::database_path(&config.data_dir);
     let (registered, keys) = if db.exists() {
-        let store = custos_store::SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+        // Read-write: opening brings a database written by an earlier Custos up to this schema.
+        let store = custos_store::SqliteStore::open(&db).map_err(Failure::runtime)?;
         (store.agents().map_err(Failure::runtime)?, store.agent_keys().map_err(Failure::runtime)?)
     } else {
         (Vec::new(), Vec::new())

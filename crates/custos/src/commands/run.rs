@@ -79,10 +79,11 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
 /// The agent from the config, else from the registry (`custos agents add`); a revoked agent
 /// cannot act.
 fn resolve_agent(config: &Config, id: &str) -> Result<custos_core::Agent, Failure> {
-    // Read-only, and only if the database exists: an unknown agent must not create a log.
+    // Only if the database exists: an unknown agent must not create a log.
     let db = context::database_path(&config.data_dir);
     let registered = if db.exists() {
-        let store = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+        // Read-write: opening brings a database written by an earlier Custos up to this schema.
+        let store = SqliteStore::open(&db).map_err(Failure::runtime)?;
         store.agents().map_err(Failure::runtime)?.into_iter().find(|r| r.agent.id.0 == id)
     } else {
         None
