@@ -182,9 +182,4 @@ impl Config {
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.name == name)
     }
-
-    /// The audit database file inside the data directory.
-    pub fn database_path(&self) -> PathBuf {
-        self.data_dir.join("custos.db")
-    }
 }

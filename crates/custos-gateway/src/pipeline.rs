@@ -139,14 +139,6 @@ impl Gateway {
         &self.server
     }
 
-    pub fn run_id(&self) -> &RunId {
-        &self.run
-    }
-
-    pub fn audit(&self) -> &AuditLog {
-        &self.audit
-    }
-
     /// Appends `events` durably, each stamped with the principal chain when there is one.
     async fn record(
         &self,

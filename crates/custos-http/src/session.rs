@@ -123,10 +123,6 @@ impl Session {
         Ok(session)
     }
 
-    pub fn gateway(&self) -> &Arc<Gateway> {
-        &self.gateway
-    }
-
     /// The upstream has exited; the session can only be deleted.
     pub fn is_gone(&self) -> bool {
         self.gone.load(Ordering::SeqCst)

@@ -32,7 +32,7 @@ mod store;
 pub use chain::{Tamper, VerifyReport};
 pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, DATABASE_FILE};
 pub use store::{
     run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, RunSummary, Store, StoredEvent, ToolRecord,
     ToolSighting, Write, WriteOutcome, WriteResult,

@@ -23,6 +23,9 @@ use crate::store::{
     WriteOutcome, WriteResult,
 };
 
+/// The file name of the embedded store inside a data directory.
+pub const DATABASE_FILE: &str = "custos.db";
+
 /// The schema this code writes. A file with a newer version is refused, not misread.
 const SCHEMA_VERSION: i64 = 1;
 

@@ -26,8 +26,9 @@ pub fn data_dir(location: &Location) -> Result<PathBuf, Failure> {
     Ok(load_config(location)?.data_dir)
 }
 
+/// The audit database inside a data directory.
 pub fn database_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("custos.db")
+    data_dir.join(custos_store::DATABASE_FILE)
 }
 
 /// Opens the audit database for reading; it must exist.
