@@ -162,6 +162,13 @@ pub struct ServerConfig {
     pub classes: ToolClasses,
 }
 
+impl ServerConfig {
+    /// Whether `custos serve` can reach it: it has a command to start or a url to call.
+    pub fn is_served(&self) -> bool {
+        self.command.is_some() || self.url.is_some()
+    }
+}
+
 impl Config {
     /// Reads and validates the config at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -222,11 +222,11 @@ impl AppState {
     /// The served server named `name`: configured, with a command to start it.
     /// The names of every served server, in config order.
     pub(crate) fn served(&self) -> Vec<&ServerConfig> {
-        self.config.servers.iter().filter(|s| s.command.is_some() || s.url.is_some()).collect()
+        self.config.servers.iter().filter(|s| s.is_served()).collect()
     }
 
     pub(crate) fn server(&self, name: &str) -> Option<&ServerConfig> {
-        self.config.server(name).filter(|s| s.command.is_some() || s.url.is_some())
+        self.config.server(name).filter(|s| s.is_served())
     }
 
     fn metadata(&self, server: &str) -> Option<ProtectedResourceMetadata> {

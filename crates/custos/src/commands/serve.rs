@@ -15,8 +15,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     if let Some(listen) = args.listen {
         config.serve.listen = listen;
     }
-    let served: Vec<String> =
-        config.servers.iter().filter(|s| s.command.is_some() || s.url.is_some()).map(|s| s.name.clone()).collect();
+    let served: Vec<String> = config.servers.iter().filter(|s| s.is_served()).map(|s| s.name.clone()).collect();
     if served.is_empty() {
         return Err(Failure::usage(format!(
             "nothing to serve: give at least one [[servers]] a `command` or a `url` in `{}`",
