@@ -19,12 +19,14 @@
 //!   event streams that carry what the upstream says on its own.
 //! - `stateless`: requests of the 2026-07-28 revision, which carry no session: one upstream per
 //!   agent and server, ids rewritten so independent clients cannot collide.
+//! - `restart`: when a dead upstream is started again (one backoff policy for all).
 //! - [`reply`]: HTTP responses with JSON bodies (JSON-RPC errors where the client speaks MCP).
 
 pub mod admin;
 pub mod auth;
 pub mod federation;
 pub mod reply;
+mod restart;
 pub mod server;
 pub mod session;
 mod stateless;

@@ -17,6 +17,8 @@ use custos_mcp::Frame;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::restart;
+
 /// Messages buffered for one event stream before the upstream waits for the client to read.
 const STREAM_BUFFER: usize = 256;
 
@@ -271,19 +273,6 @@ async fn dispatch(session: Arc<Session>, mut from_upstream: mpsc::Receiver<Vec<u
 
 /// Quick deaths in a row after which a session's upstream is no longer restarted.
 const MAX_RESTARTS: u32 = 3;
-/// An upstream that ran at least this long before dying starts a fresh count of restarts.
-const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// The wait before the second quick restart; it doubles for each one after.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-/// The wait before restart `attempt` (counted from 1): none for the first, then doubling.
-fn backoff(attempt: u32) -> Duration {
-    match attempt {
-        0 | 1 => Duration::ZERO,
-        n => FIRST_BACKOFF.saturating_mul(1 << (n - 2).min(16)),
-    }
-}
-
 impl Session {
     /// Starts a stdio upstream again and replays the client's handshake to it, so the session
     /// goes on. `None` when it cannot be: a remote upstream, no handshake to replay (stateless
@@ -295,7 +284,7 @@ impl Session {
             return None;
         }
         let lived = self.started.lock().unwrap_or_else(std::sync::PoisonError::into_inner).elapsed();
-        if lived >= HEALTHY_AFTER {
+        if lived >= restart::HEALTHY_AFTER {
             self.restarts.store(0, Ordering::SeqCst);
         }
         let attempt = self.restarts.fetch_add(1, Ordering::SeqCst) + 1;
@@ -305,7 +294,8 @@ impl Session {
         }
         // Client messages wait from here until the new upstream has had the handshake.
         let mut input = self.input.clone().write_owned().await;
-        tokio::time::sleep(backoff(attempt)).await;
+        // Restart `attempt` follows `attempt - 1` quick deaths.
+        tokio::time::sleep(restart::backoff(attempt - 1)).await;
         let (onward, from_upstream) = mpsc::channel(STREAM_BUFFER);
         let child = match ChildUpstream::restart(&self.gateway, command, self.limits, onward, attempt).await {
             Ok(child) => child,
@@ -384,13 +374,6 @@ fn response_id(frame: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod restart_tests {
     use super::*;
-
-    #[test]
-    fn backoff_starts_at_zero_then_doubles() {
-        assert_eq!(backoff(1), Duration::ZERO);
-        assert_eq!(backoff(2), FIRST_BACKOFF);
-        assert_eq!(backoff(3), FIRST_BACKOFF * 2);
-    }
 
     #[test]
     fn handshake_frames_are_recognised() {

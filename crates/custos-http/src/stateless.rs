@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use crate::auth::Identity;
 use crate::reply;
+use crate::restart;
 use crate::server::{timed_out, AppState, RunRef};
 use crate::session::{Sent, Session};
 
@@ -117,13 +118,6 @@ pub(crate) struct StatelessUpstream {
     restarts: u32,
 }
 
-/// An upstream that lived at least this long before dying is restarted without delay.
-const HEALTHY_AFTER: Duration = Duration::from_secs(30);
-/// The first wait before restarting an upstream that died young; doubles each time.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-/// The longest wait between restarts.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
 /// The agent's stateless upstream for `server`: the running one, or a new one when it died,
 /// unless it died young and the backoff has not passed (then 503 with `Retry-After`).
 async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> Result<Arc<Session>, Response> {
@@ -133,8 +127,8 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
     let restarts = match upstreams.get(&key) {
         Some(current) if !current.session.is_gone() => return Ok(current.session.clone()),
         Some(dead) => {
-            let restarts = if dead.started.elapsed() >= HEALTHY_AFTER { 0 } else { dead.restarts + 1 };
-            let wait = backoff(restarts);
+            let restarts = if dead.started.elapsed() >= restart::HEALTHY_AFTER { 0 } else { dead.restarts + 1 };
+            let wait = restart::backoff(restarts);
             if dead.started.elapsed() < wait {
                 let retry = (wait - dead.started.elapsed()).as_secs().max(1);
                 let mut r = reply::rpc_error(
@@ -169,32 +163,10 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
     Ok(session)
 }
 
-/// The wait before the `restarts`-th quick restart: none for the first start after a healthy
-/// run, then doubling from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`].
-fn backoff(restarts: u32) -> Duration {
-    match restarts {
-        0 => Duration::ZERO,
-        n => FIRST_BACKOFF.saturating_mul(1 << (n - 1).min(16)).min(MAX_BACKOFF),
-    }
-}
-
 /// Closes every stateless upstream (at shutdown).
 pub(crate) async fn close_all(app: &AppState, reason: &str) {
     let upstreams: Vec<StatelessUpstream> = app.stateless.lock().await.drain().map(|(_, u)| u).collect();
     for u in upstreams {
         u.session.close(reason).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_and_is_capped() {
-        assert_eq!(backoff(0), Duration::ZERO);
-        assert_eq!(backoff(1), FIRST_BACKOFF);
-        assert_eq!(backoff(2), FIRST_BACKOFF * 2);
-        assert_eq!(backoff(40), MAX_BACKOFF);
     }
 }
