@@ -14,7 +14,7 @@
 //! routed back to that upstream with its own id restored.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,13 +34,10 @@ use crate::server::{
     admit, await_answer, in_flight_permit, new_run, new_session_id, read_message, record_refusal, AppState,
     SESSION_HEADER,
 };
-use crate::session::{Sent, Session};
+use crate::session::{gateway_request_id, Sent, Session};
 
 /// Between a server's name and its tool's name in federated tool names.
 pub const SEPARATOR: &str = "__";
-
-/// Numbers the gateway's own request ids.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 #[derive(Debug)]
 pub struct Federation {
@@ -70,7 +67,7 @@ impl Federation {
     fn outgoing(&self, index: usize, frame: Vec<u8>) -> Vec<u8> {
         let Ok(envelope) = serde_json::from_slice::<IndexMap<String, Box<RawValue>>>(&frame) else { return frame };
         let (Some(id), true) = (envelope.get("id"), envelope.contains_key("method")) else { return frame };
-        let Some(ours) = our_id() else { return frame };
+        let ours = gateway_request_id();
         self.lock_requests().insert(ours.get().to_owned(), (index, id.clone()));
         with_id(&frame, &ours).unwrap_or(frame)
     }
@@ -82,10 +79,6 @@ impl Federation {
     fn lock_requests(&self) -> std::sync::MutexGuard<'_, HashMap<String, (usize, Box<RawValue>)>> {
         self.server_requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-fn our_id() -> Option<Box<RawValue>> {
-    RawValue::from_string(format!("\"custos-fed-{}\"", NEXT_ID.fetch_add(1, Ordering::Relaxed))).ok()
 }
 
 fn answer(id: &RawValue, result: &Value) -> Vec<u8> {
@@ -262,7 +255,7 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
 /// Sends one request of the gateway's to an upstream (through its pipeline) and returns the
 /// `result` of the answer.
 async fn ask(session: &Arc<Session>, method: &str, params: Value, timeout: Duration) -> Option<Value> {
-    let id = our_id()?;
+    let id = gateway_request_id();
     let frame = json!({ "jsonrpc": "2.0", "id": 0, "method": method, "params": params });
     let frame = with_id(&serde_json::to_vec(&frame).ok()?, &id)?;
     let answer = session.expect(&id);

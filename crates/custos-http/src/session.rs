@@ -73,6 +73,19 @@ enum Upstream {
     Remote(RemoteUpstream),
 }
 
+/// Numbers the gateway's own request ids.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A request id of the gateway's own (`"custos-N"`), unique in this process: for requests the
+/// gateway sends itself (federated fan-out, a replayed handshake) and for client requests it
+/// must renumber (stateless traffic, server-to-client requests in a federation), so their
+/// answers reach the gateway and never collide with a client's ids.
+pub(crate) fn gateway_request_id() -> Box<RawValue> {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // INVARIANT: a quoted decimal is always valid JSON.
+    RawValue::from_string(format!("\"custos-{n}\"")).unwrap_or_else(|_| Box::<RawValue>::default())
+}
+
 /// What sending one client message did.
 #[derive(Debug)]
 pub enum Sent {
@@ -317,7 +330,7 @@ impl Session {
                     continue;
                 };
                 // Our own id, so the answer goes to us and not to the client.
-                let Ok(ours) = RawValue::from_string(format!("\"custos-replay-{}\"", session.id)) else { continue };
+                let ours = gateway_request_id();
                 let Some(frame) = custos_mcp::with_id(&frame, &ours) else { continue };
                 let answer = session.expect(&ours);
                 let _ = input.send(frame).await;

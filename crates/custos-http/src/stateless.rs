@@ -9,7 +9,6 @@
 //! request travels upstream under an id of the gateway's, and the answer gets the client's id
 //! back. Only the envelope's `id` is rewritten; the rest of the frame is the client's bytes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,16 +17,12 @@ use axum::response::Response;
 use custos_core::RunId;
 use custos_gateway::now_ms;
 use custos_mcp::{codes, with_id, Message, MessageKind, ToolCallParams};
-use serde_json::value::RawValue;
 
 use crate::auth::Identity;
 use crate::reply;
 use crate::restart;
 use crate::server::{timed_out, AppState, RunRef};
-use crate::session::{Sent, Session};
-
-/// Numbers the gateway's own request ids.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+use crate::session::{gateway_request_id, Sent, Session};
 
 pub(crate) async fn handle(
     app: &Arc<AppState>,
@@ -52,12 +47,7 @@ pub(crate) async fn handle(
         };
     };
     let client_id = id.clone();
-    let ours = match RawValue::from_string(format!("\"custos-{}\"", NEXT_ID.fetch_add(1, Ordering::Relaxed))) {
-        Ok(id) => id,
-        Err(_) => {
-            return reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, Some(&client_id), codes::INTERNAL_ERROR, "id")
-        }
-    };
+    let ours = gateway_request_id();
     let Some(raw) = with_id(&msg.raw, &ours) else {
         return reply::rpc_error(
             StatusCode::BAD_REQUEST,
