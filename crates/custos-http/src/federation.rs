@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 use crate::auth::Identity;
 use crate::reply;
 use crate::server::{
-    admit, await_answer, in_flight_permit, new_run, new_session_id, read_message, record_refusal, AppState,
+    admit, await_answer, in_flight_permit, new_run, new_session_id, read_message, unknown_session, AppState,
     SESSION_HEADER,
 };
 use crate::session::{gateway_request_id, Sent, Session};
@@ -168,12 +168,7 @@ async fn find(app: &AppState, id: &str, agent: &Agent) -> Result<Arc<Federation>
     let found = app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
     match found {
         Some(f) if f.agent.id == agent.id => Ok(f),
-        other => {
-            if let Some(f) = other {
-                record_refusal(app, agent, "session belongs to another agent", json!({ "owner": f.agent.id })).await;
-            }
-            Err(reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "unknown or expired session"))
-        }
+        other => Err(unknown_session(app, agent, other.as_ref().map(|f| &f.agent.id)).await),
     }
 }
 

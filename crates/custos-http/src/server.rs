@@ -343,18 +343,7 @@ async fn session_of(app: &AppState, headers: &HeaderMap, agent: &Agent) -> Resul
     let session = app.sessions().get(id).cloned();
     match session {
         Some(s) if s.agent.id == agent.id => Ok(s),
-        found => {
-            if let Some(s) = found {
-                let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
-                e.agent = Some(agent.id.clone());
-                e.detail =
-                    json!({ "from": "client", "reason": "session belongs to another agent", "owner": s.agent.id });
-                if let Err(err) = app.audit.append(vec![e]).await {
-                    tracing::error!("cannot record a session hijack attempt: {err}");
-                }
-            }
-            Err(reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "unknown or expired session"))
-        }
+        found => Err(unknown_session(app, agent, found.as_ref().map(|s| &s.agent.id)).await),
     }
 }
 
@@ -589,6 +578,20 @@ pub(crate) async fn new_run(
         None => (default_run.to_owned(), 0),
     };
     Ok(RunRef { run: RunId(run), parent: parent.map(RunId), first_step_after, shared_steps: None })
+}
+
+/// The answer for a session id that is unknown, or belongs to `owner`, another agent: the two
+/// look the same (404), and the second is recorded as an attempt on another agent's session.
+pub(crate) async fn unknown_session(app: &AppState, agent: &Agent, owner: Option<&custos_core::AgentId>) -> Response {
+    if let Some(owner) = owner {
+        let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
+        e.agent = Some(agent.id.clone());
+        e.detail = json!({ "from": "client", "reason": "session belongs to another agent", "owner": owner });
+        if let Err(err) = app.audit.append(vec![e]).await {
+            tracing::error!("cannot record a session hijack attempt: {err}");
+        }
+    }
+    reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "unknown or expired session")
 }
 
 /// A request of the stateless revision: it says so in the `MCP-Protocol-Version` header or in
