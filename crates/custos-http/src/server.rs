@@ -49,9 +49,9 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Where agents reach this gateway: the config's `public_url`, else the bound address.
     public_url: String,
-    /// Read-only: the tool inventory, so a session's first call is classified by what the
-    /// server declared earlier even before this session lists tools.
-    inventory: Mutex<custos_store::SqliteStore>,
+    /// A read-only connection to the store: the tool inventory (so a session's first call is
+    /// classified by what the server declared), run summaries, and the admin API's queries.
+    reader: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Federated sessions (`/mcp`), by session id.
     pub(crate) federated: Mutex<HashMap<String, Arc<crate::federation::Federation>>>,
@@ -71,7 +71,7 @@ impl AppState {
         policy: Arc<PolicyEngine>,
         audit: AuditLog,
         auth: Authenticator,
-        inventory: custos_store::SqliteStore,
+        reader: custos_store::SqliteStore,
         bound: std::net::SocketAddr,
     ) -> Self {
         let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
@@ -90,7 +90,7 @@ impl AppState {
             audit,
             auth,
             public_url,
-            inventory: Mutex::new(inventory),
+            reader: Mutex::new(reader),
             sessions: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             stateless: tokio::sync::Mutex::new(HashMap::new()),
@@ -173,7 +173,7 @@ impl AppState {
         &self,
         f: impl FnOnce(&custos_store::SqliteStore) -> Result<T, custos_store::StoreError>,
     ) -> Result<T, custos_store::StoreError> {
-        f(&self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+        f(&self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     pub(crate) fn request_timeout(&self) -> Duration {
@@ -194,25 +194,16 @@ impl AppState {
 
     /// What the log holds of a run a client names.
     fn run_summary(&self, run: &str) -> Result<custos_store::RunSummary, custos_store::StoreError> {
-        let inventory = self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        custos_store::run_summary(&*inventory, run)
+        self.with_store(|store| custos_store::run_summary(store, run))
     }
 
-    /// The descriptors recorded for `server`'s tools.
+    /// The descriptors recorded for `server`'s tools; none when the store cannot be read (the
+    /// tools are then classified as unknown, that is privileged).
     fn known_tools(&self, server: &str) -> Vec<custos_core::ToolDescriptor> {
-        use custos_store::Store;
-        let inventory = self.inventory.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match inventory.tools() {
-            Ok(tools) => tools
-                .into_iter()
-                .filter(|t| t.tool.server == server)
-                .filter_map(|t| custos_core::ToolDescriptor::from_listing(server, t.descriptor))
-                .collect(),
-            Err(err) => {
-                tracing::warn!("cannot read the tool inventory: {err}");
-                Vec::new()
-            }
-        }
+        self.with_store(|store| custos_store::known_tools(store, server)).unwrap_or_else(|err| {
+            tracing::warn!("cannot read the tool inventory: {err}");
+            Vec::new()
+        })
     }
 
     pub(crate) fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Session>>> {

@@ -34,6 +34,6 @@ pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use sqlite::{SqliteStore, DATABASE_FILE};
 pub use store::{
-    run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, RunSummary, Store, StoredEvent, ToolRecord,
-    ToolSighting, Write, WriteOutcome, WriteResult,
+    known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, RunSummary, Store, StoredEvent,
+    ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };

@@ -193,3 +193,14 @@ pub fn run_summary(store: &dyn Store, run: &str) -> Result<RunSummary, StoreErro
         last_step: events.iter().filter_map(|e| e.event.step).max().unwrap_or(0),
     })
 }
+
+/// The last recorded descriptor of each of `server`'s tools (the inventory), so a call made
+/// before any `tools/list` in a connection is still classified by what the server declared.
+pub fn known_tools(store: &dyn Store, server: &str) -> Result<Vec<ToolDescriptor>, StoreError> {
+    Ok(store
+        .tools()?
+        .into_iter()
+        .filter(|t| t.tool.server == server)
+        .filter_map(|t| ToolDescriptor::from_listing(server, t.descriptor))
+        .collect())
+}

@@ -4,10 +4,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use custos_config::Config;
-use custos_core::{RunId, ToolDescriptor};
+use custos_core::RunId;
 use custos_gateway::{serve_stdio, Gateway, GatewaySpec, StdioExit};
 use custos_policy::{PolicyEngine, SchemaSource};
-use custos_store::{AgentRegistry, AuditLog, SqliteStore, Store};
+use custos_store::{AgentRegistry, AuditLog, SqliteStore};
 
 use crate::cli::RunArgs;
 use crate::context;
@@ -31,13 +31,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         return Err(Failure::usage(format!("run `{run}` belongs to agent `{owner}`; name a new run")));
     }
     let first_step_after = history.last_step;
-    let known_tools = store
-        .tools()
-        .map_err(Failure::runtime)?
-        .into_iter()
-        .filter(|t| t.tool.server == server.name)
-        .filter_map(|t| ToolDescriptor::from_listing(&server.name, t.descriptor))
-        .collect();
+    let known_tools = custos_store::known_tools(&store, &server.name).map_err(Failure::runtime)?;
 
     let runtime = super::runtime()?;
     let exit = runtime.block_on(async {

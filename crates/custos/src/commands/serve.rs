@@ -26,7 +26,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let store = context::open_for_writing(&config.data_dir)?;
     let db = context::database_path(&config.data_dir);
     let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
-    let inventory = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
 
     let runtime = super::runtime()?;
     runtime.block_on(async {
@@ -44,7 +44,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             Some(admin) => Some(admin_listener(admin).await?),
             None => None,
         };
-        let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, inventory, addr));
+        let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, reader, addr));
         // stdout says where to connect (the ports are real even when 0 was asked for).
         println!("listening on http://{addr}");
         for server in &served {
