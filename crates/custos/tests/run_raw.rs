@@ -219,12 +219,7 @@ fn cancellation_passes_through_and_the_call_is_closed_in_the_log() {
     // makes custos stop it sooner.
     let d = Deployment::new(POLICIES, "[limits]\nshutdown_grace_ms = 500\n");
     let mut s = RawSession::sample(&d, &["--agent", "operator"]);
-    s.request(
-        json!(0),
-        "initialize",
-        json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "raw", "version": "1"}}),
-    );
-    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    s.initialize_with(json!({"sampling": {}}));
     s.send(
         r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask_model","arguments":{"prompt":"p"}}}"#,
     );
@@ -250,12 +245,7 @@ fn cancellation_passes_through_and_the_call_is_closed_in_the_log() {
 fn requests_past_the_pending_limit_are_refused_until_answers_come() {
     let d = Deployment::new(POLICIES, "[limits]\nmax_pending_requests = 1\nshutdown_grace_ms = 500\n");
     let mut s = RawSession::sample(&d, &["--agent", "operator"]);
-    s.request(
-        json!(0),
-        "initialize",
-        json!({"protocolVersion": "2025-06-18", "capabilities": {"sampling": {}}, "clientInfo": {"name": "raw", "version": "1"}}),
-    );
-    s.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    s.initialize_with(json!({"sampling": {}}));
     // The call stays unanswered while the server waits for our sampling answer.
     s.send(
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ask_model","arguments":{"prompt":"p"}}}"#,

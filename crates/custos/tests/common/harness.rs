@@ -228,10 +228,15 @@ impl RawSession {
 
     /// The session-based handshake (2025-06-18).
     pub fn initialize(&mut self) -> Value {
+        self.initialize_with(serde_json::json!({}))
+    }
+
+    /// The handshake, declaring `capabilities` (e.g. `{"sampling": {}}`).
+    pub fn initialize_with(&mut self, capabilities: Value) -> Value {
         let v = self.request(
             serde_json::json!(0),
             "initialize",
-            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}),
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": capabilities, "clientInfo": {"name": "raw", "version": "1"}}),
         );
         self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
         v
