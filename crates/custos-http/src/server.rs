@@ -652,12 +652,14 @@ pub(crate) fn new_session_id() -> Result<String, String> {
     Ok(hex::encode(bytes))
 }
 
+/// The caller's session named by the request: credential first, then ownership.
+async fn admitted_session(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
+    let agent = admit(app, server, headers).await?.agent;
+    session_of(app, headers, &agent).await
+}
+
 async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
-    let agent = match admit(&app, &server, &headers).await {
-        Ok(identity) => identity.agent,
-        Err(refused) => return refused,
-    };
-    let session = match session_of(&app, &headers, &agent).await {
+    let session = match admitted_session(&app, &server, &headers).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
@@ -670,11 +672,7 @@ async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, h
 }
 
 async fn delete_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
-    let agent = match admit(&app, &server, &headers).await {
-        Ok(identity) => identity.agent,
-        Err(refused) => return refused,
-    };
-    let session = match session_of(&app, &headers, &agent).await {
+    let session = match admitted_session(&app, &server, &headers).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
