@@ -98,7 +98,7 @@ pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, b
         Ok(identity) => identity,
         Err(refused) => return refused,
     };
-    let msg = match read_message(&app, body).await {
+    let msg = match read_message(&app, &identity.agent, body).await {
         Ok(msg) => msg,
         Err(refused) => return refused,
     };

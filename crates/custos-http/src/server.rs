@@ -353,7 +353,7 @@ async fn post_mcp(
         Ok(permit) => permit,
         Err(refused) => return refused,
     };
-    let msg = match read_message(&app, body).await {
+    let msg = match read_message(&app, &agent, body).await {
         Ok(msg) => msg,
         Err(refused) => return refused,
     };
@@ -417,20 +417,25 @@ pub(crate) async fn in_flight_permit(
     ))
 }
 
-/// The request body as one JSON-RPC message: 413 past the size limit, 400 when malformed (with
-/// no pipeline yet to record it, the answer is direct).
-pub(crate) async fn read_message(app: &AppState, body: Body) -> Result<Message, Response> {
+/// The request body of `agent` as one JSON-RPC message: 413 past the size limit, 400 when
+/// malformed. No session's pipeline has seen it yet, so the refusal is recorded and counted here.
+pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> Result<Message, Response> {
     let limit = app.config.limits.max_message_bytes;
-    let Ok(raw) = axum::body::to_bytes(body, limit).await else {
-        return Err(reply::rpc_error(
+    let (status, id, code, reason) = match axum::body::to_bytes(body, limit).await {
+        Err(_) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             None,
             codes::INVALID_REQUEST,
-            &format!("message exceeds the limit of {limit} bytes"),
-        ));
+            format!("message exceeds the limit of {limit} bytes"),
+        ),
+        Ok(raw) => match Message::parse(raw.to_vec()) {
+            Ok(msg) => return Ok(msg),
+            Err(err) => (StatusCode::BAD_REQUEST, err.id().map(ToOwned::to_owned), err.code(), err.to_string()),
+        },
     };
-    Message::parse(raw.to_vec())
-        .map_err(|err| reply::rpc_error(StatusCode::BAD_REQUEST, err.id(), err.code(), &err.to_string()))
+    app.gateway_metrics.protocol_errors.inc(&["client"]);
+    record_refusal(app, agent, &reason, json!({ "code": code })).await;
+    Err(reply::rpc_error(status, id.as_deref(), code, &reason))
 }
 
 /// The answer to a forwarded request: as an SSE stream (carrying what the upstream says

@@ -787,3 +787,42 @@ fn a_remote_http_upstream_is_governed_and_never_sees_the_agents_token() {
     assert!(a_calls.iter().all(|e| e["agent"] == "operator"), "A sees B's configured credential, not the agent's");
     assert_eq!(of_kind(&a_events, "auth.failed").len(), 0, "the agent's own key was never presented to A");
 }
+
+/// Malformed and oversized bodies never reach a session's pipeline, so the endpoint itself
+/// records and counts them; an upstream that dies mid-call counts as an upstream error.
+#[test]
+fn refused_bodies_and_upstream_failures_are_recorded_and_counted() {
+    let d = deployment(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n[limits]\nmax_message_bytes = 2048\n",
+    );
+    std::fs::write(d.dir.path().join("admin.token"), "admin-token-for-tests-0123456789").unwrap();
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let auth = bearer(&key);
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth)], "{not json");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["code"], -32700);
+    let big = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#, "x".repeat(5000));
+    assert_eq!(http("POST", &url, &[("Authorization", &auth)], &big).0, 413);
+    let session = open_session(&url, &key);
+    let crash = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"crash","arguments":{}}}"#;
+    let headers =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    assert_eq!(http("POST", &url, &headers, crash).0, 200);
+
+    let admin = served.admin.clone().unwrap();
+    let (_, _, metrics) =
+        http("GET", &format!("{admin}/metrics"), &[("Authorization", "Bearer admin-token-for-tests-0123456789")], "");
+    for line in
+        [r#"custos_protocol_errors_total{from="client"} 2"#, r#"custos_upstream_errors_total{server="sample"} 1"#]
+    {
+        assert!(metrics.lines().any(|l| l == line), "missing `{line}` in:\n{metrics}");
+    }
+    drop(served);
+    let events = d.events();
+    let refused: Vec<&Value> =
+        of_kind(&events, "protocol.error").into_iter().filter(|e| e["agent"] == "operator").collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[1]["detail"]["reason"].as_str().unwrap().contains("exceeds the limit of 2048 bytes"));
+}
