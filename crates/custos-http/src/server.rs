@@ -299,6 +299,13 @@ pub(crate) async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> 
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
         if !app.config.serve.allowed_origins.iter().any(|o| o == origin) {
+            // Before authentication: recorded without an agent, like an unknown credential.
+            app.gateway_metrics.protocol_errors.inc(&["client"]);
+            let mut e = NewEvent::new(EventKind::ProtocolError, now_ms());
+            e.detail = json!({ "from": "client", "reason": "origin not allowed", "origin": origin, "server": server });
+            if let Err(err) = app.audit.append(vec![e]).await {
+                tracing::error!("cannot record a refused origin: {err}");
+            }
             return Err(reply::json_bytes(
                 StatusCode::FORBIDDEN,
                 serde_json::to_vec(&json!({ "error": format!("origin `{}` is not allowed", origin.escape_debug()) }))

@@ -826,3 +826,19 @@ fn refused_bodies_and_upstream_failures_are_recorded_and_counted() {
     assert_eq!(refused.len(), 2, "{refused:?}");
     assert!(refused[1]["detail"]["reason"].as_str().unwrap().contains("exceeds the limit of 2048 bytes"));
 }
+
+#[test]
+fn a_refused_origin_is_recorded() {
+    let d = deployment("[serve]\nallowed_origins = [\"http://localhost:3000\"]\n");
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let auth = bearer(&key);
+    let (status, _, _) =
+        http("POST", &served.url("sample"), &[("Authorization", &auth), ("Origin", "http://evil.example")], INIT);
+    assert_eq!(status, 403);
+    drop(served);
+    let events = d.events();
+    let refused = of_kind(&events, "protocol.error");
+    assert_eq!(refused.len(), 1);
+    assert_eq!(refused[0]["detail"]["origin"], "http://evil.example");
+}
