@@ -22,7 +22,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use custos_config::{AuditConfig, Limits, ToolClasses, ToolsListMode};
-use custos_core::{Agent, Digest, EventKind, NewEvent, RunId, ToolDescriptor, ToolRef};
+use custos_core::{Agent, Decision, Digest, EventKind, NewEvent, RunId, ToolDescriptor, ToolRef};
 use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, MessageKind, ToolCallParams};
 use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
@@ -360,7 +360,14 @@ impl Gateway {
             run_id: &self.run.0,
             step,
             labels: &[],
+            approval_granted: false,
         });
+        // Approvals are not built yet: a held call is refused like a denied one, recorded and
+        // counted as `deny`, its reason naming the approver groups.
+        let decision = match decision {
+            Decision::Hold { policies, reason, .. } => Decision::Deny { policies, reason },
+            decision => decision,
+        };
         policy_timer.observe();
         self.metrics.calls.inc(&[&self.agent.id.0, decision.as_str()]);
 

@@ -1,6 +1,6 @@
 //! The policy engine: a validated policy set and the decisions it makes.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -46,6 +46,8 @@ pub struct PolicyTrace {
     pub effect: PolicyEffect,
     /// The policy's `@reason` annotation, if it has one.
     pub reason: Option<String>,
+    /// The approver group of a `forbid` an approval lifts (its `@approval` annotation).
+    pub approval: Option<String>,
     /// Why the policy could not be evaluated for this call, if it could not. A policy that
     /// fails to evaluate denies the call.
     pub error: Option<String>,
@@ -56,7 +58,8 @@ pub struct PolicyTrace {
 pub struct Explanation {
     pub decision: Decision,
     /// The policies that determined the decision (the matching permits of an allow, the
-    /// matching forbids of a deny), then every policy that failed to evaluate; in load order.
+    /// matching forbids of a deny or a hold), then every policy that failed to evaluate; in
+    /// load order.
     pub policies: Vec<PolicyTrace>,
 }
 
@@ -65,6 +68,9 @@ impl fmt::Display for Explanation {
         writeln!(f, "{}: {}", self.decision.as_str(), self.decision.explain())?;
         for p in &self.policies {
             write!(f, "  {} `{}` at {}:{}:{}", p.effect, p.id, p.file, p.line, p.column)?;
+            if let Some(group) = &p.approval {
+                write!(f, " (lifted by an approval of `{group}`)")?;
+            }
             if let Some(reason) = &p.reason {
                 write!(f, ": {reason}")?;
             }
@@ -124,7 +130,31 @@ impl PolicyEngine {
     /// - Otherwise a policy that fails to evaluate (an argument of another type than the
     ///   schema declares, say) denies, even if permits match: fail closed.
     /// - Otherwise a matching `permit` allows; with none, the call is denied by default.
+    ///
+    /// A deny is a hold instead when an approval would turn it into an allow: every matching
+    /// forbid carries `@approval`, no policy failed to evaluate, and the same call with
+    /// `approval_granted` allows. A hold that no approval could lift (no permit matches, say)
+    /// stays a deny, and says why.
     pub fn explain(&self, req: &CallRequest<'_>) -> Explanation {
+        let denied = self.evaluate(req);
+        let Some(groups) = approval_groups(&denied) else { return denied };
+        let Decision::Deny { policies, reason } = denied.decision else { return denied };
+        let approved = self.evaluate(&CallRequest { approval_granted: true, ..*req });
+        let decision = match approved.decision {
+            Decision::Allow { .. } => {
+                let reason = hold_reason(&groups, &denied.policies);
+                Decision::Hold { policies, groups, reason }
+            }
+            // Already approved, or the approval is not what stands in the way.
+            Decision::Deny { reason: why, .. } | Decision::Hold { reason: why, .. } => {
+                Decision::Deny { policies, reason: format!("{reason}; with an approval: {why}") }
+            }
+        };
+        Explanation { decision, policies: denied.policies }
+    }
+
+    /// [`explain`](Self::explain) without holds: what Cedar decides for this exact context.
+    fn evaluate(&self, req: &CallRequest<'_>) -> Explanation {
         let response = match self.request(req) {
             Ok((request, entities)) => self.authorizer.is_authorized(&request, &self.policies, &entities),
             Err(reason) => {
@@ -186,7 +216,10 @@ impl PolicyEngine {
     /// Uses Cedar's partial evaluation with the whole context unknown: the answer is `false`
     /// only when a `forbid` matches without looking at the context, or no `permit` can match
     /// for any context. Anything undecided counts as "may allow", so a callable tool is never
-    /// hidden.
+    /// hidden. A tool reachable only through an approval counts as callable: a forbid that
+    /// holds calls reads `context.approval.granted` (loading makes sure of it), which is unknown
+    /// here, so it stays undecided; only one that applies whatever the approval (which no
+    /// approval could lift) hides the tool.
     pub fn may_ever_allow(&self, agent: &Agent, tool: &ToolInfo<'_>) -> bool {
         let Ok(entities) = self.names.entities(&self.schema, agent, tool) else {
             // Cannot happen with a schema that passed `check_shape`; showing the tool is the
@@ -205,6 +238,12 @@ impl PolicyEngine {
     /// Every policy id, in load order.
     pub fn policy_ids(&self) -> Vec<String> {
         self.meta.iter().map(|m| m.id.clone()).collect()
+    }
+
+    /// The approver group of policy `id`: its `@approval` annotation, which only a `forbid`
+    /// can carry. `None` for an unknown id or a policy without one.
+    pub fn approval_group(&self, id: &str) -> Option<&str> {
+        self.meta.get(*self.index.get(id)?)?.approval.as_deref()
     }
 
     /// How many policies are loaded.
@@ -247,7 +286,37 @@ fn trace(meta: &PolicyMeta, error: Option<String>) -> PolicyTrace {
         column: meta.at.column,
         effect: meta.effect,
         reason: meta.reason.clone(),
+        approval: meta.approval.clone(),
         error,
+    }
+}
+
+/// The approver groups of a deny that an approval might lift, sorted and without duplicates:
+/// `Some` when forbids denied the call, every one of them carries `@approval`, and no policy
+/// failed to evaluate (a hold resting on an error would not be fail closed).
+fn approval_groups(denied: &Explanation) -> Option<Vec<String>> {
+    let Decision::Deny { policies, .. } = &denied.decision else { return None };
+    if policies.is_empty() {
+        return None;
+    }
+    let mut groups = BTreeSet::new();
+    for t in &denied.policies {
+        if t.effect != PolicyEffect::Forbid || t.error.is_some() {
+            return None;
+        }
+        groups.insert(t.approval.clone()?);
+    }
+    Some(groups.into_iter().collect())
+}
+
+/// "needs approval by `ops`", with the `@reason`s of the holding forbids that have one.
+fn hold_reason(groups: &[String], forbids: &[PolicyTrace]) -> String {
+    let groups: Vec<String> = groups.iter().map(|g| format!("`{g}`")).collect();
+    let reasons: Vec<&str> = forbids.iter().filter_map(|t| t.reason.as_deref()).collect();
+    if reasons.is_empty() {
+        format!("needs approval by {}", groups.join(", "))
+    } else {
+        format!("needs approval by {}: {}", groups.join(", "), reasons.join("; "))
     }
 }
 
@@ -285,10 +354,17 @@ fn check_shape(schema_name: &str, schema: &Schema, names: &Names) -> Result<(), 
         run_id: "run",
         step: 1,
         labels: &[],
+        approval_granted: false,
     };
     let context = request::context(&call).map_err(shape_error)?;
     Request::new(names.agent_uid(&agent), names.call_tool.clone(), names.tool_uid(&tool), context, Some(schema))
-        .map_err(|e| shape_error(format!("{} (declared argument attributes must all be optional)", with_causes(&e))))?;
+        .map_err(|e| {
+            shape_error(format!(
+                "{} (the context must declare `arguments`, `run` and `approval` as the shipped schema does, \
+                 and every argument attribute must be optional)",
+                with_causes(&e)
+            ))
+        })?;
     Ok(())
 }
 

@@ -95,6 +95,23 @@ pub enum PolicyError {
     #[error("{at}: policy `@id` must not be empty")]
     EmptyId { at: SourcePos },
 
+    /// A `permit` carries `@approval`: an approval lifts a forbid, it does not grant.
+    #[error("{at}: policy `{policy}` is a `permit`: `@approval` belongs on a `forbid`, which an approval lifts")]
+    ApprovalOnPermit { at: SourcePos, policy: String },
+
+    /// The group of an `@approval` annotation is empty or not a plain name.
+    #[error(
+        "{at}: policy `{policy}` names approval group `{group}`: a group is a non-empty name of letters, digits, `_`, `.` and `-`"
+    )]
+    ApprovalGroup { at: SourcePos, policy: String, group: String },
+
+    /// An `@approval` forbid whose conditions never read `context.approval.granted`: no approval
+    /// could ever lift it, so every call it matches would wait for nothing.
+    #[error(
+        "{at}: policy `{policy}` has `@approval` but never reads `context.approval.granted`, so no approval could lift it (add `unless {{ context.approval.granted }}`)"
+    )]
+    ApprovalNeverLifted { at: SourcePos, policy: String },
+
     /// A file holds a template (`?principal` / `?resource` slots); Custos has no way to link one.
     #[error("{at}: templates (policies with `?principal` or `?resource`) are not supported")]
     Template { at: SourcePos },
@@ -109,6 +126,9 @@ impl PolicyError {
             | Self::Validation { at, .. }
             | Self::DuplicateId { at, .. }
             | Self::EmptyId { at }
+            | Self::ApprovalOnPermit { at, .. }
+            | Self::ApprovalGroup { at, .. }
+            | Self::ApprovalNeverLifted { at, .. }
             | Self::Template { at } => Some(at),
             Self::ReadPolicy { .. } | Self::ReadSchema { .. } | Self::SchemaShape { .. } => None,
         }

@@ -5,13 +5,14 @@
 //! types never leave the crate.
 //!
 //! The model (see `shared/DESIGN.md`, section Policy): principal = `Custos::Agent`, action =
-//! `Custos::Action::"call_tool"`, resource = `Custos::Tool`, context = the call's arguments and
-//! facts about its run. Every policy is validated against the schema in strict mode when it is
-//! loaded, so a typo is a start-up error with a file, line and column, not a policy that
-//! silently never matches; a policy Cedar proves can never apply (usually a typo after `has`,
-//! which Cedar treats as simply false) is refused as well. Decisions are default deny, a
-//! `forbid` beats any `permit`, and a policy that fails to evaluate denies the call (fail
-//! closed).
+//! `Custos::Action::"call_tool"`, resource = `Custos::Tool`, context = the call's arguments,
+//! facts about its run and whether a human approved the call. Every policy is validated against
+//! the schema in strict mode when it is loaded, so a typo is a start-up error with a file, line
+//! and column, not a policy that silently never matches; a policy Cedar proves can never apply
+//! (usually a typo after `has`, which Cedar treats as simply false) is refused as well.
+//! Decisions are default deny, a `forbid` beats any `permit`, and a policy that fails to
+//! evaluate denies the call (fail closed). A deny that only an approval stands behind is a
+//! hold (see `@approval` below).
 //!
 //! # Layout
 //!
@@ -32,6 +33,11 @@
 //! - `@id("refunds-small")`: the policy's id (otherwise `<file stem>:<n>`, `n` counting the
 //!   file's policies from 0). Ids appear in decisions and the audit log; they must be unique.
 //! - `@reason("...")`: on a `forbid`, the words a denied call's reason carries.
+//! - `@approval("GROUP")`: on a `forbid` that reads `context.approval.granted`, the group of
+//!   people who may lift it for one call. When every policy that denies a call carries one,
+//!   and the call would be allowed once approved, the decision is `hold`, not `deny`. Refused
+//!   on a `permit`, with a group that is not a plain name (`[A-Za-z0-9_.-]+`), and on a forbid
+//!   that never reads `context.approval.granted`.
 
 mod context;
 mod engine;

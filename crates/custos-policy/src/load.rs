@@ -3,6 +3,11 @@
 //!
 //! Ids: a policy's `@id("...")` annotation if it has one, else `<file stem>:<n>` where `n`
 //! counts the file's policies from 0 in source order. Ids are unique across all files.
+//!
+//! Approvals: `@approval("GROUP")` marks a `forbid` that a human of `GROUP` may lift for one
+//! call. It is refused on a `permit` (an approval takes a forbid away, it grants nothing), with
+//! a group that is not a plain name, and on a forbid whose conditions never read
+//! `context.approval.granted` (no approval could ever lift it).
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -46,6 +51,9 @@ pub(crate) struct PolicyMeta {
     pub(crate) effect: PolicyEffect,
     /// The `@reason("...")` annotation: shown to people when this policy denies a call.
     pub(crate) reason: Option<String>,
+    /// The `@approval("GROUP")` annotation (only ever on a `forbid`): who may lift this policy
+    /// for one call. A deny made only of such forbids is a hold.
+    pub(crate) approval: Option<String>,
 }
 
 /// A loaded, validated policy set.
@@ -77,11 +85,18 @@ pub(crate) fn load(schema: &Schema, sources: &[(String, String)]) -> Result<Load
             if let Some(first) = by_id.get(&id).and_then(|&i| policies.get(i)) {
                 return Err(PolicyError::DuplicateId { at: statement.at, policy: id, first: first.at.clone() });
             }
+            check_approval(&statement, &id)?;
             let policy = statement.policy.new_id(PolicyId::new(&id));
             set.add(policy).map_err(|e| PolicyError::Parse { at: statement.at.clone(), message: one_line(&e) })?;
             by_id.insert(id.clone(), policies.len());
             file_of.push(file_index);
-            policies.push(PolicyMeta { id, at: statement.at, effect: statement.effect, reason: statement.reason });
+            policies.push(PolicyMeta {
+                id,
+                at: statement.at,
+                effect: statement.effect,
+                reason: statement.reason,
+                approval: statement.approval,
+            });
         }
     }
 
@@ -131,6 +146,61 @@ pub(crate) fn load(schema: &Schema, sources: &[(String, String)]) -> Result<Load
     Ok(Loaded { set, policies })
 }
 
+/// The annotation naming the approver group of a `forbid` an approval lifts.
+const APPROVAL: &str = "approval";
+
+/// Refuses an `@approval` annotation that could not work: on a `permit`, with a group that is
+/// not a plain name, or on a forbid whose conditions never read `context.approval.granted`.
+fn check_approval(statement: &Statement, id: &str) -> Result<(), PolicyError> {
+    let Some(group) = &statement.approval else { return Ok(()) };
+    let at = || statement.at.clone();
+    if statement.effect == PolicyEffect::Permit {
+        return Err(PolicyError::ApprovalOnPermit { at: at(), policy: id.to_owned() });
+    }
+    if !is_group_name(group) {
+        // Escaped: the message is one line whatever the annotation holds.
+        let group = group.escape_debug().to_string();
+        return Err(PolicyError::ApprovalGroup { at: at(), policy: id.to_owned(), group });
+    }
+    // A policy Cedar cannot turn into JSON is not one we can check: refuse it rather than
+    // accept a hold that might never lift.
+    let reads_granted = statement.policy.to_json().is_ok_and(|json| reads_approval_granted(&json));
+    if !reads_granted {
+        return Err(PolicyError::ApprovalNeverLifted { at: at(), policy: id.to_owned() });
+    }
+    Ok(())
+}
+
+/// Whether `group` can name an approver group: non-empty, letters, digits, `_`, `.`, `-`.
+fn is_group_name(group: &str) -> bool {
+    !group.is_empty() && group.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Whether a policy in Cedar's JSON form reads `context.approval.granted` anywhere. In that
+/// form an attribute access is `{".": {"left": <expr>, "attr": "<name>"}}` and a variable
+/// `{"Var": "context"}`; `has` tests are not reads.
+fn reads_approval_granted(json: &serde_json::Value) -> bool {
+    let is_granted_read = attribute_of(json, "granted")
+        .and_then(|approval| attribute_of(approval, "approval"))
+        .is_some_and(|context| context.get("Var").and_then(serde_json::Value::as_str) == Some("context"));
+    is_granted_read
+        || match json {
+            serde_json::Value::Object(map) => map.values().any(reads_approval_granted),
+            serde_json::Value::Array(items) => items.iter().any(reads_approval_granted),
+            _ => false,
+        }
+}
+
+/// `<expr>` when `json` is the access `<expr>.<attr>` in Cedar's JSON form.
+fn attribute_of<'a>(json: &'a serde_json::Value, attr: &str) -> Option<&'a serde_json::Value> {
+    let access = json.get(".")?;
+    if access.get("attr")?.as_str()? == attr {
+        access.get("left")
+    } else {
+        None
+    }
+}
+
 /// Added to the message of a policy whose conditions are always false.
 const HAS_HINT: &str = " (a `has` test of an attribute the schema does not declare is always false)";
 
@@ -143,6 +213,7 @@ struct Statement {
     effect: PolicyEffect,
     id_annotation: Option<String>,
     reason: Option<String>,
+    approval: Option<String>,
 }
 
 /// Parses one file into its static policies in source order. Templates are refused.
@@ -203,6 +274,7 @@ fn parse_file(name: &str, text: &str) -> Result<Vec<Statement>, PolicyError> {
                 },
                 id_annotation: p.annotation("id").map(str::to_owned),
                 reason: p.annotation("reason").map(str::to_owned),
+                approval: p.annotation(APPROVAL).map(str::to_owned),
             }
         })
         .collect();

@@ -41,6 +41,10 @@ pub struct CallRequest<'a> {
     pub step: u64,
     /// Labels earlier steps left on the run (`read_sensitive`, `untrusted_input`, ...).
     pub labels: &'a [String],
+    /// Whether a human approved exactly this call (`context.approval.granted`). The engine
+    /// takes the caller's word for it: set it only when an approval bound to this agent, run,
+    /// tool and arguments exists. `false` for every call that has none.
+    pub approval_granted: bool,
 }
 
 /// The MCP tool annotations the schema declares on `Custos::Tool`.
@@ -122,7 +126,7 @@ fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
-/// The context of a call: `{ arguments: ..., run: { id, step, labels } }`.
+/// The context of a call: `{ arguments: ..., run: { id, step, labels }, approval: { granted } }`.
 pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
     let arguments = arguments_record(req.arguments).map_err(|e| e.to_string())?;
     let labels: BTreeSet<&String> = req.labels.iter().collect();
@@ -136,6 +140,12 @@ pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
         ),
     ])
     .map_err(|e| e.to_string())?;
-    Context::from_pairs([("arguments".to_owned(), arguments), ("run".to_owned(), run)])
-        .map_err(|e| lowercase_first(&e.to_string()))
+    let approval = record(vec![("granted".to_owned(), RestrictedExpression::new_bool(req.approval_granted))])
+        .map_err(|e| e.to_string())?;
+    Context::from_pairs([
+        ("arguments".to_owned(), arguments),
+        ("run".to_owned(), run),
+        ("approval".to_owned(), approval),
+    ])
+    .map_err(|e| lowercase_first(&e.to_string()))
 }

@@ -37,15 +37,30 @@ struct Call {
     annotations: Option<Value>,
     arguments: Value,
     labels: Vec<String>,
+    approved: bool,
 }
 
 impl Call {
     fn new(agent: Agent, tool: &str, class: ToolClass) -> Self {
-        Self { agent, tool: tool.parse().unwrap(), class, annotations: None, arguments: json!({}), labels: Vec::new() }
+        Self {
+            agent,
+            tool: tool.parse().unwrap(),
+            class,
+            annotations: None,
+            arguments: json!({}),
+            labels: Vec::new(),
+            approved: false,
+        }
     }
 
     fn args(mut self, arguments: Value) -> Self {
         self.arguments = arguments;
+        self
+    }
+
+    /// The same call, approved by a human.
+    fn approved(mut self) -> Self {
+        self.approved = true;
         self
     }
 
@@ -61,6 +76,7 @@ impl Call {
             run_id: "run-1",
             step: 3,
             labels: &self.labels,
+            approval_granted: self.approved,
         }
     }
 
@@ -76,14 +92,22 @@ fn allowed_by(ids: &[&str]) -> Decision {
 fn denied_by(decision: &Decision) -> Vec<&str> {
     match decision {
         Decision::Deny { policies, .. } => policies.iter().map(String::as_str).collect(),
-        Decision::Allow { .. } => panic!("expected a deny, got {decision:?}"),
+        Decision::Allow { .. } | Decision::Hold { .. } => panic!("expected a deny, got {decision:?}"),
     }
 }
 
 fn reason(decision: &Decision) -> &str {
     match decision {
         Decision::Deny { reason, .. } => reason,
-        Decision::Allow { .. } => panic!("expected a deny, got {decision:?}"),
+        Decision::Allow { .. } | Decision::Hold { .. } => panic!("expected a deny, got {decision:?}"),
+    }
+}
+
+fn held(policies: &[&str], groups: &[&str], reason: &str) -> Decision {
+    Decision::Hold {
+        policies: policies.iter().map(|s| (*s).to_owned()).collect(),
+        groups: groups.iter().map(|s| (*s).to_owned()).collect(),
+        reason: reason.to_owned(),
     }
 }
 
@@ -291,6 +315,252 @@ fn weird_arguments_never_panic() {
     assert_eq!(denied_by(&call.decide(&e)), ["p:1"]);
 }
 
+// ---- holds ----
+
+/// Operators may call anything; privileged tools wait for `ops`, payments over 100 for
+/// `finance`; nobody deletes.
+const HOLDS: &str = r#"@id("operators")
+permit (principal in Custos::Group::"operators", CALL, resource);
+@id("privileged-needs-ops")
+@approval("ops")
+@reason("privileged tools need a human")
+forbid (principal, CALL, resource)
+when { resource.class == "privileged" }
+unless { context.approval.granted };
+@id("big-payments")
+@approval("finance")
+forbid (principal, CALL, resource in Custos::Server::"payments")
+when { context.arguments has amount && context.arguments.amount > 100 && !context.approval.granted };
+@id("also-ops")
+@approval("ops")
+forbid (principal, CALL, resource == Custos::Tool::"payments/wire")
+unless { context.approval.granted };
+@id("no-deletes")
+forbid (principal, CALL, resource) when { resource.name == "delete" };
+"#;
+
+#[test]
+fn held_when_only_approval_forbids_deny() {
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    let op = agent("op", &["operators"]);
+    let exec = Call::new(op.clone(), "shell/exec", ToolClass::Privileged);
+    let d = exec.decide(&e);
+    assert_eq!(d, held(&["privileged-needs-ops"], &["ops"], "needs approval by `ops`: privileged tools need a human"));
+    assert_eq!(d.as_str(), "hold");
+    assert!(!d.is_allow());
+    assert_eq!(d.explain(), "needs approval by `ops`: privileged tools need a human (policies: privileged-needs-ops)");
+
+    // Not privileged: the forbid does not apply, the permit allows.
+    assert_eq!(Call::new(op.clone(), "files/read", ToolClass::Read).decide(&e), allowed_by(&["operators"]));
+
+    // Several approval forbids: every one is named, groups sorted and without duplicates.
+    let wire = Call::new(op, "payments/wire", ToolClass::Privileged).args(json!({"amount": 500}));
+    assert_eq!(
+        wire.decide(&e),
+        held(
+            &["privileged-needs-ops", "big-payments", "also-ops"],
+            &["finance", "ops"],
+            "needs approval by `finance`, `ops`: privileged tools need a human"
+        )
+    );
+}
+
+#[test]
+fn a_granted_approval_lifts_the_hold() {
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    let op = agent("op", &["operators"]);
+    let exec = Call::new(op.clone(), "shell/exec", ToolClass::Privileged).approved();
+    assert_eq!(exec.decide(&e), allowed_by(&["operators"]));
+    // One approval lifts every approval forbid of the call.
+    let wire = Call::new(op, "payments/wire", ToolClass::Privileged).args(json!({"amount": 500})).approved();
+    assert_eq!(wire.decide(&e), allowed_by(&["operators"]));
+
+    // The context carries the approval to any policy that reads it.
+    let e = engine(&[("p.cedar", "permit (principal, CALL, resource) when { context.approval.granted };")]);
+    let call = Call::new(agent("bot", &[]), "a/b", ToolClass::Read);
+    assert_eq!(denied_by(&call.decide(&e)), Vec::<&str>::new());
+    assert_eq!(call.approved().decide(&e), allowed_by(&["p:0"]));
+}
+
+#[test]
+fn a_plain_forbid_beside_an_approval_forbid_denies() {
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    let op = agent("op", &["operators"]);
+    let delete = Call::new(op, "shell/delete", ToolClass::Privileged);
+    let d = delete.decide(&e);
+    assert_eq!(denied_by(&d), ["privileged-needs-ops", "no-deletes"]);
+    assert_eq!(reason(&d), "forbidden by policy: privileged tools need a human");
+    // An approval would not help: the plain forbid still applies.
+    assert_eq!(denied_by(&delete.approved().decide(&e)), ["no-deletes"]);
+}
+
+#[test]
+fn no_permit_means_deny_even_when_only_approval_forbids_apply() {
+    // Nothing permits a stranger; holding its call would ask a human for a yes that changes
+    // nothing. It is denied, and the reason says why an approval would not help.
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    let stranger = Call::new(agent("x", &["strangers"]), "shell/exec", ToolClass::Privileged);
+    let d = stranger.decide(&e);
+    assert_eq!(denied_by(&d), ["privileged-needs-ops"]);
+    assert_eq!(
+        reason(&d),
+        "forbidden by policy: privileged tools need a human; with an approval: no policy permits this call (default deny)"
+    );
+    assert_eq!(denied_by(&stranger.approved().decide(&e)), Vec::<&str>::new());
+
+    // The same with no permit loaded at all.
+    let only_forbid =
+        HOLDS.replace("@id(\"operators\")\npermit (principal in Custos::Group::\"operators\", CALL, resource);", "");
+    let e = engine(&[("holds.cedar", &only_forbid)]);
+    let op = Call::new(agent("op", &["operators"]), "shell/exec", ToolClass::Privileged);
+    assert_eq!(denied_by(&op.decide(&e)), ["privileged-needs-ops"]);
+}
+
+#[test]
+fn an_evaluation_error_never_holds() {
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    let op = agent("op", &["operators"]);
+
+    // The approval forbid itself fails (`amount` is a string): denied, fail closed.
+    let refund = Call::new(op.clone(), "payments/refund", ToolClass::Write).args(json!({"amount": "lots"}));
+    let d = refund.decide(&e);
+    assert_eq!(denied_by(&d), ["big-payments"]);
+    assert!(reason(&d).starts_with("policy `big-payments` could not be evaluated: "), "{d:?}");
+    // An approval does not make an erroring policy pass either.
+    assert_eq!(denied_by(&refund.approved().decide(&e)), ["big-payments"]);
+
+    // Another approval forbid holds, but the erroring one might have been a plain deny had
+    // it evaluated: denied, naming the holding forbid and the error.
+    let exec = Call::new(op.clone(), "payments/exec", ToolClass::Privileged).args(json!({"amount": "lots"}));
+    let x = e.explain(&exec.request());
+    assert_eq!(denied_by(&x.decision), ["privileged-needs-ops"]);
+    let errored: Vec<&str> = x.policies.iter().filter(|p| p.error.is_some()).map(|p| p.id.as_str()).collect();
+    assert_eq!(errored, ["big-payments"]);
+
+    // A permit that errors while an approval forbid applies: denied too.
+    let e = engine(&[(
+        "p.cedar",
+        r#"permit (principal, CALL, resource) when { context.arguments has amount && context.arguments.amount < 5 };
+           @approval("ops") forbid (principal, CALL, resource) unless { context.approval.granted };"#,
+    )]);
+    let call = Call::new(agent("bot", &[]), "x/y", ToolClass::Read).args(json!({"amount": 2.5}));
+    assert_eq!(denied_by(&call.decide(&e)), ["p:1"]);
+}
+
+#[test]
+fn approval_groups_are_exposed() {
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    assert_eq!(e.approval_group("privileged-needs-ops"), Some("ops"));
+    assert_eq!(e.approval_group("big-payments"), Some("finance"));
+    assert_eq!(e.approval_group("no-deletes"), None);
+    assert_eq!(e.approval_group("operators"), None);
+    assert_eq!(e.approval_group("nope"), None);
+}
+
+#[test]
+fn approval_annotations_that_cannot_work_are_refused() {
+    let load = |text: &str| try_engine(&[("a.cedar", text)]).err().map(|e| e.to_string());
+
+    // Only a forbid can be lifted.
+    assert_eq!(
+        load("permit (principal, CALL, resource);\n\n  @approval(\"ops\")\n  permit (principal, CALL, resource)\n  when { context.approval.granted };").as_deref(),
+        Some("a.cedar:3:3: policy `a:1` is a `permit`: `@approval` belongs on a `forbid`, which an approval lifts")
+    );
+
+    // The group is a plain, non-empty name.
+    for (group, shown) in [("", ""), ("ops team", "ops team"), ("a/b", "a/b"), ("ops\\n", "ops\\n"), ("é", "é")] {
+        let text = format!(
+            "@approval(\"{group}\")\nforbid (principal, CALL, resource) unless {{ context.approval.granted }};"
+        );
+        assert_eq!(
+            load(&text).as_deref(),
+            Some(
+                format!(
+                    "a.cedar:1:1: policy `a:0` names approval group `{shown}`: a group is a non-empty name of letters, digits, `_`, `.` and `-`"
+                )
+                .as_str()
+            ),
+            "{group}"
+        );
+    }
+    let bare = "@approval\nforbid (principal, CALL, resource) unless { context.approval.granted };";
+    assert!(load(bare).unwrap().contains("names approval group ``"), "{bare}");
+    for group in ["ops", "OPS_2", "team.sec-ops", "0"] {
+        let text = format!(
+            "@approval(\"{group}\")\nforbid (principal, CALL, resource) unless {{ context.approval.granted }};"
+        );
+        assert_eq!(load(&text), None, "{group}");
+    }
+
+    // A forbid no approval could lift: its conditions never read `context.approval.granted`.
+    let never = "permit (principal, CALL, resource);\n@id(\"stuck\")\n@approval(\"ops\")\nforbid (principal, CALL, resource)\nwhen { resource.class == \"privileged\" };";
+    let err = try_engine(&[("a.cedar", never)]).err().unwrap();
+    assert!(matches!(err, PolicyError::ApprovalNeverLifted { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "a.cedar:2:1: policy `stuck` has `@approval` but never reads `context.approval.granted`, so no approval could lift it (add `unless { context.approval.granted }`)"
+    );
+    // Reading something else of the context, or only testing for the attribute, is not enough.
+    for condition in [
+        "unless { context.run.labels.contains(\"approval\") }",
+        "unless { context.approval has granted }",
+        "when { context.arguments has granted }",
+    ] {
+        let text = format!("@approval(\"ops\")\nforbid (principal, CALL, resource)\n{condition};");
+        let err = try_engine(&[("a.cedar", &text)]).err().unwrap();
+        assert!(matches!(err, PolicyError::ApprovalNeverLifted { .. }), "{condition}: {err:?}");
+    }
+    // Any read of it counts, in any clause.
+    for condition in [
+        "when { !context.approval.granted }",
+        "when { resource.class == \"write\" && (context.approval.granted == false) }",
+        "unless { context.approval.granted || principal in Custos::Group::\"ops\" }",
+    ] {
+        let text = format!("@approval(\"ops\")\nforbid (principal, CALL, resource)\n{condition};");
+        assert!(try_engine(&[("a.cedar", &text)]).is_ok(), "{condition}");
+    }
+}
+
+#[test]
+fn explain_shows_a_hold() {
+    let e = engine(&[("policies/holds.cedar", HOLDS)]);
+    let exec = Call::new(agent("op", &["operators"]), "shell/exec", ToolClass::Privileged);
+    let x = e.explain(&exec.request());
+    assert_eq!(x.decision.as_str(), "hold");
+    assert_eq!(x.policies.len(), 1);
+    let p = &x.policies[0];
+    assert_eq!((p.id.as_str(), p.line, p.column), ("privileged-needs-ops", 3, 1));
+    assert_eq!(p.approval.as_deref(), Some("ops"));
+    assert_eq!(
+        x.to_string(),
+        "hold: needs approval by `ops`: privileged tools need a human (policies: privileged-needs-ops)\n  forbid `privileged-needs-ops` at policies/holds.cedar:3:1 (lifted by an approval of `ops`): privileged tools need a human\n"
+    );
+    let json = serde_json::to_value(&x).unwrap();
+    assert_eq!(json["decision"]["decision"], "hold");
+    assert_eq!(json["decision"]["groups"], json!(["ops"]));
+    assert_eq!(json["decision"]["policies"], json!(["privileged-needs-ops"]));
+    assert_eq!(json["policies"][0]["approval"], "ops");
+
+    // A deny shows the approval forbids among its policies too.
+    let delete = Call::new(agent("op", &["operators"]), "shell/delete", ToolClass::Privileged);
+    let text = e.explain(&delete.request()).to_string();
+    assert!(text.starts_with("deny: "), "{text}");
+    assert!(text.contains("forbid `privileged-needs-ops` at policies/holds.cedar:3:1 (lifted by an approval of `ops`)"));
+    assert!(text.contains("forbid `no-deletes` at policies/holds.cedar:17:1\n"), "{text}");
+}
+
+#[test]
+fn a_schema_without_the_approval_context_is_refused() {
+    // A deployment schema copied before approvals existed lacks `context.approval`: the
+    // gateway could not fill in the context it declares.
+    let start = EMBEDDED_SCHEMA.find("      approval: {").unwrap();
+    let end = start + EMBEDDED_SCHEMA[start..].find("},").unwrap() + 2;
+    let old = format!("{}{}", &EMBEDDED_SCHEMA[..start], &EMBEDDED_SCHEMA[end..]);
+    let err = PolicyEngine::from_sources(&old, &[]).err().unwrap();
+    assert!(matches!(err, PolicyError::SchemaShape { .. }), "{err:?}");
+    assert!(err.to_string().contains("approval"), "{err}");
+}
+
 // ---- may_ever_allow ----
 
 #[test]
@@ -326,6 +596,24 @@ fn may_ever_allow_cases() {
 
     // Nothing loaded: nothing is ever allowed.
     assert!(!engine(&[]).may_ever_allow(&ops, &info(&read, ToolClass::Read)));
+}
+
+#[test]
+fn may_ever_allow_lists_tools_reachable_through_an_approval() {
+    let e = engine(&[("holds.cedar", HOLDS)]);
+    let op = agent("op", &["operators"]);
+    let exec = ToolRef::new("shell", "exec");
+    let wire = ToolRef::new("payments", "wire");
+    let delete = ToolRef::new("shell", "delete");
+    let info = |tool, class| ToolInfo { tool, class, annotations: None };
+
+    // Held is not never allowed: the approval forbids read the context, which is unknown here.
+    assert!(e.may_ever_allow(&op, &info(&exec, ToolClass::Privileged)));
+    assert!(e.may_ever_allow(&op, &info(&wire, ToolClass::Privileged)));
+    // A plain forbid that applies whatever the context still hides the tool.
+    assert!(!e.may_ever_allow(&op, &info(&delete, ToolClass::Privileged)));
+    // With no permit, no approval helps: hidden.
+    assert!(!e.may_ever_allow(&agent("x", &[]), &info(&exec, ToolClass::Privileged)));
 }
 
 // ---- explain ----
@@ -507,19 +795,42 @@ fn example_policy_file_loads_and_behaves() {
         &[crate_path("policies/example.cedar")],
     )
     .unwrap();
-    assert_eq!(e.policy_ids(), ["example:0", "no-privileged-tools"]);
+    assert_eq!(e.policy_ids(), ["example:0", "operators", "no-privileged-tools", "privileged-needs-approval"]);
+    assert_eq!(e.approval_group("privileged-needs-approval"), Some("ops"));
     let e2 = PolicyEngine::load(&SchemaSource::Embedded, &[crate_path("policies/example.cedar")]).unwrap();
-    assert_eq!(e2.len(), 2);
+    assert_eq!(e2.len(), 4);
 
     let reader = agent("docs-bot", &["readers"]);
     assert_eq!(Call::new(reader.clone(), "files/read", ToolClass::Read).decide(&e), allowed_by(&["example:0"]));
     assert!(!Call::new(reader.clone(), "files/write", ToolClass::Write).decide(&e).is_allow());
     let d = Call::new(reader.clone(), "shell/exec", ToolClass::Privileged).decide(&e);
+    assert_eq!(denied_by(&d), ["no-privileged-tools", "privileged-needs-approval"]);
+    assert_eq!(
+        reason(&d),
+        "forbidden by policy: privileged tools are only for operators; privileged calls need a human's approval"
+    );
+    // No approval turns a reader's privileged call into an allowed one.
+    let d = Call::new(reader.clone(), "shell/exec", ToolClass::Privileged).approved().decide(&e);
     assert_eq!(denied_by(&d), ["no-privileged-tools"]);
-    assert_eq!(reason(&d), "forbidden by policy: privileged tools are not available to agents");
 
-    let exec = ToolRef::new("shell", "exec");
-    assert!(!e.may_ever_allow(&reader, &ToolInfo { tool: &exec, class: ToolClass::Privileged, annotations: None }));
+    // An operator's privileged call is held for `ops`, and runs once approved.
+    let operator = agent("deploy-bot", &["operators"]);
+    assert_eq!(Call::new(operator.clone(), "files/write", ToolClass::Write).decide(&e), allowed_by(&["operators"]));
+    let exec = Call::new(operator.clone(), "shell/exec", ToolClass::Privileged);
+    assert_eq!(
+        exec.decide(&e),
+        held(
+            &["privileged-needs-approval"],
+            &["ops"],
+            "needs approval by `ops`: privileged calls need a human's approval"
+        )
+    );
+    assert_eq!(exec.approved().decide(&e), allowed_by(&["operators"]));
+
+    let shell = ToolRef::new("shell", "exec");
+    let info = ToolInfo { tool: &shell, class: ToolClass::Privileged, annotations: None };
+    assert!(!e.may_ever_allow(&reader, &info));
+    assert!(e.may_ever_allow(&operator, &info));
 }
 
 #[test]

@@ -49,6 +49,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
         run_id: "explain",
         step: 1,
         labels: &[],
+        approval_granted: false,
     });
     if args.json {
         let out = serde_json::json!({ "tool": tool, "class": class, "explanation": explanation });
