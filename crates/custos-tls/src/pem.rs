@@ -14,10 +14,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     let read_error = |e: std::io::Error| TlsError::Read { path: path.to_owned(), reason: e.to_string() };
     let len = std::fs::metadata(path).map_err(read_error)?.len();
     if len > MAX_PEM_BYTES {
-        return Err(TlsError::Invalid {
-            path: path.to_owned(),
-            reason: format!("larger than {MAX_PEM_BYTES} bytes"),
-        });
+        return Err(TlsError::Invalid { path: path.to_owned(), reason: format!("larger than {MAX_PEM_BYTES} bytes") });
     }
     std::fs::read(path).map_err(read_error)
 }
