@@ -36,10 +36,32 @@ pub enum EventKind {
     AgentKeyRevoked,
     #[serde(rename = "auth.failed")]
     AuthFailed,
+    /// A held call asked for a human's approval; detail: the request (arguments redacted).
+    #[serde(rename = "approval.requested")]
+    ApprovalRequested,
+    #[serde(rename = "approval.approved")]
+    ApprovalApproved,
+    #[serde(rename = "approval.denied")]
+    ApprovalDenied,
+    /// An approved call went through; the approval cannot be used again.
+    #[serde(rename = "approval.used")]
+    ApprovalUsed,
+    /// An approval already used (or not approved) was presented again.
+    #[serde(rename = "approval.replay_refused")]
+    ApprovalReplayRefused,
+    /// An approver's decision was refused (not in the group, self approval, already decided…).
+    #[serde(rename = "approval.refused")]
+    ApprovalRefused,
+    /// A request passed its expiry without being decided or used.
+    #[serde(rename = "approval.expired")]
+    ApprovalExpired,
+    /// One webhook delivery attempt to an approver group; detail: status, attempt, error.
+    #[serde(rename = "approval.notified")]
+    ApprovalNotified,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 21] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -53,6 +75,14 @@ impl EventKind {
         Self::AgentKeyIssued,
         Self::AgentKeyRevoked,
         Self::AuthFailed,
+        Self::ApprovalRequested,
+        Self::ApprovalApproved,
+        Self::ApprovalDenied,
+        Self::ApprovalUsed,
+        Self::ApprovalReplayRefused,
+        Self::ApprovalRefused,
+        Self::ApprovalExpired,
+        Self::ApprovalNotified,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +100,14 @@ impl EventKind {
             Self::AgentKeyIssued => "agent.key_issued",
             Self::AgentKeyRevoked => "agent.key_revoked",
             Self::AuthFailed => "auth.failed",
+            Self::ApprovalRequested => "approval.requested",
+            Self::ApprovalApproved => "approval.approved",
+            Self::ApprovalDenied => "approval.denied",
+            Self::ApprovalUsed => "approval.used",
+            Self::ApprovalReplayRefused => "approval.replay_refused",
+            Self::ApprovalRefused => "approval.refused",
+            Self::ApprovalExpired => "approval.expired",
+            Self::ApprovalNotified => "approval.notified",
         }
     }
 

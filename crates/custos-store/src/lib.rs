@@ -19,21 +19,26 @@
 //!   of the database, so every store encodes and verifies identically.
 //! - `sqlite.rs`: [`SqliteStore`], the embedded store: schema, WAL and locking for several
 //!   processes sharing one file, queries. Its tests sit in `sqlite/`.
+//! - `approvals.rs`: approval requests as the store keeps them ([`ApprovalRecord`],
+//!   [`ApprovalWrite`]): a projection of the `approval.*` events, each change atomic with its
+//!   event; the SQL is in `sqlite/approvals.rs`.
 //! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
 //!   commits many callers' writes in one transaction.
 //! - `error.rs`: [`StoreError`].
 
+mod approvals;
 mod chain;
 mod error;
 mod log;
 mod sqlite;
 mod store;
 
+pub use approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite};
 pub use chain::{Tamper, VerifyReport};
 pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use sqlite::{SqliteStore, DATABASE_FILE};
 pub use store::{
-    known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, RunSummary, Store, StoredEvent,
-    ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
+    known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, EventQuery, RunSummary, Store,
+    StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };

@@ -13,6 +13,7 @@ use std::thread;
 use custos_core::{NewEvent, ToolDescriptor};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::approvals::{ApprovalOutcome, ApprovalWrite};
 use crate::error::StoreError;
 use crate::store::{Store, StoredEvent, ToolSighting, Write, WriteOutcome, WriteResult};
 
@@ -107,7 +108,7 @@ impl AuditLog {
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<StoredEvent>, StoreError> {
         match self.submit(Write::Append(events)).await? {
             WriteOutcome::Appended(stored) => Ok(stored),
-            WriteOutcome::Observed(_) => Err(mismatch()),
+            WriteOutcome::Observed(_) | WriteOutcome::Approval(_) => Err(mismatch()),
         }
     }
 
@@ -120,7 +121,17 @@ impl AuditLog {
     ) -> Result<Vec<ToolSighting>, StoreError> {
         match self.submit(Write::ObserveTools { tools, template }).await? {
             WriteOutcome::Observed(sightings) => Ok(sightings),
-            WriteOutcome::Appended(_) => Err(mismatch()),
+            WriteOutcome::Appended(_) | WriteOutcome::Approval(_) => Err(mismatch()),
+        }
+    }
+
+    /// Applies one approval change with its event, durably; see [`ApprovalWrite`]. Group
+    /// committed like any append, and atomic across processes (the state check runs inside the
+    /// write transaction).
+    pub async fn approval(&self, write: ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
+        match self.submit(Write::Approval(write)).await? {
+            WriteOutcome::Approval(outcome) => Ok(*outcome),
+            WriteOutcome::Appended(_) | WriteOutcome::Observed(_) => Err(mismatch()),
         }
     }
 

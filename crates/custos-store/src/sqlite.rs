@@ -16,11 +16,12 @@ use rusqlite::{
 };
 use serde_json::json;
 
+use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
 use crate::chain::{self, Cell, RawRow, VerifyReport};
 use crate::error::StoreError;
 use crate::store::{
-    AgentKeyRecord, AgentRecord, AgentRegistry, EventQuery, Store, StoredEvent, ToolRecord, ToolSighting, Write,
-    WriteOutcome, WriteResult,
+    AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, EventQuery, Store, StoredEvent, ToolRecord,
+    ToolSighting, Write, WriteOutcome, WriteResult,
 };
 
 /// The file name of the embedded store inside a data directory.
@@ -75,6 +76,24 @@ CREATE TABLE IF NOT EXISTS tools (
     first_seen_ms INTEGER NOT NULL,
     last_seen_ms  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS approvals (
+    id         TEXT PRIMARY KEY,
+    digest     TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    agent      TEXT NOT NULL,
+    run        TEXT NOT NULL,
+    step       INTEGER NOT NULL,
+    tool       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    request    TEXT NOT NULL,
+    decided_by TEXT,
+    decided_ms INTEGER,
+    reason     TEXT,
+    used_ms    INTEGER
+);
+CREATE INDEX IF NOT EXISTS approvals_digest ON approvals (digest);
+CREATE INDEX IF NOT EXISTS approvals_created ON approvals (created_ms);
 ";
 
 /// Columns read for verification, in [`RawRow`] order (derived ones in
@@ -213,6 +232,9 @@ impl Store for SqliteStore {
                     Write::Append(events) => append_in(conn, path, events).map(WriteOutcome::Appended),
                     Write::ObserveTools { tools, template } => {
                         observe_in(conn, path, tools, template).map(WriteOutcome::Observed)
+                    }
+                    Write::Approval(write) => {
+                        approvals::write_in(conn, path, write).map(|o| WriteOutcome::Approval(Box::new(o)))
                     }
                 };
                 let end = if result.is_ok() {
@@ -368,6 +390,20 @@ impl AgentRegistry for SqliteStore {
 
     fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError> {
         Ok(agents::keys_in(&self.conn, &self.path, Some(key_id))?.into_iter().next())
+    }
+}
+
+impl ApprovalStore for SqliteStore {
+    fn write_approval(&mut self, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
+        self.in_transaction(|conn, path| approvals::write_in(conn, path, write))
+    }
+
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        approvals::get_in(&self.conn, &self.path, id, read_error)
+    }
+
+    fn approvals(&self, q: &ApprovalQuery) -> Result<Vec<ApprovalRecord>, StoreError> {
+        approvals::query_in(&self.conn, &self.path, q, read_error)
     }
 }
 
@@ -591,6 +627,7 @@ fn read_error(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 mod agents;
+mod approvals;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 use custos_core::{Agent, AgentId, Digest, EventKind, NewEvent, ToolDescriptor, ToolRef};
 
+use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
 use crate::chain::VerifyReport;
 use crate::error::StoreError;
 
@@ -90,16 +91,17 @@ pub struct AgentKeyRecord {
 }
 
 /// One write in a group-committed batch (see [`Store::write_batch`]).
+///
+/// A write lives only while queued for the writer; no variant is boxed but an approval request
+/// (inside [`ApprovalWrite`]), so appends do not allocate for it.
 #[derive(Clone, Debug, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a write lives only while queued for the writer; boxing would allocate on every append"
-)]
 pub enum Write {
     /// Same as [`Store::append`].
     Append(Vec<NewEvent>),
     /// Same as [`Store::observe_tools`].
     ObserveTools { tools: Vec<ToolDescriptor>, template: NewEvent },
+    /// Same as [`ApprovalStore::write_approval`].
+    Approval(ApprovalWrite),
 }
 
 /// The result of one [`Write`], in the same shape as the single-write method's result.
@@ -107,6 +109,8 @@ pub enum Write {
 pub enum WriteOutcome {
     Appended(Vec<StoredEvent>),
     Observed(Vec<ToolSighting>),
+    /// Boxed: a request carries its arguments, far larger than the other outcomes.
+    Approval(Box<ApprovalOutcome>),
 }
 
 /// The result of one write inside a batch: its own outcome or why it alone was rolled back.
@@ -173,6 +177,20 @@ pub trait AgentRegistry: Send {
 
     /// The key with this public id, revoked or not.
     fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError>;
+}
+
+/// Approval requests: a projection of the `approval.*` events, changed only together with them.
+/// The audit writer applies [`Write::Approval`] through [`Store::write_batch`]; processes that
+/// do not run a writer (`custos approvals approve`) use this directly.
+pub trait ApprovalStore: Send {
+    /// Applies `write` and its event in one durable transaction; see [`ApprovalWrite`].
+    fn write_approval(&mut self, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError>;
+
+    /// The request with this id.
+    fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError>;
+
+    /// The requests matching `q`, newest first.
+    fn approvals(&self, q: &ApprovalQuery) -> Result<Vec<ApprovalRecord>, StoreError>;
 }
 
 /// What the log already holds of one run: who made it, and its last step.

@@ -1,0 +1,477 @@
+//! The `approvals` table: each change made together with its event, in the caller's write
+//! transaction (`BEGIN IMMEDIATE`), so a state check and the change it allows cannot be split by
+//! another writer, in this process or another.
+
+use std::path::Path;
+
+use custos_core::{AgentId, EventKind, NewEvent, RunId};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, Row};
+use serde_json::json;
+
+use super::{append_in, write_error};
+use crate::approvals::{
+    ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite,
+};
+use crate::error::StoreError;
+
+const COLUMNS: &str = "id, digest, status, agent, run, step, tool, created_ms, expires_ms, request, decided_by, \
+                       decided_ms, reason, used_ms";
+
+/// Applies one approval write inside the caller's write transaction.
+pub(super) fn write_in(conn: &Connection, path: &Path, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
+    match write {
+        ApprovalWrite::Request(record) => request_in(conn, path, record),
+        ApprovalWrite::Decide { id, approver, approve, reason, now_ms } => {
+            decide_in(conn, path, id, approver, *approve, reason.as_deref(), *now_ms)
+        }
+        ApprovalWrite::Consume { id, digest, now_ms } => consume_in(conn, path, id, digest, *now_ms),
+        ApprovalWrite::Refuse { id, approver, reason, now_ms } => {
+            let record = get_in(conn, path, id, write_error)?;
+            refuse(conn, path, record.as_ref(), id, approver, reason, *now_ms)?;
+            Ok(ApprovalOutcome::Refused { record, refusal: ApprovalRefusal::Rule })
+        }
+        ApprovalWrite::Expire { id, now_ms } => match get_in(conn, path, id, write_error)? {
+            None => Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown }),
+            Some(mut record) => {
+                expire_if_due(conn, path, &mut record, *now_ms)?;
+                Ok(ApprovalOutcome::Checked(record))
+            }
+        },
+    }
+}
+
+fn request_in(conn: &Connection, path: &Path, record: &ApprovalRecord) -> Result<ApprovalOutcome, StoreError> {
+    if record.status != ApprovalStatus::Pending {
+        return Err(StoreError::InvalidEvent { reason: "a new approval request must be pending".into() });
+    }
+    let now = record.created_ms;
+    let open = select(
+        conn,
+        path,
+        "WHERE digest = ?1 AND status IN ('pending', 'approved') ORDER BY created_ms DESC, id",
+        vec![SqlValue::Text(record.digest.clone())],
+        write_error,
+    )?;
+    let mut found = None;
+    for mut existing in open {
+        if expire_if_due(conn, path, &mut existing, now)? {
+            continue;
+        }
+        found.get_or_insert(existing);
+    }
+    if let Some(existing) = found {
+        return Ok(ApprovalOutcome::Requested { record: existing, created: false });
+    }
+    let request = serde_json::to_string(&json!({
+        "principal": record.principal,
+        "descriptor_sha256": record.descriptor_sha256,
+        "arguments": record.arguments,
+        "policies": record.policies,
+        "groups": record.groups,
+    }))
+    .map_err(|e| StoreError::InvalidEvent { reason: format!("approval request cannot be stored: {e}") })?;
+    let step = i64::try_from(record.step)
+        .map_err(|_| StoreError::InvalidEvent { reason: format!("step {} is out of range", record.step) })?;
+    conn.execute(
+        "INSERT INTO approvals (id, digest, status, agent, run, step, tool, created_ms, expires_ms, request)
+         VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            record.id,
+            record.digest,
+            record.agent.0,
+            record.run.0,
+            step,
+            record.tool.to_string(),
+            record.created_ms,
+            record.expires_ms,
+            request
+        ],
+    )
+    .map_err(|e| write_error(path, e))?;
+    append_in(conn, path, &[event(EventKind::ApprovalRequested, Some(record), now, record.request_detail())])?;
+    Ok(ApprovalOutcome::Requested { record: record.clone(), created: true })
+}
+
+fn decide_in(
+    conn: &Connection,
+    path: &Path,
+    id: &str,
+    approver: &str,
+    approve: bool,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<ApprovalOutcome, StoreError> {
+    let Some(mut record) = get_in(conn, path, id, write_error)? else {
+        refuse(conn, path, None, id, approver, "unknown approval", now)?;
+        return Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown });
+    };
+    if expire_if_due(conn, path, &mut record, now)? || record.status == ApprovalStatus::Expired {
+        refuse(conn, path, Some(&record), id, approver, "expired", now)?;
+        return Ok(ApprovalOutcome::Refused { record: Some(record), refusal: ApprovalRefusal::Expired });
+    }
+    if record.status != ApprovalStatus::Pending {
+        let why = format!("already {}", record.status);
+        refuse(conn, path, Some(&record), id, approver, &why, now)?;
+        return Ok(ApprovalOutcome::Refused { record: Some(record), refusal: ApprovalRefusal::NotPending });
+    }
+    let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
+    // INVARIANT: the status condition repeats the check above inside the same write
+    // transaction; it can only fail if the caller broke the transaction contract.
+    let changed = conn
+        .execute(
+            "UPDATE approvals SET status = ?2, decided_by = ?3, decided_ms = ?4, reason = ?5
+             WHERE id = ?1 AND status = 'pending'",
+            params![id, status.as_str(), approver, now, reason],
+        )
+        .map_err(|e| write_error(path, e))?;
+    if changed != 1 {
+        return Err(StoreError::Internal { reason: format!("approval `{id}` changed during its decision") });
+    }
+    record.status = status;
+    record.decided_by = Some(approver.to_owned());
+    record.decided_ms = Some(now);
+    record.reason = reason.map(str::to_owned);
+    let kind = if approve { EventKind::ApprovalApproved } else { EventKind::ApprovalDenied };
+    let detail = json!({ "id": id, "digest": record.digest, "approver": approver, "reason": reason });
+    append_in(conn, path, &[event(kind, Some(&record), now, detail)])?;
+    Ok(ApprovalOutcome::Decided(record))
+}
+
+fn consume_in(conn: &Connection, path: &Path, id: &str, digest: &str, now: i64) -> Result<ApprovalOutcome, StoreError> {
+    let replay = |record: Option<&ApprovalRecord>, reason: &str| {
+        let detail = json!({ "id": id, "presented_digest": digest, "reason": reason });
+        append_in(conn, path, &[event(EventKind::ApprovalReplayRefused, record, now, detail)]).map(|_| ())
+    };
+    let Some(mut record) = get_in(conn, path, id, write_error)? else {
+        replay(None, "unknown approval")?;
+        return Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown });
+    };
+    expire_if_due(conn, path, &mut record, now)?;
+    let refusal = match record.status {
+        ApprovalStatus::Used => Some((ApprovalRefusal::Replayed, "already used".to_owned())),
+        ApprovalStatus::Expired => Some((ApprovalRefusal::Expired, "expired".to_owned())),
+        ApprovalStatus::Pending | ApprovalStatus::Denied => {
+            Some((ApprovalRefusal::NotPending, format!("not approved ({})", record.status)))
+        }
+        ApprovalStatus::Approved if record.digest != digest => {
+            Some((ApprovalRefusal::Mismatch, "the call does not match the approved digest".to_owned()))
+        }
+        ApprovalStatus::Approved => None,
+    };
+    if let Some((refusal, reason)) = refusal {
+        replay(Some(&record), &reason)?;
+        return Ok(ApprovalOutcome::Refused { record: Some(record), refusal });
+    }
+    let changed = conn
+        .execute(
+            "UPDATE approvals SET status = 'used', used_ms = ?2 WHERE id = ?1 AND status = 'approved'",
+            params![id, now],
+        )
+        .map_err(|e| write_error(path, e))?;
+    if changed != 1 {
+        return Err(StoreError::Internal { reason: format!("approval `{id}` changed during its use") });
+    }
+    record.status = ApprovalStatus::Used;
+    record.used_ms = Some(now);
+    let detail = json!({ "id": id, "digest": record.digest, "approved_by": record.decided_by });
+    append_in(conn, path, &[event(EventKind::ApprovalUsed, Some(&record), now, detail)])?;
+    Ok(ApprovalOutcome::Consumed(record))
+}
+
+/// Appends `approval.refused` for `approver`'s attempt on `id`.
+fn refuse(
+    conn: &Connection,
+    path: &Path,
+    record: Option<&ApprovalRecord>,
+    id: &str,
+    approver: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let detail = json!({ "id": id, "approver": approver, "reason": reason });
+    append_in(conn, path, &[event(EventKind::ApprovalRefused, record, now, detail)]).map(|_| ())
+}
+
+/// Marks `record` expired (with `approval.expired`) if it is open and due at `now`; says
+/// whether it did.
+fn expire_if_due(conn: &Connection, path: &Path, record: &mut ApprovalRecord, now: i64) -> Result<bool, StoreError> {
+    if !(record.status.is_open() && now >= record.expires_ms) {
+        return Ok(false);
+    }
+    conn.execute("UPDATE approvals SET status = 'expired' WHERE id = ?1", [&record.id])
+        .map_err(|e| write_error(path, e))?;
+    let detail = json!({ "id": record.id, "digest": record.digest, "was": record.status.as_str() });
+    record.status = ApprovalStatus::Expired;
+    append_in(conn, path, &[event(EventKind::ApprovalExpired, Some(record), now, detail)])?;
+    Ok(true)
+}
+
+/// An approval event attributed to the request's agent, run, step and tool.
+fn event(kind: EventKind, record: Option<&ApprovalRecord>, now: i64, detail: serde_json::Value) -> NewEvent {
+    let mut e = NewEvent::new(kind, now);
+    if let Some(r) = record {
+        e.agent = Some(r.agent.clone());
+        e.run = Some(r.run.clone());
+        e.step = Some(r.step);
+        e.tool = Some(r.tool.clone());
+    }
+    e.detail = detail;
+    e
+}
+
+/// The request with this id.
+pub(super) fn get_in(
+    conn: &Connection,
+    path: &Path,
+    id: &str,
+    error: fn(&Path, rusqlite::Error) -> StoreError,
+) -> Result<Option<ApprovalRecord>, StoreError> {
+    Ok(select(conn, path, "WHERE id = ?1", vec![SqlValue::Text(id.to_owned())], error)?.into_iter().next())
+}
+
+/// The requests matching `q`, newest first.
+pub(super) fn query_in(
+    conn: &Connection,
+    path: &Path,
+    q: &ApprovalQuery,
+    error: fn(&Path, rusqlite::Error) -> StoreError,
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let mut clause = String::new();
+    let mut args = Vec::new();
+    if let Some(status) = q.status {
+        // An open request past its expiry counts as expired, marked or not.
+        let now = SqlValue::Integer(q.now_ms);
+        match status {
+            ApprovalStatus::Pending | ApprovalStatus::Approved => {
+                clause.push_str("WHERE status = ? AND expires_ms > ?");
+                args.push(SqlValue::Text(status.as_str().to_owned()));
+                args.push(now);
+            }
+            ApprovalStatus::Expired => {
+                clause
+                    .push_str("WHERE (status = 'expired' OR (status IN ('pending', 'approved') AND expires_ms <= ?))");
+                args.push(now);
+            }
+            ApprovalStatus::Denied | ApprovalStatus::Used => {
+                clause.push_str("WHERE status = ?");
+                args.push(SqlValue::Text(status.as_str().to_owned()));
+            }
+        }
+    }
+    clause.push_str(" ORDER BY created_ms DESC, id");
+    if let Some(limit) = q.limit {
+        clause.push_str(" LIMIT ?");
+        args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    }
+    select(conn, path, &clause, args, error)
+}
+
+fn select(
+    conn: &Connection,
+    path: &Path,
+    clause: &str,
+    args: Vec<SqlValue>,
+    error: fn(&Path, rusqlite::Error) -> StoreError,
+) -> Result<Vec<ApprovalRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM approvals {clause}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(|e| error(path, e))?;
+    let rows = stmt.query_map(params_from_iter(args), raw).map_err(|e| error(path, e))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(decode(path, row.map_err(|e| error(path, e))?)?);
+    }
+    Ok(out)
+}
+
+/// One row as stored, before its JSON and names are checked.
+struct RawApproval {
+    id: String,
+    digest: String,
+    status: String,
+    agent: String,
+    run: String,
+    step: i64,
+    tool: String,
+    created_ms: i64,
+    expires_ms: i64,
+    request: String,
+    decided_by: Option<String>,
+    decided_ms: Option<i64>,
+    reason: Option<String>,
+    used_ms: Option<i64>,
+}
+
+fn raw(row: &Row<'_>) -> rusqlite::Result<RawApproval> {
+    Ok(RawApproval {
+        id: row.get(0)?,
+        digest: row.get(1)?,
+        status: row.get(2)?,
+        agent: row.get(3)?,
+        run: row.get(4)?,
+        step: row.get(5)?,
+        tool: row.get(6)?,
+        created_ms: row.get(7)?,
+        expires_ms: row.get(8)?,
+        request: row.get(9)?,
+        decided_by: row.get(10)?,
+        decided_ms: row.get(11)?,
+        reason: row.get(12)?,
+        used_ms: row.get(13)?,
+    })
+}
+
+fn decode(path: &Path, r: RawApproval) -> Result<ApprovalRecord, StoreError> {
+    let id = r.id;
+    let bad = |what: &str| StoreError::Corrupt { path: path.to_owned(), reason: format!("approval `{id}` has {what}") };
+    let request: serde_json::Value = serde_json::from_str(&r.request).map_err(|_| bad("a request that is not json"))?;
+    let strings = |key: &str| -> Result<Vec<String>, StoreError> {
+        serde_json::from_value(request.get(key).cloned().unwrap_or_else(|| json!([])))
+            .map_err(|_| bad(&format!("a `{key}` that is not a list of strings")))
+    };
+    Ok(ApprovalRecord {
+        digest: r.digest,
+        status: ApprovalStatus::parse(&r.status).ok_or_else(|| bad("an unknown status"))?,
+        agent: AgentId(r.agent),
+        principal: strings("principal")?,
+        run: RunId(r.run),
+        step: u64::try_from(r.step).map_err(|_| bad("a negative step"))?,
+        tool: r.tool.parse().map_err(|_| bad("a malformed tool name"))?,
+        descriptor_sha256: request.get("descriptor_sha256").and_then(|v| v.as_str()).map(str::to_owned),
+        arguments: request.get("arguments").cloned().unwrap_or(serde_json::Value::Null),
+        policies: strings("policies")?,
+        groups: strings("groups")?,
+        created_ms: r.created_ms,
+        expires_ms: r.expires_ms,
+        decided_by: r.decided_by,
+        decided_ms: r.decided_ms,
+        reason: r.reason,
+        used_ms: r.used_ms,
+        id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteStore;
+    use crate::approvals::{
+        ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite,
+    };
+    use crate::store::{ApprovalStore, EventQuery, Store};
+    use custos_core::{AgentId, EventKind, RunId, ToolRef};
+    use serde_json::json;
+
+    fn record(id: &str, digest: &str, created_ms: i64) -> ApprovalRecord {
+        ApprovalRecord {
+            id: id.into(),
+            digest: digest.into(),
+            agent: AgentId("bot".into()),
+            principal: vec!["alice".into()],
+            run: RunId("r".into()),
+            step: 1,
+            tool: ToolRef::new("bank", "pay"),
+            descriptor_sha256: None,
+            arguments: json!({"amount": 1}),
+            policies: vec!["p".into()],
+            groups: vec!["finance".into()],
+            created_ms,
+            expires_ms: created_ms + 100,
+            status: ApprovalStatus::Pending,
+            decided_by: None,
+            decided_ms: None,
+            reason: None,
+            used_ms: None,
+        }
+    }
+
+    fn kinds(store: &SqliteStore) -> Vec<&'static str> {
+        store.query(&EventQuery::default()).unwrap().iter().map(|e| e.event.kind.as_str()).collect()
+    }
+
+    #[test]
+    fn a_request_is_decided_once_used_once_and_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("custos.db")).unwrap();
+        let requested = |store: &mut SqliteStore, id: &str, at: i64| match store
+            .write_approval(&ApprovalWrite::Request(Box::new(record(id, "d1", at))))
+            .unwrap()
+        {
+            ApprovalOutcome::Requested { record, created } => (record.id, created),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(requested(&mut store, "a1", 0), ("a1".into(), true));
+        assert_eq!(requested(&mut store, "a2", 50), ("a1".into(), false), "open for the digest: the same one");
+
+        let decide = |id: &str, now_ms| ApprovalWrite::Decide {
+            id: id.into(),
+            approver: "carol".into(),
+            approve: true,
+            reason: None,
+            now_ms,
+        };
+        assert!(matches!(store.write_approval(&decide("a1", 60)).unwrap(), ApprovalOutcome::Decided(_)));
+        let again = store.write_approval(&decide("a1", 61)).unwrap();
+        assert!(matches!(again, ApprovalOutcome::Refused { refusal: ApprovalRefusal::NotPending, .. }));
+        let consume = |digest: &str, now_ms| ApprovalWrite::Consume { id: "a1".into(), digest: digest.into(), now_ms };
+        let other = store.write_approval(&consume("d2", 62)).unwrap();
+        assert!(matches!(other, ApprovalOutcome::Refused { refusal: ApprovalRefusal::Mismatch, .. }));
+        assert!(matches!(store.write_approval(&consume("d1", 63)).unwrap(), ApprovalOutcome::Consumed(_)));
+        let replay = store.write_approval(&consume("d1", 64)).unwrap();
+        assert!(matches!(replay, ApprovalOutcome::Refused { refusal: ApprovalRefusal::Replayed, .. }));
+
+        // A new request for the digest, approved, then used after its expiry: refused, and the
+        // expiry recorded.
+        assert_eq!(requested(&mut store, "a3", 200), ("a3".into(), true));
+        assert!(matches!(store.write_approval(&decide("a3", 210)).unwrap(), ApprovalOutcome::Decided(_)));
+        let late = store.write_approval(&ApprovalWrite::Consume { id: "a3".into(), digest: "d1".into(), now_ms: 300 });
+        assert!(matches!(late.unwrap(), ApprovalOutcome::Refused { refusal: ApprovalRefusal::Expired, .. }));
+        // A pending request past its expiry is marked when the digest is requested again.
+        assert_eq!(requested(&mut store, "a4", 400), ("a4".into(), true));
+        assert_eq!(requested(&mut store, "a5", 600), ("a5".into(), true));
+        assert_eq!(store.approval("a4").unwrap().unwrap().status, ApprovalStatus::Expired);
+
+        assert_eq!(
+            kinds(&store),
+            [
+                "approval.requested",
+                "approval.approved",
+                "approval.refused",
+                "approval.replay_refused",
+                "approval.used",
+                "approval.replay_refused",
+                "approval.requested",
+                "approval.approved",
+                "approval.expired",
+                "approval.replay_refused",
+                "approval.requested",
+                "approval.expired",
+                "approval.requested",
+            ]
+        );
+        let q = |status| ApprovalQuery { status: Some(status), now_ms: 650, limit: None };
+        let ids = |status| store.approvals(&q(status)).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>();
+        assert_eq!(ids(ApprovalStatus::Pending), ["a5"]);
+        assert_eq!(ids(ApprovalStatus::Expired), ["a4", "a3"]);
+        assert_eq!(ids(ApprovalStatus::Used), ["a1"]);
+        assert_eq!(store.approvals(&ApprovalQuery { limit: Some(2), ..q(ApprovalStatus::Pending) }).unwrap().len(), 1);
+        assert!(store.approval("nope").unwrap().is_none());
+        assert!(store.verify().unwrap().is_ok(), "the projection is not part of the chain");
+    }
+
+    #[test]
+    fn a_database_from_before_approvals_gets_the_table_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("custos.db");
+        {
+            let mut store = SqliteStore::open(&path).unwrap();
+            store.append(&[custos_core::NewEvent::new(EventKind::RunStarted, 1)]).unwrap();
+        }
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("DROP TABLE approvals").unwrap();
+        drop(conn);
+        let mut store = SqliteStore::open(&path).unwrap();
+        let outcome = store.write_approval(&ApprovalWrite::Request(Box::new(record("a1", "d", 0)))).unwrap();
+        assert!(matches!(outcome, ApprovalOutcome::Requested { created: true, .. }));
+        assert!(store.verify().unwrap().is_ok());
+    }
+}
