@@ -9,13 +9,16 @@ and prints ONE JSON object on stdout.
 
 Usage:
     python mcp_http_client.py URL [--header NAME:VALUE]... [--bearer TOKEN] [--terminate]
-                              [STEP]... [OPTION]...
+                              [--cacert FILE] [--cert FILE --key FILE] [STEP]... [OPTION]...
 
 URL must be the first argument. HTTP options (anywhere after URL):
     --header NAME:VALUE       extra header on every HTTP request (repeatable)
     --bearer TOKEN            shorthand for --header "Authorization:Bearer TOKEN"
     --terminate               send DELETE (session termination) at the end; without it no
                               DELETE is sent and the server-side session stays open
+    --cacert FILE             https: trust the CAs in FILE (PEM) instead of the system's
+    --cert FILE --key FILE    https: present the client certificate in FILE (PEM chain) with
+                              its private key (mTLS); both or neither
 
 Steps and the other options are those of mcp_client.py: --list-tools, --call NAME JSON_ARGS,
 --resources, --prompts, --ping, --set-log-level LEVEL, --sleep SECONDS, --sample-reply TEXT,
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import sys
 from typing import Any
 
@@ -50,7 +54,11 @@ import httpx2  # noqa: E402 - the HTTP client library the SDK's transport is bui
 import mcp_types as types  # noqa: E402
 from mcp import ClientSession  # noqa: E402
 from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-from mcp.shared._httpx_utils import create_mcp_http_client  # noqa: E402
+from mcp.shared._httpx_utils import (  # noqa: E402
+    MCP_DEFAULT_SSE_READ_TIMEOUT,
+    MCP_DEFAULT_TIMEOUT,
+    create_mcp_http_client,
+)
 
 from mcp_client import (  # noqa: E402
     ConnectFailed,
@@ -64,6 +72,7 @@ from mcp_client import (  # noqa: E402
 
 USAGE = (
     "usage: mcp_http_client.py URL [--header NAME:VALUE]... [--bearer TOKEN] [--terminate]\n"
+    "                          [--cacert FILE] [--cert FILE --key FILE]\n"
     "                          [--list-tools] [--call NAME JSON_ARGS]... [--resources] [--prompts] [--ping]\n"
     "                          [--set-log-level LEVEL] [--sleep SECONDS] [--sample-reply TEXT]\n"
     "                          [--elicit-accept JSON] [--timeout SECONDS] [--settle SECONDS]"
@@ -102,6 +111,7 @@ def parse_http_args(argv: list[str]) -> tuple[str, dict[str, str], bool, list[tu
 
     headers: dict[str, str] = {}
     terminate = False
+    tls: dict[str, str | None] = {"cacert": None, "cert": None, "key": None}
     passthrough: list[str] = []
     i = 0
     while i < len(rest):
@@ -121,6 +131,11 @@ def parse_http_args(argv: list[str]) -> tuple[str, dict[str, str], bool, list[tu
         elif flag == "--terminate":
             terminate = True
             i += 1
+        elif flag in ("--cacert", "--cert", "--key"):
+            if i + 1 >= len(rest):
+                raise UsageError(f"{flag} needs 1 argument(s)")
+            tls[flag[2:]] = rest[i + 1]
+            i += 2
         elif flag in ("-h", "--help"):
             print(__doc__)
             sys.exit(0)
@@ -130,7 +145,26 @@ def parse_http_args(argv: list[str]) -> tuple[str, dict[str, str], bool, list[tu
             i += 1 + n
     # mcp_client.parse_args wants `-- CMD`; the URL stands in for CMD and is ignored.
     steps, options, _ = parse_args([*passthrough, "--", url])
+    if (tls["cert"] is None) != (tls["key"] is None):
+        raise UsageError("--cert and --key go together")
+    if any(tls.values()) and not url.startswith("https://"):
+        raise UsageError("--cacert, --cert and --key need an https:// URL")
+    options["tls"] = tls
     return url, headers, terminate, steps, options
+
+
+def http_client_for(headers: dict[str, str], tls: dict[str, str | None]) -> httpx2.AsyncClient:
+    """The SDK's default client, or the same one with TLS settings when any TLS option is given."""
+    if not any(tls.values()):
+        return create_mcp_http_client(headers=headers or None)
+    context = ssl.create_default_context(cafile=tls["cacert"])
+    if tls["cert"] is not None:
+        context.load_cert_chain(tls["cert"], tls["key"])
+    return httpx2.AsyncClient(
+        headers=headers or None,
+        timeout=httpx2.Timeout(MCP_DEFAULT_TIMEOUT, read=MCP_DEFAULT_SSE_READ_TIMEOUT),
+        verify=context,
+    )
 
 
 class HttpCapture:
@@ -170,7 +204,7 @@ async def run(
     recorder = Recorder(options["sample_reply"], options["elicit_accept"])
     capture = HttpCapture()
     output: dict[str, Any] = {"server_info": None, "protocol_version": None, "session_id": None, "http_error": None}
-    http_client = create_mcp_http_client(headers=headers or None)
+    http_client = http_client_for(headers, options["tls"])
     http_client.event_hooks = {"request": [], "response": [capture.on_response]}
     async with http_client:
         async with streamable_http_client(url, http_client=http_client, terminate_on_close=terminate) as (

@@ -105,6 +105,14 @@ pub enum AuthError {
         /// What is wrong, in words chosen by this crate (never the input).
         reason: &'static str,
     },
+    /// The connection's verified client certificate carries a SPIFFE ID that no configured agent
+    /// has. The ID itself is not repeated (it is the caller's to log, not the client's to read).
+    #[error("the client certificate's spiffe id names no configured agent")]
+    UnknownSpiffeId,
+    /// The bearer credential and the client certificate name different agents: neither is
+    /// picked.
+    #[error("the bearer credential and the client certificate name different agents")]
+    CredentialMismatch,
     /// A valid SPIFFE ID from a trust domain other than the configured one.
     #[error("the spiffe id is not in trust domain `{expected}`")]
     ForeignTrustDomain {
@@ -160,6 +168,10 @@ pub enum AuthError {
     /// The key set has no key that fits the allowed algorithms.
     #[error("the key set has no key usable with the allowed algorithms")]
     NoUsableKeys,
+    /// No key set has been loaded yet (the identity provider could not be reached): a token
+    /// cannot be checked either way, so it is neither accepted nor called invalid (503).
+    #[error("the identity provider's keys are not available yet: try again later")]
+    KeysUnavailable,
     /// A resource or authorization server URL that is not an absolute http(s) URL.
     #[error("invalid url for `{field}`: {reason}")]
     InvalidUrl {
@@ -193,9 +205,12 @@ pub enum AuthError {
 
 impl AuthError {
     /// The HTTP status the edge answers with: 401 for no or bad credentials, 403 for a valid
-    /// credential without the scope needed, 500 for the gateway's own faults.
+    /// credential without the scope needed, 500 for the gateway's own faults, 503 while the
+    /// identity provider's keys are not loaded.
     pub fn http_status(&self) -> u16 {
         match self.fault() {
+            // Temporary: the credential may be good, and retrying later may succeed.
+            Fault::Gateway if matches!(self, Self::KeysUnavailable) => 503,
             Fault::Gateway => 500,
             Fault::Agent if matches!(self, Self::InsufficientScope { .. }) => 403,
             Fault::Agent => 401,
@@ -206,7 +221,8 @@ impl AuthError {
     /// credential was presented (the challenge then carries no error) and for gateway faults.
     pub fn oauth_error(&self) -> Option<&'static str> {
         match self {
-            Self::MissingCredential | Self::UnsupportedScheme => None,
+            // No bearer token is at fault: the challenge only asks for one.
+            Self::MissingCredential | Self::UnsupportedScheme | Self::UnknownSpiffeId => None,
             Self::InsufficientScope { .. } => Some("insufficient_scope"),
             _ if self.fault() == Fault::Gateway => None,
             _ => Some("invalid_token"),
@@ -237,6 +253,8 @@ impl AuthError {
             | Self::Revoked
             | Self::UnknownAgent
             | Self::InvalidSpiffeId { .. }
+            | Self::UnknownSpiffeId
+            | Self::CredentialMismatch
             | Self::ForeignTrustDomain { .. }
             | Self::InsufficientScope { .. } => Fault::Agent,
             Self::AlgorithmRefused { .. }
@@ -245,6 +263,7 @@ impl AuthError {
             | Self::LeewayTooLarge { .. }
             | Self::InvalidJwks { .. }
             | Self::NoUsableKeys
+            | Self::KeysUnavailable
             | Self::InvalidUrl { .. }
             | Self::PepperTooShort { .. }
             | Self::MalformedKeyHash { .. }
@@ -278,6 +297,8 @@ impl AuthError {
             Self::Revoked => "revoked",
             Self::UnknownAgent => "unknown_agent",
             Self::InvalidSpiffeId { .. } => "invalid_spiffe_id",
+            Self::UnknownSpiffeId => "unknown_spiffe_id",
+            Self::CredentialMismatch => "credential_mismatch",
             Self::ForeignTrustDomain { .. } => "foreign_trust_domain",
             Self::InsufficientScope { .. } => "insufficient_scope",
             Self::AlgorithmRefused { .. } => "algorithm_refused",
@@ -286,6 +307,7 @@ impl AuthError {
             Self::LeewayTooLarge { .. } => "leeway_too_large",
             Self::InvalidJwks { .. } => "invalid_jwks",
             Self::NoUsableKeys => "no_usable_keys",
+            Self::KeysUnavailable => "keys_unavailable",
             Self::InvalidUrl { .. } => "invalid_url",
             Self::PepperTooShort { .. } => "pepper_too_short",
             Self::MalformedKeyHash { .. } => "malformed_key_hash",
@@ -324,6 +346,14 @@ mod tests {
         assert_eq!(AuthError::NoUsableKeys.http_status(), 500);
         assert_eq!(AuthError::NoUsableKeys.oauth_error(), None);
         assert_eq!(AuthError::NoUsableKeys.fault(), Fault::Gateway);
+        assert_eq!(AuthError::KeysUnavailable.http_status(), 503);
+        assert_eq!(AuthError::KeysUnavailable.oauth_error(), None);
+        assert_eq!(AuthError::UnknownSpiffeId.http_status(), 401);
+        assert_eq!(AuthError::UnknownSpiffeId.oauth_error(), None);
+        assert_eq!(AuthError::UnknownSpiffeId.reason(), "unknown_spiffe_id");
+        assert_eq!(AuthError::CredentialMismatch.http_status(), 401);
+        assert_eq!(AuthError::CredentialMismatch.oauth_error(), Some("invalid_token"));
+        assert_eq!(AuthError::CredentialMismatch.reason(), "credential_mismatch");
     }
 
     #[test]
@@ -338,6 +368,8 @@ mod tests {
             AuthError::AlgorithmRefused { alg: "none".into(), reason: "unsigned tokens are never accepted" },
             AuthError::LeewayTooLarge { secs: 301, max: 300 },
             AuthError::ClockUnavailable,
+            AuthError::UnknownSpiffeId,
+            AuthError::CredentialMismatch,
         ];
         for err in all {
             let msg = err.to_string();

@@ -8,10 +8,16 @@
 //!
 //! Algorithm confusion cannot happen: HMAC is refused in the configuration, `oct` keys are
 //! dropped from the key set, and a key is only ever used with the algorithm family of its `kty`.
+//!
+//! The key set can be replaced while tokens are being verified ([`JwtVerifier::replace_keys`],
+//! for a JWKS the caller refetches): a new document is read and checked whole, then swapped in
+//! at once, so a verification sees either the old set or the new one; a document that cannot be
+//! used leaves the old set in place.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -121,7 +127,13 @@ struct KeyEntry {
     algorithms: Vec<Algorithm>,
 }
 
-/// Verifies bearer JWTs for one issuer and audience against one key set.
+/// The usable keys of one JWKS document, by `kid`, and those left out.
+struct KeySet {
+    keys: BTreeMap<String, KeyEntry>,
+    skipped: Vec<SkippedKey>,
+}
+
+/// Verifies bearer JWTs for one issuer and audience against one key set, which can be replaced.
 pub struct JwtVerifier {
     issuer: String,
     audience: String,
@@ -129,8 +141,9 @@ pub struct JwtVerifier {
     leeway: i64,
     agent_claim: String,
     principal_claim: Option<String>,
-    keys: BTreeMap<String, KeyEntry>,
-    skipped: Vec<SkippedKey>,
+    /// `None` until a key set is loaded. Replaced whole; readers clone the `Arc` and verify
+    /// without holding the lock.
+    keys: RwLock<Option<Arc<KeySet>>>,
 }
 
 impl fmt::Debug for JwtVerifier {
@@ -142,8 +155,8 @@ impl fmt::Debug for JwtVerifier {
             .field("leeway", &self.leeway)
             .field("agent_claim", &self.agent_claim)
             .field("principal_claim", &self.principal_claim)
-            .field("key_ids", &self.keys.keys().collect::<Vec<_>>())
-            .field("skipped", &self.skipped)
+            .field("key_ids", &self.key_ids())
+            .field("skipped", &self.skipped_keys())
             .finish()
     }
 }
@@ -155,6 +168,15 @@ impl JwtVerifier {
     /// symmetric (`oct`), have no `kid`, fit no allowed algorithm, or are RSA keys under 2048
     /// bits. Two keys with one `kid`, or no usable key at all, is an error.
     pub fn new(config: JwtConfig, jwks_json: &str) -> Result<JwtVerifier, AuthError> {
+        let verifier = JwtVerifier::without_keys(config)?;
+        verifier.replace_keys(jwks_json)?;
+        Ok(verifier)
+    }
+
+    /// Validates `config` without a key set yet: tokens are refused with
+    /// [`AuthError::KeysUnavailable`] until [`JwtVerifier::replace_keys`] succeeds (for a JWKS
+    /// that is fetched, and may not be reachable at start-up).
+    pub fn without_keys(config: JwtConfig) -> Result<JwtVerifier, AuthError> {
         let algorithms = validate_algorithms(&config.allowed_algorithms)?;
         if config.issuer.trim().is_empty() {
             return Err(AuthError::EmptyConfigValue { field: "issuer" });
@@ -178,7 +200,6 @@ impl JwtVerifier {
         if CryptoProvider::try_get_default().is_none() {
             let _already_installed = CryptoProvider::install_default(&rust_crypto::DEFAULT_PROVIDER);
         }
-        let (keys, skipped) = read_jwks(jwks_json, &algorithms)?;
         Ok(JwtVerifier {
             issuer: config.issuer,
             audience: config.audience,
@@ -186,19 +207,49 @@ impl JwtVerifier {
             leeway,
             agent_claim: config.agent_claim,
             principal_claim: config.principal_claim,
-            keys,
-            skipped,
+            keys: RwLock::new(None),
         })
     }
 
-    /// The key ids in use.
-    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
-        self.keys.keys().map(String::as_str)
+    /// Reads `jwks_json` as [`JwtVerifier::new`] does and makes it the key set, whole; returns
+    /// the keys left out. On error the key set in use (if any) stays.
+    pub fn replace_keys(&self, jwks_json: &str) -> Result<Vec<SkippedKey>, AuthError> {
+        let (keys, skipped) = read_jwks(jwks_json, &self.algorithms)?;
+        let set = Arc::new(KeySet { keys, skipped: skipped.clone() });
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Some(set);
+        Ok(skipped)
     }
 
-    /// The keys of the JWKS that were left out, and why.
-    pub fn skipped_keys(&self) -> &[SkippedKey] {
-        &self.skipped
+    /// The key set in use, if one is loaded.
+    fn key_set(&self) -> Option<Arc<KeySet>> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Whether a key set is loaded.
+    pub fn has_keys(&self) -> bool {
+        self.key_set().is_some()
+    }
+
+    /// The key ids in use, in order.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.key_set().map(|set| set.keys.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// The keys of the JWKS in use that were left out, and why.
+    pub fn skipped_keys(&self) -> Vec<SkippedKey> {
+        self.key_set().map(|set| set.skipped.clone()).unwrap_or_default()
+    }
+
+    /// Whether `token` names, with an allowed algorithm, a key id the loaded key set lacks: the
+    /// sign of a provider that rotated its keys, for a caller that can fetch the set again.
+    /// `false` when no set is loaded or the token is malformed (nothing to learn from a fetch).
+    pub fn names_unknown_key(&self, token: &str) -> bool {
+        let Ok(header) = read_header(token) else { return false };
+        let allowed = Algorithm::from_str(&header.alg).is_ok_and(|alg| self.algorithms.contains(&alg));
+        match (allowed, header.kid, self.key_set()) {
+            (true, Some(kid), Some(set)) => !set.keys.contains_key(&kid),
+            _ => false,
+        }
     }
 
     /// Verifies `token` at the current time.
@@ -216,7 +267,8 @@ impl JwtVerifier {
             .filter(|alg| self.algorithms.contains(alg))
             .ok_or(AuthError::AlgorithmNotAllowed)?;
         let kid = header.kid.ok_or(AuthError::MissingKeyId)?;
-        let entry = self.keys.get(&kid).ok_or(AuthError::UnknownKeyId)?;
+        let keys = self.key_set().ok_or(AuthError::KeysUnavailable)?;
+        let entry = keys.keys.get(&kid).ok_or(AuthError::UnknownKeyId)?;
         if !entry.algorithms.contains(&alg) {
             return Err(AuthError::KeyAlgorithmMismatch);
         }

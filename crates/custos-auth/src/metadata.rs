@@ -155,7 +155,7 @@ pub fn challenge_for(error: &AuthError, resource_metadata_url: &str) -> Option<S
             Some(challenge_insufficient_scope(resource_metadata_url, required, &error.to_string()))
         }
         (_, Some(_)) => Some(challenge_invalid_token(resource_metadata_url, &error.to_string())),
-        (AuthError::MissingCredential | AuthError::UnsupportedScheme, None) => {
+        (AuthError::MissingCredential | AuthError::UnsupportedScheme | AuthError::UnknownSpiffeId, None) => {
             Some(challenge_missing(resource_metadata_url))
         }
         (_, None) => None,
@@ -306,6 +306,12 @@ mod tests {
              error=\"insufficient_scope\", scope=\"tools:call admin\", \
              error_description=\"the token lacks a scope this request needs: `tools:call admin`\""
         );
+    }
+
+    #[test]
+    fn an_unknown_client_certificate_gets_the_plain_challenge() {
+        let url = "https://gw.example/.well-known/oauth-protected-resource";
+        assert_eq!(challenge_for(&AuthError::UnknownSpiffeId, url).unwrap(), challenge_missing(url));
     }
 
     #[test]

@@ -44,6 +44,11 @@ pub struct Config {
     pub serve: ServeConfig,
     /// The admin API of `custos serve`, when configured.
     pub admin: Option<AdminConfig>,
+    /// `[approvals]`: held calls, approver groups and their notifications.
+    pub approvals: ApprovalSettings,
+    /// `[[agents]] spiffe_id`: the SPIFFE ID (canonical form) that names each agent that has
+    /// one, unique. Kept here rather than on [`Agent`], which knows nothing of transports.
+    pub spiffe_ids: Vec<(String, AgentId)>,
 }
 
 /// `[admin]`: the admin API and `/metrics`, on their own listener with their own credential.
@@ -52,6 +57,69 @@ pub struct AdminConfig {
     pub listen: std::net::SocketAddr,
     /// A file holding the admin bearer token (kept out of the config, like any secret).
     pub token_file: PathBuf,
+    /// The URL approvers reach the admin API at, without a trailing slash; `None`: `http://`
+    /// and the address bound.
+    pub public_url: Option<String>,
+}
+
+/// Default `[approvals] timeout_ms`: how long a held call waits for a decision.
+pub const DEFAULT_APPROVAL_TIMEOUT_MS: u64 = 60_000;
+/// Default `[approvals] expiry_ms`: how long a request, and the approval given to it, lasts.
+pub const DEFAULT_APPROVAL_EXPIRY_MS: u64 = 900_000;
+
+/// `[approvals]`: privileged calls wait for a human yes bound to that exact call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalSettings {
+    /// How long a held call waits for a decision before the agent is told to retry.
+    pub timeout_ms: u64,
+    /// How long a request stays open, and an approval usable, after the request is made.
+    pub expiry_ms: u64,
+    /// Whether the human an agent acts for may approve that agent's calls. Off by default:
+    /// separation of duties.
+    pub allow_principal_approval: bool,
+    /// `[approvals.groups.NAME]`, by name.
+    pub groups: Vec<ApproverGroup>,
+    /// The admin API's base URL, for links in notifications: `[admin] public_url`, else `http://`
+    /// and `[admin] listen`; `None` without `[admin]`.
+    pub admin_url: Option<String>,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            timeout_ms: DEFAULT_APPROVAL_TIMEOUT_MS,
+            expiry_ms: DEFAULT_APPROVAL_EXPIRY_MS,
+            allow_principal_approval: false,
+            groups: Vec::new(),
+            admin_url: None,
+        }
+    }
+}
+
+impl ApprovalSettings {
+    pub fn group(&self, name: &str) -> Option<&ApproverGroup> {
+        self.groups.iter().find(|g| g.name == name)
+    }
+}
+
+/// One group of approvers a policy's `@approval("NAME")` can ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApproverGroup {
+    pub name: String,
+    /// Approver identities (e.g. e-mail addresses), compared exactly.
+    pub members: Vec<String>,
+    /// Where new requests for this group are announced, when configured.
+    pub webhook: Option<Webhook>,
+}
+
+/// A webhook announcing approval requests, signed with a shared secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// `http://…` or `https://…`.
+    pub url: String,
+    /// The file holding the signing secret, resolved against the config's folder; read at
+    /// start-up, never logged.
+    pub secret_file: PathBuf,
 }
 
 /// `custos serve`: the Streamable HTTP endpoint.
@@ -72,18 +140,48 @@ pub struct ServeConfig {
     /// Requests one agent may have in flight at once; more get 429, and other agents are not
     /// slowed by one that floods.
     pub max_concurrent_per_agent: usize,
+    /// `subscriptions/listen` streams one agent may hold open on one server at once; they are
+    /// long-lived, so they are counted apart from the requests in flight.
+    pub max_subscriptions_per_agent: usize,
     /// How long one request may wait for its upstream's answer.
     pub request_timeout_ms: u64,
     /// Bearer tokens from an identity provider, when configured.
     pub jwt: Option<JwtSettings>,
+    /// TLS terminated by the gateway itself, when configured; plain HTTP otherwise.
+    pub tls: Option<TlsSettings>,
+}
+
+/// `[serve.tls]`: the gateway's certificate, and whether agents are asked for theirs.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The server certificate chain (PEM, leaf first), resolved against the config's folder.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM), resolved against the config's folder.
+    pub key_file: PathBuf,
+    /// The CAs that issue agents' client certificates (PEM), resolved likewise.
+    pub client_ca_file: Option<PathBuf>,
+    /// Default: `optional` with a `client_ca_file`, else `none`.
+    pub client_auth: ClientAuth,
+}
+
+/// `[serve.tls] client_auth`: whether agents are asked for a client certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Not asked: agents authenticate with bearer credentials.
+    None,
+    /// Asked, and verified when presented; agents without one may use a bearer credential.
+    Optional,
+    /// Required: the handshake fails without a certificate the client CA issued.
+    Required,
 }
 
 /// `[serve.jwt]`: agents authenticated by JWTs an identity provider signs.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
     pub issuer: String,
-    /// The provider's public keys (JWKS), resolved against the config's folder.
-    pub jwks_file: PathBuf,
+    /// Where the provider's public keys (JWKS) come from.
+    pub jwks: JwksSource,
     /// The `aud` tokens must carry; default: the gateway's public URL (RFC 8707 resource).
     pub audience: Option<String>,
     /// Allowed signature algorithms; default RS256, ES256, EdDSA. `none` and HMAC are refused.
@@ -96,6 +194,25 @@ pub struct JwtSettings {
     /// Scopes every token must carry; missing ones get 403 `insufficient_scope`.
     pub required_scopes: Vec<String>,
 }
+
+/// Where `[serve.jwt]` finds the identity provider's keys: exactly one of `jwks_file` and
+/// `jwks_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file read at start-up, resolved against the config's folder.
+    File(PathBuf),
+    /// A URL fetched at start-up and every `refresh_secs`, and again (at most every 30 s) when a
+    /// token names a key id the set does not have. `https://`, or `http://` on a loopback host.
+    Url {
+        url: String,
+        /// Extra trust roots (a private CA), resolved against the config's folder.
+        ca_file: Option<PathBuf>,
+        refresh_secs: u64,
+    },
+}
+
+/// Default seconds between fetches of `jwks_url`.
+pub const DEFAULT_JWKS_REFRESH_SECS: u64 = 300;
 
 #[derive(Debug, Clone)]
 pub struct PolicyConfig {
@@ -155,11 +272,23 @@ pub struct ServerConfig {
     pub name: String,
     /// The command that starts it over stdio, when the config gives one.
     pub command: Option<Vec<String>>,
-    /// A remote Streamable HTTP server (`http://…`), instead of a command.
+    /// A remote Streamable HTTP server (`http://…` or `https://…`), instead of a command.
     pub url: Option<String>,
     /// Headers sent to the remote server.
     pub headers: Vec<(String, String)>,
+    /// TLS to an `https://` server; empty otherwise.
+    pub tls: UpstreamTls,
     pub classes: ToolClasses,
+}
+
+/// TLS settings of an `https://` upstream, beyond the system's trust roots. Paths are resolved
+/// against the config's folder.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Extra trust roots (a private CA bundle).
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate chain and its key, presented to a server that asks for one (mTLS).
+    pub client_identity: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServerConfig {
@@ -184,6 +313,12 @@ impl Config {
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {
         self.agents.iter().find(|a| a.id.0 == id)
+    }
+
+    /// The agent whose `spiffe_id` is `id` (canonical form, compared exactly).
+    pub fn agent_for_spiffe(&self, id: &str) -> Option<&Agent> {
+        let (_, agent) = self.spiffe_ids.iter().find(|(spiffe, _)| spiffe == id)?;
+        self.agent(&agent.0)
     }
 
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {

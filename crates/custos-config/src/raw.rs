@@ -25,6 +25,31 @@ pub struct RawConfig {
     pub servers: Vec<RawServer>,
     pub serve: Option<RawServe>,
     pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub approvals: RawApprovals,
+}
+
+/// `[approvals]`: how long held calls wait, how long approvals last, who may give them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    pub timeout_ms: Option<u64>,
+    pub expiry_ms: Option<u64>,
+    #[serde(default)]
+    pub allow_principal_approval: bool,
+    /// `[approvals.groups.NAME]`, by name.
+    #[serde(default)]
+    pub groups: BTreeMap<String, RawApproverGroup>,
+}
+
+/// `[approvals.groups.NAME]`: the approvers a policy's `@approval("NAME")` asks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApproverGroup {
+    #[serde(default)]
+    pub members: Vec<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -32,6 +57,8 @@ pub struct RawConfig {
 pub struct RawAdmin {
     pub listen: Option<String>,
     pub token_file: String,
+    /// The URL approvers reach the admin API at (links in approval notifications).
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,15 +72,34 @@ pub struct RawServe {
     pub authorization_servers: Vec<String>,
     pub max_sessions: Option<u64>,
     pub max_concurrent_per_agent: Option<u64>,
+    pub max_subscriptions_per_agent: Option<u64>,
     pub request_timeout_ms: Option<u64>,
     pub jwt: Option<RawJwt>,
+    pub tls: Option<RawTls>,
+}
+
+/// `[serve.tls]`: TLS terminated by `custos serve` itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+    pub client_ca_file: Option<String>,
+    pub client_auth: Option<crate::ClientAuth>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawJwt {
     pub issuer: String,
-    pub jwks_file: String,
+    /// The provider's keys, read from a file at start-up; or:
+    pub jwks_file: Option<String>,
+    /// …fetched from the provider (`https://`, or `http://` on loopback), and refreshed.
+    pub jwks_url: Option<String>,
+    /// Extra trust roots for `jwks_url` (a private CA).
+    pub jwks_ca_file: Option<String>,
+    /// Seconds between fetches of `jwks_url`.
+    pub jwks_refresh_secs: Option<u64>,
     pub audience: Option<String>,
     pub algorithms: Option<Vec<String>>,
     pub leeway_secs: Option<u64>,
@@ -98,6 +144,8 @@ pub struct RawAgent {
     pub purpose: String,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The SPIFFE ID of the agent's client certificate (mTLS), when it authenticates by one.
+    pub spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +158,11 @@ pub struct RawServer {
     /// Headers sent to a remote server (never the agent's own credential).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Extra trust roots for an `https://` url (a private CA).
+    pub ca_file: Option<String>,
+    /// A client certificate chain (and its key) for an `https://` url that asks for one.
+    pub client_cert_file: Option<String>,
+    pub client_key_file: Option<String>,
     /// Believe the server's `readOnlyHint` / `destructiveHint` annotations when classifying.
     #[serde(default)]
     pub trust_annotations: bool,

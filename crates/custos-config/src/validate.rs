@@ -7,8 +7,8 @@ use custos_core::{Agent, AgentId};
 
 use crate::raw::RawConfig;
 use crate::{
-    AdminConfig, AuditConfig, Config, ConfigError, JwtSettings, Limits, PolicyConfig, ServeConfig, ServerConfig,
-    ToolClasses, ToolsListMode,
+    AdminConfig, AuditConfig, ClientAuth, Config, ConfigError, JwtSettings, Limits, PolicyConfig, ServeConfig,
+    ServerConfig, TlsSettings, ToolClasses, ToolsListMode,
 };
 
 /// Message size bounds: below 1 KiB no real MCP message fits; above 1 GiB is a memory hazard.
@@ -70,6 +70,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     };
 
     let mut agents = Vec::new();
+    let mut spiffe_ids: Vec<(String, AgentId)> = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, a) in raw.agents.into_iter().enumerate() {
         let key = format!("agents[{i}].id");
@@ -85,6 +86,28 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                 format!("agents[{i}].owner"),
                 format!("agent `{}` needs an owner: every agent is accountable to a human or team", a.id),
             ));
+        }
+        if let Some(text) = &a.spiffe_id {
+            let key = format!("agents[{i}].spiffe_id");
+            let id = custos_auth::SpiffeId::parse(text).map_err(|e| {
+                ConfigError::invalid(path, &key, format!("`{}` for agent `{}`: {e}", text.escape_debug(), a.id))
+            })?;
+            if id.path().is_empty() {
+                return Err(ConfigError::invalid(
+                    path,
+                    key,
+                    format!("`{text}` names a trust domain, not a workload: add the agent's path"),
+                ));
+            }
+            let id = id.to_string();
+            if let Some((_, other)) = spiffe_ids.iter().find(|(known, _)| *known == id) {
+                return Err(ConfigError::invalid(
+                    path,
+                    key,
+                    format!("`{id}` is the spiffe id of both agent `{other}` and agent `{}`", a.id),
+                ));
+            }
+            spiffe_ids.push((id, AgentId(a.id.clone())));
         }
         agents.push(Agent { id: AgentId(a.id), owner: a.owner, purpose: a.purpose, groups: a.groups });
     }
@@ -131,20 +154,23 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                 "a server has a `command` or a `url`, not both",
             ));
         }
+        let https = s.url.as_deref().is_some_and(|u| u.starts_with("https://"));
         if let Some(url) = &s.url {
-            if !url.starts_with("http://") {
+            if !(https || url.starts_with("http://")) {
                 return Err(ConfigError::invalid(
                     path,
                     format!("servers[{i}].url"),
-                    format!("`{url}` is not supported: expected an http:// url (put TLS in front of the gateway, not behind it, for now)"),
+                    format!("`{url}` is not supported: expected an http:// or https:// url"),
                 ));
             }
         }
+        let tls = upstream_tls(path, i, &s, https, resolve)?;
         servers.push(ServerConfig {
             name: s.name,
             command: s.command,
             url: s.url,
             headers: s.headers.into_iter().collect(),
+            tls,
             classes: ToolClasses::new(s.trust_annotations, s.tools),
         });
     }
@@ -157,11 +183,247 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             let listen = text.parse().map_err(|_| {
                 ConfigError::invalid(path, "admin.listen", format!("`{text}` is not an address: expected IP:PORT"))
             })?;
-            Some(AdminConfig { listen, token_file: resolve(&a.token_file) })
+            let public_url = a.public_url.map(|u| u.trim_end_matches('/').to_owned());
+            if let Some(url) = &public_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        "admin.public_url",
+                        format!("`{url}` is not an http:// or https:// url"),
+                    ));
+                }
+            }
+            Some(AdminConfig { listen, token_file: resolve(&a.token_file), public_url })
         }
     };
+    let approvals = approvals(path, raw.approvals, admin.as_ref(), resolve)?;
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
-    Ok(Config { path: path.to_owned(), data_dir, policy, audit, limits, agents, default_agent, servers, serve, admin })
+    Ok(Config {
+        path: path.to_owned(),
+        data_dir,
+        policy,
+        audit,
+        limits,
+        agents,
+        default_agent,
+        servers,
+        serve,
+        admin,
+        approvals,
+        spiffe_ids,
+    })
+}
+
+/// Bounds of `[approvals]`: a held call waits at most an hour; a request lasts 1 s to 7 days.
+const APPROVAL_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
+const APPROVAL_EXPIRY_RANGE: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
+
+/// `[approvals]` and its groups.
+fn approvals(
+    path: &Path,
+    raw: crate::raw::RawApprovals,
+    admin: Option<&AdminConfig>,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> Result<crate::ApprovalSettings, ConfigError> {
+    let ranged = |key: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
+        let value = value.unwrap_or(default);
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::invalid(
+                path,
+                format!("approvals.{key}"),
+                format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
+            ))
+        }
+    };
+    let timeout_ms = ranged("timeout_ms", raw.timeout_ms, crate::DEFAULT_APPROVAL_TIMEOUT_MS, APPROVAL_TIMEOUT_RANGE)?;
+    let expiry_ms = ranged("expiry_ms", raw.expiry_ms, crate::DEFAULT_APPROVAL_EXPIRY_MS, APPROVAL_EXPIRY_RANGE)?;
+    let mut groups = Vec::new();
+    for (name, g) in raw.groups {
+        let key = |field: &str| format!("approvals.groups.{name}.{field}");
+        if name.trim().is_empty() {
+            return Err(ConfigError::invalid(path, "approvals.groups", "an approver group needs a name"));
+        }
+        if g.members.is_empty() {
+            return Err(ConfigError::invalid(
+                path,
+                key("members"),
+                format!("group `{name}` has no members: nobody could approve its calls"),
+            ));
+        }
+        if let Some(bad) = g.members.iter().find(|m| m.trim().is_empty() || m.chars().any(char::is_control)) {
+            return Err(ConfigError::invalid(
+                path,
+                key("members"),
+                format!("`{}` is not an approver identity", bad.escape_debug()),
+            ));
+        }
+        let webhook = match (g.webhook_url, g.webhook_secret_file) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(ConfigError::invalid(path, key("webhook_secret_file"), "a secret without a `webhook_url`"))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    key("webhook_secret_file"),
+                    "required with `webhook_url`: notifications are signed with it",
+                ))
+            }
+            (Some(url), Some(secret)) => {
+                let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("webhook_url"),
+                        format!("`{url}` is not supported: expected an http:// or https:// url"),
+                    ));
+                }
+                Some(crate::Webhook { url, secret_file: resolve(&secret) })
+            }
+        };
+        groups.push(crate::ApproverGroup { name, members: g.members, webhook });
+    }
+    let admin_url = admin.map(|a| a.public_url.clone().unwrap_or_else(|| format!("http://{}", a.listen)));
+    Ok(crate::ApprovalSettings {
+        timeout_ms,
+        expiry_ms,
+        allow_principal_approval: raw.allow_principal_approval,
+        groups,
+        admin_url,
+    })
+}
+
+/// `ca_file`, `client_cert_file` and `client_key_file` of server `i`: for `https://` urls only,
+/// and the certificate and its key together.
+fn upstream_tls(
+    path: &Path,
+    i: usize,
+    s: &crate::raw::RawServer,
+    https: bool,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> Result<crate::UpstreamTls, ConfigError> {
+    for (key, set) in [
+        ("ca_file", s.ca_file.is_some()),
+        ("client_cert_file", s.client_cert_file.is_some()),
+        ("client_key_file", s.client_key_file.is_some()),
+    ] {
+        if set && !https {
+            let why = match (&s.command, &s.url) {
+                (Some(_), _) => format!("server `{}` is started with a `command`, not called over https", s.name),
+                (None, Some(url)) => format!("`{url}` is plain http, not https"),
+                (None, None) => format!("server `{}` has no `url`", s.name),
+            };
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].{key}"),
+                format!("`{key}` applies to https:// urls only: {why}"),
+            ));
+        }
+    }
+    let client_identity = match (&s.client_cert_file, &s.client_key_file) {
+        (Some(cert), Some(key)) => Some((resolve(cert), resolve(key))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].client_key_file"),
+                "a `client_cert_file` needs its `client_key_file`",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                path,
+                format!("servers[{i}].client_cert_file"),
+                "a `client_key_file` needs its `client_cert_file`",
+            ))
+        }
+    };
+    Ok(crate::UpstreamTls { ca_file: s.ca_file.as_deref().map(&resolve), client_identity })
+}
+
+/// `[serve.jwt]`'s key source: exactly one of `jwks_file` and `jwks_url`, and the settings that
+/// only make sense with a url.
+fn jwks_source(path: &Path, dir: &Path, j: &crate::raw::RawJwt) -> Result<crate::JwksSource, ConfigError> {
+    let url = match (&j.jwks_file, &j.jwks_url) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(path, "serve.jwt.jwks_url", "give `jwks_file` or `jwks_url`, not both"))
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                path,
+                "serve.jwt",
+                "the identity provider's keys are missing: give `jwks_file` or `jwks_url`",
+            ))
+        }
+        (Some(file), None) => {
+            for (key, set) in
+                [("jwks_ca_file", j.jwks_ca_file.is_some()), ("jwks_refresh_secs", j.jwks_refresh_secs.is_some())]
+            {
+                if set {
+                    return Err(ConfigError::invalid(
+                        path,
+                        format!("serve.jwt.{key}"),
+                        format!("`{key}` applies to `jwks_url` only, not to a `jwks_file`"),
+                    ));
+                }
+            }
+            return Ok(crate::JwksSource::File(dir.join(file)));
+        }
+        (None, Some(url)) => url,
+    };
+    if !url.starts_with("https://") {
+        match url.strip_prefix("http://").map(url_host) {
+            Some(host) if is_loopback(host) => {}
+            Some(_) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "serve.jwt.jwks_url",
+                    format!(
+                        "`{url}` is plain http to a host that is not loopback: anyone on the way could swap the keys; use https:// (http:// is accepted for 127.0.0.1, ::1 and localhost only)"
+                    ),
+                ))
+            }
+            None => {
+                return Err(ConfigError::invalid(
+                    path,
+                    "serve.jwt.jwks_url",
+                    format!("`{url}` is not supported: expected an https:// url"),
+                ))
+            }
+        }
+        if j.jwks_ca_file.is_some() {
+            return Err(ConfigError::invalid(
+                path,
+                "serve.jwt.jwks_ca_file",
+                format!("`jwks_ca_file` applies to https:// urls only: `{url}` is plain http"),
+            ));
+        }
+    }
+    let refresh_secs = j.jwks_refresh_secs.unwrap_or(crate::DEFAULT_JWKS_REFRESH_SECS);
+    if !(30..=86_400).contains(&refresh_secs) {
+        return Err(ConfigError::invalid(
+            path,
+            "serve.jwt.jwks_refresh_secs",
+            format!("`{refresh_secs}` is out of range: expected 30 to 86400"),
+        ));
+    }
+    Ok(crate::JwksSource::Url { url: url.clone(), ca_file: j.jwks_ca_file.as_ref().map(|f| dir.join(f)), refresh_secs })
+}
+
+/// The host of `rest`, a url after its `scheme://`: without user info, port, path or brackets.
+fn url_host(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConfig, ConfigError> {
@@ -191,13 +453,22 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
             format!("`{max_concurrent}` is out of range: expected 1 to 100000"),
         ));
     }
+    let max_subscriptions = raw.max_subscriptions_per_agent.unwrap_or(16);
+    if !(1..=10_000).contains(&max_subscriptions) {
+        return Err(ConfigError::invalid(
+            path,
+            "serve.max_subscriptions_per_agent",
+            format!("`{max_subscriptions}` is out of range: expected 1 to 10000"),
+        ));
+    }
     let request_timeout_ms = raw.request_timeout_ms.unwrap_or(60_000);
     if request_timeout_ms == 0 {
         return Err(ConfigError::invalid(path, "serve.request_timeout_ms", "`0` is out of range: expected at least 1"));
     }
-    let jwt = raw.jwt.map(|j| JwtSettings {
+    let jwks = raw.jwt.as_ref().map(|j| jwks_source(path, dir, j)).transpose()?;
+    let jwt = raw.jwt.zip(jwks).map(|(j, jwks)| JwtSettings {
         issuer: j.issuer,
-        jwks_file: dir.join(j.jwks_file),
+        jwks,
         audience: j.audience,
         algorithms: j.algorithms,
         leeway_secs: j.leeway_secs,
@@ -205,21 +476,53 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
         principal_claim: j.principal_claim,
         required_scopes: j.required_scopes,
     });
+    let tls = raw.tls.map(|t| tls(path, dir, t)).transpose()?;
     Ok(ServeConfig {
         jwt,
+        tls,
         listen,
         public_url,
         allowed_origins: raw.allowed_origins,
         authorization_servers: raw.authorization_servers,
         max_sessions: usize::try_from(max_sessions).unwrap_or(256),
         max_concurrent_per_agent: usize::try_from(max_concurrent).unwrap_or(32),
+        max_subscriptions_per_agent: usize::try_from(max_subscriptions).unwrap_or(16),
         request_timeout_ms,
+    })
+}
+
+/// `[serve.tls]`: paths resolved; asking for client certificates needs the CA that issues them.
+fn tls(path: &Path, dir: &Path, raw: crate::raw::RawTls) -> Result<TlsSettings, ConfigError> {
+    for (key, value) in [("serve.tls.cert_file", &raw.cert_file), ("serve.tls.key_file", &raw.key_file)] {
+        if value.trim().is_empty() {
+            return Err(ConfigError::invalid(path, key, "a file path cannot be empty"));
+        }
+    }
+    let client_ca_file = raw.client_ca_file.filter(|f| !f.trim().is_empty()).map(|f| dir.join(f));
+    let client_auth = match (raw.client_auth, &client_ca_file) {
+        (None, Some(_)) => ClientAuth::Optional,
+        (None, None) => ClientAuth::None,
+        (Some(mode @ (ClientAuth::Optional | ClientAuth::Required)), None) => {
+            let name = if mode == ClientAuth::Optional { "optional" } else { "required" };
+            return Err(ConfigError::invalid(
+                path,
+                "serve.tls.client_auth",
+                format!("`{name}` needs `client_ca_file`: the CA bundle that issues the agents' certificates"),
+            ));
+        }
+        (Some(mode), _) => mode,
+    };
+    Ok(TlsSettings {
+        cert_file: dir.join(raw.cert_file),
+        key_file: dir.join(raw.key_file),
+        client_ca_file,
+        client_auth,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::{Config, ConfigError, ToolsListMode};
+    use crate::{ClientAuth, Config, ConfigError, ToolsListMode};
     use std::path::Path;
 
     const GOOD: &str = r#"
@@ -279,6 +582,74 @@ tools = { "delete_*" = "privileged" }
     }
 
     #[test]
+    fn tls_paths_resolve_and_client_auth_follows_the_ca() {
+        let c =
+            load(&format!("{GOOD}\n[serve.tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"/keys/server.key\"\n"))
+                .unwrap();
+        let tls = c.serve.tls.unwrap();
+        assert_eq!(tls.cert_file, Path::new("/etc/custos/tls/server.pem"));
+        assert_eq!(tls.key_file, Path::new("/keys/server.key"));
+        assert_eq!((tls.client_ca_file, tls.client_auth), (None, ClientAuth::None));
+        let with_ca =
+            format!("{GOOD}\n[serve.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\nclient_ca_file = \"ca.pem\"\n");
+        let tls = load(&with_ca).unwrap().serve.tls.unwrap();
+        assert_eq!(tls.client_ca_file.as_deref(), Some(Path::new("/etc/custos/ca.pem")));
+        assert_eq!(tls.client_auth, ClientAuth::Optional);
+        let tls = load(&format!("{with_ca}client_auth = \"required\"\n")).unwrap().serve.tls.unwrap();
+        assert_eq!(tls.client_auth, ClientAuth::Required);
+        assert!(load(GOOD).unwrap().serve.tls.is_none());
+    }
+
+    #[test]
+    fn tls_errors_name_the_key() {
+        let tls = "[serve.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n";
+        for (extra, key, expected) in [
+            ("client_auth = \"required\"\n", "`serve.tls.client_auth`", "`required` needs `client_ca_file`"),
+            ("client_auth = \"optional\"\n", "`serve.tls.client_auth`", "`optional` needs `client_ca_file`"),
+            ("client_auth = \"sometimes\"\n", "sometimes", "expected one of"),
+            ("ca_file = \"ca.pem\"\n", "ca_file", "unknown field"),
+        ] {
+            let err = load(&format!("{GOOD}\n{tls}{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(expected), "{extra}: {err}");
+        }
+        let err = load(&format!("{GOOD}\n[serve.tls]\ncert_file = \"s.pem\"\n")).unwrap_err().to_string();
+        assert!(err.contains("key_file"), "{err}");
+    }
+
+    fn with_spiffe(first: &str, second: &str) -> String {
+        format!(
+            "{GOOD}\n[[agents]]\nid = \"billing\"\nowner = \"o\"\npurpose = \"p\"\nspiffe_id = \"{first}\"\n\
+             [[agents]]\nid = \"ops\"\nowner = \"o\"\npurpose = \"p\"\nspiffe_id = \"{second}\"\n"
+        )
+    }
+
+    #[test]
+    fn spiffe_ids_name_agents() {
+        let c = load(&with_spiffe("spiffe://corp.example/agent/billing", "spiffe://corp.example/agent/ops")).unwrap();
+        assert_eq!(c.agent_for_spiffe("spiffe://corp.example/agent/billing").unwrap().id.0, "billing");
+        assert_eq!(c.agent_for_spiffe("spiffe://corp.example/agent/ops").unwrap().id.0, "ops");
+        assert!(c.agent_for_spiffe("spiffe://corp.example/agent/other").is_none());
+        assert!(c.agent_for_spiffe("spiffe://corp.example/agent").is_none());
+        assert!(load(GOOD).unwrap().spiffe_ids.is_empty());
+    }
+
+    #[test]
+    fn bad_or_duplicate_spiffe_ids_are_errors_naming_the_agents() {
+        let err = load(&with_spiffe("spiffe://corp.example/a", "https://corp.example/b")).unwrap_err().to_string();
+        assert!(err.contains("`agents[2].spiffe_id`") && err.contains("`ops`") && err.contains("scheme"), "{err}");
+        let err = load(&with_spiffe("spiffe://Corp.example/a", "spiffe://corp.example/b")).unwrap_err().to_string();
+        assert!(err.contains("`agents[1].spiffe_id`") && err.contains("lowercase"), "{err}");
+        let err = load(&with_spiffe("spiffe://corp.example", "spiffe://corp.example/b")).unwrap_err().to_string();
+        assert!(err.contains("`agents[1].spiffe_id`") && err.contains("not a workload"), "{err}");
+        let err =
+            load(&with_spiffe("spiffe://corp.example/same", "spiffe://corp.example/same")).unwrap_err().to_string();
+        assert!(
+            err.contains("`agents[2].spiffe_id`") && err.contains("agent `billing`") && err.contains("agent `ops`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn a_bad_class_is_a_parse_error() {
         let err = load(&GOOD.replace("\"privileged\"", "\"admin\"")).unwrap_err().to_string();
         assert!(err.contains("admin"), "{err}");
@@ -288,5 +659,116 @@ tools = { "delete_*" = "privileged" }
     fn a_missing_file_says_how_to_fix_it() {
         let err = Config::load(Path::new("/nonexistent/custos.toml")).unwrap_err().to_string();
         assert!(err.contains("custos init"), "{err}");
+    }
+
+    #[test]
+    fn https_upstreams_take_tls_files_and_nothing_else_does() {
+        let remote = |extra: &str| format!("{GOOD}\n[[servers]]\nname = \"r\"\n{extra}\n");
+        let c = load(&remote(
+            "url = \"https://mcp.example/mcp\"\nca_file = \"ca.pem\"\nclient_cert_file = \"c.pem\"\nclient_key_file = \"/k.pem\"",
+        ))
+        .unwrap();
+        let tls = &c.server("r").unwrap().tls;
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/custos/ca.pem")));
+        assert_eq!(
+            tls.client_identity,
+            Some((Path::new("/etc/custos/c.pem").to_path_buf(), Path::new("/k.pem").to_path_buf()))
+        );
+        assert_eq!(c.server("sample").unwrap().tls, crate::UpstreamTls::default());
+        for (extra, needles) in [
+            ("url = \"ftp://x/mcp\"", &["`servers[1].url`", "https://"][..]),
+            ("url = \"http://x/mcp\"\nca_file = \"ca.pem\"", &["`servers[1].ca_file`", "plain http"][..]),
+            (
+                "command = [\"srv\"]\nclient_cert_file = \"c.pem\"\nclient_key_file = \"k.pem\"",
+                &["`servers[1].client_cert_file`", "`command`"][..],
+            ),
+            ("ca_file = \"ca.pem\"", &["`servers[1].ca_file`", "no `url`"][..]),
+            ("url = \"https://x/mcp\"\nclient_cert_file = \"c.pem\"", &["`servers[1].client_key_file`"][..]),
+            ("url = \"https://x/mcp\"\nclient_key_file = \"k.pem\"", &["`servers[1].client_cert_file`"][..]),
+        ] {
+            let err = load(&remote(extra)).unwrap_err().to_string();
+            assert!(needles.iter().all(|n| err.contains(n)), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_jwks_comes_from_exactly_one_file_or_url() {
+        let jwt = |keys: &str| format!("{GOOD}\n[serve.jwt]\nissuer = \"https://idp\"\n{keys}\n");
+        let c = load(&jwt("jwks_url = \"https://idp.example/jwks\"\njwks_ca_file = \"ca.pem\"")).unwrap();
+        assert_eq!(
+            c.serve.jwt.unwrap().jwks,
+            crate::JwksSource::Url {
+                url: "https://idp.example/jwks".into(),
+                ca_file: Some(Path::new("/etc/custos/ca.pem").to_path_buf()),
+                refresh_secs: 300,
+            }
+        );
+        let c = load(&jwt("jwks_file = \"jwks.json\"")).unwrap();
+        assert_eq!(c.serve.jwt.unwrap().jwks, crate::JwksSource::File(Path::new("/etc/custos/jwks.json").into()));
+        for url in ["http://127.0.0.1:8/jwks", "http://[::1]:8/jwks", "http://LOCALHOST/jwks", "http://127.0.0.2/"] {
+            assert!(load(&jwt(&format!("jwks_url = \"{url}\""))).is_ok(), "{url}");
+        }
+        for (keys, needles) in [
+            ("", &["`serve.jwt`", "`jwks_file` or `jwks_url`"][..]),
+            ("jwks_file = \"a\"\njwks_url = \"https://idp/jwks\"", &["`serve.jwt.jwks_url`", "not both"][..]),
+            ("jwks_url = \"http://idp.example/jwks\"", &["`serve.jwt.jwks_url`", "loopback", "https://"][..]),
+            ("jwks_url = \"http://127.0.0.1.evil.example/jwks\"", &["loopback"][..]),
+            ("jwks_url = \"http://user@localhost.evil/jwks\"", &["loopback"][..]),
+            ("jwks_url = \"file:///jwks\"", &["`serve.jwt.jwks_url`"][..]),
+            ("jwks_url = \"http://127.0.0.1/jwks\"\njwks_ca_file = \"ca.pem\"", &["`serve.jwt.jwks_ca_file`"][..]),
+            ("jwks_file = \"a\"\njwks_refresh_secs = 60", &["`serve.jwt.jwks_refresh_secs`", "`jwks_url`"][..]),
+            ("jwks_url = \"https://idp/jwks\"\njwks_refresh_secs = 1", &["`serve.jwt.jwks_refresh_secs`", "30"][..]),
+        ] {
+            let err = load(&jwt(keys)).unwrap_err().to_string();
+            assert!(needles.iter().all(|n| err.contains(n)), "{keys}: {err}");
+        }
+    }
+
+    #[test]
+    fn approvals_default_and_groups_resolve() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.approvals, crate::ApprovalSettings::default());
+        assert_eq!((c.approvals.timeout_ms, c.approvals.expiry_ms), (60_000, 900_000));
+        let text = format!(
+            "{GOOD}\n[admin]\nlisten = \"127.0.0.1:9999\"\ntoken_file = \"t\"\n[approvals]\ntimeout_ms = 5000\n\
+             allow_principal_approval = true\n[approvals.groups.finance]\nmembers = [\"carol@example.com\"]\n\
+             webhook_url = \"https://hooks.example/custos\"\nwebhook_secret_file = \"hook.secret\"\n"
+        );
+        let c = load(&text).unwrap();
+        let finance = c.approvals.group("finance").unwrap();
+        assert_eq!(finance.members, ["carol@example.com"]);
+        let hook = finance.webhook.as_ref().unwrap();
+        assert_eq!(hook.secret_file, Path::new("/etc/custos/hook.secret"));
+        assert_eq!((c.approvals.timeout_ms, c.approvals.allow_principal_approval), (5000, true));
+        assert_eq!(c.approvals.admin_url.as_deref(), Some("http://127.0.0.1:9999"));
+        let public = text.replace("token_file = \"t\"", "token_file = \"t\"\npublic_url = \"https://admin.example/\"");
+        assert_eq!(load(&public).unwrap().approvals.admin_url.as_deref(), Some("https://admin.example"));
+    }
+
+    #[test]
+    fn approval_errors_name_the_key() {
+        let group = |body: &str| format!("{GOOD}\n[approvals.groups.ops]\n{body}\n");
+        for (text, needles) in [
+            (format!("{GOOD}\n[approvals]\ntimeout_ms = 0\n"), &["`approvals.timeout_ms`"][..]),
+            (format!("{GOOD}\n[approvals]\nexpiry_ms = 10\n"), &["`approvals.expiry_ms`"][..]),
+            (group("members = []"), &["`approvals.groups.ops.members`", "no members"][..]),
+            (group("members = [\" \"]"), &["`approvals.groups.ops.members`"][..]),
+            (
+                group("members = [\"a\"]\nwebhook_url = \"https://h/x\""),
+                &["`approvals.groups.ops.webhook_secret_file`", "required"][..],
+            ),
+            (
+                group("members = [\"a\"]\nwebhook_url = \"ftp://h/x\"\nwebhook_secret_file = \"s\""),
+                &["`approvals.groups.ops.webhook_url`", "`ftp://h/x`"][..],
+            ),
+            (
+                group("members = [\"a\"]\nwebhook_secret_file = \"s\""),
+                &["`approvals.groups.ops.webhook_secret_file`"][..],
+            ),
+            (group("members = [\"a\"]\nmembrs = []"), &["membrs"][..]),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(needles.iter().all(|n| err.contains(n)), "{text}: {err}");
+        }
     }
 }

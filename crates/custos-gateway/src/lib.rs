@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! agent ──► attribute (run, step) ──► classify tool ──► decide (Cedar)
+//!       ──► [hold → approval request; wait for a human, decide again]
 //!       ──► audit request + decision (durable) ──► forward upstream
 //!       ──► audit result ──► reply to agent
 //! ```
@@ -14,12 +15,14 @@
 //! # Layout
 //!
 //! - [`pipeline`]: [`Gateway`], the stages of one call in the order they run.
+//! - [`held`]: calls held for a human approval: waiting, progress, running once approved.
 //! - [`metrics`]: what the pipeline counts and times for `/metrics`.
 //! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
 //! - [`tools_list`]: recording and filtering a `tools/list` result without re-serializing the rest.
 //! - [`remote`]: a remote Streamable HTTP server as an upstream.
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
 
+pub mod held;
 pub mod metrics;
 pub mod pending;
 pub mod pipeline;

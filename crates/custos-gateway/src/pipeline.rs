@@ -41,6 +41,9 @@ pub enum Outcome {
     Answer(Vec<u8>),
     /// Nothing to send (e.g. garbage from the upstream, already recorded).
     Drop,
+    /// A call held for a human approval: the transport runs [`Gateway::settle`] on it beside
+    /// its other traffic and acts on the outcome that gives.
+    Held(Box<crate::held::Held>),
 }
 
 /// Everything a [`Gateway`] needs, gathered by the binary from config and flags.
@@ -70,6 +73,8 @@ pub struct GatewaySpec {
     /// `tools/list` in this connection is still classified by what the server declared.
     pub known_tools: Vec<ToolDescriptor>,
     pub metrics: GatewayMetrics,
+    /// Where held calls wait for a human; `None`: a held call is refused like a denied one.
+    pub approvals: Option<custos_approvals::Approvals>,
 }
 
 /// The governed path between one client and one upstream server.
@@ -93,6 +98,7 @@ pub struct Gateway {
     negotiated: Mutex<Option<String>>,
     pending: PendingRequests,
     metrics: GatewayMetrics,
+    approvals: Option<custos_approvals::Approvals>,
 }
 
 /// Which side a protocol error came from.
@@ -131,7 +137,40 @@ impl Gateway {
             tools: Mutex::new(tools),
             negotiated: Mutex::new(None),
             metrics: spec.metrics,
+            approvals: spec.approvals,
         }
+    }
+
+    pub(crate) fn approvals(&self) -> Option<&custos_approvals::Approvals> {
+        self.approvals.as_ref()
+    }
+
+    pub(crate) fn policy(&self) -> &PolicyEngine {
+        &self.policy
+    }
+
+    pub(crate) fn agent(&self) -> &Agent {
+        &self.agent
+    }
+
+    pub(crate) fn run(&self) -> &RunId {
+        &self.run
+    }
+
+    pub(crate) fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn pending(&self) -> &PendingRequests {
+        &self.pending
+    }
+
+    /// An event about the call at `step` to `tool`.
+    pub(crate) fn call_event(&self, kind: EventKind, step: u64, tool: &ToolRef) -> NewEvent {
+        let mut e = self.event(kind);
+        e.step = Some(step);
+        e.tool = Some(tool.clone());
+        e
     }
 
     /// The upstream's configured name.
@@ -140,7 +179,7 @@ impl Gateway {
     }
 
     /// Appends `events` durably, each stamped with the principal chain when there is one.
-    async fn record(
+    pub(crate) async fn record(
         &self,
         mut events: Vec<NewEvent>,
     ) -> Result<Vec<custos_store::StoredEvent>, custos_store::StoreError> {
@@ -222,7 +261,10 @@ impl Gateway {
         }
     }
 
-    fn with_tools<T>(&self, f: impl FnOnce(&mut std::collections::HashMap<String, ToolDescriptor>) -> T) -> T {
+    pub(crate) fn with_tools<T>(
+        &self,
+        f: impl FnOnce(&mut std::collections::HashMap<String, ToolDescriptor>) -> T,
+    ) -> T {
         f(&mut self.tools.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
@@ -362,11 +404,12 @@ impl Gateway {
             labels: &[],
             approval_granted: false,
         });
-        // Approvals are not built yet: a held call is refused like a denied one, recorded and
-        // counted as `deny`, its reason naming the approver groups.
-        let decision = match decision {
-            Decision::Hold { policies, reason, .. } => Decision::Deny { policies, reason },
-            decision => decision,
+        // Without an approval queue (e.g. `custos policy` tooling) a hold cannot be waited on.
+        let decision = match (decision, &self.approvals) {
+            (Decision::Hold { policies, reason, .. }, None) => {
+                Decision::Deny { policies, reason: format!("{reason} (no approval queue here)") }
+            }
+            (decision, _) => decision,
         };
         policy_timer.observe();
         self.metrics.calls.inc(&[&self.agent.id.0, decision.as_str()]);
@@ -394,6 +437,42 @@ impl Gateway {
         decided.decision = Some(decision.as_str().to_owned());
         decided.detail = json!({ "policies": decision.policies(), "reason": decision.explain() });
 
+        // 3b. hold: open (or find) the approval request for exactly this call
+        let approval = match (&decision, &self.approvals) {
+            (Decision::Hold { policies, groups, .. }, Some(approvals)) => {
+                let call = custos_approvals::CallToApprove {
+                    agent: &self.agent,
+                    principal: &self.principal,
+                    run: &self.run,
+                    step,
+                    tool: &tool,
+                    descriptor_sha256: descriptor.as_ref().map(|d| d.digest.to_hex()),
+                    arguments: &arguments,
+                    policies,
+                    groups,
+                };
+                match approvals.hold(&call).await {
+                    Ok(request) => Some(request),
+                    Err(err) => {
+                        // Fail closed: a call that cannot be held for approval does not run.
+                        self.pending.remove(id);
+                        tracing::error!("refusing `{tool}` (step {step}): cannot open its approval: {err}");
+                        return Outcome::Answer(error_response(
+                            Some(id),
+                            codes::AUDIT_UNAVAILABLE,
+                            &format!("call to `{tool}` refused: its approval request cannot be recorded"),
+                            None,
+                        ));
+                    }
+                }
+            }
+            _ => None,
+        };
+        if let (Some(request), Some(detail)) = (&approval, decided.detail.as_object_mut()) {
+            detail.insert("approval".into(), json!(request.id));
+            detail.insert("approval_state".into(), json!(request.state.name()));
+        }
+
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
         let appended = self.record(vec![requested, decided]).await;
         audit_timer.observe();
@@ -408,7 +487,22 @@ impl Gateway {
             ));
         }
 
-        // 5. forward or answer
+        // 5. forward, hold or answer
+        if let Some(request) = approval {
+            let progress_token = progress_token(&msg);
+            return Outcome::Held(Box::new(crate::held::Held {
+                id: id.to_owned(),
+                raw: msg.raw,
+                step,
+                tool,
+                class,
+                descriptor,
+                arguments,
+                received,
+                request,
+                progress_token,
+            }));
+        }
         if decision.is_allow() {
             self.pending.set_call(id, CallInFlight { tool, step, received, started: Instant::now() });
             Outcome::Forward(msg.raw)
@@ -624,4 +718,20 @@ fn error_member(raw: &[u8]) -> Option<serde_json::Value> {
 
 fn negotiated_version(raw: &[u8]) -> Option<String> {
     result_member(raw)?.get("protocolVersion")?.as_str().map(str::to_owned)
+}
+
+/// The `progressToken` a request's `_meta` carries, as the client spelled it.
+fn progress_token(msg: &Message) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(rename = "progressToken")]
+        token: Option<Box<RawValue>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Params {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    let params: Params = serde_json::from_str(msg.params.as_ref()?.get()).ok()?;
+    params.meta?.token
 }

@@ -7,9 +7,18 @@
 //! is kept and sent on later requests; the session ends with DELETE. The agent's credential is
 //! never sent: only the headers configured for the upstream.
 //!
-//! A server that cannot be reached, or answers with an HTTP error, gets the request answered
-//! with a JSON-RPC error naming the upstream, through the pipeline, so the call is closed in the
-//! log and the client is not left waiting.
+//! Once the client has sent `notifications/initialized`, the server's own event stream is
+//! opened with GET (what it says outside any request: list changes, resource updates, logging)
+//! and relayed through the pipeline like the rest; it is opened again with a backoff when it
+//! drops, and not at all when the server offers none (405).
+//!
+//! `http://` servers are called in the clear; `https://` ones through rustls (`custos-tls`),
+//! trusting the system's roots plus the server's `ca_file`, and presenting its client
+//! certificate when one is configured. The certificate must name the URL's host.
+//!
+//! A server that cannot be reached, fails the TLS handshake, or answers with an HTTP error, gets
+//! the request answered with a JSON-RPC error naming the upstream, through the pipeline, so the
+//! call is closed in the log and the client is not left waiting.
 
 use std::sync::{Arc, Mutex};
 
@@ -18,7 +27,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -44,26 +53,53 @@ struct Shared {
     url: hyper::Uri,
     server: String,
     headers: Vec<(HeaderName, HeaderValue)>,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Transport,
     session: Mutex<Option<HeaderValue>>,
     version: Mutex<Option<HeaderValue>>,
     max_bytes: usize,
+    /// The task relaying the server's GET stream, once started; aborted when the session ends.
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+/// How requests reach the server: in the clear for `http://`, through rustls for `https://`.
+#[derive(Debug)]
+enum Transport {
+    Plain(Client<HttpConnector, Full<Bytes>>),
+    Tls(Client<custos_tls::client::HttpsConnector, Full<Bytes>>),
+}
+
+impl Transport {
+    fn request(&self, req: Request<Full<Bytes>>) -> ResponseFuture {
+        match self {
+            Self::Plain(client) => client.request(req),
+            Self::Tls(client) => client.request(req),
+        }
+    }
 }
 
 impl RemoteUpstream {
-    /// Records the start of the run and starts sending what the session forwards to `url`.
+    /// Records the start of the run and starts sending what the session forwards to `url`,
+    /// with `tls` for an `https://` url.
     pub async fn start(
         gateway: &Arc<Gateway>,
         url: &str,
         headers: &[(String, String)],
+        tls: &custos_config::UpstreamTls,
         limits: custos_config::Limits,
         onward: mpsc::Sender<Vec<u8>>,
     ) -> Result<Self, StdioError> {
         let bad = |reason: String| StdioError::Spawn { program: url.to_owned(), reason };
         let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a url: {e}")))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(bad("only http:// upstreams are supported".into()));
-        }
+        let client = match uri.scheme_str() {
+            Some("http") => Transport::Plain(Client::builder(TokioExecutor::new()).build_http()),
+            Some("https") => {
+                let identity = tls.client_identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+                let config = custos_tls::client::ClientTls::load(tls.ca_file.as_deref(), identity)
+                    .map_err(|e| bad(e.to_string()))?;
+                Transport::Tls(Client::builder(TokioExecutor::new()).build(config.connector()))
+            }
+            _ => return Err(bad("only http:// and https:// upstreams are supported".into())),
+        };
         let headers = headers
             .iter()
             .map(|(k, v)| Ok((HeaderName::try_from(k.as_str())?, HeaderValue::try_from(v.as_str())?)))
@@ -79,10 +115,11 @@ impl RemoteUpstream {
             url: uri,
             server: gateway.server().to_owned(),
             headers,
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client,
             session: Mutex::new(None),
             version: Mutex::new(None),
             max_bytes: limits.max_message_bytes,
+            listener: Mutex::new(None),
         });
         let (input, mut frames) = mpsc::channel::<Vec<u8>>(256);
         let sender = {
@@ -94,7 +131,13 @@ impl RemoteUpstream {
                         break;
                     }
                     let (shared, gateway, onward) = (shared.clone(), gateway.clone(), onward.clone());
-                    tokio::spawn(async move { post(&shared, &gateway, &onward, frame).await });
+                    tokio::spawn(async move {
+                        let initialized = is_initialized(&frame);
+                        post(&shared, &gateway, &onward, frame).await;
+                        if initialized {
+                            open_event_stream(&shared, gateway, onward);
+                        }
+                    });
                 }
             })
         };
@@ -118,7 +161,105 @@ impl RemoteUpstream {
             }
         }
         self.sender.abort();
+        if let Some(listener) = self.shared.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            listener.abort();
+        }
     }
+}
+
+/// Starts relaying the server's GET stream, once per session.
+fn open_event_stream(shared: &Arc<Shared>, gateway: Arc<Gateway>, onward: mpsc::Sender<Vec<u8>>) {
+    let mut listener = shared.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if listener.is_some() {
+        return;
+    }
+    let shared_for_task = shared.clone();
+    *listener = Some(tokio::spawn(async move {
+        let shared = shared_for_task;
+        let mut failures = 0u32;
+        loop {
+            match listen(&shared, &gateway, &onward).await {
+                Listened::NotOffered => return,
+                Listened::Ended { delivered } => {
+                    failures = if delivered { 0 } else { failures.saturating_add(1) };
+                }
+            }
+            if onward.is_closed() {
+                return;
+            }
+            // 0.5 s doubling to 30 s between attempts while the stream keeps failing.
+            let wait = std::time::Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)))
+                .min(std::time::Duration::from_secs(30));
+            tokio::time::sleep(wait).await;
+        }
+    }));
+}
+
+/// How one GET stream ended.
+enum Listened {
+    /// The server offers no stream (405, or no session): do not ask again.
+    NotOffered,
+    /// It dropped or failed; `delivered`: it carried at least one message first.
+    Ended { delivered: bool },
+}
+
+/// One GET stream, relayed until it ends.
+async fn listen(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>) -> Listened {
+    let lock = |m: &Mutex<Option<HeaderValue>>| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    let Some(session) = lock(&shared.session) else { return Listened::NotOffered };
+    let mut req = Request::builder()
+        .method(Method::GET)
+        .uri(shared.url.clone())
+        .header(ACCEPT, "text/event-stream")
+        .header(SESSION_HEADER, session);
+    for (k, v) in &shared.headers {
+        req = req.header(k, v);
+    }
+    if let Some(version) = lock(&shared.version) {
+        req = req.header(VERSION_HEADER, version);
+    }
+    let Ok(req) = req.body(Full::new(Bytes::new())) else { return Listened::NotOffered };
+    let response = match shared.client.request(req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("upstream `{}`: its event stream cannot be opened: {e}", shared.server);
+            return Listened::Ended { delivered: false };
+        }
+    };
+    let status = response.status();
+    if status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND {
+        return Listened::NotOffered;
+    }
+    if !status.is_success() {
+        tracing::debug!("upstream `{}`: its event stream answered {status}", shared.server);
+        return Listened::Ended { delivered: false };
+    }
+    let mut body = response.into_body();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut delivered = false;
+    while let Some(Ok(chunk)) = body.frame().await {
+        let Ok(data) = chunk.into_data() else { continue };
+        buffer.extend_from_slice(&data);
+        if buffer.len() > shared.max_bytes.saturating_mul(2) {
+            tracing::warn!("upstream `{}`: an event of its stream exceeds {} bytes", shared.server, shared.max_bytes);
+            return Listened::Ended { delivered };
+        }
+        while let Some(event) = take_event(&mut buffer) {
+            delivered = true;
+            deliver(gateway, onward, event).await;
+        }
+    }
+    Listened::Ended { delivered }
+}
+
+/// Whether `frame` is the client's `notifications/initialized`.
+fn is_initialized(frame: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct View<'a> {
+        #[serde(borrow)]
+        method: Option<&'a str>,
+    }
+    serde_json::from_slice::<View<'_>>(frame).ok().and_then(|v| v.method) == Some("notifications/initialized")
 }
 
 /// POSTs one frame and passes whatever comes back through the pipeline.
@@ -150,7 +291,10 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
     let Ok(req) = req.body(Full::new(Bytes::from(frame))) else { return fail("cannot build the request".into()).await };
     let response = match shared.client.request(req).await {
         Ok(r) => r,
-        Err(e) => return fail(format!("cannot reach it ({e})")).await,
+        Err(e) => {
+            let reason = custos_tls::client::handshake_failure(&e).unwrap_or_else(|| format!("cannot reach it ({e})"));
+            return fail(reason).await;
+        }
     };
     if let Some(session) = response.headers().get(SESSION_HEADER) {
         *shared.session.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(session.clone());

@@ -270,6 +270,18 @@ async fn pump<R: AsyncBufRead + Unpin>(
                     Outcome::Forward(bytes) => onward.send(bytes).await,
                     Outcome::Answer(bytes) => back.send(bytes).await,
                     Outcome::Drop => Ok(()),
+                    // A held call waits on its own, so the frames after it are not held up.
+                    Outcome::Held(held) => {
+                        let (gw, onward, back) = (gateway.clone(), onward.clone(), back.clone());
+                        tokio::spawn(async move {
+                            let _ = match gw.settle(*held, back.clone()).await {
+                                Outcome::Forward(bytes) => onward.send(bytes).await,
+                                Outcome::Answer(bytes) => back.send(bytes).await,
+                                Outcome::Drop | Outcome::Held(_) => Ok(()),
+                            };
+                        });
+                        Ok(())
+                    }
                 };
                 if sent.is_err() {
                     return;

@@ -9,15 +9,20 @@
 //! GET /v1/tools       the tool inventory with descriptor digests
 //! GET /v1/runs        runs, newest first
 //! GET /v1/audit       events: ?agent= &run= &tool= &decision= &kind= &since_ms= &after_seq= &limit=
+//! GET /v1/approvals   approval requests, newest first: ?state= &limit=
+//! GET /v1/approvals/{id}
+//! POST /v1/approvals/{id}/approve   {"approver": "...", "reason": "..."}
+//! POST /v1/approvals/{id}/deny      {"approver": "...", "reason": "..."} (reason required)
 //! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::Path;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use custos_core::EventKind;
 use custos_store::{AgentRegistry, EventQuery, Store};
@@ -38,11 +43,19 @@ pub struct AdminState {
     pub app: Arc<AppState>,
     /// The admin bearer token; compared in constant time, never logged.
     token: Vec<u8>,
+    /// The approval queue the `/v1/approvals` routes read and decide; `None`: they answer 503.
+    approvals: Option<custos_approvals::Approvals>,
 }
 
 impl AdminState {
     pub fn new(app: Arc<AppState>, token: String) -> Self {
-        Self { app, token: token.into_bytes() }
+        Self { app, token: token.into_bytes(), approvals: None }
+    }
+
+    /// Serves the approval queue too.
+    pub fn with_approvals(mut self, approvals: custos_approvals::Approvals) -> Self {
+        self.approvals = Some(approvals);
+        self
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -66,6 +79,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/tools", get(tools))
         .route("/v1/runs", get(runs))
         .route("/v1/audit", get(audit))
+        .route("/v1/approvals", get(approvals_list))
+        .route("/v1/approvals/{id}", get(approval_show))
+        .route("/v1/approvals/{id}/approve", post(approval_approve))
+        .route("/v1/approvals/{id}/deny", post(approval_deny))
         .with_state(state)
 }
 
@@ -213,6 +230,157 @@ async fn audit(
             v
         }).collect::<Vec<_>>() })),
         Err(e) => store_error(e),
+    }
+}
+
+/// A JSON error body with `status`.
+fn error(status: StatusCode, code: &str, description: impl std::fmt::Display) -> Response {
+    reply::json_bytes(
+        status,
+        serde_json::to_vec(&json!({ "error": code, "error_description": description.to_string() })).unwrap_or_default(),
+    )
+}
+
+/// An approval error as the status that names its cause.
+fn approval_error(e: &custos_approvals::ApprovalError) -> Response {
+    use custos_approvals::ApprovalError as E;
+    let (status, code) = match e {
+        E::Unknown { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        E::NotInGroup { .. } | E::SelfApproval { .. } | E::PrincipalApproval { .. } => {
+            (StatusCode::FORBIDDEN, "forbidden")
+        }
+        E::AlreadyDecided { .. } | E::Expired { .. } | E::Replayed { .. } | E::NotApproved { .. } => {
+            (StatusCode::CONFLICT, "conflict")
+        }
+        E::ReasonRequired | E::InvalidApprover { .. } | E::Mismatch { .. } => {
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "approvals_unavailable"),
+    };
+    error(status, code, e)
+}
+
+/// Why a `/v1/approvals` request gets no queue.
+enum NoQueue {
+    Unauthorized,
+    Disabled,
+}
+
+impl NoQueue {
+    fn response(self) -> Response {
+        match self {
+            Self::Unauthorized => unauthorized(),
+            Self::Disabled => {
+                error(StatusCode::SERVICE_UNAVAILABLE, "approvals_unavailable", "approvals are not enabled")
+            }
+        }
+    }
+}
+
+/// The approval queue, for a caller with the admin token.
+fn queue(s: &AdminState, headers: &HeaderMap) -> Result<custos_approvals::Approvals, NoQueue> {
+    if !s.authorized(headers) {
+        return Err(NoQueue::Unauthorized);
+    }
+    s.approvals.clone().ok_or(NoQueue::Disabled)
+}
+
+async fn approvals_list(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let queue = match queue(&s, &headers) {
+        Ok(q) => q,
+        Err(no) => return no.response(),
+    };
+    let status = match params.get("state").map(String::as_str) {
+        None | Some("all") => None,
+        Some(state) => match custos_approvals::ApprovalStatus::parse(state) {
+            Some(status) => Some(status),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!(
+                        "`{}` is not a state: expected pending, approved, denied, used, expired or all",
+                        state.escape_debug()
+                    ),
+                )
+            }
+        },
+    };
+    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => 1000,
+        Some(Ok(l)) => l.min(MAX_EVENTS),
+        Some(Err(_)) => return error(StatusCode::BAD_REQUEST, "invalid_request", "`limit` must be a number"),
+    };
+    match queue.list(custos_approvals::ApprovalFilter { status, limit: Some(limit) }) {
+        Ok(list) => json_ok(json!({ "approvals": list.iter().map(|r| r.to_json()).collect::<Vec<_>>() })),
+        Err(e) => approval_error(&e),
+    }
+}
+
+async fn approval_show(State(s): State<Arc<AdminState>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let queue = match queue(&s, &headers) {
+        Ok(q) => q,
+        Err(no) => return no.response(),
+    };
+    match queue.get(&id) {
+        Ok(Some(r)) => json_ok(r.to_json()),
+        Ok(None) => approval_error(&custos_approvals::ApprovalError::Unknown { id }),
+        Err(e) => approval_error(&e),
+    }
+}
+
+async fn approval_approve(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    approval_decide(&s, &headers, &id, custos_approvals::Verdict::Approve, &body).await
+}
+
+async fn approval_deny(
+    State(s): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    approval_decide(&s, &headers, &id, custos_approvals::Verdict::Deny, &body).await
+}
+
+/// `{"approver": "...", "reason": "..."}`: the approver the token holder decides as.
+async fn approval_decide(
+    s: &AdminState,
+    headers: &HeaderMap,
+    id: &str,
+    verdict: custos_approvals::Verdict,
+    body: &[u8],
+) -> Response {
+    let queue = match queue(s, headers) {
+        Ok(q) => q,
+        Err(no) => return no.response(),
+    };
+    let bad = |m: &str| error(StatusCode::BAD_REQUEST, "invalid_request", m);
+    let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
+        return bad("the body must be a json object: {\"approver\": \"...\", \"reason\": \"...\"}");
+    };
+    if let Some(key) = body.keys().find(|k| !matches!(k.as_str(), "approver" | "reason")) {
+        return bad(&format!("unknown field `{}`: expected `approver` and `reason`", key.escape_debug()));
+    }
+    let Some(approver) = body.get("approver").and_then(Value::as_str) else {
+        return bad("`approver` is required: who decides");
+    };
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(r)) => Some(r.as_str()),
+        Some(_) => return bad("`reason` must be a string"),
+    };
+    match queue.decide(id, approver, verdict, reason).await {
+        Ok(r) => json_ok(r.to_json()),
+        Err(e) => approval_error(&e),
     }
 }
 

@@ -3,15 +3,18 @@
 //! API keys (`Authorization: Bearer cst_…`) are looked up by their public id in the registry
 //! and checked against the stored hash in constant time. Bearer tokens (JWTs) are verified
 //! against the configured identity provider's JWKS (`[serve.jwt]`); without one they are
-//! refused. Either way the agent must be declared or registered and not revoked. Failures are
-//! recorded as `auth.failed` events, without the credential.
+//! refused. Without an `Authorization` header, the verified client certificate of the
+//! connection (`[serve.tls]`) names the agent by its SPIFFE ID (`[[agents]] spiffe_id`). When a
+//! request carries both, they must name the same agent. Either way the agent must be declared
+//! or registered and not revoked. Failures are recorded as `auth.failed` events, without the
+//! credential.
 
 use std::sync::Mutex;
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use custos_auth::{AuthError, Credential, JwtVerifier, KeyHash, KeyHasher, ProtectedResourceMetadata};
-use custos_core::{Agent, EventKind, NewEvent};
+use custos_auth::{AuthError, Credential, KeyHash, KeyHasher, ProtectedResourceMetadata, SpiffeId};
+use custos_core::{Agent, AgentId, EventKind, NewEvent};
 use custos_store::{AgentRegistry, AuditLog, SqliteStore};
 use serde_json::json;
 
@@ -26,9 +29,11 @@ pub struct Authenticator {
     registry: Mutex<SqliteStore>,
     hasher: KeyHasher,
     /// Verifies bearer tokens, when an identity provider is configured.
-    jwt: Option<JwtVerifier>,
+    jwt: Option<crate::jwks::Jwt>,
     /// Scopes every token must carry.
     required_scopes: Vec<String>,
+    /// `[[agents]] spiffe_id`: the canonical SPIFFE ID of each agent that has one.
+    spiffe_ids: Vec<(String, AgentId)>,
 }
 
 /// Who a request is from: the agent, and the principal chain it acts for (human first, then
@@ -43,14 +48,58 @@ impl Authenticator {
     pub fn new(
         agents: Vec<Agent>,
         registry: SqliteStore,
-        jwt: Option<JwtVerifier>,
+        jwt: Option<crate::jwks::Jwt>,
         required_scopes: Vec<String>,
     ) -> Self {
-        Self { agents, registry: Mutex::new(registry), hasher: KeyHasher::new(None), jwt, required_scopes }
+        Self {
+            agents,
+            registry: Mutex::new(registry),
+            hasher: KeyHasher::new(None),
+            jwt,
+            required_scopes,
+            spiffe_ids: Vec::new(),
+        }
     }
 
-    /// The identity behind the request's credential.
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+    /// Agents may also be named by the SPIFFE ID of their client certificate
+    /// ([`custos_config::Config::spiffe_ids`]).
+    pub fn with_spiffe_ids(mut self, spiffe_ids: Vec<(String, AgentId)>) -> Self {
+        self.spiffe_ids = spiffe_ids;
+        self
+    }
+
+    /// The identity behind the request's credential: its `Authorization` header when it has
+    /// one, else `spiffe_id`, the SPIFFE ID of the connection's verified client certificate.
+    /// With both, they must name the same agent: a bearer credential of one agent on another
+    /// agent's connection is refused, never settled by picking one.
+    pub fn authenticate(&self, headers: &HeaderMap, spiffe_id: Option<&str>) -> Result<Identity, AuthError> {
+        let certificate = spiffe_id.map(|id| self.spiffe_agent(id));
+        let has_bearer = headers.get(header::AUTHORIZATION).is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
+        if !has_bearer {
+            return match certificate {
+                Some(agent) => Ok(Identity { agent: agent?, principal: Vec::new() }),
+                None => Err(AuthError::MissingCredential),
+            };
+        }
+        let identity = self.bearer(headers)?;
+        match certificate {
+            None => Ok(identity),
+            Some(Ok(agent)) if agent.id == identity.agent.id => Ok(identity),
+            Some(Ok(_)) => Err(AuthError::CredentialMismatch),
+            // The certificate's own fault (unknown, invalid, revoked) is the more precise answer.
+            Some(Err(e)) => Err(e),
+        }
+    }
+
+    /// The agent the SPIFFE ID of a verified client certificate names.
+    fn spiffe_agent(&self, spiffe_id: &str) -> Result<Agent, AuthError> {
+        let canonical = SpiffeId::parse(spiffe_id)?.to_string();
+        let (_, agent) = self.spiffe_ids.iter().find(|(id, _)| *id == canonical).ok_or(AuthError::UnknownSpiffeId)?;
+        self.agent(&agent.0)
+    }
+
+    /// The identity behind the `Authorization` header.
+    fn bearer(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
         let header = headers.get(header::AUTHORIZATION).map(|v| v.to_str().map_err(|_| AuthError::UnsupportedScheme));
         let header = header.transpose()?;
         match Credential::from_authorization(header)? {
@@ -80,6 +129,14 @@ impl Authenticator {
                 verified.require_scopes(&required)?;
                 Ok(Identity { agent: self.agent(&verified.agent_id)?, principal: verified.principal_chain })
             }
+        }
+    }
+
+    /// Call before [`Authenticator::authenticate`]: a bearer token naming a key id that the
+    /// fetched key set lacks first gets the set fetched again (`jwks_url`; see [`crate::jwks`]).
+    pub async fn refresh_keys_for(&self, headers: &HeaderMap) {
+        if let Some(jwt) = &self.jwt {
+            jwt.catch_up(headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())).await;
         }
     }
 
@@ -118,10 +175,16 @@ pub fn refusal(error: &AuthError, metadata: &ProtectedResourceMetadata) -> Respo
     response
 }
 
-/// Records a refused request; the credential itself is never part of it.
-pub async fn record_failure(audit: &AuditLog, error: &AuthError, server: &str, time_ms: i64) {
+/// Records a refused request; the credential itself is never part of it. `spiffe_id`, the
+/// SPIFFE ID of the connection's verified client certificate, is an identity, not a secret: it
+/// is recorded (bounded and escaped) so an operator can tell which workload was refused.
+pub async fn record_failure(audit: &AuditLog, error: &AuthError, server: &str, spiffe_id: Option<&str>, time_ms: i64) {
     let mut e = NewEvent::new(EventKind::AuthFailed, time_ms);
     e.detail = json!({ "server": server, "reason": error.reason(), "status": error.http_status() });
+    if let (Some(id), Some(detail)) = (spiffe_id, e.detail.as_object_mut()) {
+        let id: String = id.chars().take(custos_auth::spiffe::MAX_SPIFFE_ID_BYTES).collect();
+        detail.insert("spiffe_id".to_owned(), json!(id.escape_debug().to_string()));
+    }
     if let Err(err) = audit.append(vec![e]).await {
         tracing::error!("cannot record a refused request: {err}");
     }

@@ -93,8 +93,13 @@ fn session_header(mut r: Response, id: &str) -> Response {
     r
 }
 
-pub(crate) async fn post(State(app): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let identity = match admit(&app, "", &headers).await {
+pub(crate) async fn post(
+    State(app): State<Arc<AppState>>,
+    peer: Option<axum::Extension<crate::tls::ClientSpiffeId>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let identity = match admit(&app, "", &headers, peer.as_deref()).await {
         Ok(identity) => identity,
         Err(refused) => return refused,
     };
@@ -396,8 +401,12 @@ pub(crate) async fn get() -> Response {
     StatusCode::METHOD_NOT_ALLOWED.into_response()
 }
 
-pub(crate) async fn delete(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let identity = match admit(&app, "", &headers).await {
+pub(crate) async fn delete(
+    State(app): State<Arc<AppState>>,
+    peer: Option<axum::Extension<crate::tls::ClientSpiffeId>>,
+    headers: HeaderMap,
+) -> Response {
+    let identity = match admit(&app, "", &headers, peer.as_deref()).await {
         Ok(identity) => identity,
         Err(refused) => return refused,
     };

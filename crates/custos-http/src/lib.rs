@@ -13,22 +13,30 @@
 //! - [`federation`]: `/mcp`, one endpoint for every served server's tools, named
 //!   `SERVER__TOOL`.
 //! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
-//! - [`auth`]: who is calling: API keys checked against the registry; 401 / 403 with the
+//! - [`auth`]: who is calling: API keys checked against the registry, JWTs, or the SPIFFE ID
+//!   of the connection's client certificate; 401 / 403 with the
 //!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
+//! - [`jwks`]: the identity provider's key set for bearer tokens, from a file or fetched from
+//!   a URL and refreshed (periodically, and when a token names an unknown key id).
 //! - [`session`]: one MCP session: its upstream, the requests waiting for answers, and the
 //!   event streams that carry what the upstream says on its own.
 //! - `stateless`: requests of the 2026-07-28 revision, which carry no session: one upstream per
 //!   agent and server, ids rewritten so independent clients cannot collide.
 //! - `restart`: when a dead upstream is started again (one backoff policy for all).
+//! - [`tls`]: `[serve.tls]`: the accept loop with a TLS handshake in front of each connection,
+//!   and the SPIFFE ID of the client certificate attached to each of its requests.
 //! - [`reply`]: HTTP responses with JSON bodies (JSON-RPC errors where the client speaks MCP).
 
 pub mod admin;
 pub mod auth;
 pub mod federation;
+pub mod jwks;
 pub mod reply;
 mod restart;
 pub mod server;
 pub mod session;
 mod stateless;
+pub mod tls;
 
 pub use server::{serve, AppState};
+pub use tls::serve_tls;

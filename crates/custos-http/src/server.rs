@@ -22,7 +22,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use custos_auth::ProtectedResourceMetadata;
 use custos_config::{Config, ServerConfig};
 use custos_core::{Agent, EventKind, NewEvent, RunId};
@@ -36,6 +36,7 @@ use serde_json::json;
 use crate::auth::{self, Authenticator, Identity};
 use crate::reply;
 use crate::session::{Sent, Session};
+use crate::tls::ClientSpiffeId;
 
 /// The header that names an MCP session.
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -63,6 +64,8 @@ pub struct AppState {
     gateway_metrics: custos_gateway::GatewayMetrics,
     sessions_gauge: custos_metrics::Gauge,
     auth_failures: custos_metrics::Counter,
+    /// Where held calls wait for a human (shared with the admin API that decides them).
+    approvals: Option<custos_approvals::Approvals>,
 }
 
 impl AppState {
@@ -74,7 +77,8 @@ impl AppState {
         reader: custos_store::SqliteStore,
         bound: std::net::SocketAddr,
     ) -> Self {
-        let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("http://{bound}"));
+        let scheme = if config.serve.tls.is_some() { "https" } else { "http" };
+        let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
         let registry = custos_metrics::Registry::new();
         Self {
             gateway_metrics: custos_gateway::GatewayMetrics::register(&registry),
@@ -95,7 +99,14 @@ impl AppState {
             in_flight: Mutex::new(HashMap::new()),
             stateless: tokio::sync::Mutex::new(HashMap::new()),
             federated: Mutex::new(HashMap::new()),
+            approvals: None,
         }
+    }
+
+    /// Holds calls that policy sends for approval in `approvals`; without it they are refused.
+    pub fn with_approvals(mut self, approvals: custos_approvals::Approvals) -> Self {
+        self.approvals = Some(approvals);
+        self
     }
 
     /// Starts an upstream and its pipeline for `identity` on `server`.
@@ -123,10 +134,15 @@ impl AppState {
             limits: self.config.limits,
             known_tools: self.known_tools(server),
             metrics: self.gateway_metrics.clone(),
+            approvals: self.approvals.clone(),
         }));
         let target = match (&config.command, &config.url) {
             (Some(command), _) => crate::session::Target::Command(command.clone()),
-            (None, Some(url)) => crate::session::Target::Url { url: url.clone(), headers: config.headers.clone() },
+            (None, Some(url)) => crate::session::Target::Url {
+                url: url.clone(),
+                headers: config.headers.clone(),
+                tls: config.tls.clone(),
+            },
             (None, None) => return Err(not_found(server)),
         };
         Session::open(id, identity.agent, server.to_owned(), gateway, &target, self.config.limits).await.map_err(|e| {
@@ -245,19 +261,14 @@ impl AppState {
     }
 }
 
-/// Serves until `shutdown` resolves, then ends every session and returns.
+/// Serves plain HTTP until `shutdown` resolves, then ends every session and returns. Over TLS,
+/// [`crate::tls::serve_tls`] serves the same router.
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/mcp/{server}", post(post_mcp).get(get_mcp).delete(delete_mcp))
-        .route("/mcp", post(crate::federation::post).get(crate::federation::get).delete(crate::federation::delete))
-        .route("/.well-known/oauth-protected-resource/mcp/{server}", get(metadata))
-        .route("/.well-known/oauth-protected-resource/mcp", get(federated_metadata))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state.clone());
+    let app = router(state.clone());
     let closing = state.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -266,6 +277,17 @@ pub async fn serve(
             closing.close_all("gateway shutting down").await;
         })
         .await
+}
+
+/// The routes of `custos serve`, whatever the transport.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/mcp/{server}", post(post_mcp).get(get_mcp).delete(delete_mcp))
+        .route("/mcp", post(crate::federation::post).get(crate::federation::get).delete(crate::federation::delete))
+        .route("/.well-known/oauth-protected-resource/mcp/{server}", get(metadata))
+        .route("/.well-known/oauth-protected-resource/mcp", get(federated_metadata))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
 }
 
 async fn metadata(State(app): State<Arc<AppState>>, Path(server): Path<String>) -> Response {
@@ -290,8 +312,14 @@ pub(crate) fn not_found(server: &str) -> Response {
 }
 
 /// The checks every MCP request passes before anything else: the server exists, the `Origin`
-/// is allowed, and the credential names an agent.
-pub(crate) async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Identity, Response> {
+/// is allowed, and the credential (a bearer credential, else the connection's client
+/// certificate, `peer`) names an agent.
+pub(crate) async fn admit(
+    app: &AppState,
+    server: &str,
+    headers: &HeaderMap,
+    peer: Option<&ClientSpiffeId>,
+) -> Result<Identity, Response> {
     // The federated endpoint (`/mcp`) is named by the empty server.
     if !server.is_empty() && app.server(server).is_none() {
         return Err(not_found(server));
@@ -316,12 +344,14 @@ pub(crate) async fn admit(app: &AppState, server: &str, headers: &HeaderMap) -> 
     let Some(metadata) = app.metadata(server) else {
         return Err(reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, "bad public_url"));
     };
-    match app.auth.authenticate(headers) {
+    let spiffe_id = peer.map(|p| p.0.as_str());
+    app.auth.refresh_keys_for(headers).await;
+    match app.auth.authenticate(headers, spiffe_id) {
         Ok(identity) => Ok(identity),
         Err(e) => {
             // Recorded before the refusal is sent, so a burst of bad credentials is on the record.
             app.auth_failures.inc(&[e.reason()]);
-            auth::record_failure(&app.audit, &e, server, now_ms()).await;
+            auth::record_failure(&app.audit, &e, server, spiffe_id, now_ms()).await;
             Err(auth::refusal(&e, &metadata))
         }
     }
@@ -348,10 +378,11 @@ async fn session_of(app: &AppState, headers: &HeaderMap, agent: &Agent) -> Resul
 async fn post_mcp(
     State(app): State<Arc<AppState>>,
     Path(server): Path<String>,
+    peer: Option<Extension<ClientSpiffeId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let identity = match admit(&app, &server, &headers).await {
+    let identity = match admit(&app, &server, &headers, peer.as_deref()).await {
         Ok(identity) => identity,
         Err(refused) => return refused,
     };
@@ -665,13 +696,23 @@ pub(crate) fn new_session_id() -> Result<String, String> {
 }
 
 /// The caller's session named by the request: credential first, then ownership.
-async fn admitted_session(app: &AppState, server: &str, headers: &HeaderMap) -> Result<Arc<Session>, Response> {
-    let agent = admit(app, server, headers).await?.agent;
+async fn admitted_session(
+    app: &AppState,
+    server: &str,
+    headers: &HeaderMap,
+    peer: Option<&ClientSpiffeId>,
+) -> Result<Arc<Session>, Response> {
+    let agent = admit(app, server, headers, peer).await?.agent;
     session_of(app, headers, &agent).await
 }
 
-async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
-    let session = match admitted_session(&app, &server, &headers).await {
+async fn get_mcp(
+    State(app): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    peer: Option<Extension<ClientSpiffeId>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match admitted_session(&app, &server, &headers, peer.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
@@ -683,8 +724,13 @@ async fn get_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, h
     with_session(Sse::new(events).keep_alive(KeepAlive::default()).into_response(), &session)
 }
 
-async fn delete_mcp(State(app): State<Arc<AppState>>, Path(server): Path<String>, headers: HeaderMap) -> Response {
-    let session = match admitted_session(&app, &server, &headers).await {
+async fn delete_mcp(
+    State(app): State<Arc<AppState>>,
+    Path(server): Path<String>,
+    peer: Option<Extension<ClientSpiffeId>>,
+    headers: HeaderMap,
+) -> Response {
+    let session = match admitted_session(&app, &server, &headers, peer.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };

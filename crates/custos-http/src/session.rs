@@ -43,6 +43,9 @@ pub struct Session {
     started: Mutex<std::time::Instant>,
     waiters: Mutex<HashMap<String, oneshot::Sender<Vec<u8>>>>,
     streams: Mutex<Streams>,
+    /// Open `subscriptions/listen` streams, by the id their request travels under upstream,
+    /// which the upstream stamps on every message of the stream as its subscription id.
+    subscriptions: Mutex<HashMap<String, mpsc::Sender<Vec<u8>>>>,
     /// Set when the session is being closed on purpose, so the end of the upstream's output is
     /// not mistaken for a crash.
     closing: AtomicBool,
@@ -63,8 +66,9 @@ struct Streams {
 pub enum Target {
     /// A stdio server: this command is started for the session.
     Command(Vec<String>),
-    /// A remote Streamable HTTP server, with the headers configured for it.
-    Url { url: String, headers: Vec<(String, String)> },
+    /// A remote Streamable HTTP server, with the headers (and, for `https://`, the TLS settings)
+    /// configured for it.
+    Url { url: String, headers: Vec<(String, String)>, tls: custos_config::UpstreamTls },
 }
 
 #[derive(Debug)]
@@ -108,8 +112,8 @@ impl Session {
         let (onward, from_upstream) = mpsc::channel(STREAM_BUFFER);
         let upstream = match target {
             Target::Command(command) => Upstream::Child(ChildUpstream::start(&gateway, command, limits, onward).await?),
-            Target::Url { url, headers } => {
-                Upstream::Remote(RemoteUpstream::start(&gateway, url, headers, limits, onward).await?)
+            Target::Url { url, headers, tls } => {
+                Upstream::Remote(RemoteUpstream::start(&gateway, url, headers, tls, limits, onward).await?)
             }
         };
         let input = match &upstream {
@@ -130,6 +134,7 @@ impl Session {
             started: Mutex::new(std::time::Instant::now()),
             waiters: Mutex::new(HashMap::new()),
             streams: Mutex::new(Streams::default()),
+            subscriptions: Mutex::new(HashMap::new()),
             closing: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             grace: Duration::from_millis(limits.shutdown_grace_ms),
@@ -163,7 +168,23 @@ impl Session {
                 replay.push(raw.clone());
             }
         }
-        match self.gateway.from_client(Frame::Line(raw)).await {
+        let outcome = match self.gateway.from_client(Frame::Line(raw)).await {
+            // A held call waits here (this request's own task); progress for the client goes
+            // to its open stream meanwhile.
+            Outcome::Held(held) => {
+                let (progress, mut updates) = mpsc::channel(8);
+                let settle = self.gateway.settle(*held, progress);
+                tokio::pin!(settle);
+                loop {
+                    tokio::select! {
+                        outcome = &mut settle => break outcome,
+                        Some(update) = updates.recv() => self.route(update),
+                    }
+                }
+            }
+            outcome => outcome,
+        };
+        match outcome {
             Outcome::Forward(bytes) => {
                 let input = self.input.read().await.clone();
                 if input.send(bytes).await.is_err() {
@@ -172,7 +193,7 @@ impl Session {
                 Sent::Forwarded
             }
             Outcome::Answer(bytes) => Sent::Answered(bytes),
-            Outcome::Drop => Sent::Answered(Vec::new()),
+            Outcome::Drop | Outcome::Held(_) => Sent::Answered(Vec::new()),
         }
     }
 
@@ -207,6 +228,7 @@ impl Session {
             }
         }
         *self.lock_streams() = Streams::default();
+        self.lock_subscriptions().clear();
         self.lock_waiters().clear();
         self.gateway.end(reason).await;
     }
@@ -219,6 +241,24 @@ impl Session {
         self.streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn lock_subscriptions(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Vec<u8>>>> {
+        self.subscriptions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A stream for the messages of the `subscriptions/listen` request that travels upstream
+    /// under `id` (its answer still comes through [`Session::expect`]). Dropping the guard ends
+    /// the subscription: the route goes, and the upstream is told with `notifications/cancelled`.
+    pub fn open_subscription(self: &Arc<Self>, id: &RawValue) -> (Subscription, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        self.lock_subscriptions().insert(id.get().to_owned(), tx);
+        (Subscription { session: self.clone(), id: id.to_owned() }, rx)
+    }
+
+    /// How many subscriptions are open on this session.
+    pub fn subscription_count(&self) -> usize {
+        self.lock_subscriptions().len()
+    }
+
     /// Delivers one message from the upstream: an answer to its waiter, anything else to the
     /// newest open stream.
     fn route(&self, frame: Vec<u8>) {
@@ -226,6 +266,20 @@ impl Session {
             if let Some(waiter) = self.lock_waiters().remove(&id) {
                 let _ = waiter.send(frame);
                 return;
+            }
+        }
+        if !self.lock_subscriptions().is_empty() {
+            if let Some(id) = custos_mcp::subscription_id(&frame) {
+                let mut subscriptions = self.lock_subscriptions();
+                if let Some(tx) = subscriptions.get(&id) {
+                    // A client that stopped reading loses its stream, not the session: there is
+                    // no replay in subscriptions, the client listens again and refetches.
+                    if tx.try_send(frame).is_err() {
+                        tracing::warn!("session {}: subscription {id} is not being read; ended", self.id);
+                        subscriptions.remove(&id);
+                    }
+                    return;
+                }
             }
         }
         let target = {
@@ -254,6 +308,40 @@ pub struct PostStream {
 impl Drop for PostStream {
     fn drop(&mut self) {
         self.session.lock_streams().posts.retain(|(n, _)| *n != self.n);
+    }
+}
+
+/// An open `subscriptions/listen` stream; dropping it ends the subscription upstream.
+#[derive(Debug)]
+pub struct Subscription {
+    session: Arc<Session>,
+    id: Box<RawValue>,
+}
+
+impl Subscription {
+    /// The stream ended on the upstream's side (its final answer came): nothing to cancel.
+    pub fn ended(self) {
+        self.session.lock_subscriptions().remove(self.id.get());
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let open = self.session.lock_subscriptions().remove(self.id.get()).is_some();
+        if !open || self.session.is_gone() {
+            return;
+        }
+        // The client went away or the stream ended here: the upstream stops serving it.
+        let cancel = format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{},"reason":"subscription closed by the client"}}}}"#,
+            self.id.get()
+        );
+        let session = self.session.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = session.send(cancel.into_bytes()).await;
+            });
+        }
     }
 }
 

@@ -13,10 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::response::Response;
 use custos_core::RunId;
 use custos_gateway::now_ms;
-use custos_mcp::{codes, with_id, Message, MessageKind, ToolCallParams};
+use custos_mcp::{codes, with_id, with_subscription_id, Message, MessageKind, ToolCallParams};
+use futures::StreamExt;
+use serde_json::value::RawValue;
 
 use crate::auth::Identity;
 use crate::reply;
@@ -46,6 +49,9 @@ pub(crate) async fn handle(
             Sent::Answered(bytes) => reply::json_bytes(StatusCode::BAD_REQUEST, bytes),
         };
     };
+    if msg.method() == Some("subscriptions/listen") {
+        return listen(app, &session, id.clone(), &msg.raw, permit).await;
+    }
     let client_id = id.clone();
     let ours = gateway_request_id();
     let Some(raw) = with_id(&msg.raw, &ours) else {
@@ -80,6 +86,100 @@ pub(crate) async fn handle(
     drop(permit);
     let restored = with_id(&bytes, &client_id).unwrap_or(bytes);
     reply::json_bytes(StatusCode::OK, restored)
+}
+
+/// `subscriptions/listen`: the request goes upstream under an id of the gateway's, and its
+/// stream comes back as SSE once the upstream acknowledges it — the acknowledgment first, then
+/// each notification the upstream stamps with that id, until the upstream's final answer (a
+/// graceful end) or the client leaves (the upstream is then sent `notifications/cancelled`).
+/// Every message gets the client's id back as its subscription id. An upstream that refuses
+/// (e.g. does not serve subscriptions) is answered as JSON, like any request.
+async fn listen(
+    app: &Arc<AppState>,
+    session: &Arc<Session>,
+    client_id: Box<RawValue>,
+    raw: &[u8],
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response {
+    let limit = app.config.serve.max_subscriptions_per_agent;
+    if session.subscription_count() >= limit {
+        crate::server::record_refusal(
+            app,
+            &session.agent,
+            "too many subscriptions",
+            serde_json::json!({ "limit": limit, "server": session.server }),
+        )
+        .await;
+        return reply::rpc_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&client_id),
+            codes::INVALID_REQUEST,
+            &format!("too many open subscriptions on `{}` (limit {limit}); close one first", session.server),
+        );
+    }
+    let ours = gateway_request_id();
+    let Some(raw) = with_id(raw, &ours) else {
+        return reply::rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&client_id),
+            codes::INVALID_REQUEST,
+            "not a json object",
+        );
+    };
+    let (subscription, mut messages) = session.open_subscription(&ours);
+    let mut answer = session.expect(&ours);
+    let restore = |bytes: Vec<u8>| with_subscription_id(&bytes, &client_id).unwrap_or(bytes);
+    if let Sent::Answered(bytes) = session.send(raw).await {
+        session.forget(&ours);
+        subscription.ended();
+        return reply::json_bytes(StatusCode::OK, restore(bytes));
+    }
+    let timeout = app.request_timeout();
+    let first = tokio::select! {
+        biased;
+        answer = &mut answer => Err(answer.unwrap_or_else(|_| {
+            custos_mcp::error_response(Some(&ours), codes::UPSTREAM_UNAVAILABLE, "upstream gone", None)
+        })),
+        Some(ack) = messages.recv() => Ok(ack),
+        () = tokio::time::sleep(timeout) => {
+            session.forget(&ours);
+            drop(subscription);
+            return timed_out(&client_id, timeout);
+        }
+    };
+    // Past the acknowledgment the stream is not a request in flight: it is counted apart.
+    drop(permit);
+    let ack = match first {
+        Ok(ack) => ack,
+        Err(answer) => {
+            subscription.ended();
+            return reply::json_bytes(StatusCode::OK, restore(answer));
+        }
+    };
+    let client_id: Arc<RawValue> = Arc::from(client_id);
+    let state = Some((subscription, messages, answer, client_id.clone()));
+    let rest = futures::stream::unfold(state, move |state| async move {
+        let (subscription, mut messages, mut answer, client_id) = state?;
+        let restore = |bytes: Vec<u8>| with_subscription_id(&bytes, &client_id).unwrap_or(bytes);
+        tokio::select! {
+            biased;
+            result = &mut answer => {
+                subscription.ended();
+                // Gone without an answer (the session closed): the stream just ends.
+                result.ok().map(|bytes| (crate::server::event(restore(bytes)), None))
+            }
+            // `None`: dropped for not being read, or the session closed.
+            message = messages.recv() => message.map(|bytes| {
+                let event = crate::server::event(restore(bytes));
+                (event, Some((subscription, messages, answer, client_id.clone())))
+            }),
+        }
+    });
+    let first = futures::stream::once(std::future::ready(crate::server::event(
+        with_subscription_id(&ack, &client_id).unwrap_or(ack),
+    )));
+    let events = first.chain(rest).map(Ok::<_, std::convert::Infallible>);
+    axum::response::sse::Sse::new(events).keep_alive(axum::response::sse::KeepAlive::default()).into_response()
 }
 
 /// `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call`.

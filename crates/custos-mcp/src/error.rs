@@ -15,6 +15,9 @@ pub mod codes {
     pub const AUDIT_UNAVAILABLE: i64 = -32002;
     /// The upstream server is gone or refused to answer.
     pub const UPSTREAM_UNAVAILABLE: i64 = -32003;
+    /// The call waits for a human approval that has not come yet; `data.approval_id` names it,
+    /// and the identical call made again once it is approved goes through.
+    pub const APPROVAL_PENDING: i64 = -32004;
 }
 
 /// A JSON-RPC error response for `id` (`null` when the request's id is unknown), as one line.

@@ -24,4 +24,4 @@ pub mod sniff;
 
 pub use error::{codes, error_response};
 pub use frame::{Frame, FrameReader};
-pub use message::{with_id, Message, MessageError, MessageKind, ToolCallParams};
+pub use message::{subscription_id, with_id, with_subscription_id, Message, MessageError, MessageKind, ToolCallParams};

@@ -177,6 +177,51 @@ pub fn with_id(frame: &[u8], id: &RawValue) -> Option<Vec<u8>> {
     serde_json::to_vec(&envelope).ok()
 }
 
+/// The subscription id a `subscriptions/listen` stream message carries in its `_meta` (under
+/// `params` for notifications, `result` for the final answer), as raw JSON text.
+pub fn subscription_id(frame: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "_meta")]
+        meta: Option<indexmap::IndexMap<String, Box<RawValue>>>,
+    }
+    #[derive(Deserialize)]
+    struct View {
+        params: Option<Meta>,
+        result: Option<Meta>,
+    }
+    let view: View = serde_json::from_slice(frame).ok()?;
+    let meta = view.params.or(view.result)?.meta?;
+    meta.get(crate::protocol::META_SUBSCRIPTION_ID).map(|id| id.get().to_owned())
+}
+
+/// The frame with the subscription id in its `_meta` (see [`subscription_id`]) replaced by
+/// `id`, and a top-level `id`, if it has one, too: a gateway that renumbered a client's
+/// `subscriptions/listen` gives the stream's messages the client's id back. `None` when the frame
+/// is not a JSON object; a frame without a subscription id is returned with only its `id` changed.
+pub fn with_subscription_id(frame: &[u8], id: &RawValue) -> Option<Vec<u8>> {
+    let mut envelope: indexmap::IndexMap<String, Box<RawValue>> = serde_json::from_slice(frame).ok()?;
+    if envelope.contains_key("id") {
+        envelope.insert("id".to_owned(), id.to_owned());
+    }
+    for part in ["params", "result"] {
+        let Some(body) = envelope.get(part) else { continue };
+        let Ok(mut body) = serde_json::from_str::<indexmap::IndexMap<String, Box<RawValue>>>(body.get()) else {
+            continue;
+        };
+        let Some(meta) = body.get("_meta") else { continue };
+        let Ok(mut meta) = serde_json::from_str::<indexmap::IndexMap<String, Box<RawValue>>>(meta.get()) else {
+            continue;
+        };
+        if meta.contains_key(crate::protocol::META_SUBSCRIPTION_ID) {
+            meta.insert(crate::protocol::META_SUBSCRIPTION_ID.to_owned(), id.to_owned());
+            body.insert("_meta".to_owned(), serde_json::value::to_raw_value(&meta).ok()?);
+            envelope.insert(part.to_owned(), serde_json::value::to_raw_value(&body).ok()?);
+        }
+    }
+    serde_json::to_vec(&envelope).ok()
+}
+
 /// The parameters of `tools/call` that governance reads.
 #[derive(Debug, Deserialize)]
 pub struct ToolCallParams {
@@ -208,6 +253,29 @@ mod tests {
 
     fn parse(s: &str) -> Result<Message, MessageError> {
         Message::parse(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn subscription_ids_are_read_and_replaced_where_the_stream_carries_them() {
+        let ack = br#"{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"_meta":{"io.modelcontextprotocol/subscriptionId":"custos-7","x":1},"notifications":{"toolsListChanged":true}}}"#;
+        assert_eq!(subscription_id(ack).as_deref(), Some("\"custos-7\""));
+        let client: Box<RawValue> = RawValue::from_string("1".into()).unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&with_subscription_id(ack, &client).unwrap()).unwrap();
+        assert_eq!(back["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], 1);
+        assert_eq!(back["params"]["_meta"]["x"], 1, "other meta keys stay");
+        assert_eq!(back["params"]["notifications"]["toolsListChanged"], true);
+        assert!(back.get("id").is_none(), "a notification gets no id");
+        let end = br#"{"jsonrpc":"2.0","id":"custos-7","result":{"_meta":{"io.modelcontextprotocol/subscriptionId":"custos-7"}}}"#;
+        assert_eq!(subscription_id(end).as_deref(), Some("\"custos-7\""));
+        let back: serde_json::Value = serde_json::from_slice(&with_subscription_id(end, &client).unwrap()).unwrap();
+        assert_eq!(
+            (back["id"].clone(), back["result"]["_meta"]["io.modelcontextprotocol/subscriptionId"].clone()),
+            (1.into(), 1.into())
+        );
+        let plain = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}"#;
+        assert_eq!(subscription_id(plain), None);
+        assert_eq!(subscription_id(b"[1,2]"), None);
+        assert!(with_subscription_id(b"not json", &client).is_none());
     }
 
     #[test]

@@ -12,6 +12,10 @@ pub const META_CLIENT_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabi
 /// The `_meta` key that may carry a stateless request's client info.
 pub const META_CLIENT_INFO: &str = "io.modelcontextprotocol/clientInfo";
 
+/// The `_meta` key stamped on every message of a `subscriptions/listen` stream (its
+/// acknowledgment, its notifications and its final result): the listen request's id.
+pub const META_SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
+
 /// Revisions Custos knows, newest first.
 pub const KNOWN_REVISIONS: [&str; 5] = ["2026-07-28", "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 

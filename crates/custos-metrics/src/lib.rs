@@ -42,6 +42,8 @@
 //!   the authentication error.
 //! - `custos_protocol_errors_total{from}`, counter: malformed or oversized frames from the
 //!   `client` or the `upstream`.
+//! - `custos_tls_handshake_failures_total{reason}`, counter: TLS handshakes `custos serve`
+//!   refused (`protocol`, `client_certificate`, `peer_identity`, `timeout`, `connection`).
 //!
 //! Histograms of latencies use [`LATENCY_BUCKETS`] and [`Histogram::start_timer`].
 //!

@@ -28,6 +28,66 @@ pub enum Command {
     /// Register agents and manage their API keys
     #[command(subcommand)]
     Agents(AgentsCommand),
+    /// The approval queue: list, show, approve and deny held calls
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// List approval requests: those waiting for a decision, or all with --all (newest first)
+    List {
+        #[command(flatten)]
+        location: Location,
+        /// Every request, whatever its state
+        #[arg(long)]
+        all: bool,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one request: the held call (arguments redacted), who may decide it, its state
+    Show {
+        #[command(flatten)]
+        location: Location,
+        /// The request's id (`apr_…`)
+        id: String,
+        /// Print it as one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a request: exactly that call may then go through, once, before it expires
+    Approve(DecideArgs),
+    /// Deny a request, with a reason the agent and the log are given
+    Deny(DenyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The request's id (`apr_…`)
+    pub id: String,
+    /// Who decides: a member of an approver group of the request [default: $CUSTOS_APPROVER]
+    #[arg(long = "as", value_name = "APPROVER")]
+    pub approver: Option<String>,
+    /// Why (recorded in the audit log)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DenyArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The request's id (`apr_…`)
+    pub id: String,
+    /// Who decides: a member of an approver group of the request [default: $CUSTOS_APPROVER]
+    #[arg(long = "as", value_name = "APPROVER")]
+    pub approver: Option<String>,
+    /// Why (recorded in the audit log and given to the agent)
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,7 +243,7 @@ pub struct QueryArgs {
     /// SERVER/TOOL, or SERVER/ for every tool of a server
     #[arg(long, value_name = "TOOL")]
     pub tool: Option<String>,
-    /// allow or deny
+    /// allow, deny or hold
     #[arg(long, value_name = "DECISION")]
     pub decision: Option<String>,
     /// An event kind, e.g. call.requested

@@ -4,7 +4,8 @@
 //! # Layout
 //!
 //! - `cli.rs`: the command line (clap).
-//! - `commands/`: one file per command group: `init`, `run`, `policy`, `audit`.
+//! - `commands/`: one file per command group: `init`, `run`, `serve`, `policy`, `audit`, `agents`,
+//!   `approvals`.
 //! - `context.rs`: finding the config and the data directory the same way for every command.
 //! - `init_templates/`: the files `custos init` writes.
 

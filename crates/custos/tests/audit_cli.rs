@@ -112,7 +112,7 @@ fn query_filters_and_tail() {
     assert!(text.contains("decision=deny") && text.contains("tool=sample/write_note"), "{text}");
     // Bad filters are usage errors that say what is expected.
     for (args, needle) in [
-        (vec!["audit", "query", "--decision", "maybe"], "expected allow or deny"),
+        (vec!["audit", "query", "--decision", "maybe"], "expected allow, deny or hold"),
         (vec!["audit", "query", "--kind", "nope"], "is not an event kind"),
         (vec!["audit", "query", "--since", "yesterday-ish"], "is not a time"),
     ] {

@@ -842,3 +842,64 @@ fn a_refused_origin_is_recorded() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["detail"]["origin"], "http://evil.example");
 }
+
+/// `subscriptions/listen` (2026-07-28) through the gateway, between the official Python SDK's
+/// client and a server built on the same SDK: the stream is acknowledged with the client's id,
+/// carries only what was subscribed, survives the calls that trigger it, and ends upstream
+/// when the client leaves; past the limit a listen is refused.
+#[test]
+fn subscriptions_listen_streams_the_upstreams_changes_to_the_client() {
+    let python = common::harness::peers_python();
+    let server = common::harness::repo_root().join("tests/peers/listen_server.py");
+    let d = Deployment::new(
+        POLICIES,
+        &format!(
+            "[serve]\nmax_subscriptions_per_agent = 1\n[[servers]]\nname = \"listen\"\ncommand = [{:?}, {:?}]\n\
+             tools = {{ \"*\" = \"read\" }}\n",
+            python.to_str().unwrap(),
+            server.to_str().unwrap()
+        ),
+    );
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let url = served.url("listen");
+    let out = std::process::Command::new(&python)
+        .arg(common::harness::repo_root().join("tests/peers/listen_client.py"))
+        .args([&url, "--bearer", &key])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["error"], Value::Null, "{report}");
+    assert_eq!(report["honored"]["toolsListChanged"], true, "{report}");
+    assert_eq!(report["honored"]["resourceSubscriptions"], json!(["memo://watched"]), "{report}");
+    let events: Vec<&str> = report["events"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(events.contains(&"tools") && events.contains(&"memo://watched"), "{report}");
+    assert!(!events.contains(&"memo://other"), "an unsubscribed resource leaked: {report}");
+    assert_eq!(report["after"], "poked", "the client goes on after leaving the stream: {report}");
+
+    // Raw: the stream's first event is the acknowledgment, stamped with the client's own id.
+    let listen = r#"{"jsonrpc":"2.0","id":"mine","method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}},"notifications":{"toolsListChanged":true}}}"#;
+    let auth = bearer(&key);
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let mut stream = common::harness::SseStream::open(&url, &headers, listen);
+    let ack = stream.next_event();
+    assert_eq!(ack["method"], "notifications/subscriptions/acknowledged", "{ack}");
+    assert_eq!(ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"], "mine", "{ack}");
+    // One open subscription is this agent's limit on this server.
+    let (status, _, body) = http("POST", &url, &headers, listen);
+    assert_eq!(status, 429, "{body}");
+    // Leaving frees the slot (the upstream is told to cancel); a new listen is acknowledged.
+    drop(stream);
+    let mut again = common::harness::SseStream::open_when(&url, &headers, listen);
+    assert_eq!(again.next_event()["method"], "notifications/subscriptions/acknowledged");
+    drop(again);
+    assert!(served.stop().success());
+    let events = d.events();
+    assert!(of_kind(&events, "call.requested").iter().any(|e| e["tool"] == "listen/poke" && e["agent"] == "reader"));
+    assert!(of_kind(&events, "protocol.error").iter().any(|e| e["detail"]["reason"] == "too many subscriptions"));
+}

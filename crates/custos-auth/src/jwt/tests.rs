@@ -123,7 +123,7 @@ fn raw_token(header: &Value, payload: &Value, signature: &str) -> String {
 fn each_default_algorithm_verifies() {
     let (ec, ed, rsa) = (ec(), ed(), rsa());
     let v = verifier(config(), &[&ec, &ed, &rsa]);
-    assert_eq!(v.key_ids().collect::<Vec<_>>(), ["ec-1", "ed-1", "rsa-1"]);
+    assert_eq!(v.key_ids(), ["ec-1", "ed-1", "rsa-1"]);
     for key in [&ec, &ed, &rsa] {
         let verified = v.verify_at(&key.mint(&claims()), NOW).unwrap();
         assert_eq!(verified.agent_id, "billing-bot", "{:?}", key.alg);
@@ -338,7 +338,7 @@ fn symmetric_keys_in_the_key_set_are_never_used() {
         { "kty": "oct", "kid": "hmac-1", "alg": "HS256", "k": URL_SAFE_NO_PAD.encode(secret) },
     ]});
     let v = JwtVerifier::new(config(), &doc.to_string()).unwrap();
-    assert_eq!(v.key_ids().collect::<Vec<_>>(), ["ec-1"]);
+    assert_eq!(v.key_ids(), ["ec-1"]);
     assert_eq!(
         v.skipped_keys(),
         [SkippedKey { kid: Some("hmac-1".into()), reason: "symmetric (`oct`) keys are never used" }]
@@ -423,8 +423,9 @@ fn key_set_problems() {
     let doc =
         json!({ "keys": [key.jwk_json(), no_kid, enc, small_rsa, p521, garbage, unknown_kty, encryption_alg, misfit] });
     let v = JwtVerifier::new(config(), &doc.to_string()).unwrap();
-    assert_eq!(v.key_ids().collect::<Vec<_>>(), ["ec-1"]);
-    let skipped: Vec<_> = v.skipped_keys().iter().map(|s| (s.kid.as_deref(), s.reason)).collect();
+    assert_eq!(v.key_ids(), ["ec-1"]);
+    let skipped_keys = v.skipped_keys();
+    let skipped: Vec<_> = skipped_keys.iter().map(|s| (s.kid.as_deref(), s.reason)).collect();
     assert_eq!(
         skipped,
         [
@@ -543,4 +544,92 @@ fn verifier_can_be_shared_across_tasks() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<JwtVerifier>();
     assert_send_sync::<VerifiedToken>();
+}
+
+#[test]
+fn a_replaced_key_set_takes_effect_at_once_and_a_bad_one_changes_nothing() {
+    let (ec, ed) = (ec(), ed());
+    let v = verifier(config(), &[&ec]);
+    let (ec_token, ed_token) = (ec.mint(&claims()), ed.mint(&claims()));
+    assert!(v.verify_at(&ec_token, NOW).is_ok());
+    assert_eq!(v.verify_at(&ed_token, NOW).unwrap_err(), AuthError::UnknownKeyId);
+
+    // The provider rotates: the new set has only the new key.
+    assert_eq!(v.replace_keys(&jwks(&[&ed])).unwrap(), []);
+    assert_eq!(v.key_ids(), ["ed-1"]);
+    assert!(v.verify_at(&ed_token, NOW).is_ok());
+    assert_eq!(v.verify_at(&ec_token, NOW).unwrap_err(), AuthError::UnknownKeyId);
+
+    // Documents that cannot be used leave the set in use as it was.
+    let only_hmac = json!({ "keys": [{ "kty": "oct", "kid": "h", "k": "c2VjcmV0" }] }).to_string();
+    let twice = json!({ "keys": [ec.jwk_json(), ec.jwk_json()] }).to_string();
+    let huge = format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(MAX_JWKS_BYTES));
+    for bad in ["not json", "{}", &only_hmac, &twice, &huge] {
+        assert!(v.replace_keys(bad).is_err(), "{bad:.40}");
+        assert_eq!(v.key_ids(), ["ed-1"]);
+        assert!(v.verify_at(&ed_token, NOW).is_ok());
+    }
+}
+
+#[test]
+fn without_keys_tokens_are_unavailable_not_invalid_until_a_set_is_loaded() {
+    let key = ec();
+    let v = JwtVerifier::without_keys(config()).unwrap();
+    assert!(!v.has_keys());
+    assert!(v.key_ids().is_empty());
+    let token = key.mint(&claims());
+    let err = v.verify_at(&token, NOW).unwrap_err();
+    assert_eq!(err, AuthError::KeysUnavailable);
+    assert_eq!(err.http_status(), 503);
+    // What can be judged without keys still is: a broken token is the agent's fault.
+    assert!(matches!(v.verify_at("a.b", NOW).unwrap_err(), AuthError::Malformed { .. }));
+    let none = raw_token(&json!({ "alg": "none", "kid": "ec-1" }), &claims(), "");
+    assert_eq!(v.verify_at(&none, NOW).unwrap_err(), AuthError::AlgorithmNotAllowed);
+
+    assert!(v.replace_keys("not json").is_err());
+    assert!(!v.has_keys());
+    v.replace_keys(&jwks(&[&key])).unwrap();
+    assert!(v.has_keys());
+    assert_eq!(v.verify_at(&token, NOW).unwrap().agent_id, "billing-bot");
+}
+
+#[test]
+fn without_keys_still_checks_the_configuration() {
+    let hmac = JwtConfig { allowed_algorithms: vec!["HS256".into()], ..config() };
+    assert!(matches!(JwtVerifier::without_keys(hmac).unwrap_err(), AuthError::AlgorithmRefused { .. }));
+    let empty = JwtConfig { issuer: " ".into(), ..config() };
+    assert_eq!(JwtVerifier::without_keys(empty).unwrap_err(), AuthError::EmptyConfigValue { field: "issuer" });
+}
+
+#[test]
+fn keys_can_be_replaced_while_other_threads_verify() {
+    let (ec, ed) = (ec(), ed());
+    let both = jwks(&[&ec, &ed]);
+    let v = std::sync::Arc::new(verifier(config(), &[&ec, &ed]));
+    let token = ec.mint(&claims());
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (v, token) = (v.clone(), token.clone());
+            std::thread::spawn(move || (0..200).all(|_| v.verify_at(&token, NOW).is_ok()))
+        })
+        .collect();
+    for _ in 0..200 {
+        v.replace_keys(&both).unwrap();
+    }
+    assert!(readers.into_iter().all(|r| r.join().unwrap()), "every verification saw a whole key set");
+}
+
+#[test]
+fn only_a_well_formed_token_with_an_unknown_key_id_asks_for_a_refetch() {
+    let (ec, ed) = (ec(), ed());
+    let v = verifier(config(), &[&ec]);
+    assert!(!v.names_unknown_key(&ec.mint(&claims())), "known");
+    assert!(v.names_unknown_key(&ed.mint(&claims())), "unknown kid, allowed alg");
+    let hmac = raw_token(&json!({ "alg": "HS256", "kid": "new" }), &claims(), "AAAA");
+    assert!(!v.names_unknown_key(&hmac), "a refused algorithm never causes a fetch");
+    let no_kid = raw_token(&json!({ "alg": "ES256" }), &claims(), "AAAA");
+    assert!(!v.names_unknown_key(&no_kid));
+    assert!(!v.names_unknown_key("not.a-token"));
+    let empty = JwtVerifier::without_keys(config()).unwrap();
+    assert!(!empty.names_unknown_key(&ed.mint(&claims())), "no set yet: the refresher's business");
 }

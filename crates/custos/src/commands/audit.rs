@@ -56,8 +56,8 @@ fn query(args: &QueryArgs) -> Result<(), Failure> {
         None => None,
     };
     if let Some(d) = &args.decision {
-        if d != "allow" && d != "deny" {
-            return Err(Failure::usage(format!("`{d}` is not a decision: expected allow or deny")));
+        if !matches!(d.as_str(), "allow" | "deny" | "hold") {
+            return Err(Failure::usage(format!("`{d}` is not a decision: expected allow, deny or hold")));
         }
     }
     let since_ms = args.since.as_deref().map(parse_since).transpose()?;

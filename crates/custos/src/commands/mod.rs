@@ -1,6 +1,7 @@
 //! One module per command group.
 
 mod agents;
+mod approvals;
 mod audit;
 mod init;
 mod policy;
@@ -18,6 +19,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),
+        Command::Approvals(cmd) => approvals::run(cmd),
     }
 }
 

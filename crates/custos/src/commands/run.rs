@@ -36,6 +36,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let runtime = super::runtime()?;
     let exit = runtime.block_on(async {
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
+        // Held calls wait here; approvers decide from another terminal (`custos approvals`)
+        // against the same database, which this process polls.
+        let approvals = custos_approvals::Approvals::new(
+            audit.clone(),
+            &context::database_path(&config.data_dir),
+            config.approvals.clone(),
+        )
+        .map_err(Failure::runtime)?;
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent,
             principal: Vec::new(),
@@ -53,6 +61,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             known_tools,
             // Nothing scrapes a stdio proxy; the counters are kept for symmetry and cost little.
             metrics: custos_gateway::GatewayMetrics::register(&custos_metrics::Registry::new()),
+            approvals: Some(approvals),
         }));
         let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
         let result = serve_stdio(gateway, &command, stdin, tokio::io::stdout(), config.limits).await;
@@ -141,6 +150,7 @@ fn unconfigured(name: &str) -> custos_config::ServerConfig {
         command: None,
         url: None,
         headers: Vec::new(),
+        tls: custos_config::UpstreamTls::default(),
         classes: custos_config::ToolClasses::new(false, Default::default()),
     }
 }

@@ -22,11 +22,14 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             config.path.display()
         )));
     }
+    check_upstream_tls(&config)?;
     let policy = Arc::new(super::run::load_policy(&config)?);
     let store = context::open_for_writing(&config.data_dir)?;
     let db = context::database_path(&config.data_dir);
     let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let tls = tls_acceptor(&config)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
 
     let runtime = super::runtime()?;
     runtime.block_on(async {
@@ -36,19 +39,23 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let addr = listener.local_addr().map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
         let (jwt, required_scopes) = match &config.serve.jwt {
-            Some(settings) => (Some(jwt_verifier(settings, &config, addr)?), settings.required_scopes.clone()),
+            Some(settings) => (Some(jwt_verifier(settings, &config, addr).await?), settings.required_scopes.clone()),
             None => (None, Vec::new()),
         };
-        let auth = Authenticator::new(config.agents.clone(), registry, jwt, required_scopes);
+        let auth = Authenticator::new(config.agents.clone(), registry, jwt, required_scopes)
+            .with_spiffe_ids(config.spiffe_ids.clone());
         let admin = match &config.admin {
             Some(admin) => Some(admin_listener(admin).await?),
             None => None,
         };
-        let state = Arc::new(AppState::new(config, policy, audit.clone(), auth, reader, addr));
+        let approvals = approvals(&config, audit.clone(), &db, admin.as_ref().map(|(listener, _)| listener))?;
+        let state = Arc::new(
+            AppState::new(config, policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone()),
+        );
         // stdout says where to connect (the ports are real even when 0 was asked for).
-        println!("listening on http://{addr}");
+        println!("listening on {scheme}://{addr}");
         for server in &served {
-            eprintln!("custos: serving `{server}` at http://{addr}/mcp/{server}");
+            eprintln!("custos: serving `{server}` at {scheme}://{addr}/mcp/{server}");
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -57,7 +64,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         if let Some((listener, token)) = admin {
             let admin_addr = listener.local_addr().map_err(Failure::runtime)?;
             println!("admin on http://{admin_addr}");
-            let admin_state = Arc::new(custos_http::admin::AdminState::new(state.clone(), token));
+            let admin_state =
+                Arc::new(custos_http::admin::AdminState::new(state.clone(), token).with_approvals(approvals));
             let shutdown = until_stopped(stopped.clone());
             tokio::spawn(async move {
                 if let Err(e) = custos_http::admin::serve_admin(admin_state, listener, shutdown).await {
@@ -70,27 +78,29 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             eprintln!("custos: {signal}: closing sessions");
             let _ = stop.send(true);
         });
-        let result = custos_http::serve(state, listener, until_stopped(stopped)).await;
+        let result = match tls {
+            Some(acceptor) => custos_http::serve_tls(state, listener, acceptor, until_stopped(stopped)).await,
+            None => custos_http::serve(state, listener, until_stopped(stopped)).await,
+        };
         audit.shutdown().await;
         result.map_err(|e| Failure::runtime(format!("the server stopped: {e}")))
     })
 }
 
-/// The verifier for `[serve.jwt]`: the JWKS file read now, the audience defaulting to the
-/// gateway's public URL.
-fn jwt_verifier(
+/// The verifier for `[serve.jwt]`, the audience defaulting to the gateway's public URL. A
+/// `jwks_file` is read now; a `jwks_url` is fetched now and then kept fresh in the background.
+/// A first fetch that fails does not stop start-up (the provider may just be starting too):
+/// bearer tokens get 503 until a retry succeeds, and API keys work meanwhile.
+async fn jwt_verifier(
     settings: &custos_config::JwtSettings,
     config: &custos_config::Config,
     bound: std::net::SocketAddr,
-) -> Result<custos_auth::JwtVerifier, Failure> {
-    let jwks = std::fs::read_to_string(&settings.jwks_file).map_err(|e| {
-        Failure::usage(format!("cannot read the jwks `{}` named by [serve.jwt]: {e}", settings.jwks_file.display()))
-    })?;
+) -> Result<custos_http::jwks::Jwt, Failure> {
     let audience = settings
         .audience
         .clone()
         .or_else(|| config.serve.public_url.clone())
-        .unwrap_or_else(|| format!("http://{bound}"));
+        .unwrap_or_else(|| format!("{}://{bound}", if config.serve.tls.is_some() { "https" } else { "http" }));
     let mut jwt = custos_auth::JwtConfig::new(settings.issuer.clone(), audience);
     if let Some(algorithms) = &settings.algorithms {
         jwt.allowed_algorithms = algorithms.clone();
@@ -102,8 +112,65 @@ fn jwt_verifier(
         jwt.agent_claim = claim.clone();
     }
     jwt.principal_claim = settings.principal_claim.clone();
-    custos_auth::JwtVerifier::new(jwt, &jwks)
-        .map_err(|e| Failure::usage(format!("{}: [serve.jwt]: {e}", config.path.display())))
+    let bad = |e: &dyn std::fmt::Display| Failure::usage(format!("{}: [serve.jwt]: {e}", config.path.display()));
+    match &settings.jwks {
+        custos_config::JwksSource::File(path) => {
+            let jwks = std::fs::read_to_string(path).map_err(|e| {
+                Failure::usage(format!("cannot read the jwks `{}` named by [serve.jwt]: {e}", path.display()))
+            })?;
+            let verifier = custos_auth::JwtVerifier::new(jwt, &jwks).map_err(|e| bad(&e))?;
+            Ok(custos_http::jwks::Jwt::fixed(verifier))
+        }
+        custos_config::JwksSource::Url { url, ca_file, refresh_secs } => {
+            let verifier = custos_auth::JwtVerifier::without_keys(jwt).map_err(|e| bad(&e))?;
+            let fetcher =
+                custos_http::jwks::JwksFetcher::new(url, ca_file.as_deref(), verifier).map_err(|e| bad(&e))?;
+            let fetcher = Arc::new(fetcher);
+            let failing = match fetcher.refresh().await {
+                Ok(()) => false,
+                Err(e) => {
+                    eprintln!("custos: {e}; bearer tokens are refused (503) until a fetch succeeds");
+                    true
+                }
+            };
+            fetcher.spawn_refresher(std::time::Duration::from_secs(*refresh_secs), failing);
+            Ok(custos_http::jwks::Jwt::fetched(fetcher))
+        }
+    }
+}
+
+/// The TLS settings of each `https://` upstream, loaded once now so that a missing or bad
+/// `ca_file` or client certificate stops start-up with the file's name instead of failing
+/// every session.
+fn check_upstream_tls(config: &custos_config::Config) -> Result<(), Failure> {
+    for server in &config.servers {
+        if !server.url.as_deref().is_some_and(|u| u.starts_with("https://")) {
+            continue;
+        }
+        let identity = server.tls.client_identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+        custos_tls::client::ClientTls::load(server.tls.ca_file.as_deref(), identity)
+            .map_err(|e| Failure::usage(format!("{}: server `{}`: {e}", config.path.display(), server.name)))?;
+    }
+    Ok(())
+}
+
+/// The TLS acceptor for `[serve.tls]`, its files read now so that a missing or mismatched file
+/// stops start-up with the file's name.
+fn tls_acceptor(config: &custos_config::Config) -> Result<Option<custos_tls::server::Acceptor>, Failure> {
+    let Some(settings) = &config.serve.tls else {
+        if !config.spiffe_ids.is_empty() {
+            eprintln!("custos: some agents have a `spiffe_id`, but without [serve.tls] no client certificate is read");
+        }
+        return Ok(None);
+    };
+    if !config.spiffe_ids.is_empty() && settings.client_auth == custos_config::ClientAuth::None {
+        eprintln!(
+            "custos: some agents have a `spiffe_id`, but [serve.tls] client_auth = \"none\" asks for no certificate"
+        );
+    }
+    custos_http::tls::acceptor(settings)
+        .map(Some)
+        .map_err(|e| Failure::usage(format!("{}: [serve.tls]: {e}", config.path.display())))
 }
 
 /// The admin listener and its token, read from `[admin] token_file`.
@@ -122,4 +189,22 @@ async fn admin_listener(admin: &custos_config::AdminConfig) -> Result<(tokio::ne
         .await
         .map_err(|e| Failure::usage(format!("cannot listen on `{}` for the admin api: {e}", admin.listen)))?;
     Ok((listener, token))
+}
+
+/// The approval queue over the audit database (webhook secrets read now). Without `[admin]
+/// public_url`, notification links name the admin listener as bound (its port is real even when
+/// 0 was asked for).
+fn approvals(
+    config: &custos_config::Config,
+    audit: AuditLog,
+    db: &std::path::Path,
+    admin: Option<&tokio::net::TcpListener>,
+) -> Result<custos_approvals::Approvals, Failure> {
+    let mut settings = config.approvals.clone();
+    let bound = admin.and_then(|l| l.local_addr().ok());
+    if let (Some(addr), Some(None)) = (bound, config.admin.as_ref().map(|a| a.public_url.as_ref())) {
+        settings.admin_url = Some(format!("http://{addr}"));
+    }
+    custos_approvals::Approvals::new(audit, db, settings)
+        .map_err(|e| Failure::usage(format!("{}: [approvals]: {e}", config.path.display())))
 }

@@ -398,3 +398,117 @@ pub fn python_http(url: &str, key: &str, args: &[&str]) -> Value {
     assert!(out.status.success(), "python client failed: {}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// A POST whose answer is an open SSE stream, read one event at a time.
+pub struct SseStream {
+    reader: BufReader<std::net::TcpStream>,
+    /// Decoded body bytes not yet split into events.
+    pending: String,
+}
+
+impl SseStream {
+    /// POSTs `body` and expects a 200 SSE answer.
+    pub fn open(url: &str, headers: &[(&str, &str)], body: &str) -> Self {
+        match Self::try_open(url, headers, body) {
+            Ok(stream) => stream,
+            Err((status, text)) => panic!("expected an event stream, got {status}: {text}"),
+        }
+    }
+
+    /// Like [`SseStream::open`], retried while the answer is 429 (a slot freed by another
+    /// connection's end is freed asynchronously); bounded by [`ANSWER_TIMEOUT`].
+    pub fn open_when(url: &str, headers: &[(&str, &str)], body: &str) -> Self {
+        let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
+        loop {
+            match Self::try_open(url, headers, body) {
+                Ok(stream) => return stream,
+                Err((429, _)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err((status, text)) => panic!("expected an event stream, got {status}: {text}"),
+            }
+        }
+    }
+
+    /// A session's GET stream.
+    pub fn get(url: &str, headers: &[(&str, &str)]) -> Self {
+        match Self::request("GET", url, headers, "") {
+            Ok(stream) => stream,
+            Err((status, text)) => panic!("expected an event stream, got {status}: {text}"),
+        }
+    }
+
+    fn try_open(url: &str, headers: &[(&str, &str)], body: &str) -> Result<Self, (u16, String)> {
+        Self::request("POST", url, headers, body)
+    }
+
+    fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Result<Self, (u16, String)> {
+        let rest = url.strip_prefix("http://").unwrap();
+        let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        stream.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+        let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        stream.write_all(req.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).unwrap();
+        let status: u16 = status_line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        let mut chunked = false;
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let lower = line.to_ascii_lowercase();
+            chunked |= lower == "transfer-encoding: chunked";
+            if let Some(n) = lower.strip_prefix("content-length:") {
+                length = n.trim().parse().unwrap();
+            }
+        }
+        if status != 200 || !chunked {
+            let mut body = vec![0u8; length];
+            std::io::Read::read_exact(&mut reader, &mut body).unwrap();
+            return Err((status, String::from_utf8_lossy(&body).into_owned()));
+        }
+        Ok(Self { reader, pending: String::new() })
+    }
+
+    /// The next event if one comes within `wait`, else `None` (the stream stays usable: chunks
+    /// arrive whole, so a timeout falls between them).
+    pub fn next_event_within(&mut self, wait: Duration) -> Option<Value> {
+        self.reader.get_ref().set_read_timeout(Some(wait)).unwrap();
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.next_event()));
+        self.reader.get_ref().set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+        got.ok()
+    }
+
+    /// The next `data:` event, as JSON (keep-alive comments are skipped).
+    pub fn next_event(&mut self) -> Value {
+        loop {
+            if let Some((event, rest)) = self.pending.split_once("\n\n") {
+                let data: String = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+                self.pending = rest.to_owned();
+                if !data.is_empty() {
+                    return serde_json::from_str(&data).unwrap();
+                }
+                continue;
+            }
+            // One chunk of the chunked body.
+            let mut size = String::new();
+            self.reader.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            assert!(n > 0, "the stream ended before the next event");
+            let mut chunk = vec![0u8; n + 2];
+            std::io::Read::read_exact(&mut self.reader, &mut chunk).unwrap();
+            self.pending.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    }
+}
