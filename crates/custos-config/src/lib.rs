@@ -151,6 +151,23 @@ pub struct ServeConfig {
     pub tls: Option<TlsSettings>,
 }
 
+impl ServeConfig {
+    /// `https` when the gateway terminates TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// Where agents reach the gateway bound at `bound`: `public_url`, else the scheme and the
+    /// address. The OAuth resource tokens must name, and the default JWT audience.
+    pub fn public_url_or(&self, bound: std::net::SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("{}://{bound}", self.scheme()))
+    }
+}
+
 /// `[serve.tls]`: the gateway's certificate, and whether agents are asked for theirs.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {

@@ -582,6 +582,21 @@ tools = { "delete_*" = "privileged" }
     }
 
     #[test]
+    fn the_public_url_defaults_to_the_bound_address_with_the_transports_scheme() {
+        let bound: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let plain = load(GOOD).unwrap();
+        assert_eq!(plain.serve.public_url_or(bound), "http://127.0.0.1:8443");
+        let tls = load(&format!("{GOOD}\n[serve.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n")).unwrap();
+        assert_eq!(
+            (tls.serve.scheme(), tls.serve.public_url_or(bound)),
+            ("https", "https://127.0.0.1:8443".to_owned())
+        );
+        let mut named = tls.serve.clone();
+        named.public_url = Some("https://gw.example.com".into());
+        assert_eq!(named.public_url_or(bound), "https://gw.example.com");
+    }
+
+    #[test]
     fn tls_paths_resolve_and_client_auth_follows_the_ca() {
         let c =
             load(&format!("{GOOD}\n[serve.tls]\ncert_file = \"tls/server.pem\"\nkey_file = \"/keys/server.key\"\n"))

@@ -77,8 +77,7 @@ impl AppState {
         reader: custos_store::SqliteStore,
         bound: std::net::SocketAddr,
     ) -> Self {
-        let scheme = if config.serve.tls.is_some() { "https" } else { "http" };
-        let public_url = config.serve.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"));
+        let public_url = config.serve.public_url_or(bound);
         let registry = custos_metrics::Registry::new();
         Self {
             gateway_metrics: custos_gateway::GatewayMetrics::register(&registry),

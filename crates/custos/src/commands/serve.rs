@@ -29,7 +29,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let tls = tls_acceptor(&config)?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = config.serve.scheme();
 
     let runtime = super::runtime()?;
     runtime.block_on(async {
@@ -96,11 +96,7 @@ async fn jwt_verifier(
     config: &custos_config::Config,
     bound: std::net::SocketAddr,
 ) -> Result<custos_http::jwks::Jwt, Failure> {
-    let audience = settings
-        .audience
-        .clone()
-        .or_else(|| config.serve.public_url.clone())
-        .unwrap_or_else(|| format!("{}://{bound}", if config.serve.tls.is_some() { "https" } else { "http" }));
+    let audience = settings.audience.clone().unwrap_or_else(|| config.serve.public_url_or(bound));
     let mut jwt = custos_auth::JwtConfig::new(settings.issuer.clone(), audience);
     if let Some(algorithms) = &settings.algorithms {
         jwt.allowed_algorithms = algorithms.clone();
