@@ -29,7 +29,7 @@ use custos_mcp::{codes, error_response};
 use custos_policy::{CallRequest, ToolInfo};
 
 use crate::pending::CallInFlight;
-use crate::pipeline::{Gateway, Outcome};
+use crate::pipeline::{unrecorded, Gateway, Outcome};
 
 /// How often a waiting client that asked for progress hears that its call is still held.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -149,12 +149,7 @@ impl Gateway {
         if let Err(err) = self.record(vec![decided]).await {
             self.pending().remove(&held.id);
             tracing::error!("refusing approved `{}`: the audit log cannot be written: {err}", held.tool);
-            return Outcome::Answer(error_response(
-                Some(&held.id),
-                codes::AUDIT_UNAVAILABLE,
-                &format!("call to `{}` refused: the audit log cannot be written", held.tool),
-                None,
-            ));
+            return unrecorded(&held.id, &held.tool, "the audit log cannot be written");
         }
         let call = CallInFlight { tool: held.tool, step: held.step, received: held.received, started: Instant::now() };
         self.pending().set_call(&held.id, call);
@@ -177,17 +172,7 @@ impl Gateway {
         if let Err(err) = self.record(vec![decided]).await {
             tracing::error!("cannot record the refusal of held `{}`: {err}", held.tool);
         }
-        Outcome::Answer(error_response(
-            Some(&held.id),
-            codes::DENIED,
-            &format!("custos denied `{}`: {reason}", held.tool),
-            Some(json!({
-                "policies": decision.policies(),
-                "approval_id": held.request.id,
-                "run": self.run().0,
-                "step": held.step,
-            })),
-        ))
+        self.denied(&held.id, &held.tool, held.step, decision.policies(), reason, Some(&held.request.id))
     }
 
     /// Still pending at the timeout: the call did not run; the request stays open and the same

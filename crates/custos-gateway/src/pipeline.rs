@@ -457,12 +457,7 @@ impl Gateway {
                         // Fail closed: a call that cannot be held for approval does not run.
                         self.pending.remove(id);
                         tracing::error!("refusing `{tool}` (step {step}): cannot open its approval: {err}");
-                        return Outcome::Answer(error_response(
-                            Some(id),
-                            codes::AUDIT_UNAVAILABLE,
-                            &format!("call to `{tool}` refused: its approval request cannot be recorded"),
-                            None,
-                        ));
+                        return unrecorded(id, &tool, "its approval request cannot be recorded");
                     }
                 }
             }
@@ -479,12 +474,7 @@ impl Gateway {
         if let Err(err) = appended {
             self.pending.remove(id);
             tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
-            return Outcome::Answer(error_response(
-                Some(id),
-                codes::AUDIT_UNAVAILABLE,
-                &format!("call to `{tool}` refused: the audit log cannot be written"),
-                None,
-            ));
+            return unrecorded(id, &tool, "the audit log cannot be written");
         }
 
         // 5. forward, hold or answer
@@ -508,17 +498,31 @@ impl Gateway {
             Outcome::Forward(msg.raw)
         } else {
             self.pending.remove(id);
-            Outcome::Answer(error_response(
-                Some(id),
-                codes::DENIED,
-                &format!("custos denied `{tool}`: {}", decision.explain()),
-                Some(json!({
-                    "policies": decision.policies(),
-                    "run": self.run.0,
-                    "step": step,
-                })),
-            ))
+            self.denied(id, &tool, step, decision.policies(), &decision.explain(), None)
         }
+    }
+
+    /// The answer to a denied call: `-32001` naming the tool, why, the deciding policies, the
+    /// run and step, and the approval when the call had been held for one.
+    pub(crate) fn denied(
+        &self,
+        id: &RawValue,
+        tool: &ToolRef,
+        step: u64,
+        policies: &[String],
+        reason: &str,
+        approval: Option<&str>,
+    ) -> Outcome {
+        let mut data = json!({ "policies": policies, "run": self.run.0, "step": step });
+        if let (Some(approval), Some(data)) = (approval, data.as_object_mut()) {
+            data.insert("approval_id".into(), json!(approval));
+        }
+        Outcome::Answer(error_response(
+            Some(id),
+            codes::DENIED,
+            &format!("custos denied `{tool}`: {reason}"),
+            Some(data),
+        ))
     }
 
     // ---------------------------------------------------------------- upstream → client
@@ -734,4 +738,14 @@ fn progress_token(msg: &Message) -> Option<Box<RawValue>> {
     }
     let params: Params = serde_json::from_str(msg.params.as_ref()?.get()).ok()?;
     params.meta?.token
+}
+
+/// The answer to a call refused before it ran because `what` cannot be recorded (fail closed).
+pub(crate) fn unrecorded(id: &RawValue, tool: &ToolRef, what: &str) -> Outcome {
+    Outcome::Answer(error_response(
+        Some(id),
+        codes::AUDIT_UNAVAILABLE,
+        &format!("call to `{tool}` refused: {what}"),
+        None,
+    ))
 }
