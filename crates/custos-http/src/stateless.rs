@@ -128,11 +128,10 @@ async fn listen(
     };
     let (subscription, mut messages) = session.open_subscription(&ours);
     let mut answer = session.expect(&ours);
-    let restore = |bytes: Vec<u8>| with_subscription_id(&bytes, &client_id).unwrap_or(bytes);
     if let Sent::Answered(bytes) = session.send(raw).await {
         session.forget(&ours);
         subscription.ended();
-        return reply::json_bytes(StatusCode::OK, restore(bytes));
+        return reply::json_bytes(StatusCode::OK, for_client(bytes, &client_id));
     }
     let timeout = app.request_timeout();
     let first = tokio::select! {
@@ -153,33 +152,34 @@ async fn listen(
         Ok(ack) => ack,
         Err(answer) => {
             subscription.ended();
-            return reply::json_bytes(StatusCode::OK, restore(answer));
+            return reply::json_bytes(StatusCode::OK, for_client(answer, &client_id));
         }
     };
+    let first = crate::server::event(for_client(ack, &client_id));
     let client_id: Arc<RawValue> = Arc::from(client_id);
-    let state = Some((subscription, messages, answer, client_id.clone()));
-    let rest = futures::stream::unfold(state, move |state| async move {
+    let rest = futures::stream::unfold(Some((subscription, messages, answer, client_id)), |state| async move {
         let (subscription, mut messages, mut answer, client_id) = state?;
-        let restore = |bytes: Vec<u8>| with_subscription_id(&bytes, &client_id).unwrap_or(bytes);
         tokio::select! {
             biased;
             result = &mut answer => {
                 subscription.ended();
                 // Gone without an answer (the session closed): the stream just ends.
-                result.ok().map(|bytes| (crate::server::event(restore(bytes)), None))
+                result.ok().map(|bytes| (crate::server::event(for_client(bytes, &client_id)), None))
             }
             // `None`: dropped for not being read, or the session closed.
             message = messages.recv() => message.map(|bytes| {
-                let event = crate::server::event(restore(bytes));
-                (event, Some((subscription, messages, answer, client_id.clone())))
+                let event = crate::server::event(for_client(bytes, &client_id));
+                (event, Some((subscription, messages, answer, client_id)))
             }),
         }
     });
-    let first = futures::stream::once(std::future::ready(crate::server::event(
-        with_subscription_id(&ack, &client_id).unwrap_or(ack),
-    )));
-    let events = first.chain(rest).map(Ok::<_, std::convert::Infallible>);
+    let events = futures::stream::once(std::future::ready(first)).chain(rest).map(Ok::<_, std::convert::Infallible>);
     axum::response::sse::Sse::new(events).keep_alive(axum::response::sse::KeepAlive::default()).into_response()
+}
+
+/// A message of a subscription's stream, with the client's id where the upstream has ours.
+fn for_client(bytes: Vec<u8>, client_id: &RawValue) -> Vec<u8> {
+    with_subscription_id(&bytes, client_id).unwrap_or(bytes)
 }
 
 /// `Mcp-Method` must name the body's method, and `Mcp-Name` the tool of a `tools/call`.
