@@ -9,17 +9,6 @@ mod common;
 use common::harness::{header, http, issue_key, of_kind, python_http, sample_server, Deployment, Served, POLICIES};
 use serde_json::{json, Value};
 
-/// A deployment whose `sample` server has a command, so it is served.
-fn deployment(extra: &str) -> Deployment {
-    let d = Deployment::new(POLICIES, extra);
-    let text = std::fs::read_to_string(d.config()).unwrap().replace(
-        "name = \"sample\"\n",
-        &format!("name = \"sample\"\ncommand = [{:?}]\n", sample_server().to_str().unwrap()),
-    );
-    std::fs::write(d.config(), text).unwrap();
-    d
-}
-
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 fn bearer(key: &str) -> String {
@@ -36,7 +25,7 @@ fn open_session(url: &str, key: &str) -> String {
 
 #[test]
 fn python_sdk_client_through_custos_serve() {
-    let d = deployment("");
+    let d = Deployment::serving_sample("");
     let key = issue_key(&d, "reader");
     let served = Served::start(&d);
     let report = python_http(
@@ -105,7 +94,7 @@ fn python_sdk_client_through_custos_serve() {
 
 #[test]
 fn no_or_bad_credentials_get_401_with_the_resource_metadata() {
-    let d = deployment("[serve]\nauthorization_servers = [\"https://login.example.com\"]\n");
+    let d = Deployment::serving_sample("[serve]\nauthorization_servers = [\"https://login.example.com\"]\n");
     let served = Served::start(&d);
     let url = served.url("sample");
     let (status, headers, body) = http("POST", &url, &[], INIT);
@@ -136,7 +125,7 @@ fn no_or_bad_credentials_get_401_with_the_resource_metadata() {
 
 #[test]
 fn a_revoked_key_fails_on_the_next_request() {
-    let d = deployment("");
+    let d = Deployment::serving_sample("");
     let key = issue_key(&d, "reader");
     let served = Served::start(&d);
     let url = served.url("sample");
@@ -154,7 +143,7 @@ fn a_revoked_key_fails_on_the_next_request() {
 
 #[test]
 fn another_agents_session_looks_unknown_and_the_attempt_is_recorded() {
-    let d = deployment("");
+    let d = Deployment::serving_sample("");
     let reader = issue_key(&d, "reader");
     let operator = issue_key(&d, "operator");
     let served = Served::start(&d);
@@ -177,7 +166,7 @@ fn another_agents_session_looks_unknown_and_the_attempt_is_recorded() {
 
 #[test]
 fn foreign_origins_big_bodies_and_too_many_sessions_are_refused() {
-    let d = deployment("[serve]\nallowed_origins = [\"http://localhost:3000\"]\nmax_sessions = 1\n[limits]\nmax_message_bytes = 2048\n");
+    let d = Deployment::serving_sample("[serve]\nallowed_origins = [\"http://localhost:3000\"]\nmax_sessions = 1\n[limits]\nmax_message_bytes = 2048\n");
     let key = issue_key(&d, "reader");
     let served = Served::start(&d);
     let url = served.url("sample");
@@ -200,7 +189,7 @@ fn foreign_origins_big_bodies_and_too_many_sessions_are_refused() {
 
 #[test]
 fn an_upstream_that_dies_is_restarted_with_the_handshake_replayed_until_it_keeps_dying() {
-    let d = deployment("");
+    let d = Deployment::serving_sample("");
     let key = issue_key(&d, "operator");
     let served = Served::start(&d);
     let url = served.url("sample");
@@ -255,7 +244,7 @@ fn mint(args: &[&str]) -> String {
 }
 
 fn jwt_deployment() -> Deployment {
-    let d = deployment(
+    let d = Deployment::serving_sample(
         "[serve.jwt]\nissuer = \"https://idp.test\"\njwks_file = \"jwks.json\"\naudience = \"https://gw.test/mcp\"\n\
          agent_claim = \"client_id\"\nrequired_scopes = [\"mcp:tools\"]\n",
     );
@@ -331,7 +320,7 @@ fn bad_tokens_are_refused_with_the_reason_in_the_challenge() {
 
 #[test]
 fn clients_name_their_run_and_parent_run_and_cannot_take_anothers() {
-    let d = deployment("");
+    let d = Deployment::serving_sample("");
     let reader = issue_key(&d, "reader");
     let operator = issue_key(&d, "operator");
     let served = Served::start(&d);
@@ -375,7 +364,7 @@ fn clients_name_their_run_and_parent_run_and_cannot_take_anothers() {
 
 #[test]
 fn one_agent_at_its_concurrency_limit_costs_other_agents_nothing() {
-    let d = deployment("[serve]\nmax_concurrent_per_agent = 1\nrequest_timeout_ms = 3000\n");
+    let d = Deployment::serving_sample("[serve]\nmax_concurrent_per_agent = 1\nrequest_timeout_ms = 3000\n");
     let reader = issue_key(&d, "reader");
     let operator = issue_key(&d, "operator");
     let served = Served::start(&d);
@@ -426,7 +415,7 @@ fn one_agent_at_its_concurrency_limit_costs_other_agents_nothing() {
 
 #[test]
 fn the_admin_api_shows_agents_tools_runs_audit_and_metrics_behind_its_own_token() {
-    let d = deployment("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n");
+    let d = Deployment::serving_sample("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n");
     let token = "admin-token-for-tests-0123456789";
     std::fs::write(d.dir.path().join("admin.token"), format!("{token}\n")).unwrap();
     let key = issue_key(&d, "reader");
@@ -591,7 +580,7 @@ fn a_stateless_upstream_that_keeps_dying_is_restarted_with_backoff() {
 /// The official TypeScript SDK client (tests/peers/ts_http_client.mjs) through custos serve.
 #[test]
 fn typescript_sdk_client_through_custos_serve() {
-    let d = deployment("");
+    let d = Deployment::serving_sample("");
     let key = issue_key(&d, "reader");
     let served = Served::start(&d);
     let out = std::process::Command::new("node")
@@ -723,7 +712,7 @@ fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
 #[test]
 fn a_remote_http_upstream_is_governed_and_never_sees_the_agents_token() {
     // Gateway A: the "remote" MCP server (custos serve of the sample server), with its own agent.
-    let a = deployment("");
+    let a = Deployment::serving_sample("");
     let a_key = issue_key(&a, "operator");
     let a_served = Served::start(&a);
     // Gateway B in front of A.
@@ -792,7 +781,7 @@ fn a_remote_http_upstream_is_governed_and_never_sees_the_agents_token() {
 /// records and counts them; an upstream that dies mid-call counts as an upstream error.
 #[test]
 fn refused_bodies_and_upstream_failures_are_recorded_and_counted() {
-    let d = deployment(
+    let d = Deployment::serving_sample(
         "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n[limits]\nmax_message_bytes = 2048\n",
     );
     std::fs::write(d.dir.path().join("admin.token"), "admin-token-for-tests-0123456789").unwrap();
@@ -829,7 +818,7 @@ fn refused_bodies_and_upstream_failures_are_recorded_and_counted() {
 
 #[test]
 fn a_refused_origin_is_recorded() {
-    let d = deployment("[serve]\nallowed_origins = [\"http://localhost:3000\"]\n");
+    let d = Deployment::serving_sample("[serve]\nallowed_origins = [\"http://localhost:3000\"]\n");
     let key = issue_key(&d, "reader");
     let served = Served::start(&d);
     let auth = bearer(&key);

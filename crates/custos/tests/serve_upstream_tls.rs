@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::harness::{
-    header, http, issue_key, of_kind, peers_python, python_http, repo_root, sample_server, Deployment, Served,
-    ANSWER_TIMEOUT, POLICIES,
+    header, http, issue_key, of_kind, peers_python, python_http, repo_root, Deployment, Served, ANSWER_TIMEOUT,
+    POLICIES,
 };
 use serde_json::{json, Value};
 
@@ -110,17 +110,6 @@ fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-/// A deployment whose `sample` server has a command (so it is served), plus `extra`.
-fn deployment(extra: &str) -> Deployment {
-    let d = Deployment::new(POLICIES, extra);
-    let text = std::fs::read_to_string(d.config()).unwrap().replace(
-        "name = \"sample\"\n",
-        &format!("name = \"sample\"\ncommand = [{:?}]\n", sample_server().to_str().unwrap()),
-    );
-    std::fs::write(d.config(), text).unwrap();
-    d
 }
 
 /// The official Python SDK's server over `https://`, trusted through `ca_file`, is governed like
@@ -237,8 +226,9 @@ fn an_https_upstream_that_requires_a_client_certificate_gets_the_configured_one(
 /// the file, rather than failing each session later.
 #[test]
 fn unreadable_upstream_tls_files_stop_start_up() {
-    let d =
-        deployment("[[servers]]\nname = \"remote\"\nurl = \"https://127.0.0.1:9/mcp\"\nca_file = \"missing-ca.pem\"\n");
+    let d = Deployment::serving_sample(
+        "[[servers]]\nname = \"remote\"\nurl = \"https://127.0.0.1:9/mcp\"\nca_file = \"missing-ca.pem\"\n",
+    );
     let out = d.output(&["serve", "--listen", "127.0.0.1:0"]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -299,7 +289,7 @@ fn a_jwks_url_follows_a_key_rotation_without_a_restart() {
         &["--file", path(&jwks), "--cert", path(&cert), "--key", path(&key), "--log", path(&log)],
     );
     let url = format!("https://127.0.0.1:{}/.well-known/jwks.json", idp.port);
-    let d = deployment(&jwt_settings(&url, &format!("jwks_ca_file = {:?}\n", pki.ca())));
+    let d = Deployment::serving_sample(&jwt_settings(&url, &format!("jwks_ca_file = {:?}\n", pki.ca())));
     let served = Served::start(&d);
     let mcp = served.url("sample");
     assert_eq!(fetches(&log), 1, "fetched once at start-up");
@@ -337,7 +327,7 @@ fn tokens_get_503_until_an_identity_provider_down_at_start_up_is_reached() {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, jwks_of(KEY_1)).unwrap();
-    let d = deployment(&jwt_settings(&format!("http://127.0.0.1:{port}/jwks"), ""));
+    let d = Deployment::serving_sample(&jwt_settings(&format!("http://127.0.0.1:{port}/jwks"), ""));
     let api_key = issue_key(&d, "operator");
     let served = Served::start(&d);
     let mcp = served.url("sample");

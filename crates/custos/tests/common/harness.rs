@@ -93,6 +93,18 @@ trust_annotations = true
         Self { dir }
     }
 
+    /// [`Deployment::new`] with [`POLICIES`], whose `sample` server has its command, so
+    /// `custos serve` serves it.
+    pub fn serving_sample(extra: &str) -> Self {
+        let d = Self::new(POLICIES, extra);
+        let text = std::fs::read_to_string(d.config()).unwrap().replace(
+            "name = \"sample\"\n",
+            &format!("name = \"sample\"\ncommand = [{:?}]\n", sample_server().to_str().unwrap()),
+        );
+        std::fs::write(d.config(), text).unwrap();
+        d
+    }
+
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("custos.toml")
     }
