@@ -428,7 +428,16 @@ async fn post_mcp(
     };
     let id = id.clone();
     let answer = session.expect(&id);
-    if let Sent::Answered(bytes) = session.send(raw).await {
+    let sent = match session.send_or_hold(raw).await {
+        Ok(sent) => sent,
+        // Held for approval: a client that takes a stream gets one at once, with the progress.
+        Err(held) if wants_stream(&headers) => {
+            let response = held_stream(&app, &session, *held, id, answer, permit).into_response();
+            return with_session(response, &session);
+        }
+        Err(held) => session.settle_here(*held).await,
+    };
+    if let Sent::Answered(bytes) = sent {
         session.forget(&id);
         return with_session(reply::json_bytes(StatusCode::OK, bytes), &session);
     }
@@ -488,9 +497,7 @@ pub(crate) async fn await_answer(
     transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
 ) -> Response {
     let timeout = app.request_timeout();
-    let wants_stream =
-        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
-    if wants_stream {
+    if wants_stream(headers) {
         return event_stream_until_answer(session, answer, timeout, id, permit, transform).into_response();
     }
     match tokio::time::timeout(timeout, answer).await {
@@ -503,6 +510,72 @@ pub(crate) async fn await_answer(
             timed_out(&id, timeout)
         }
     }
+}
+
+/// Whether the client accepts an SSE answer.
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
+}
+
+/// The SSE answer to a call held for approval: its progress while it waits, then, once it is
+/// forwarded, what the upstream says and its answer (as [`await_answer`] streams it); or the
+/// refusal. The wait runs in its own task, so a client that leaves does not leave the held call
+/// half-settled in the log.
+fn held_stream(
+    app: &AppState,
+    session: &Arc<Session>,
+    held: custos_gateway::held::Held,
+    id: Box<serde_json::value::RawValue>,
+    mut answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let (events, received) = tokio::sync::mpsc::channel::<Vec<u8>>(crate::session::STREAM_BUFFER);
+    let timeout = app.request_timeout();
+    let session = session.clone();
+    tokio::spawn(async move {
+        // Opened first, so what the upstream says once the call runs lands here.
+        let (guard, mut messages) = session.open_post_stream();
+        let (progress, mut updates) = tokio::sync::mpsc::channel(8);
+        let settle = session.settle(held, progress);
+        tokio::pin!(settle);
+        let sent = loop {
+            tokio::select! {
+                sent = &mut settle => break sent,
+                Some(update) = updates.recv() => { let _ = events.send(update).await; }
+            }
+        };
+        if let Sent::Answered(bytes) = sent {
+            session.forget(&id);
+            let _ = events.send(bytes).await;
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut answer => {
+                    let bytes = result.unwrap_or_else(|_| {
+                        custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None)
+                    });
+                    let _ = events.send(bytes).await;
+                    break;
+                }
+                Some(bytes) = messages.recv() => { let _ = events.send(bytes).await; }
+                () = tokio::time::sleep_until(deadline) => {
+                    session.forget(&id);
+                    let message = format!("the upstream did not answer within {} ms", timeout.as_millis());
+                    let _ = events.send(custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &message, None)).await;
+                    break;
+                }
+            }
+        }
+        drop((guard, permit));
+    });
+    let stream = stream::unfold(received, |mut received| async move {
+        let bytes = received.recv().await?;
+        Some((Ok::<_, Infallible>(event(bytes)), received))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
 
 pub(crate) fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {

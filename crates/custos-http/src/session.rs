@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use custos_core::Agent;
+use custos_gateway::held::Held;
 use custos_gateway::{ChildUpstream, Gateway, Outcome, RemoteUpstream, StdioError};
 use custos_mcp::Frame;
 use serde_json::value::RawValue;
@@ -20,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::restart;
 
 /// Messages buffered for one event stream before the upstream waits for the client to read.
-const STREAM_BUFFER: usize = 256;
+pub(crate) const STREAM_BUFFER: usize = 256;
 
 #[derive(Debug)]
 pub struct Session {
@@ -160,30 +161,52 @@ impl Session {
         self.lock_waiters().remove(id.get());
     }
 
-    /// Runs one client message through the pipeline and forwards it if the pipeline says so.
+    /// Runs one client message through the pipeline and forwards it if the pipeline says so. A
+    /// call held for approval is waited on here, its progress notifications going to the
+    /// session's newest open stream; see [`Session::send_or_hold`] to stream them instead.
     pub async fn send(&self, raw: Vec<u8>) -> Sent {
+        match self.send_or_hold(raw).await {
+            Ok(sent) => sent,
+            Err(held) => self.settle_here(*held).await,
+        }
+    }
+
+    /// [`Session::settle`], the progress going to the session's newest open stream.
+    pub async fn settle_here(&self, held: Held) -> Sent {
+        let (progress, mut updates) = mpsc::channel(8);
+        let settle = self.settle(held, progress);
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                sent = &mut settle => break sent,
+                Some(update) = updates.recv() => self.route(update),
+            }
+        }
+    }
+
+    /// Like [`Session::send`], but a call held for approval is handed back, for the caller to
+    /// [`Session::settle`] where it can show the client the progress.
+    pub async fn send_or_hold(&self, raw: Vec<u8>) -> Result<Sent, Box<Held>> {
         if is_handshake(&raw) {
             let mut replay = self.replay.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if replay.len() < 2 {
                 replay.push(raw.clone());
             }
         }
-        let outcome = match self.gateway.from_client(Frame::Line(raw)).await {
-            // A held call waits here (this request's own task); progress for the client goes
-            // to its open stream meanwhile.
-            Outcome::Held(held) => {
-                let (progress, mut updates) = mpsc::channel(8);
-                let settle = self.gateway.settle(*held, progress);
-                tokio::pin!(settle);
-                loop {
-                    tokio::select! {
-                        outcome = &mut settle => break outcome,
-                        Some(update) = updates.recv() => self.route(update),
-                    }
-                }
-            }
-            outcome => outcome,
-        };
+        match self.gateway.from_client(Frame::Line(raw)).await {
+            Outcome::Held(held) => Err(held),
+            outcome => Ok(self.act_on(outcome).await),
+        }
+    }
+
+    /// Waits for the verdict on a held call (progress for the client goes to `progress`), then
+    /// forwards it or answers it.
+    pub async fn settle(&self, held: Held, progress: mpsc::Sender<Vec<u8>>) -> Sent {
+        let outcome = self.gateway.settle(held, progress).await;
+        self.act_on(outcome).await
+    }
+
+    async fn act_on(&self, outcome: Outcome) -> Sent {
         match outcome {
             Outcome::Forward(bytes) => {
                 let input = self.input.read().await.clone();

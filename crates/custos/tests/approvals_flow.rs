@@ -243,7 +243,8 @@ fn another_run_needs_its_own_approval_and_an_expired_one_is_refused() {
     s.finish();
 }
 
-/// `custos serve`: the official Python SDK's call waits while an approver uses the admin API.
+/// `custos serve`: the official Python SDK's call waits, hearing progress, while an approver
+/// uses the admin API.
 #[test]
 fn through_custos_serve_an_admin_api_approval_releases_the_waiting_sdk_call() {
     let d = deployment("timeout_ms = 30000", "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n");
@@ -276,6 +277,8 @@ fn through_custos_serve_an_admin_api_approval_releases_the_waiting_sdk_call() {
     let report = client.join().unwrap();
     let step = &report["steps"][0];
     assert_eq!((step["ok"].clone(), step["is_error"].clone()), (json!(true), json!(false)), "{report}");
+    // The SDK asked for progress: it heard that the call waited, on the call's own stream.
+    assert!(step["progress"].as_array().is_some_and(|p| !p.is_empty()), "no progress while held: {report}");
     let (status, _, _) = common::harness::http("POST", &approve, &[auth], r#"{"approver":"carol@example.com"}"#);
     assert_eq!(status, 409, "a decided request cannot be decided again");
     drop(served);
@@ -284,4 +287,49 @@ fn through_custos_serve_an_admin_api_approval_releases_the_waiting_sdk_call() {
     assert!(of_kind(&events, "call.decided")
         .iter()
         .any(|e| e["decision"] == "allow" && e["detail"]["approval"] == id.as_str()));
+}
+
+/// A client that takes an SSE answer and keeps no GET stream still hears, on the held call's
+/// own stream, that the call waits and for which approval; then gets the result there.
+#[test]
+fn a_held_calls_own_stream_carries_its_progress_then_its_result() {
+    let d = deployment("timeout_ms = 30000", "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n");
+    std::fs::write(d.dir.path().join("admin.token"), "an-admin-token-for-tests").unwrap();
+    let key = common::harness::issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let auth = format!("Bearer {key}");
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, headers, body) =
+        common::harness::http("POST", &url, &[("Authorization", &auth), ("Accept", "application/json")], init);
+    assert_eq!(status, 200, "{body}");
+    let session = common::harness::header(&headers, "mcp-session-id").unwrap().to_owned();
+    let call = note_call(3, "rollback", Some("p-3")).to_string();
+    let mut stream = common::harness::SseStream::open(
+        &url,
+        &[("Authorization", &auth), ("Mcp-Session-Id", &session), ("Accept", "application/json, text/event-stream")],
+        &call,
+    );
+    let progress = stream.next_event();
+    assert_eq!(
+        (progress["method"].clone(), progress["params"]["progressToken"].clone()),
+        (json!("notifications/progress"), json!("p-3")),
+        "{progress}"
+    );
+    let id = approval_id(&progress);
+    let admin = served.admin.clone().unwrap();
+    let (status, _, body) = common::harness::http(
+        "POST",
+        &format!("{admin}/v1/approvals/{id}/approve"),
+        &[("Authorization", "Bearer an-admin-token-for-tests")],
+        r#"{"approver":"carol@example.com"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = loop {
+        let event = stream.next_event();
+        if event["id"] == 3 {
+            break event;
+        }
+    };
+    assert!(answer.get("result").is_some(), "{answer}");
 }
