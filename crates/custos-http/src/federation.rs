@@ -378,7 +378,16 @@ async fn forward(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response {
     let answer = session.expect(&id);
-    if let Sent::Answered(bytes) = session.send(raw).await {
+    let sent = match session.send_or_hold(raw).await {
+        Ok(sent) => sent,
+        Err(held) if crate::server::wants_stream(headers) => {
+            let f = federation.clone();
+            let transform = move |frame| f.outgoing(index, frame);
+            return crate::server::held_stream(app, session, *held, id, answer, permit, transform).into_response();
+        }
+        Err(held) => session.settle_here(*held).await,
+    };
+    if let Sent::Answered(bytes) = sent {
         session.forget(&id);
         return reply::json_bytes(StatusCode::OK, bytes);
     }

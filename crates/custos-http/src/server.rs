@@ -432,7 +432,7 @@ async fn post_mcp(
         Ok(sent) => sent,
         // Held for approval: a client that takes a stream gets one at once, with the progress.
         Err(held) if wants_stream(&headers) => {
-            let response = held_stream(&app, &session, *held, id, answer, permit).into_response();
+            let response = held_stream(&app, &session, *held, id, answer, permit, |bytes| bytes).into_response();
             return with_session(response, &session);
         }
         Err(held) => session.settle_here(*held).await,
@@ -513,21 +513,22 @@ pub(crate) async fn await_answer(
 }
 
 /// Whether the client accepts an SSE answer.
-fn wants_stream(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_stream(headers: &HeaderMap) -> bool {
     headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
 }
 
 /// The SSE answer to a call held for approval: its progress while it waits, then, once it is
-/// forwarded, what the upstream says and its answer (as [`await_answer`] streams it); or the
-/// refusal. The wait runs in its own task, so a client that leaves does not leave the held call
-/// half-settled in the log.
-fn held_stream(
+/// forwarded, what the upstream says (passed through `transform`) and its answer, as
+/// [`await_answer`] streams them; or the refusal. The wait runs in its own task, so a client
+/// that leaves does not leave the held call half-settled in the log.
+pub(crate) fn held_stream(
     app: &AppState,
     session: &Arc<Session>,
     held: custos_gateway::held::Held,
     id: Box<serde_json::value::RawValue>,
     mut answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
     permit: tokio::sync::OwnedSemaphorePermit,
+    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + 'static,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let (events, received) = tokio::sync::mpsc::channel::<Vec<u8>>(crate::session::STREAM_BUFFER);
     let timeout = app.request_timeout();
@@ -560,7 +561,7 @@ fn held_stream(
                     let _ = events.send(bytes).await;
                     break;
                 }
-                Some(bytes) = messages.recv() => { let _ = events.send(bytes).await; }
+                Some(bytes) = messages.recv() => { let _ = events.send(transform(bytes)).await; }
                 () = tokio::time::sleep_until(deadline) => {
                     session.forget(&id);
                     let message = format!("the upstream did not answer within {} ms", timeout.as_millis());

@@ -332,4 +332,35 @@ fn a_held_calls_own_stream_carries_its_progress_then_its_result() {
         }
     };
     assert!(answer.get("result").is_some(), "{answer}");
+
+    // The same through the federation (`/mcp`, which keeps no GET stream at all).
+    let federated = format!("{}/mcp", served.base);
+    let (status, headers, body) =
+        common::harness::http("POST", &federated, &[("Authorization", &auth), ("Accept", "application/json")], init);
+    assert_eq!(status, 200, "{body}");
+    let session = common::harness::header(&headers, "mcp-session-id").unwrap().to_owned();
+    let mut call = note_call(4, "rollback again", Some("p-4"));
+    call["params"]["name"] = json!("sample__write_note");
+    let mut stream = common::harness::SseStream::open(
+        &federated,
+        &[("Authorization", &auth), ("Mcp-Session-Id", &session), ("Accept", "application/json, text/event-stream")],
+        &call.to_string(),
+    );
+    let progress = stream.next_event();
+    assert_eq!(progress["params"]["progressToken"], "p-4", "{progress}");
+    let id = approval_id(&progress);
+    let (status, _, body) = common::harness::http(
+        "POST",
+        &format!("{admin}/v1/approvals/{id}/approve"),
+        &[("Authorization", "Bearer an-admin-token-for-tests")],
+        r#"{"approver":"carol@example.com"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let answer = loop {
+        let event = stream.next_event();
+        if event["id"] == 4 {
+            break event;
+        }
+    };
+    assert!(answer.get("result").is_some(), "{answer}");
 }
