@@ -58,10 +58,37 @@ pub enum EventKind {
     /// One webhook delivery attempt to an approver group; detail: status, attempt, error.
     #[serde(rename = "approval.notified")]
     ApprovalNotified,
+    /// A secret was stored or replaced in the encrypted store; detail: name, fingerprint, never the value.
+    #[serde(rename = "secret.set")]
+    SecretSet,
+    /// A secret was removed from the encrypted store.
+    #[serde(rename = "secret.removed")]
+    SecretRemoved,
+    /// A signing key for minted tokens was created; detail: kid, algorithm.
+    #[serde(rename = "signing_key.created")]
+    SigningKeyCreated,
+    /// A signing key stopped minting; it stays published until the tokens it signed expire.
+    #[serde(rename = "signing_key.retired")]
+    SigningKeyRetired,
+    /// A short-lived token was minted; detail: jti, audience, scope, expiry, kid, never the token.
+    #[serde(rename = "token.minted")]
+    TokenMinted,
+    /// A minted token's `jti` was revoked; the gateway refuses it from the next use.
+    #[serde(rename = "token.revoked")]
+    TokenRevoked,
+    /// An RFC 8693 token exchange issued a token.
+    #[serde(rename = "token.exchanged")]
+    TokenExchanged,
+    /// An RFC 8693 token exchange was refused (authentication, policy, bad request).
+    #[serde(rename = "token.exchange_refused")]
+    TokenExchangeRefused,
+    /// A detector saw something; detail: finding kind, severity, rule, evidence with secrets redacted.
+    #[serde(rename = "finding.recorded")]
+    FindingRecorded,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 21] = [
+    pub const ALL: [EventKind; 30] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -83,6 +110,15 @@ impl EventKind {
         Self::ApprovalRefused,
         Self::ApprovalExpired,
         Self::ApprovalNotified,
+        Self::SecretSet,
+        Self::SecretRemoved,
+        Self::SigningKeyCreated,
+        Self::SigningKeyRetired,
+        Self::TokenMinted,
+        Self::TokenRevoked,
+        Self::TokenExchanged,
+        Self::TokenExchangeRefused,
+        Self::FindingRecorded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -108,6 +144,15 @@ impl EventKind {
             Self::ApprovalRefused => "approval.refused",
             Self::ApprovalExpired => "approval.expired",
             Self::ApprovalNotified => "approval.notified",
+            Self::SecretSet => "secret.set",
+            Self::SecretRemoved => "secret.removed",
+            Self::SigningKeyCreated => "signing_key.created",
+            Self::SigningKeyRetired => "signing_key.retired",
+            Self::TokenMinted => "token.minted",
+            Self::TokenRevoked => "token.revoked",
+            Self::TokenExchanged => "token.exchanged",
+            Self::TokenExchangeRefused => "token.exchange_refused",
+            Self::FindingRecorded => "finding.recorded",
         }
     }
 
