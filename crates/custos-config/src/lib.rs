@@ -49,6 +49,10 @@ pub struct Config {
     /// `[[agents]] spiffe_id`: the SPIFFE ID (canonical form) that names each agent that has
     /// one, unique. Kept here rather than on [`Agent`], which knows nothing of transports.
     pub spiffe_ids: Vec<(String, AgentId)>,
+    /// `[credentials]`: the master key and the tokens minted for upstreams; defaults when absent.
+    pub credentials: CredentialSettings,
+    /// `[secrets.NAME]`, sorted by name: where each secret comes from, never its value.
+    pub secrets: Vec<SecretConfig>,
 }
 
 /// `[admin]`: the admin API and `/metrics`, on their own listener with their own credential.
@@ -120,6 +124,153 @@ pub struct Webhook {
     /// The file holding the signing secret, resolved against the config's folder; read at
     /// start-up, never logged.
     pub secret_file: PathBuf,
+}
+
+/// Default `[credentials] token_ttl_secs`: how long a token minted for an upstream lives.
+pub const DEFAULT_TOKEN_TTL_SECS: u64 = 300;
+/// The longest `token_ttl_secs` allowed anywhere: a day. Minted tokens are meant to be short-lived.
+pub const MAX_TOKEN_TTL_SECS: u64 = 86_400;
+/// Default `[credentials] rotate_after_days`: a secret older than this is reported as due.
+pub const DEFAULT_ROTATE_AFTER_DAYS: u64 = 90;
+/// Default `[credentials] unused_after_days`: a secret not used for this long is reported as idle.
+pub const DEFAULT_UNUSED_AFTER_DAYS: u64 = 30;
+
+/// `[credentials]`: how the gateway keeps secrets and mints tokens for upstreams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialSettings {
+    /// The master key: encrypts stored secrets and signing keys, and keys the fingerprints.
+    /// Resolved against the config's folder; default `<data_dir>/custos.key`.
+    pub key_file: PathBuf,
+    /// How minted tokens are signed.
+    pub algorithm: SigningAlgorithm,
+    /// The `iss` of minted tokens; `None`: the caller picks one (e.g. the gateway's public URL).
+    pub issuer: Option<String>,
+    /// How long a minted token lives unless a server's `[servers.token] ttl_secs` says otherwise.
+    pub token_ttl_secs: u64,
+    /// A secret older than this many days is due for rotation (unless it sets its own).
+    pub rotate_after_days: u64,
+    /// A secret not used for this many days is reported as unused.
+    pub unused_after_days: u64,
+}
+
+/// `[credentials] algorithm`: the signature of tokens the gateway mints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlgorithm {
+    /// Ed25519 (the default): small keys, deterministic signatures.
+    EdDSA,
+    /// ECDSA on P-256 with SHA-256, for verifiers that do not take EdDSA.
+    ES256,
+}
+
+impl SigningAlgorithm {
+    /// The JOSE `alg` name, as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::EdDSA => "EdDSA",
+            Self::ES256 => "ES256",
+        }
+    }
+}
+
+/// `[secrets.NAME]`: a secret the gateway brokers. The config holds where its value comes from,
+/// never the value: that is read at start-up, outside this crate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretConfig {
+    /// 1 to 64 of `A-Z a-z 0-9 _ . -`.
+    pub name: String,
+    pub source: SecretSource,
+    /// Overrides `[credentials] rotate_after_days` for this secret.
+    pub rotate_after_days: Option<u64>,
+}
+
+/// Where a secret's value comes from: exactly one of `env`, `file` and `store = true`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// The gateway's environment variable of that name.
+    Env(String),
+    /// A file, resolved against the config's folder.
+    File(PathBuf),
+    /// Set with `custos secrets set NAME`, kept encrypted in the database.
+    Store,
+}
+
+impl SecretSource {
+    /// For listings: `env:VAR`, `file:PATH` or `store`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Env(var) => format!("env:{var}"),
+            Self::File(path) => format!("file:{}", path.display()),
+            Self::Store => "store".to_owned(),
+        }
+    }
+}
+
+/// `[[servers.inject]]`: a declared secret handed to one upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Injection {
+    /// The `[secrets.NAME]` it names; validated to exist.
+    pub secret: String,
+    pub target: InjectTarget,
+    /// The value sent, with `{}` where the secret goes; `{}` appears exactly once.
+    pub format: String,
+}
+
+impl Injection {
+    /// The value to send: `format` with `{}` replaced by `value`.
+    pub fn render(&self, value: &str) -> String {
+        self.format.replacen("{}", value, 1)
+    }
+}
+
+/// Where an injected secret goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InjectTarget {
+    /// A header of each request to a remote server.
+    Header(String),
+    /// A query parameter of the remote server's url.
+    Query(String),
+    /// An environment variable of a stdio server's process.
+    Env(String),
+}
+
+/// `[servers.token]`: a short-lived JWT the gateway mints for a remote server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// The token's `aud`; default: the server's `url`.
+    pub audience: String,
+    pub per: TokenPer,
+    /// Default: `[credentials] token_ttl_secs`.
+    pub ttl_secs: u64,
+    /// Default `Authorization`.
+    pub header: String,
+    /// The header value, with `{}` where the token goes; default `Bearer {}`.
+    pub format: String,
+}
+
+impl TokenSettings {
+    /// The header value: `format` with `{}` replaced by `token`.
+    pub fn render(&self, token: &str) -> String {
+        self.format.replacen("{}", token, 1)
+    }
+}
+
+/// `[servers.token] per`: how often a fresh token is minted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPer {
+    /// A token for each call (the default).
+    Call,
+    /// One token for the whole run of an agent, reused by its calls.
+    Run,
+}
+
+impl TokenPer {
+    /// As written in the config: `call` or `run`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Call => "call",
+            Self::Run => "run",
+        }
+    }
 }
 
 /// `custos serve`: the Streamable HTTP endpoint.
@@ -296,6 +447,10 @@ pub struct ServerConfig {
     /// TLS to an `https://` server; empty otherwise.
     pub tls: UpstreamTls,
     pub classes: ToolClasses,
+    /// `[[servers.inject]]`: secrets handed to this server, in the order written.
+    pub inject: Vec<Injection>,
+    /// `[servers.token]`: a JWT minted for this (remote) server, when configured.
+    pub token: Option<TokenSettings>,
 }
 
 /// TLS settings of an `https://` upstream, beyond the system's trust roots. Paths are resolved
@@ -340,5 +495,19 @@ impl Config {
 
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The `[secrets.NAME]` called `name`.
+    pub fn secret(&self, name: &str) -> Option<&SecretConfig> {
+        self.secrets.iter().find(|s| s.name == name)
+    }
+
+    /// The longest lifetime of any token the gateway mints: `[credentials] token_ttl_secs` or a
+    /// server's `[servers.token] ttl_secs`, whichever is larger.
+    pub fn max_token_ttl_secs(&self) -> u64 {
+        self.servers
+            .iter()
+            .filter_map(|s| s.token.as_ref().map(|t| t.ttl_secs))
+            .fold(self.credentials.token_ttl_secs, u64::max)
     }
 }

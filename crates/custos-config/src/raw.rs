@@ -27,6 +27,57 @@ pub struct RawConfig {
     pub admin: Option<RawAdmin>,
     #[serde(default)]
     pub approvals: RawApprovals,
+    #[serde(default)]
+    pub credentials: RawCredentials,
+    /// `[secrets.NAME]`, by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, RawSecret>,
+}
+
+/// `[credentials]`: the master key, and the tokens the gateway mints for upstreams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCredentials {
+    pub key_file: Option<String>,
+    /// `EdDSA` or `ES256`; a string so the error can name the key.
+    pub algorithm: Option<String>,
+    pub issuer: Option<String>,
+    pub token_ttl_secs: Option<u64>,
+    pub rotate_after_days: Option<u64>,
+    pub unused_after_days: Option<u64>,
+}
+
+/// `[secrets.NAME]`: where a secret's value comes from (never the value itself).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecret {
+    pub env: Option<String>,
+    pub file: Option<String>,
+    pub store: Option<bool>,
+    pub rotate_after_days: Option<u64>,
+}
+
+/// `[[servers.inject]]`: a secret placed in each request to (or the environment of) a server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInjection {
+    pub secret: String,
+    pub header: Option<String>,
+    pub query: Option<String>,
+    pub env: Option<String>,
+    pub format: Option<String>,
+}
+
+/// `[servers.token]`: a short-lived JWT the gateway mints for a remote server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub audience: Option<String>,
+    /// `call` or `run`; a string so the error can name the key.
+    pub per: Option<String>,
+    pub ttl_secs: Option<u64>,
+    pub header: Option<String>,
+    pub format: Option<String>,
 }
 
 /// `[approvals]`: how long held calls wait, how long approvals last, who may give them.
@@ -169,4 +220,9 @@ pub struct RawServer {
     /// Tool name or `*` pattern → class.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolClass>,
+    /// `[[servers.inject]]`: declared secrets this server receives.
+    #[serde(default)]
+    pub inject: Vec<RawInjection>,
+    /// `[servers.token]`: a JWT minted for this server.
+    pub token: Option<RawToken>,
 }

@@ -7,8 +7,9 @@ use custos_core::{Agent, AgentId};
 
 use crate::raw::RawConfig;
 use crate::{
-    AdminConfig, AuditConfig, ClientAuth, Config, ConfigError, JwtSettings, Limits, PolicyConfig, ServeConfig,
-    ServerConfig, TlsSettings, ToolClasses, ToolsListMode,
+    AdminConfig, AuditConfig, ClientAuth, Config, ConfigError, CredentialSettings, InjectTarget, Injection,
+    JwtSettings, Limits, PolicyConfig, SecretConfig, SecretSource, ServeConfig, ServerConfig, SigningAlgorithm,
+    TlsSettings, TokenPer, TokenSettings, ToolClasses, ToolsListMode,
 };
 
 /// Message size bounds: below 1 KiB no real MCP message fits; above 1 GiB is a memory hazard.
@@ -123,6 +124,10 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         other => other.map(AgentId),
     };
 
+    // Before the servers: their injections name secrets, their tokens default to these settings.
+    let credentials = credentials(path, raw.credentials, &data_dir, resolve)?;
+    let secrets = secrets(path, raw.secrets, resolve)?;
+
     let mut servers = Vec::new();
     let mut names = BTreeSet::new();
     for (i, s) in raw.servers.into_iter().enumerate() {
@@ -165,6 +170,8 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
         let tls = upstream_tls(path, i, &s, https, resolve)?;
+        let inject = injections(path, i, &s, &secrets)?;
+        let token = token(path, i, &s, &inject, credentials.token_ttl_secs)?;
         servers.push(ServerConfig {
             name: s.name,
             command: s.command,
@@ -172,6 +179,8 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             headers: s.headers.into_iter().collect(),
             tls,
             classes: ToolClasses::new(s.trust_annotations, s.tools),
+            inject,
+            token,
         });
     }
 
@@ -211,7 +220,398 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         admin,
         approvals,
         spiffe_ids,
+        credentials,
+        secrets,
     })
+}
+
+/// Bounds of `rotate_after_days` and `unused_after_days`: at least a day, at most a century, so
+/// that the days in seconds or milliseconds never overflow.
+const DAYS_RANGE: std::ops::RangeInclusive<u64> = 1..=36_500;
+/// Bounds of every `token_ttl_secs` / `ttl_secs`: minted tokens are short-lived.
+const TOKEN_TTL_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_TOKEN_TTL_SECS;
+
+/// `value` if `range` holds it, else an error naming `key`.
+fn in_range(path: &Path, key: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(
+            path,
+            key,
+            format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
+        ))
+    }
+}
+
+/// `[credentials]`, with its defaults; the key file defaults to `<data_dir>/custos.key`.
+fn credentials(
+    path: &Path,
+    raw: crate::raw::RawCredentials,
+    data_dir: &Path,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> Result<CredentialSettings, ConfigError> {
+    let key_file = match raw.key_file {
+        None => data_dir.join("custos.key"),
+        Some(f) if f.trim().is_empty() => {
+            return Err(ConfigError::invalid(path, "credentials.key_file", "a file path cannot be empty"))
+        }
+        Some(f) => resolve(&f),
+    };
+    let algorithm = match raw.algorithm.as_deref() {
+        None | Some("EdDSA") => SigningAlgorithm::EdDSA,
+        Some("ES256") => SigningAlgorithm::ES256,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                path,
+                "credentials.algorithm",
+                format!("`{}` is not supported: expected `EdDSA` or `ES256`", other.escape_debug()),
+            ))
+        }
+    };
+    if let Some(issuer) = &raw.issuer {
+        if issuer.is_empty() || issuer.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::invalid(
+                path,
+                "credentials.issuer",
+                format!("`{}` is not an issuer: expected a non-empty name without spaces", issuer.escape_debug()),
+            ));
+        }
+    }
+    Ok(CredentialSettings {
+        key_file,
+        algorithm,
+        issuer: raw.issuer,
+        token_ttl_secs: in_range(
+            path,
+            "credentials.token_ttl_secs",
+            raw.token_ttl_secs.unwrap_or(crate::DEFAULT_TOKEN_TTL_SECS),
+            TOKEN_TTL_RANGE,
+        )?,
+        rotate_after_days: in_range(
+            path,
+            "credentials.rotate_after_days",
+            raw.rotate_after_days.unwrap_or(crate::DEFAULT_ROTATE_AFTER_DAYS),
+            DAYS_RANGE,
+        )?,
+        unused_after_days: in_range(
+            path,
+            "credentials.unused_after_days",
+            raw.unused_after_days.unwrap_or(crate::DEFAULT_UNUSED_AFTER_DAYS),
+            DAYS_RANGE,
+        )?,
+    })
+}
+
+/// Whether `name` is a portable environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `[secrets.NAME]`, sorted by name (the map's order). Only where each value comes from is
+/// checked: nothing here reads an environment variable or a file.
+fn secrets(
+    path: &Path,
+    raw: std::collections::BTreeMap<String, crate::raw::RawSecret>,
+    resolve: impl Fn(&str) -> PathBuf,
+) -> Result<Vec<SecretConfig>, ConfigError> {
+    let mut secrets = Vec::new();
+    for (name, s) in raw {
+        let valid = (1..=64).contains(&name.len())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if !valid {
+            return Err(ConfigError::invalid(
+                path,
+                "secrets",
+                format!(
+                    "`{}` is not a secret name: expected 1 to 64 letters, digits, `_`, `.` or `-`",
+                    name.escape_debug()
+                ),
+            ));
+        }
+        let key = |field: &str| format!("secrets.{name}.{field}");
+        let store = s.store == Some(true);
+        let source = match (s.env, s.file, store) {
+            (Some(var), None, false) => {
+                if !is_env_name(&var) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("env"),
+                        format!(
+                            "secret `{name}`: `{}` is not an environment variable name: expected letters, digits and `_`, not starting with a digit",
+                            var.escape_debug()
+                        ),
+                    ));
+                }
+                SecretSource::Env(var)
+            }
+            (None, Some(file), false) => {
+                if file.trim().is_empty() {
+                    return Err(ConfigError::invalid(path, key("file"), "a file path cannot be empty"));
+                }
+                SecretSource::File(resolve(&file))
+            }
+            (None, None, true) => SecretSource::Store,
+            (None, None, false) => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("secrets.{name}"),
+                    format!("secret `{name}` has no source: give one of `env`, `file` or `store = true`"),
+                ))
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("secrets.{name}"),
+                    format!(
+                        "secret `{name}` has more than one source: give exactly one of `env`, `file` or `store = true`"
+                    ),
+                ))
+            }
+        };
+        let rotate_after_days =
+            s.rotate_after_days.map(|days| in_range(path, &key("rotate_after_days"), days, DAYS_RANGE)).transpose()?;
+        secrets.push(SecretConfig { name, source, rotate_after_days });
+    }
+    Ok(secrets)
+}
+
+/// Headers the transport sets itself; a secret or token in one would break or hijack the
+/// protocol. Lowercase.
+const TRANSPORT_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "content-type",
+    "accept",
+    "transfer-encoding",
+    "connection",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+];
+
+/// Whether `name` is an HTTP field name (RFC 9110 `token`).
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
+}
+
+/// A header a secret or token is written to: a valid name, not the transport's, and not already
+/// set by someone else. `taken` holds (lowercase name, who sets it).
+fn check_header(path: &Path, key: &str, server: &str, name: &str, taken: &[(String, &str)]) -> Result<(), ConfigError> {
+    if !is_header_name(name) {
+        return Err(ConfigError::invalid(
+            path,
+            key,
+            format!("server `{server}`: `{}` is not an http header name", name.escape_debug()),
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if TRANSPORT_HEADERS.contains(&lower.as_str()) {
+        return Err(ConfigError::invalid(
+            path,
+            key,
+            format!("server `{server}`: `{name}` is a header the transport sets itself: choose another"),
+        ));
+    }
+    if let Some((_, by)) = taken.iter().find(|(t, _)| *t == lower) {
+        return Err(ConfigError::invalid(
+            path,
+            key,
+            format!("server `{server}`: header `{name}` is already set by {by} (header names ignore case)"),
+        ));
+    }
+    Ok(())
+}
+
+/// A value template: `{}` exactly once, where `what` goes; no control characters (a header value
+/// cannot hold a line break).
+fn check_format(path: &Path, key: &str, server: &str, format: &str, what: &str) -> Result<(), ConfigError> {
+    if format.matches("{}").count() != 1 {
+        return Err(ConfigError::invalid(
+            path,
+            key,
+            format!(
+                "server `{server}`: format `{}` must hold `{{}}` exactly once, where the {what} goes (e.g. `Bearer {{}}`)",
+                format.escape_debug()
+            ),
+        ));
+    }
+    if format.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            path,
+            key,
+            format!("server `{server}`: format `{}` holds a control character", format.escape_debug()),
+        ));
+    }
+    Ok(())
+}
+
+/// `[[servers.inject]]` of server `i`: each names a declared secret and exactly one target that
+/// suits the transport (headers and query parameters for a `url`, environment variables for a
+/// process), and no two write the same place.
+fn injections(
+    path: &Path,
+    i: usize,
+    s: &crate::raw::RawServer,
+    secrets: &[SecretConfig],
+) -> Result<Vec<Injection>, ConfigError> {
+    let server = &s.name;
+    let remote = s.url.is_some();
+    let mut headers: Vec<(String, &str)> =
+        s.headers.keys().map(|h| (h.to_ascii_lowercase(), "a static `headers` key")).collect();
+    let mut queries: BTreeSet<String> = BTreeSet::new();
+    let mut envs: BTreeSet<String> = BTreeSet::new();
+    let mut inject = Vec::new();
+    for (j, r) in s.inject.iter().enumerate() {
+        let key = |field: &str| format!("servers[{i}].inject[{j}].{field}");
+        if !secrets.iter().any(|d| d.name == r.secret) {
+            return Err(ConfigError::invalid(
+                path,
+                key("secret"),
+                format!(
+                    "server `{server}`: unknown secret `{0}`: declare it as `[secrets.{0}]`",
+                    r.secret.escape_debug()
+                ),
+            ));
+        }
+        let target = match (&r.header, &r.query, &r.env) {
+            (Some(h), None, None) => InjectTarget::Header(h.clone()),
+            (None, Some(q), None) => InjectTarget::Query(q.clone()),
+            (None, None, Some(e)) => InjectTarget::Env(e.clone()),
+            _ => {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("servers[{i}].inject[{j}]"),
+                    format!("server `{server}`: an injection needs exactly one target: `header`, `query` or `env`"),
+                ))
+            }
+        };
+        match &target {
+            InjectTarget::Header(_) | InjectTarget::Query(_) if !remote => {
+                let field = if matches!(target, InjectTarget::Header(_)) { "header" } else { "query" };
+                return Err(ConfigError::invalid(
+                    path,
+                    key(field),
+                    format!(
+                        "server `{server}`: `inject.{field}` needs a remote server (`url`); a stdio server gets secrets as `env`"
+                    ),
+                ));
+            }
+            InjectTarget::Env(_) if remote => {
+                return Err(ConfigError::invalid(
+                    path,
+                    key("env"),
+                    format!(
+                        "server `{server}`: `inject.env` needs a stdio server (`command`); a remote server gets secrets as `header` or `query`"
+                    ),
+                ));
+            }
+            InjectTarget::Header(name) => {
+                check_header(path, &key("header"), server, name, &headers)?;
+                headers.push((name.to_ascii_lowercase(), "another `inject`"));
+            }
+            InjectTarget::Query(name) => {
+                let url_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '~' | '-');
+                if name.is_empty() || !name.chars().all(url_safe) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("query"),
+                        format!(
+                            "server `{server}`: `{}` is not a query parameter name: expected letters, digits, `_`, `.`, `~` or `-`",
+                            name.escape_debug()
+                        ),
+                    ));
+                }
+                if !queries.insert(name.clone()) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("query"),
+                        format!("server `{server}`: query parameter `{name}` is injected twice"),
+                    ));
+                }
+            }
+            InjectTarget::Env(name) => {
+                if !is_env_name(name) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("env"),
+                        format!(
+                            "server `{server}`: `{}` is not an environment variable name: expected letters, digits and `_`, not starting with a digit",
+                            name.escape_debug()
+                        ),
+                    ));
+                }
+                if !envs.insert(name.clone()) {
+                    return Err(ConfigError::invalid(
+                        path,
+                        key("env"),
+                        format!("server `{server}`: environment variable `{name}` is injected twice"),
+                    ));
+                }
+            }
+        }
+        let format = r.format.clone().unwrap_or_else(|| "{}".to_owned());
+        check_format(path, &key("format"), server, &format, "secret")?;
+        inject.push(Injection { secret: r.secret.clone(), target, format });
+    }
+    Ok(inject)
+}
+
+/// `[servers.token]` of server `i`: remote servers only, its header clear of the static headers
+/// and the injected ones; defaults from the server's url and `[credentials]`.
+fn token(
+    path: &Path,
+    i: usize,
+    s: &crate::raw::RawServer,
+    inject: &[Injection],
+    default_ttl_secs: u64,
+) -> Result<Option<TokenSettings>, ConfigError> {
+    let Some(t) = &s.token else { return Ok(None) };
+    let server = &s.name;
+    let key = |field: &str| format!("servers[{i}].token.{field}");
+    let Some(url) = &s.url else {
+        return Err(ConfigError::invalid(
+            path,
+            format!("servers[{i}].token"),
+            format!("server `{server}`: `token` needs a remote server (`url`)"),
+        ));
+    };
+    let audience = t.audience.clone().unwrap_or_else(|| url.clone());
+    if audience.trim().is_empty() || audience.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            path,
+            key("audience"),
+            format!("server `{server}`: `{}` is not an audience", audience.escape_debug()),
+        ));
+    }
+    let per = match t.per.as_deref() {
+        None | Some("call") => TokenPer::Call,
+        Some("run") => TokenPer::Run,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                path,
+                key("per"),
+                format!("server `{server}`: `{}` is not supported: expected `call` or `run`", other.escape_debug()),
+            ))
+        }
+    };
+    let ttl_secs = in_range(path, &key("ttl_secs"), t.ttl_secs.unwrap_or(default_ttl_secs), TOKEN_TTL_RANGE)?;
+    let header = t.header.clone().unwrap_or_else(|| "Authorization".to_owned());
+    let taken: Vec<(String, &str)> = s
+        .headers
+        .keys()
+        .map(|h| (h.to_ascii_lowercase(), "a static `headers` key"))
+        .chain(inject.iter().filter_map(|inj| match &inj.target {
+            InjectTarget::Header(h) => Some((h.to_ascii_lowercase(), "an `inject`")),
+            InjectTarget::Query(_) | InjectTarget::Env(_) => None,
+        }))
+        .collect();
+    check_header(path, &key("header"), server, &header, &taken)?;
+    let format = t.format.clone().unwrap_or_else(|| "Bearer {}".to_owned());
+    check_format(path, &key("format"), server, &format, "token")?;
+    Ok(Some(TokenSettings { audience, per, ttl_secs, header, format }))
 }
 
 /// Bounds of `[approvals]`: a held call waits at most an hour; a request lasts 1 s to 7 days.
@@ -784,6 +1184,341 @@ tools = { "delete_*" = "privileged" }
         ] {
             let err = load(&text).unwrap_err().to_string();
             assert!(needles.iter().all(|n| err.contains(n)), "{text}: {err}");
+        }
+    }
+    const CREDENTIALS: &str = r#"
+[credentials]
+key_file = "keys/master.key"
+algorithm = "ES256"
+issuer = "https://gw.example.com"
+token_ttl_secs = 600
+rotate_after_days = 60
+unused_after_days = 14
+
+[secrets.crm_key]
+env = "CRM_API_KEY"
+rotate_after_days = 30
+
+[secrets."db.password"]
+file = "secrets/db.password"
+
+[secrets.github-token]
+store = true
+
+[[servers]]
+name = "crm"
+url = "https://crm.example/mcp"
+headers = { "X-Tenant" = "acme" }
+[[servers.inject]]
+secret = "crm_key"
+header = "X-Api-Key"
+[[servers.inject]]
+secret = "github-token"
+query = "api_key"
+format = "tok-{}"
+[servers.token]
+audience = "https://crm.example"
+per = "run"
+ttl_secs = 900
+header = "X-Custos-Token"
+format = "JWT {}"
+
+[[servers]]
+name = "db"
+command = ["db-mcp"]
+[[servers.inject]]
+secret = "db.password"
+env = "DB_PASSWORD"
+format = "postgres://app:{}@db/app"
+"#;
+
+    #[test]
+    fn credentials_secrets_injections_and_tokens_resolve() {
+        use crate::{InjectTarget, Injection, SecretConfig, SecretSource, SigningAlgorithm, TokenPer, TokenSettings};
+        let c = load(&format!("{GOOD}{CREDENTIALS}")).unwrap();
+        assert_eq!(
+            c.credentials,
+            crate::CredentialSettings {
+                key_file: Path::new("/etc/custos/keys/master.key").into(),
+                algorithm: SigningAlgorithm::ES256,
+                issuer: Some("https://gw.example.com".into()),
+                token_ttl_secs: 600,
+                rotate_after_days: 60,
+                unused_after_days: 14,
+            }
+        );
+        assert_eq!(
+            c.secrets,
+            [
+                SecretConfig {
+                    name: "crm_key".into(),
+                    source: SecretSource::Env("CRM_API_KEY".into()),
+                    rotate_after_days: Some(30),
+                },
+                SecretConfig {
+                    name: "db.password".into(),
+                    source: SecretSource::File(Path::new("/etc/custos/secrets/db.password").into()),
+                    rotate_after_days: None,
+                },
+                SecretConfig { name: "github-token".into(), source: SecretSource::Store, rotate_after_days: None },
+            ]
+        );
+        let crm = c.server("crm").unwrap();
+        assert_eq!(
+            crm.inject,
+            [
+                Injection {
+                    secret: "crm_key".into(),
+                    target: InjectTarget::Header("X-Api-Key".into()),
+                    format: "{}".into()
+                },
+                Injection {
+                    secret: "github-token".into(),
+                    target: InjectTarget::Query("api_key".into()),
+                    format: "tok-{}".into()
+                },
+            ]
+        );
+        assert_eq!(
+            crm.token,
+            Some(TokenSettings {
+                audience: "https://crm.example".into(),
+                per: TokenPer::Run,
+                ttl_secs: 900,
+                header: "X-Custos-Token".into(),
+                format: "JWT {}".into(),
+            })
+        );
+        let db = c.server("db").unwrap();
+        assert_eq!(db.inject[0].target, InjectTarget::Env("DB_PASSWORD".into()));
+        assert_eq!(db.inject[0].render("s3cret"), "postgres://app:s3cret@db/app");
+        assert_eq!(crm.inject[0].render("k"), "k");
+        assert_eq!(crm.token.as_ref().unwrap().render("t.o.k"), "JWT t.o.k");
+        assert_eq!(db.token, None);
+        assert_eq!(c.max_token_ttl_secs(), 900);
+        assert_eq!(c.secret("db.password").unwrap().source.describe(), "file:/etc/custos/secrets/db.password");
+        assert_eq!(c.secret("crm_key").unwrap().source.describe(), "env:CRM_API_KEY");
+        assert_eq!(c.secret("github-token").unwrap().source.describe(), "store");
+        assert!(c.secret("nope").is_none());
+        assert_eq!((SigningAlgorithm::EdDSA.as_str(), SigningAlgorithm::ES256.as_str()), ("EdDSA", "ES256"));
+        assert_eq!((TokenPer::Call.as_str(), TokenPer::Run.as_str()), ("call", "run"));
+    }
+
+    #[test]
+    fn credentials_and_tokens_default() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(
+            c.credentials,
+            crate::CredentialSettings {
+                key_file: Path::new("/etc/custos/.custos/custos.key").into(),
+                algorithm: crate::SigningAlgorithm::EdDSA,
+                issuer: None,
+                token_ttl_secs: crate::DEFAULT_TOKEN_TTL_SECS,
+                rotate_after_days: 90,
+                unused_after_days: 30,
+            }
+        );
+        assert!(c.secrets.is_empty());
+        let sample = c.server("sample").unwrap();
+        assert!(sample.inject.is_empty() && sample.token.is_none());
+        assert_eq!(c.max_token_ttl_secs(), 300);
+
+        let text = format!(
+            "data_dir = \"/var/lib/custos\"\n{}\n[credentials]\ntoken_ttl_secs = 120\n\
+             [[servers]]\nname = \"r\"\nurl = \"https://r.example/mcp\"\n[servers.token]\n",
+            GOOD.replace("default_agent = \"reader\"\n", "")
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.credentials.key_file, Path::new("/var/lib/custos/custos.key"));
+        assert_eq!(
+            c.server("r").unwrap().token,
+            Some(crate::TokenSettings {
+                audience: "https://r.example/mcp".into(),
+                per: crate::TokenPer::Call,
+                ttl_secs: 120,
+                header: "Authorization".into(),
+                format: "Bearer {}".into(),
+            })
+        );
+        assert_eq!(c.max_token_ttl_secs(), 120);
+    }
+
+    #[test]
+    fn secrets_are_named_not_read() {
+        // Neither the variable nor the file exists: the config records where, and reads nothing.
+        let text = format!(
+            "{GOOD}\n[secrets.a]\nenv = \"CUSTOS_TEST_SURELY_UNSET_VARIABLE\"\n[secrets.b]\nfile = \"/nonexistent/b\"\n"
+        );
+        let c = load(&text).unwrap();
+        assert_eq!(c.secret("b").unwrap().source, crate::SecretSource::File(Path::new("/nonexistent/b").into()));
+    }
+
+    /// `GOOD`, a declared secret `k`, and server `crm` (`transport` is its url or command line)
+    /// followed by `body`.
+    fn with_server(transport: &str, body: &str) -> String {
+        format!("{GOOD}\n[secrets.k]\nenv = \"K\"\n[[servers]]\nname = \"crm\"\n{transport}\n{body}\n")
+    }
+    const REMOTE: &str = "url = \"https://crm.example/mcp\"";
+    const STDIO: &str = "command = [\"crm\"]";
+
+    #[test]
+    fn credential_errors_name_the_key() {
+        let creds = |body: &str| format!("{GOOD}\n[credentials]\n{body}\n");
+        let secret = |body: &str| format!("{GOOD}\n[secrets.k]\n{body}\n");
+        let long = "x".repeat(65);
+        for (text, needles) in [
+            (creds("algorithm = \"RS256\""), &["`credentials.algorithm`", "`RS256`", "`EdDSA`", "`ES256`"][..]),
+            (creds("algorithm = \"eddsa\""), &["`credentials.algorithm`", "`eddsa`"][..]),
+            (creds("token_ttl_secs = 0"), &["`credentials.token_ttl_secs`", "1 to 86400"][..]),
+            (creds("token_ttl_secs = 86401"), &["`credentials.token_ttl_secs`", "`86401`"][..]),
+            (creds("rotate_after_days = 0"), &["`credentials.rotate_after_days`"][..]),
+            (creds("unused_after_days = 0"), &["`credentials.unused_after_days`"][..]),
+            (creds("issuer = \"\""), &["`credentials.issuer`"][..]),
+            (creds("issuer = \"my gateway\""), &["`credentials.issuer`", "`my gateway`"][..]),
+            (creds("key_file = \"\""), &["`credentials.key_file`"][..]),
+            (
+                secret("env = \"K\"\nstore = true"),
+                &["`secrets.k`", "secret `k`", "`env`, `file` or `store = true`"][..],
+            ),
+            (secret("env = \"K\"\nfile = \"k\""), &["`secrets.k`", "more than one source"][..]),
+            (secret("rotate_after_days = 5"), &["`secrets.k`", "no source", "`env`, `file` or `store = true`"][..]),
+            (secret("store = false"), &["`secrets.k`", "no source"][..]),
+            (secret("env = \"1K\""), &["`secrets.k.env`", "`1K`"][..]),
+            (secret("env = \"K-2\""), &["`secrets.k.env`", "`K-2`"][..]),
+            (secret("file = \"\""), &["`secrets.k.file`"][..]),
+            (secret("store = true\nrotate_after_days = 0"), &["`secrets.k.rotate_after_days`"][..]),
+            (format!("{GOOD}\n[secrets.\"bad name\"]\nstore = true\n"), &["`secrets`", "`bad name`"][..]),
+            (format!("{GOOD}\n[secrets.\"\"]\nstore = true\n"), &["`secrets`", "not a secret name"][..]),
+            (format!("{GOOD}\n[secrets.{long}]\nstore = true\n"), &["`secrets`", long.as_str()][..]),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(needles.iter().all(|n| err.contains(n)), "{text}: {err}");
+        }
+        let ok = format!("{GOOD}\n[secrets.{}]\nstore = true\n", "x".repeat(64));
+        assert!(load(&ok).is_ok());
+    }
+
+    #[test]
+    fn injection_and_token_errors_name_the_server_and_key() {
+        let inject = |fields: &str| format!("[[servers.inject]]\nsecret = \"k\"\n{fields}\n");
+        let two = |a: &str, b: &str| format!("{}{}", inject(a), inject(b));
+        let static_headers = format!("headers = {{ \"x-api-key\" = \"a\" }}\n{}", inject("header = \"X-Api-Key\""));
+        for (transport, body, needles) in [
+            (
+                REMOTE,
+                "[[servers.inject]]\nsecret = \"nope\"\nheader = \"X\"".to_owned(),
+                &["`servers[1].inject[0].secret`", "server `crm`", "unknown secret `nope`", "`[secrets.nope]`"][..],
+            ),
+            (
+                STDIO,
+                inject("header = \"X-Api-Key\""),
+                &[
+                    "`servers[1].inject[0].header`",
+                    "server `crm`: `inject.header` needs a remote server (`url`); a stdio server gets secrets as `env`",
+                ][..],
+            ),
+            (STDIO, inject("query = \"k\""), &["`servers[1].inject[0].query`", "server `crm`", "(`url`)"][..]),
+            ("", inject("header = \"X\""), &["`servers[1].inject[0].header`", "needs a remote server"][..]),
+            (REMOTE, inject("env = \"K\""), &["`servers[1].inject[0].env`", "server `crm`", "`inject.env`"][..]),
+            (REMOTE, inject(""), &["`servers[1].inject[0]`", "server `crm`", "exactly one target"][..]),
+            (REMOTE, inject("header = \"X\"\nquery = \"k\""), &["`servers[1].inject[0]`", "exactly one target"][..]),
+            (
+                REMOTE,
+                inject("header = \"Content-Type\""),
+                &["`servers[1].inject[0].header`", "server `crm`", "`Content-Type`", "transport"][..],
+            ),
+            (REMOTE, inject("header = \"MCP-Session-Id\""), &["`servers[1].inject[0].header`", "transport"][..]),
+            (REMOTE, inject("header = \"host\""), &["`servers[1].inject[0].header`", "transport"][..]),
+            (REMOTE, inject("header = \"X Api\""), &["`servers[1].inject[0].header`", "`X Api`"][..]),
+            (REMOTE, inject("header = \"\""), &["`servers[1].inject[0].header`", "not an http header name"][..]),
+            (
+                REMOTE,
+                static_headers,
+                &["`servers[1].inject[0].header`", "server `crm`", "`X-Api-Key`", "static `headers`"][..],
+            ),
+            (
+                REMOTE,
+                two("header = \"X-Key\"", "header = \"x-key\""),
+                &["`servers[1].inject[1].header`", "another `inject`"][..],
+            ),
+            (REMOTE, two("query = \"k\"", "query = \"k\""), &["`servers[1].inject[1].query`", "`k`"][..]),
+            (REMOTE, inject("query = \"a b\""), &["`servers[1].inject[0].query`", "`a b`"][..]),
+            (REMOTE, inject("query = \"\""), &["`servers[1].inject[0].query`"][..]),
+            (STDIO, two("env = \"K\"", "env = \"K\""), &["`servers[1].inject[1].env`", "`K`", "twice"][..]),
+            (STDIO, inject("env = \"A=B\""), &["`servers[1].inject[0].env`", "`A=B`"][..]),
+            (
+                REMOTE,
+                inject("header = \"Authorization\"\nformat = \"Bearer\""),
+                &["`servers[1].inject[0].format`", "server `crm`", "`Bearer`", "exactly once"][..],
+            ),
+            (
+                STDIO,
+                inject("env = \"K\"\nformat = \"{}:{}\""),
+                &["`servers[1].inject[0].format`", "`{}:{}`", "exactly once"][..],
+            ),
+            (
+                REMOTE,
+                inject("header = \"X\"\nformat = \"{}\\r\\nX-Evil: 1\""),
+                &["`servers[1].inject[0].format`", "control character"][..],
+            ),
+            (
+                STDIO,
+                "[servers.token]\n".to_owned(),
+                &["`servers[1].token`", "server `crm`: `token` needs a remote server (`url`)"][..],
+            ),
+            (REMOTE, "[servers.token]\nttl_secs = 0".to_owned(), &["`servers[1].token.ttl_secs`", "`0`"][..]),
+            (REMOTE, "[servers.token]\nttl_secs = 86401".to_owned(), &["`servers[1].token.ttl_secs`", "`86401`"][..]),
+            (
+                REMOTE,
+                "[servers.token]\nper = \"day\"".to_owned(),
+                &["`servers[1].token.per`", "server `crm`", "`day`", "`call` or `run`"][..],
+            ),
+            (REMOTE, "[servers.token]\nformat = \"Bearer\"".to_owned(), &["`servers[1].token.format`"][..]),
+            (REMOTE, "[servers.token]\nheader = \"Host\"".to_owned(), &["`servers[1].token.header`", "transport"][..]),
+            (REMOTE, "[servers.token]\naudience = \"\"".to_owned(), &["`servers[1].token.audience`"][..]),
+            (
+                REMOTE,
+                "headers = { authorization = \"Basic x\" }\n[servers.token]".to_owned(),
+                &["`servers[1].token.header`", "server `crm`", "`Authorization`", "static `headers`"][..],
+            ),
+            (
+                REMOTE,
+                format!("{}[servers.token]\nheader = \"x-api-key\"", inject("header = \"X-Api-Key\"")),
+                &["`servers[1].token.header`", "`x-api-key`", "`inject`"][..],
+            ),
+        ] {
+            let text = with_server(transport, &body);
+            let err = load(&text).unwrap_err().to_string();
+            assert!(needles.iter().all(|n| err.contains(n)), "{text}: {err}");
+        }
+        // The token's ttl defaults to `[credentials]`, so a bad one there is named there.
+        let text = format!("{}\n[credentials]\ntoken_ttl_secs = 0\n", with_server(REMOTE, "[servers.token]"));
+        assert!(load(&text).unwrap_err().to_string().contains("`credentials.token_ttl_secs`"));
+    }
+
+    #[test]
+    fn headers_query_and_env_each_go_where_they_fit() {
+        let c = load(&with_server(
+            REMOTE,
+            "headers = { \"X-Tenant\" = \"acme\" }\n[[servers.inject]]\nsecret = \"k\"\nheader = \"X-Api-Key\"\n\
+             [[servers.inject]]\nsecret = \"k\"\nquery = \"key\"\n[servers.token]\nheader = \"X-Token\"",
+        ))
+        .unwrap();
+        assert_eq!(c.server("crm").unwrap().inject.len(), 2);
+        let c = load(&with_server("", "[[servers.inject]]\nsecret = \"k\"\nenv = \"CRM_KEY\"")).unwrap();
+        assert_eq!(c.server("crm").unwrap().inject[0].target, crate::InjectTarget::Env("CRM_KEY".into()));
+    }
+
+    #[test]
+    fn unknown_keys_in_credential_tables_are_refused() {
+        for (text, key) in [
+            (format!("{GOOD}\n[credentials]\nttl = 5\n"), "ttl"),
+            (format!("{GOOD}\n[secrets.k]\nstore = true\nvalue = \"hunter2\"\n"), "value"),
+            (with_server(REMOTE, "[[servers.inject]]\nsecret = \"k\"\nheader = \"X\"\nprefix = \"B\""), "prefix"),
+            (with_server(REMOTE, "[servers.token]\naud = \"x\""), "aud"),
+        ] {
+            let err = load(&text).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("unknown field"), "{text}: {err}");
         }
     }
 }
