@@ -38,6 +38,11 @@ pub enum StoreError {
     #[error("cannot record audit event: {reason}")]
     InvalidEvent { reason: String },
 
+    /// A record with this identity is already stored (a signing key's `kid`); nothing was
+    /// written.
+    #[error("{what} `{id}` already exists")]
+    AlreadyExists { what: &'static str, id: String },
+
     /// The writer thread could not be started.
     #[error("cannot start the audit log writer: {reason}")]
     WriterStart { reason: String },

@@ -5,7 +5,8 @@
 //! predecessor's digest), so `custos audit verify` can tell whether any event was modified,
 //! deleted, inserted or reordered, and which one first. The same database holds the inventory
 //! of tool descriptors seen in `tools/list` results, so a changed descriptor is noticed and
-//! logged.
+//! logged, and the state kept beside the log: approval requests, registered agents and their
+//! keys, and the credential broker's sealed secrets, signing keys and revoked tokens.
 //!
 //! The embedded implementation is one SQLite file; a PostgreSQL implementation will come behind
 //! the same [`Store`] trait. Nothing outside this crate sees the database driver.
@@ -22,12 +23,17 @@
 //! - `approvals.rs`: approval requests as the store keeps them ([`ApprovalRecord`],
 //!   [`ApprovalWrite`]): a projection of the `approval.*` events, each change atomic with its
 //!   event; the SQL is in `sqlite/approvals.rs`.
+//! - `credentials.rs`: the credential broker's state ([`StoredSecret`], [`SigningKeyRecord`],
+//!   revoked tokens) behind [`CredentialStore`], each change atomic with its event, and the use
+//!   of each credential ([`CredentialUse`]), projected from every appended event that names
+//!   credentials; the SQL is in `sqlite/credentials.rs`.
 //! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
 //!   commits many callers' writes in one transaction.
 //! - `error.rs`: [`StoreError`].
 
 mod approvals;
 mod chain;
+mod credentials;
 mod error;
 mod log;
 mod sqlite;
@@ -35,10 +41,11 @@ mod store;
 
 pub use approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite};
 pub use chain::{Tamper, VerifyReport};
+pub use credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use sqlite::{SqliteStore, DATABASE_FILE};
 pub use store::{
-    known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, EventQuery, RunSummary, Store,
-    StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
+    known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery,
+    RunSummary, Store, StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };

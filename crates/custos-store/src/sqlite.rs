@@ -18,16 +18,21 @@ use serde_json::json;
 
 use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
 use crate::chain::{self, Cell, RawRow, VerifyReport};
+use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
 use crate::store::{
-    AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, EventQuery, Store, StoredEvent, ToolRecord,
-    ToolSighting, Write, WriteOutcome, WriteResult,
+    AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
+    ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };
 
 /// The file name of the embedded store inside a data directory.
 pub const DATABASE_FILE: &str = "custos.db";
 
 /// The schema this code writes. A file with a newer version is refused, not misread.
+///
+/// Tables added since (agents, approvals, the credential tables) are only ever added, with
+/// `CREATE TABLE IF NOT EXISTS` on every read-write open, so an older file gains them and an
+/// older custos still reads a newer file: neither needs a new version.
 const SCHEMA_VERSION: i64 = 1;
 
 /// How long to wait for another process's write transaction before failing a write. Commits are
@@ -94,6 +99,38 @@ CREATE TABLE IF NOT EXISTS approvals (
 );
 CREATE INDEX IF NOT EXISTS approvals_digest ON approvals (digest);
 CREATE INDEX IF NOT EXISTS approvals_created ON approvals (created_ms);
+CREATE TABLE IF NOT EXISTS secrets (
+    name        TEXT PRIMARY KEY,
+    sealed      BLOB NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS signing_keys (
+    kid              TEXT PRIMARY KEY,
+    algorithm        TEXT NOT NULL,
+    sealed_private   BLOB NOT NULL,
+    public_jwk       TEXT NOT NULL,
+    created_ms       INTEGER NOT NULL,
+    retired_ms       INTEGER,
+    publish_until_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS revoked_tokens (
+    jti        TEXT PRIMARY KEY,
+    revoked_ms INTEGER NOT NULL,
+    expires_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS revoked_tokens_expires ON revoked_tokens (expires_ms);
+CREATE TABLE IF NOT EXISTS credential_uses (
+    credential  TEXT NOT NULL,
+    server      TEXT NOT NULL,
+    agent       TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    uses        INTEGER NOT NULL,
+    first_ms    INTEGER NOT NULL,
+    last_ms     INTEGER NOT NULL,
+    PRIMARY KEY (credential, server, agent)
+);
 ";
 
 /// Columns read for verification, in [`RawRow`] order (derived ones in
@@ -407,6 +444,49 @@ impl ApprovalStore for SqliteStore {
     }
 }
 
+impl CredentialStore for SqliteStore {
+    fn put_secret(&mut self, secret: &StoredSecret, event: &NewEvent) -> Result<(), StoreError> {
+        self.in_transaction(|conn, path| credentials::put_secret_in(conn, path, secret, event))
+    }
+
+    fn remove_secret(&mut self, name: &str, event: &NewEvent) -> Result<bool, StoreError> {
+        self.in_transaction(|conn, path| credentials::remove_secret_in(conn, path, name, event))
+    }
+
+    fn secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError> {
+        Ok(credentials::secrets_in(&self.conn, &self.path, Some(name), read_error)?.into_iter().next())
+    }
+
+    fn secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
+        credentials::secrets_in(&self.conn, &self.path, None, read_error)
+    }
+
+    fn add_signing_key(
+        &mut self,
+        key: &SigningKeyRecord,
+        publish_overlap_ms: i64,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError> {
+        self.in_transaction(|conn, path| credentials::add_signing_key_in(conn, path, key, publish_overlap_ms, events))
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        credentials::signing_keys_in(&self.conn, &self.path, read_error)
+    }
+
+    fn revoke_token(&mut self, jti: &str, expires_ms: Option<i64>, event: &NewEvent) -> Result<bool, StoreError> {
+        self.in_transaction(|conn, path| credentials::revoke_token_in(conn, path, jti, expires_ms, event))
+    }
+
+    fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
+        credentials::is_token_revoked_in(&self.conn, &self.path, jti, read_error)
+    }
+
+    fn credential_uses(&self) -> Result<Vec<CredentialUse>, StoreError> {
+        credentials::credential_uses_in(&self.conn, &self.path, read_error)
+    }
+}
+
 impl SqliteStore {
     /// Rebuilds a stored event from its row, trusting the body (not the derived columns).
     fn stored_event(&self, seq: i64, hash: &str, body: &str) -> Result<StoredEvent, StoreError> {
@@ -445,6 +525,10 @@ fn head_in(
 }
 
 /// Appends `events` after the head, inside the caller's write transaction.
+///
+/// The one place events enter the chain: every write path (appends, tool sightings, approvals,
+/// the registry, credentials) comes through here, so the projections fed from the events
+/// themselves (the credential use counts) are kept here, in the same transaction.
 fn append_in(conn: &Connection, path: &Path, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
     // INVARIANT: the caller holds the write lock (BEGIN IMMEDIATE), so no other process can
     // append between reading the head and inserting after it.
@@ -464,6 +548,7 @@ fn append_in(conn: &Connection, path: &Path, events: &[NewEvent]) -> Result<Vec<
         insert
             .execute(params![row_seq, enc.hash.to_hex(), enc.body, kind, time_ms, agent, run, step, tool, decision])
             .map_err(|e| write_error(path, e))?;
+        credentials::project_uses(conn, path, event)?;
         stored.push(StoredEvent { seq, prev, hash: enc.hash, event: event.clone() });
         prev = enc.hash;
     }
@@ -628,6 +713,7 @@ fn read_error(path: &Path, e: rusqlite::Error) -> StoreError {
 
 mod agents;
 mod approvals;
+mod credentials;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

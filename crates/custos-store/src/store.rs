@@ -8,6 +8,7 @@ use custos_core::{Agent, AgentId, Digest, EventKind, NewEvent, ToolDescriptor, T
 
 use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
 use crate::chain::VerifyReport;
+use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
 
 /// One event as the log holds it: numbered, chained to its predecessor and digested.
@@ -191,6 +192,61 @@ pub trait ApprovalStore: Send {
 
     /// The requests matching `q`, newest first.
     fn approvals(&self, q: &ApprovalQuery) -> Result<Vec<ApprovalRecord>, StoreError>;
+}
+
+/// The credential broker's state: sealed secrets, signing keys, revoked tokens, and the use of
+/// credentials as the log records it. Every change is durable and atomic with its event, and
+/// safe with several processes on one database: the CLI changes it while `custos serve` reads.
+pub trait CredentialStore: Send {
+    /// Stores or replaces secret `secret.name` and appends `event` (a `secret.set`) in one
+    /// durable transaction.
+    ///
+    /// A replacement is stored whole, times included: a replaced secret is a rotated secret, so
+    /// the caller gives it `created_ms` = `updated_ms` = the time of the replace, and the old
+    /// value's times are gone with it (the log keeps its history).
+    fn put_secret(&mut self, secret: &StoredSecret, event: &NewEvent) -> Result<(), StoreError>;
+
+    /// Removes secret `name`, appending `event` (a `secret.removed`) in the same transaction.
+    /// Returns false, and appends nothing, when there was no such secret.
+    fn remove_secret(&mut self, name: &str, event: &NewEvent) -> Result<bool, StoreError>;
+
+    /// The secret named `name`.
+    fn secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError>;
+
+    /// Every stored secret, by name.
+    fn secrets(&self) -> Result<Vec<StoredSecret>, StoreError>;
+
+    /// Makes `key` the active signing key: every key still active gets `retired_ms =
+    /// key.created_ms` and `publish_until_ms = key.created_ms + publish_overlap_ms`; appends
+    /// `events` (a `signing_key.created`, plus whatever the caller adds), all in one durable
+    /// transaction.
+    ///
+    /// Refused, with nothing written, when `key.kid` is already present
+    /// ([`StoreError::AlreadyExists`]), when `key` is itself retired, or when the overlap is
+    /// negative or out of range.
+    fn add_signing_key(
+        &mut self,
+        key: &SigningKeyRecord,
+        publish_overlap_ms: i64,
+        events: &[NewEvent],
+    ) -> Result<(), StoreError>;
+
+    /// Every signing key, oldest first.
+    fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    /// Revokes minted token `jti`, appending `event` (a `token.revoked`) in the same
+    /// transaction; `event.time_ms` is the time of revocation. Returns false, and appends
+    /// nothing, when it was already revoked.
+    ///
+    /// The revocation is kept at least until `expires_ms` (forever when `None`), after which
+    /// the token could not be used anyway; later revocations prune those long expired.
+    fn revoke_token(&mut self, jti: &str, expires_ms: Option<i64>, event: &NewEvent) -> Result<bool, StoreError>;
+
+    /// Whether minted token `jti` is revoked. One indexed read: meant for every token check.
+    fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+
+    /// The use projection, by credential, server, agent.
+    fn credential_uses(&self) -> Result<Vec<CredentialUse>, StoreError>;
 }
 
 /// What the log already holds of one run: who made it, and its last step.
