@@ -137,6 +137,10 @@ impl Gateway {
             let reason = format!("approved by `{approver}`, but policy still refuses: {}", decision.explain());
             return self.refuse_held(held, &reason, Some(approver)).await;
         }
+        let (decision, credentials, token) = self.call_credentials(decision, &held.tool, held.step);
+        if !decision.is_allow() {
+            return self.refuse_held(held, &decision.explain(), Some(approver)).await;
+        }
         self.metrics().calls.inc(&[&self.agent().id.0, decision.as_str()]);
         let mut decided = self.call_event(EventKind::CallDecided, held.step, &held.tool);
         decided.decision = Some(decision.as_str().to_owned());
@@ -146,12 +150,16 @@ impl Gateway {
             "approval": held.request.id,
             "approved_by": approver,
         });
+        if let (false, Some(obj)) = (credentials.is_empty(), decided.detail.as_object_mut()) {
+            obj.insert("credentials".into(), json!(credentials));
+        }
         if let Err(err) = self.record(vec![decided]).await {
             self.pending().remove(&held.id);
             tracing::error!("refusing approved `{}`: the audit log cannot be written: {err}", held.tool);
             return unrecorded(&held.id, &held.tool, "the audit log cannot be written");
         }
-        let call = CallInFlight { tool: held.tool, step: held.step, received: held.received, started: Instant::now() };
+        let call =
+            CallInFlight { tool: held.tool, step: held.step, received: held.received, started: Instant::now(), token };
         self.pending().set_call(&held.id, call);
         Outcome::Forward(held.raw)
     }

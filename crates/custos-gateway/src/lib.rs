@@ -15,6 +15,8 @@
 //! # Layout
 //!
 //! - [`pipeline`]: [`Gateway`], the stages of one call in the order they run.
+//! - [`broker`]: the credentials the gateway holds for upstreams: injection, minted tokens, the
+//!   leak guard over what upstreams send.
 //! - [`held`]: calls held for a human approval: waiting, progress, running once approved.
 //! - [`metrics`]: what the pipeline counts and times for `/metrics`.
 //! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
@@ -22,6 +24,7 @@
 //! - [`remote`]: a remote Streamable HTTP server as an upstream.
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
 
+pub mod broker;
 pub mod held;
 pub mod metrics;
 pub mod pending;
@@ -30,6 +33,7 @@ pub mod remote;
 pub mod stdio;
 pub mod tools_list;
 
+pub use broker::{Broker, BrokerError, BrokerSources, Keys};
 pub use metrics::GatewayMetrics;
 pub use pipeline::{Gateway, GatewaySpec, Outcome};
 pub use remote::RemoteUpstream;

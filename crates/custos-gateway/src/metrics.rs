@@ -14,6 +14,8 @@ pub struct GatewayMetrics {
     pub upstream_errors: Counter,
     /// Malformed, oversized or refused messages, by which side sent them.
     pub protocol_errors: Counter,
+    /// What detectors saw, by finding kind and severity.
+    pub findings: Counter,
 }
 
 impl GatewayMetrics {
@@ -39,6 +41,11 @@ impl GatewayMetrics {
                 "custos_protocol_errors_total",
                 "Malformed, oversized or refused messages, by the side that sent them.",
                 &["from"],
+            ),
+            findings: registry.counter(
+                "custos_findings_total",
+                "Findings recorded by the gateway's detectors, by kind and severity.",
+                &["kind", "severity"],
             ),
         }
     }

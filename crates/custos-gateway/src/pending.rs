@@ -20,6 +20,8 @@ pub struct CallInFlight {
     pub received: Instant,
     /// When it was forwarded upstream (for the upstream duration).
     pub started: Instant,
+    /// The token minted for this call, when its upstream takes minted tokens.
+    pub token: Option<crate::broker::Bearer>,
 }
 
 #[derive(Debug)]
@@ -82,6 +84,11 @@ impl PendingRequests {
         if let Some(p) = self.lock().get_mut(id.get()) {
             p.cancelled = true;
         }
+    }
+
+    /// The token minted for the allowed call `id`, if it has one.
+    pub fn call_token(&self, id: &RawValue) -> Option<crate::broker::Bearer> {
+        self.lock().get(id.get()).and_then(|p| p.call.as_ref()).and_then(|c| c.token.clone())
     }
 
     pub fn remove(&self, id: &RawValue) -> Option<Pending> {

@@ -27,6 +27,7 @@ use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, Mes
 use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
 
+use crate::broker::{Bearer, Broker, Minting, TokenCache};
 use crate::metrics::GatewayMetrics;
 use crate::now_ms;
 use crate::pending::{CallInFlight, PendingRequests, Refused};
@@ -75,6 +76,10 @@ pub struct GatewaySpec {
     pub metrics: GatewayMetrics,
     /// Where held calls wait for a human; `None`: a held call is refused like a denied one.
     pub approvals: Option<custos_approvals::Approvals>,
+    /// The secrets and signing keys the gateway holds for upstreams, and the leak guard every
+    /// upstream message passes; `None`: nothing is injected, and only credential shapes are
+    /// looked for in what upstreams send.
+    pub broker: Option<Arc<Broker>>,
 }
 
 /// The governed path between one client and one upstream server.
@@ -99,6 +104,9 @@ pub struct Gateway {
     pending: PendingRequests,
     metrics: GatewayMetrics,
     approvals: Option<custos_approvals::Approvals>,
+    broker: Arc<Broker>,
+    /// Tokens minted for this run's session traffic (and for its calls with `per = "run"`).
+    tokens: TokenCache,
 }
 
 /// Which side a protocol error came from.
@@ -138,6 +146,8 @@ impl Gateway {
             negotiated: Mutex::new(None),
             metrics: spec.metrics,
             approvals: spec.approvals,
+            broker: spec.broker.unwrap_or_else(|| Arc::new(Broker::shapes_only())),
+            tokens: TokenCache::default(),
         }
     }
 
@@ -412,6 +422,9 @@ impl Gateway {
             (decision, _) => decision,
         };
         policy_timer.observe();
+        // 3c. broker: the credentials the call will use, and its own token when the upstream
+        // takes minted ones. A token that cannot be minted denies the call.
+        let (decision, credentials, token) = self.call_credentials(decision, &tool, step);
         self.metrics.calls.inc(&[&self.agent.id.0, decision.as_str()]);
 
         // 4. audit, durably, before anything is forwarded
@@ -426,6 +439,9 @@ impl Gateway {
             "descriptor_sha256": descriptor.as_ref().map(|d| d.digest),
             "owner": self.agent.owner,
         });
+        if let (false, Some(obj)) = (credentials.is_empty(), requested.detail.as_object_mut()) {
+            obj.insert("credentials".into(), json!(credentials));
+        }
         if self.audit_config.record_arguments {
             if let Some(obj) = requested.detail.as_object_mut() {
                 obj.insert("arguments".into(), arguments.clone());
@@ -494,12 +510,76 @@ impl Gateway {
             }));
         }
         if decision.is_allow() {
-            self.pending.set_call(id, CallInFlight { tool, step, received, started: Instant::now() });
+            self.pending.set_call(id, CallInFlight { tool, step, received, started: Instant::now(), token });
             Outcome::Forward(msg.raw)
         } else {
             self.pending.remove(id);
             self.denied(id, &tool, step, decision.policies(), &decision.explain(), None)
         }
+    }
+
+    /// The credentials a call to `tool` uses, as the log names them, and the token minted for it
+    /// when the upstream takes minted tokens (only for a call about to run). A token that cannot
+    /// be minted turns an allow into a deny: nothing runs without the credential it needs.
+    pub(crate) fn call_credentials(
+        &self,
+        decision: Decision,
+        tool: &ToolRef,
+        step: u64,
+    ) -> (Decision, Vec<serde_json::Value>, Option<Bearer>) {
+        let mut credentials: Vec<serde_json::Value> =
+            self.broker.credentials_of(&self.server).into_iter().map(|c| json!(c)).collect();
+        if !decision.is_allow() {
+            return (decision, credentials, None);
+        }
+        let who =
+            Minting { agent: &self.agent.id.0, principal: &self.principal, run: Some(&self.run.0), scope: &tool.name };
+        match self.tokens.token(&self.broker, &self.server, &who, true) {
+            Ok(None) => (decision, credentials, None),
+            Ok(Some(minted)) => {
+                credentials.push(json!({
+                    "name": format!("signing_key:{}", minted.kid),
+                    "fingerprint": minted.kid,
+                    "jti": minted.jti,
+                    "expires_at": minted.expires_at,
+                }));
+                (decision, credentials, Some(Bearer::new(minted.token)))
+            }
+            Err(err) => {
+                tracing::error!("denying `{tool}` (step {step}): {err}");
+                let reason = format!("the gateway cannot mint a token for upstream `{}`: {err}", self.server);
+                (Decision::Deny { policies: Vec::new(), reason }, credentials, None)
+            }
+        }
+    }
+
+    /// The token header a request to this upstream carries, when the gateway mints tokens for
+    /// it: a `tools/call` carries its own (minted when it was allowed), anything else the run's
+    /// session token (scope `mcp:session`). `Err`: one is needed and cannot be minted.
+    pub fn upstream_token(&self, frame: &[u8]) -> Result<Option<(String, String)>, String> {
+        let Some(settings) = self.broker.token_settings(&self.server) else { return Ok(None) };
+        let sniffed = sniff::sniff(frame);
+        let call_token = match (sniffed.method.as_deref(), sniffed.raw_id()) {
+            (Some("tools/call"), Some(id)) => self.pending.call_token(&id),
+            _ => None,
+        };
+        let token = match call_token {
+            Some(token) => token,
+            None => {
+                let who = Minting {
+                    agent: &self.agent.id.0,
+                    principal: &self.principal,
+                    run: Some(&self.run.0),
+                    scope: SESSION_SCOPE,
+                };
+                match self.tokens.token(&self.broker, &self.server, &who, false) {
+                    Ok(Some(minted)) => Bearer::new(minted.token),
+                    Ok(None) => return Ok(None),
+                    Err(err) => return Err(err.to_string()),
+                }
+            }
+        };
+        Ok(Some((settings.header.clone(), settings.render(token.expose()))))
     }
 
     /// The answer to a denied call: `-32001` naming the tool, why, the deciding policies, the
@@ -533,6 +613,9 @@ impl Gateway {
             Frame::Line(raw) => raw,
             Frame::Oversized { prefix, total } => return self.upstream_oversized(&prefix, total).await,
         };
+        // Before anything reads it: what the agent, the log and the inventory see of an upstream
+        // message has every credential the gateway knows of redacted.
+        let (raw, mut findings) = self.guard_output(raw);
         let msg = match Message::parse(raw) {
             Ok(msg) => msg,
             Err(err) => {
@@ -542,17 +625,30 @@ impl Gateway {
                 return Outcome::Drop;
             }
         };
-        let MessageKind::Response { id, is_error } = &msg.kind else {
-            // Server-to-client requests and notifications pass through as they are.
-            return Outcome::Forward(msg.raw);
+        let pending = match &msg.kind {
+            MessageKind::Response { id, .. } => self.pending.remove(id),
+            _ => None,
         };
-        let Some(pending) = self.pending.remove(id) else {
-            // An answer to nothing we forwarded (e.g. after a cancel): the client decides.
-            return Outcome::Forward(msg.raw);
-        };
-        if let Some(call) = &pending.call {
-            return self.call_finished(id, call, *is_error, pending.cancelled, msg.raw).await;
+        if let (Some(call), MessageKind::Response { id, is_error }) =
+            (pending.as_ref().and_then(|p| p.call.as_ref()), &msg.kind)
+        {
+            for f in &mut findings {
+                f.step = Some(call.step);
+                f.tool = Some(call.tool.clone());
+            }
+            let cancelled = pending.as_ref().is_some_and(|p| p.cancelled);
+            return self.call_finished(id, call, *is_error, cancelled, msg.raw, findings).await;
         }
+        if !findings.is_empty() {
+            if let Err(err) = self.record(findings).await {
+                tracing::error!("cannot record a leaked credential's finding: {err}");
+            }
+        }
+        let (Some(pending), MessageKind::Response { is_error, .. }) = (pending, &msg.kind) else {
+            // Server-to-client requests and notifications pass through as they are, and so does
+            // an answer to nothing we forwarded (e.g. after a cancel): the client decides.
+            return Outcome::Forward(msg.raw);
+        };
         match pending.method.as_str() {
             "tools/list" if !is_error => self.tools_listed(msg.raw).await,
             "initialize" if !is_error => {
@@ -571,6 +667,7 @@ impl Gateway {
         is_error: bool,
         cancelled: bool,
         raw: Vec<u8>,
+        findings: Vec<NewEvent>,
     ) -> Outcome {
         self.metrics.duration.observe_duration(&["upstream"], call.started.elapsed());
         if is_error {
@@ -603,7 +700,9 @@ impl Gateway {
             }
         }
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
-        let appended = self.record(vec![e]).await;
+        let mut events = findings;
+        events.push(e);
+        let appended = self.record(events).await;
         audit_timer.observe();
         self.metrics.duration.observe_duration(&["whole"], call.received.elapsed());
         match appended {
@@ -618,6 +717,56 @@ impl Gateway {
                 ))
             }
         }
+    }
+
+    /// Runs the leak guard over one upstream message: the message as the agent may see it, and
+    /// a `finding.recorded` for each credential found in it (none in the common case, where the
+    /// bytes come back untouched).
+    fn guard_output(&self, raw: Vec<u8>) -> (Vec<u8>, Vec<NewEvent>) {
+        let Some(cleaned) = self.broker.guard().scan_message(&raw) else { return (raw, Vec::new()) };
+        let findings = self.leak_findings(&cleaned.hits, cleaned.more, "message");
+        tracing::warn!(
+            "upstream `{}` sent {} credential(s) toward the agent; redacted",
+            self.server,
+            cleaned.hits.len() + cleaned.more
+        );
+        (cleaned.raw, findings)
+    }
+
+    /// One `finding.recorded` per hit of the leak guard in what this upstream sent (`channel`:
+    /// `message` or `stderr`).
+    pub(crate) fn leak_findings(&self, hits: &[custos_secrets::Hit], more: usize, channel: &str) -> Vec<NewEvent> {
+        hits.iter()
+            .map(|hit| {
+                self.metrics.findings.inc(&["secret_leak", "high"]);
+                let mut e = self.event(EventKind::FindingRecorded);
+                e.detail = json!({
+                    "finding": "secret_leak",
+                    "severity": "high",
+                    "rule": hit.rule,
+                    "secret": hit.secret,
+                    "fingerprint": hit.fingerprint,
+                    "server": self.server,
+                    "channel": channel,
+                    "path": hit.path,
+                    "action": "redacted",
+                    "more_in_message": more,
+                });
+                e
+            })
+            .collect()
+    }
+
+    /// Records findings made outside a message (e.g. in a child's stderr).
+    pub async fn record_findings(&self, findings: Vec<NewEvent>) {
+        if let Err(err) = self.record(findings).await {
+            tracing::error!("cannot record a finding: {err}");
+        }
+    }
+
+    /// The leak guard and the credentials this upstream is given.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     /// A `tools/list` result: into the inventory, then filtered for this agent.
@@ -692,6 +841,10 @@ impl Gateway {
         answers
     }
 }
+
+/// The scope of a token minted for an upstream's session traffic (initialize, lists, pings):
+/// anything that is not one tool's call.
+pub const SESSION_SCOPE: &str = "mcp:session";
 
 /// `params.requestId` of a `notifications/cancelled`.
 fn cancelled_request_id(msg: &Message) -> Option<Box<RawValue>> {

@@ -46,6 +46,8 @@ pub struct RemoteUpstream {
     input: mpsc::Sender<Vec<u8>>,
     shared: Arc<Shared>,
     sender: tokio::task::JoinHandle<()>,
+    /// For the token the closing DELETE carries.
+    gateway: Arc<Gateway>,
 }
 
 #[derive(Debug)]
@@ -89,7 +91,11 @@ impl RemoteUpstream {
         onward: mpsc::Sender<Vec<u8>>,
     ) -> Result<Self, StdioError> {
         let bad = |reason: String| StdioError::Spawn { program: url.to_owned(), reason };
-        let uri: hyper::Uri = url.parse().map_err(|e| bad(format!("not a url: {e}")))?;
+        let broker = gateway.broker();
+        // Secrets injected as query parameters: the URL is never shown again (errors name the
+        // url as configured, events only its host).
+        let uri: hyper::Uri =
+            with_query(url, &broker.query(gateway.server())).parse().map_err(|_| bad("not a url".to_owned()))?;
         let client = match uri.scheme_str() {
             Some("http") => Transport::Plain(Client::builder(TokioExecutor::new()).build_http()),
             Some("https") => {
@@ -100,11 +106,19 @@ impl RemoteUpstream {
             }
             _ => return Err(bad("only http:// and https:// upstreams are supported".into())),
         };
-        let headers = headers
+        let mut headers = headers
             .iter()
             .map(|(k, v)| Ok((HeaderName::try_from(k.as_str())?, HeaderValue::try_from(v.as_str())?)))
             .collect::<Result<Vec<_>, Box<dyn std::error::Error>>>()
             .map_err(|e| bad(format!("bad header: {e}")))?;
+        for (name, value) in broker.headers(gateway.server()) {
+            let name = HeaderName::try_from(name.as_str()).map_err(|e| bad(format!("bad header `{name}`: {e}")))?;
+            // The value is a secret: say which header, never what it held.
+            let mut value = HeaderValue::try_from(value)
+                .map_err(|_| bad(format!("the secret injected as `{name}` is not a valid header value")))?;
+            value.set_sensitive(true);
+            headers.push((name, value));
+        }
         gateway
             .start(serde_json::json!({
                 "transport": "http",
@@ -141,7 +155,7 @@ impl RemoteUpstream {
                 }
             })
         };
-        Ok(Self { input, shared, sender })
+        Ok(Self { input, shared, sender, gateway: gateway.clone() })
     }
 
     pub fn input(&self) -> &mpsc::Sender<Vec<u8>> {
@@ -155,6 +169,9 @@ impl RemoteUpstream {
             let mut req = Request::builder().method(Method::DELETE).uri(self.shared.url.clone());
             for (k, v) in &self.shared.headers {
                 req = req.header(k, v);
+            }
+            if let Ok(Some((k, v))) = self.gateway.upstream_token(b"") {
+                req = with_token(req, &k, v);
             }
             if let Ok(req) = req.header(SESSION_HEADER, session).body(Full::new(Bytes::new())) {
                 let _ = self.shared.client.request(req).await;
@@ -217,6 +234,14 @@ async fn listen(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8
     }
     if let Some(version) = lock(&shared.version) {
         req = req.header(VERSION_HEADER, version);
+    }
+    match gateway.upstream_token(b"") {
+        Ok(Some((k, v))) => req = with_token(req, &k, v),
+        Ok(None) => {}
+        Err(reason) => {
+            tracing::warn!("upstream `{}`: its event stream needs a token: {reason}", shared.server);
+            return Listened::Ended { delivered: false };
+        }
     }
     let Ok(req) = req.body(Full::new(Bytes::new())) else { return Listened::NotOffered };
     let response = match shared.client.request(req).await {
@@ -281,6 +306,11 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
     for (k, v) in &shared.headers {
         req = req.header(k, v);
     }
+    match gateway.upstream_token(&frame) {
+        Ok(Some((k, v))) => req = with_token(req, &k, v),
+        Ok(None) => {}
+        Err(reason) => return fail(format!("cannot mint its token: {reason}")).await,
+    }
     let lock = |m: &Mutex<Option<HeaderValue>>| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     if let Some(session) = lock(&shared.session) {
         req = req.header(SESSION_HEADER, session);
@@ -331,6 +361,52 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
         remember_version(shared, &buffer);
         deliver(gateway, onward, buffer).await;
     }
+}
+
+/// Adds a minted token's header, marked sensitive so nothing that prints headers shows it.
+fn with_token(req: hyper::http::request::Builder, name: &str, value: String) -> hyper::http::request::Builder {
+    match (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+        (Ok(name), Ok(mut value)) => {
+            value.set_sensitive(true);
+            req.header(name, value)
+        }
+        _ => req,
+    }
+}
+
+/// `url` with `params` added to its query, each value percent-encoded.
+fn with_query(url: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return url.to_owned();
+    }
+    let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let mut out = base.to_owned();
+    let mut sep = if base.contains('?') { '&' } else { '?' };
+    for (k, v) in params {
+        out.push(sep);
+        out.push_str(&percent_encode(k));
+        out.push('=');
+        out.push_str(&percent_encode(v));
+        sep = '&';
+    }
+    if let Some(f) = fragment {
+        out.push('#');
+        out.push_str(f);
+    }
+    out
+}
+
+/// RFC 3986 percent-encoding of everything but the unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The `protocolVersion` of an `initialize` answer, sent on later requests.
@@ -396,6 +472,14 @@ mod tests {
         assert_eq!(take_event(&mut buf).unwrap(), b"{\"b\":\n2}".to_vec());
         assert!(take_event(&mut buf).is_none());
         assert_eq!(buf, b"data: partial".to_vec());
+    }
+
+    #[test]
+    fn injected_query_parameters_are_encoded_and_keep_the_rest_of_the_url() {
+        let p = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+        assert_eq!(with_query("http://h/mcp", &[]), "http://h/mcp");
+        assert_eq!(with_query("http://h/mcp", &[p("key", "a b&c=d/é")]), "http://h/mcp?key=a%20b%26c%3Dd%2F%C3%A9");
+        assert_eq!(with_query("http://h/mcp?x=1#frag", &[p("k", "v"), p("j", "w")]), "http://h/mcp?x=1&k=v&j=w#frag");
     }
 
     #[test]

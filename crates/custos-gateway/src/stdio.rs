@@ -1,7 +1,10 @@
 //! The stdio transport: `custos run -- CMD ARGS…`.
 //!
 //! The client speaks MCP on our stdin/stdout; the upstream is CMD, a child process speaking MCP on
-//! its stdin/stdout. Its stderr is ours. Two pumps carry frames, one per direction; each keeps the
+//! its stdin/stdout. Its stderr comes out on ours, line by line, through the leak guard (an
+//! upstream that prints its environment must not put its injected key in our log). Its
+//! environment is ours without the variables that are secret sources, plus the secrets injected
+//! into it. Two pumps carry frames, one per direction; each keeps the
 //! order of its frames even while earlier ones wait for the audit log, by running the pipeline
 //! for up to `max_in_flight` frames at once and emitting results strictly in arrival order.
 //!
@@ -115,6 +118,39 @@ where
     Ok(exit)
 }
 
+/// Longest stderr line relayed whole; longer ones are cut (and still pass the guard).
+const MAX_STDERR_LINE: usize = 64 * 1024;
+
+/// Copies the child's stderr to ours a line at a time, each through the leak guard; a
+/// credential found is redacted and recorded as a finding.
+async fn relay_stderr(stderr: tokio::process::ChildStderr, gateway: Arc<Gateway>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut reader = BufReader::new(stderr);
+    let mut out = tokio::io::stderr();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader).take(MAX_STDERR_LINE as u64).read_until(b'\n', &mut line).await;
+        match read {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = match gateway.broker().guard().redact_text(&text) {
+            Some((clean, hits)) => {
+                let findings = gateway.leak_findings(&hits, 0, "stderr");
+                gateway.record_findings(findings).await;
+                std::borrow::Cow::Owned(clean)
+            }
+            None => text,
+        };
+        let _ = out.write_all(text.as_bytes()).await;
+        if !text.ends_with('\n') {
+            let _ = out.write_all(b"\n").await;
+        }
+    }
+}
+
 /// A stdio MCP server as a child process behind a [`Gateway`]: frames sent to [`Self::input`]
 /// go to its stdin; everything it writes passes [`Gateway::from_upstream`] and comes out on the
 /// `onward` channel given to [`Self::start`]. Its stderr is ours.
@@ -157,17 +193,21 @@ impl ChildUpstream {
         restart: Option<u32>,
     ) -> Result<Self, StdioError> {
         let (program, args) = command.split_first().ok_or(StdioError::NoCommand)?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| StdioError::Spawn { program: program.clone(), reason: e.to_string() })?;
-        let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        let broker = gateway.broker();
+        let mut command = Command::new(program);
+        command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        for var in broker.env_removed() {
+            command.env_remove(var);
+        }
+        command.envs(broker.child_env(gateway.server()));
+        let mut child =
+            command.spawn().map_err(|e| StdioError::Spawn { program: program.clone(), reason: e.to_string() })?;
+        let (Some(child_in), Some(child_out), Some(child_err)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
             return Err(StdioError::Spawn { program: program.clone(), reason: "no pipes to the child".into() });
         };
+        tokio::spawn(relay_stderr(child_err, gateway.clone()));
         let program_name = std::path::Path::new(program)
             .file_name()
             .map_or_else(|| program.clone(), |n| n.to_string_lossy().into_owned());
