@@ -3,7 +3,8 @@
 //! API keys (`Authorization: Bearer cst_…`) are looked up by their public id in the registry
 //! and checked against the stored hash in constant time. Bearer tokens (JWTs) are verified
 //! against the configured identity provider's JWKS (`[serve.jwt]`); without one they are
-//! refused. Without an `Authorization` header, the verified client certificate of the
+//! refused. Tokens this gateway minted for itself (audience: its public URL) are verified
+//! against its own signing keys instead, and refused once their `jti` is revoked. Without an `Authorization` header, the verified client certificate of the
 //! connection (`[serve.tls]`) names the agent by its SPIFFE ID (`[[agents]] spiffe_id`). When a
 //! request carries both, they must name the same agent. Either way the agent must be declared
 //! or registered and not revoked. Failures are recorded as `auth.failed` events, without the
@@ -15,7 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use custos_auth::{AuthError, Credential, KeyHash, KeyHasher, ProtectedResourceMetadata, SpiffeId};
 use custos_core::{Agent, AgentId, EventKind, NewEvent};
-use custos_store::{AgentRegistry, AuditLog, SqliteStore};
+use custos_store::{AgentRegistry, AuditLog, CredentialStore, SqliteStore};
 use serde_json::json;
 
 use crate::reply;
@@ -34,6 +35,53 @@ pub struct Authenticator {
     required_scopes: Vec<String>,
     /// `[[agents]] spiffe_id`: the canonical SPIFFE ID of each agent that has one.
     spiffe_ids: Vec<(String, AgentId)>,
+    /// Tokens the gateway minted with itself as the audience, when it has signing keys.
+    own: Option<OwnTokens>,
+}
+
+/// Verifies the gateway's own tokens against its signing keys, kept in step with them.
+#[derive(Debug)]
+pub struct OwnTokens {
+    verifier: custos_auth::JwtVerifier,
+    keys: std::sync::Arc<custos_gateway::Keys>,
+    /// The key set version the verifier holds.
+    applied: std::sync::atomic::AtomicU64,
+}
+
+impl OwnTokens {
+    /// Tokens issued by `keys` for `audience` (the gateway's public URL).
+    pub fn new(keys: std::sync::Arc<custos_gateway::Keys>, audience: &str) -> Result<Self, AuthError> {
+        let mut config = custos_auth::JwtConfig::new(keys.issuer(), audience);
+        config.allowed_algorithms = vec!["EdDSA".into(), "ES256".into()];
+        // Minted and verified by the same gateway's clock: no skew to allow for.
+        config.leeway_secs = 0;
+        let verifier = custos_auth::JwtVerifier::new(config, &keys.jwks().to_string())?;
+        let applied = std::sync::atomic::AtomicU64::new(keys.version());
+        Ok(Self { verifier, keys, applied })
+    }
+
+    /// Whether `token` is signed by one of the gateway's keys (by its `kid`).
+    fn is_ours(&self, token: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        let version = self.keys.version();
+        if self.applied.swap(version, Ordering::SeqCst) != version {
+            if let Err(err) = self.verifier.replace_keys(&self.keys.jwks().to_string()) {
+                tracing::error!("cannot load the gateway's own signing keys: {err}");
+            }
+        }
+        self.verifier.has_keys()
+            && !self.verifier.names_unknown_key(token)
+            && self.verifier.key_ids().iter().any(|kid| token_kid(token).as_deref() == Some(kid.as_str()))
+    }
+}
+
+/// The `kid` of a JWS compact token's header, without verifying anything.
+fn token_kid(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("kid")?.as_str().map(str::to_owned)
 }
 
 /// Who a request is from: the agent, and the principal chain it acts for (human first, then
@@ -58,7 +106,14 @@ impl Authenticator {
             jwt,
             required_scopes,
             spiffe_ids: Vec::new(),
+            own: None,
         }
+    }
+
+    /// Also accepts tokens the gateway minted for itself.
+    pub fn with_own_tokens(mut self, own: OwnTokens) -> Self {
+        self.own = Some(own);
+        self
     }
 
     /// Agents may also be named by the SPIFFE ID of their client certificate
@@ -121,6 +176,22 @@ impl Authenticator {
                 }
                 drop(registry);
                 Ok(Identity { agent: self.agent(&record.agent.0)?, principal: Vec::new() })
+            }
+            Credential::Jwt(token) if self.own.as_ref().is_some_and(|own| own.is_ours(token.expose())) => {
+                let Some(own) = &self.own else { return Err(AuthError::TokensNotAccepted) };
+                let verified = own.verifier.verify(token.expose())?;
+                let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                // A token without a `jti` could not be revoked: the gateway never mints one.
+                let jti = verified.jti.as_deref().ok_or(AuthError::MissingClaim { claim: "jti".into() })?;
+                if registry.is_token_revoked(jti).map_err(|_| AuthError::RegistryUnavailable)? {
+                    return Err(AuthError::Revoked);
+                }
+                drop(registry);
+                // INVARIANT: minted tokens name the agent in `sub` and the chain it acts for in
+                // `act`; the verifier reads `sub` as the first link of the chain, so the chain
+                // the agent acts for is the rest.
+                let principal = verified.principal_chain.get(1..).map(<[String]>::to_vec).unwrap_or_default();
+                Ok(Identity { agent: self.agent(&verified.agent_id)?, principal })
             }
             Credential::Jwt(token) => {
                 let verifier = self.jwt.as_ref().ok_or(AuthError::TokensNotAccepted)?;

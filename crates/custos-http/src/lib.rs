@@ -16,6 +16,8 @@
 //! - [`auth`]: who is calling: API keys checked against the registry, JWTs, or the SPIFFE ID
 //!   of the connection's client certificate; 401 / 403 with the
 //!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
+//! - [`exchange`]: RFC 8693 token exchange (`/oauth/token`) and the JWKS of the gateway's own
+//!   signing keys (`/.well-known/jwks.json`).
 //! - [`jwks`]: the identity provider's key set for bearer tokens, from a file or fetched from
 //!   a URL and refreshed (periodically, and when a token names an unknown key id).
 //! - [`session`]: one MCP session: its upstream, the requests waiting for answers, and the
@@ -29,6 +31,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod exchange;
 pub mod federation;
 pub mod jwks;
 pub mod reply;

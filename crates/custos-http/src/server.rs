@@ -5,6 +5,8 @@
 //! GET    /mcp/{server}   the session's event stream (what the upstream says on its own)
 //! DELETE /mcp/{server}   ends the session
 //! GET    /.well-known/oauth-protected-resource/mcp/{server}   RFC 9728 metadata
+//! GET    /.well-known/jwks.json   the public keys of the tokens the gateway mints
+//! POST   /oauth/token    RFC 8693 token exchange (see `exchange.rs`)
 //! GET    /healthz
 //! ```
 //!
@@ -66,6 +68,8 @@ pub struct AppState {
     auth_failures: custos_metrics::Counter,
     /// Where held calls wait for a human (shared with the admin API that decides them).
     approvals: Option<custos_approvals::Approvals>,
+    /// The credentials the gateway holds for upstreams and the keys it mints tokens with.
+    broker: Option<Arc<custos_gateway::Broker>>,
 }
 
 impl AppState {
@@ -99,7 +103,19 @@ impl AppState {
             stateless: tokio::sync::Mutex::new(HashMap::new()),
             federated: Mutex::new(HashMap::new()),
             approvals: None,
+            broker: None,
         }
+    }
+
+    /// Injects `broker`'s credentials into upstreams, guards what they send, and mints tokens
+    /// with its keys (for upstreams, `/oauth/token` and `/.well-known/jwks.json`).
+    pub fn with_broker(mut self, broker: Arc<custos_gateway::Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
+
+    pub(crate) fn broker(&self) -> Option<&Arc<custos_gateway::Broker>> {
+        self.broker.as_ref()
     }
 
     /// Holds calls that policy sends for approval in `approvals`; without it they are refused.
@@ -134,6 +150,7 @@ impl AppState {
             known_tools: self.known_tools(server),
             metrics: self.gateway_metrics.clone(),
             approvals: self.approvals.clone(),
+            broker: self.broker.clone(),
         }));
         let target = match (&config.command, &config.url) {
             (Some(command), _) => crate::session::Target::Command(command.clone()),
@@ -214,7 +231,7 @@ impl AppState {
 
     /// The descriptors recorded for `server`'s tools; none when the store cannot be read (the
     /// tools are then classified as unknown, that is privileged).
-    fn known_tools(&self, server: &str) -> Vec<custos_core::ToolDescriptor> {
+    pub(crate) fn known_tools(&self, server: &str) -> Vec<custos_core::ToolDescriptor> {
         self.with_store(|store| custos_store::known_tools(store, server)).unwrap_or_else(|err| {
             tracing::warn!("cannot read the tool inventory: {err}");
             Vec::new()
@@ -286,6 +303,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/.well-known/oauth-protected-resource/mcp/{server}", get(metadata))
         .route("/.well-known/oauth-protected-resource/mcp", get(federated_metadata))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/.well-known/jwks.json", get(crate::exchange::jwks))
+        .route("/oauth/token", post(crate::exchange::token))
         .with_state(state)
 }
 
