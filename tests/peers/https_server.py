@@ -14,12 +14,11 @@ carries.
 """
 import argparse
 import asyncio
-import socket
 import ssl
 import sys
 
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
+from uvicorn_peer import serve_on_free_port
 
 
 def build() -> MCPServer:
@@ -53,28 +52,13 @@ async def main() -> int:
     ap.add_argument("--client-ca")
     a = ap.parse_args()
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-
-    config = uvicorn.Config(
+    return await serve_on_free_port(
         build().streamable_http_app(host="127.0.0.1"),
-        log_level="warning",
         ssl_certfile=a.cert,
         ssl_keyfile=a.key,
         ssl_ca_certs=a.client_ca,
         ssl_cert_reqs=ssl.CERT_REQUIRED if a.client_ca else ssl.CERT_NONE,
     )
-    server = uvicorn.Server(config)
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
-        if serving.done():
-            return 1
-        await asyncio.sleep(0.02)
-    print(port, flush=True)
-    await serving
-    return 0
 
 
 if __name__ == "__main__":

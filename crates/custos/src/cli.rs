@@ -31,6 +31,132 @@ pub enum Command {
     /// The approval queue: list, show, approve and deny held calls
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Secrets the gateway holds for upstreams: set, list and remove them (values are never shown)
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+    /// The signing keys of the tokens the gateway mints: rotate and list them
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Mint a short-lived token by hand, or revoke one
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// What the gateway holds, where it goes and who uses it
+    #[command(subcommand)]
+    Inventory(InventoryCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Store a secret declared with `[secrets.NAME] store = true`; the value is read from stdin
+    /// (one trailing newline dropped) and kept encrypted under the master key
+    Set {
+        #[command(flatten)]
+        location: Location,
+        /// The secret's name, as declared in the config
+        name: String,
+    },
+    /// Every configured secret and every stored one: source, whether it is available here, and
+    /// its fingerprint
+    List {
+        #[command(flatten)]
+        location: Location,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a stored secret
+    Rm {
+        #[command(flatten)]
+        location: Location,
+        /// The secret's name
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new signing key and make it the one that mints; the previous key stays published
+    /// until the tokens it signed have expired
+    Rotate {
+        #[command(flatten)]
+        location: Location,
+        /// The new key's algorithm [default: `[credentials] algorithm`, else EdDSA]
+        #[arg(long, value_name = "ALG", value_parser = ["EdDSA", "ES256"])]
+        algorithm: Option<String>,
+        /// How long the new key is published before it mints, so verifiers that cache the JWKS
+        /// (for up to a minute: its max-age) learn it before they see a token it signed
+        #[arg(long, value_name = "DURATION", default_value = "60s")]
+        activate_in: String,
+    },
+    /// Every signing key: kid, algorithm, creation, and whether it mints, is still published or
+    /// has expired
+    List {
+        #[command(flatten)]
+        location: Location,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token for an agent and print it alone on stdout; the audit log records its jti,
+    /// never the token
+    Mint(TokenMintArgs),
+    /// Revoke a minted token by its jti; the gateway refuses it from its next use
+    Revoke {
+        #[command(flatten)]
+        location: Location,
+        /// The token's `jti` claim
+        jti: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TokenMintArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The agent the token is for (its `sub`): declared in the config or registered
+    #[arg(long, value_name = "ID")]
+    pub agent: String,
+    /// The token's `aud`: a configured server's name (its `[servers.token] audience`, else its
+    /// url), or any audience such as the gateway's own public URL
+    #[arg(long, value_name = "AUD")]
+    pub audience: String,
+    /// The token's `scope`, space-separated
+    #[arg(long, value_name = "SCOPE", default_value = "")]
+    pub scope: String,
+    /// How long it lives, e.g. 90s, 5m, 1h; at most 24h [default: `[credentials] token_ttl_secs`]
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Who the agent acts for: the human first, then each actor down to the agent; repeat for
+    /// several
+    #[arg(long = "principal", value_name = "WHO")]
+    pub principal: Vec<String>,
+    /// The run the token belongs to (its `run` claim)
+    #[arg(long, value_name = "RUN")]
+    pub run: Option<String>,
+    /// Print {"token", "jti", "kid", "expires_at", "audience", "scope"} as one JSON object
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InventoryCommand {
+    /// Every secret and signing key: source, fingerprint, age, the upstreams it goes to, the
+    /// agents that used it, and warnings (rotation overdue, unused, shared, not available)
+    Credentials {
+        #[command(flatten)]
+        location: Location,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+        /// Warn about credentials not used for this many days [default: `[credentials]
+        /// unused_after_days`]
+        #[arg(long, value_name = "N")]
+        unused_days: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,13 +5,16 @@
 //!
 //! - `cli.rs`: the command line (clap).
 //! - `commands/`: one file per command group: `init`, `run`, `serve`, `policy`, `audit`, `agents`,
-//!   `approvals`.
+//!   `approvals`, `secrets`, `keys`, `token`, `inventory`.
+//! - `credentials.rs`: the credential broker as commands start it (master key, secrets,
+//!   signing keys).
 //! - `context.rs`: finding the config and the data directory the same way for every command.
 //! - `init_templates/`: the files `custos init` writes.
 
 mod cli;
 mod commands;
 mod context;
+mod credentials;
 
 use std::process::ExitCode;
 

@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::harness::{
-    header, http, issue_key, of_kind, peers_python, python_http, repo_root, Deployment, Served, ANSWER_TIMEOUT,
+    eventually, header, http, issue_key, of_kind, peers_python, python_http, repo_root, Deployment, Peer, Served,
     POLICIES,
 };
 use serde_json::{json, Value};
@@ -57,35 +56,6 @@ impl Pki {
 }
 
 /// A peer process that prints its port on its first line of stdout; killed when dropped.
-struct Peer {
-    child: Child,
-    port: u16,
-}
-
-impl Peer {
-    fn start(script: &str, args: &[&str]) -> Self {
-        let mut child = Command::new(peers_python())
-            .arg(repo_root().join("tests/peers").join(script))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().parse().unwrap_or_else(|_| panic!("{script} did not start: {line:?}"));
-        Self { child, port }
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -97,19 +67,6 @@ fn bearer(credential: &str) -> String {
 /// A raw `initialize` with `credential`: status, headers and body.
 fn initialize(url: &str, credential: &str) -> (u16, Vec<(String, String)>, String) {
     http("POST", url, &[("Authorization", &bearer(credential)), ("Accept", "application/json")], INIT)
-}
-
-/// Repeats `attempt` until it returns `Some`, for at most `ANSWER_TIMEOUT`: a bound on how long
-/// a condition may take to become true, not a fixed wait.
-fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + ANSWER_TIMEOUT;
-    loop {
-        if let Some(done) = attempt() {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The official Python SDK's server over `https://`, trusted through `ca_file`, is governed like
@@ -127,7 +84,7 @@ fn an_https_upstream_is_governed_and_an_untrusted_or_misnamed_one_is_refused_by_
     let ca = pki.ca();
     let servers = format!(
         "[[servers]]\nname = \"secure\"\nurl = \"https://127.0.0.1:{port}/mcp\"\nca_file = {ca:?}\n\
-         headers = {{ Authorization = \"Bearer upstream-credential\" }}\ntools = {{ \"*\" = \"read\" }}\n\
+         headers = {{ Authorization = \"Basic dXBzdHJlYW0=\" }}\ntools = {{ \"*\" = \"read\" }}\n\
          [[servers]]\nname = \"untrusted\"\nurl = \"https://127.0.0.1:{port}/mcp\"\ntools = {{ \"*\" = \"read\" }}\n\
          [[servers]]\nname = \"misnamed\"\nurl = \"https://localhost:{port}/mcp\"\nca_file = {ca:?}\n"
     );
@@ -145,7 +102,9 @@ fn an_https_upstream_is_governed_and_an_untrusted_or_misnamed_one_is_refused_by_
     let steps = report["steps"].as_array().unwrap();
     assert!(steps[0]["tools"].as_array().unwrap().iter().any(|t| t == "echo"), "{}", steps[0]);
     assert_eq!(steps[1]["content"][0], "secure: over tls", "{}", steps[1]);
-    assert_eq!(steps[2]["content"][0], "Bearer upstream-credential", "the agent's key is never sent: {}", steps[2]);
+    // (A bearer token echoed back would reach the agent redacted by the leak guard; a `Basic`
+    // credential is not a shape it looks for, so the echo shows exactly what was sent.)
+    assert_eq!(steps[2]["content"][0], "Basic dXBzdHJlYW0=", "the agent's key is never sent: {}", steps[2]);
 
     // Untrusted: a session opens, its handshake and its calls are answered with the reason.
     let (status, headers, body) = initialize(&served.url("untrusted"), &key);

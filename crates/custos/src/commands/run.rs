@@ -24,7 +24,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let (server, command) = upstream(&config, args.server.as_deref(), args.command)?;
     let policy = Arc::new(load_policy(&config)?);
 
-    let store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config.data_dir)?;
+    let broker = crate::credentials::start(&config, &[server.name.as_str()], &mut store)?.map(|started| started.broker);
     let run = RunId(args.run.unwrap_or_else(new_run_id));
     let history = custos_store::run_summary(&store, &run.0).map_err(Failure::runtime)?;
     if let Some(owner) = history.agent.as_ref().filter(|owner| **owner != agent.id) {
@@ -62,6 +63,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             // Nothing scrapes a stdio proxy; the counters are kept for symmetry and cost little.
             metrics: custos_gateway::GatewayMetrics::register(&custos_metrics::Registry::new()),
             approvals: Some(approvals),
+            broker,
         }));
         let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
         let result = serve_stdio(gateway, &command, stdin, tokio::io::stdout(), config.limits).await;
@@ -152,6 +154,8 @@ fn unconfigured(name: &str) -> custos_config::ServerConfig {
         headers: Vec::new(),
         tls: custos_config::UpstreamTls::default(),
         classes: custos_config::ToolClasses::new(false, Default::default()),
+        inject: Vec::new(),
+        token: None,
     }
 }
 

@@ -24,8 +24,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     }
     check_upstream_tls(&config)?;
     let policy = Arc::new(super::run::load_policy(&config)?);
-    let store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config.data_dir)?;
     let db = context::database_path(&config.data_dir);
+    let serving: Vec<&str> = served.iter().map(String::as_str).collect();
+    let broker = crate::credentials::start(&config, &serving, &mut store)?;
     let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let tls = tls_acceptor(&config)?;
@@ -42,16 +44,29 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             Some(settings) => (Some(jwt_verifier(settings, &config, addr).await?), settings.required_scopes.clone()),
             None => (None, Vec::new()),
         };
-        let auth = Authenticator::new(config.agents.clone(), registry, jwt, required_scopes)
+        let mut auth = Authenticator::new(config.agents.clone(), registry, jwt, required_scopes)
             .with_spiffe_ids(config.spiffe_ids.clone());
+        if let Some(started) = &broker {
+            crate::credentials::spawn_key_reload(started.broker.clone(), started.master.clone(), &db)?;
+            if let Some(keys) = started.broker.keys() {
+                // Agents may also present tokens the gateway minted for itself (`custos token
+                // mint` with the gateway's URL as the audience).
+                let own = custos_http::auth::OwnTokens::new(keys.clone(), &config.serve.public_url_or(addr))
+                    .map_err(|e| Failure::runtime(format!("the gateway's own signing keys: {e}")))?;
+                auth = auth.with_own_tokens(own);
+            }
+        }
         let admin = match &config.admin {
             Some(admin) => Some(admin_listener(admin).await?),
             None => None,
         };
         let approvals = approvals(&config, audit.clone(), &db, admin.as_ref().map(|(listener, _)| listener))?;
-        let state = Arc::new(
-            AppState::new(config, policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone()),
-        );
+        let mut state =
+            AppState::new(config, policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone());
+        if let Some(started) = broker {
+            state = state.with_broker(started.broker);
+        }
+        let state = Arc::new(state);
         // stdout says where to connect (the ports are real even when 0 was asked for).
         println!("listening on {scheme}://{addr}");
         for server in &served {

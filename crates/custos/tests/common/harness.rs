@@ -524,3 +524,47 @@ impl SseStream {
         }
     }
 }
+
+/// A Python test peer from `tests/peers` that prints its port on stdout once it serves; killed
+/// when dropped.
+pub struct Peer {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Peer {
+    pub fn start(script: &str, args: &[&str]) -> Self {
+        let mut child = Command::new(peers_python())
+            .arg(repo_root().join("tests/peers").join(script))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("{script} did not start: {line:?}"));
+        Self { child, port }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Repeats `attempt` until it returns `Some`, for at most `ANSWER_TIMEOUT`: a bound on how long
+/// a condition may take to become true, not a fixed wait.
+pub fn eventually<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + ANSWER_TIMEOUT;
+    loop {
+        if let Some(done) = attempt() {
+            return done;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
