@@ -622,6 +622,9 @@ impl Gateway {
                 // Nothing the client could match it to: record it and drop it.
                 tracing::warn!("dropping a malformed message from the upstream: {err}");
                 self.protocol_error(Side::Upstream, err.code(), &err.to_string(), &[], None).await;
+                if !findings.is_empty() {
+                    self.record_findings(findings).await;
+                }
                 return Outcome::Drop;
             }
         };
@@ -640,9 +643,7 @@ impl Gateway {
             return self.call_finished(id, call, *is_error, cancelled, msg.raw, findings).await;
         }
         if !findings.is_empty() {
-            if let Err(err) = self.record(findings).await {
-                tracing::error!("cannot record a leaked credential's finding: {err}");
-            }
+            self.record_findings(findings).await;
         }
         let (Some(pending), MessageKind::Response { is_error, .. }) = (pending, &msg.kind) else {
             // Server-to-client requests and notifications pass through as they are, and so does
