@@ -85,10 +85,19 @@ pub enum EventKind {
     /// A detector saw something; detail: finding kind, severity, rule, evidence with secrets redacted.
     #[serde(rename = "finding.recorded")]
     FindingRecorded,
+    /// A tool's descriptor was pinned (ahead of time, or on first sight); detail: digest.
+    #[serde(rename = "tool.pinned")]
+    ToolPinned,
+    /// An operator accepted a changed tool's new descriptor; its quarantine ends.
+    #[serde(rename = "tool.accepted")]
+    ToolAccepted,
+    /// A label joined the run (`untrusted_input`, `read_sensitive`), and what put it there.
+    #[serde(rename = "run.labeled")]
+    RunLabeled,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 30] = [
+    pub const ALL: [EventKind; 33] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -119,6 +128,9 @@ impl EventKind {
         Self::TokenExchanged,
         Self::TokenExchangeRefused,
         Self::FindingRecorded,
+        Self::ToolPinned,
+        Self::ToolAccepted,
+        Self::RunLabeled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -153,6 +165,9 @@ impl EventKind {
             Self::TokenExchanged => "token.exchanged",
             Self::TokenExchangeRefused => "token.exchange_refused",
             Self::FindingRecorded => "finding.recorded",
+            Self::ToolPinned => "tool.pinned",
+            Self::ToolAccepted => "tool.accepted",
+            Self::RunLabeled => "run.labeled",
         }
     }
 

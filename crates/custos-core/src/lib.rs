@@ -9,16 +9,19 @@
 //! - [`agent`]: agent identity as configured (id, owner, purpose, groups).
 //! - [`tool`]: `server/name` references, tool classes and descriptors.
 //! - [`decision`]: what policy said about one call.
+//! - [`finding`]: what a detector saw, its kind and severity.
 //! - [`event`]: one append to the audit log, before the store numbers and chains it.
 
 pub mod agent;
 pub mod decision;
 pub mod digest;
 pub mod event;
+pub mod finding;
 pub mod tool;
 
 pub use agent::{Agent, AgentId, RunId};
 pub use decision::Decision;
 pub use digest::{canonical_json, Digest};
 pub use event::{EventKind, NewEvent};
+pub use finding::{Finding, Severity};
 pub use tool::{ToolClass, ToolDescriptor, ToolRef};

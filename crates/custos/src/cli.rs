@@ -43,6 +43,9 @@ pub enum Command {
     /// What the gateway holds, where it goes and who uses it
     #[command(subcommand)]
     Inventory(InventoryCommand),
+    /// Scan tool descriptors (or, with --output, tool results) for poisoning, shadowing and
+    /// injection, without a gateway
+    Scan(crate::commands::scan::ScanArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod inventory;
 mod keys;
 mod policy;
 mod run;
+pub mod scan;
 mod secrets;
 mod serve;
 mod token;
@@ -28,6 +29,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Keys(cmd) => keys::run(cmd),
         Command::Token(cmd) => token::run(cmd),
         Command::Inventory(cmd) => inventory::run(cmd),
+        Command::Scan(args) => scan::run(args),
     }
 }
 
