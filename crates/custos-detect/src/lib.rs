@@ -1,0 +1,43 @@
+//! Custos content rules: what in an MCP tool descriptor or a tool result is an attack on the
+//! model that reads it.
+//!
+//! A descriptor is *poisoned* when it carries instructions the user never sees (hidden in the
+//! description, a parameter's description, an enum value, or invisible characters), asks for
+//! secrets, or tells the model to send data out; it *shadows* when it talks about other
+//! servers' tools. A result carries *injection* when it addresses the model, hides text, or
+//! holds a URL built to leak the conversation. Each rule has an id ([`rules()`]) that its
+//! findings carry, and findings are [`custos_core::Finding`]s: one per rule per descriptor or
+//! result, with the matched text (bounded) as evidence, never the whole text.
+//!
+//! Pure: no I/O, no clock, no async. The patterns are compiled once, on first use.
+//!
+//! # Layout
+//!
+//! - `rules.rs`: the rule table ([`RuleInfo`], [`rules()`]) and the rule ids ([`ids`]).
+//! - `descriptor.rs`: [`scan_descriptor`]: which strings of a descriptor are read, and
+//!   shadowing (mentions of other servers' tools).
+//! - `output.rs`: [`scan_result`], [`redact_result`], [`scan_output_text`]: which texts of a
+//!   result are read, and redaction.
+//! - `patterns.rs`: the phrase patterns of the instruction, credential, exfiltration and
+//!   cross-tool rules, and the matcher that runs them.
+//! - `exfil.rs`: the `exfil_url` rule for results (markdown images, template URLs, "visit this
+//!   URL with the conversation").
+//! - `text.rs`: invisible characters: which are suspect, and the normalized text (tag
+//!   characters decoded, zero-width characters dropped) the other rules read.
+//! - `found.rs`: one finding per rule, in table order.
+//!
+//! The detection corpus in `tests/detection/` (benign and malicious descriptors and results)
+//! is run by `tests/corpus.rs`, which prints each rule's precision and recall.
+
+mod descriptor;
+mod exfil;
+mod found;
+mod output;
+mod patterns;
+mod rules;
+mod text;
+
+pub use descriptor::{scan_descriptor, MAX_DESCRIPTION_CHARS, MIN_TOOL_NAME_CHARS};
+pub use exfil::MIN_DATA_VALUE_CHARS;
+pub use output::{redact_result, scan_output_text, scan_result};
+pub use rules::{ids, rules, RuleInfo};
