@@ -43,6 +43,19 @@ pub enum StoreError {
     #[error("{what} `{id}` already exists")]
     AlreadyExists { what: &'static str, id: String },
 
+    /// No tool by this `server/name` was ever listed; nothing was written.
+    #[error("unknown tool `{tool}`: it was never listed by its server")]
+    UnknownTool { tool: String },
+
+    /// A tool to accept is not quarantined: its latest descriptor is its pinned one (or it has
+    /// no pin); nothing was written.
+    #[error("tool `{tool}` is not quarantined: its latest descriptor is the pinned one, nothing to accept")]
+    NothingToAccept { tool: String },
+
+    /// A descriptor to pin came with a digest that is not its own; nothing was written.
+    #[error("the digest given for `{tool}` is not the digest of its descriptor")]
+    PinMismatch { tool: String },
+
     /// The writer thread could not be started.
     #[error("cannot start the audit log writer: {reason}")]
     WriterStart { reason: String },

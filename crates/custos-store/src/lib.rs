@@ -4,8 +4,8 @@
 //! refused. Events are numbered and hash-chained (each event's digest covers its number and its
 //! predecessor's digest), so `custos audit verify` can tell whether any event was modified,
 //! deleted, inserted or reordered, and which one first. The same database holds the inventory
-//! of tool descriptors seen in `tools/list` results, so a changed descriptor is noticed and
-//! logged, and the state kept beside the log: approval requests, registered agents and their
+//! of tool descriptors seen in `tools/list` results and the pin of each, so a changed
+//! descriptor is noticed, logged and quarantined, and the state kept beside the log: approval requests, registered agents and their
 //! keys, and the credential broker's sealed secrets, signing keys and revoked tokens.
 //!
 //! The embedded implementation is one SQLite file; a PostgreSQL implementation will come behind
@@ -27,6 +27,10 @@
 //!   revoked tokens) behind [`CredentialStore`], each change atomic with its event, and the use
 //!   of each credential ([`CredentialUse`]), projected from every appended event that names
 //!   credentials; the SQL is in `sqlite/credentials.rs`.
+//! - `pins.rs`: tool pins, the rug-pull defence ([`ToolPin`], [`PinSource`]) behind
+//!   [`ToolPins`]: the descriptor each tool must keep, checked by every tool listing, a changed
+//!   tool quarantined with a `rug_pull` finding until an operator accepts it; the SQL is in
+//!   `sqlite/pins.rs`.
 //! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
 //!   commits many callers' writes in one transaction.
 //! - `error.rs`: [`StoreError`].
@@ -36,6 +40,7 @@ mod chain;
 mod credentials;
 mod error;
 mod log;
+mod pins;
 mod sqlite;
 mod store;
 
@@ -44,8 +49,9 @@ pub use chain::{Tamper, VerifyReport};
 pub use credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
+pub use pins::{PinSource, ToolPin};
 pub use sqlite::{SqliteStore, DATABASE_FILE};
 pub use store::{
     known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery,
-    RunSummary, Store, StoredEvent, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
+    RunSummary, Store, StoredEvent, ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };

@@ -9,7 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use custos_core::{Agent, AgentId, Digest, EventKind, NewEvent, ToolDescriptor};
+use custos_core::finding::kinds;
+use custos_core::{Agent, AgentId, Digest, EventKind, Finding, NewEvent, Severity, ToolDescriptor, ToolRef};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{
     params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
@@ -20,9 +21,10 @@ use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalW
 use crate::chain::{self, Cell, RawRow, VerifyReport};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
+use crate::pins::{change_summary, ToolPin};
 use crate::store::{
     AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
-    ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
+    ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };
 
 /// The file name of the embedded store inside a data directory.
@@ -30,7 +32,7 @@ pub const DATABASE_FILE: &str = "custos.db";
 
 /// The schema this code writes. A file with a newer version is refused, not misread.
 ///
-/// Tables added since (agents, approvals, the credential tables) are only ever added, with
+/// Tables added since (agents, approvals, the credential tables, tool pins) are only ever added, with
 /// `CREATE TABLE IF NOT EXISTS` on every read-write open, so an older file gains them and an
 /// older custos still reads a newer file: neither needs a new version.
 const SCHEMA_VERSION: i64 = 1;
@@ -121,6 +123,15 @@ CREATE TABLE IF NOT EXISTS revoked_tokens (
     expires_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS revoked_tokens_expires ON revoked_tokens (expires_ms);
+CREATE TABLE IF NOT EXISTS tool_pins (
+    tool           TEXT PRIMARY KEY,
+    digest         TEXT NOT NULL,
+    descriptor     TEXT NOT NULL,
+    pinned_ms      INTEGER NOT NULL,
+    source         TEXT NOT NULL,
+    pinned_by      TEXT NOT NULL,
+    flagged_digest TEXT
+);
 CREATE TABLE IF NOT EXISTS credential_uses (
     credential  TEXT NOT NULL,
     server      TEXT NOT NULL,
@@ -292,94 +303,15 @@ impl Store for SqliteStore {
     }
 
     fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        let text = |s: &str| SqlValue::Text(s.to_owned());
-        let mut filters: Vec<(&str, SqlValue)> = Vec::new();
-        if let Some(agent) = &q.agent {
-            filters.push(("agent = ?", text(agent)));
-        }
-        if let Some(run) = &q.run {
-            filters.push(("run = ?", text(run)));
-        }
-        if let Some(decision) = &q.decision {
-            filters.push(("decision = ?", text(decision)));
-        }
-        if let Some(kind) = q.kind {
-            filters.push(("kind = ?", text(kind.as_str())));
-        }
-        if let Some(tool) = &q.tool {
-            match tool.strip_suffix('/') {
-                // A range rather than LIKE: it uses the index and needs no escaping of `%` or
-                // `_` in server names. '0' is the character after '/'.
-                Some(server) => {
-                    filters.push(("tool >= ?", text(&format!("{server}/"))));
-                    filters.push(("tool < ?", text(&format!("{server}0"))));
-                }
-                None => filters.push(("tool = ?", text(tool))),
-            }
-        }
-        if let Some(since) = q.since_ms {
-            filters.push(("time_ms >= ?", SqlValue::Integer(since)));
-        }
-        if let Some(after) = q.after_seq {
-            // Past i64::MAX nothing can match; saturating keeps that true.
-            let after = i64::try_from(after).unwrap_or(i64::MAX);
-            filters.push(("seq > ?", SqlValue::Integer(after)));
-        }
-        let mut sql = String::from("SELECT seq, hash, body FROM events");
-        let (clauses, mut args): (Vec<&str>, Vec<SqlValue>) = filters.into_iter().unzip();
-        if !clauses.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&clauses.join(" AND "));
-        }
-        sql.push_str(" ORDER BY seq");
-        if let Some(limit) = q.limit {
-            sql.push_str(" LIMIT ?");
-            args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-        }
+        self.select_events(q, false)
+    }
 
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| read_error(&self.path, e))?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-            })
-            .map_err(|e| read_error(&self.path, e))?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, hash, body) = row.map_err(|e| read_error(&self.path, e))?;
-            events.push(self.stored_event(seq, &hash, &body)?);
-        }
-        Ok(events)
+    fn last(&self, q: &EventQuery) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self.select_events(&EventQuery { limit: Some(1), ..q.clone() }, true)?.pop())
     }
 
     fn tools(&self) -> Result<Vec<ToolRecord>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT tool, digest, descriptor, first_seen_ms, last_seen_ms FROM tools ORDER BY tool")
-            .map_err(|e| read_error(&self.path, e))?;
-        let rows = stmt
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, i64>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(|e| read_error(&self.path, e))?;
-        let mut records = Vec::new();
-        for row in rows {
-            let (tool, digest, descriptor, first_seen_ms, last_seen_ms) = row.map_err(|e| read_error(&self.path, e))?;
-            let bad = |what: &str| self.corrupt(format!("inventory entry `{tool}` has {what}"));
-            records.push(ToolRecord {
-                tool: tool.parse().map_err(|_| bad("a malformed tool name"))?,
-                digest: digest.parse().map_err(|_| bad("a malformed digest"))?,
-                descriptor: serde_json::from_str(&descriptor).map_err(|_| bad("a descriptor that is not json"))?,
-                first_seen_ms,
-                last_seen_ms,
-            });
-        }
-        Ok(records)
+        tools_in(&self.conn, &self.path, None, read_error)
     }
 
     fn verify(&self) -> Result<VerifyReport, StoreError> {
@@ -487,7 +419,93 @@ impl CredentialStore for SqliteStore {
     }
 }
 
+impl ToolPins for SqliteStore {
+    fn pin_tool(
+        &mut self,
+        tool: &ToolRef,
+        descriptor: &serde_json::Value,
+        digest: &Digest,
+        by: &str,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        self.in_transaction(|conn, path| pins::pin_tool_in(conn, path, tool, descriptor, digest, by, event))
+    }
+
+    fn accept_tool(&mut self, tool: &ToolRef, by: &str, event: &NewEvent) -> Result<ToolRecord, StoreError> {
+        self.in_transaction(|conn, path| pins::accept_tool_in(conn, path, tool, by, event))
+    }
+
+    fn pinned_digest(&self, tool: &ToolRef) -> Result<Option<Digest>, StoreError> {
+        pins::pinned_digest_in(&self.conn, &self.path, tool)
+    }
+
+    fn pins(&self) -> Result<Vec<ToolPin>, StoreError> {
+        pins::pins_in(&self.conn, &self.path)
+    }
+}
+
 impl SqliteStore {
+    /// The events matching `q` in `seq` order, or from the newest back.
+    fn select_events(&self, q: &EventQuery, newest_first: bool) -> Result<Vec<StoredEvent>, StoreError> {
+        let text = |s: &str| SqlValue::Text(s.to_owned());
+        let mut filters: Vec<(&str, SqlValue)> = Vec::new();
+        if let Some(agent) = &q.agent {
+            filters.push(("agent = ?", text(agent)));
+        }
+        if let Some(run) = &q.run {
+            filters.push(("run = ?", text(run)));
+        }
+        if let Some(decision) = &q.decision {
+            filters.push(("decision = ?", text(decision)));
+        }
+        if let Some(kind) = q.kind {
+            filters.push(("kind = ?", text(kind.as_str())));
+        }
+        if let Some(tool) = &q.tool {
+            match tool.strip_suffix('/') {
+                // A range rather than LIKE: it uses the index and needs no escaping of `%` or
+                // `_` in server names. '0' is the character after '/'.
+                Some(server) => {
+                    filters.push(("tool >= ?", text(&format!("{server}/"))));
+                    filters.push(("tool < ?", text(&format!("{server}0"))));
+                }
+                None => filters.push(("tool = ?", text(tool))),
+            }
+        }
+        if let Some(since) = q.since_ms {
+            filters.push(("time_ms >= ?", SqlValue::Integer(since)));
+        }
+        if let Some(after) = q.after_seq {
+            // Past i64::MAX nothing can match; saturating keeps that true.
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            filters.push(("seq > ?", SqlValue::Integer(after)));
+        }
+        let mut sql = String::from("SELECT seq, hash, body FROM events");
+        let (clauses, mut args): (Vec<&str>, Vec<SqlValue>) = filters.into_iter().unzip();
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(if newest_first { " ORDER BY seq DESC" } else { " ORDER BY seq" });
+        if let Some(limit) = q.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        }
+
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| read_error(&self.path, e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+            })
+            .map_err(|e| read_error(&self.path, e))?;
+        let mut events = Vec::new();
+        for row in rows {
+            let (seq, hash, body) = row.map_err(|e| read_error(&self.path, e))?;
+            events.push(self.stored_event(seq, &hash, &body)?);
+        }
+        Ok(events)
+    }
+
     /// Rebuilds a stored event from its row, trusting the body (not the derived columns).
     fn stored_event(&self, seq: i64, hash: &str, body: &str) -> Result<StoredEvent, StoreError> {
         let unreadable =
@@ -556,7 +574,7 @@ fn append_in(conn: &Connection, path: &Path, events: &[NewEvent]) -> Result<Vec<
 }
 
 /// Records one `tools/list` result in the inventory and appends events for new and changed
-/// tools, inside the caller's write transaction.
+/// tools, and checks each tool against its pin, inside the caller's write transaction.
 fn observe_in(
     conn: &Connection,
     path: &Path,
@@ -582,7 +600,7 @@ fn observe_in(
             detail,
             ..template.clone()
         };
-        let sighting = match recorded {
+        let (sighting, mut logged): (ToolSighting, Option<NewEvent>) = match recorded {
             None => {
                 conn.execute(
                     "INSERT INTO tools (tool, digest, descriptor, first_seen_ms, last_seen_ms)
@@ -590,9 +608,8 @@ fn observe_in(
                     params![name, tool.digest.to_hex(), descriptor, now],
                 )
                 .map_err(|e| write_error(path, e))?;
-                events
-                    .push(event(EventKind::ToolSeen, json!({"digest": tool.digest.to_hex(), "descriptor": tool.raw})));
-                ToolSighting::New
+                let seen = event(EventKind::ToolSeen, json!({"digest": tool.digest.to_hex(), "descriptor": tool.raw}));
+                (ToolSighting::New, Some(seen))
             }
             Some(recorded) if recorded == tool.digest.to_hex() => {
                 // MAX: another process may have recorded a later sighting already.
@@ -601,7 +618,7 @@ fn observe_in(
                     params![name, now],
                 )
                 .map_err(|e| write_error(path, e))?;
-                ToolSighting::Unchanged
+                (ToolSighting::Unchanged, None)
             }
             Some(recorded) => {
                 let previous: Digest = recorded.parse().map_err(|_| StoreError::Corrupt {
@@ -614,21 +631,122 @@ fn observe_in(
                     params![name, tool.digest.to_hex(), descriptor, now],
                 )
                 .map_err(|e| write_error(path, e))?;
-                events.push(event(
+                let changed = event(
                     EventKind::ToolChanged,
                     json!({
                         "previous_digest": previous.to_hex(),
                         "digest": tool.digest.to_hex(),
                         "descriptor": tool.raw,
                     }),
-                ));
-                ToolSighting::Changed { previous }
+                );
+                (ToolSighting::Changed { previous }, Some(changed))
             }
         };
+        // A second event for this tool: its first-sight pin, or a rug pull finding.
+        let mut extra = None;
+        let sighting = match pins::pin_state_in(conn, path, &name)? {
+            None => {
+                // Nothing to compare with: this listing becomes the pin, and the event that
+                // records the listing says so rather than a second event.
+                pins::pin_first_sight_in(conn, path, &name, &tool.digest, &descriptor, now)?;
+                match logged.as_mut().and_then(|e| e.detail.as_object_mut()) {
+                    Some(detail) => {
+                        detail.insert("pinned".into(), json!(true));
+                    }
+                    // Inventoried before pins existed, and unchanged since: no event to mark.
+                    None => {
+                        let detail = json!({"digest": tool.digest.to_hex(), "source": "first_sight", "by": ""});
+                        extra = Some(event(EventKind::ToolPinned, detail));
+                    }
+                }
+                sighting
+            }
+            Some(pin) if pin.digest == tool.digest => {
+                if pin.flagged.is_some() {
+                    // Back to the pin: a later change to the same digest is a new rug pull.
+                    pins::set_flagged_in(conn, path, &name, None)?;
+                }
+                sighting
+            }
+            Some(pin) => {
+                // INVARIANT: one finding per digest that departs from the pin, however often a
+                // server lists it; `flagged_digest` remembers the last one reported.
+                if pin.flagged != Some(tool.digest) {
+                    pins::set_flagged_in(conn, path, &name, Some(&tool.digest))?;
+                    let evidence = format!("{name}: {}", change_summary(&pin.descriptor, &tool.raw));
+                    let finding = Finding::new(kinds::RUG_PULL, Severity::High, "descriptor_changed", &evidence);
+                    let mut detail = finding.detail("quarantined");
+                    if let Some(obj) = detail.as_object_mut() {
+                        obj.insert("pinned_digest".into(), json!(pin.digest.to_hex()));
+                        obj.insert("digest".into(), json!(tool.digest.to_hex()));
+                    }
+                    extra = Some(event(EventKind::FindingRecorded, detail));
+                }
+                ToolSighting::Quarantined { pinned: pin.digest }
+            }
+        };
+        events.extend(logged);
+        events.extend(extra);
         sightings.push(sighting);
     }
     append_in(conn, path, &events)?;
     Ok(sightings)
+}
+
+/// The inventory joined with the pins, ordered by tool; only `tool` when given.
+fn tools_in(
+    conn: &Connection,
+    path: &Path,
+    only: Option<&str>,
+    error: fn(&Path, rusqlite::Error) -> StoreError,
+) -> Result<Vec<ToolRecord>, StoreError> {
+    // A database opened read-only may predate the pins table, and opening it read-only does not
+    // add it: its tools are then simply unpinned.
+    let pins = if pins::has_pins_table(conn, path, error)? {
+        "p.digest, p.descriptor FROM tools t LEFT JOIN tool_pins p ON p.tool = t.tool"
+    } else {
+        "NULL, NULL FROM tools t"
+    };
+    let filter = if only.is_some() { "WHERE t.tool = ?1" } else { "ORDER BY t.tool" };
+    let sql = format!("SELECT t.tool, t.digest, t.descriptor, t.first_seen_ms, t.last_seen_ms, {pins} {filter}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(|e| error(path, e))?;
+    let rows = stmt
+        .query_map(params_from_iter(only), |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, i64>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+            ))
+        })
+        .map_err(|e| error(path, e))?;
+    let mut records = Vec::new();
+    for row in rows {
+        let (tool, digest, descriptor, first_seen_ms, last_seen_ms, pinned_digest, pinned_descriptor) =
+            row.map_err(|e| error(path, e))?;
+        let bad = |what: &str| StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("inventory entry `{tool}` has {what}"),
+        };
+        let json = |text: &str, what: &str| serde_json::from_str(text).map_err(|_| bad(what));
+        records.push(ToolRecord {
+            tool: tool.parse().map_err(|_| bad("a malformed tool name"))?,
+            digest: digest.parse().map_err(|_| bad("a malformed digest"))?,
+            descriptor: json(&descriptor, "a descriptor that is not json")?,
+            first_seen_ms,
+            last_seen_ms,
+            pinned_digest: pinned_digest
+                .map(|d| d.parse().map_err(|_| bad("a malformed pinned digest")))
+                .transpose()?,
+            pinned_descriptor: pinned_descriptor
+                .map(|d| json(&d, "a pinned descriptor that is not json"))
+                .transpose()?,
+        });
+    }
+    Ok(records)
 }
 
 /// Reads one row for [`chain::verify_rows`], taking every cell as it is stored: a tampered
@@ -714,6 +832,9 @@ fn read_error(path: &Path, e: rusqlite::Error) -> StoreError {
 mod agents;
 mod approvals;
 mod credentials;
+mod pins;
+#[cfg(test)]
+mod pins_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalW
 use crate::chain::VerifyReport;
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
+use crate::pins::ToolPin;
 
 /// One event as the log holds it: numbered, chained to its predecessor and digested.
 #[derive(Clone, Debug, PartialEq)]
@@ -31,12 +32,19 @@ pub enum ToolSighting {
     New,
     /// Same descriptor digest as last recorded; only `last_seen_ms` moved.
     Unchanged,
-    /// The descriptor changed since it was last recorded (a possible rug pull); a
+    /// The descriptor changed since it was last recorded, to the pinned one (a quarantined tool
+    /// listed with its pinned descriptor again, or one an operator pinned again); a
     /// `tool.changed` event was appended.
     Changed { previous: Digest },
+    /// The listed descriptor differs from the tool's pin (a possible rug pull): the tool is
+    /// quarantined until an operator accepts the new descriptor ([`ToolPins::accept_tool`]).
+    /// Returned instead of the three above whenever the listing differs from the pin; the
+    /// `tool.seen` or `tool.changed` event was appended as usual, and a `rug_pull` finding with
+    /// it the first time this digest was listed.
+    Quarantined { pinned: Digest },
 }
 
-/// One row of the tool inventory: the latest descriptor seen for a tool.
+/// One row of the tool inventory: the latest descriptor seen for a tool, and its pin.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToolRecord {
     pub tool: ToolRef,
@@ -45,6 +53,19 @@ pub struct ToolRecord {
     pub descriptor: serde_json::Value,
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
+    /// The digest the tool is pinned to; `None` only for a tool listed before pins existed and
+    /// not listed since.
+    pub pinned_digest: Option<Digest>,
+    /// The pinned descriptor, to show what changed.
+    pub pinned_descriptor: Option<serde_json::Value>,
+}
+
+impl ToolRecord {
+    /// Whether the latest listing differs from the pin: the tool is under suspicion of a rug
+    /// pull until an operator accepts the change.
+    pub fn quarantined(&self) -> bool {
+        self.pinned_digest.is_some_and(|pinned| pinned != self.digest)
+    }
 }
 
 /// A search of the log. Every field set narrows the result; results come in `seq` order.
@@ -132,6 +153,15 @@ pub trait Store: Send {
     /// whose digest differs from the last recorded one (detail: `previous_digest`, `digest`,
     /// `descriptor`). Unchanged tools only get a new `last_seen_ms`.
     ///
+    /// Pins ([`ToolPins`]) are kept here too. A tool without a pin is pinned to this listing:
+    /// the `tool.seen` (or `tool.changed`) recording the listing gains `"pinned": true` in its
+    /// detail; a tool inventoried before pins existed and listed unchanged gets a `tool.pinned`
+    /// event (detail: `digest`, `source` `first_sight`, `by` empty) instead. A tool listed
+    /// with a digest other than its pin's is [`ToolSighting::Quarantined`], and the first
+    /// listing of each such digest appends a `finding.recorded` after the tool's event (kind
+    /// `rug_pull`, severity high, rule `descriptor_changed`, action `quarantined`; detail also
+    /// `pinned_digest` and `digest`).
+    ///
     /// `template` gives the events' time, agent, run and step; its kind, tool, decision and
     /// detail are replaced. Returns one sighting per descriptor, in the order of `tools`.
     fn observe_tools(&mut self, tools: &[ToolDescriptor], template: &NewEvent)
@@ -147,6 +177,13 @@ pub trait Store: Send {
 
     /// The events matching `q`, in `seq` order, as stored (not verified: see [`Store::verify`]).
     fn query(&self, q: &EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The last event matching `q` (its `limit` ignored), as stored: when an agent was last
+    /// seen, say, without reading its whole history. The default reads every match; a store
+    /// should answer it with one indexed read.
+    fn last(&self, q: &EventQuery) -> Result<Option<StoredEvent>, StoreError> {
+        Ok(self.query(&EventQuery { limit: None, ..q.clone() })?.pop())
+    }
 
     /// The tool inventory, ordered by `server/name`.
     fn tools(&self) -> Result<Vec<ToolRecord>, StoreError>;
@@ -247,6 +284,41 @@ pub trait CredentialStore: Send {
 
     /// The use projection, by credential, server, agent.
     fn credential_uses(&self) -> Result<Vec<CredentialUse>, StoreError>;
+}
+
+/// Tool pins: the descriptor each tool must keep to stay out of quarantine (see
+/// [`Store::observe_tools`] for how a listing is checked against them). Kept apart from
+/// [`Store`] like the other projections: only the commands that manage pins and the request
+/// path's lookup need it.
+pub trait ToolPins: Send {
+    /// Pins `descriptor` for `tool` ahead of time (or again), appending `event` (a
+    /// `tool.pinned`, its detail extended with `previous_digest` when a pin is replaced) in the
+    /// same transaction. The pin's time is `event.time_ms`.
+    ///
+    /// Refused, with nothing written, when `digest` is not the digest of `descriptor`.
+    fn pin_tool(
+        &mut self,
+        tool: &ToolRef,
+        descriptor: &serde_json::Value,
+        digest: &Digest,
+        by: &str,
+        event: &NewEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Accepts the latest listed descriptor of `tool` as its new pin, appending `event` (a
+    /// `tool.accepted`, its detail extended with `previous_digest` and `digest`) in the same
+    /// transaction. Returns the tool's record as it now is.
+    ///
+    /// Refused, with nothing written, when the tool was never listed
+    /// ([`StoreError::UnknownTool`]) or is not quarantined ([`StoreError::NothingToAccept`]).
+    fn accept_tool(&mut self, tool: &ToolRef, by: &str, event: &NewEvent) -> Result<ToolRecord, StoreError>;
+
+    /// The pinned digest of `tool`, if pinned: one read by primary key, cheap enough for the
+    /// request path when a call's tool looks changed.
+    fn pinned_digest(&self, tool: &ToolRef) -> Result<Option<Digest>, StoreError>;
+
+    /// Every pin, by tool, including pins of tools not listed yet.
+    fn pins(&self) -> Result<Vec<ToolPin>, StoreError>;
 }
 
 /// What the log already holds of one run: who made it, and its last step.

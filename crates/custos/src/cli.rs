@@ -46,6 +46,109 @@ pub enum Command {
     /// Scan tool descriptors (or, with --output, tool results) for poisoning, shadowing and
     /// injection, without a gateway
     Scan(crate::commands::scan::ScanArgs),
+    /// The tool inventory and its pins: list tools, pin descriptors ahead of time, review and
+    /// accept a changed (quarantined) tool
+    #[command(subcommand)]
+    Tools(ToolsCommand),
+    /// What the detectors found (rug pulls, leaks, injections, ...), from the audit log
+    Findings(FindingsArgs),
+    /// Reports over the audit log and the inventory
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ToolsCommand {
+    /// Every tool: listed by its server or pinned ahead of time, its class, digest and state
+    /// (pinned, quarantined, unpinned)
+    List {
+        #[command(flatten)]
+        location: Location,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pin tool descriptors ahead of time, from a saved tools/list result or by asking the server
+    /// itself; a later listing that differs quarantines the tool
+    Pin(ToolsPinArgs),
+    /// Accept a quarantined tool's latest descriptor as its new pin, after showing what changed
+    Accept {
+        #[command(flatten)]
+        location: Location,
+        /// The tool, as SERVER/TOOL
+        #[arg(value_name = "SERVER/TOOL")]
+        tool: String,
+        /// Who accepts it (recorded in the audit log) [default: $USER]
+        #[arg(long = "as", value_name = "WHO")]
+        by: Option<String>,
+    },
+    /// Show how a tool's latest descriptor differs from its pinned one
+    Diff {
+        #[command(flatten)]
+        location: Location,
+        /// The tool, as SERVER/TOOL
+        #[arg(value_name = "SERVER/TOOL")]
+        tool: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ToolsPinArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// The server whose tools these are: tools are named SERVER/TOOL
+    #[arg(long, value_name = "NAME")]
+    pub server: String,
+    /// A saved tools/list result: `{"result":{"tools":[…]}}`, `{"tools":[…]}` or `[…]`
+    #[arg(long, value_name = "FILE", conflicts_with = "command")]
+    pub from: Option<PathBuf>,
+    /// Who pins them (recorded in the audit log) [default: $USER]
+    #[arg(long = "as", value_name = "WHO")]
+    pub by: Option<String>,
+    /// A stdio MCP server to start and ask for its tools [default: the server's `command` in the
+    /// config]
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// Only the findings of this run
+    #[arg(long, value_name = "ID")]
+    pub run: Option<String>,
+    /// A finding kind, e.g. rug_pull, secret_leak, output_injection
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only findings at least this severe: info, low, medium, high or critical
+    #[arg(long, value_name = "MIN")]
+    pub severity: Option<String>,
+    /// An RFC 3339 time, or a duration back from now such as 15m or 2h
+    #[arg(long, value_name = "WHEN")]
+    pub since: Option<String>,
+    /// At most this many findings: the latest ones, oldest first
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// One JSON object per line
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Per agent: tools granted but unused, tools used but no longer granted, first uses of
+    /// write and privileged tools, agents without an owner or not seen lately
+    Drift {
+        #[command(flatten)]
+        location: Location,
+        /// The window, in days back from now
+        #[arg(long, value_name = "N", default_value_t = 30)]
+        days: u64,
+        /// One JSON object per agent
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

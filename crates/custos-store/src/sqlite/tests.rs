@@ -120,16 +120,19 @@ fn observe_tools_logs_new_and_changed_tools_and_only_touches_unchanged_ones() {
     );
     assert_eq!(e.tool, Some(ToolRef::new("files", "read")));
     assert_eq!(e.decision, None);
-    assert_eq!(e.detail, json!({"digest": read_v1.digest.to_hex(), "descriptor": read_v1.raw}));
+    // The first sighting is the pin (see `pins_tests.rs`).
+    assert_eq!(e.detail, json!({"digest": read_v1.digest.to_hex(), "descriptor": read_v1.raw, "pinned": true}));
 
     let again = store.observe_tools(&[read_v1.clone(), write.clone()], &listed(20)).unwrap();
     assert_eq!(again, [ToolSighting::Unchanged, ToolSighting::Unchanged]);
     assert_eq!(store.head().unwrap().unwrap().0, 2, "an unchanged listing logs nothing");
 
+    // Changed from the pin: quarantined, with a finding after the tool.changed.
     let changed = store.observe_tools(&[read_v2.clone(), write.clone()], &listed(30)).unwrap();
-    assert_eq!(changed, [ToolSighting::Changed { previous: read_v1.digest }, ToolSighting::Unchanged]);
+    assert_eq!(changed, [ToolSighting::Quarantined { pinned: read_v1.digest }, ToolSighting::Unchanged]);
     let logged = store.query(&EventQuery { after_seq: Some(2), ..Default::default() }).unwrap();
-    assert_eq!(seqs(&logged), [3]);
+    assert_eq!(seqs(&logged), [3, 4]);
+    assert_eq!(logged[1].event.kind, EventKind::FindingRecorded);
     assert_eq!(logged[0].event.kind, EventKind::ToolChanged);
     assert_eq!(
         logged[0].event.detail,
@@ -149,14 +152,18 @@ fn observe_tools_logs_new_and_changed_tools_and_only_touches_unchanged_ones() {
                 digest: read_v2.digest,
                 descriptor: read_v2.raw.clone(),
                 first_seen_ms: 10,
-                last_seen_ms: 30
+                last_seen_ms: 30,
+                pinned_digest: Some(read_v1.digest),
+                pinned_descriptor: Some(read_v1.raw.clone()),
             },
             ToolRecord {
                 tool: write.tool.clone(),
                 digest: write.digest,
                 descriptor: write.raw.clone(),
                 first_seen_ms: 10,
-                last_seen_ms: 30
+                last_seen_ms: 30,
+                pinned_digest: Some(write.digest),
+                pinned_descriptor: Some(write.raw.clone()),
             },
         ]
     );

@@ -1,0 +1,221 @@
+//! The `tool_pins` table: each change made in the caller's write transaction together with the
+//! event that records it, so a pin and the log cannot disagree.
+
+use std::path::Path;
+
+use custos_core::{Digest, NewEvent, ToolRef};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use super::{append_in, tools_in, write_error};
+use crate::error::StoreError;
+use crate::pins::{PinSource, ToolPin};
+use crate::store::ToolRecord;
+
+/// What a listing is compared with.
+pub(super) struct PinState {
+    pub(super) digest: Digest,
+    pub(super) descriptor: Value,
+    /// The last digest a `rug_pull` finding was recorded for; cleared when the tool is listed
+    /// with its pin again or pinned anew.
+    pub(super) flagged: Option<Digest>,
+}
+
+fn corrupt(path: &Path, tool: &str, what: &str) -> StoreError {
+    StoreError::Corrupt { path: path.to_owned(), reason: format!("pin of `{tool}` has {what}") }
+}
+
+fn parse_digest(path: &Path, tool: &str, text: &str) -> Result<Digest, StoreError> {
+    text.parse().map_err(|_| corrupt(path, tool, "a malformed digest"))
+}
+
+/// The pin of `tool`, inside a write transaction.
+pub(super) fn pin_state_in(conn: &Connection, path: &Path, tool: &str) -> Result<Option<PinState>, StoreError> {
+    let row: Option<(String, String, Option<String>)> = conn
+        .prepare_cached("SELECT digest, descriptor, flagged_digest FROM tool_pins WHERE tool = ?1")
+        .and_then(|mut stmt| stmt.query_row([tool], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional())
+        .map_err(|e| write_error(path, e))?;
+    let Some((digest, descriptor, flagged)) = row else { return Ok(None) };
+    Ok(Some(PinState {
+        digest: parse_digest(path, tool, &digest)?,
+        descriptor: serde_json::from_str(&descriptor)
+            .map_err(|_| corrupt(path, tool, "a descriptor that is not json"))?,
+        flagged: flagged.map(|f| parse_digest(path, tool, &f)).transpose()?,
+    }))
+}
+
+/// Pins a tool to its first listing; `descriptor` is its stored JSON text.
+pub(super) fn pin_first_sight_in(
+    conn: &Connection,
+    path: &Path,
+    tool: &str,
+    digest: &Digest,
+    descriptor: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by) VALUES (?1, ?2, ?3, ?4, ?5, '')",
+        params![tool, digest.to_hex(), descriptor, now_ms, PinSource::FirstSight.as_str()],
+    )
+    .map_err(|e| write_error(path, e))?;
+    Ok(())
+}
+
+pub(super) fn set_flagged_in(
+    conn: &Connection,
+    path: &Path,
+    tool: &str,
+    digest: Option<&Digest>,
+) -> Result<(), StoreError> {
+    conn.execute("UPDATE tool_pins SET flagged_digest = ?2 WHERE tool = ?1", params![tool, digest.map(Digest::to_hex)])
+        .map_err(|e| write_error(path, e))?;
+    Ok(())
+}
+
+/// Replaces (or creates) a pin; a new pin has no finding against it yet.
+fn put_pin_in(conn: &Connection, path: &Path, pin: &ToolPin) -> Result<(), StoreError> {
+    let tool = pin.tool.to_string();
+    let text = serde_json::to_string(&pin.descriptor)
+        .map_err(|e| StoreError::InvalidEvent { reason: format!("descriptor of `{tool}` cannot be stored: {e}") })?;
+    conn.execute(
+        "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by, flagged_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
+         ON CONFLICT (tool) DO UPDATE SET digest = excluded.digest, descriptor = excluded.descriptor,
+             pinned_ms = excluded.pinned_ms, source = excluded.source, pinned_by = excluded.pinned_by,
+             flagged_digest = NULL",
+        params![tool, pin.digest.to_hex(), text, pin.pinned_ms, pin.source.as_str(), pin.by],
+    )
+    .map_err(|e| write_error(path, e))?;
+    Ok(())
+}
+
+/// Adds `fields` to an event's object detail (a detail of another shape is the caller's and is
+/// left alone).
+fn extended(event: &NewEvent, fields: &[(&str, Value)]) -> NewEvent {
+    let mut event = event.clone();
+    if let Some(detail) = event.detail.as_object_mut() {
+        for (key, value) in fields {
+            detail.insert((*key).to_owned(), value.clone());
+        }
+    }
+    event
+}
+
+pub(super) fn pin_tool_in(
+    conn: &Connection,
+    path: &Path,
+    tool: &ToolRef,
+    descriptor: &Value,
+    digest: &Digest,
+    by: &str,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    let name = tool.to_string();
+    if Digest::of_json(descriptor) != *digest {
+        return Err(StoreError::PinMismatch { tool: name });
+    }
+    let previous = pin_state_in(conn, path, &name)?;
+    let pin = ToolPin {
+        tool: tool.clone(),
+        digest: *digest,
+        descriptor: descriptor.clone(),
+        pinned_ms: event.time_ms,
+        source: PinSource::Pinned,
+        by: by.to_owned(),
+    };
+    put_pin_in(conn, path, &pin)?;
+    let event = match previous {
+        Some(previous) => extended(event, &[("previous_digest", json!(previous.digest.to_hex()))]),
+        None => event.clone(),
+    };
+    append_in(conn, path, std::slice::from_ref(&event)).map(|_| ())
+}
+
+pub(super) fn accept_tool_in(
+    conn: &Connection,
+    path: &Path,
+    tool: &ToolRef,
+    by: &str,
+    event: &NewEvent,
+) -> Result<ToolRecord, StoreError> {
+    let name = tool.to_string();
+    let Some(listed) = tools_in(conn, path, Some(&name), write_error)?.into_iter().next() else {
+        return Err(StoreError::UnknownTool { tool: name });
+    };
+    let Some(previous) = listed.pinned_digest.filter(|_| listed.quarantined()) else {
+        return Err(StoreError::NothingToAccept { tool: name });
+    };
+    let pin = ToolPin {
+        tool: tool.clone(),
+        digest: listed.digest,
+        descriptor: listed.descriptor.clone(),
+        pinned_ms: event.time_ms,
+        source: PinSource::Accepted,
+        by: by.to_owned(),
+    };
+    put_pin_in(conn, path, &pin)?;
+    let event =
+        extended(event, &[("previous_digest", json!(previous.to_hex())), ("digest", json!(listed.digest.to_hex()))]);
+    append_in(conn, path, std::slice::from_ref(&event))?;
+    Ok(ToolRecord { pinned_digest: Some(pin.digest), pinned_descriptor: Some(pin.descriptor), ..listed })
+}
+
+pub(super) fn pinned_digest_in(conn: &Connection, path: &Path, tool: &ToolRef) -> Result<Option<Digest>, StoreError> {
+    let name = tool.to_string();
+    let found: Result<Option<String>, _> = conn
+        .prepare_cached("SELECT digest FROM tool_pins WHERE tool = ?1")
+        .and_then(|mut stmt| stmt.query_row([&name], |row| row.get(0)).optional());
+    match found {
+        Ok(digest) => digest.map(|d| parse_digest(path, &name, &d)).transpose(),
+        // A database opened read-only before any newer custos opened it read-write: no pins.
+        Err(_) if !has_pins_table(conn, path, super::read_error)? => Ok(None),
+        Err(e) => Err(super::read_error(path, e)),
+    }
+}
+
+pub(super) fn pins_in(conn: &Connection, path: &Path) -> Result<Vec<ToolPin>, StoreError> {
+    if !has_pins_table(conn, path, super::read_error)? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT tool, digest, descriptor, pinned_ms, source, pinned_by FROM tool_pins ORDER BY tool")
+        .map_err(|e| super::read_error(path, e))?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(5)?,
+            ))
+        })
+        .map_err(|e| super::read_error(path, e))?;
+    let mut pins = Vec::new();
+    for row in rows {
+        let (tool, digest, descriptor, pinned_ms, source, by) = row.map_err(|e| super::read_error(path, e))?;
+        pins.push(ToolPin {
+            tool: tool.parse().map_err(|_| corrupt(path, &tool, "a malformed tool name"))?,
+            digest: parse_digest(path, &tool, &digest)?,
+            descriptor: serde_json::from_str(&descriptor)
+                .map_err(|_| corrupt(path, &tool, "a descriptor that is not json"))?,
+            pinned_ms,
+            source: source.parse().map_err(|_| corrupt(path, &tool, "an unknown source"))?,
+            by,
+        });
+    }
+    Ok(pins)
+}
+
+/// Whether the file has the pins table: every read-write open adds it, a read-only open of an
+/// older file does not.
+pub(super) fn has_pins_table(
+    conn: &Connection,
+    path: &Path,
+    error: fn(&Path, rusqlite::Error) -> StoreError,
+) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tool_pins'")
+        .and_then(|mut stmt| stmt.exists([]))
+        .map_err(|e| error(path, e))
+}
