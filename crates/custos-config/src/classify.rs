@@ -56,7 +56,7 @@ impl ToolClasses {
 }
 
 /// `*` matches any run of characters (including none); everything else matches itself.
-fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     let (Some(first), Some(last)) = (parts.first(), parts.last()) else { return false };
     if parts.len() == 1 {

@@ -10,9 +10,12 @@
 //! - [`raw`]: the serde structs, one per TOML table, exactly as written.
 //! - [`validate`](mod@validate): raw → [`Config`], with every check in one place.
 //! - [`classify`]: tool classes from config patterns and, for trusted servers, MCP annotations.
+//! - [`detection`]: `[detection]` (what findings do; replay, loop, burst, rate and budget
+//!   settings) and the flow marks of `[[servers]] flows`.
 //! - [`mod@error`]: the [`ConfigError`] type.
 
 pub mod classify;
+pub mod detection;
 pub mod error;
 pub mod raw;
 pub mod validate;
@@ -22,6 +25,7 @@ use std::path::{Path, PathBuf};
 use custos_core::{Agent, AgentId};
 
 pub use classify::ToolClasses;
+pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
 pub use error::ConfigError;
 
 /// The file name `custos init` writes and commands look for by default.
@@ -53,6 +57,8 @@ pub struct Config {
     pub credentials: CredentialSettings,
     /// `[secrets.NAME]`, sorted by name: where each secret comes from, never its value.
     pub secrets: Vec<SecretConfig>,
+    /// `[detection]`: what findings do, and the behavioural detectors' thresholds and limits.
+    pub detection: DetectionSettings,
 }
 
 /// `[admin]`: the admin API and `/metrics`, on their own listener with their own credential.
@@ -451,6 +457,8 @@ pub struct ServerConfig {
     pub inject: Vec<Injection>,
     /// `[servers.token]`: a JWT minted for this (remote) server, when configured.
     pub token: Option<TokenSettings>,
+    /// `flows`: which tools bring in untrusted input, read sensitive data or send data out.
+    pub flows: ToolFlows,
 }
 
 /// TLS settings of an `https://` upstream, beyond the system's trust roots. Paths are resolved

@@ -32,6 +32,53 @@ pub struct RawConfig {
     /// `[secrets.NAME]`, by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    pub detection: RawDetection,
+}
+
+/// `[detection]`: what detectors' findings do, and the thresholds of the behavioural ones.
+/// Choices are strings and numbers are `u64` so that a bad value is our error naming the key and
+/// the allowed values, not serde's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetection {
+    /// `record`, `redact` or `block`.
+    pub output: Option<String>,
+    /// `off`, `high` or `critical`.
+    pub quarantine_poisoned: Option<String>,
+    pub loop_threshold: Option<u64>,
+    pub burst_factor: Option<u64>,
+    pub burst_min_calls: Option<u64>,
+    #[serde(default)]
+    pub replay: RawReplay,
+    /// `[[detection.limits]]`.
+    #[serde(default)]
+    pub limits: Vec<RawLimit>,
+}
+
+/// `[detection.replay]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplay {
+    pub window_secs: Option<u64>,
+    /// `deny`, `hold` or `record`.
+    pub action: Option<String>,
+    /// The approver group asked with `action = "hold"`.
+    pub group: Option<String>,
+    pub request_ids: Option<bool>,
+}
+
+/// `[[detection.limits]]`: one rate limit, run budget or concurrency limit (or several).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimit {
+    /// An agent id or `*`.
+    pub agent: Option<String>,
+    /// `SERVER/TOOL`, `SERVER/*` or `*`.
+    pub tool: Option<String>,
+    pub calls_per_minute: Option<u64>,
+    pub calls_per_run: Option<u64>,
+    pub concurrent: Option<u64>,
 }
 
 /// `[credentials]`: the master key, and the tokens the gateway mints for upstreams.
@@ -225,4 +272,7 @@ pub struct RawServer {
     pub inject: Vec<RawInjection>,
     /// `[servers.token]`: a JWT minted for this server.
     pub token: Option<RawToken>,
+    /// Tool name or `*` pattern → flow marks (`untrusted_input`, `read_sensitive`, `egress`).
+    #[serde(default)]
+    pub flows: BTreeMap<String, Vec<String>>,
 }

@@ -1,4 +1,7 @@
-//! Raw config → validated [`Config`]. Every rule lives here.
+//! Raw config → validated [`Config`]. Every rule lives here; those of `[detection]` and of
+//! `[[servers]] flows` in `validate/detection.rs`.
+
+mod detection;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -172,6 +175,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         let tls = upstream_tls(path, i, &s, https, resolve)?;
         let inject = injections(path, i, &s, &secrets)?;
         let token = token(path, i, &s, &inject, credentials.token_ttl_secs)?;
+        let flows = detection::flows(path, i, &s.name, s.flows)?;
         servers.push(ServerConfig {
             name: s.name,
             command: s.command,
@@ -181,6 +185,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             classes: ToolClasses::new(s.trust_annotations, s.tools),
             inject,
             token,
+            flows,
         });
     }
 
@@ -206,6 +211,8 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
     let approvals = approvals(path, raw.approvals, admin.as_ref(), resolve)?;
+    // After the approvals and the servers: replay holds and limits name them.
+    let detection = detection::detection(path, raw.detection, &approvals, &servers)?;
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
     Ok(Config {
         path: path.to_owned(),
@@ -222,6 +229,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         spiffe_ids,
         credentials,
         secrets,
+        detection,
     })
 }
 
