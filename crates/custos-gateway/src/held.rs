@@ -124,13 +124,17 @@ impl Gateway {
             return self.refuse_held(held, &err.to_string(), Some(approver)).await;
         }
         let annotations = held.descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
+        let flows = self.flows_of(&held.tool.name);
+        let (run_labels, run_findings) = (self.run_state().labels(), self.run_state().findings());
         let decision = self.policy().decide(&CallRequest {
             agent: self.agent(),
             tool: ToolInfo { tool: &held.tool, class: held.class, annotations },
             arguments: &held.arguments,
             run_id: &self.run().0,
             step: held.step,
-            labels: &[],
+            labels: &run_labels,
+            findings: &run_findings,
+            flows: &flows,
             approval_granted: true,
         });
         if !decision.is_allow() {
@@ -153,13 +157,26 @@ impl Gateway {
         if let (false, Some(obj)) = (credentials.is_empty(), decided.detail.as_object_mut()) {
             obj.insert("credentials".into(), json!(credentials));
         }
-        if let Err(err) = self.record(vec![decided]).await {
+        let mut events = vec![decided];
+        events.extend(self.label_events(&flows, held.step, &held.tool));
+        if let Err(err) = self.record(events).await {
             self.pending().remove(&held.id);
             tracing::error!("refusing approved `{}`: the audit log cannot be written: {err}", held.tool);
             return unrecorded(&held.id, &held.tool, "the audit log cannot be written");
         }
-        let call =
-            CallInFlight { tool: held.tool, step: held.step, received: held.received, started: Instant::now(), token };
+        self.detection().used(&self.agent().id.0, &held.tool);
+        let replay = Some((held.class, custos_core::Digest::of_json(&held.arguments).to_hex()));
+        // Held calls take no concurrency slot: they waited outside the limit, and a human let
+        // this one through.
+        let call = CallInFlight {
+            tool: held.tool,
+            step: held.step,
+            received: held.received,
+            started: Instant::now(),
+            token,
+            slot: None,
+            replay,
+        };
         self.pending().set_call(&held.id, call);
         Outcome::Forward(held.raw)
     }

@@ -17,6 +17,9 @@
 //! - [`pipeline`]: [`Gateway`], the stages of one call in the order they run.
 //! - [`broker`]: the credentials the gateway holds for upstreams: injection, minted tokens, the
 //!   leak guard over what upstreams send.
+//! - [`detect`]: the detectors around a call (quarantine, replay, abuse, first use, toxic flows,
+//!   injection in results, poisoned descriptors) and what a run gathers (labels, findings).
+//! - `abuse`: replay, rate limits, budgets, loops and bursts: process-wide counters.
 //! - [`held`]: calls held for a human approval: waiting, progress, running once approved.
 //! - [`metrics`]: what the pipeline counts and times for `/metrics`.
 //! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
@@ -24,7 +27,9 @@
 //! - [`remote`]: a remote Streamable HTTP server as an upstream.
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
 
+pub mod abuse;
 pub mod broker;
+pub mod detect;
 pub mod held;
 pub mod metrics;
 pub mod pending;

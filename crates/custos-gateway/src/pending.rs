@@ -22,6 +22,11 @@ pub struct CallInFlight {
     pub started: Instant,
     /// The token minted for this call, when its upstream takes minted tokens.
     pub token: Option<crate::broker::Bearer>,
+    /// Its place under a concurrency limit, given back when the call is forgotten.
+    pub slot: Option<crate::abuse::Slot>,
+    /// Its class and the digest of its arguments, to remember it against replays once it has
+    /// run to an answer.
+    pub replay: Option<(custos_core::ToolClass, String)>,
 }
 
 #[derive(Debug)]

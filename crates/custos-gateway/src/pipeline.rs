@@ -21,13 +21,16 @@ use std::time::Instant;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use custos_config::{AuditConfig, Limits, ToolClasses, ToolsListMode};
-use custos_core::{Agent, Decision, Digest, EventKind, NewEvent, RunId, ToolDescriptor, ToolRef};
+use custos_config::{AuditConfig, Limits, OutputAction, ToolClasses, ToolFlows, ToolsListMode};
+use custos_core::finding::kinds;
+use custos_core::{Agent, Decision, Digest, EventKind, Finding, NewEvent, RunId, Severity, ToolDescriptor, ToolRef};
 use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, MessageKind, ToolCallParams};
 use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
 
+use crate::abuse::CallFacts;
 use crate::broker::{Bearer, Broker, Minting, TokenCache};
+use crate::detect::{labels, Before, Detection, RunState};
 use crate::metrics::GatewayMetrics;
 use crate::now_ms;
 use crate::pending::{CallInFlight, PendingRequests, Refused};
@@ -80,6 +83,16 @@ pub struct GatewaySpec {
     /// upstream message passes; `None`: nothing is injected, and only credential shapes are
     /// looked for in what upstreams send.
     pub broker: Option<Arc<Broker>>,
+    /// The detectors of this gateway process, shared by its sessions.
+    pub detection: Arc<Detection>,
+    /// What the run has gathered (labels, finding kinds), shared with the other pipelines of the
+    /// same run; `None`: this pipeline's run starts clean and is its own.
+    pub run_state: Option<Arc<RunState>>,
+    /// The server's flow marks (`[[servers]] flows`): `resource.flows` of its tools.
+    pub flows: ToolFlows,
+    /// Tools of this server the inventory holds quarantined (listed with a descriptor that
+    /// differs from their pin): refused until an operator accepts them.
+    pub quarantined: Vec<String>,
 }
 
 /// The governed path between one client and one upstream server.
@@ -107,6 +120,12 @@ pub struct Gateway {
     broker: Arc<Broker>,
     /// Tokens minted for this run's session traffic (and for its calls with `per = "run"`).
     tokens: TokenCache,
+    detection: Arc<Detection>,
+    run_state: Arc<RunState>,
+    flows: ToolFlows,
+    /// Tools refused until accepted: changed from their pin, or (by config) flagged as
+    /// poisoned, with why.
+    quarantined: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Which side a protocol error came from.
@@ -148,6 +167,12 @@ impl Gateway {
             approvals: spec.approvals,
             broker: spec.broker.unwrap_or_else(|| Arc::new(Broker::shapes_only())),
             tokens: TokenCache::default(),
+            detection: spec.detection,
+            run_state: spec.run_state.unwrap_or_default(),
+            flows: spec.flows,
+            quarantined: Mutex::new(
+                spec.quarantined.into_iter().map(|name| (name, RUG_PULL_QUARANTINE.to_owned())).collect(),
+            ),
         }
     }
 
@@ -402,18 +427,58 @@ impl Gateway {
         let class = self.classes.classify(&params.name, descriptor.as_ref());
         let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
 
+        // 2b. detect: quarantine, replay, rates, budgets, loops, bursts, first use, toxic flow
+        let flows = self.flows.flows_of(&params.name);
+        let arguments_sha256 = Digest::of_json(&arguments).to_hex();
+        let facts = CallFacts {
+            agent: &self.agent.id.0,
+            run: &self.run.0,
+            tool: &tool,
+            class,
+            arguments_sha256: &arguments_sha256,
+        };
+        let reused = self.detection.abuse().request_id_reused(&self.session_key(), id.get());
+        let mut before = self.detection.before_call(&facts, reused);
+        self.check_quarantine(&tool, descriptor.as_ref(), &mut before);
+        self.check_toxic_flow(&tool, &flows, &mut before);
+        // What policy sees: this call's findings, and those that taint the whole run.
+        let mut run_findings = self.run_state.findings();
+        run_findings.extend(before.first_use.as_ref().map(|f| f.kind.clone()));
+        for (finding, _) in &before.findings {
+            self.run_state.found(&finding.kind);
+            if !run_findings.contains(&finding.kind) {
+                run_findings.push(finding.kind.clone());
+            }
+        }
+
         // 3. decide
         let policy_timer = self.metrics.duration.start_timer(&["policy"]);
         let info = ToolInfo { tool: &tool, class, annotations };
+        let run_labels = self.run_state.labels();
         let decision = self.policy.decide(&CallRequest {
             agent: &self.agent,
             tool: info,
             arguments: &arguments,
             run_id: &self.run.0,
             step,
-            labels: &[],
+            labels: &run_labels,
+            findings: &run_findings,
+            flows: &flows,
             approval_granted: false,
         });
+        // A detector's refusal stands whatever policy says (a replay's, unless a human is asked
+        // anyway); its hold applies to what policy allows.
+        let decision = match (&before.refuse, &before.replay, &before.hold, decision) {
+            (Some(why), _, _, _) => Decision::Deny { policies: Vec::new(), reason: why.clone() },
+            (None, Some(_), _, hold @ Decision::Hold { .. }) => hold,
+            (None, Some(why), _, _) => Decision::Deny { policies: Vec::new(), reason: why.clone() },
+            (None, None, Some((group, why)), Decision::Allow { policies }) => Decision::Hold {
+                policies,
+                groups: vec![group.clone()],
+                reason: format!("needs approval by `{group}`: {why}"),
+            },
+            (_, _, _, decision) => decision,
+        };
         // Without an approval queue (e.g. `custos policy` tooling) a hold cannot be waited on.
         let decision = match (decision, &self.approvals) {
             (Decision::Hold { policies, reason, .. }, None) => {
@@ -485,12 +550,20 @@ impl Gateway {
         }
 
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
-        let appended = self.record(vec![requested, decided]).await;
+        let mut events = vec![requested, decided];
+        events.extend(self.finding_events(&before, &decision, step, &tool));
+        if decision.is_allow() {
+            events.extend(self.label_events(&flows, step, &tool));
+        }
+        let appended = self.record(events).await;
         audit_timer.observe();
         if let Err(err) = appended {
             self.pending.remove(id);
             tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
             return unrecorded(id, &tool, "the audit log cannot be written");
+        }
+        if decision.is_allow() {
+            self.detection.used(&self.agent.id.0, &tool);
         }
 
         // 5. forward, hold or answer
@@ -510,12 +583,125 @@ impl Gateway {
             }));
         }
         if decision.is_allow() {
-            self.pending.set_call(id, CallInFlight { tool, step, received, started: Instant::now(), token });
+            let slot = before.slot;
+            let replay = Some((class, arguments_sha256.clone()));
+            self.pending
+                .set_call(id, CallInFlight { tool, step, received, started: Instant::now(), token, slot, replay });
             Outcome::Forward(msg.raw)
         } else {
             self.pending.remove(id);
             self.denied(id, &tool, step, decision.policies(), &decision.explain(), None)
         }
+    }
+
+    /// Where request ids are unique: one run's traffic to this upstream.
+    fn session_key(&self) -> String {
+        format!("{}\u{1f}{}", self.run.0, self.server)
+    }
+
+    /// Refuses a quarantined tool: its listed descriptor differs from its pin (until an
+    /// operator accepts it; the pin is read again, so an acceptance counts at once), or the
+    /// config quarantines descriptors flagged as poisoned.
+    fn check_quarantine(&self, tool: &ToolRef, descriptor: Option<&ToolDescriptor>, before: &mut Before) {
+        let reason = {
+            let quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            quarantined.get(&tool.name).cloned()
+        };
+        let Some(reason) = reason else { return };
+        if reason == RUG_PULL_QUARANTINE {
+            let pinned = self.detection.pinned(tool);
+            if pinned.is_some() && pinned == descriptor.map(|d| d.digest) {
+                self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&tool.name);
+                return;
+            }
+        }
+        let kind = if reason == RUG_PULL_QUARANTINE { kinds::RUG_PULL } else { kinds::TOOL_POISONING };
+        let why = format!("`{tool}` is quarantined: {reason}");
+        before.add_refusal(Finding::new(kind, Severity::High, "quarantined", &why), why);
+    }
+
+    /// A call that sends data out in a run that read untrusted input and sensitive data: the
+    /// pattern of a toxic flow. Recorded; policy decides (`examples/policies/toxic-flow.cedar`).
+    fn check_toxic_flow(&self, tool: &ToolRef, flows: &[String], before: &mut Before) {
+        let egress = flows.iter().any(|f| f == labels::EGRESS);
+        if egress
+            && self.run_state.has_label(labels::UNTRUSTED_INPUT)
+            && self.run_state.has_label(labels::READ_SENSITIVE)
+        {
+            let evidence = format!("`{tool}` sends data out after this run read untrusted input and sensitive data");
+            before.add(
+                Finding::new(kinds::TOXIC_FLOW, Severity::High, "egress_after_untrusted_and_sensitive", &evidence),
+                "recorded",
+            );
+        }
+    }
+
+    /// One `finding.recorded` per finding made before the call was decided (a first use only
+    /// when the call is allowed; a replay refused but held for a human says `held`).
+    fn finding_events(&self, before: &Before, decision: &Decision, step: u64, tool: &ToolRef) -> Vec<NewEvent> {
+        let held = matches!(decision, Decision::Hold { .. });
+        let first_use = before.first_use.as_ref().filter(|_| decision.is_allow()).map(|f| (f, "recorded"));
+        before
+            .findings
+            .iter()
+            .map(|(finding, action)| {
+                let action = if held && finding.kind == kinds::REPLAY && *action == "denied" { "held" } else { action };
+                (finding, action)
+            })
+            .chain(first_use)
+            .map(|(finding, action)| self.finding_event(finding, action, Some((step, tool))))
+            .collect()
+    }
+
+    /// A `finding.recorded` event, counted.
+    pub(crate) fn finding_event(&self, finding: &Finding, action: &str, at: Option<(u64, &ToolRef)>) -> NewEvent {
+        self.metrics.findings.inc(&[&finding.kind, finding.severity.as_str()]);
+        let mut e = self.event(EventKind::FindingRecorded);
+        if let Some((step, tool)) = at {
+            e.step = Some(step);
+            e.tool = Some(tool.clone());
+        }
+        e.detail = finding.detail(action);
+        if let Some(obj) = e.detail.as_object_mut() {
+            obj.insert("server".into(), json!(self.server));
+        }
+        e
+    }
+
+    /// The labels a call that runs leaves on its run (its tool's `untrusted_input` and
+    /// `read_sensitive` marks), each new one recorded as `run.labeled`.
+    pub(crate) fn label_events(&self, flows: &[String], step: u64, tool: &ToolRef) -> Vec<NewEvent> {
+        flows
+            .iter()
+            .filter(|f| f.as_str() == labels::UNTRUSTED_INPUT || f.as_str() == labels::READ_SENSITIVE)
+            .filter_map(|label| self.labeled(label, &format!("`{tool}` is marked `{label}`"), step, tool))
+            .collect()
+    }
+
+    /// Puts `label` on the run; a `run.labeled` event when it is new.
+    fn labeled(&self, label: &str, why: &str, step: u64, tool: &ToolRef) -> Option<NewEvent> {
+        if !self.run_state.label(label) {
+            return None;
+        }
+        let mut e = self.event(EventKind::RunLabeled);
+        e.step = Some(step);
+        e.tool = Some(tool.clone());
+        e.detail = json!({ "label": label, "why": why });
+        Some(e)
+    }
+
+    /// What the gateway knows about the run: its labels and the kinds of finding made on it.
+    pub fn run_state(&self) -> &Arc<RunState> {
+        &self.run_state
+    }
+
+    /// The flow marks of one of this server's tools.
+    pub(crate) fn flows_of(&self, name: &str) -> Vec<String> {
+        self.flows.flows_of(name)
+    }
+
+    pub(crate) fn detection(&self) -> &Detection {
+        &self.detection
     }
 
     /// The credentials a call to `tool` uses, as the log names them, and the token minted for it
@@ -674,7 +860,11 @@ impl Gateway {
         if is_error {
             self.metrics.upstream_errors.inc(&[&self.server]);
         }
-        let result = result_member(&raw);
+        let mut result = result_member(&raw);
+        // Detect (post): instructions for the model, invisible text or exfiltration bait in the
+        // result. The run is labelled `untrusted_input`; `[detection] output` says whether the
+        // result passes, is redacted or is withheld.
+        let (raw, inspected) = self.inspect_result(id, call, raw, result.as_mut());
         let tool_error = result.as_ref().is_some_and(|r| r.get("isError") == Some(&json!(true)));
         let outcome = if is_error {
             "error"
@@ -683,6 +873,17 @@ impl Gateway {
         } else {
             "ok"
         };
+        // A call that ran to an answer is what a replay would repeat.
+        if let (false, Some((class, arguments_sha256))) = (is_error || cancelled, &call.replay) {
+            let facts = CallFacts {
+                agent: &self.agent.id.0,
+                run: &self.run.0,
+                tool: &call.tool,
+                class: *class,
+                arguments_sha256,
+            };
+            self.detection.abuse().executed(&facts, Instant::now());
+        }
         let mut e = self.event(EventKind::CallFinished);
         e.step = Some(call.step);
         e.tool = Some(call.tool.clone());
@@ -702,6 +903,7 @@ impl Gateway {
         }
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
         let mut events = findings;
+        events.extend(inspected);
         events.push(e);
         let appended = self.record(events).await;
         audit_timer.observe();
@@ -718,6 +920,52 @@ impl Gateway {
                 ))
             }
         }
+    }
+
+    /// Detect (post) on a call's result: the message to forward (the same bytes unless the
+    /// result is redacted or withheld) and the events to record with the result.
+    fn inspect_result(
+        &self,
+        id: &RawValue,
+        call: &CallInFlight,
+        raw: Vec<u8>,
+        result: Option<&mut serde_json::Value>,
+    ) -> (Vec<u8>, Vec<NewEvent>) {
+        let Some(result) = result else { return (raw, Vec::new()) };
+        let action = self.detection.output_action();
+        let findings = match action {
+            OutputAction::Redact => custos_detect::redact_result(result),
+            OutputAction::Record | OutputAction::Block => custos_detect::scan_result(result),
+        };
+        if findings.is_empty() {
+            return (raw, Vec::new());
+        }
+        let verb = match action {
+            OutputAction::Record => "recorded",
+            OutputAction::Redact => "redacted",
+            OutputAction::Block => "blocked",
+        };
+        let rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
+        let mut events: Vec<NewEvent> = findings
+            .iter()
+            .map(|f| {
+                self.run_state.found(&f.kind);
+                self.finding_event(f, verb, Some((call.step, &call.tool)))
+            })
+            .collect();
+        let why = format!("the result of `{}` carried {}", call.tool, rules.join(", "));
+        events.extend(self.labeled(labels::UNTRUSTED_INPUT, &why, call.step, &call.tool));
+        let raw = match action {
+            OutputAction::Record => raw,
+            OutputAction::Redact => with_result(&raw, result).unwrap_or(raw),
+            OutputAction::Block => error_response(
+                Some(id),
+                codes::DENIED,
+                &format!("custos withheld the result of `{}`: it carries {}", call.tool, rules.join(", ")),
+                Some(json!({ "findings": rules, "run": self.run.0, "step": call.step })),
+            ),
+        };
+        (raw, events)
     }
 
     /// Runs the leak guard over one upstream message: the message as the agent may see it, and
@@ -776,10 +1024,46 @@ impl Gateway {
             return Outcome::Forward(raw);
         };
         let descriptors = listing.descriptors();
-        if let Err(err) = self.audit.observe_tools(descriptors.clone(), self.event(EventKind::ToolSeen)).await {
+        match self.audit.observe_tools(descriptors.clone(), self.event(EventKind::ToolSeen)).await {
+            Ok(sightings) => {
+                // A tool listed unlike its pin is refused until an operator accepts it (the
+                // store recorded the rug pull); one listed like it again is not.
+                let mut quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                for (d, sighting) in descriptors.iter().zip(sightings) {
+                    match sighting {
+                        custos_store::ToolSighting::Quarantined { .. } => {
+                            quarantined.insert(d.tool.name.clone(), RUG_PULL_QUARANTINE.to_owned());
+                        }
+                        _ if quarantined.get(&d.tool.name).is_some_and(|r| r == RUG_PULL_QUARANTINE) => {
+                            quarantined.remove(&d.tool.name);
+                        }
+                        _ => {}
+                    }
+                }
+            }
             // The list is only information; the calls made from it are each decided and
             // recorded (or refused) on their own.
-            tracing::error!("cannot record the tool inventory: {err}");
+            Err(err) => tracing::error!("cannot record the tool inventory: {err}"),
+        }
+        // Detect (on sight): poisoned and shadowing descriptors.
+        let flagged = self.detection.scan_listing(&self.server, &descriptors);
+        if !flagged.is_empty() {
+            let threshold = self.detection.quarantine_at();
+            let mut events = Vec::with_capacity(flagged.len());
+            for (tool, finding) in &flagged {
+                let quarantine = threshold.is_some_and(|t| finding.severity >= t);
+                if quarantine {
+                    let reason = format!("its descriptor was flagged `{}` ({})", finding.rule, finding.severity);
+                    self.quarantined
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(tool.name.clone(), reason);
+                }
+                let mut e = self.finding_event(finding, if quarantine { "quarantined" } else { "recorded" }, None);
+                e.tool = Some(tool.clone());
+                events.push(e);
+            }
+            self.record_findings(events).await;
         }
         self.with_tools(|t| {
             for d in &descriptors {
@@ -843,9 +1127,20 @@ impl Gateway {
     }
 }
 
+/// Why a tool listed with a descriptor that differs from its pin is refused.
+const RUG_PULL_QUARANTINE: &str =
+    "its descriptor changed since it was pinned (a possible rug pull); see `custos tools diff`, then `custos tools accept`";
+
 /// The scope of a token minted for an upstream's session traffic (initialize, lists, pings):
 /// anything that is not one tool's call.
 pub const SESSION_SCOPE: &str = "mcp:session";
+
+/// `raw` (a JSON-RPC response) with its `result` replaced by `result`.
+fn with_result(raw: &[u8], result: &serde_json::Value) -> Option<Vec<u8>> {
+    let mut message: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw).ok()?;
+    message.insert("result".to_owned(), result.clone());
+    serde_json::to_vec(&message).ok()
+}
 
 /// `params.requestId` of a `notifications/cancelled`.
 fn cancelled_request_id(msg: &Message) -> Option<Box<RawValue>> {

@@ -187,6 +187,8 @@ async fn exchange(
             run_id: "",
             step: 0,
             labels: &[],
+            findings: &[],
+            flows: &server.flows.flows_of(tool),
             approval_granted: false,
         });
         if !decision.is_allow() {

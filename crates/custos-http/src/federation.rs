@@ -193,6 +193,7 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
         Err(refused) => return refused,
     };
     let steps = Arc::new(AtomicU64::new(run.first_step_after));
+    let state = Arc::new(custos_gateway::detect::RunState::default());
     let params: Value = msg.params.as_ref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(json!({}));
     let requested = params.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
     let mut upstreams = Vec::new();
@@ -204,6 +205,7 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
             parent: run.parent.clone(),
             first_step_after: run.first_step_after,
             shared_steps: Some(steps.clone()),
+            state: Some(state.clone()),
         };
         let session = match app
             .start_session(new_session_id().unwrap_or_default(), &config.name, config, identity.clone(), this_run)

@@ -70,6 +70,8 @@ pub struct AppState {
     approvals: Option<custos_approvals::Approvals>,
     /// The credentials the gateway holds for upstreams and the keys it mints tokens with.
     broker: Option<Arc<custos_gateway::Broker>>,
+    /// The detectors, shared by every session (rates, budgets and replays span sessions).
+    detection: Arc<custos_gateway::detect::Detection>,
 }
 
 impl AppState {
@@ -82,6 +84,7 @@ impl AppState {
         bound: std::net::SocketAddr,
     ) -> Self {
         let public_url = config.serve.public_url_or(bound);
+        let config_detection = config.detection.clone();
         let registry = custos_metrics::Registry::new();
         Self {
             gateway_metrics: custos_gateway::GatewayMetrics::register(&registry),
@@ -104,7 +107,26 @@ impl AppState {
             federated: Mutex::new(HashMap::new()),
             approvals: None,
             broker: None,
+            detection: Arc::new(custos_gateway::detect::Detection::new(config_detection, None, Vec::new())),
         }
+    }
+
+    /// Uses `detection` (one with a view of the store, for pins and first uses).
+    pub fn with_detection(mut self, detection: Arc<custos_gateway::detect::Detection>) -> Self {
+        self.detection = detection;
+        self
+    }
+
+    /// The tools of `server` the inventory holds quarantined.
+    fn quarantined_tools(&self, server: &str) -> Vec<String> {
+        self.with_store(custos_store::Store::tools)
+            .map(|tools| {
+                tools.into_iter().filter(|t| t.tool.server == server && t.quarantined()).map(|t| t.tool.name).collect()
+            })
+            .unwrap_or_else(|err| {
+                tracing::warn!("cannot read the tool inventory: {err}");
+                Vec::new()
+            })
     }
 
     /// Injects `broker`'s credentials into upstreams, guards what they send, and mints tokens
@@ -151,6 +173,10 @@ impl AppState {
             metrics: self.gateway_metrics.clone(),
             approvals: self.approvals.clone(),
             broker: self.broker.clone(),
+            detection: self.detection.clone(),
+            run_state: run.state,
+            flows: config.flows.clone(),
+            quarantined: self.quarantined_tools(server),
         }));
         let target = match (&config.command, &config.url) {
             (Some(command), _) => crate::session::Target::Command(command.clone()),
@@ -703,7 +729,7 @@ pub(crate) async fn new_run(
         }
         None => (default_run.to_owned(), 0),
     };
-    Ok(RunRef { run: RunId(run), parent: parent.map(RunId), first_step_after, shared_steps: None })
+    Ok(RunRef { run: RunId(run), parent: parent.map(RunId), first_step_after, shared_steps: None, state: None })
 }
 
 /// The answer for a session id that is unknown, or belongs to `owner`, another agent: the two
@@ -742,6 +768,8 @@ pub(crate) struct RunRef {
     pub first_step_after: u64,
     /// Shared by the pipelines of one federated session.
     pub shared_steps: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// The run's labels and findings, shared likewise.
+    pub state: Option<Arc<custos_gateway::detect::RunState>>,
 }
 
 /// Headers and `initialize` `_meta` keys by which a client names its run and its parent run.

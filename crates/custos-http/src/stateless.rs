@@ -245,6 +245,7 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
         parent: None,
         first_step_after: 0,
         shared_steps: None,
+        state: None,
     };
     let id = crate::server::new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;

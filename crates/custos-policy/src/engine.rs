@@ -221,7 +221,9 @@ impl PolicyEngine {
     /// here, so it stays undecided; only one that applies whatever the approval (which no
     /// approval could lift) hides the tool.
     pub fn may_ever_allow(&self, agent: &Agent, tool: &ToolInfo<'_>) -> bool {
-        let Ok(entities) = self.names.entities(&self.schema, agent, tool) else {
+        // Flow marks are not passed here: with none, a policy that forbids on a mark cannot
+        // hide the tool. The safe side of a listing: every call is still decided, with them.
+        let Ok(entities) = self.names.entities(&self.schema, agent, tool, &[]) else {
             // Cannot happen with a schema that passed `check_shape`; showing the tool is the
             // safe side (a call would still be decided, and denied).
             return true;
@@ -260,7 +262,7 @@ impl PolicyEngine {
     fn request(&self, req: &CallRequest<'_>) -> Result<(Request, cedar_policy::Entities), String> {
         let entities = self
             .names
-            .entities(&self.schema, req.agent, &req.tool)
+            .entities(&self.schema, req.agent, &req.tool, req.flows)
             .map_err(|e| format!("cannot describe the call to policy: {e}"))?;
         let context = request::context(req)?;
         // The context is not checked against the schema: it holds every argument the agent
@@ -346,7 +348,7 @@ fn check_shape(schema_name: &str, schema: &Schema, names: &Names) -> Result<(), 
         "readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false,
     });
     let info = ToolInfo { tool: &tool, class: ToolClass::Read, annotations: Some(&annotations) };
-    names.entities(schema, &agent, &info).map_err(shape_error)?;
+    names.entities(schema, &agent, &info, &[]).map_err(shape_error)?;
     let call = CallRequest {
         agent: &agent,
         tool: info,
@@ -354,6 +356,8 @@ fn check_shape(schema_name: &str, schema: &Schema, names: &Names) -> Result<(), 
         run_id: "run",
         step: 1,
         labels: &[],
+        findings: &[],
+        flows: &[],
         approval_granted: false,
     };
     let context = request::context(&call).map_err(shape_error)?;

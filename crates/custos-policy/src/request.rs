@@ -41,6 +41,13 @@ pub struct CallRequest<'a> {
     pub step: u64,
     /// Labels earlier steps left on the run (`read_sensitive`, `untrusted_input`, ...).
     pub labels: &'a [String],
+    /// The kinds of finding the detectors made on this call before it was decided, and those
+    /// made earlier that taint the run (`output_injection`, `rug_pull`, ...):
+    /// `context.findings`.
+    pub findings: &'a [String],
+    /// The tool's flow marks from the config (`untrusted_input`, `read_sensitive`, `egress`):
+    /// `resource.flows`.
+    pub flows: &'a [String],
     /// Whether a human approved exactly this call (`context.approval.granted`). The engine
     /// takes the caller's word for it: set it only when an approval bound to this agent, run,
     /// tool and arguments exists. `false` for every call that has none.
@@ -82,7 +89,13 @@ impl Names {
 
     /// The agent, its groups, the tool and its server, checked against `schema` (which also
     /// adds the action entities).
-    pub(crate) fn entities(&self, schema: &Schema, agent: &Agent, tool: &ToolInfo<'_>) -> Result<Entities, String> {
+    pub(crate) fn entities(
+        &self,
+        schema: &Schema,
+        agent: &Agent,
+        tool: &ToolInfo<'_>,
+        flows: &[String],
+    ) -> Result<Entities, String> {
         let groups: BTreeSet<&str> = agent.groups.iter().map(String::as_str).collect();
         let group_uids: Vec<EntityUid> = groups.iter().map(|g| uid(&self.group, g)).collect();
         let agent_entity = Entity::new(
@@ -108,6 +121,7 @@ impl Names {
                 ("name".to_owned(), RestrictedExpression::new_string(tool.tool.name.clone())),
                 ("class".to_owned(), RestrictedExpression::new_string(tool.class.as_str().to_owned())),
                 ("annotations".to_owned(), annotations),
+                ("flows".to_owned(), string_set(flows)),
             ]),
             [server_uid.clone()].into_iter().collect(),
         )
@@ -122,22 +136,25 @@ impl Names {
     }
 }
 
+/// A Cedar set of strings, without duplicates.
+fn string_set(items: &[String]) -> RestrictedExpression {
+    let unique: BTreeSet<&String> = items.iter().collect();
+    RestrictedExpression::new_set(unique.into_iter().map(|s| RestrictedExpression::new_string(s.clone())))
+}
+
 fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(ty.clone(), EntityId::new(id))
 }
 
-/// The context of a call: `{ arguments: ..., run: { id, step, labels }, approval: { granted } }`.
+/// The context of a call: `{ arguments: ..., run: { id, step, labels }, findings,
+/// approval: { granted } }`.
 pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
     let arguments = arguments_record(req.arguments).map_err(|e| e.to_string())?;
-    let labels: BTreeSet<&String> = req.labels.iter().collect();
     let run = record(vec![
         ("id".to_owned(), RestrictedExpression::new_string(req.run_id.to_owned())),
         // A step past i64::MAX cannot happen in practice; saturating keeps `step > n` true.
         ("step".to_owned(), RestrictedExpression::new_long(i64::try_from(req.step).unwrap_or(i64::MAX))),
-        (
-            "labels".to_owned(),
-            RestrictedExpression::new_set(labels.into_iter().map(|l| RestrictedExpression::new_string(l.clone()))),
-        ),
+        ("labels".to_owned(), string_set(req.labels)),
     ])
     .map_err(|e| e.to_string())?;
     let approval = record(vec![("granted".to_owned(), RestrictedExpression::new_bool(req.approval_granted))])
@@ -145,6 +162,7 @@ pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
     Context::from_pairs([
         ("arguments".to_owned(), arguments),
         ("run".to_owned(), run),
+        ("findings".to_owned(), string_set(req.findings)),
         ("approval".to_owned(), approval),
     ])
     .map_err(|e| lowercase_first(&e.to_string()))

@@ -5,7 +5,7 @@
 //!
 //! - `cli.rs`: the command line (clap).
 //! - `commands/`: one file per command group: `init`, `run`, `serve`, `policy`, `audit`, `agents`,
-//!   `approvals`, `secrets`, `keys`, `token`, `inventory`.
+//!   `approvals`, `secrets`, `keys`, `token`, `inventory`, `scan`, `tools`, `findings`, `report`.
 //! - `credentials.rs`: the credential broker as commands start it (master key, secrets,
 //!   signing keys).
 //! - `context.rs`: finding the config and the data directory the same way for every command.

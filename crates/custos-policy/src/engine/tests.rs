@@ -37,6 +37,8 @@ struct Call {
     annotations: Option<Value>,
     arguments: Value,
     labels: Vec<String>,
+    findings: Vec<String>,
+    flows: Vec<String>,
     approved: bool,
 }
 
@@ -49,8 +51,25 @@ impl Call {
             annotations: None,
             arguments: json!({}),
             labels: Vec::new(),
+            findings: Vec::new(),
+            flows: Vec::new(),
             approved: false,
         }
+    }
+
+    fn labels(mut self, labels: &[&str]) -> Self {
+        self.labels = labels.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    fn findings(mut self, findings: &[&str]) -> Self {
+        self.findings = findings.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+
+    fn flows(mut self, flows: &[&str]) -> Self {
+        self.flows = flows.iter().map(|s| (*s).to_owned()).collect();
+        self
     }
 
     fn args(mut self, arguments: Value) -> Self {
@@ -76,6 +95,8 @@ impl Call {
             run_id: "run-1",
             step: 3,
             labels: &self.labels,
+            findings: &self.findings,
+            flows: &self.flows,
             approval_granted: self.approved,
         }
     }
@@ -837,4 +858,36 @@ fn example_policy_file_loads_and_behaves() {
 fn engine_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<PolicyEngine>();
+}
+
+// ---- toxic flows and findings ----
+
+#[test]
+fn the_shipped_toxic_flow_policies_hold_egress_only_after_both_labels() {
+    let text = std::fs::read_to_string(crate_path("../../examples/policies/toxic-flow.cedar")).unwrap();
+    let e = engine(&[("allow.cedar", r#"permit (principal, CALL, resource);"#), ("toxic-flow.cedar", &text)]);
+    let bot = agent("bot", &[]);
+    let egress = || Call::new(bot.clone(), "github/create_pull_request", ToolClass::Write).flows(&["egress"]);
+    assert!(egress().decide(&e).is_allow(), "a clean run may write");
+    assert!(egress().labels(&["untrusted_input"]).decide(&e).is_allow(), "one label is not a toxic flow");
+    assert!(egress().labels(&["read_sensitive"]).decide(&e).is_allow());
+    let toxic = egress().labels(&["read_sensitive", "untrusted_input"]);
+    match toxic.decide(&e) {
+        Decision::Hold { policies, groups, .. } => {
+            assert_eq!((policies, groups), (vec!["toxic-flow-egress".to_owned()], vec!["security".to_owned()]));
+        }
+        other => panic!("expected a hold, got {other:?}"),
+    }
+    assert!(toxic.approved().decide(&e).is_allow(), "an approval lifts it");
+    // Reads in a toxic run are fine: only egress is held.
+    let read = Call::new(bot.clone(), "github/get_file_contents", ToolClass::Read)
+        .flows(&["read_sensitive"])
+        .labels(&["read_sensitive", "untrusted_input"]);
+    assert!(read.decide(&e).is_allow());
+    // An injection finding in the run stops egress outright.
+    let injected = egress().findings(&["output_injection"]);
+    assert_eq!(denied_by(&injected.decide(&e)), vec!["no-egress-after-injection"]);
+    // A replayed privileged call is held.
+    let replay = Call::new(bot, "ops/rollback", ToolClass::Privileged).findings(&["replay"]);
+    assert!(matches!(replay.decide(&e), Decision::Hold { .. }), "{:?}", replay.decide(&e));
 }

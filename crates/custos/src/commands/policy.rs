@@ -42,6 +42,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
             .map_or(ToolClass::Privileged, |s| s.classes.classify(&tool.name, descriptor.as_ref())),
     };
     let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
+    let flows = config.server(&tool.server).map(|s| s.flows.flows_of(&tool.name)).unwrap_or_default();
     let explanation = engine.explain(&CallRequest {
         agent,
         tool: ToolInfo { tool: &tool, class, annotations },
@@ -49,6 +50,8 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
         run_id: "explain",
         step: 1,
         labels: &[],
+        findings: &[],
+        flows: &flows,
         approval_granted: false,
     });
     if args.json {

@@ -33,6 +33,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     }
     let first_step_after = history.last_step;
     let known_tools = custos_store::known_tools(&store, &server.name).map_err(Failure::runtime)?;
+    let quarantined: Vec<String> = custos_store::Store::tools(&store)
+        .map_err(Failure::runtime)?
+        .into_iter()
+        .filter(|t| t.tool.server == server.name && t.quarantined())
+        .map(|t| t.tool.name)
+        .collect();
+    let detection = detection(&config, &context::database_path(&config.data_dir))?;
 
     let runtime = super::runtime()?;
     let exit = runtime.block_on(async {
@@ -64,6 +71,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             metrics: custos_gateway::GatewayMetrics::register(&custos_metrics::Registry::new()),
             approvals: Some(approvals),
             broker,
+            detection,
+            run_state: None,
+            flows: server.flows.clone(),
+            quarantined,
         }));
         let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
         let result = serve_stdio(gateway, &command, stdin, tokio::io::stdout(), config.limits).await;
@@ -79,6 +90,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         ))),
         StdioExit::ClientClosed { .. } | StdioExit::Signal(_) => Ok(()),
     }
+}
+
+/// The detectors of this process, with a read-only view of the store `db` (pins, history) and
+/// every tool the inventory knows (for shadowing).
+pub(crate) fn detection(config: &Config, db: &Path) -> Result<Arc<custos_gateway::detect::Detection>, Failure> {
+    let reader = SqliteStore::open_read_only(db).map_err(Failure::runtime)?;
+    let known = custos_store::Store::tools(&reader).map_err(Failure::runtime)?.into_iter().map(|t| t.tool).collect();
+    Ok(Arc::new(custos_gateway::detect::Detection::new(config.detection.clone(), Some(reader), known)))
 }
 
 /// The agent from the config, else from the registry (`custos agents add`); a revoked agent
@@ -156,6 +175,7 @@ fn unconfigured(name: &str) -> custos_config::ServerConfig {
         classes: custos_config::ToolClasses::new(false, Default::default()),
         inject: Vec::new(),
         token: None,
+        flows: custos_config::ToolFlows::default(),
     }
 }
 

@@ -30,6 +30,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let broker = crate::credentials::start(&config, &serving, &mut store)?;
     let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let detection = super::run::detection(&config, &db)?;
     let tls = tls_acceptor(&config)?;
     let scheme = config.serve.scheme();
 
@@ -66,7 +67,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         if let Some(started) = broker {
             state = state.with_broker(started.broker);
         }
-        let state = Arc::new(state);
+        let state = Arc::new(state.with_detection(detection));
         // stdout says where to connect (the ports are real even when 0 was asked for).
         println!("listening on {scheme}://{addr}");
         for server in &served {

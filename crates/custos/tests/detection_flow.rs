@@ -1,0 +1,199 @@
+//! The detectors end to end, through `custos run` against `tests/peers/detect_upstream.py` (a
+//! stdio MCP server that misbehaves on purpose): a rug pull quarantined until accepted, a
+//! poisoned descriptor, injection in a result, the toxic-flow policy holding an egress call,
+//! a replayed privileged call, loops and rate limits.
+
+// Test helpers fail loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use common::harness::{of_kind, repo_root, Deployment, RawSession};
+use serde_json::{json, Value};
+
+/// Everyone may call everything: what is refused here is refused by the detectors, or by the
+/// toxic-flow policies shipped in `examples/policies/`.
+const ALLOW_ALL: &str = r#"permit (principal, action == Custos::Action::"call_tool", resource);"#;
+
+fn deployment(extra: &str) -> Deployment {
+    let toxic = std::fs::read_to_string(repo_root().join("examples/policies/toxic-flow.cedar")).unwrap();
+    deployment_with(&format!("{ALLOW_ALL}\n{toxic}"), extra)
+}
+
+fn deployment_with(policies: &str, extra: &str) -> Deployment {
+    let d = Deployment::new(policies, "");
+    let peer = repo_root().join("tests/peers/detect_upstream.py");
+    let config = std::fs::read_to_string(d.config()).unwrap();
+    let servers = format!(
+        r#"
+[approvals]
+timeout_ms = 300
+[approvals.groups.security]
+members = ["sec@example.com"]
+{extra}
+[[servers]]
+name = "detect"
+command = ["python3", {peer:?}]
+tools = {{ "rotate_credentials" = "privileged", "*" = "read", "create_pull_request" = "write" }}
+flows = {{ "get_issue" = ["untrusted_input"], "get_private_file" = ["read_sensitive"], "create_pull_request" = ["egress"] }}
+"#
+    );
+    std::fs::write(d.config(), format!("{config}{servers}")).unwrap();
+    d
+}
+
+fn session(d: &Deployment) -> RawSession {
+    let mut s = RawSession::start(d, &["--agent", "operator", "--server", "detect"], &[]);
+    s.initialize();
+    s
+}
+
+fn call(s: &mut RawSession, id: u64, name: &str, arguments: Value) -> Value {
+    s.request(json!(id), "tools/call", json!({ "name": name, "arguments": arguments }))
+}
+
+fn list(s: &mut RawSession, id: u64) -> Value {
+    s.request(json!(id), "tools/list", json!({}))
+}
+
+fn denied(answer: &Value) -> &str {
+    assert_eq!(answer["error"]["code"], -32001, "expected a refusal: {answer}");
+    answer["error"]["message"].as_str().unwrap()
+}
+
+fn findings(d: &Deployment) -> Vec<(String, String, String)> {
+    let events = d.events();
+    of_kind(&events, "finding.recorded")
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f["detail"][k].as_str().unwrap_or_default().to_owned();
+            (s("finding"), s("rule"), s("action"))
+        })
+        .collect()
+}
+
+/// A tool whose description changes between two listings is quarantined: its calls are refused
+/// until an operator accepts the new descriptor, and then they run again.
+#[test]
+fn a_rug_pull_is_quarantined_until_accepted() {
+    let d = deployment("");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    assert_eq!(call(&mut s, 3, "weather", json!({"city": "Oslo"}))["result"]["content"][0]["text"], "sunny in Oslo");
+    list(&mut s, 4); // the description changed
+    let message = denied(&call(&mut s, 5, "weather", json!({"city": "Oslo"}))).to_owned();
+    assert!(message.contains("quarantined") && message.contains("custos tools accept"), "{message}");
+    let found = findings(&d);
+    assert!(found.iter().any(|(kind, _, action)| kind == "rug_pull" && action == "quarantined"), "{found:?}");
+
+    let out = d.output(&["tools", "accept", "detect/weather", "--as", "sec@example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = call(&mut s, 6, "weather", json!({"city": "Oslo"}));
+    assert!(answer["result"].is_object(), "accepted: it runs again: {answer}");
+    s.finish();
+    d.verify_ok();
+}
+
+/// A parameter description that hides an instruction is a poisoning finding on sight; with
+/// `quarantine_poisoned`, the tool is refused.
+#[test]
+fn a_poisoned_descriptor_is_flagged_and_quarantined_by_config() {
+    let d = deployment("[detection]\nquarantine_poisoned = \"high\"\n");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let found = findings(&d);
+    assert!(found.iter().any(|(kind, _, action)| kind == "tool_poisoning" && action == "quarantined"), "{found:?}");
+    let message = denied(&call(&mut s, 3, "add", json!({"a": 1, "b": 2}))).to_owned();
+    assert!(message.contains("quarantined"), "{message}");
+    assert!(call(&mut s, 4, "get_issue", json!({"number": 1}))["result"].is_object(), "other tools run");
+    s.finish();
+}
+
+/// The GitHub data-leak pattern: untrusted input, then private data, then an egress call,
+/// which the shipped policy holds for the `security` group. An injected instruction in a
+/// result is recorded, labels the run, and stops egress outright.
+#[test]
+fn the_toxic_flow_policy_holds_egress_and_an_injection_stops_it() {
+    let d = deployment("");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    assert!(call(&mut s, 3, "create_pull_request", json!({"title": "a"}))["result"].is_object(), "clean run");
+    call(&mut s, 4, "get_issue", json!({"number": 1}));
+    call(&mut s, 5, "get_private_file", json!({"path": "roadmap.md"}));
+    let held = call(&mut s, 6, "create_pull_request", json!({"title": "b"}));
+    assert_eq!(held["error"]["code"], -32004, "held for an approval: {held}");
+    s.finish();
+    let events = d.events();
+    let requested = of_kind(&events, "approval.requested");
+    assert_eq!(requested.len(), 1);
+    assert_eq!(requested[0]["detail"]["policies"], json!(["toxic-flow-egress"]));
+    let labels: Vec<&Value> = of_kind(&events, "run.labeled").iter().map(|e| &e["detail"]["label"]).collect();
+    assert_eq!(labels, [&json!("untrusted_input"), &json!("read_sensitive")]);
+    assert!(findings(&d).iter().any(|(kind, _, _)| kind == "toxic_flow"));
+
+    // Another run: an injected instruction in an issue.
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let issue = call(&mut s, 3, "get_issue", json!({"number": 2}));
+    assert!(
+        issue["result"]["content"][0]["text"].as_str().unwrap().contains("Ignore all previous"),
+        "recorded, passed"
+    );
+    let message = denied(&call(&mut s, 4, "create_pull_request", json!({"title": "c"}))).to_owned();
+    assert!(message.contains("injected instruction"), "{message}");
+    s.finish();
+    assert!(findings(&d).iter().any(|(kind, _, action)| kind == "output_injection" && action == "recorded"));
+}
+
+/// `[detection] output = "block"` withholds a result that carries an injection.
+#[test]
+fn an_injected_result_can_be_blocked() {
+    let d = deployment("[detection]\noutput = \"block\"\n");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let message = denied(&call(&mut s, 3, "get_issue", json!({"number": 2}))).to_owned();
+    assert!(message.contains("withheld"), "{message}");
+    assert!(call(&mut s, 4, "get_issue", json!({"number": 1}))["result"].is_object());
+    s.finish();
+}
+
+/// The same privileged call again within the window is refused; other arguments are not a replay.
+/// With the shipped `replay-needs-approval` policy, a replay waits for a human instead.
+#[test]
+fn a_replayed_privileged_call_is_denied() {
+    let d = deployment_with(ALLOW_ALL, "");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    assert!(call(&mut s, 3, "rotate_credentials", json!({"service": "db"}))["result"].is_object());
+    let message = denied(&call(&mut s, 4, "rotate_credentials", json!({"service": "db"}))).to_owned();
+    assert!(message.contains("same arguments"), "{message}");
+    assert!(call(&mut s, 5, "rotate_credentials", json!({"service": "cache"}))["result"].is_object());
+    s.finish();
+    assert!(findings(&d)
+        .iter()
+        .any(|(kind, rule, action)| kind == "replay" && rule == "same_call" && action == "denied"));
+}
+
+/// A loop (the same call three times in a row) and a rate limit (five calls a minute) trip.
+#[test]
+fn loops_and_rate_limits_trip() {
+    let d = deployment(
+        "[detection]\nloop_threshold = 3\n[[detection.limits]]\ntool = \"detect/weather\"\ncalls_per_minute = 5\n",
+    );
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let weather = |city: &str| json!({ "city": city });
+    assert!(call(&mut s, 3, "weather", weather("a"))["result"].is_object());
+    assert!(call(&mut s, 4, "weather", weather("a"))["result"].is_object());
+    let message = denied(&call(&mut s, 5, "weather", weather("a"))).to_owned();
+    assert!(message.contains("in a row"), "{message}");
+    assert!(call(&mut s, 6, "weather", weather("b"))["result"].is_object(), "another call breaks the loop");
+    assert!(call(&mut s, 7, "weather", weather("c"))["result"].is_object());
+    let message = denied(&call(&mut s, 8, "weather", weather("d"))).to_owned();
+    assert!(message.contains("in the last minute"), "{message}");
+    assert!(call(&mut s, 9, "get_issue", json!({"number": 1}))["result"].is_object(), "other tools are not limited");
+    s.finish();
+    let found = findings(&d);
+    assert!(found.iter().any(|(kind, _, _)| kind == "loop"), "{found:?}");
+    assert!(found.iter().any(|(kind, _, _)| kind == "rate_limit"), "{found:?}");
+}
