@@ -197,3 +197,56 @@ fn loops_and_rate_limits_trip() {
     assert!(found.iter().any(|(kind, _, _)| kind == "loop"), "{found:?}");
     assert!(found.iter().any(|(kind, _, _)| kind == "rate_limit"), "{found:?}");
 }
+
+/// `[detection] output = "redact"` removes the injected sentence and passes the rest.
+#[test]
+fn an_injected_result_can_be_redacted() {
+    let d = deployment("[detection]\noutput = \"redact\"\n");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let answer = call(&mut s, 3, "get_issue", json!({"number": 2}));
+    let text = answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    assert!(text.starts_with("The build fails on ARM."), "the rest passes: {text}");
+    assert!(text.contains("[REMOVED:model_instruction]") && !text.contains("Ignore all previous"), "{text}");
+    s.finish();
+    assert!(findings(&d).iter().any(|(kind, _, action)| kind == "output_injection" && action == "redacted"));
+}
+
+/// A JSON-RPC request id used again in the same session is a replay.
+#[test]
+fn a_reused_request_id_is_a_replay() {
+    let d = deployment_with(ALLOW_ALL, "");
+    let mut s = session(&d);
+    list(&mut s, 2);
+    assert!(call(&mut s, 3, "get_issue", json!({"number": 1}))["result"].is_object());
+    let message = denied(&call(&mut s, 3, "get_issue", json!({"number": 1}))).to_owned();
+    assert!(message.contains("request id"), "{message}");
+    s.finish();
+    assert!(findings(&d).iter().any(|(kind, rule, _)| kind == "replay" && rule == "request_id"));
+}
+
+/// Rate limits are per agent across its sessions of `custos serve`, not per session.
+#[test]
+fn serve_counts_an_agents_calls_across_its_sessions() {
+    let d = deployment_with(ALLOW_ALL, "[[detection.limits]]\ntool = \"detect/*\"\ncalls_per_minute = 3\n");
+    let key = common::harness::issue_key(&d, "operator");
+    let served = common::harness::Served::start(&d);
+    let url = served.url("detect");
+    let report = |calls: &[u32]| {
+        let mut args = vec!["--list-tools".to_owned()];
+        for n in calls {
+            args.extend(["--call".to_owned(), "get_issue".to_owned(), format!("{{\"number\": {n}}}")]);
+        }
+        args.push("--terminate".to_owned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::harness::python_http(&url, &key, &args)
+    };
+    let first = report(&[1, 1]);
+    assert!(first["steps"][1]["ok"] == json!(true) && first["steps"][2]["ok"] == json!(true), "{first}");
+    // A new session of the same agent: one call left in this minute.
+    let second = report(&[1, 1]);
+    assert_eq!(second["steps"][1]["ok"], json!(true), "{second}");
+    assert_eq!(second["steps"][2]["ok"], json!(false), "the fourth call in a minute: {second}");
+    drop(served);
+    assert!(findings(&d).iter().any(|(kind, _, action)| kind == "rate_limit" && action == "denied"));
+}
