@@ -1,10 +1,11 @@
 //! `custos audit verify / query / tail`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use custos_core::EventKind;
 use custos_store::{EventQuery, Store, StoredEvent, VerifyReport};
 
+use super::parse_since;
 use crate::cli::{AuditCommand, QueryArgs, TailArgs};
 use crate::context;
 use crate::Failure;
@@ -93,20 +94,6 @@ fn tail(args: &TailArgs) -> Result<(), Failure> {
         }
         std::thread::sleep(FOLLOW_INTERVAL);
     }
-}
-
-/// `2025-01-01T00:00:00Z`, or a duration back from now such as `15m`.
-fn parse_since(s: &str) -> Result<i64, Failure> {
-    let when = if let Ok(t) = humantime::parse_rfc3339_weak(s) {
-        t
-    } else if let Ok(d) = humantime::parse_duration(s) {
-        SystemTime::now().checked_sub(d).unwrap_or(UNIX_EPOCH)
-    } else {
-        return Err(Failure::usage(format!(
-            "`{s}` is not a time: expected RFC 3339 (2026-01-31T12:00:00Z) or a duration (15m, 2h)"
-        )));
-    };
-    Ok(when.duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)))
 }
 
 fn print_event(e: &StoredEvent, json: bool) {

@@ -14,7 +14,7 @@ use custos_store::{CredentialStore, CredentialUse, SigningKeyRecord};
 use serde_json::json;
 
 use super::secrets::{self, SecretView};
-use super::DAY_MS;
+use super::{print_table, DAY_MS};
 use crate::cli::{InventoryCommand, Location};
 use crate::context;
 use crate::Failure;
@@ -318,31 +318,6 @@ fn short_age(ms: i64) -> String {
         format!("{}h", ms / HOUR_MS)
     } else {
         format!("{}m", ms.max(0) / MINUTE_MS)
-    }
-}
-
-/// Columns as wide as their widest cell, two spaces apart; the last one unpadded.
-fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut text = String::new();
-        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                text.push_str(cell);
-            } else {
-                text.push_str(&format!("{cell:<width$}  "));
-            }
-        }
-        println!("{}", text.trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
     }
 }
 

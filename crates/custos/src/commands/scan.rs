@@ -418,7 +418,7 @@ fn verdict(scanned: &[Scanned], fail_on: FailOn) -> Result<(), Failure> {
 
 /// Starts `command` as a stdio MCP server, lists its tools, and stops it. Returns the name the
 /// server gave itself (`serverInfo.name`), if any, and its tools.
-fn list_live(command: &[String]) -> Result<(Option<String>, Vec<Value>), Failure> {
+pub(crate) fn list_live(command: &[String]) -> Result<(Option<String>, Vec<Value>), Failure> {
     let shown = command.join(" ");
     let runtime = super::runtime()?;
     runtime.block_on(async {

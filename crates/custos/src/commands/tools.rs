@@ -11,24 +11,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use custos_config::Config;
 use custos_core::{EventKind, NewEvent, ToolClass, ToolDescriptor, ToolRef};
 use custos_store::{PinSource, Store, StoreError, ToolPin, ToolPins, ToolRecord};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::cli::{Location, ToolsCommand, ToolsPinArgs};
 use crate::context;
 use crate::Failure;
-
-/// How long `tools pin -- CMD` waits for the server to start and list its tools.
-const LIST_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The most `tools/list` pages read from one server: a server that keeps returning a cursor
-/// must not keep the command running.
-const MAX_PAGES: u64 = 100;
 
 /// Lines of unchanged context around each change in `tools diff`.
 const DIFF_CONTEXT: usize = 3;
@@ -36,9 +27,6 @@ const DIFF_CONTEXT: usize = 3;
 /// The largest diff computed line by line (lines before × lines after); beyond it, the whole
 /// pinned descriptor is shown removed and the listed one added.
 const MAX_DIFF_CELLS: usize = 4_000_000;
-
-/// The MCP protocol version `tools pin -- CMD` asks for.
-const PROTOCOL_VERSION: &str = "2025-06-18";
 
 pub fn run(cmd: ToolsCommand) -> Result<(), Failure> {
     match cmd {
@@ -180,7 +168,8 @@ fn pin(args: &ToolsPinArgs) -> Result<(), Failure> {
                     "nothing to pin from: give --from FILE, a command after `--`, or a `command` for server `{server}` in the config"
                 )));
             }
-            let listing = super::runtime()?.block_on(list_over_stdio(&command, config.limits.max_message_bytes))?;
+            // The same live listing as `custos scan -- CMD`.
+            let (_, listing) = super::scan::list_live(&command)?;
             (listing, "command".to_owned())
         }
     };
@@ -246,135 +235,6 @@ fn descriptors(server: &str, listing: Vec<Value>) -> Result<Vec<ToolDescriptor>,
                 .ok_or_else(|| Failure::usage(format!("tool {} of the list has no string `name`", i + 1)))
         })
         .collect()
-}
-
-/// Starts `command` as a stdio MCP server, initializes a session and returns every tool it
-/// lists; bounded by [`LIST_TIMEOUT`], the server killed when done.
-async fn list_over_stdio(command: &[String], max_line: usize) -> Result<Vec<Value>, Failure> {
-    let program = command.first().map_or("", String::as_str);
-    match tokio::time::timeout(LIST_TIMEOUT, session(command, max_line)).await {
-        Ok(result) => {
-            result.map_err(|reason| Failure::runtime(format!("cannot list the tools of `{program}`: {reason}")))
-        }
-        Err(_) => {
-            Err(Failure::runtime(format!("`{program}` did not list its tools within {} s", LIST_TIMEOUT.as_secs())))
-        }
-    }
-}
-
-async fn session(command: &[String], max_line: usize) -> Result<Vec<Value>, String> {
-    let (program, args) = command.split_first().ok_or("no command")?;
-    let mut child = tokio::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        // The server is ours alone: however this ends (an error, the timeout), it must not
-        // outlive the command.
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start it: {e}"))?;
-    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err("its standard input and output are not pipes".to_owned());
-    };
-    let mut peer = Peer { stdin, stdout: BufReader::new(stdout), max_line };
-    let client = json!({"name": "custos", "version": env!("CARGO_PKG_VERSION")});
-    peer.request(
-        1,
-        "initialize",
-        json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": client}),
-    )
-    .await?;
-    peer.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await?;
-    let mut tools = Vec::new();
-    let mut cursor: Option<String> = None;
-    for page in 0..MAX_PAGES {
-        let params = cursor.as_ref().map_or_else(|| json!({}), |c| json!({"cursor": c}));
-        let result = peer.request(page + 2, "tools/list", params).await?;
-        match result.get("tools") {
-            Some(Value::Array(listed)) => tools.extend(listed.iter().cloned()),
-            _ => return Err("its tools/list result has no `tools` array".to_owned()),
-        }
-        cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_owned);
-        if cursor.is_none() {
-            drop(peer);
-            let _ = child.kill().await;
-            return Ok(tools);
-        }
-    }
-    Err(format!("it listed more than {MAX_PAGES} pages of tools"))
-}
-
-/// A line-delimited JSON-RPC peer on a child's stdin and stdout.
-struct Peer {
-    stdin: tokio::process::ChildStdin,
-    stdout: BufReader<tokio::process::ChildStdout>,
-    /// The longest line read, as the gateway bounds messages: a server cannot make the command
-    /// hold an endless line.
-    max_line: usize,
-}
-
-impl Peer {
-    async fn send(&mut self, message: &Value) -> Result<(), String> {
-        let mut line = message.to_string().into_bytes();
-        line.push(b'\n');
-        self.stdin.write_all(&line).await.map_err(|e| format!("cannot write to it: {e}"))?;
-        self.stdin.flush().await.map_err(|e| format!("cannot write to it: {e}"))
-    }
-
-    /// Sends request `id` and returns its result, answering what the server asks meanwhile.
-    async fn request(&mut self, id: u64, method: &str, params: Value) -> Result<Value, String> {
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})).await?;
-        loop {
-            let message = self.next(method).await?;
-            if let Some(asked) = message.get("method").and_then(Value::as_str) {
-                // A request of the server's own (ping, roots/list, ...): answered so that it does
-                // not wait on us; notifications need nothing.
-                if let Some(their_id) = message.get("id") {
-                    let answer = if asked == "ping" {
-                        json!({"jsonrpc": "2.0", "id": their_id, "result": {}})
-                    } else {
-                        json!({"jsonrpc": "2.0", "id": their_id, "error": {"code": -32601, "message": "method not found"}})
-                    };
-                    self.send(&answer).await?;
-                }
-                continue;
-            }
-            if message.get("id").and_then(Value::as_u64) != Some(id) {
-                continue;
-            }
-            if let Some(error) = message.get("error") {
-                let text = error.get("message").and_then(Value::as_str).unwrap_or("no message");
-                return Err(format!("it answered `{method}` with an error: {text}"));
-            }
-            return message.get("result").cloned().ok_or_else(|| format!("its answer to `{method}` has no result"));
-        }
-    }
-
-    /// The next JSON message; blank lines and lines that are not JSON (a server's stray output)
-    /// are skipped.
-    async fn next(&mut self, waiting_for: &str) -> Result<Value, String> {
-        loop {
-            let mut line = Vec::new();
-            let limit = u64::try_from(self.max_line).unwrap_or(u64::MAX).saturating_add(1);
-            let read = (&mut self.stdout)
-                .take(limit)
-                .read_until(b'\n', &mut line)
-                .await
-                .map_err(|e| format!("cannot read from it: {e}"))?;
-            if read == 0 {
-                return Err(format!("it closed its output before answering `{waiting_for}`"));
-            }
-            if line.len() > self.max_line {
-                return Err(format!("it sent a message over the limit of {} bytes", self.max_line));
-            }
-            if let Ok(message) = serde_json::from_slice::<Value>(&line) {
-                if message.is_object() {
-                    return Ok(message);
-                }
-            }
-        }
-    }
 }
 
 // ---- diff and accept ----
