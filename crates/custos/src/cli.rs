@@ -55,6 +55,35 @@ pub enum Command {
     /// Reports over the audit log and the inventory
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Four agent workflows (support, coding, procurement, operations) run through a gateway on
+    /// a throwaway deployment, then their timelines read back from the audit log
+    Demo(DemoArgs),
+    /// One of the demo's tool servers over stdio (the demo's gateway starts them)
+    #[command(hide = true)]
+    DemoServer {
+        /// helpdesk, codehost, procurement or ops
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Where to write the deployment (config, policies, audit log); created if missing, and kept
+    /// [default: a temporary folder, removed at the end]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Ask on the terminal before approving each held call, instead of approving them all
+    #[arg(long)]
+    pub interactive: bool,
+    /// Print one JSON object: the workflows, their steps, the findings and the audit check
+    #[arg(long)]
+    pub json: bool,
+    /// No ANSI colours, even on a terminal (also: the `NO_COLOR` environment variable)
+    #[arg(long)]
+    pub no_color: bool,
+    /// Keep the temporary deployment and print where it is
+    #[arg(long)]
+    pub keep: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,8 @@
 //!
 //! - `cli.rs`: the command line (clap).
 //! - `commands/`: one file per command group: `init`, `run`, `serve`, `policy`, `audit`, `agents`,
-//!   `approvals`, `secrets`, `keys`, `token`, `inventory`, `scan`, `tools`, `findings`, `report`.
+//!   `approvals`, `secrets`, `keys`, `token`, `inventory`, `scan`, `tools`, `findings`, `report`, `demo` (and the hidden `demo-server` it starts
+//!   its tool servers with).
 //! - `credentials.rs`: the credential broker as commands start it (master key, secrets,
 //!   signing keys).
 //! - `context.rs`: finding the config and the data directory the same way for every command.

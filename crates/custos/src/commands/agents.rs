@@ -5,7 +5,7 @@
 
 use custos_auth::ApiKey;
 use custos_core::{Agent, AgentId, EventKind, NewEvent};
-use custos_store::{AgentKeyRecord, AgentRegistry};
+use custos_store::{AgentKeyRecord, AgentRegistry, SqliteStore};
 use serde_json::json;
 
 use crate::cli::{AgentsAddArgs, AgentsCommand};
@@ -18,6 +18,25 @@ pub fn run(cmd: AgentsCommand) -> Result<(), Failure> {
         AgentsCommand::List { location, json } => list(&location, json),
         AgentsCommand::Revoke { location, id, key } => revoke(&location, &id, key.as_deref()),
     }
+}
+
+/// Issues a new API key for `agent` (registering it if needed), recorded as
+/// `agent.key_issued`; only the key's hash is stored.
+pub(crate) fn issue_key(store: &mut SqliteStore, agent: &Agent) -> Result<(ApiKey, AgentKeyRecord), Failure> {
+    let key = ApiKey::generate().map_err(Failure::runtime)?;
+    let now = custos_gateway::now_ms();
+    let record = AgentKeyRecord {
+        key_id: key.key_id().to_owned(),
+        agent: agent.id.clone(),
+        hash: custos_auth::KeyHasher::new(None).hash(&key).encode(),
+        created_ms: now,
+        revoked_ms: None,
+    };
+    let mut event = NewEvent::new(EventKind::AgentKeyIssued, now);
+    event.agent = Some(agent.id.clone());
+    event.detail = json!({ "key_id": record.key_id, "owner": agent.owner, "purpose": agent.purpose });
+    store.issue_key(agent, &record, &event).map_err(Failure::usage)?;
+    Ok((key, record))
 }
 
 fn add(args: &AgentsAddArgs) -> Result<(), Failure> {
@@ -42,19 +61,7 @@ fn add(args: &AgentsAddArgs) -> Result<(), Failure> {
             }
         }
     };
-    let key = ApiKey::generate().map_err(Failure::runtime)?;
-    let now = custos_gateway::now_ms();
-    let record = AgentKeyRecord {
-        key_id: key.key_id().to_owned(),
-        agent: agent.id.clone(),
-        hash: custos_auth::KeyHasher::new(None).hash(&key).encode(),
-        created_ms: now,
-        revoked_ms: None,
-    };
-    let mut event = NewEvent::new(EventKind::AgentKeyIssued, now);
-    event.agent = Some(agent.id.clone());
-    event.detail = json!({ "key_id": record.key_id, "owner": agent.owner, "purpose": agent.purpose });
-    store.issue_key(&agent, &record, &event).map_err(Failure::usage)?;
+    let (key, record) = issue_key(&mut store, &agent)?;
     // The key alone on stdout, so scripts can capture it; the advice on stderr.
     println!("{}", key.expose());
     eprintln!(

@@ -3,6 +3,7 @@
 mod agents;
 mod approvals;
 mod audit;
+mod demo;
 mod findings;
 mod init;
 mod inventory;
@@ -36,6 +37,8 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Tools(cmd) => tools::run(cmd),
         Command::Findings(args) => findings::run(&args),
         Command::Report(cmd) => report::run(cmd),
+        Command::Demo(args) => demo::run(&args),
+        Command::DemoServer { name } => demo::serve_demo_server(&name),
     }
 }
 

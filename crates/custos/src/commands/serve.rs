@@ -206,7 +206,7 @@ async fn admin_listener(admin: &custos_config::AdminConfig) -> Result<(tokio::ne
 /// The approval queue over the audit database (webhook secrets read now). Without `[admin]
 /// public_url`, notification links name the admin listener as bound (its port is real even when
 /// 0 was asked for).
-fn approvals(
+pub(crate) fn approvals(
     config: &custos_config::Config,
     audit: AuditLog,
     db: &std::path::Path,

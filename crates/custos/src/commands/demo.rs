@@ -1,0 +1,506 @@
+//! `custos demo`: four agent workflows governed end to end, on a deployment of their own.
+//!
+//! The command writes a config and policies (`examples/demo/`, embedded in the binary) into a
+//! fresh folder, starts the gateway in this process exactly as `custos serve` does (the
+//! embedded store, `127.0.0.1:0`, no admin API), issues each agent an API key, and plays one
+//! scripted agent per workflow over real Streamable HTTP. The tool servers are this binary
+//! again (`custos demo-server NAME`, hidden), so nothing but the binary is needed. A background
+//! approver decides held calls (or asks on the terminal with `--interactive`). At the end each
+//! workflow's timeline is read back from the audit log, and the log's chain is verified.
+//!
+//! # Layout
+//!
+//! - `demo.rs`: the deployment, the gateway, the scripts and the approver.
+//! - `demo/client.rs`: the scripted agents' MCP client.
+//! - `demo/report.rs`: the timelines, findings and chain check, from the audit log.
+
+mod client;
+mod report;
+
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use custos_approvals::{ApprovalFilter, ApprovalRequest, Approvals, Verdict};
+use custos_http::auth::Authenticator;
+use custos_http::AppState;
+use custos_store::{AuditLog, SqliteStore};
+use serde_json::{json, Value};
+
+use crate::cli::{DemoArgs, Location};
+use crate::context;
+use crate::Failure;
+
+use client::McpClient;
+use report::Workflow;
+
+/// The config, with `{EXE}` (this binary) and `{DATA}` (the deployment's folder) to fill in.
+const CONFIG_TEMPLATE: &str = include_str!("../../../../examples/demo/custos.toml");
+
+/// The policy files the config names, by file name.
+const POLICIES: [(&str, &str); 5] = [
+    ("support.cedar", include_str!("../../../../examples/demo/policies/support.cedar")),
+    ("coding.cedar", include_str!("../../../../examples/demo/policies/coding.cedar")),
+    ("procurement.cedar", include_str!("../../../../examples/demo/policies/procurement.cedar")),
+    ("ops.cedar", include_str!("../../../../examples/demo/policies/ops.cedar")),
+    // The shipped toxic-flow rules (a copy of `examples/policies/toxic-flow.cedar`).
+    ("toxic-flow.cedar", include_str!("../../../../examples/demo/policies/toxic-flow.cedar")),
+];
+
+/// Who the demo's approver is: a member of every approver group in the demo config.
+const APPROVER: &str = "demo-approver@custos.example";
+const APPROVER_REASON: &str = "approved by the demo approver";
+
+/// How often the approver looks for held calls.
+const APPROVER_POLL: Duration = Duration::from_millis(50);
+/// How long one step may take before its workflow is given up: far more than the demo needs,
+/// and more than the config's 15 s approval timeout, so a held call's own timeout is seen.
+const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+/// With `--interactive` a human answers: held calls wait this long, steps a little longer.
+const INTERACTIVE_APPROVAL_TIMEOUT_MS: u64 = 120_000;
+
+/// One step of a script.
+enum Action {
+    /// `tools/list`.
+    List,
+    /// `tools/call` of a tool with its arguments.
+    Call(&'static str, Value),
+}
+
+/// One scripted agent: who it is, the server it talks to, what it does.
+struct Script {
+    name: &'static str,
+    agent: &'static str,
+    server: &'static str,
+    actions: Vec<Action>,
+}
+
+/// The four workflows. What each step should lead to is in the comments: the demo does not
+/// assert it (the timeline shows what happened), `tests/demo.rs` does.
+fn scripts() -> Vec<Script> {
+    use Action::{Call, List};
+    vec![
+        Script {
+            name: "support",
+            agent: "support-bot",
+            server: "helpdesk",
+            actions: vec![
+                List,
+                Call("get_ticket", json!({ "ticket_id": "T-1001" })),
+                Call("lookup_customer", json!({ "customer_id": "C-42" })),
+                // 80 EUR: under the limit, allowed.
+                Call(
+                    "issue_refund",
+                    json!({ "customer_id": "C-42", "amount": 80, "reason": "duplicate charge (T-1001)" }),
+                ),
+                Call("get_ticket", json!({ "ticket_id": "T-1003" })),
+                // 250 EUR: held for a support lead, then allowed.
+                Call(
+                    "issue_refund",
+                    json!({ "customer_id": "C-42", "amount": 250, "reason": "broken laptop (T-1003)" }),
+                ),
+                // Carries an injected instruction: an `output_injection` finding.
+                Call("get_ticket", json!({ "ticket_id": "T-1002" })),
+                // What the injection asked for: denied, whoever would approve.
+                Call(
+                    "issue_refund",
+                    json!({ "customer_id": "C-77", "amount": 5000, "reason": "as instructed in T-1002" }),
+                ),
+            ],
+        },
+        Script {
+            name: "coding",
+            agent: "coding-bot",
+            server: "codehost",
+            actions: vec![
+                List,
+                Call("read_file", json!({ "path": "src/billing.rs" })),
+                Call(
+                    "propose_patch",
+                    json!({
+                        "path": "src/billing.rs",
+                        "diff": "-    charge(order);\n-    charge(order);\n+    charge(order);\n",
+                    }),
+                ),
+                // The server changed `run_tests` since the first listing: a rug pull.
+                List,
+                // Quarantined until an operator accepts the new descriptor: denied.
+                Call("run_tests", json!({})),
+                Call("open_pull_request", json!({ "title": "Charge each order once", "patch_id": "P-1" })),
+                // Held for a maintainer, then allowed.
+                Call("merge_pull_request", json!({ "number": 17 })),
+            ],
+        },
+        Script {
+            name: "procurement",
+            agent: "procurement-bot",
+            server: "procurement",
+            actions: vec![
+                Call("get_supplier", json!({ "supplier_id": "S-9" })),
+                Call("draft_renewal", json!({ "supplier_id": "S-9", "amount": 52000 })),
+                // Held for finance, then allowed.
+                Call("update_finance_system", json!({ "draft_id": "D-1", "amount": 52000 })),
+                // Forbidden outright.
+                Call("delete_supplier", json!({ "supplier_id": "S-9" })),
+            ],
+        },
+        Script {
+            name: "ops",
+            agent: "ops-bot",
+            server: "ops",
+            actions: vec![
+                Call("query_metrics", json!({ "service": "checkout" })),
+                Call("list_deployments", json!({ "service": "checkout" })),
+                // Held for an SRE, then allowed.
+                Call("rollback_service", json!({ "service": "checkout", "version": "v2.3.0" })),
+                // The same privileged call again: a replay, denied.
+                Call("rollback_service", json!({ "service": "checkout", "version": "v2.3.0" })),
+            ],
+        },
+    ]
+}
+
+/// `custos demo-server NAME`: one of the demo's tool servers on stdin/stdout.
+pub fn serve_demo_server(name: &str) -> Result<(), Failure> {
+    let runtime = super::runtime()?;
+    runtime
+        .block_on(custos_demo_servers::serve_stdio(name))
+        .map_err(|e| Failure::runtime(format!("demo server `{name}`: {e}")))
+}
+
+pub fn run(args: &DemoArgs) -> Result<(), Failure> {
+    let (dir, temporary) = match &args.data_dir {
+        Some(dir) => (dir.clone(), false),
+        None => (temporary_dir()?, true),
+    };
+    let result = demo(args, &dir, temporary && !args.keep);
+    if temporary && !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else if temporary {
+        eprintln!("custos: the demo's deployment is kept in `{}`", dir.display());
+    }
+    result
+}
+
+/// What the demo found, for printing.
+struct Summary {
+    dir: PathBuf,
+    config: PathBuf,
+    gateway: SocketAddr,
+    workflows: Vec<Workflow>,
+    findings: Vec<Value>,
+    audit: report::Audit,
+}
+
+fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
+    let (dir, config_path) = write_deployment(dir)?;
+    let mut config = context::load_config(&Location { config: Some(config_path.clone()), data_dir: None })?;
+    // The gateway's own port, whatever the config says; no admin API.
+    config.serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin = None;
+    let step_timeout = if args.interactive {
+        config.approvals.timeout_ms = INTERACTIVE_APPROVAL_TIMEOUT_MS;
+        Duration::from_millis(INTERACTIVE_APPROVAL_TIMEOUT_MS) + STEP_TIMEOUT
+    } else {
+        STEP_TIMEOUT
+    };
+
+    // As `custos serve` starts: policy, store, keys, broker, detectors.
+    let policy = Arc::new(super::run::load_policy(&config)?);
+    let mut store = context::open_for_writing(&config.data_dir)?;
+    let db = context::database_path(&config.data_dir);
+    let keys = issue_keys(&config, &mut store)?;
+    let served: Vec<&str> = config.servers.iter().filter(|s| s.is_served()).map(|s| s.name.as_str()).collect();
+    let broker = crate::credentials::start(&config, &served, &mut store)?;
+    let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let detection = super::run::detection(&config, &db)?;
+
+    let runtime = super::runtime()?;
+    let summary = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.serve.listen)
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
+        let addr = listener.local_addr().map_err(Failure::runtime)?;
+        let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
+        let auth = Authenticator::new(config.agents.clone(), registry, None, Vec::new())
+            .with_spiffe_ids(config.spiffe_ids.clone());
+        if let Some(started) = &broker {
+            crate::credentials::spawn_key_reload(started.broker.clone(), started.master.clone(), &db)?;
+        }
+        let approvals = super::serve::approvals(&config, audit.clone(), &db, None)?;
+        let mut state =
+            AppState::new(config.clone(), policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone());
+        if let Some(started) = broker {
+            state = state.with_broker(started.broker);
+        }
+        let state = Arc::new(state.with_detection(detection));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut until_stopped = stopped.clone();
+        let server = tokio::spawn(custos_http::serve(state, listener, async move {
+            let _ = until_stopped.wait_for(|stop| *stop).await;
+        }));
+        let approver = tokio::spawn(approve(approvals.clone(), args.interactive, stopped));
+        if !args.json {
+            eprintln!("custos: demo gateway on http://{addr}; deployment in `{}`", dir.display());
+        }
+
+        let mut outcomes = Vec::new();
+        for script in scripts() {
+            let key = keys.iter().find(|(agent, _)| agent == script.agent).map(|(_, key)| key.as_str());
+            let error = match key {
+                Some(key) => play(addr, key, &script, step_timeout).await,
+                None => Some(format!("agent `{}` has no key", script.agent)),
+            };
+            if let Some(e) = &error {
+                eprintln!("custos: workflow `{}` did not complete: {e}", script.name);
+            }
+            outcomes.push((script.name, script.agent, error));
+        }
+
+        let _ = stop.send(true);
+        let _ = approver.await;
+        match tokio::time::timeout(Duration::from_secs(5), server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => eprintln!("custos: the demo gateway stopped: {e}"),
+            Ok(Err(e)) => eprintln!("custos: the demo gateway stopped: {e}"),
+            Err(_) => eprintln!("custos: the demo gateway did not stop within 5 s"),
+        }
+        audit.shutdown().await;
+
+        // Everything below is read back from the log.
+        let store = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+        let mut workflows = Vec::new();
+        for (name, agent, error) in outcomes {
+            workflows.push(Workflow::read(&store, &approvals, (name, agent, run_id(name)), error)?);
+        }
+        Ok::<_, Failure>(Summary {
+            dir: dir.clone(),
+            config: config_path.clone(),
+            gateway: addr,
+            findings: report::findings(&store)?,
+            audit: report::verify(&store)?,
+            workflows,
+        })
+    })?;
+
+    if args.json {
+        print_json(&summary);
+    } else {
+        print_plain(&summary, use_color(args), removed);
+    }
+    if let Some(problem) = &summary.audit.problem {
+        return Err(Failure::check(format!("the audit log does not verify: {problem}")));
+    }
+    let incomplete: Vec<&str> = summary.workflows.iter().filter(|w| !w.completed()).map(|w| w.name).collect();
+    if !incomplete.is_empty() {
+        return Err(Failure::runtime(format!("workflows that did not complete: {}", incomplete.join(", "))));
+    }
+    Ok(())
+}
+
+/// The run a workflow's calls are recorded in.
+fn run_id(workflow: &str) -> String {
+    format!("demo-{workflow}")
+}
+
+/// A new folder under the system's temporary directory.
+fn temporary_dir() -> Result<PathBuf, Failure> {
+    let dir = std::env::temp_dir().join(format!("custos-demo-{}-{}", std::process::id(), custos_gateway::now_ms()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::runtime(format!("cannot create a temporary folder `{}`: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+/// Writes the config and policies into `dir` (created if missing, and refused if it already
+/// holds an audit log: the demo's runs and pins would mix with what is there). Returns the
+/// folder as an absolute path, and the config's path.
+fn write_deployment(dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
+    let cannot = |what: &Path, e: std::io::Error| Failure::usage(format!("cannot write `{}`: {e}", what.display()));
+    std::fs::create_dir_all(dir.join("policies")).map_err(|e| cannot(dir, e))?;
+    let dir = dir.canonicalize().map_err(|e| cannot(dir, e))?;
+    if context::database_path(&dir).exists() {
+        return Err(Failure::usage(format!(
+            "`{}` already holds an audit log: give the demo an empty or new folder",
+            dir.display()
+        )));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::runtime(format!("cannot find this program's own path to start the demo servers: {e}")))?;
+    let config = CONFIG_TEMPLATE
+        .replace("{EXE}", &toml_escape(&exe.to_string_lossy()))
+        .replace("{DATA}", &toml_escape(&dir.to_string_lossy()));
+    let config_path = dir.join("custos.toml");
+    std::fs::write(&config_path, config).map_err(|e| cannot(&config_path, e))?;
+    for (name, text) in POLICIES {
+        let path = dir.join("policies").join(name);
+        std::fs::write(&path, text).map_err(|e| cannot(&path, e))?;
+    }
+    Ok((dir, config_path))
+}
+
+/// `s` as the inside of a TOML basic string.
+fn toml_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// An API key for every agent of the config, issued as `custos agents add` issues one; the
+/// keys themselves stay in memory.
+fn issue_keys(config: &custos_config::Config, store: &mut SqliteStore) -> Result<Vec<(String, String)>, Failure> {
+    let mut keys = Vec::new();
+    for agent in &config.agents {
+        let (key, _) = super::agents::issue_key(store, agent)?;
+        keys.push((agent.id.0.clone(), key.expose().to_owned()));
+    }
+    Ok(keys)
+}
+
+/// Plays one script; `Some(why)` when a step got no answer.
+async fn play(addr: SocketAddr, key: &str, script: &Script, timeout: Duration) -> Option<String> {
+    let mut client = McpClient::new(addr, script.server, key, &run_id(script.name), timeout);
+    let played = async {
+        client.initialize().await.map_err(|e| format!("initialize: {e}"))?;
+        for (n, action) in script.actions.iter().enumerate() {
+            let (method, params, what) = match action {
+                Action::List => ("tools/list", json!({}), "tools/list".to_owned()),
+                Action::Call(tool, arguments) => {
+                    ("tools/call", json!({ "name": tool, "arguments": arguments }), format!("{}/{tool}", script.server))
+                }
+            };
+            client.request(method, params).await.map_err(|e| format!("action {} ({what}): {e}", n + 1))?;
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    // Ends the session (and its server) either way; best effort when the gateway is what failed.
+    client.close().await;
+    played.err()
+}
+
+/// Decides every held call until stopped: approves it as the demo approver, or asks on the
+/// terminal with `--interactive`. Polls, as an approver in another process would.
+async fn approve(approvals: Approvals, interactive: bool, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut seen = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(APPROVER_POLL) => {}
+        }
+        let pending = match approvals.list(ApprovalFilter::pending()) {
+            Ok(pending) => pending,
+            Err(e) => {
+                eprintln!("custos: the demo approver cannot read the queue: {e}");
+                continue;
+            }
+        };
+        for request in pending {
+            if !seen.insert(request.id.clone()) {
+                continue;
+            }
+            let (verdict, reason) =
+                if interactive { ask(&request).await } else { (Verdict::Approve, APPROVER_REASON.to_owned()) };
+            if let Err(e) = approvals.decide(&request.id, APPROVER, verdict, Some(&reason)).await {
+                eprintln!("custos: the demo approver cannot decide `{}`: {e}", request.id);
+            }
+        }
+    }
+}
+
+/// Shows a held call on stderr and reads `y` or `n` from stdin.
+async fn ask(request: &ApprovalRequest) -> (Verdict, String) {
+    eprintln!();
+    eprintln!(
+        "custos: `{}` by agent `{}` (run {}, step {}) is held",
+        request.tool, request.agent, request.run, request.step
+    );
+    eprintln!("  arguments  {}", request.arguments);
+    eprintln!("  policies   {}", request.policies.join(", "));
+    eprintln!("  groups     {}", request.groups.join(", "));
+    eprint!("approve as {APPROVER}? [y/n] ");
+    let answer = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map(|_| line)
+    })
+    .await;
+    match answer {
+        Ok(Ok(line)) if line.trim().eq_ignore_ascii_case("y") || line.trim().eq_ignore_ascii_case("yes") => {
+            (Verdict::Approve, "approved at the demo's prompt".to_owned())
+        }
+        _ => (Verdict::Deny, "denied at the demo's prompt".to_owned()),
+    }
+}
+
+/// Colour on a terminal, unless `--no-color` or `NO_COLOR` says otherwise.
+fn use_color(args: &DemoArgs) -> bool {
+    !args.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stdout().is_terminal()
+}
+
+fn print_json(s: &Summary) {
+    let workflows: Vec<Value> = s.workflows.iter().map(Workflow::to_json).collect();
+    let out = json!({
+        "data_dir": s.dir,
+        "config": s.config,
+        "gateway": format!("http://{}", s.gateway),
+        "workflows": workflows,
+        "findings": s.findings,
+        "audit": { "ok": s.audit.ok, "events": s.audit.events, "head": s.audit.head, "problem": s.audit.problem },
+    });
+    println!("{out}");
+}
+
+fn print_plain(s: &Summary, color: bool, removed: bool) {
+    println!("custos demo: four agent workflows through a Custos gateway (http://{})", s.gateway);
+    println!("every step below is read back from the audit log in {}", s.dir.display());
+    for w in &s.workflows {
+        w.print(color);
+    }
+    println!();
+    let kinds: Vec<String> = {
+        let mut kinds: Vec<String> = Vec::new();
+        for f in &s.findings {
+            let kind = f.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+        kinds
+    };
+    println!("findings: {} ({})", s.findings.len(), kinds.join(", "));
+    match &s.audit.problem {
+        None => println!("audit log verified: {} events, hash chain intact, head {}", s.audit.events, s.audit.head),
+        Some(problem) => println!("audit log NOT verified: {problem}"),
+    }
+    println!();
+    if removed {
+        println!("The deployment was temporary and is gone; keep it with --keep or --data-dir DIR, then explore:");
+    } else {
+        println!("Explore what was recorded:");
+    }
+    let config = s.config.display();
+    println!("  custos audit query --run demo-support --config {config}");
+    println!("  custos findings --config {config}");
+    println!("  custos approvals list --all --config {config}");
+    println!("  custos tools list --config {config}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_carries_the_shipped_toxic_flow_rules_unchanged() {
+        let shipped = include_str!("../../../../examples/policies/toxic-flow.cedar");
+        assert!(POLICIES.iter().any(|(name, text)| *name == "toxic-flow.cedar" && text.ends_with(shipped)));
+    }
+
+    #[test]
+    fn every_policy_file_the_config_names_is_written() {
+        for (name, _) in POLICIES {
+            assert!(CONFIG_TEMPLATE.contains(&format!("\"policies/{name}\"")), "{name}");
+        }
+        assert_eq!(CONFIG_TEMPLATE.matches("policies/").count(), POLICIES.len());
+    }
+}
