@@ -171,11 +171,15 @@ fn a_command_that_cannot_start_is_a_usage_error() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("cannot start `/nonexistent/custos-no-such-server`"), "{}", stderr(&out));
 
-    // A command that starts but speaks no MCP.
-    let out = scan(&["--", "sh", "-c", "echo not json; echo oops >&2"], None);
+    // A command that starts but speaks no MCP (it keeps reading, so the scan's request is
+    // delivered whatever the timing and the answer is what fails).
+    let out = scan(&["--", "sh", "-c", "echo not json; echo oops >&2; cat >/dev/null"], None);
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
-    assert!(err.contains("`sh -c echo not json; echo oops >&2` wrote something that is not JSON-RPC"), "{err}");
+    assert!(
+        err.contains("`sh -c echo not json; echo oops >&2; cat >/dev/null` wrote something that is not JSON-RPC"),
+        "{err}"
+    );
 }
 
 #[test]
