@@ -17,6 +17,7 @@
 pub mod classify;
 pub mod detection;
 pub mod error;
+pub mod fuzzing;
 pub mod raw;
 pub mod validate;
 

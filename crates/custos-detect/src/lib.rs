@@ -32,6 +32,7 @@
 mod descriptor;
 mod exfil;
 mod found;
+pub mod fuzzing;
 mod output;
 mod patterns;
 mod rules;

@@ -18,6 +18,7 @@
 
 pub mod error;
 pub mod frame;
+pub mod fuzzing;
 pub mod message;
 pub mod protocol;
 pub mod sniff;

@@ -42,6 +42,7 @@
 mod context;
 mod engine;
 mod error;
+pub mod fuzzing;
 mod load;
 mod request;
 mod schema;

@@ -23,6 +23,7 @@
 //! - `error.rs`: [`SecretsError`] and [`TokenError`].
 
 mod error;
+pub mod fuzzing;
 mod guard;
 mod jwks;
 mod master;
