@@ -1,5 +1,7 @@
-//! Replays the committed fuzz corpus (`fuzz/corpus/`) through the fuzz target bodies, so a
-//! regression a fuzzer once found fails `cargo test` without a fuzzing engine.
+//! Replays the committed fuzz corpus (`fuzz/corpus/`) through the fuzz target bodies (each a
+//! `fuzzing` function of the crate it exercises), so a regression a fuzzer once found fails
+//! `cargo test` without a fuzzing engine. One file for every target: the binary's tests see
+//! every crate.
 #![allow(clippy::unwrap_used, clippy::panic, reason = "test helpers: any failure should fail the test")]
 
 use std::path::PathBuf;
@@ -34,4 +36,24 @@ fn frames_corpus() {
 #[test]
 fn sniff_corpus() {
     replay("sniff", custos_mcp::fuzzing::sniff_prefix);
+}
+
+#[test]
+fn config_corpus() {
+    replay("config", custos_config::fuzzing::load);
+}
+
+#[test]
+fn policy_input_corpus() {
+    replay("policy_input", custos_policy::fuzzing::decide);
+}
+
+#[test]
+fn leak_guard_corpus() {
+    replay("leak_guard", custos_secrets::fuzzing::scan_message);
+}
+
+#[test]
+fn scan_result_corpus() {
+    replay("scan_result", custos_detect::fuzzing::scan);
 }
