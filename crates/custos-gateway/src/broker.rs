@@ -168,12 +168,7 @@ impl Broker {
     /// A broker that holds nothing, for a gateway configured without credentials: the leak
     /// guard still looks for credential shapes, fingerprinting them under a key of this process.
     pub fn shapes_only() -> Self {
-        Self::empty(Fingerprinter::ephemeral())
-    }
-
-    /// A broker that holds nothing: no secrets, no keys; the leak guard still looks for
-    /// credential shapes.
-    pub fn empty(fingerprinter: Fingerprinter) -> Self {
+        let fingerprinter = Fingerprinter::ephemeral();
         Self {
             secrets: HashMap::new(),
             servers: HashMap::new(),

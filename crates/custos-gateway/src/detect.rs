@@ -23,13 +23,9 @@ use custos_store::{EventQuery, SqliteStore, Store, ToolPins};
 
 use crate::abuse::{Abuse, CallFacts, Checked};
 
-/// Labels a run can carry; policies read them as `context.run.labels`.
-pub mod labels {
-    pub const UNTRUSTED_INPUT: &str = "untrusted_input";
-    pub const READ_SENSITIVE: &str = "read_sensitive";
-    /// The flow mark of a tool that sends data out.
-    pub const EGRESS: &str = "egress";
-}
+/// Labels a run can carry (`context.run.labels`): the flow marks of the config, which a tool
+/// that runs leaves on its run.
+pub use custos_config::detection::marks as labels;
 
 /// Most (agent, tool) pairs remembered as already used; past it, the oldest are forgotten and
 /// asked of the store again.
@@ -96,11 +92,6 @@ impl Detection {
         }
     }
 
-    /// Detectors with the default settings and no store (tests, tools without a data dir).
-    pub fn standalone() -> Self {
-        Self::new(DetectionSettings::default(), None, Vec::new())
-    }
-
     pub fn settings(&self) -> &DetectionSettings {
         &self.settings
     }
@@ -121,19 +112,13 @@ impl Detection {
         }
     }
 
-    /// The checks before a call is decided: replay, rates, budgets, loops, bursts (with a
-    /// concurrency slot), first use.
-    pub fn before_call(&self, call: &CallFacts<'_>, request_reused: bool) -> Before {
+    /// The checks before a call is decided: replay (of this call, or of `reused_request_id`, an
+    /// id already used in the session), rates, budgets, loops, bursts (with a concurrency
+    /// slot), first use.
+    pub fn before_call(&self, call: &CallFacts<'_>, reused_request_id: Option<&str>) -> Before {
         let mut before = Before::default();
-        if request_reused && self.settings.replay.request_ids {
-            let finding = Finding::new(
-                kinds::REPLAY,
-                Severity::High,
-                "request_id",
-                &format!("request id reused in this session for `{}`", call.tool),
-            );
-            let breach = crate::abuse::Breach { finding, verdict: replay_verdict(&self.settings) };
-            before.apply(breach);
+        if let Some(id) = reused_request_id {
+            before.apply(self.abuse.request_id_breach(id));
         }
         let Checked { breaches, slot } = self.abuse.before_call(call, Instant::now());
         before.slot = slot;
@@ -222,16 +207,6 @@ impl Detection {
 
     pub fn output_action(&self) -> OutputAction {
         self.settings.output
-    }
-}
-
-/// What a replay gets, by `[detection.replay] action`.
-fn replay_verdict(settings: &DetectionSettings) -> crate::abuse::Verdict {
-    use crate::abuse::Verdict;
-    match &settings.replay.action {
-        custos_config::ReplayAction::Deny => Verdict::Refuse,
-        custos_config::ReplayAction::Hold { group } => Verdict::Hold { group: group.clone() },
-        custos_config::ReplayAction::Record => Verdict::Record,
     }
 }
 

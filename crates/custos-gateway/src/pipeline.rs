@@ -285,6 +285,7 @@ impl Gateway {
                 Some(e)
             })
             .collect();
+        self.detection.abuse().session_ended(&self.session_key());
         let mut e = self.event(EventKind::RunEnded);
         e.detail = json!({ "reason": reason, "steps": self.steps.load(Ordering::SeqCst) });
         events.push(e);
@@ -438,7 +439,7 @@ impl Gateway {
             arguments_sha256: &arguments_sha256,
         };
         let reused = self.detection.abuse().request_id_reused(&self.session_key(), id.get());
-        let mut before = self.detection.before_call(&facts, reused);
+        let mut before = self.detection.before_call(&facts, reused.then_some(id.get()));
         self.check_quarantine(&tool, descriptor.as_ref(), &mut before);
         self.check_toxic_flow(&tool, &flows, &mut before);
         // What policy sees: this call's findings, and those that taint the whole run.
