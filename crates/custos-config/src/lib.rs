@@ -303,6 +303,19 @@ pub struct ServeConfig {
     pub max_subscriptions_per_agent: usize,
     /// How long one request may wait for its upstream's answer.
     pub request_timeout_ms: u64,
+    /// Client connections open at once (plain or TLS, whatever they are doing). One past the
+    /// limit is answered `503` with `Connection: close` (plain HTTP) or closed at once (TLS)
+    /// and never reaches the router: the cap is what bounds the gateway's sockets, tasks and
+    /// memory when clients flood it.
+    pub max_connections: usize,
+    /// How long a client has to send a complete request head (request line and headers), from
+    /// when the connection is ready for one: after it opens, and again after each answer on a
+    /// kept-alive connection. Past it the connection is closed, so it also bounds how long an
+    /// idle kept-alive connection stays open. A slowloris client holds nothing longer than this.
+    pub header_timeout_ms: u64,
+    /// How long a client has to send a whole request body once its head has arrived; past it
+    /// the request is answered `408` and the connection closed.
+    pub body_timeout_ms: u64,
     /// Bearer tokens from an identity provider, when configured.
     pub jwt: Option<JwtSettings>,
     /// TLS terminated by the gateway itself, when configured; plain HTTP otherwise.

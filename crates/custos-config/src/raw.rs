@@ -172,6 +172,9 @@ pub struct RawServe {
     pub max_concurrent_per_agent: Option<u64>,
     pub max_subscriptions_per_agent: Option<u64>,
     pub request_timeout_ms: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub header_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
     pub jwt: Option<RawJwt>,
     pub tls: Option<RawTls>,
 }

@@ -873,6 +873,20 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
     if request_timeout_ms == 0 {
         return Err(ConfigError::invalid(path, "serve.request_timeout_ms", "`0` is out of range: expected at least 1"));
     }
+    let max_connections =
+        in_range(path, "serve.max_connections", raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS), 1..=100_000)?;
+    let header_timeout_ms = in_range(
+        path,
+        "serve.header_timeout_ms",
+        raw.header_timeout_ms.unwrap_or(DEFAULT_HEADER_TIMEOUT_MS),
+        HTTP_TIMEOUT_RANGE,
+    )?;
+    let body_timeout_ms = in_range(
+        path,
+        "serve.body_timeout_ms",
+        raw.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS),
+        HTTP_TIMEOUT_RANGE,
+    )?;
     let jwks = raw.jwt.as_ref().map(|j| jwks_source(path, dir, j)).transpose()?;
     let jwt = raw.jwt.zip(jwks).map(|(j, jwks)| JwtSettings {
         issuer: j.issuer,
@@ -896,8 +910,24 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
         max_concurrent_per_agent: usize::try_from(max_concurrent).unwrap_or(32),
         max_subscriptions_per_agent: usize::try_from(max_subscriptions).unwrap_or(16),
         request_timeout_ms,
+        max_connections: usize::try_from(max_connections).unwrap_or(1024),
+        header_timeout_ms,
+        body_timeout_ms,
     })
 }
+
+/// `[serve] max_connections` unless set: room for many agents, well under the open-file limits
+/// servers are given (each connection is one file descriptor).
+const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
+/// `[serve] header_timeout_ms` unless set: a request head is a few hundred bytes; ten seconds is
+/// ample over any link an agent uses, and short enough that stalled connections do not pile up.
+const DEFAULT_HEADER_TIMEOUT_MS: u64 = 10_000;
+/// `[serve] body_timeout_ms` unless set: a message at the default size limit (4 MiB) arrives in
+/// time at about 140 KiB/s.
+const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// `[serve] header_timeout_ms` and `body_timeout_ms`: from 100 ms (below that, a loaded but
+/// honest client is cut off) to 10 minutes.
+const HTTP_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 100..=600_000;
 
 /// `[serve.tls]`: paths resolved; asking for client certificates needs the CA that issues them.
 fn tls(path: &Path, dir: &Path, raw: crate::raw::RawTls) -> Result<TlsSettings, ConfigError> {
@@ -987,6 +1017,33 @@ tools = { "delete_*" = "privileged" }
             let err = load(&text).unwrap_err().to_string();
             assert!(err.contains(key), "{key}: {err}");
         }
+    }
+
+    #[test]
+    fn connection_limits_default_and_are_bounded() {
+        let defaults = load(GOOD).unwrap().serve;
+        assert_eq!(
+            (defaults.max_connections, defaults.header_timeout_ms, defaults.body_timeout_ms),
+            (1024, 10_000, 30_000)
+        );
+        let set = load(&format!(
+            "{GOOD}\n[serve]\nmax_connections = 64\nheader_timeout_ms = 100\nbody_timeout_ms = 600000\n"
+        ))
+        .unwrap()
+        .serve;
+        assert_eq!((set.max_connections, set.header_timeout_ms, set.body_timeout_ms), (64, 100, 600_000));
+        for (key, value, expected) in [
+            ("max_connections", "0", "expected 1 to 100000"),
+            ("max_connections", "100001", "expected 1 to 100000"),
+            ("header_timeout_ms", "0", "expected 100 to 600000"),
+            ("header_timeout_ms", "99", "expected 100 to 600000"),
+            ("body_timeout_ms", "600001", "expected 100 to 600000"),
+        ] {
+            let err = load(&format!("{GOOD}\n[serve]\n{key} = {value}\n")).unwrap_err().to_string();
+            assert!(err.contains(&format!("`serve.{key}`")) && err.contains(expected), "{key} = {value}: {err}");
+        }
+        let err = load(&format!("{GOOD}\n[serve]\nheader_timeout = 5\n")).unwrap_err().to_string();
+        assert!(err.contains("header_timeout"), "unknown keys are refused: {err}");
     }
 
     #[test]
