@@ -384,11 +384,14 @@ async fn approval_decide(
     }
 }
 
-/// Serves the admin API until `shutdown` resolves.
+/// Serves the admin API until `shutdown` resolves, through the accept loop of `custos serve`
+/// with its own connection cap (the `[serve]` limits, `listener="admin"` in the metrics).
 pub async fn serve_admin(
     state: Arc<AdminState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    let metrics = crate::listen::ConnectionMetrics::register(state.app.metrics(), "admin");
+    let endpoint = crate::listen::Endpoint::new(router(state.clone()), &state.app.config.serve, metrics);
+    crate::listen::serve_connections(endpoint, listener, crate::listen::Plain, shutdown, async {}).await
 }

@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::auth::Identity;
 use crate::reply;
-use crate::server::AppState;
+use crate::server::{AppState, BodyError};
 use crate::tls::ClientSpiffeId;
 
 /// The grant type of RFC 8693.
@@ -118,9 +118,14 @@ async fn exchange(
     if !is_form {
         return Err(Refusal::bad("invalid_request", "the body must be application/x-www-form-urlencoded"));
     }
-    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
-        .await
-        .map_err(|_| Refusal::bad("invalid_request", format!("the form exceeds {MAX_FORM_BYTES} bytes")))?;
+    let bytes = crate::server::read_body(app, body, MAX_FORM_BYTES).await.map_err(|e| match e {
+        BodyError::TooLarge => Refusal::bad("invalid_request", format!("the form exceeds {MAX_FORM_BYTES} bytes")),
+        BodyError::TimedOut(timeout) => Refusal {
+            status: StatusCode::REQUEST_TIMEOUT,
+            error: "invalid_request",
+            description: format!("the form was not received within {} ms", timeout.as_millis()),
+        },
+    })?;
     let form: ExchangeForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|e| Refusal::bad("invalid_request", format!("the form cannot be read: {e}")))?;
     if form.grant_type.as_deref() != Some(TOKEN_EXCHANGE) {

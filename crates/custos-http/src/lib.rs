@@ -13,6 +13,8 @@
 //! - [`federation`]: `/mcp`, one endpoint for every served server's tools, named
 //!   `SERVER__TOOL`.
 //! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
+//! - `listen`: the accept loop plain HTTP and TLS share: the `max_connections` cap, hyper's
+//!   header timeout (slowloris), graceful drain at shutdown.
 //! - [`auth`]: who is calling: API keys checked against the registry, JWTs, or the SPIFFE ID
 //!   of the connection's client certificate; 401 / 403 with the
 //!   `WWW-Authenticate` challenge and the protected resource metadata (RFC 9728).
@@ -34,6 +36,7 @@ pub mod auth;
 pub mod exchange;
 pub mod federation;
 pub mod jwks;
+mod listen;
 pub mod reply;
 mod restart;
 pub mod server;
@@ -41,5 +44,6 @@ pub mod session;
 mod stateless;
 pub mod tls;
 
+pub use listen::{bind, LISTEN_BACKLOG};
 pub use server::{serve, AppState};
 pub use tls::serve_tls;

@@ -66,6 +66,8 @@ pub struct AppState {
     gateway_metrics: custos_gateway::GatewayMetrics,
     sessions_gauge: custos_metrics::Gauge,
     auth_failures: custos_metrics::Counter,
+    /// Open client connections, and those (and requests) cut off by a limit.
+    connection_metrics: crate::listen::ConnectionMetrics,
     /// Where held calls wait for a human (shared with the admin API that decides them).
     approvals: Option<custos_approvals::Approvals>,
     /// The credentials the gateway holds for upstreams and the keys it mints tokens with.
@@ -94,6 +96,7 @@ impl AppState {
                 "Requests refused for their credential, by reason.",
                 &["reason"],
             ),
+            connection_metrics: crate::listen::ConnectionMetrics::register(&registry, "mcp"),
             registry,
             config,
             policy,
@@ -234,6 +237,11 @@ impl AppState {
         f(&self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
+    /// The MCP router with the `[serve]` connection limits, for the accept loop.
+    pub(crate) fn endpoint(self: &Arc<Self>) -> crate::listen::Endpoint {
+        crate::listen::Endpoint::new(router(self.clone()), &self.config.serve, self.connection_metrics.clone())
+    }
+
     pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.config.serve.request_timeout_ms)
     }
@@ -303,22 +311,20 @@ impl AppState {
     }
 }
 
-/// Serves plain HTTP until `shutdown` resolves, then ends every session and returns. Over TLS,
-/// [`crate::tls::serve_tls`] serves the same router.
+/// Serves plain HTTP until `shutdown` resolves, then ends every session and returns once the
+/// open connections have drained. Over TLS, [`crate::tls::serve_tls`] serves the same router;
+/// both share the accept loop of `listen.rs` (connection cap, header timeout).
 pub async fn serve(
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state.clone());
     let closing = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Open event streams end when their sessions close; then in-flight requests drain.
-            closing.close_all("gateway shutting down").await;
-        })
-        .await
+    crate::listen::serve_connections(state.endpoint(), listener, crate::listen::Plain, shutdown, async move {
+        // Open event streams end when their sessions close; then in-flight requests drain.
+        closing.close_all("gateway shutting down").await;
+    })
+    .await
 }
 
 /// The routes of `custos serve`, whatever the transport.
@@ -508,16 +514,23 @@ pub(crate) async fn in_flight_permit(
     ))
 }
 
-/// The request body of `agent` as one JSON-RPC message: 413 past the size limit, 400 when
-/// malformed. No session's pipeline has seen it yet, so the refusal is recorded and counted here.
+/// The request body of `agent` as one JSON-RPC message: 413 past the size limit, 408 past the
+/// body timeout, 400 when malformed. No session's pipeline has seen it yet, so the refusal is
+/// recorded and counted here.
 pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> Result<Message, Response> {
     let limit = app.config.limits.max_message_bytes;
-    let (status, id, code, reason) = match axum::body::to_bytes(body, limit).await {
-        Err(_) => (
+    let (status, id, code, reason) = match read_body(app, body, limit).await {
+        Err(BodyError::TooLarge) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             None,
             codes::INVALID_REQUEST,
             format!("message exceeds the limit of {limit} bytes"),
+        ),
+        Err(BodyError::TimedOut(timeout)) => (
+            StatusCode::REQUEST_TIMEOUT,
+            None,
+            codes::INVALID_REQUEST,
+            format!("message body not received within {} ms", timeout.as_millis()),
         ),
         Ok(raw) => match Message::parse(raw.to_vec()) {
             Ok(msg) => return Ok(msg),
@@ -526,7 +539,42 @@ pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> R
     };
     app.gateway_metrics.protocol_errors.inc(&["client"]);
     record_refusal(app, agent, &reason, json!({ "code": code })).await;
-    Err(reply::rpc_error(status, id.as_deref(), code, &reason))
+    let mut response = reply::rpc_error(status, id.as_deref(), code, &reason);
+    if status != StatusCode::BAD_REQUEST {
+        // The rest of the body is not read: the connection cannot carry another request.
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Err(response)
+}
+
+/// Why a request body was not read.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Larger than the limit, declared (`Content-Length`) or as sent.
+    TooLarge,
+    /// Not all there within `body_timeout_ms` (counted as `body_timeout`).
+    TimedOut(Duration),
+}
+
+/// A whole request body of at most `limit` bytes, received within `body_timeout_ms`. A body
+/// declared larger is refused before any of it is read; one sent larger (chunked) as soon as it
+/// passes the limit, so no more than `limit` bytes are ever held.
+pub(crate) async fn read_body(app: &AppState, body: Body, limit: usize) -> Result<axum::body::Bytes, BodyError> {
+    use axum::body::HttpBody;
+    if body.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(BodyError::TooLarge);
+    }
+    let timeout = Duration::from_millis(app.config.serve.body_timeout_ms);
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        // A client that breaks off its body sends nothing more to answer; too large is the
+        // only other failure.
+        Ok(Err(_)) => Err(BodyError::TooLarge),
+        Err(_) => {
+            app.connection_metrics.refused("body_timeout");
+            Err(BodyError::TimedOut(timeout))
+        }
+    }
 }
 
 /// The answer to a forwarded request: as an SSE stream (carrying what the upstream says

@@ -44,6 +44,9 @@
 //!   `client` or the `upstream`.
 //! - `custos_tls_handshake_failures_total{reason}`, counter: TLS handshakes `custos serve`
 //!   refused (`protocol`, `client_certificate`, `peer_identity`, `timeout`, `connection`).
+//! - `custos_connections`, gauge, and `custos_connections_refused_total{reason}`, counter: open
+//!   client connections of `custos serve`, and those cut off by a limit (`max_connections`,
+//!   `header_timeout`, `body_timeout`).
 //!
 //! Histograms of latencies use [`LATENCY_BUCKETS`] and [`Histogram::start_timer`].
 //!

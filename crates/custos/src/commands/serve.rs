@@ -36,8 +36,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
 
     let runtime = super::runtime()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(config.serve.listen)
-            .await
+        let listener = custos_http::bind(config.serve.listen)
             .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
