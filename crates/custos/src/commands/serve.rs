@@ -23,6 +23,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         )));
     }
     check_upstream_tls(&config)?;
+    warn_if_few_files(config.serve.max_connections);
     let policy = Arc::new(super::run::load_policy(&config)?);
     let mut store = context::open_for_writing(&config.data_dir)?;
     let db = context::database_path(&config.data_dir);
@@ -163,6 +164,29 @@ fn check_upstream_tls(config: &custos_config::Config) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("{}: server `{}`: {e}", config.path.display(), server.name)))?;
     }
     Ok(())
+}
+
+/// File descriptors the gateway needs besides client connections: the store, sessions'
+/// upstream processes, the admin listener's connections. A rough floor, for a warning only.
+const FILES_BESIDES_CONNECTIONS: u64 = 256;
+
+/// Warns when the process may open too few files for `max_connections`: past the limit new
+/// connections are not refused with a 503 but wait in the kernel's queue (accept fails and is
+/// retried a second later). Linux only (`/proc/self/limits`); silent elsewhere.
+fn warn_if_few_files(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else { return };
+    let soft = limits
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse::<u64>().ok());
+    let wanted = u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(FILES_BESIDES_CONNECTIONS);
+    if let Some(soft) = soft.filter(|soft| *soft < wanted) {
+        eprintln!(
+            "custos: the process may open {soft} files, and [serve] max_connections = {max_connections} needs about \
+             {wanted}: raise the limit (`ulimit -n`, systemd `LimitNOFILE=`) or lower max_connections"
+        );
+    }
 }
 
 /// The TLS acceptor for `[serve.tls]`, its files read now so that a missing or mismatched file
