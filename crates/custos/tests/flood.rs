@@ -450,6 +450,10 @@ fn concurrent(target: &Target, key: &str, session: &str, agent_calls: &dyn Fn() 
             let sent = stream.write_all(format!("{head}{body}").as_bytes());
             readers.push((sent, stream));
         }
+        // A connection accepted but given its request only after the header timeout is closed,
+        // rightly: only a machine too loaded to send 192 requests in time does that.
+        let sent_in_time = started.elapsed() < HEADER_TIMEOUT.mul_f32(0.8);
+        let closed_before = closed;
         for (i, (sent, stream)) in readers.into_iter().enumerate() {
             match read_answer(&mut BufReader::new(stream)) {
                 Ok(a) if a.status == 200 => {
@@ -478,10 +482,14 @@ fn concurrent(target: &Target, key: &str, session: &str, agent_calls: &dyn Fn() 
             }
         }
         assert!(started.elapsed() < SLACK, "round {round} took {:?}", started.elapsed());
+        // Every refusal lingers long enough to be read: none is cut to a bare close here.
+        assert!(
+            !sent_in_time || closed == closed_before,
+            "round {round}: {} connections closed unanswered",
+            closed - closed_before
+        );
     }
     assert!(served > 0 && refused > 0, "served {served}, refused {refused}, closed {closed}");
-    // Every refusal lingers long enough to be read: none is cut to a bare close here.
-    assert_eq!(closed, 0, "served {served}, refused {refused}, closed {closed}");
     eprintln!(
         "concurrent: {} connections in {rounds} rounds: {served} served, {refused} refused (503), {closed} closed",
         rounds * CONCURRENT_PER_ROUND
