@@ -12,10 +12,11 @@
 //! bounds the sockets, tasks and buffers the gateway spends on clients however they behave. hyper's timer
 //! closes a connection that has not sent a whole request head within `header_timeout_ms` of
 //! being ready for one (slowloris, or a kept-alive connection left idle); the handlers bound
-//! the time a body may take (`body_timeout_ms`, see `server::read_message`).
+//! the time a body may take (`body_timeout_ms`, see `server::read_body`).
 //!
-//! Shutdown: stop accepting, close every session (which ends their event streams), tell every
-//! connection to finish the requests it has, and return once the last one has ended.
+//! Shutdown: stop accepting, run the listener's closing step (the MCP listener closes every
+//! session, which ends their event streams), tell every connection to finish the requests it
+//! has, and return once the last one has ended.
 //!
 //! The admin API has its own listener, cap and metrics (`listener="admin"`), with the same
 //! `[serve]` limits: a flood of one cannot take the other's connections.
@@ -42,7 +43,7 @@ const MAX_LINGERING_REFUSALS: usize = 256;
 
 /// How long a refused connection is kept after its answer, reading (and dropping) what the
 /// client still sends. Closing a socket with unread input resets it, and a reset can reach the
-/// client before it has read the answer: this is the "lingering close" of nginx and hyper.
+/// client before it has read the answer: this is nginx's "lingering close".
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 
 /// The most a lingering refused connection reads before it is closed anyway.

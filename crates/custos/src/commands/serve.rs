@@ -220,8 +220,7 @@ async fn admin_listener(admin: &custos_config::AdminConfig) -> Result<(tokio::ne
             admin.token_file.display()
         )));
     }
-    let listener = tokio::net::TcpListener::bind(admin.listen)
-        .await
+    let listener = custos_http::bind(admin.listen)
         .map_err(|e| Failure::usage(format!("cannot listen on `{}` for the admin api: {e}", admin.listen)))?;
     Ok((listener, token))
 }
