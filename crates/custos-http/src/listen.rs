@@ -196,6 +196,9 @@ pub(crate) async fn serve_connections<T: Transport>(
             continue;
         };
         at_cap = false;
+        // Answers are small and often written in several pieces (SSE events): without this,
+        // Nagle's algorithm holds each piece until the client's delayed ACK, 40 ms per call.
+        let _ = tcp.set_nodelay(true);
         metrics.open.inc(&[metrics.listener]);
         let connection = Connection {
             transport: transport.clone(),
