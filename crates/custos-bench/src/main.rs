@@ -1,0 +1,201 @@
+//! `custos-bench`: what the gateway costs, measured side by side with the same work done
+//! directly, in one run.
+//!
+//! ```text
+//! cargo build --release -p custos -p custos-bench
+//! target/release/custos-bench --out bench.json
+//! ```
+//!
+//! The upstream is this program too (`custos-bench echo-http` / `echo-stdio`): a Rust MCP
+//! server with one tool, so the upstream is never the bottleneck. The load generator is this
+//! program's own hyper client, in its own process. Everything binds loopback, and every phase
+//! is bounded in time: the default run takes about two minutes on two cores.
+
+mod echo;
+mod load;
+mod micro;
+mod procfs;
+mod report;
+mod scenarios;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use load::{HttpTarget, Phase};
+use report::Report;
+use scenarios::Deployment;
+
+#[derive(Debug, Parser)]
+#[command(name = "custos-bench", version, about = "Benchmarks of the Custos gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The echo upstream over Streamable HTTP (plain JSON replies).
+    EchoHttp {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// The echo upstream over stdio.
+    EchoStdio,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Where to write the JSON result.
+    #[arg(long, default_value = "bench.json")]
+    out: PathBuf,
+    /// The `custos` binary [default: next to this program].
+    #[arg(long)]
+    custos: Option<PathBuf>,
+    /// Warm-up of each load phase, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    warmup_ms: u64,
+    /// Measured part of each load phase, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    measure_ms: u64,
+    /// Concurrent connections (HTTP) or requests in flight (stdio) of the load phases.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    connections: Vec<usize>,
+    /// Policy set sizes of the policy benchmark.
+    #[arg(long, value_delimiter = ',', default_value = "10,100,10000")]
+    policies: Vec<usize>,
+    /// How long each policy set is decided, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    policy_ms: u64,
+    /// How long each audit append phase runs, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    append_ms: u64,
+    /// Events in the log `custos audit verify` checks.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Sessions held open on `custos serve` for the memory reading.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Some(Command::EchoStdio) => echo::serve_stdio().map_err(anyhow::Error::from),
+        Some(Command::EchoHttp { listen }) => runtime().and_then(|rt| Ok(rt.block_on(echo::serve_http(listen))?)),
+        None => runtime().and_then(|rt| rt.block_on(run(cli.run))),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("custos-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+async fn run(args: RunArgs) -> Result<()> {
+    let started = Instant::now();
+    let custos = match args.custos {
+        Some(path) => path,
+        None => std::env::current_exe()?.with_file_name("custos"),
+    };
+    anyhow::ensure!(custos.is_file(), "no custos binary at {} (build it, or pass --custos)", custos.display());
+    let phase =
+        Phase { warmup: Duration::from_millis(args.warmup_ms), measure: Duration::from_millis(args.measure_ms) };
+    let step = |what: &str| eprintln!("[{:>5.1}s] {what}", started.elapsed().as_secs_f64());
+
+    let bench = std::env::current_exe()?;
+    let upstream = scenarios::echo_http(&bench).context("starting the echo upstream")?;
+    let deployment = Deployment::new(custos.clone(), Some(upstream.addr))?;
+    let disk_sync_us = scenarios::disk_sync(deployment.dir.path(), 200)?;
+
+    step("HTTP direct");
+    let direct = HttpTarget { addr: upstream.addr, path: "/mcp".to_owned(), authorization: None };
+    let mut load = scenarios::http_phases(&direct, "direct", None, upstream.pid(), &args.connections, phase).await?;
+
+    step("HTTP through custos serve");
+    let key = deployment.api_key()?;
+    let gateway = scenarios::serve(&deployment).context("starting custos serve")?;
+    let through =
+        HttpTarget { addr: gateway.addr, path: "/mcp/echo".to_owned(), authorization: Some(format!("Bearer {key}")) };
+    let idle = procfs::memory(gateway.pid())?;
+    load.extend(
+        scenarios::http_phases(&through, "custos serve", Some(gateway.pid()), upstream.pid(), &args.connections, phase)
+            .await?,
+    );
+    let under_load = procfs::memory(gateway.pid())?;
+
+    step(&format!("{} sessions on custos serve", args.sessions));
+    let sessions = scenarios::hold_sessions(&through, gateway.pid(), args.sessions, 16).await?;
+    drop(gateway);
+
+    step("stdio direct");
+    let mut echo = tokio::process::Command::new(&bench);
+    echo.arg("echo-stdio");
+    load.extend(scenarios::stdio_phases(echo, "direct", &args.connections, phase).await?);
+
+    step("stdio through custos run");
+    let mut run = tokio::process::Command::new(&custos);
+    run.arg("run")
+        .arg("--config")
+        .arg(deployment.config())
+        .args(["--server", "echo", "--"])
+        .arg(&bench)
+        .arg("echo-stdio");
+    load.extend(scenarios::stdio_phases(run, "custos run", &args.connections, phase).await?);
+    drop(upstream);
+
+    step("policy decisions");
+    let mut policy = Vec::new();
+    for &n in &args.policies {
+        policy.push(micro::policy(n, Duration::from_millis(args.policy_ms))?);
+    }
+
+    step("audit appends");
+    let scratch = tempfile::Builder::new().prefix("custos-bench-audit-").tempdir()?;
+    let audit_append = micro::append(scratch.path(), 64, Duration::from_millis(args.append_ms)).await?;
+
+    step(&format!("audit verify over {} events", args.events));
+    let verify_dir = Deployment::new(custos.clone(), None)?;
+    let audit_verify = micro::verify(&custos, &verify_dir.config(), &verify_dir.data_dir(), args.events)?;
+
+    let comparisons = report::compare(&load);
+    let mut report = Report {
+        version: env!("CARGO_PKG_VERSION"),
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
+        warmup_ms: args.warmup_ms,
+        measure_ms: args.measure_ms,
+        disk_sync_us,
+        load,
+        comparisons,
+        policy,
+        audit_append,
+        audit_verify,
+        memory: report::MemoryResult {
+            idle_rss_bytes: idle.rss,
+            under_load_peak_rss_bytes: under_load.peak_rss,
+            sessions: args.sessions,
+            sessions_rss_bytes: sessions.rss,
+            sessions_peak_rss_bytes: sessions.peak_rss,
+        },
+        targets: Vec::new(),
+        total_secs: 0.0,
+    };
+    report.targets = report::targets(&report);
+    report.total_secs = started.elapsed().as_secs_f64();
+    std::fs::write(&args.out, serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    print!("{}", report::table(&report));
+    println!("result: {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,194 @@
+//! Benchmarks of single components, in this process: policy decisions, durable audit appends,
+//! and (through the real `custos audit verify`) verifying a log of a million events.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use custos_core::{Agent, AgentId, Decision, EventKind, NewEvent, RunId, ToolClass, ToolRef};
+use custos_policy::{CallRequest, PolicyEngine, ToolInfo, EMBEDDED_SCHEMA};
+use custos_store::{AuditLog, SqliteStore, Store};
+use serde_json::json;
+
+use crate::report::{AppendResult, Latency, PolicyResult, VerifyResult};
+
+/// `n` policies of the shapes a large deployment has: per-agent tool grants, group grants with
+/// argument conditions, and forbids on argument patterns; plus the grant the measured call
+/// matches and a forbid it must be checked against. Every policy is evaluated for every call.
+pub fn policy_set(n: usize) -> String {
+    let mut text = String::with_capacity(n * 200);
+    text.push_str(
+        "@id(\"bench-grant\")\npermit (principal in Custos::Group::\"bench\", action == Custos::Action::\"call_tool\", resource)\n\
+         when { resource.class == \"read\" };\n\
+         @id(\"no-etc\")\nforbid (principal, action == Custos::Action::\"call_tool\", resource)\n\
+         when { context.arguments has path && context.arguments.path like \"/etc/*\" };\n",
+    );
+    for i in 0..n.saturating_sub(2) {
+        let policy = match i % 3 {
+            0 => format!(
+                "@id(\"p{i}\")\npermit (principal == Custos::Agent::\"agent-{i}\", action == Custos::Action::\"call_tool\", \
+                 resource == Custos::Tool::\"server-{s}/tool-{i}\");\n",
+                s = i % 50
+            ),
+            1 => format!(
+                "@id(\"p{i}\")\npermit (principal in Custos::Group::\"team-{g}\", action == Custos::Action::\"call_tool\", resource)\n\
+                 when {{ resource.class == \"write\" && context.arguments has path && context.arguments.path like \"/srv/{i}/*\" }};\n",
+                g = i % 100
+            ),
+            _ => format!(
+                "@id(\"p{i}\")\nforbid (principal, action == Custos::Action::\"call_tool\", resource)\n\
+                 when {{ context.arguments has query && context.arguments.query == \"blocked-{i}\" }};\n"
+            ),
+        };
+        text.push_str(&policy);
+    }
+    text
+}
+
+/// Decides the same allowed call against `n` policies for about `budget` (at least 200 times).
+pub fn policy(n: usize, budget: Duration) -> Result<PolicyResult> {
+    let loading = Instant::now();
+    let engine = PolicyEngine::from_sources(EMBEDDED_SCHEMA, &[("bench.cedar".to_owned(), policy_set(n))])
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let load_ms = loading.elapsed().as_secs_f64() * 1e3;
+    let agent = Agent {
+        id: AgentId("bench".to_owned()),
+        owner: "bench@example.com".to_owned(),
+        purpose: "benchmarks".to_owned(),
+        groups: vec!["bench".to_owned()],
+    };
+    let tool = ToolRef::new("echo", "echo");
+    let arguments = json!({ "text": "hello", "path": "/srv/data/report.txt" });
+    let labels = ["read_sensitive".to_owned()];
+    let req = CallRequest {
+        agent: &agent,
+        tool: ToolInfo { tool: &tool, class: ToolClass::Read, annotations: None },
+        arguments: &arguments,
+        run_id: "run-bench",
+        step: 3,
+        labels: &labels,
+        findings: &[],
+        flows: &[],
+        approval_granted: false,
+    };
+    if !matches!(engine.decide(&req), Decision::Allow { .. }) {
+        bail!("the benchmark's call is not allowed by its {n} policies");
+    }
+    let mut samples = Vec::new();
+    let until = Instant::now() + budget;
+    while samples.len() < 200 || Instant::now() < until {
+        let start = Instant::now();
+        let decision = engine.decide(&req);
+        samples.push(u32::try_from(start.elapsed().as_nanos()).unwrap_or(u32::MAX));
+        std::hint::black_box(decision);
+    }
+    Ok(PolicyResult { policies: n, decisions: samples.len(), load_ms, latency_ns: Latency::of(&mut samples) })
+}
+
+/// An event like the gateway's `call.requested`, `call.decided` and `call.finished`.
+fn event(i: u64) -> NewEvent {
+    let kind = match i % 3 {
+        0 => EventKind::CallRequested,
+        1 => EventKind::CallDecided,
+        _ => EventKind::CallFinished,
+    };
+    let mut e = NewEvent::new(kind, 1_790_000_000_000 + i64::try_from(i).unwrap_or(0));
+    e.agent = Some(AgentId("bench".to_owned()));
+    e.run = Some(RunId(format!("run-{}", i / 300)));
+    e.step = Some(i / 3);
+    e.tool = Some(ToolRef::new("echo", "echo"));
+    e.decision = (i % 3 == 1).then(|| "allow".to_owned());
+    e.detail = json!({
+        "request_id": i / 3,
+        "session": "3f6c1d0e-2b7a-4c1e-9f3d-6a5b4c3d2e1f",
+        "arguments": { "text": format!("message {}", i / 3) },
+        "policies": ["bench-grant"],
+        "duration_us": 412,
+    });
+    e
+}
+
+/// Durable appends through the gateway's own writer ([`AuditLog`], group commit): one
+/// appender at a time, then `concurrent` at once, each for `budget`.
+pub async fn append(dir: &Path, concurrent: usize, budget: Duration) -> Result<Vec<AppendResult>> {
+    let store = SqliteStore::open(&dir.join("append.db"))?;
+    let log = AuditLog::start(Box::new(store))?;
+    let mut results = Vec::new();
+    for writers in [1, concurrent] {
+        let before = log.stats();
+        let until = Instant::now() + budget;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let log = log.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut written = 0u64;
+                let mut i = u64::try_from(w).unwrap_or(0) * 1_000_000_000;
+                while Instant::now() < until {
+                    log.append(vec![event(i)]).await?;
+                    written += 1;
+                    i += 1;
+                }
+                anyhow::Ok(written)
+            }));
+        }
+        let mut events = 0;
+        for task in tasks {
+            events += task.await??;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        let after = log.stats();
+        results.push(AppendResult {
+            writers,
+            events,
+            events_per_sec: events as f64 / secs,
+            commits_per_sec: (after.batches - before.batches) as f64 / secs,
+        });
+    }
+    log.shutdown().await;
+    Ok(results)
+}
+
+/// Writes `events` events to a new log in `data_dir` (10,000 per transaction), then times
+/// `custos audit verify` over it.
+pub fn verify(custos: &Path, config: &Path, data_dir: &Path, events: u64) -> Result<VerifyResult> {
+    std::fs::create_dir_all(data_dir)?;
+    let writing = Instant::now();
+    {
+        let mut store = SqliteStore::open(&data_dir.join(custos_store::DATABASE_FILE))?;
+        let mut next = 0;
+        while next < events {
+            let batch: Vec<NewEvent> = (next..events.min(next + 10_000)).map(event).collect();
+            next += u64::try_from(batch.len()).unwrap_or(0);
+            store.append(&batch)?;
+        }
+    }
+    let write_secs = writing.elapsed().as_secs_f64();
+    let bytes = std::fs::metadata(data_dir.join(custos_store::DATABASE_FILE))?.len();
+    let start = Instant::now();
+    let out = std::process::Command::new(custos)
+        .args(["audit", "verify", "--json", "--config"])
+        .arg(config)
+        .output()
+        .context("running custos audit verify")?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "custos audit verify failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).context("reading verify's JSON")?;
+    let verified = report.get("count").and_then(serde_json::Value::as_u64).unwrap_or(0);
+    if verified != events {
+        bail!("custos audit verify checked {verified} events, expected {events}: {report}");
+    }
+    Ok(VerifyResult {
+        events,
+        database_bytes: bytes,
+        bulk_write_events_per_sec: events as f64 / write_secs,
+        verify_secs: secs,
+        verify_events_per_sec: events as f64 / secs,
+    })
+}
