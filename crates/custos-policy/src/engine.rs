@@ -3,14 +3,18 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use cedar_policy::{Authorizer, Decision as CedarDecision, PolicySet, Request, Schema};
+use cedar_policy::{
+    Authorizer, Decision as CedarDecision, EntityTypeName, EntityUid, PolicySet, PrincipalConstraint, Request,
+    ResourceConstraint, Schema,
+};
 use custos_core::{Agent, Decision, ToolClass, ToolRef};
 use serde::Serialize;
 
 use crate::error::{io_reason, one_line, truncate, with_causes, PolicyError};
 use crate::load::{self, id_str, PolicyEffect, PolicyMeta};
-use crate::request::{self, CallRequest, Names, ToolInfo};
+use crate::request::{self, CallRequest, EntityCache, Names, Prepared, ToolInfo};
 use crate::schema::{self, SchemaSource};
 
 /// The reason of a deny when nothing permitted the call.
@@ -34,6 +38,7 @@ pub struct PolicyEngine {
     index: HashMap<String, usize>,
     names: Names,
     authorizer: Authorizer,
+    entities: EntityCache,
 }
 
 /// One policy's part in a decision, for `custos policy explain` and reviews.
@@ -114,7 +119,15 @@ impl PolicyEngine {
         check_shape(schema_name, &schema, &names)?;
         let loaded = load::load(&schema, sources)?;
         let index = loaded.policies.iter().enumerate().map(|(i, p)| (p.id.clone(), i)).collect();
-        Ok(Self { schema, policies: loaded.set, meta: loaded.policies, index, names, authorizer: Authorizer::new() })
+        Ok(Self {
+            schema,
+            policies: loaded.set,
+            meta: loaded.policies,
+            index,
+            names,
+            authorizer: Authorizer::new(),
+            entities: EntityCache::default(),
+        })
     }
 
     /// Decides one call. Never panics; anything that stops evaluation denies.
@@ -156,7 +169,7 @@ impl PolicyEngine {
     /// [`explain`](Self::explain) without holds: what Cedar decides for this exact context.
     fn evaluate(&self, req: &CallRequest<'_>) -> Explanation {
         let response = match self.request(req) {
-            Ok((request, entities)) => self.authorizer.is_authorized(&request, &self.policies, &entities),
+            Ok((request, prepared)) => self.authorizer.is_authorized(&request, &prepared.policies, &prepared.entities),
             Err(reason) => {
                 return Explanation { decision: Decision::Deny { policies: Vec::new(), reason }, policies: Vec::new() }
             }
@@ -259,10 +272,27 @@ impl PolicyEngine {
 
     /// The Cedar request and entities for one call, or why they cannot be built (the reason of
     /// the resulting deny).
-    fn request(&self, req: &CallRequest<'_>) -> Result<(Request, cedar_policy::Entities), String> {
-        let entities = self
-            .names
-            .entities(&self.schema, req.agent, &req.tool, req.flows)
+    /// The policies whose scope can match a call of `tool` by `agent`. Cedar checks a policy's
+    /// scope before its conditions, so one whose scope cannot match is never satisfied and never
+    /// fails: leaving it out changes no decision, no determining policy and no error. With
+    /// thousands of policies scoped to particular agents or tools, a call evaluates a few.
+    fn applicable(&self, agent: &Agent, tool: &ToolRef) -> Result<PolicySet, String> {
+        let (principal, groups) = (self.names.agent_uid(agent), self.names.group_uids(agent));
+        let (resource, server) = (self.names.tool_uid(tool), [self.names.server_uid(tool)]);
+        let chosen = self.policies.policies().filter(|p| {
+            Scope::from(p.principal_constraint()).may_match(&principal, &groups)
+                && Scope::from(p.resource_constraint()).may_match(&resource, &server)
+        });
+        PolicySet::from_policies(chosen.cloned()).map_err(|e| with_causes(&e))
+    }
+
+    fn request(&self, req: &CallRequest<'_>) -> Result<(Request, Arc<Prepared>), String> {
+        let prepared = self
+            .entities
+            .get_or_build(req.agent, &req.tool, req.flows, || {
+                let entities = self.names.entities(&self.schema, req.agent, &req.tool, req.flows)?;
+                Ok(Prepared { entities, policies: self.applicable(req.agent, req.tool.tool)? })
+            })
             .map_err(|e| format!("cannot describe the call to policy: {e}"))?;
         let context = request::context(req)?;
         // The context is not checked against the schema: it holds every argument the agent
@@ -276,7 +306,55 @@ impl PolicyEngine {
             None,
         )
         .map_err(|e| format!("cannot describe the call to policy: {}", with_causes(&e)))?;
-        Ok((request, entities))
+        Ok((request, prepared))
+    }
+}
+
+/// A policy's principal or resource scope.
+enum Scope {
+    Any,
+    Eq(EntityUid),
+    In(EntityUid),
+    Is(EntityTypeName),
+    IsIn(EntityTypeName, EntityUid),
+}
+
+impl Scope {
+    /// Whether an entity `uid`, whose ancestors are `ancestors`, can satisfy the scope (`in` is
+    /// reflexive: an entity is in itself).
+    fn may_match(&self, uid: &EntityUid, ancestors: &[EntityUid]) -> bool {
+        let within = |u: &EntityUid| u == uid || ancestors.contains(u);
+        match self {
+            Scope::Any => true,
+            Scope::Eq(u) => u == uid,
+            Scope::In(u) => within(u),
+            Scope::Is(ty) => ty == uid.type_name(),
+            Scope::IsIn(ty, u) => ty == uid.type_name() && within(u),
+        }
+    }
+}
+
+impl From<PrincipalConstraint> for Scope {
+    fn from(c: PrincipalConstraint) -> Self {
+        match c {
+            PrincipalConstraint::Any => Scope::Any,
+            PrincipalConstraint::Eq(u) => Scope::Eq(u),
+            PrincipalConstraint::In(u) => Scope::In(u),
+            PrincipalConstraint::Is(ty) => Scope::Is(ty),
+            PrincipalConstraint::IsIn(ty, u) => Scope::IsIn(ty, u),
+        }
+    }
+}
+
+impl From<ResourceConstraint> for Scope {
+    fn from(c: ResourceConstraint) -> Self {
+        match c {
+            ResourceConstraint::Any => Scope::Any,
+            ResourceConstraint::Eq(u) => Scope::Eq(u),
+            ResourceConstraint::In(u) => Scope::In(u),
+            ResourceConstraint::Is(ty) => Scope::Is(ty),
+            ResourceConstraint::IsIn(ty, u) => Scope::IsIn(ty, u),
+        }
     }
 }
 

@@ -12,8 +12,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
-use cedar_policy::{Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema};
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, RestrictedExpression, Schema,
+};
 use custos_core::{Agent, ToolClass, ToolRef};
 
 use crate::context::{arguments_record, record};
@@ -87,6 +90,16 @@ impl Names {
         uid(&self.tool, &tool.to_string())
     }
 
+    /// The uids of `agent`'s groups: its ancestors, for `principal in ...`.
+    pub(crate) fn group_uids(&self, agent: &Agent) -> Vec<EntityUid> {
+        agent.groups.iter().map(|g| uid(&self.group, g)).collect()
+    }
+
+    /// The uid of `tool`'s server: its ancestor, for `resource in ...`.
+    pub(crate) fn server_uid(&self, tool: &ToolRef) -> EntityUid {
+        uid(&self.server, &tool.server)
+    }
+
     /// The agent, its groups, the tool and its server, checked against `schema` (which also
     /// adds the action entities).
     pub(crate) fn entities(
@@ -133,6 +146,73 @@ impl Names {
             Entity::with_uid(server_uid),
         ]);
         Entities::from_entities(all, Some(schema)).map_err(|e| with_causes(&e))
+    }
+}
+
+/// What deciding a call of one tool by one agent needs apart from the call's context: the
+/// entities, and the policies whose scope can match them.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) entities: Entities,
+    pub(crate) policies: PolicySet,
+}
+
+/// [`Prepared`] for the agent and tool pairs seen lately: building and validating entities, and
+/// evaluating policies scoped to other agents and tools, cost more than deciding the call, and
+/// an agent calls the same few tools over and over.
+///
+/// Keyed by everything [`Names::entities`] reads, so a changed agent, class, annotation or
+/// flow mark is a different key, never a stale entry. Bounded: emptied when full.
+#[derive(Debug, Default)]
+pub(crate) struct EntityCache {
+    built: Mutex<HashMap<EntityKey, Arc<Prepared>>>,
+}
+
+/// Pairs of agent and tool remembered at once.
+const MAX_CACHED_ENTITIES: usize = 4096;
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct EntityKey {
+    agent: String,
+    owner: String,
+    purpose: String,
+    groups: Vec<String>,
+    tool: ToolRef,
+    class: ToolClass,
+    hints: [Option<bool>; 4],
+    flows: Vec<String>,
+}
+
+impl EntityCache {
+    /// The entities of `agent` and `tool`, from the cache or built by `build` and kept.
+    pub(crate) fn get_or_build(
+        &self,
+        agent: &Agent,
+        tool: &ToolInfo<'_>,
+        flows: &[String],
+        build: impl FnOnce() -> Result<Prepared, String>,
+    ) -> Result<Arc<Prepared>, String> {
+        let key = EntityKey {
+            agent: agent.id.0.clone(),
+            owner: agent.owner.clone(),
+            purpose: agent.purpose.clone(),
+            groups: agent.groups.clone(),
+            tool: tool.tool.clone(),
+            class: tool.class,
+            hints: ANNOTATION_HINTS.map(|hint| tool.annotations.and_then(|a| a.get(hint)?.as_bool())),
+            flows: flows.to_vec(),
+        };
+        if let Some(found) = self.built.lock().ok().and_then(|built| built.get(&key).cloned()) {
+            return Ok(found);
+        }
+        let entities = Arc::new(build()?);
+        if let Ok(mut built) = self.built.lock() {
+            if built.len() >= MAX_CACHED_ENTITIES {
+                built.clear();
+            }
+            built.insert(key, entities.clone());
+        }
+        Ok(entities)
     }
 }
 

@@ -270,21 +270,26 @@ impl Store for SqliteStore {
     }
 
     fn write_batch(&mut self, writes: &[Write]) -> Result<Vec<WriteResult>, StoreError> {
+        // Nearly every batch has no failing write: apply them all in one transaction without
+        // savepoints, whose statement journal costs as much as the writes themselves. If one
+        // write fails, that transaction is rolled back whole (nothing of it was committed) and
+        // the batch is replayed with a savepoint per write, so the failure stays its own.
+        let path = &self.path;
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
+        let applied: Result<Vec<WriteOutcome>, StoreError> = writes.iter().map(|w| apply(&tx, path, w)).collect();
+        if let Ok(outcomes) = applied {
+            tx.commit().map_err(|e| write_error(path, e))?;
+            return Ok(outcomes.into_iter().map(Ok).collect());
+        }
+        tx.rollback().map_err(|e| write_error(path, e))?;
         self.in_transaction(|conn, path| {
             let mut results = Vec::with_capacity(writes.len());
             for write in writes {
                 // A savepoint per write: one write's failure rolls back only that write, and
                 // the other callers in the batch still get their events recorded.
                 conn.execute_batch("SAVEPOINT custos_write").map_err(|e| write_error(path, e))?;
-                let result = match write {
-                    Write::Append(events) => append_in(conn, path, events).map(WriteOutcome::Appended),
-                    Write::ObserveTools { tools, template } => {
-                        observe_in(conn, path, tools, template).map(WriteOutcome::Observed)
-                    }
-                    Write::Approval(write) => {
-                        approvals::write_in(conn, path, write).map(|o| WriteOutcome::Approval(Box::new(o)))
-                    }
-                };
+                let result = apply(conn, path, write);
                 let end = if result.is_ok() {
                     "RELEASE custos_write"
                 } else {
@@ -517,6 +522,15 @@ impl SqliteStore {
             hash: hash.parse().map_err(|_| unreadable("malformed digest".into()))?,
             event: decoded.event,
         })
+    }
+}
+
+/// One write of a batch, inside the caller's write transaction.
+fn apply(conn: &Connection, path: &Path, write: &Write) -> Result<WriteOutcome, StoreError> {
+    match write {
+        Write::Append(events) => append_in(conn, path, events).map(WriteOutcome::Appended),
+        Write::ObserveTools { tools, template } => observe_in(conn, path, tools, template).map(WriteOutcome::Observed),
+        Write::Approval(write) => approvals::write_in(conn, path, write).map(|o| WriteOutcome::Approval(Box::new(o))),
     }
 }
 

@@ -891,3 +891,57 @@ fn the_shipped_toxic_flow_policies_hold_egress_only_after_both_labels() {
     let replay = Call::new(bot, "ops/rollback", ToolClass::Privileged).findings(&["replay"]);
     assert!(matches!(replay.decide(&e), Decision::Hold { .. }), "{:?}", replay.decide(&e));
 }
+
+/// Every scope form, for other and for the calling agents, groups, tools and servers, with
+/// conditions that match, do not match, and fail to evaluate.
+const SCOPED: &str = r#"
+@id("any") permit (principal, CALL, resource) when { resource.class == "read" };
+@id("eq-agent") permit (principal == Custos::Agent::"alice", CALL, resource);
+@id("eq-other") forbid (principal == Custos::Agent::"mallory", CALL, resource);
+@id("in-group") permit (principal in Custos::Group::"ops", CALL, resource == Custos::Tool::"files/write");
+@id("in-agent") forbid (principal in Custos::Agent::"bob", CALL, resource) when { context.arguments has path };
+@id("is") forbid (principal is Custos::Agent, CALL, resource) when { context.arguments has amount && context.arguments.amount > 100 };
+@id("is-in") permit (principal is Custos::Agent in Custos::Group::"readers", CALL, resource in Custos::Server::"files");
+@id("tool-other") forbid (principal, CALL, resource == Custos::Tool::"files/delete");
+@id("server-other") forbid (principal, CALL, resource in Custos::Server::"payments");
+@id("tool-is") forbid (principal, CALL, resource is Custos::Tool) when { context.run.labels.contains("tainted") };
+"#;
+
+#[test]
+fn leaving_out_policies_scoped_elsewhere_changes_no_decision() {
+    let engine = engine(&[("scoped.cedar", SCOPED)]);
+    let agents =
+        [agent("alice", &[]), agent("bob", &["ops"]), agent("carol", &["readers"]), agent("mallory", &["ops"])];
+    let tools = ["files/read", "files/write", "files/delete", "payments/refund", "mail/send"];
+    let mut checked = 0;
+    for a in &agents {
+        for tool in tools {
+            for args in [json!({}), json!({ "path": "/tmp/x" }), json!({ "amount": 500 }), json!({ "amount": "x" })] {
+                for labels in [&[][..], &["tainted"][..]] {
+                    let call = Call::new(a.clone(), tool, ToolClass::Read).args(args.clone()).labels(labels);
+                    let req = call.request();
+                    let (request, prepared) = engine.request(&req).unwrap();
+                    let all = engine.authorizer.is_authorized(&request, &engine.policies, &prepared.entities);
+                    let some = engine.authorizer.is_authorized(&request, &prepared.policies, &prepared.entities);
+                    let ids = |r: &cedar_policy::Response| {
+                        let mut reasons: Vec<String> = r.diagnostics().reason().map(ToString::to_string).collect();
+                        let mut errors: Vec<String> = r.diagnostics().errors().map(ToString::to_string).collect();
+                        reasons.sort();
+                        errors.sort();
+                        (r.decision(), reasons, errors)
+                    };
+                    assert_eq!(ids(&all), ids(&some), "{} calling {tool} with {args} {labels:?}", a.id);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4 * 5 * 4 * 2);
+    // The cache is per agent and tool: mallory and files/delete see neither alice's grant nor
+    // the payments forbid.
+    let call = Call::new(agent("mallory", &["ops"]), "files/delete", ToolClass::Read);
+    let (_, prepared) = engine.request(&call.request()).unwrap();
+    let kept: std::collections::BTreeSet<&str> =
+        prepared.policies.policies().filter_map(|p| p.annotation("id")).collect();
+    assert_eq!(kept, ["any", "eq-other", "is", "tool-is", "tool-other"].into_iter().collect());
+}
