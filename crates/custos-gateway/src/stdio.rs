@@ -350,18 +350,35 @@ async fn pump<R: AsyncBufRead + Unpin>(
     }
 }
 
-/// A task that writes each frame as one line and flushes; returns its sender.
+/// A task that writes each frame as one line, flushing once the queue is empty; returns its
+/// sender.
+/// How many bytes of queued frames the writer gathers into one write at most.
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
+
 fn writer<W: AsyncWrite + Unpin + Send + 'static>(mut out: W) -> (mpsc::Sender<Vec<u8>>, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(256);
     let task = tokio::spawn(async move {
-        while let Some(mut frame) = rx.recv().await {
-            if frame.is_empty() {
-                break;
+        // Frames already queued go out in one write: under load, one syscall carries many.
+        let mut batch = Vec::new();
+        'frames: while let Some(frame) = rx.recv().await {
+            let mut next = Some(frame);
+            while let Some(frame) = next.take() {
+                if frame.is_empty() {
+                    if !batch.is_empty() {
+                        let _ = out.write_all(&batch).await;
+                    }
+                    break 'frames;
+                }
+                batch.extend_from_slice(&frame);
+                batch.push(b'\n');
+                if batch.len() < WRITE_BATCH_BYTES {
+                    next = rx.try_recv().ok();
+                }
             }
-            frame.push(b'\n');
-            if out.write_all(&frame).await.is_err() || out.flush().await.is_err() {
+            if out.write_all(&batch).await.is_err() || out.flush().await.is_err() {
                 return;
             }
+            batch.clear();
         }
         let _ = out.shutdown().await;
     });

@@ -76,8 +76,9 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             flows: server.flows.clone(),
             quarantined,
         }));
-        let stdin = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
-        let result = serve_stdio(gateway, &command, stdin, tokio::io::stdout(), config.limits).await;
+        let (stdin, stdout) = client_streams();
+        let stdin = tokio::io::BufReader::with_capacity(64 * 1024, stdin);
+        let result = serve_stdio(gateway, &command, stdin, stdout, config.limits).await;
         audit.shutdown().await;
         result.map_err(Failure::usage)
     })?;
@@ -187,4 +188,24 @@ pub fn load_policy(config: &Config) -> Result<PolicyEngine, Failure> {
 /// A fresh run id: time and process id make it unique on this machine.
 fn new_run_id() -> String {
     format!("run-{}-{}", custos_gateway::now_ms(), std::process::id())
+}
+
+/// The client's side of the session: stdin and stdout as non-blocking pipes when they are
+/// pipes (what an MCP client gives its server), read and written from the runtime's own event
+/// loop; otherwise (a terminal, a file) tokio's stdin and stdout, which hand every read and
+/// write to a blocking thread — a thread switch per message.
+fn client_streams() -> (Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box<dyn tokio::io::AsyncWrite + Unpin + Send>) {
+    use std::os::fd::AsFd;
+    use tokio::net::unix::pipe;
+    let input = std::io::stdin().as_fd().try_clone_to_owned().and_then(pipe::Receiver::from_owned_fd);
+    let output = std::io::stdout().as_fd().try_clone_to_owned().and_then(pipe::Sender::from_owned_fd);
+    let input: Box<dyn tokio::io::AsyncRead + Unpin + Send> = match input {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdin()),
+    };
+    let output: Box<dyn tokio::io::AsyncWrite + Unpin + Send> = match output {
+        Ok(pipe) => Box::new(pipe),
+        Err(_) => Box::new(tokio::io::stdout()),
+    };
+    (input, output)
 }

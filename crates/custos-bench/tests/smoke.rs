@@ -1,0 +1,61 @@
+//! The benchmark harness end to end, in miniature: every phase runs against the real binaries
+//! and every call succeeds. Nothing here is timed; the numbers are `custos-bench`'s to report.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn a_short_run_measures_every_path_and_writes_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("bench.json");
+    let run = Command::new(env!("CARGO_BIN_EXE_custos-bench"))
+        .arg("--out")
+        .arg(&out)
+        .args(["--warmup-ms", "50", "--measure-ms", "200", "--connections", "1,4"])
+        .args(["--policies", "10,100", "--policy-ms", "20", "--append-ms", "100"])
+        .args(["--events", "3000", "--sessions", "12"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    let load = report["load"].as_array().unwrap();
+    let paths: Vec<(&str, &str, u64)> = load
+        .iter()
+        .map(|l| (l["transport"].as_str().unwrap(), l["path"].as_str().unwrap(), l["connections"].as_u64().unwrap()))
+        .collect();
+    let mut expected = Vec::new();
+    for (transport, path) in
+        [("http", "direct"), ("http", "custos serve"), ("stdio", "direct"), ("stdio", "custos run")]
+    {
+        for connections in [1, 4] {
+            expected.push((transport, path, connections));
+        }
+    }
+    assert_eq!(paths, expected);
+    for l in load {
+        assert_eq!(l["errors"], 0, "{l}");
+        assert!(l["calls"].as_u64().unwrap() > 0, "{l}");
+        assert!(l["latency_us"]["p50"].as_f64().unwrap() > 0.0, "{l}");
+        let gated = l["path"] != "direct";
+        assert_eq!(l["gateway_cpu_us_per_call"].is_number(), gated, "{l}");
+    }
+    assert_eq!(report["comparisons"].as_array().unwrap().len(), 4);
+
+    let policy: Vec<u64> =
+        report["policy"].as_array().unwrap().iter().map(|p| p["policies"].as_u64().unwrap()).collect();
+    assert_eq!(policy, [10, 100]);
+    let append = report["audit_append"].as_array().unwrap();
+    assert_eq!(append.len(), 2);
+    assert!(append.iter().all(|a| a["events"].as_u64().unwrap() > 0));
+    assert_eq!(report["audit_verify"]["events"], 3000);
+    let memory = &report["memory"];
+    assert_eq!(memory["sessions"], 12);
+    assert!(memory["idle_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(memory["sessions_rss_bytes"].as_u64().unwrap() > 0);
+    assert!(!report["targets"].as_array().unwrap().is_empty());
+    // The table names each target with its verdict.
+    assert!(stdout.contains("targets") && stdout.contains("audit verify"), "{stdout}");
+}
