@@ -17,7 +17,7 @@ use std::str::FromStr;
 use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, ValidationWarning, Validator};
 use serde::Serialize;
 
-use crate::error::{first_offset, one_line, PolicyError, SourcePos};
+use crate::error::{first_offset, one_line, LineIndex, PolicyError, SourcePos};
 
 /// Whether a policy grants or takes away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -234,6 +234,7 @@ fn parse_file(name: &str, text: &str) -> Result<Vec<Statement>, PolicyError> {
         .collect();
     texts.sort_by_key(|(index, _, _)| *index);
     let comments = comment_ranges(text);
+    let lines = LineIndex::new(text);
     let mut positions: HashMap<usize, SourcePos> = HashMap::new();
     let mut search_from = 0;
     for (index, source, is_template) in &texts {
@@ -250,9 +251,9 @@ fn parse_file(name: &str, text: &str) -> Result<Vec<Statement>, PolicyError> {
         let at = match found {
             Some((start, end)) => {
                 search_from = end;
-                SourcePos::locate(name, text, start)
+                lines.locate(name, start)
             }
-            None => SourcePos::locate(name, text, search_from),
+            None => lines.locate(name, search_from),
         };
         if *is_template {
             return Err(PolicyError::Template { at });
