@@ -194,30 +194,49 @@ impl HttpClient {
 /// Runs `clients`, each calling in a loop until the window ends; calls sent and answered
 /// inside the window are measured.
 pub async fn http_load(clients: Vec<HttpClient>, window: Window) -> Result<Sample> {
-    let mut tasks = Vec::with_capacity(clients.len());
-    for mut client in clients {
-        tasks.push(tokio::spawn(async move {
-            let mut sample = Sample::default();
-            loop {
-                let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                let sent = Instant::now();
-                let outcome = match tokio::time::timeout(CALL_TIMEOUT, client.call(id)).await {
-                    Ok(Ok(outcome)) => outcome,
-                    Ok(Err(e)) => Err(format!("{e:#}")),
-                    Err(_) => Err("no answer within the call timeout".to_owned()),
-                };
-                let done = Instant::now();
-                if done >= window.end {
-                    break;
-                }
-                if sent >= window.measure_from {
-                    sample.record(outcome, done - sent);
-                }
-            }
-            sample
-        }));
-    }
+    let tasks = clients.into_iter().map(|client| tokio::spawn(calls_until(client, window))).collect();
     collect(tasks, window).await
+}
+
+/// A client that makes one `tools/call` at a time.
+trait Caller {
+    /// One call with request id `id`: `Err` with what came back when it did not succeed.
+    fn call_once(&mut self, id: u64) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+impl Caller for HttpClient {
+    async fn call_once(&mut self, id: u64) -> Result<(), String> {
+        self.call(id).await.unwrap_or_else(|e| Err(format!("{e:#}")))
+    }
+}
+
+impl Caller for Arc<StdioPeer> {
+    async fn call_once(&mut self, id: u64) -> Result<(), String> {
+        match self.request(id, call(id)).await {
+            Ok(m) if succeeded(&m) => Ok(()),
+            Ok(m) => Err(m.to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+}
+
+/// Calls in a loop until the window ends; measures the calls sent and answered inside it.
+async fn calls_until(mut client: impl Caller, window: Window) -> Sample {
+    let mut sample = Sample::default();
+    loop {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let sent = Instant::now();
+        let outcome = tokio::time::timeout(CALL_TIMEOUT, client.call_once(id))
+            .await
+            .unwrap_or_else(|_| Err("no answer within the call timeout".to_owned()));
+        let done = Instant::now();
+        if done >= window.end {
+            return sample;
+        }
+        if sent >= window.measure_from {
+            sample.record(outcome, done - sent);
+        }
+    }
 }
 
 impl Sample {
@@ -310,31 +329,7 @@ impl StdioPeer {
 
     /// Keeps `clients` calls in flight until the window ends.
     pub async fn load(self: &Arc<Self>, clients: usize, window: Window) -> Result<Sample> {
-        let mut tasks = Vec::with_capacity(clients);
-        for _ in 0..clients {
-            let peer = self.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut sample = Sample::default();
-                loop {
-                    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-                    let sent = Instant::now();
-                    let outcome = match tokio::time::timeout(CALL_TIMEOUT, peer.request(id, call(id))).await {
-                        Ok(Ok(m)) if succeeded(&m) => Ok(()),
-                        Ok(Ok(m)) => Err(m.to_string()),
-                        Ok(Err(e)) => Err(format!("{e:#}")),
-                        Err(_) => Err("no answer within the call timeout".to_owned()),
-                    };
-                    let done = Instant::now();
-                    if done >= window.end {
-                        break;
-                    }
-                    if sent >= window.measure_from {
-                        sample.record(outcome, done - sent);
-                    }
-                }
-                sample
-            }));
-        }
+        let tasks = (0..clients).map(|_| tokio::spawn(calls_until(self.clone(), window))).collect();
         collect(tasks, window).await
     }
 
