@@ -87,7 +87,9 @@ pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
     out
 }
 
-fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
+/// [`canonical_json`] appended to `out`: for callers that write a canonical object field by
+/// field, without building it as a [`serde_json::Value`] first.
+pub fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {

@@ -21,7 +21,7 @@ pub mod tool;
 
 pub use agent::{Agent, AgentId, RunId};
 pub use decision::Decision;
-pub use digest::{canonical_json, Digest};
+pub use digest::{canonical_json, write_canonical, Digest};
 pub use event::{EventKind, NewEvent};
 pub use finding::{Finding, Severity};
 pub use tool::{ToolClass, ToolDescriptor, ToolRef};

@@ -17,7 +17,7 @@
 
 use std::fmt;
 
-use custos_core::{canonical_json, Digest, NewEvent};
+use custos_core::{write_canonical, Digest, NewEvent};
 use serde_json::{Map, Value};
 
 use crate::error::StoreError;
@@ -53,18 +53,32 @@ pub(crate) struct Encoded {
 /// Encodes `event` as event number `seq` chained to `prev`.
 pub(crate) fn encode(seq: u64, prev: &Digest, event: &NewEvent) -> Result<Encoded, StoreError> {
     let columns = derived_columns(event)?;
-    let mut body = Map::new();
-    body.insert("seq".into(), Value::from(seq));
-    body.insert("prev".into(), Value::from(prev.to_hex()));
-    body.insert("time_ms".into(), Value::from(event.time_ms));
-    body.insert("kind".into(), Value::from(event.kind.as_str()));
-    body.insert("agent".into(), Value::from(event.agent.as_ref().map(|a| a.0.clone())));
-    body.insert("run".into(), Value::from(event.run.as_ref().map(|r| r.0.clone())));
-    body.insert("step".into(), Value::from(event.step));
-    body.insert("tool".into(), Value::from(event.tool.as_ref().map(ToString::to_string)));
-    body.insert("decision".into(), Value::from(event.decision.clone()));
-    body.insert("detail".into(), event.detail.clone());
-    let bytes = canonical_json(&Value::Object(body));
+    // The canonical form of the body object, written field by field in sorted key order rather
+    // than built as a map first: the detail is not copied.
+    // `None`: the event's own detail, written where it is instead of copied into a value.
+    let fields: [(&str, Option<Value>); 10] = [
+        ("agent", Some(Value::from(event.agent.as_ref().map(|a| a.0.as_str())))),
+        ("decision", Some(Value::from(event.decision.as_deref()))),
+        ("detail", None),
+        ("kind", Some(Value::from(event.kind.as_str()))),
+        ("prev", Some(Value::from(prev.to_hex()))),
+        ("run", Some(Value::from(event.run.as_ref().map(|r| r.0.as_str())))),
+        ("seq", Some(Value::from(seq))),
+        ("step", Some(Value::from(event.step))),
+        ("time_ms", Some(Value::from(event.time_ms))),
+        ("tool", Some(Value::from(event.tool.as_ref().map(ToString::to_string)))),
+    ];
+    let mut bytes = Vec::with_capacity(256);
+    bytes.push(b'{');
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            bytes.push(b',');
+        }
+        write_canonical(&Value::from(*key), &mut bytes);
+        bytes.push(b':');
+        write_canonical(value.as_ref().unwrap_or(&event.detail), &mut bytes);
+    }
+    bytes.push(b'}');
     let hash = Digest::of(&bytes);
     let body = String::from_utf8(bytes)
         .map_err(|e| StoreError::Internal { reason: format!("canonical json is not utf-8: {e}") })?;
@@ -127,6 +141,48 @@ pub(crate) fn decode(body: &str) -> Result<Decoded, DecodeError> {
         .ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?;
     // `seq` and `prev` are not fields of `NewEvent`; deserializing ignores them.
     let event = serde_json::from_value::<NewEvent>(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    Ok(Decoded { seq, prev, event })
+}
+
+/// [`decode`] for verifying: the same fields and the same refusals, with `detail` read as JSON
+/// but not built (it is hashed, never compared), which is most of the work of decoding.
+fn decode_fields(body: &str) -> Result<Decoded, DecodeError> {
+    #[derive(serde::Deserialize)]
+    struct Fields {
+        seq: Option<u64>,
+        prev: Option<String>,
+        kind: custos_core::EventKind,
+        time_ms: i64,
+        agent: Option<custos_core::AgentId>,
+        run: Option<custos_core::RunId>,
+        step: Option<u64>,
+        tool: Option<custos_core::ToolRef>,
+        decision: Option<String>,
+        #[allow(dead_code)]
+        detail: serde::de::IgnoredAny,
+    }
+    let f: Fields = serde_json::from_str(body).map_err(|e| {
+        if e.is_data() {
+            DecodeError::Malformed(e.to_string())
+        } else {
+            DecodeError::NotJson
+        }
+    })?;
+    let seq = f.seq.ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
+    let prev = f
+        .prev
+        .and_then(|p| p.parse::<Digest>().ok())
+        .ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?;
+    let event = NewEvent {
+        kind: f.kind,
+        time_ms: f.time_ms,
+        agent: f.agent,
+        run: f.run,
+        step: f.step,
+        tool: f.tool,
+        decision: f.decision,
+        detail: Value::Null,
+    };
     Ok(Decoded { seq, prev, event })
 }
 
@@ -194,22 +250,86 @@ pub(crate) struct RawRow {
 /// Streaming: it holds the current row, one row of lookahead and two digests, whatever the
 /// length of the log. Errors from `rows` (the database failing mid-walk) are passed through.
 pub(crate) fn verify_rows<E>(rows: impl Iterator<Item = Result<RawRow, E>>) -> Result<VerifyReport, E> {
-    let mut rows = rows.map(|r| r.map(inspect)).peekable();
-    let mut walk = Walk { expected: 1, last: Digest::ZERO, before_last: None };
-    while let Some(row) = rows.next() {
-        let row = row?;
-        // The next row is consulted to tell a swap from a renumbering and to tell which side of a
-        // broken link was rewritten. A next row that fails its own checks gives no evidence.
-        let next = match rows.peek() {
-            Some(Ok(Inspected { checked: Ok(next), .. })) => Some(next),
-            _ => None,
-        };
-        if let Some(broken) = walk.step(&row, next) {
-            return Ok(broken);
+    std::thread::scope(|scope| {
+        let mut rows =
+            Inspecting { rows, scope, running: None, ready: Vec::new().into_iter(), error: None, read_all: false }
+                .peekable();
+        let mut walk = Walk { expected: 1, last: Digest::ZERO, before_last: None };
+        while let Some(row) = rows.next() {
+            let row = row?;
+            // The next row is consulted to tell a swap from a renumbering and to tell which side
+            // of a broken link was rewritten. A next row that fails its own checks gives no
+            // evidence.
+            let next = match rows.peek() {
+                Some(Ok(Inspected { checked: Ok(next), .. })) => Some(next),
+                _ => None,
+            };
+            if let Some(broken) = walk.step(&row, next) {
+                return Ok(broken);
+            }
+        }
+        let count = walk.expected.saturating_sub(1);
+        Ok(VerifyReport::Ok { count, head: (count > 0).then_some(walk.last) })
+    })
+}
+
+/// Rows inspected in batches: one batch is inspected (digest, decode, columns) on a second
+/// thread while the next is read, so a walk uses two cores; rows still come out in order.
+const INSPECT_BATCH: usize = 4096;
+
+struct Inspecting<'scope, 'env, I, E> {
+    rows: I,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    /// The batch being inspected.
+    running: Option<std::thread::ScopedJoinHandle<'scope, Vec<Inspected>>>,
+    /// The batch being handed out.
+    ready: std::vec::IntoIter<Inspected>,
+    /// What reading failed with, handed out after every row read before it.
+    error: Option<E>,
+    read_all: bool,
+}
+
+impl<I, E> Iterator for Inspecting<'_, '_, I, E>
+where
+    I: Iterator<Item = Result<RawRow, E>>,
+{
+    type Item = Result<Inspected, E>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(row) = self.ready.next() {
+                return Some(Ok(row));
+            }
+            let finished = self.running.take();
+            if !self.read_all {
+                let mut batch = Vec::with_capacity(INSPECT_BATCH);
+                while batch.len() < INSPECT_BATCH {
+                    match self.rows.next() {
+                        Some(Ok(row)) => batch.push(row),
+                        Some(Err(e)) => {
+                            self.error = Some(e);
+                            self.read_all = true;
+                        }
+                        None => self.read_all = true,
+                    }
+                    if self.read_all {
+                        break;
+                    }
+                }
+                if !batch.is_empty() {
+                    self.running = Some(self.scope.spawn(move || batch.into_iter().map(inspect).collect()));
+                }
+            }
+            match finished {
+                Some(handle) => match handle.join() {
+                    Ok(inspected) => self.ready = inspected.into_iter(),
+                    Err(panicked) => std::panic::resume_unwind(panicked),
+                },
+                None if self.running.is_none() => return self.error.take().map(Err),
+                None => {}
+            }
         }
     }
-    let count = walk.expected.saturating_sub(1);
-    Ok(VerifyReport::Ok { count, head: (count > 0).then_some(walk.last) })
 }
 
 /// A row after the checks that need no other row.
@@ -245,7 +365,7 @@ fn check_row(row: &RawRow) -> Result<Checked, String> {
     if hash.to_hex() != *stored {
         return Err(format!("event {n}: stored digest does not match its content"));
     }
-    let decoded = decode(body).map_err(|e| format!("event {n}: {e}"))?;
+    let decoded = decode_fields(body).map_err(|e| format!("event {n}: {e}"))?;
     let expected = derived_columns(&decoded.event)
         .map_err(|_| format!("event {n}: content is not a well-formed event: step out of range"))?;
     for ((name, want), got) in DERIVED_COLUMNS.iter().zip(&expected).zip(&row.columns) {
@@ -516,5 +636,44 @@ mod tests {
         let mut rows = chain(1);
         rows[0].seq = 0;
         assert_eq!(broken(&walk(rows)), (0, Tamper::Inserted));
+    }
+
+    #[test]
+    fn batches_hand_rows_out_in_order_and_a_tamper_on_their_edge_is_found() {
+        let n = INSPECT_BATCH as u64 * 2 + 10;
+        let rows = chain(n);
+        let head = match rows.last().map(|r| &r.hash) {
+            Some(Cell::Text(hex)) => hex.parse().ok(),
+            _ => None,
+        };
+        assert!(head.is_some());
+        assert_eq!(walk(rows), VerifyReport::Ok { count: n, head });
+        // The last row of a batch and the first of the next, swapped: only the order is wrong.
+        let edge = INSPECT_BATCH;
+        let mut rows = chain(n);
+        rows.swap(edge - 1, edge);
+        let (first, second) = (rows[edge - 1].seq, rows[edge].seq);
+        (rows[edge - 1].seq, rows[edge].seq) = (second, first);
+        assert_eq!(broken(&walk(rows)), (edge as u64, Tamper::Reordered));
+        // The first row of the second batch, rewritten.
+        let mut rows = chain(n);
+        rows[edge].body = Cell::Text("{}".into());
+        assert_eq!(broken(&walk(rows)), (edge as u64 + 1, Tamper::Modified));
+    }
+
+    #[test]
+    fn a_read_error_comes_after_every_row_read_before_it() {
+        let n = INSPECT_BATCH + 5;
+        let mut rows: Vec<Result<RawRow, &str>> = chain(n as u64).into_iter().map(Ok).collect();
+        rows.push(Err("disk gone"));
+        rows.extend(chain(3).into_iter().map(Ok));
+        assert_eq!(verify_rows(rows.into_iter()), Err("disk gone"));
+        // A tampered row before the error is reported, not the error.
+        let mut rows: Vec<Result<RawRow, &str>> = chain(n as u64).into_iter().map(Ok).collect();
+        if let Some(Ok(row)) = rows.get_mut(n - 2) {
+            row.body = Cell::Text("{}".into());
+        }
+        rows.push(Err("disk gone"));
+        assert_eq!(broken(&verify_rows(rows.into_iter()).unwrap()), (n as u64 - 1, Tamper::Modified));
     }
 }
