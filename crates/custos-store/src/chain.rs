@@ -18,7 +18,7 @@
 use std::fmt;
 
 use custos_core::{write_canonical, Digest, NewEvent};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::StoreError;
 
