@@ -15,6 +15,7 @@
 //! The columns a store keeps beside the body for searching (kind, time, agent, ...) are derived
 //! from it; verification checks they still agree, so a search cannot be steered by editing them.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use custos_core::{write_canonical, Digest, NewEvent};
@@ -105,10 +106,9 @@ pub(crate) fn derived_columns(event: &NewEvent) -> Result<[Cell; 7], StoreError>
     ])
 }
 
-/// A body read back: its claimed position and link, and the event.
+/// A body read back: its claimed link, and the event.
 #[derive(Debug)]
 pub(crate) struct Decoded {
-    pub seq: u64,
     pub prev: Digest,
     pub event: NewEvent,
 }
@@ -132,8 +132,8 @@ impl fmt::Display for DecodeError {
 /// Reads a stored body back into an event.
 pub(crate) fn decode(body: &str) -> Result<Decoded, DecodeError> {
     let value: Value = serde_json::from_str(body).map_err(|_| DecodeError::NotJson)?;
-    let seq =
-        value.get("seq").and_then(Value::as_u64).ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
+    // A body without its position is not one the store wrote (the walk reads it to check it).
+    value.get("seq").and_then(Value::as_u64).ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
     let prev = value
         .get("prev")
         .and_then(Value::as_str)
@@ -141,49 +141,7 @@ pub(crate) fn decode(body: &str) -> Result<Decoded, DecodeError> {
         .ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?;
     // `seq` and `prev` are not fields of `NewEvent`; deserializing ignores them.
     let event = serde_json::from_value::<NewEvent>(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    Ok(Decoded { seq, prev, event })
-}
-
-/// [`decode`] for verifying: the same fields and the same refusals, with `detail` read as JSON
-/// but not built (it is hashed, never compared), which is most of the work of decoding.
-fn decode_fields(body: &str) -> Result<Decoded, DecodeError> {
-    #[derive(serde::Deserialize)]
-    struct Fields {
-        seq: Option<u64>,
-        prev: Option<String>,
-        kind: custos_core::EventKind,
-        time_ms: i64,
-        agent: Option<custos_core::AgentId>,
-        run: Option<custos_core::RunId>,
-        step: Option<u64>,
-        tool: Option<custos_core::ToolRef>,
-        decision: Option<String>,
-        #[allow(dead_code)]
-        detail: serde::de::IgnoredAny,
-    }
-    let f: Fields = serde_json::from_str(body).map_err(|e| {
-        if e.is_data() {
-            DecodeError::Malformed(e.to_string())
-        } else {
-            DecodeError::NotJson
-        }
-    })?;
-    let seq = f.seq.ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
-    let prev = f
-        .prev
-        .and_then(|p| p.parse::<Digest>().ok())
-        .ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?;
-    let event = NewEvent {
-        kind: f.kind,
-        time_ms: f.time_ms,
-        agent: f.agent,
-        run: f.run,
-        step: f.step,
-        tool: f.tool,
-        decision: f.decision,
-        detail: Value::Null,
-    };
-    Ok(Decoded { seq, prev, event })
+    Ok(Decoded { prev, event })
 }
 
 /// The outcome of walking the whole log.
@@ -362,18 +320,106 @@ fn check_row(row: &RawRow) -> Result<Checked, String> {
         return Err(format!("event {n}: stored digest is not text"));
     };
     let hash = Digest::of(body.as_bytes());
-    if hash.to_hex() != *stored {
+    // The store writes lowercase hex: compared as `to_hex` would, without building the string.
+    let same = stored.parse::<Digest>().is_ok_and(|d| d == hash) && !stored.bytes().any(|b| b.is_ascii_uppercase());
+    if !same {
         return Err(format!("event {n}: stored digest does not match its content"));
     }
-    let decoded = decode_fields(body).map_err(|e| format!("event {n}: {e}"))?;
-    let expected = derived_columns(&decoded.event)
-        .map_err(|_| format!("event {n}: content is not a well-formed event: step out of range"))?;
+    let fields = BodyFields::read(body).map_err(|e| format!("event {n}: {e}"))?;
+    let expected = fields.columns().map_err(|e| format!("event {n}: {e}"))?;
     for ((name, want), got) in DERIVED_COLUMNS.iter().zip(&expected).zip(&row.columns) {
-        if want != got {
+        if !want.is(got) {
             return Err(format!("event {n}: column `{name}` does not match its content"));
         }
     }
-    Ok(Checked { body_seq: decoded.seq, prev: decoded.prev, hash })
+    let seq = fields.seq.ok_or_else(|| format!("event {n}: {}", DecodeError::Malformed("no `seq` number".into())))?;
+    let prev = fields
+        .prev
+        .and_then(|p| p.parse::<Digest>().ok())
+        .ok_or_else(|| format!("event {n}: {}", DecodeError::Malformed("no `prev` digest".into())))?;
+    Ok(Checked { body_seq: seq, prev, hash })
+}
+
+/// A body as verifying reads it: what [`decode`] reads, with the same refusals, but strings
+/// borrowed from the body where they have no escapes and `detail` read as JSON without being
+/// built (it is hashed, never compared). Most of the work of decoding, saved per event.
+#[derive(serde::Deserialize)]
+struct BodyFields<'a> {
+    seq: Option<u64>,
+    #[serde(borrow)]
+    prev: Option<Cow<'a, str>>,
+    kind: custos_core::EventKind,
+    time_ms: i64,
+    #[serde(borrow)]
+    agent: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    run: Option<Cow<'a, str>>,
+    step: Option<u64>,
+    #[serde(borrow)]
+    tool: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    decision: Option<Cow<'a, str>>,
+    #[allow(dead_code)]
+    detail: serde::de::IgnoredAny,
+}
+
+/// A derived column's value as the body implies it.
+enum Want<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+}
+
+impl Want<'_> {
+    fn text<'b>(s: Option<&'b Cow<'_, str>>) -> Want<'b> {
+        s.map_or(Want::Null, |s| Want::Text(s))
+    }
+
+    fn is(&self, cell: &Cell) -> bool {
+        match (self, cell) {
+            (Want::Null, Cell::Null) => true,
+            (Want::Int(a), Cell::Int(b)) => a == b,
+            (Want::Text(a), Cell::Text(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl<'a> BodyFields<'a> {
+    fn read(body: &'a str) -> Result<Self, DecodeError> {
+        serde_json::from_str(body).map_err(|e| {
+            if e.is_data() {
+                DecodeError::Malformed(e.to_string())
+            } else {
+                DecodeError::NotJson
+            }
+        })
+    }
+
+    /// The derived columns, in [`DERIVED_COLUMNS`] order, as [`derived_columns`] gives them.
+    fn columns(&self) -> Result<[Want<'_>; 7], DecodeError> {
+        if let Some(tool) = &self.tool {
+            // As `ToolRef` parses it; a parsed tool prints back as the same text.
+            if !matches!(tool.split_once('/'), Some((server, name)) if !server.is_empty() && !name.is_empty()) {
+                return Err(DecodeError::Malformed(format!("`{tool}` is not a tool reference: expected SERVER/TOOL")));
+            }
+        }
+        let step = match self.step {
+            None => Want::Null,
+            Some(step) => {
+                Want::Int(i64::try_from(step).map_err(|_| DecodeError::Malformed("step out of range".into()))?)
+            }
+        };
+        Ok([
+            Want::Text(self.kind.as_str()),
+            Want::Int(self.time_ms),
+            Want::text(self.agent.as_ref()),
+            Want::text(self.run.as_ref()),
+            step,
+            Want::text(self.tool.as_ref()),
+            Want::text(self.decision.as_ref()),
+        ])
+    }
 }
 
 /// The state of a walk: where it is and the last two digests.
@@ -544,7 +590,8 @@ mod tests {
     fn body_decodes_to_the_same_event() {
         let enc = encode(7, &Digest::of(b"p"), &event(7)).unwrap();
         let dec = decode(&enc.body).unwrap();
-        assert_eq!((dec.seq, dec.prev, dec.event), (7, Digest::of(b"p"), event(7)));
+        assert_eq!((dec.prev, dec.event), (Digest::of(b"p"), event(7)));
+        assert_eq!(BodyFields::read(&enc.body).unwrap().seq, Some(7));
     }
 
     #[test]
@@ -675,5 +722,50 @@ mod tests {
         }
         rows.push(Err("disk gone"));
         assert_eq!(broken(&verify_rows(rows.into_iter()).unwrap()), (n as u64 - 1, Tamper::Modified));
+    }
+
+    /// Row 2 of a clean chain of 3 with its body rewritten by `edit`, its digest recomputed and
+    /// its columns left as they were, unless `columns` changes them too.
+    fn rewritten(edit: &str, with: &str, columns: impl FnOnce(&mut [Cell; 7])) -> Vec<RawRow> {
+        let mut rows = chain(3);
+        let Cell::Text(body) = &rows[1].body else { unreachable!() };
+        assert!(body.contains(edit), "{body}");
+        let body = body.replace(edit, with);
+        rows[1].hash = Cell::Text(Digest::of(body.as_bytes()).to_hex());
+        rows[1].body = Cell::Text(body);
+        columns(&mut rows[1].columns);
+        rows
+    }
+
+    #[test]
+    fn what_the_checks_read_of_a_body_is_as_strict_as_decoding_it() {
+        // An uppercase stored digest is not what the store writes.
+        let mut rows = chain(3);
+        if let Cell::Text(hex) = &rows[1].hash {
+            rows[1].hash = Cell::Text(hex.to_uppercase());
+        }
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+        // A tool that is not SERVER/TOOL, even with the column to match.
+        let rows = rewritten("\"files/read\"", "\"files\"", |c| c[5] = Cell::Text("files".into()));
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+        // An unknown kind, a step past the column's range, a detail that is not JSON.
+        let rows = rewritten("\"call.decided\"", "\"call.guessed\"", |c| c[0] = Cell::Text("call.guessed".into()));
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+        let rows = rewritten("\"step\":2", "\"step\":18446744073709551615", |_| {});
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+        let rows = rewritten("\"detail\":{\"n\":2}", "\"detail\":{\"n\":2", |_| {});
+        assert_eq!(broken(&walk(rows)), (2, Tamper::Modified));
+        // Escaped strings read the same as plain ones: a clean chain whose agent needs escapes.
+        let mut prev = Digest::ZERO;
+        let rows: Vec<RawRow> = (1..=3)
+            .map(|seq| {
+                let mut e = event(seq);
+                e.agent = Some(AgentId("bot \"quoted\" \u{e9}".into()));
+                let enc = encode(seq, &prev, &e).unwrap();
+                prev = enc.hash;
+                row(seq as i64, enc)
+            })
+            .collect();
+        assert!(matches!(walk(rows), VerifyReport::Ok { count: 3, .. }));
     }
 }
