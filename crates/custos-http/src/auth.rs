@@ -214,8 +214,7 @@ impl Authenticator {
     /// A declared or registered agent that is not revoked.
     fn agent(&self, id: &str) -> Result<Agent, AuthError> {
         let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let registered = registry.agents().map_err(|_| AuthError::RegistryUnavailable)?;
-        let entry = registered.into_iter().find(|r| r.agent.id.0 == id);
+        let entry = registry.find_agent(&AgentId(id.to_owned())).map_err(|_| AuthError::RegistryUnavailable)?;
         if entry.as_ref().is_some_and(|r| r.revoked_ms.is_some()) {
             return Err(AuthError::Revoked);
         }

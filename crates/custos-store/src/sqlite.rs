@@ -355,7 +355,11 @@ impl AgentRegistry for SqliteStore {
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        agents::agents_in(&self.conn, &self.path)
+        agents::agents_in(&self.conn, &self.path, None)
+    }
+
+    fn find_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError> {
+        Ok(agents::agents_in(&self.conn, &self.path, Some(&id.0))?.into_iter().next())
     }
 
     fn agent_keys(&self) -> Result<Vec<AgentKeyRecord>, StoreError> {

@@ -210,6 +210,9 @@ pub trait AgentRegistry: Send {
     /// Every agent registered at run time, by id.
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError>;
 
+    /// The agent registered at run time with this id, revoked or not.
+    fn find_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError>;
+
     /// Every key, by agent then creation.
     fn agent_keys(&self) -> Result<Vec<AgentKeyRecord>, StoreError>;
 

@@ -78,22 +78,29 @@ pub(super) fn revoke_in(
     Ok(ids)
 }
 
-pub(super) fn agents_in(conn: &Connection, path: &Path) -> Result<Vec<AgentRecord>, StoreError> {
-    let mut stmt = conn
-        .prepare("SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents ORDER BY id")
-        .map_err(|e| read_error(path, e))?;
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, String>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, Option<i64>>(5)?,
-            ))
-        })
-        .map_err(|e| read_error(path, e))?;
+/// Every agent, or the one with id `id`: one query by primary key, as authentication runs it
+/// on every request.
+pub(super) fn agents_in(conn: &Connection, path: &Path, id: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
+    let sql = match id {
+        Some(_) => "SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents WHERE id = ?1",
+        None => "SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents ORDER BY id",
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| read_error(path, e))?;
+    let columns = |row: &rusqlite::Row<'_>| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+            row.get::<_, i64>(4)?,
+            row.get::<_, Option<i64>>(5)?,
+        ))
+    };
+    let rows = match id {
+        Some(id) => stmt.query_map([id], columns),
+        None => stmt.query_map([], columns),
+    }
+    .map_err(|e| read_error(path, e))?;
     let mut out = Vec::new();
     for row in rows {
         let (id, owner, purpose, groups, created_ms, revoked_ms) = row.map_err(|e| read_error(path, e))?;
@@ -107,23 +114,27 @@ pub(super) fn agents_in(conn: &Connection, path: &Path) -> Result<Vec<AgentRecor
 }
 
 pub(super) fn keys_in(conn: &Connection, path: &Path, key_id: Option<&str>) -> Result<Vec<AgentKeyRecord>, StoreError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys WHERE (?1 IS NULL OR key_id = ?1)
-             ORDER BY agent, created_ms, key_id",
-        )
-        .map_err(|e| read_error(path, e))?;
-    let rows = stmt
-        .query_map([key_id], |row| {
-            Ok(AgentKeyRecord {
-                key_id: row.get(0)?,
-                agent: AgentId(row.get(1)?),
-                hash: row.get(2)?,
-                created_ms: row.get(3)?,
-                revoked_ms: row.get(4)?,
-            })
+    // Two statements, not one with `?1 IS NULL OR key_id = ?1`: SQLite cannot use the primary
+    // key for that, and finding one key runs on every request an agent makes. Both are cached.
+    let sql = match key_id {
+        Some(_) => "SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys WHERE key_id = ?1",
+        None => "SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys ORDER BY agent, created_ms, key_id",
+    };
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| read_error(path, e))?;
+    let record = |row: &rusqlite::Row<'_>| {
+        Ok(AgentKeyRecord {
+            key_id: row.get(0)?,
+            agent: AgentId(row.get(1)?),
+            hash: row.get(2)?,
+            created_ms: row.get(3)?,
+            revoked_ms: row.get(4)?,
         })
-        .map_err(|e| read_error(path, e))?;
+    };
+    let rows = match key_id {
+        Some(id) => stmt.query_map([id], record),
+        None => stmt.query_map([], record),
+    }
+    .map_err(|e| read_error(path, e))?;
     rows.collect::<Result<Vec<_>, _>>().map_err(|e| read_error(path, e))
 }
 
@@ -169,6 +180,10 @@ mod tests {
         assert_eq!(store.revoke(&AgentId("a".into()), None, &revoked).unwrap(), ["k2"]);
         let a = store.agents().unwrap().into_iter().find(|r| r.agent.id.0 == "a").unwrap();
         assert_eq!(a.revoked_ms, Some(2));
+        assert_eq!(store.find_agent(&AgentId("a".into())).unwrap(), Some(a));
+        let b = store.find_agent(&AgentId("b".into())).unwrap().unwrap();
+        assert_eq!((b.agent, b.revoked_ms), (agent("b"), None));
+        assert!(store.find_agent(&AgentId("nope".into())).unwrap().is_none());
         assert!(store.issue_key(&agent("a"), &key("k4", "a"), &issued).is_err(), "a revoked agent gets no new key");
 
         let events = store.query(&Default::default()).unwrap();
