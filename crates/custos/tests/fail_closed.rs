@@ -1,11 +1,14 @@
-//! Fail closed: while the audit store cannot be written (locked by another writer, or its disk
-//! full) calls are refused with `-32002` and never forwarded, and the same gateway process
-//! serves again once the fault clears; a policy that cannot be evaluated denies.
+//! Fail closed: while the audit store cannot be written (locked by another writer, its disk
+//! full, or its files read-only) calls are refused with `-32002` and never forwarded, and the
+//! same gateway process serves again once the fault clears; a policy that cannot be evaluated
+//! denies.
 //!
-//! Making the store read-only (`chmod`) is not a fault here: SQLite checks permissions when it
-//! opens the file, so a running gateway's open handles stay writable (for any user), and root
-//! ignores the mode anyway; remounting the file system read-only is refused while files are
-//! open for writing. An unusable data directory at start-up is `startup.rs`'s concern.
+//! A read-only file is made with the immutable attribute (`chattr +i`), not the mode: SQLite
+//! checks permissions when it opens the file, so a running gateway's open handles stay writable
+//! whatever the mode (and root ignores it anyway), and remounting the file system read-only is
+//! refused while files are open for writing. An immutable file refuses writes from anyone,
+//! through descriptors already open. An unusable data directory at start-up is `startup.rs`'s
+//! concern.
 
 // Test helpers fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -242,4 +245,52 @@ fn a_policy_that_cannot_be_evaluated_denies_and_names_itself() {
     assert!(record.contains("amount-guard"), "the record names the failed policy: {record}");
     assert_eq!(decision("small").0, "allow");
     assert_eq!(decision("large").0, "deny");
+}
+
+/// Files made immutable (`chattr +i`) for one test, writable again when dropped.
+struct Immutable {
+    paths: Vec<PathBuf>,
+}
+
+impl Immutable {
+    /// `None` when the attribute cannot be set here (not root, or a file system without it:
+    /// tmpfs, overlayfs).
+    fn set(paths: &[PathBuf]) -> Option<Self> {
+        let set = Command::new("chattr").arg("+i").args(paths).stderr(Stdio::null()).status();
+        let made = Self { paths: paths.to_vec() };
+        set.is_ok_and(|s| s.success()).then_some(made)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").args(&self.paths).stderr(Stdio::null()).status();
+    }
+}
+
+#[test]
+fn a_read_only_audit_store_refuses_calls_and_the_gateway_recovers_when_writable_again() {
+    let d = Deployment::new(POLICIES, "");
+    let mut s = RawSession::sample(&d, &[]);
+    start(&mut s);
+    assert_echoed(&echo(&mut s, "before", json!({"text": "before"})), "before");
+    let database = d.database();
+    let wal = PathBuf::from(format!("{}-wal", database.display()));
+    assert!(wal.exists(), "the gateway commits through a write-ahead log");
+
+    let Some(read_only) = Immutable::set(&[database, wal]) else {
+        eprintln!("SKIPPED a_read_only_…: cannot set the immutable attribute here (needs root and ext4/xfs/btrfs)");
+        return;
+    };
+    assert_audit_refused(&echo(&mut s, "read-only-1", json!({"text": "read only"})));
+    assert_audit_refused(&echo(&mut s, "read-only-2", json!({"text": "still read only"})));
+    // The session is still served: what needs no log goes through.
+    assert_eq!(s.request(json!("ping"), "ping", json!({}))["result"], json!({}));
+
+    drop(read_only);
+    assert_echoed(&echo(&mut s, "after", json!({"text": "after"})), "after");
+    let (status, _) = s.finish();
+    assert!(status.success());
+    d.verify_ok();
+    assert_eq!(requested_ids(&d), [r#""before""#, r#""after""#], "the refused calls left no partial record");
 }
