@@ -109,8 +109,8 @@ fn model_facing_strings(descriptor: &Value) -> Vec<&str> {
     out
 }
 
-/// Every string value under `value`.
-fn each_string<'v>(value: &'v Value, f: &mut impl FnMut(&'v str)) {
+/// Every string value under `value` (keys are not values). Tool results are walked with it too.
+pub(crate) fn each_string<'v>(value: &'v Value, f: &mut impl FnMut(&'v str)) {
     match value {
         Value::String(s) => f(s),
         Value::Array(items) => items.iter().for_each(|v| each_string(v, f)),

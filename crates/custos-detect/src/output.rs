@@ -11,6 +11,7 @@ use custos_core::finding::kinds;
 use custos_core::Finding;
 use serde_json::Value;
 
+use crate::descriptor::each_string;
 use crate::exfil;
 use crate::found::Found;
 use crate::patterns;
@@ -175,15 +176,6 @@ fn each_block_text<'v>(block: &'v Value, f: &mut impl FnMut(&'v str)) {
             }
         }
         other => each_string(other, f),
-    }
-}
-
-fn each_string<'v>(value: &'v Value, f: &mut impl FnMut(&'v str)) {
-    match value {
-        Value::String(s) => f(s),
-        Value::Array(items) => items.iter().for_each(|v| each_string(v, f)),
-        Value::Object(map) => map.values().for_each(|v| each_string(v, f)),
-        _ => {}
     }
 }
 
