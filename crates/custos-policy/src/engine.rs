@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::{io_reason, one_line, truncate, with_causes, PolicyError};
 use crate::load::{self, id_str, PolicyEffect, PolicyMeta};
-use crate::request::{self, CallRequest, EntityCache, Names, Prepared, ToolInfo};
+use crate::request::{self, CallRequest, Names, Prepared, PreparedCache, ToolInfo};
 use crate::schema::{self, SchemaSource};
 
 /// The reason of a deny when nothing permitted the call.
@@ -38,7 +38,8 @@ pub struct PolicyEngine {
     index: HashMap<String, usize>,
     names: Names,
     authorizer: Authorizer,
-    entities: EntityCache,
+    /// What deciding a call needs besides its context, per agent and tool.
+    prepared: PreparedCache,
 }
 
 /// One policy's part in a decision, for `custos policy explain` and reviews.
@@ -126,7 +127,7 @@ impl PolicyEngine {
             index,
             names,
             authorizer: Authorizer::new(),
-            entities: EntityCache::default(),
+            prepared: PreparedCache::default(),
         })
     }
 
@@ -288,7 +289,7 @@ impl PolicyEngine {
 
     fn request(&self, req: &CallRequest<'_>) -> Result<(Request, Arc<Prepared>), String> {
         let prepared = self
-            .entities
+            .prepared
             .get_or_build(req.agent, &req.tool, req.flows, || {
                 let entities = self.names.entities(&self.schema, req.agent, &req.tool, req.flows)?;
                 Ok(Prepared { entities, policies: self.applicable(req.agent, req.tool.tool)? })

@@ -164,15 +164,15 @@ pub(crate) struct Prepared {
 /// Keyed by everything [`Names::entities`] reads, so a changed agent, class, annotation or
 /// flow mark is a different key, never a stale entry. Bounded: emptied when full.
 #[derive(Debug, Default)]
-pub(crate) struct EntityCache {
-    built: Mutex<HashMap<EntityKey, Arc<Prepared>>>,
+pub(crate) struct PreparedCache {
+    built: Mutex<HashMap<PreparedKey, Arc<Prepared>>>,
 }
 
 /// Pairs of agent and tool remembered at once.
-const MAX_CACHED_ENTITIES: usize = 4096;
+const MAX_PREPARED: usize = 4096;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct EntityKey {
+struct PreparedKey {
     agent: String,
     owner: String,
     purpose: String,
@@ -183,8 +183,9 @@ struct EntityKey {
     flows: Vec<String>,
 }
 
-impl EntityCache {
-    /// The entities of `agent` and `tool`, from the cache or built by `build` and kept.
+impl PreparedCache {
+    /// What deciding a call of `tool` by `agent` needs, from the cache or built by `build` and
+    /// kept.
     pub(crate) fn get_or_build(
         &self,
         agent: &Agent,
@@ -192,7 +193,7 @@ impl EntityCache {
         flows: &[String],
         build: impl FnOnce() -> Result<Prepared, String>,
     ) -> Result<Arc<Prepared>, String> {
-        let key = EntityKey {
+        let key = PreparedKey {
             agent: agent.id.0.clone(),
             owner: agent.owner.clone(),
             purpose: agent.purpose.clone(),
@@ -207,7 +208,7 @@ impl EntityCache {
         }
         let entities = Arc::new(build()?);
         if let Ok(mut built) = self.built.lock() {
-            if built.len() >= MAX_CACHED_ENTITIES {
+            if built.len() >= MAX_PREPARED {
                 built.clear();
             }
             built.insert(key, entities.clone());
