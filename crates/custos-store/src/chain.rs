@@ -18,7 +18,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use custos_core::{write_canonical, Digest, NewEvent};
+use custos_core::{write_canonical, AgentId, Digest, EventKind, NewEvent, RunId, ToolRef};
+use serde::de::IgnoredAny;
 use serde_json::Value;
 
 use crate::error::StoreError;
@@ -131,16 +132,21 @@ impl fmt::Display for DecodeError {
 
 /// Reads a stored body back into an event.
 pub(crate) fn decode(body: &str) -> Result<Decoded, DecodeError> {
-    let value: Value = serde_json::from_str(body).map_err(|_| DecodeError::NotJson)?;
+    let fields = BodyFields::<Value>::read(body)?;
     // A body without its position is not one the store wrote (the walk reads it to check it).
-    value.get("seq").and_then(Value::as_u64).ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
-    let prev = value
-        .get("prev")
-        .and_then(Value::as_str)
-        .and_then(|p| p.parse::<Digest>().ok())
-        .ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?;
-    // `seq` and `prev` are not fields of `NewEvent`; deserializing ignores them.
-    let event = serde_json::from_value::<NewEvent>(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+    let (_, prev) = fields.link()?;
+    let tool = fields.tool.as_deref().map(str::parse::<ToolRef>).transpose();
+    let owned = |s: Option<Cow<'_, str>>| s.map(Cow::into_owned);
+    let event = NewEvent {
+        kind: fields.kind,
+        time_ms: fields.time_ms,
+        agent: owned(fields.agent).map(AgentId),
+        run: owned(fields.run).map(RunId),
+        step: fields.step,
+        tool: tool.map_err(|e| DecodeError::Malformed(e.to_string()))?,
+        decision: owned(fields.decision),
+        detail: fields.detail,
+    };
     Ok(Decoded { prev, event })
 }
 
@@ -325,30 +331,27 @@ fn check_row(row: &RawRow) -> Result<Checked, String> {
     if !same {
         return Err(format!("event {n}: stored digest does not match its content"));
     }
-    let fields = BodyFields::read(body).map_err(|e| format!("event {n}: {e}"))?;
+    // The detail is hashed, never compared: read as JSON, not built.
+    let fields = BodyFields::<IgnoredAny>::read(body).map_err(|e| format!("event {n}: {e}"))?;
     let expected = fields.columns().map_err(|e| format!("event {n}: {e}"))?;
     for ((name, want), got) in DERIVED_COLUMNS.iter().zip(&expected).zip(&row.columns) {
         if !want.is(got) {
             return Err(format!("event {n}: column `{name}` does not match its content"));
         }
     }
-    let seq = fields.seq.ok_or_else(|| format!("event {n}: {}", DecodeError::Malformed("no `seq` number".into())))?;
-    let prev = fields
-        .prev
-        .and_then(|p| p.parse::<Digest>().ok())
-        .ok_or_else(|| format!("event {n}: {}", DecodeError::Malformed("no `prev` digest".into())))?;
-    Ok(Checked { body_seq: seq, prev, hash })
+    let (body_seq, prev) = fields.link().map_err(|e| format!("event {n}: {e}"))?;
+    Ok(Checked { body_seq, prev, hash })
 }
 
-/// A body as verifying reads it: what [`decode`] reads, with the same refusals, but strings
-/// borrowed from the body where they have no escapes and `detail` read as JSON without being
-/// built (it is hashed, never compared). Most of the work of decoding, saved per event.
+/// A stored body's fields, strings borrowed from it where they have no escapes. `D` is what
+/// the detail is read as: a [`Value`] to rebuild the event, [`IgnoredAny`] to check a body
+/// without building its detail (most of the work of decoding, saved per event by `verify`).
 #[derive(serde::Deserialize)]
-struct BodyFields<'a> {
+struct BodyFields<'a, D> {
     seq: Option<u64>,
     #[serde(borrow)]
     prev: Option<Cow<'a, str>>,
-    kind: custos_core::EventKind,
+    kind: EventKind,
     time_ms: i64,
     #[serde(borrow)]
     agent: Option<Cow<'a, str>>,
@@ -359,8 +362,7 @@ struct BodyFields<'a> {
     tool: Option<Cow<'a, str>>,
     #[serde(borrow)]
     decision: Option<Cow<'a, str>>,
-    #[allow(dead_code)]
-    detail: serde::de::IgnoredAny,
+    detail: D,
 }
 
 /// A derived column's value as the body implies it.
@@ -385,7 +387,7 @@ impl Want<'_> {
     }
 }
 
-impl<'a> BodyFields<'a> {
+impl<'a, D: serde::Deserialize<'a>> BodyFields<'a, D> {
     fn read(body: &'a str) -> Result<Self, DecodeError> {
         serde_json::from_str(body).map_err(|e| {
             if e.is_data() {
@@ -394,6 +396,13 @@ impl<'a> BodyFields<'a> {
                 DecodeError::NotJson
             }
         })
+    }
+
+    /// The body's position and the digest it links to.
+    fn link(&self) -> Result<(u64, Digest), DecodeError> {
+        let seq = self.seq.ok_or_else(|| DecodeError::Malformed("no `seq` number".into()))?;
+        let prev = self.prev.as_deref().and_then(|p| p.parse::<Digest>().ok());
+        Ok((seq, prev.ok_or_else(|| DecodeError::Malformed("no `prev` digest".into()))?))
     }
 
     /// The derived columns, in [`DERIVED_COLUMNS`] order, as [`derived_columns`] gives them.
@@ -591,7 +600,7 @@ mod tests {
         let enc = encode(7, &Digest::of(b"p"), &event(7)).unwrap();
         let dec = decode(&enc.body).unwrap();
         assert_eq!((dec.prev, dec.event), (Digest::of(b"p"), event(7)));
-        assert_eq!(BodyFields::read(&enc.body).unwrap().seq, Some(7));
+        assert_eq!(BodyFields::<IgnoredAny>::read(&enc.body).unwrap().link().unwrap(), (7, Digest::of(b"p")));
     }
 
     #[test]
