@@ -243,7 +243,8 @@ pub enum TokenCommand {
     Revoke {
         #[command(flatten)]
         location: Location,
-        /// The token's `jti` claim
+        /// The token's `jti` claim (base64url, so it may begin with `-`)
+        #[arg(allow_hyphen_values = true)]
         jti: String,
     },
 }

@@ -376,10 +376,13 @@ fn a_token_is_revoked_once() {
     assert!(second.contains(&format!("token `{jti}` was already revoked")), "{second}");
     refused(&d.output(&["token", "revoke", "not.a.jti"]), "`not.a.jti` is not a token id");
     refused(&d.output(&["token", "revoke", &"a".repeat(129)]), "is not a token id");
+    // A jti is base64url, so one in 64 begins with `-`: it is a value, not an option.
+    let dashed = stdout(&d.output(&["token", "revoke", "-Zq9_unminted"]));
+    assert!(dashed.contains("revoked token `-Zq9_unminted`"), "{dashed}");
 
     let events = d.events();
     let revoked = of_kind(&events, "token.revoked");
-    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked.len(), 2);
     assert_eq!((&revoked[0]["detail"]["jti"], &revoked[0]["agent"]), (&json!(jti), &json!("operator")));
     // Kept until the token's own expiry, which the minting event gave.
     let db = rusqlite::Connection::open_with_flags(d.database(), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
