@@ -1,12 +1,12 @@
 //! The policy engine: a validated policy set and the decisions it makes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use cedar_policy::{
-    Authorizer, Decision as CedarDecision, EntityTypeName, EntityUid, PolicySet, PrincipalConstraint, Request,
+    Authorizer, Decision as CedarDecision, EntityTypeName, EntityUid, Policy, PolicySet, PrincipalConstraint, Request,
     ResourceConstraint, Schema,
 };
 use custos_core::{Agent, Decision, ToolClass, ToolRef};
@@ -170,14 +170,25 @@ impl PolicyEngine {
     /// [`explain`](Self::explain) without holds: what Cedar decides for this exact context.
     fn evaluate(&self, req: &CallRequest<'_>) -> Explanation {
         let response = match self.request(req) {
-            Ok((request, prepared)) => self.authorizer.is_authorized(&request, &prepared.policies, &prepared.entities),
+            Ok((request, prepared)) => match prepared.policies(req.arguments) {
+                Ok(policies) => self.authorizer.is_authorized(&request, &policies, &prepared.entities),
+                Err(reason) => {
+                    let reason = format!("cannot describe the call to policy: {reason}");
+                    return Explanation {
+                        decision: Decision::Deny { policies: Vec::new(), reason },
+                        policies: Vec::new(),
+                    };
+                }
+            },
             Err(reason) => {
                 return Explanation { decision: Decision::Deny { policies: Vec::new(), reason }, policies: Vec::new() }
             }
         };
 
-        let determining: HashSet<&str> = response.diagnostics().reason().map(id_str).collect();
-        // Policy id → its first evaluation error. Cedar gives errors in no particular order.
+        // Indices into `meta`, so both come out in load order.
+        let determining: BTreeSet<usize> =
+            response.diagnostics().reason().filter_map(|id| self.index.get(id_str(id)).copied()).collect();
+        // Policy index → its first evaluation error. Cedar gives errors in no particular order.
         let mut errors: BTreeMap<usize, String> = BTreeMap::new();
         for err in response.diagnostics().errors() {
             let cedar_policy::AuthorizationError::PolicyEvaluationError(err) = err;
@@ -186,17 +197,10 @@ impl PolicyEngine {
             }
         }
 
-        let mut traces = Vec::new();
-        let mut decided_by = Vec::new();
-        for (i, meta) in self.meta.iter().enumerate() {
-            let error = errors.get(&i).cloned();
-            if determining.contains(meta.id.as_str()) || error.is_some() {
-                traces.push(trace(meta, error));
-            }
-            if determining.contains(meta.id.as_str()) {
-                decided_by.push(meta);
-            }
-        }
+        let involved: BTreeSet<usize> = determining.iter().chain(errors.keys()).copied().collect();
+        let mut traces: Vec<PolicyTrace> =
+            involved.into_iter().filter_map(|i| Some(trace(self.meta.get(i)?, errors.get(&i).cloned()))).collect();
+        let decided_by: Vec<&PolicyMeta> = determining.iter().filter_map(|&i| self.meta.get(i)).collect();
 
         let decision = match response.decision() {
             // INVARIANT: on deny, Cedar's determining policies are exactly the matching forbids.
@@ -277,14 +281,22 @@ impl PolicyEngine {
     /// scope before its conditions, so one whose scope cannot match is never satisfied and never
     /// fails: leaving it out changes no decision, no determining policy and no error. With
     /// thousands of policies scoped to particular agents or tools, a call evaluates a few.
-    fn applicable(&self, agent: &Agent, tool: &ToolRef) -> Result<PolicySet, String> {
+    /// The policies whose scope may match `agent` calling `tool`, with their argument guards.
+    fn applicable(&self, agent: &Agent, tool: &ToolRef) -> Vec<(Policy, &[String])> {
         let (principal, groups) = (self.names.agent_uid(agent), self.names.group_uids(agent));
         let (resource, server) = (self.names.tool_uid(tool), [self.names.server_uid(tool)]);
-        let chosen = self.policies.policies().filter(|p| {
-            Scope::from(p.principal_constraint()).may_match(&principal, &groups)
-                && Scope::from(p.resource_constraint()).may_match(&resource, &server)
-        });
-        PolicySet::from_policies(chosen.cloned()).map_err(|e| with_causes(&e))
+        self.policies
+            .policies()
+            .filter(|p| {
+                Scope::from(p.principal_constraint()).may_match(&principal, &groups)
+                    && Scope::from(p.resource_constraint()).may_match(&resource, &server)
+            })
+            .map(|p| {
+                let guard =
+                    self.index.get(id_str(p.id())).and_then(|&i| self.meta.get(i)).map_or(&[][..], |m| &m.guard);
+                (p.clone(), guard)
+            })
+            .collect()
     }
 
     fn request(&self, req: &CallRequest<'_>) -> Result<(Request, Arc<Prepared>), String> {
@@ -292,7 +304,7 @@ impl PolicyEngine {
             .prepared
             .get_or_build(req.agent, &req.tool, req.flows, || {
                 let entities = self.names.entities(&self.schema, req.agent, &req.tool, req.flows)?;
-                Ok(Prepared { entities, policies: self.applicable(req.agent, req.tool.tool)? })
+                Prepared::new(entities, self.applicable(req.agent, req.tool.tool))
             })
             .map_err(|e| format!("cannot describe the call to policy: {e}"))?;
         let context = request::context(req)?;

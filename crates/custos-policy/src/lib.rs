@@ -43,6 +43,7 @@ mod context;
 mod engine;
 mod error;
 pub mod fuzzing;
+mod guard;
 mod load;
 mod request;
 mod schema;

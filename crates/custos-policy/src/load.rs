@@ -18,6 +18,7 @@ use cedar_policy::{Effect, PolicyId, PolicySet, Schema, ValidationMode, Validati
 use serde::Serialize;
 
 use crate::error::{first_offset, one_line, LineIndex, PolicyError, SourcePos};
+use crate::guard::argument_guard;
 
 /// Whether a policy grants or takes away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -54,6 +55,8 @@ pub(crate) struct PolicyMeta {
     /// The `@approval("GROUP")` annotation (only ever on a `forbid`): who may lift this policy
     /// for one call. A deny made only of such forbids is a hold.
     pub(crate) approval: Option<String>,
+    /// The argument keys the policy cannot apply without: see [`crate::guard`].
+    pub(crate) guard: Vec<String>,
 }
 
 /// A loaded, validated policy set.
@@ -87,6 +90,7 @@ pub(crate) fn load(schema: &Schema, sources: &[(String, String)]) -> Result<Load
             }
             check_approval(&statement, &id)?;
             let policy = statement.policy.new_id(PolicyId::new(&id));
+            let guard = argument_guard(&policy);
             set.add(policy).map_err(|e| PolicyError::Parse { at: statement.at.clone(), message: one_line(&e) })?;
             by_id.insert(id.clone(), policies.len());
             file_of.push(file_index);
@@ -96,6 +100,7 @@ pub(crate) fn load(schema: &Schema, sources: &[(String, String)]) -> Result<Load
                 effect: statement.effect,
                 reason: statement.reason,
                 approval: statement.approval,
+                guard,
             });
         }
     }

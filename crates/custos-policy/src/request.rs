@@ -15,7 +15,7 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use cedar_policy::{
-    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, RestrictedExpression, Schema,
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicySet, RestrictedExpression, Schema,
 };
 use custos_core::{Agent, ToolClass, ToolRef};
 
@@ -151,10 +151,94 @@ impl Names {
 
 /// What deciding a call of one tool by one agent needs apart from the call's context: the
 /// entities, and the policies whose scope can match them.
+///
+/// The policies with an argument guard ([`crate::guard`]) are kept apart: a call is decided
+/// over the unguarded ones and those whose guard keys its arguments all have. The sets for the
+/// combinations of guard keys seen lately are kept, since one tool is called with the same
+/// arguments over and over.
 #[derive(Debug)]
 pub(crate) struct Prepared {
     pub(crate) entities: Entities,
-    pub(crate) policies: PolicySet,
+    /// Every applicable policy, for a call whose arguments pass every guard; the only set
+    /// when no applicable policy has a guard.
+    all: Arc<PolicySet>,
+    /// The applicable policies that have no guard.
+    unguarded: Vec<Policy>,
+    /// The guarded ones, with the indices in `keys` of their guard's keys.
+    guarded: Vec<(Vec<usize>, Policy)>,
+    /// Every key a guard names, to its index.
+    keys: HashMap<String, usize>,
+    /// The set for each combination of guard keys present (sorted indices into `keys`).
+    sets: Mutex<HashMap<Vec<usize>, Arc<PolicySet>>>,
+}
+
+/// Combinations of guard keys whose policy sets one [`Prepared`] keeps.
+const MAX_GUARD_SETS: usize = 8;
+
+impl Prepared {
+    /// `policies` (applicable to one agent and tool) with their guards.
+    pub(crate) fn new(entities: Entities, policies: Vec<(Policy, &[String])>) -> Result<Self, String> {
+        let mut keys: HashMap<String, usize> = HashMap::new();
+        let (mut unguarded, mut guarded) = (Vec::new(), Vec::new());
+        let all = Arc::new(policy_set(policies.iter().map(|(p, _)| p.clone()))?);
+        for (policy, guard) in policies {
+            if guard.is_empty() {
+                unguarded.push(policy);
+                continue;
+            }
+            let indices = guard
+                .iter()
+                .map(|key| {
+                    let next = keys.len();
+                    *keys.entry(key.clone()).or_insert(next)
+                })
+                .collect();
+            guarded.push((indices, policy));
+        }
+        Ok(Self { entities, all, unguarded, guarded, keys, sets: Mutex::default() })
+    }
+
+    /// The most policies it may come to hold: every applicable policy twice (in `all`, and
+    /// split by guard), and as many again for each combination of guard keys it may keep a
+    /// set for.
+    pub(crate) fn weight(&self) -> usize {
+        let combinations =
+            u32::try_from(self.keys.len()).ok().and_then(|n| 2usize.checked_pow(n)).unwrap_or(usize::MAX);
+        let sets = combinations.saturating_sub(1).min(MAX_GUARD_SETS);
+        self.all.policies().count().max(1).saturating_mul(sets + 2)
+    }
+
+    /// The policies to decide a call with these `arguments` over.
+    pub(crate) fn policies(&self, arguments: &serde_json::Value) -> Result<Arc<PolicySet>, String> {
+        if self.guarded.is_empty() {
+            return Ok(self.all.clone());
+        }
+        let mut present: Vec<usize> = match arguments.as_object() {
+            Some(map) if map.len() < self.keys.len() => map.keys().filter_map(|k| self.keys.get(k).copied()).collect(),
+            Some(map) => self.keys.iter().filter(|(k, _)| map.contains_key(*k)).map(|(_, &i)| i).collect(),
+            None => Vec::new(),
+        };
+        if present.len() == self.keys.len() {
+            return Ok(self.all.clone());
+        }
+        present.sort_unstable();
+        if let Some(found) = self.sets.lock().ok().and_then(|sets| sets.get(&present).cloned()) {
+            return Ok(found);
+        }
+        let passed = self.guarded.iter().filter(|(guard, _)| guard.iter().all(|k| present.binary_search(k).is_ok()));
+        let set = Arc::new(policy_set(self.unguarded.iter().chain(passed.map(|(_, p)| p)).cloned())?);
+        if let Ok(mut sets) = self.sets.lock() {
+            if sets.len() >= MAX_GUARD_SETS {
+                sets.clear();
+            }
+            sets.insert(present, set.clone());
+        }
+        Ok(set)
+    }
+}
+
+fn policy_set(policies: impl Iterator<Item = Policy>) -> Result<PolicySet, String> {
+    PolicySet::from_policies(policies).map_err(|e| with_causes(&e))
 }
 
 /// [`Prepared`] for the agent and tool pairs seen lately: building and validating entities, and
@@ -165,11 +249,23 @@ pub(crate) struct Prepared {
 /// flow mark is a different key, never a stale entry. Bounded: emptied when full.
 #[derive(Debug, Default)]
 pub(crate) struct PreparedCache {
-    built: Mutex<HashMap<PreparedKey, Arc<Prepared>>>,
+    built: Mutex<Built>,
+}
+
+#[derive(Debug, Default)]
+struct Built {
+    prepared: HashMap<PreparedKey, Arc<Prepared>>,
+    /// The sum of their [`Prepared::weight`]s.
+    weight: usize,
 }
 
 /// Pairs of agent and tool remembered at once.
-const MAX_PREPARED: usize = 4096;
+pub(crate) const MAX_PREPARED: usize = 4096;
+
+/// The most policies the cached sets may hold between them, counted by [`Prepared::weight`]:
+/// a policy in a set costs a few hundred bytes, so this bounds the cache to about 100 MB
+/// however large the policy set.
+pub(crate) const MAX_PREPARED_WEIGHT: usize = 1 << 18;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PreparedKey {
@@ -184,6 +280,12 @@ struct PreparedKey {
 }
 
 impl PreparedCache {
+    /// How many pairs are held, and their total weight.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> (usize, usize) {
+        self.built.lock().map(|b| (b.prepared.len(), b.weight)).unwrap_or_default()
+    }
+
     /// What deciding a call of `tool` by `agent` needs, from the cache or built by `build` and
     /// kept.
     pub(crate) fn get_or_build(
@@ -203,17 +305,21 @@ impl PreparedCache {
             hints: ANNOTATION_HINTS.map(|hint| tool.annotations.and_then(|a| a.get(hint)?.as_bool())),
             flows: flows.to_vec(),
         };
-        if let Some(found) = self.built.lock().ok().and_then(|built| built.get(&key).cloned()) {
+        if let Some(found) = self.built.lock().ok().and_then(|built| built.prepared.get(&key).cloned()) {
             return Ok(found);
         }
-        let entities = Arc::new(build()?);
+        let prepared = Arc::new(build()?);
         if let Ok(mut built) = self.built.lock() {
-            if built.len() >= MAX_PREPARED {
-                built.clear();
+            let weight = prepared.weight();
+            if built.prepared.len() >= MAX_PREPARED || built.weight.saturating_add(weight) > MAX_PREPARED_WEIGHT {
+                *built = Built::default();
             }
-            built.insert(key, entities.clone());
+            built.weight = built.weight.saturating_add(weight);
+            if let Some(replaced) = built.prepared.insert(key, prepared.clone()) {
+                built.weight = built.weight.saturating_sub(replaced.weight());
+            }
         }
-        Ok(entities)
+        Ok(prepared)
     }
 }
 

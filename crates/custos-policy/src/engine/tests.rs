@@ -893,7 +893,8 @@ fn the_shipped_toxic_flow_policies_hold_egress_only_after_both_labels() {
 }
 
 /// Every scope form, for other and for the calling agents, groups, tools and servers, with
-/// conditions that match, do not match, and fail to evaluate.
+/// conditions that match, do not match, and fail to evaluate; and argument guards of one and
+/// two keys, one with a failing test before a later `has`, one with an `unless`.
 const SCOPED: &str = r#"
 @id("any") permit (principal, CALL, resource) when { resource.class == "read" };
 @id("eq-agent") permit (principal == Custos::Agent::"alice", CALL, resource);
@@ -905,10 +906,13 @@ const SCOPED: &str = r#"
 @id("tool-other") forbid (principal, CALL, resource == Custos::Tool::"files/delete");
 @id("server-other") forbid (principal, CALL, resource in Custos::Server::"payments");
 @id("tool-is") forbid (principal, CALL, resource is Custos::Tool) when { context.run.labels.contains("tainted") };
+@id("two-keys") forbid (principal, CALL, resource == Custos::Tool::"payments/refund") when { context.arguments has path && context.arguments has amount && context.arguments.amount > 1000 };
+@id("error-before-key") forbid (principal, CALL, resource in Custos::Server::"mail") when { context.arguments has amount && context.arguments.amount > 5 && context.arguments has path };
+@id("guard-unless") forbid (principal, CALL, resource) when { context.arguments has url } unless { context.arguments.url like "https://*" };
 "#;
 
 #[test]
-fn leaving_out_policies_scoped_elsewhere_changes_no_decision() {
+fn leaving_out_policies_scoped_elsewhere_or_guarded_by_absent_arguments_changes_no_decision() {
     let engine = engine(&[("scoped.cedar", SCOPED)]);
     let agents =
         [agent("alice", &[]), agent("bob", &["ops"]), agent("carol", &["readers"]), agent("mallory", &["ops"])];
@@ -916,13 +920,25 @@ fn leaving_out_policies_scoped_elsewhere_changes_no_decision() {
     let mut checked = 0;
     for a in &agents {
         for tool in tools {
-            for args in [json!({}), json!({ "path": "/tmp/x" }), json!({ "amount": 500 }), json!({ "amount": "x" })] {
+            let arguments = [
+                json!({}),
+                json!({ "path": "/tmp/x" }),
+                json!({ "amount": 500 }),
+                json!({ "amount": "x" }),
+                json!({ "path": "/tmp/x", "amount": 5000 }),
+                json!({ "path": "/tmp/x", "amount": null }),
+                json!({ "url": "http://example.com" }),
+                json!({ "url": "https://example.com", "path": "/p", "amount": 5000, "query": "q" }),
+                json!([1, 2]),
+            ];
+            for args in &arguments {
                 for labels in [&[][..], &["tainted"][..]] {
                     let call = Call::new(a.clone(), tool, ToolClass::Read).args(args.clone()).labels(labels);
                     let req = call.request();
                     let (request, prepared) = engine.request(&req).unwrap();
                     let all = engine.authorizer.is_authorized(&request, &engine.policies, &prepared.entities);
-                    let some = engine.authorizer.is_authorized(&request, &prepared.policies, &prepared.entities);
+                    let chosen = prepared.policies(args).unwrap();
+                    let some = engine.authorizer.is_authorized(&request, &chosen, &prepared.entities);
                     let ids = |r: &cedar_policy::Response| {
                         let mut reasons: Vec<String> = r.diagnostics().reason().map(ToString::to_string).collect();
                         let mut errors: Vec<String> = r.diagnostics().errors().map(ToString::to_string).collect();
@@ -936,12 +952,50 @@ fn leaving_out_policies_scoped_elsewhere_changes_no_decision() {
             }
         }
     }
-    assert_eq!(checked, 4 * 5 * 4 * 2);
+    assert_eq!(checked, 4 * 5 * 9 * 2);
     // The cache is per agent and tool: mallory and files/delete see neither alice's grant nor
-    // the payments forbid.
+    // the payments forbid; and a policy guarded by an argument only when the call has it.
     let call = Call::new(agent("mallory", &["ops"]), "files/delete", ToolClass::Read);
     let (_, prepared) = engine.request(&call.request()).unwrap();
-    let kept: std::collections::BTreeSet<&str> =
-        prepared.policies.policies().filter_map(|p| p.annotation("id")).collect();
-    assert_eq!(kept, ["any", "eq-other", "is", "tool-is", "tool-other"].into_iter().collect());
+    let kept = |args: serde_json::Value| -> Vec<String> {
+        let set = prepared.policies(&args).unwrap();
+        let ids: std::collections::BTreeSet<String> =
+            set.policies().filter_map(|p| p.annotation("id")).map(str::to_owned).collect();
+        ids.into_iter().collect()
+    };
+    let unguarded = ["any", "eq-other", "tool-is", "tool-other"];
+    assert_eq!(kept(json!({ "path": "/p" })), unguarded);
+    assert_eq!(kept(json!("not an object")), unguarded);
+    assert_eq!(kept(json!({ "amount": null })), ["any", "eq-other", "is", "tool-is", "tool-other"]);
+    assert_eq!(
+        kept(json!({ "amount": 1, "url": "u" })),
+        ["any", "eq-other", "guard-unless", "is", "tool-is", "tool-other"]
+    );
+    assert_eq!(kept(json!({ "path": "/p" })), unguarded, "from the guard sets kept");
+}
+
+#[test]
+fn the_prepared_cache_holds_a_bounded_number_of_policies() {
+    use crate::request::{MAX_PREPARED, MAX_PREPARED_WEIGHT};
+    // 600 guarded forbids and a grant, every one applicable to every tool: each pair may come
+    // to hold 3 × 601 policies, so the weight bound, not the pair bound, is what holds.
+    let mut text = String::from("@id(\"grant\") permit (principal, CALL, resource);\n");
+    for i in 0..600 {
+        text.push_str(&format!(
+            "@id(\"f{i}\") forbid (principal, CALL, resource) when {{ context.arguments has query && context.arguments.query == \"x{i}\" }};\n"
+        ));
+    }
+    let engine = engine(&[("many.cedar", &text)]);
+    let bot = agent("bot", &[]);
+    let mut most = 0;
+    for i in 0..300 {
+        let call = Call::new(bot.clone(), &format!("server/tool-{i}"), ToolClass::Read).args(json!({ "path": "/p" }));
+        assert!(call.decide(&engine).is_allow());
+        let (pairs, weight) = engine.prepared.held();
+        assert!(weight <= MAX_PREPARED_WEIGHT && pairs <= MAX_PREPARED, "{pairs} pairs of weight {weight}");
+        most = most.max(pairs);
+    }
+    assert_eq!(most, MAX_PREPARED_WEIGHT / (3 * 601), "as many pairs as the weight allows, then emptied");
+    let denied = Call::new(bot, "server/tool-0", ToolClass::Read).args(json!({ "query": "x7" }));
+    assert_eq!(denied_by(&denied.decide(&engine)), vec!["f7"], "a rebuilt pair still decides over every policy");
 }
