@@ -13,8 +13,9 @@ use serde_json::json;
 use crate::report::{AppendResult, Latency, PolicyResult, VerifyResult};
 
 /// `n` policies of the shapes a large deployment has: per-agent tool grants, group grants with
-/// argument conditions, and forbids on argument patterns; plus the grant the measured call
-/// matches and a forbid it must be checked against. Every policy is evaluated for every call.
+/// argument conditions, and forbids on argument values; plus the grant the measured call
+/// matches and a forbid it must be checked against. The grants are scoped to other agents and
+/// groups; the forbids apply to everyone, but only to calls that carry their argument (`query`).
 pub fn policy_set(n: usize) -> String {
     let mut text = String::with_capacity(n * 200);
     text.push_str(
@@ -45,12 +46,25 @@ pub fn policy_set(n: usize) -> String {
     text
 }
 
-/// Decides the same allowed call against `n` policies for about `budget` (at least 200 times).
+/// Decides the same allowed call against `n` policies for about `budget` (at least 200 times),
+/// in two forms: with the arguments a typical call has, which the set's argument forbids
+/// (guarded by `context.arguments has query`) are left out for; and with `query` as well, so
+/// that every forbid is evaluated.
 pub fn policy(n: usize, budget: Duration) -> Result<PolicyResult> {
     let loading = Instant::now();
     let engine = PolicyEngine::from_sources(EMBEDDED_SCHEMA, &[("bench.cedar".to_owned(), policy_set(n))])
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let load_ms = loading.elapsed().as_secs_f64() * 1e3;
+    let typical = json!({ "text": "hello", "path": "/srv/data/report.txt" });
+    let every_forbid = json!({ "text": "hello", "path": "/srv/data/report.txt", "query": "allowed" });
+    let (decisions, latency_ns) = decide(&engine, &typical, budget / 2)?;
+    let (_, every_forbid_ns) = decide(&engine, &every_forbid, budget / 2)?;
+    Ok(PolicyResult { policies: n, decisions, load_ms, latency_ns, every_forbid_ns })
+}
+
+/// Decides one allowed call with these `arguments` over and over for about `budget`: how many
+/// times, and the latency of each.
+fn decide(engine: &PolicyEngine, arguments: &serde_json::Value, budget: Duration) -> Result<(usize, Latency)> {
     let agent = Agent {
         id: AgentId("bench".to_owned()),
         owner: "bench@example.com".to_owned(),
@@ -58,12 +72,11 @@ pub fn policy(n: usize, budget: Duration) -> Result<PolicyResult> {
         groups: vec!["bench".to_owned()],
     };
     let tool = ToolRef::new("echo", "echo");
-    let arguments = json!({ "text": "hello", "path": "/srv/data/report.txt" });
     let labels = ["read_sensitive".to_owned()];
     let req = CallRequest {
         agent: &agent,
         tool: ToolInfo { tool: &tool, class: ToolClass::Read, annotations: None },
-        arguments: &arguments,
+        arguments,
         run_id: "run-bench",
         step: 3,
         labels: &labels,
@@ -72,7 +85,7 @@ pub fn policy(n: usize, budget: Duration) -> Result<PolicyResult> {
         approval_granted: false,
     };
     if !matches!(engine.decide(&req), Decision::Allow { .. }) {
-        bail!("the benchmark's call is not allowed by its {n} policies");
+        bail!("the benchmark's call with {arguments} is not allowed by its {} policies", engine.len());
     }
     let mut samples = Vec::new();
     let until = Instant::now() + budget;
@@ -82,7 +95,7 @@ pub fn policy(n: usize, budget: Duration) -> Result<PolicyResult> {
         samples.push(u32::try_from(start.elapsed().as_nanos()).unwrap_or(u32::MAX));
         std::hint::black_box(decision);
     }
-    Ok(PolicyResult { policies: n, decisions: samples.len(), load_ms, latency_ns: Latency::of(&mut samples) })
+    Ok((samples.len(), Latency::of(&mut samples)))
 }
 
 /// An event like the gateway's `call.requested`, `call.decided` and `call.finished`.

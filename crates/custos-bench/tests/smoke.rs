@@ -47,6 +47,10 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
     let policy: Vec<u64> =
         report["policy"].as_array().unwrap().iter().map(|p| p["policies"].as_u64().unwrap()).collect();
     assert_eq!(policy, [10, 100]);
+    for p in report["policy"].as_array().unwrap() {
+        assert!(p["latency_ns"]["p50"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["every_forbid_ns"]["p50"].as_f64().unwrap() > 0.0, "{p}");
+    }
     let append = report["audit_append"].as_array().unwrap();
     assert_eq!(append.len(), 2);
     assert!(append.iter().all(|a| a["events"].as_u64().unwrap() > 0));
