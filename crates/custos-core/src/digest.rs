@@ -93,18 +93,26 @@ pub fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
     use serde_json::Value;
     match value {
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push(b'{');
-            for (i, (key, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+            let write_entries = |entries: &mut dyn Iterator<Item = (&String, &Value)>, out: &mut Vec<u8>| {
+                out.push(b'{');
+                for (i, (key, v)) in entries.enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(key, out);
+                    out.push(b':');
+                    write_canonical(v, out);
                 }
-                write_string(key, out);
-                out.push(b':');
-                write_canonical(v, out);
+                out.push(b'}');
+            };
+            // Sorted already unless `preserve_order` is on: then sort a copy of the entries.
+            if map.keys().is_sorted() {
+                write_entries(&mut map.iter(), out);
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                write_entries(&mut entries.into_iter(), out);
             }
-            out.push(b'}');
         }
         Value::Array(items) => {
             out.push(b'[');
@@ -119,13 +127,16 @@ pub fn write_canonical(value: &serde_json::Value, out: &mut Vec<u8>) {
         Value::String(s) => write_string(s, out),
         // Scalars have one compact form already.
         Value::Null | Value::Bool(_) | Value::Number(_) => {
-            out.extend_from_slice(value.to_string().as_bytes());
+            // Writing to a `Vec` cannot fail.
+            let _ = serde_json::to_writer(out, value);
         }
     }
 }
 
+/// `s` as a JSON string, escaped as serde_json escapes it, straight into `out`.
 fn write_string(s: &str, out: &mut Vec<u8>) {
-    out.extend_from_slice(serde_json::Value::String(s.to_owned()).to_string().as_bytes());
+    // Writing to a `Vec` cannot fail, and a `str` always serializes.
+    let _ = serde_json::to_writer(out, s);
 }
 
 #[cfg(test)]
@@ -141,6 +152,15 @@ mod tests {
         assert_eq!(Digest::of_json(&a), Digest::of_json(&b));
         let nested: serde_json::Value = serde_json::from_str(r#"{"z":[{"b":"\u00e9\n","a":null}],"y":1.5}"#).unwrap();
         assert_eq!(canonical_json(&nested), "{\"y\":1.5,\"z\":[{\"a\":null,\"b\":\"é\\n\"}]}".as_bytes());
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in ["", "plain", "quote \" and \\ backslash", "\u{0}\u{1f}\u{7f}\t\r\n", "é 日本 🦀", "</script>"] {
+            let mut out = Vec::new();
+            write_string(s, &mut out);
+            assert_eq!(out, serde_json::Value::String(s.to_owned()).to_string().into_bytes(), "{s:?}");
+        }
     }
 
     #[test]
