@@ -544,11 +544,10 @@ fn head_in(
     path: &Path,
     error: fn(&Path, rusqlite::Error) -> StoreError,
 ) -> Result<Option<(u64, Digest)>, StoreError> {
+    // Cached: every append reads the head, and preparing costs more than the read.
     let head = conn
-        .query_row("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", [], |row| {
-            Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))
-        })
-        .optional()
+        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut stmt| stmt.query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))).optional())
         .map_err(|e| error(path, e))?;
     let Some((seq, hash)) = head else { return Ok(None) };
     let corrupt = |what: &str| StoreError::Corrupt {
