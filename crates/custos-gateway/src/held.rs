@@ -44,7 +44,7 @@ pub struct Held {
     pub(crate) tool: ToolRef,
     pub(crate) class: ToolClass,
     /// The tool's descriptor when the call was held: an approval covers this version only.
-    pub(crate) descriptor: Option<ToolDescriptor>,
+    pub(crate) descriptor: Option<std::sync::Arc<ToolDescriptor>>,
     pub(crate) arguments: serde_json::Value,
     pub(crate) received: Instant,
     pub(crate) request: ApprovalRequest,

@@ -111,7 +111,8 @@ pub struct Gateway {
     limits: Limits,
     steps: Arc<AtomicU64>,
     /// The latest descriptor of each tool, by name.
-    tools: Mutex<std::collections::HashMap<String, ToolDescriptor>>,
+    /// The upstream's tools by name, as last listed. Shared, as every call reads its own.
+    tools: Mutex<std::collections::HashMap<String, Arc<ToolDescriptor>>>,
     /// The protocol revision the two sides agreed in `initialize`, if they used it.
     negotiated: Mutex<Option<String>>,
     pending: PendingRequests,
@@ -146,7 +147,7 @@ impl Side {
 
 impl Gateway {
     pub fn new(spec: GatewaySpec) -> Self {
-        let tools = spec.known_tools.into_iter().map(|d| (d.tool.name.clone(), d)).collect();
+        let tools = spec.known_tools.into_iter().map(|d| (d.tool.name.clone(), Arc::new(d))).collect();
         Self {
             pending: PendingRequests::new(spec.limits.max_pending_requests),
             agent: spec.agent,
@@ -299,7 +300,7 @@ impl Gateway {
 
     pub(crate) fn with_tools<T>(
         &self,
-        f: impl FnOnce(&mut std::collections::HashMap<String, ToolDescriptor>) -> T,
+        f: impl FnOnce(&mut std::collections::HashMap<String, Arc<ToolDescriptor>>) -> T,
     ) -> T {
         f(&mut self.tools.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
@@ -425,7 +426,7 @@ impl Gateway {
 
         // 2. classify
         let descriptor = self.with_tools(|t| t.get(&params.name).cloned());
-        let class = self.classes.classify(&params.name, descriptor.as_ref());
+        let class = self.classes.classify(&params.name, descriptor.as_deref());
         let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
 
         // 2b. detect: quarantine, replay, rates, budgets, loops, bursts, first use, toxic flow
@@ -440,7 +441,7 @@ impl Gateway {
         };
         let reused = self.detection.abuse().request_id_reused(&self.session_key(), id.get());
         let mut before = self.detection.before_call(&facts, reused.then_some(id.get()));
-        self.check_quarantine(&tool, descriptor.as_ref(), &mut before);
+        self.check_quarantine(&tool, descriptor.as_deref(), &mut before);
         self.check_toxic_flow(&tool, &flows, &mut before);
         // What policy sees: this call's findings, and those that taint the whole run.
         let mut run_findings = self.run_state.findings();
@@ -1068,7 +1069,7 @@ impl Gateway {
         }
         self.with_tools(|t| {
             for d in &descriptors {
-                t.insert(d.tool.name.clone(), d.clone());
+                t.insert(d.tool.name.clone(), Arc::new(d.clone()));
             }
         });
         if self.tools_list == ToolsListMode::Show {
