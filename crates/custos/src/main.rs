@@ -21,6 +21,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc's malloc: the gateway allocates and frees small buffers on every
+/// call from several threads, where glibc's arenas cost about a sixth of its CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit codes, one per outcome a script may want to tell apart.
 pub mod exit {
     /// The command did what was asked.
