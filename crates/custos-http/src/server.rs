@@ -591,7 +591,7 @@ pub(crate) async fn await_answer(
 ) -> Response {
     let timeout = app.request_timeout();
     if wants_stream(headers) {
-        return event_stream_until_answer(session, answer, timeout, id, permit, transform).into_response();
+        return answer_or_stream(session, answer, timeout, id, permit, transform).await;
     }
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
@@ -688,33 +688,66 @@ pub(crate) fn with_session(mut response: Response, session: &Session) -> Respons
     response
 }
 
-/// An SSE response: what the upstream says while the request is open, then its answer.
-fn event_stream_until_answer(
+/// The answer to a client that accepts both JSON and a stream. When the upstream answers
+/// before it says anything else about the request (nearly every call), the answer is plain
+/// JSON: one write, and no stream to set up. When it first sends something else (progress, a
+/// request of its own), the answer becomes an SSE stream that starts with it.
+async fn answer_or_stream(
     session: &Arc<Session>,
-    answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    mut answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
     timeout: Duration,
     id: Box<serde_json::value::RawValue>,
     permit: tokio::sync::OwnedSemaphorePermit,
     transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let transform = Arc::new(transform);
-    let (guard, messages) = session.open_post_stream();
+) -> Response {
+    let (guard, mut messages) = session.open_post_stream();
     let deadline = tokio::time::Instant::now() + timeout;
-    // The agent's permit is held until the stream ends: an open stream is a request in flight.
-    let guard = (guard, permit);
+    tokio::select! {
+        // What the upstream said before its answer comes first, as it was sent.
+        biased;
+        Some(first) = messages.recv() => {
+            let first = event(transform(first));
+            let rest = event_stream_until_answer((guard, permit), messages, answer, deadline, timeout, id, transform);
+            Sse::new(stream::once(async move { Ok(first) }).chain(rest)).into_response()
+        }
+        result = &mut answer => match result {
+            Ok(bytes) => reply::json_bytes(StatusCode::OK, bytes),
+            Err(_) => reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended"),
+        },
+        () = tokio::time::sleep_until(deadline) => {
+            session.forget(&id);
+            timed_out(&id, timeout)
+        }
+    }
+}
+
+/// SSE events: what the upstream says while the request is open, then its answer. `guard` (the
+/// post stream and the agent's permit) is held until the answer: an open stream is a request
+/// in flight.
+fn event_stream_until_answer<G: Send + 'static>(
+    guard: G,
+    messages: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    id: Box<serde_json::value::RawValue>,
+    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let transform = Arc::new(transform);
     let state = Some((guard, messages, answer, id));
     let events = stream::unfold(state, move |state| {
         let transform = transform.clone();
         async move {
             let (guard, mut messages, mut answer, id) = state?;
             tokio::select! {
+                // Messages sent before the answer are queued before it is: drain them first.
                 biased;
+                Some(bytes) = messages.recv() => Some((event(transform(bytes)), Some((guard, messages, answer, id)))),
                 result = &mut answer => {
                     let bytes = result.unwrap_or_else(|_| custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None));
                     drop(guard);
                     Some((event(bytes), None))
                 }
-                Some(bytes) = messages.recv() => Some((event(transform(bytes)), Some((guard, messages, answer, id)))),
                 () = tokio::time::sleep_until(deadline) => {
                     let bytes = custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &format!("the upstream did not answer within {} ms", timeout.as_millis()), None);
                     Some((event(bytes), None))
@@ -722,7 +755,7 @@ fn event_stream_until_answer(
             }
         }
     });
-    Sse::new(events.map(Ok))
+    events.map(Ok)
 }
 
 pub(crate) fn event(bytes: Vec<u8>) -> Event {

@@ -363,6 +363,51 @@ fn clients_name_their_run_and_parent_run_and_cannot_take_anothers() {
 }
 
 #[test]
+fn a_call_is_answered_as_json_unless_the_upstream_speaks_first() {
+    let d = Deployment::serving_sample("");
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    let auth = bearer(&key);
+    let both = [
+        ("Authorization", auth.as_str()),
+        ("Mcp-Session-Id", session.as_str()),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    // The upstream answers at once: a JSON answer, though the client takes a stream too.
+    let echo = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}"#;
+    let (status, headers, body) = http("POST", &url, &both, echo);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "content-type"), Some("application/json"), "{headers:?}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((answer["id"].clone(), answer["result"]["isError"].clone()), (json!(2), json!(false)), "{answer}");
+
+    // The upstream sends progress first: a stream of it, in order, then the answer.
+    let count = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"count_with_progress","arguments":{"n":2},"_meta":{"progressToken":"t"}}}"#;
+    let (status, headers, body) = http("POST", &url, &both, count);
+    assert_eq!(status, 200, "{body}");
+    assert!(header(&headers, "content-type").unwrap().starts_with("text/event-stream"), "{headers:?}");
+    let events: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|data| serde_json::from_str(data.trim()).unwrap())
+        .collect();
+    let progress: Vec<Option<f64>> = events.iter().take(2).map(|e| e["params"]["progress"].as_f64()).collect();
+    assert_eq!(progress, [Some(1.0), Some(2.0)], "{body}");
+    assert_eq!(events.len(), 3, "{body}");
+    assert_eq!(events[2]["id"], 3, "{body}");
+    assert_eq!(events[2]["result"]["content"][0]["text"], "counted 2", "{body}");
+
+    // A client that takes only JSON still gets JSON; the progress has nowhere to go.
+    let json_only = [both[0], both[1], ("Accept", "application/json")];
+    let (status, headers, body) = http("POST", &url, &json_only, &count.replace(r#""id":3"#, r#""id":4"#));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "content-type"), Some("application/json"), "{headers:?}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["id"], 4, "{body}");
+}
+
+#[test]
 fn one_agent_at_its_concurrency_limit_costs_other_agents_nothing() {
     let d = Deployment::serving_sample("[serve]\nmax_concurrent_per_agent = 1\nrequest_timeout_ms = 3000\n");
     let reader = issue_key(&d, "reader");
