@@ -224,7 +224,7 @@ impl fmt::Display for Tamper {
 }
 
 /// One stored row as a store reads it for verification.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RawRow {
     /// The row's own sequence number (the primary key), which may disagree with the body's.
     pub seq: i64,
@@ -365,17 +365,22 @@ impl Batch {
 
 /// Walks `rows`, which must come in ascending row `seq` order, and reports the first problem.
 ///
-/// Streaming: it holds two batches of rows, the inspected rows of a third, and two digests,
-/// whatever the length of the log. Errors from `rows` (the database failing mid-walk) are
-/// passed through.
+/// Streaming: it holds a few batches of rows (see [`in_flight`]) and two digests, whatever the
+/// length of the log. Errors from `rows` (the database failing mid-walk) are passed through.
 pub(crate) fn verify_rows<R: ReadRows>(rows: R) -> Result<VerifyReport, R::Error> {
+    verify_rows_with(rows, in_flight())
+}
+
+/// [`verify_rows`] with at most `in_flight` batches inspected at once.
+fn verify_rows_with<R: ReadRows>(rows: R, in_flight: usize) -> Result<VerifyReport, R::Error> {
     std::thread::scope(|scope| {
         let mut rows = Inspecting {
             rows,
             scope,
-            running: None,
+            in_flight: in_flight.max(1),
+            running: VecDeque::new(),
             ready: VecDeque::new(),
-            spare: None,
+            spare: Vec::new(),
             error: None,
             read_all: false,
         }
@@ -399,9 +404,17 @@ pub(crate) fn verify_rows<R: ReadRows>(rows: R) -> Result<VerifyReport, R::Error
     })
 }
 
-/// Rows inspected in batches: one batch is inspected (digest, decode, columns) on a second
-/// thread while the next is read, so a walk uses two cores; rows still come out in order.
+/// Rows inspected in batches: each batch is inspected (digest, decode, columns) on a thread of
+/// its own while the reader reads the next ones; rows still come out in order.
 const INSPECT_BATCH: usize = 4096;
+
+/// How many batches are inspected at once: one per core and one more. Inspecting a row costs
+/// more than reading it, so with two cores the reader and two inspecting threads share both
+/// cores, where one inspecting thread would leave the reader's core idle half the time. The
+/// cap bounds memory (a batch is about two megabytes) on machines with many cores.
+fn in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).saturating_add(1).min(9)
+}
 
 /// A batch's buffers and the rows inspected from it.
 type Inspection = (Batch, VecDeque<Inspected>);
@@ -409,15 +422,33 @@ type Inspection = (Batch, VecDeque<Inspected>);
 struct Inspecting<'scope, 'env, R: ReadRows> {
     rows: R,
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    /// The batch being inspected.
-    running: Option<std::thread::ScopedJoinHandle<'scope, Inspection>>,
+    /// How many batches may be inspected at once.
+    in_flight: usize,
+    /// The batches being inspected, oldest first.
+    running: VecDeque<std::thread::ScopedJoinHandle<'scope, Inspection>>,
     /// The inspected rows being handed out.
     ready: VecDeque<Inspected>,
-    /// Buffers of a batch already handed out, to read the next batch into.
-    spare: Option<Inspection>,
+    /// Buffers of batches already handed out, to read the next batches into.
+    spare: Vec<Inspection>,
     /// What reading failed with, handed out after every row read before it.
     error: Option<R::Error>,
     read_all: bool,
+}
+
+impl<R: ReadRows> Inspecting<'_, '_, R> {
+    /// Reads up to [`INSPECT_BATCH`] rows into `batch`, noting the end or an error.
+    fn read_batch(&mut self, batch: &mut Batch) {
+        while batch.len() < INSPECT_BATCH && !self.read_all {
+            match self.rows.read_into(batch) {
+                Ok(true) => {}
+                Ok(false) => self.read_all = true,
+                Err(e) => {
+                    self.error = Some(e);
+                    self.read_all = true;
+                }
+            }
+        }
+    }
 }
 
 impl<R: ReadRows> Iterator for Inspecting<'_, '_, R> {
@@ -428,43 +459,32 @@ impl<R: ReadRows> Iterator for Inspecting<'_, '_, R> {
             if let Some(row) = self.ready.pop_front() {
                 return Some(Ok(row));
             }
-            let finished = self.running.take();
-            if !self.read_all {
-                let (mut batch, mut inspected) = self.spare.take().unwrap_or_default();
+            // Read ahead while the batches before are inspected.
+            while self.running.len() < self.in_flight && !self.read_all {
+                let (mut batch, mut inspected) = self.spare.pop().unwrap_or_default();
                 batch.clear();
-                while batch.len() < INSPECT_BATCH {
-                    match self.rows.read_into(&mut batch) {
-                        Ok(true) => {}
-                        Ok(false) => self.read_all = true,
-                        Err(e) => {
-                            self.error = Some(e);
-                            self.read_all = true;
-                        }
-                    }
-                    if self.read_all {
-                        break;
-                    }
-                }
-                if batch.len() > 0 {
-                    self.running = Some(self.scope.spawn(move || {
+                self.read_batch(&mut batch);
+                if batch.len() == 0 {
+                    self.spare.push((batch, inspected));
+                } else {
+                    self.running.push_back(self.scope.spawn(move || {
                         batch.inspect_into(&mut inspected);
                         (batch, inspected)
                     }));
-                } else {
-                    self.spare = Some((batch, inspected));
                 }
             }
-            match finished {
-                Some(handle) => match handle.join() {
-                    Ok((batch, inspected)) => {
-                        // `ready` is empty: its buffer goes with the batch's to the batch after next.
-                        let emptied = std::mem::replace(&mut self.ready, inspected);
-                        self.spare = Some((batch, emptied));
-                    }
-                    Err(panicked) => std::panic::resume_unwind(panicked),
-                },
-                None if self.running.is_none() => return self.error.take().map(Err),
-                None => {}
+            // INVARIANT: batches are joined in the order they were read.
+            let Some(oldest) = self.running.pop_front() else {
+                // Every row read has been handed out: what reading failed with comes last.
+                return self.error.take().map(Err);
+            };
+            match oldest.join() {
+                Ok((batch, inspected)) => {
+                    // `ready` is empty: its buffer goes with the batch's to a later batch.
+                    let emptied = std::mem::replace(&mut self.ready, inspected);
+                    self.spare.push((batch, emptied));
+                }
+                Err(panicked) => std::panic::resume_unwind(panicked),
             }
         }
     }
@@ -904,6 +924,41 @@ mod tests {
         }
         rows.push(Err("disk gone"));
         assert_eq!(broken(&verify_rows(rows.into_iter()).unwrap()), (n as u64 - 1, Tamper::Modified));
+    }
+
+    #[test]
+    fn any_number_of_batches_in_flight_hands_rows_out_in_order() {
+        let b = INSPECT_BATCH;
+        let n = b * 3 + 7;
+        let clean = chain(n as u64);
+        let head = match clean.last().map(|r| &r.hash) {
+            Some(Cell::Text(hex)) => hex.parse().ok(),
+            _ => None,
+        };
+        for in_flight in 1..=4 {
+            let walk = |rows: Vec<RawRow>| verify_rows_with(rows.into_iter().map(Ok::<_, ()>), in_flight).unwrap();
+            assert_eq!(walk(clean.clone()), VerifyReport::Ok { count: n as u64, head }, "{in_flight} in flight");
+            // A row rewritten at either edge of any batch is found at its own place.
+            for at in [0, b - 1, b, 2 * b - 1, 2 * b, 3 * b - 1, 3 * b, n - 1] {
+                let mut rows = clean.clone();
+                rows[at].body = Cell::Text("{}".into());
+                assert_eq!(broken(&walk(rows)), (at as u64 + 1, Tamper::Modified), "{in_flight} in flight, row {at}");
+            }
+            // A read error on a batch's edge comes after every row before it, and a problem in
+            // those rows is reported rather than the error.
+            for at in [1, b - 1, b, 2 * b + 1, n] {
+                let with_error = |rows: Vec<RawRow>| {
+                    let mut rows: Vec<Result<RawRow, &str>> = rows.into_iter().map(Ok).collect();
+                    rows.insert(at, Err("disk gone"));
+                    verify_rows_with(rows.into_iter(), in_flight)
+                };
+                assert_eq!(with_error(clean.clone()), Err("disk gone"), "{in_flight} in flight, error at {at}");
+                let mut rows = clean.clone();
+                rows[at - 1].body = Cell::Text("{}".into());
+                let report = with_error(rows).unwrap();
+                assert_eq!(broken(&report), (at as u64, Tamper::Modified), "{in_flight} in flight, error at {at}");
+            }
+        }
     }
 
     #[test]
