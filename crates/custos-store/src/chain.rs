@@ -16,6 +16,7 @@
 //! from it; verification checks they still agree, so a search cannot be steered by editing them.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::fmt;
 
 use custos_core::{write_canonical, AgentId, Digest, EventKind, NewEvent, RunId, ToolRef};
@@ -35,6 +36,10 @@ pub(crate) enum Cell {
     Int(i64),
     Text(String),
     /// A real or a blob: never what the store writes, so it never matches.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "stores lend a real or blob as `CellRef::Other`; only tests own one")
+    )]
     Other,
 }
 
@@ -42,6 +47,26 @@ impl Cell {
     fn opt_text(s: Option<String>) -> Self {
         s.map_or(Self::Null, Self::Text)
     }
+
+    fn as_ref(&self) -> CellRef<'_> {
+        match self {
+            Self::Null => CellRef::Null,
+            Self::Int(i) => CellRef::Int(*i),
+            Self::Text(s) => CellRef::Text(s),
+            Self::Other => CellRef::Other,
+        }
+    }
+}
+
+/// A [`Cell`] borrowed from wherever the row is held: the driver's current row, an owned
+/// [`RawRow`] or a [`Batch`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum CellRef<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    /// A real or a blob: never what the store writes, so it never matches.
+    Other,
 }
 
 /// An event ready to insert: its body, digest and derived columns.
@@ -199,7 +224,7 @@ impl fmt::Display for Tamper {
 }
 
 /// One stored row as a store reads it for verification.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct RawRow {
     /// The row's own sequence number (the primary key), which may disagree with the body's.
     pub seq: i64,
@@ -209,15 +234,157 @@ pub(crate) struct RawRow {
     pub columns: [Cell; 7],
 }
 
+impl RawRow {
+    fn as_ref(&self) -> RowRef<'_> {
+        RowRef {
+            seq: self.seq,
+            hash: self.hash.as_ref(),
+            body: self.body.as_ref(),
+            columns: self.columns.each_ref().map(Cell::as_ref),
+        }
+    }
+}
+
+/// One stored row, its cells borrowed: what a store hands [`Batch::push`] while the row is current.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct RowRef<'a> {
+    /// The row's own sequence number (the primary key), which may disagree with the body's.
+    pub seq: i64,
+    pub hash: CellRef<'a>,
+    pub body: CellRef<'a>,
+    /// In [`DERIVED_COLUMNS`] order.
+    pub columns: [CellRef<'a>; 7],
+}
+
+/// Where a walk reads its rows from, in ascending row `seq` order, one at a time.
+pub(crate) trait ReadRows {
+    type Error;
+
+    /// Reads the next row into `batch`; `Ok(false)` when there are no more rows.
+    fn read_into(&mut self, batch: &mut Batch) -> Result<bool, Self::Error>;
+}
+
+/// Owned rows, each copied into the batch.
+impl<I, E> ReadRows for I
+where
+    I: Iterator<Item = Result<RawRow, E>>,
+{
+    type Error = E;
+
+    fn read_into(&mut self, batch: &mut Batch) -> Result<bool, E> {
+        match self.next() {
+            Some(row) => {
+                batch.push(row?.as_ref());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+/// Rows read for inspection. Their text is copied into one buffer and their cells point into it,
+/// so reading a row allocates nothing once the buffers have grown to a batch's size; a batch's
+/// buffers are reused for the batch after next.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    /// Every text cell of the batch, one after another.
+    text: String,
+    rows: Vec<SlotRow>,
+}
+
+/// A row of a [`Batch`]: its cells as places in the batch's text.
+#[derive(Debug)]
+struct SlotRow {
+    seq: i64,
+    hash: Slot,
+    body: Slot,
+    columns: [Slot; 7],
+}
+
+/// A [`CellRef`] whose text is `start..end` of the batch's text.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    Null,
+    Int(i64),
+    Text { start: usize, end: usize },
+    Other,
+}
+
+impl Batch {
+    /// Copies `row` to the end of the batch.
+    pub(crate) fn push(&mut self, row: RowRef<'_>) {
+        let mut slot = |cell: CellRef<'_>| match cell {
+            CellRef::Null => Slot::Null,
+            CellRef::Int(i) => Slot::Int(i),
+            CellRef::Text(s) => {
+                let start = self.text.len();
+                self.text.push_str(s);
+                Slot::Text { start, end: self.text.len() }
+            }
+            CellRef::Other => Slot::Other,
+        };
+        let (hash, body) = (slot(row.hash), slot(row.body));
+        let columns = row.columns.map(&mut slot);
+        self.rows.push(SlotRow { seq: row.seq, hash, body, columns });
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
+    }
+
+    fn cell(&self, slot: Slot) -> CellRef<'_> {
+        match slot {
+            Slot::Null => CellRef::Null,
+            Slot::Int(i) => CellRef::Int(i),
+            // INVARIANT: a text slot is the range `push` copied its text to, so `get` finds it;
+            // were it ever not found, the cell would read as one that matches nothing.
+            Slot::Text { start, end } => self.text.get(start..end).map_or(CellRef::Other, CellRef::Text),
+            Slot::Other => CellRef::Other,
+        }
+    }
+
+    fn row(&self, row: &SlotRow) -> RowRef<'_> {
+        RowRef {
+            seq: row.seq,
+            hash: self.cell(row.hash),
+            body: self.cell(row.body),
+            columns: row.columns.map(|slot| self.cell(slot)),
+        }
+    }
+
+    /// Inspects every row, in order, onto the end of `out`.
+    fn inspect_into(&self, out: &mut VecDeque<Inspected>) {
+        out.extend(self.rows.iter().map(|row| inspect(self.row(row))));
+    }
+}
+
 /// Walks `rows`, which must come in ascending row `seq` order, and reports the first problem.
 ///
-/// Streaming: it holds the current row, one row of lookahead and two digests, whatever the
+/// Streaming: it holds a few batches of rows (see [`in_flight`]) and two digests, whatever the
 /// length of the log. Errors from `rows` (the database failing mid-walk) are passed through.
-pub(crate) fn verify_rows<E>(rows: impl Iterator<Item = Result<RawRow, E>>) -> Result<VerifyReport, E> {
+pub(crate) fn verify_rows<R: ReadRows>(rows: R) -> Result<VerifyReport, R::Error> {
+    verify_rows_with(rows, in_flight())
+}
+
+/// [`verify_rows`] with at most `in_flight` batches inspected at once.
+fn verify_rows_with<R: ReadRows>(rows: R, in_flight: usize) -> Result<VerifyReport, R::Error> {
     std::thread::scope(|scope| {
-        let mut rows =
-            Inspecting { rows, scope, running: None, ready: Vec::new().into_iter(), error: None, read_all: false }
-                .peekable();
+        let mut rows = Inspecting {
+            rows,
+            scope,
+            in_flight: in_flight.max(1),
+            running: VecDeque::new(),
+            ready: VecDeque::new(),
+            spare: Vec::new(),
+            error: None,
+            read_all: false,
+        }
+        .peekable();
         let mut walk = Walk { expected: 1, last: Digest::ZERO, before_last: None };
         while let Some(row) = rows.next() {
             let row = row?;
@@ -237,60 +404,87 @@ pub(crate) fn verify_rows<E>(rows: impl Iterator<Item = Result<RawRow, E>>) -> R
     })
 }
 
-/// Rows inspected in batches: one batch is inspected (digest, decode, columns) on a second
-/// thread while the next is read, so a walk uses two cores; rows still come out in order.
+/// Rows inspected in batches: each batch is inspected (digest, decode, columns) on a thread of
+/// its own while the reader reads the next ones; rows still come out in order.
 const INSPECT_BATCH: usize = 4096;
 
-struct Inspecting<'scope, 'env, I, E> {
-    rows: I,
+/// How many batches are inspected at once: one per core and one more. Inspecting a row costs
+/// more than reading it, so with two cores the reader and two inspecting threads share both
+/// cores, where one inspecting thread would leave the reader's core idle half the time. The
+/// cap bounds memory (a batch is about two megabytes) on machines with many cores.
+fn in_flight() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get).saturating_add(1).min(9)
+}
+
+/// A batch's buffers and the rows inspected from it.
+type Inspection = (Batch, VecDeque<Inspected>);
+
+struct Inspecting<'scope, 'env, R: ReadRows> {
+    rows: R,
     scope: &'scope std::thread::Scope<'scope, 'env>,
-    /// The batch being inspected.
-    running: Option<std::thread::ScopedJoinHandle<'scope, Vec<Inspected>>>,
-    /// The batch being handed out.
-    ready: std::vec::IntoIter<Inspected>,
+    /// How many batches may be inspected at once.
+    in_flight: usize,
+    /// The batches being inspected, oldest first.
+    running: VecDeque<std::thread::ScopedJoinHandle<'scope, Inspection>>,
+    /// The inspected rows being handed out.
+    ready: VecDeque<Inspected>,
+    /// Buffers of batches already handed out, to read the next batches into.
+    spare: Vec<Inspection>,
     /// What reading failed with, handed out after every row read before it.
-    error: Option<E>,
+    error: Option<R::Error>,
     read_all: bool,
 }
 
-impl<I, E> Iterator for Inspecting<'_, '_, I, E>
-where
-    I: Iterator<Item = Result<RawRow, E>>,
-{
-    type Item = Result<Inspected, E>;
+impl<R: ReadRows> Inspecting<'_, '_, R> {
+    /// Reads up to [`INSPECT_BATCH`] rows into `batch`, noting the end or an error.
+    fn read_batch(&mut self, batch: &mut Batch) {
+        while batch.len() < INSPECT_BATCH && !self.read_all {
+            match self.rows.read_into(batch) {
+                Ok(true) => {}
+                Ok(false) => self.read_all = true,
+                Err(e) => {
+                    self.error = Some(e);
+                    self.read_all = true;
+                }
+            }
+        }
+    }
+}
+
+impl<R: ReadRows> Iterator for Inspecting<'_, '_, R> {
+    type Item = Result<Inspected, R::Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if let Some(row) = self.ready.next() {
+            if let Some(row) = self.ready.pop_front() {
                 return Some(Ok(row));
             }
-            let finished = self.running.take();
-            if !self.read_all {
-                let mut batch = Vec::with_capacity(INSPECT_BATCH);
-                while batch.len() < INSPECT_BATCH {
-                    match self.rows.next() {
-                        Some(Ok(row)) => batch.push(row),
-                        Some(Err(e)) => {
-                            self.error = Some(e);
-                            self.read_all = true;
-                        }
-                        None => self.read_all = true,
-                    }
-                    if self.read_all {
-                        break;
-                    }
-                }
-                if !batch.is_empty() {
-                    self.running = Some(self.scope.spawn(move || batch.into_iter().map(inspect).collect()));
+            // Read ahead while the batches before are inspected.
+            while self.running.len() < self.in_flight && !self.read_all {
+                let (mut batch, mut inspected) = self.spare.pop().unwrap_or_default();
+                batch.clear();
+                self.read_batch(&mut batch);
+                if batch.len() == 0 {
+                    self.spare.push((batch, inspected));
+                } else {
+                    self.running.push_back(self.scope.spawn(move || {
+                        batch.inspect_into(&mut inspected);
+                        (batch, inspected)
+                    }));
                 }
             }
-            match finished {
-                Some(handle) => match handle.join() {
-                    Ok(inspected) => self.ready = inspected.into_iter(),
-                    Err(panicked) => std::panic::resume_unwind(panicked),
-                },
-                None if self.running.is_none() => return self.error.take().map(Err),
-                None => {}
+            // INVARIANT: batches are joined in the order they were read.
+            let Some(oldest) = self.running.pop_front() else {
+                // Every row read has been handed out: what reading failed with comes last.
+                return self.error.take().map(Err);
+            };
+            match oldest.join() {
+                Ok((batch, inspected)) => {
+                    // `ready` is empty: its buffer goes with the batch's to a later batch.
+                    let emptied = std::mem::replace(&mut self.ready, inspected);
+                    self.spare.push((batch, emptied));
+                }
+                Err(panicked) => std::panic::resume_unwind(panicked),
             }
         }
     }
@@ -312,30 +506,29 @@ struct Checked {
     hash: Digest,
 }
 
-fn inspect(row: RawRow) -> Inspected {
+fn inspect(row: RowRef<'_>) -> Inspected {
     Inspected { seq: row.seq, checked: check_row(&row) }
 }
 
 /// Checks a row against itself: digest, body and derived columns.
-fn check_row(row: &RawRow) -> Result<Checked, String> {
+fn check_row(row: &RowRef<'_>) -> Result<Checked, String> {
     let n = row.seq;
-    let Cell::Text(body) = &row.body else {
+    let CellRef::Text(body) = row.body else {
         return Err(format!("event {n}: content is not text"));
     };
-    let Cell::Text(stored) = &row.hash else {
+    let CellRef::Text(stored) = row.hash else {
         return Err(format!("event {n}: stored digest is not text"));
     };
     let hash = Digest::of(body.as_bytes());
-    // The store writes lowercase hex: compared as `to_hex` would, without building the string.
-    let same = stored.parse::<Digest>().is_ok_and(|d| d == hash) && !stored.bytes().any(|b| b.is_ascii_uppercase());
-    if !same {
+    // The store writes lowercase hex: anything else (uppercase, another length) does not match.
+    if stored.as_bytes() != hash.hex().as_slice() {
         return Err(format!("event {n}: stored digest does not match its content"));
     }
     // The detail is hashed, never compared: read as JSON, not built.
     let fields = BodyFields::<IgnoredAny>::read(body).map_err(|e| format!("event {n}: {e}"))?;
     let expected = fields.columns().map_err(|e| format!("event {n}: {e}"))?;
     for ((name, want), got) in DERIVED_COLUMNS.iter().zip(&expected).zip(&row.columns) {
-        if !want.is(got) {
+        if !want.is(*got) {
             return Err(format!("event {n}: column `{name}` does not match its content"));
         }
     }
@@ -377,11 +570,11 @@ impl Want<'_> {
         s.map_or(Want::Null, |s| Want::Text(s))
     }
 
-    fn is(&self, cell: &Cell) -> bool {
+    fn is(&self, cell: CellRef<'_>) -> bool {
         match (self, cell) {
-            (Want::Null, Cell::Null) => true,
-            (Want::Int(a), Cell::Int(b)) => a == b,
-            (Want::Text(a), Cell::Text(b)) => a == b,
+            (Want::Null, CellRef::Null) => true,
+            (Want::Int(a), CellRef::Int(b)) => *a == b,
+            (Want::Text(a), CellRef::Text(b)) => *a == b,
             _ => false,
         }
     }
@@ -731,6 +924,71 @@ mod tests {
         }
         rows.push(Err("disk gone"));
         assert_eq!(broken(&verify_rows(rows.into_iter()).unwrap()), (n as u64 - 1, Tamper::Modified));
+    }
+
+    #[test]
+    fn any_number_of_batches_in_flight_hands_rows_out_in_order() {
+        let b = INSPECT_BATCH;
+        let n = b * 3 + 7;
+        let clean = chain(n as u64);
+        let head = match clean.last().map(|r| &r.hash) {
+            Some(Cell::Text(hex)) => hex.parse().ok(),
+            _ => None,
+        };
+        for in_flight in 1..=4 {
+            let walk = |rows: Vec<RawRow>| verify_rows_with(rows.into_iter().map(Ok::<_, ()>), in_flight).unwrap();
+            assert_eq!(walk(clean.clone()), VerifyReport::Ok { count: n as u64, head }, "{in_flight} in flight");
+            // A row rewritten at either edge of any batch is found at its own place.
+            for at in [0, b - 1, b, 2 * b - 1, 2 * b, 3 * b - 1, 3 * b, n - 1] {
+                let mut rows = clean.clone();
+                rows[at].body = Cell::Text("{}".into());
+                assert_eq!(broken(&walk(rows)), (at as u64 + 1, Tamper::Modified), "{in_flight} in flight, row {at}");
+            }
+            // A read error on a batch's edge comes after every row before it, and a problem in
+            // those rows is reported rather than the error.
+            for at in [1, b - 1, b, 2 * b + 1, n] {
+                let with_error = |rows: Vec<RawRow>| {
+                    let mut rows: Vec<Result<RawRow, &str>> = rows.into_iter().map(Ok).collect();
+                    rows.insert(at, Err("disk gone"));
+                    verify_rows_with(rows.into_iter(), in_flight)
+                };
+                assert_eq!(with_error(clean.clone()), Err("disk gone"), "{in_flight} in flight, error at {at}");
+                let mut rows = clean.clone();
+                rows[at - 1].body = Cell::Text("{}".into());
+                let report = with_error(rows).unwrap();
+                assert_eq!(broken(&report), (at as u64, Tamper::Modified), "{in_flight} in flight, error at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_back_every_cell_as_pushed_and_again_once_reused() {
+        let row = |seq: i64, text: &'static str| RowRef {
+            seq,
+            hash: CellRef::Text(text),
+            body: CellRef::Null,
+            columns: [
+                CellRef::Int(-seq),
+                CellRef::Other,
+                CellRef::Text(""),
+                CellRef::Text(text),
+                CellRef::Null,
+                CellRef::Text("x"),
+                CellRef::Int(i64::MAX),
+            ],
+        };
+        let mut batch = Batch::default();
+        // The second round reuses the first round's buffers with shorter and longer text.
+        for texts in [["", "\u{e9}\u{1f600}", "plain"], ["a longer text than before", "", "\u{e9}"]] {
+            batch.clear();
+            let pushed: Vec<RowRef<'_>> = texts.iter().zip(1..).map(|(text, seq)| row(seq, text)).collect();
+            for r in &pushed {
+                batch.push(*r);
+            }
+            assert_eq!(batch.len(), pushed.len());
+            let read: Vec<RowRef<'_>> = batch.rows.iter().map(|r| batch.row(r)).collect();
+            assert_eq!(read, pushed);
+        }
     }
 
     /// Row 2 of a clean chain of 3 with its body rewritten by `edit`, its digest recomputed and

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use custos_core::finding::kinds;
 use custos_core::{Agent, AgentId, Digest, EventKind, Finding, NewEvent, Severity, ToolDescriptor, ToolRef};
-use rusqlite::types::Value as SqlValue;
+use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{
     params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
 };
 use serde_json::json;
 
 use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
-use crate::chain::{self, Cell, RawRow, VerifyReport};
+use crate::chain::{self, Batch, Cell, CellRef, RowRef, VerifyReport};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
 use crate::pins::{change_summary, ToolPin};
@@ -323,8 +323,8 @@ impl Store for SqliteStore {
         // One statement is one read transaction: the walk sees a consistent snapshot while other
         // processes keep appending, and rows are read one at a time, never all at once.
         let mut stmt = self.conn.prepare(VERIFY_SELECT).map_err(|e| read_error(&self.path, e))?;
-        let rows = stmt.query_map([], raw_row).map_err(|e| read_error(&self.path, e))?;
-        chain::verify_rows(rows).map_err(|e| read_error(&self.path, e))
+        let rows = stmt.query([]).map_err(|e| read_error(&self.path, e))?;
+        chain::verify_rows(VerifyRows(rows)).map_err(|e| read_error(&self.path, e))
     }
 
     fn head(&self) -> Result<Option<(u64, Digest)>, StoreError> {
@@ -766,25 +766,39 @@ fn tools_in(
     Ok(records)
 }
 
-/// Reads one row for [`chain::verify_rows`], taking every cell as it is stored: a tampered
-/// row may hold any type in any column.
-fn raw_row(row: &Row<'_>) -> rusqlite::Result<RawRow> {
-    let cell = |i: usize| row.get::<_, SqlValue>(i).map(from_sql);
-    Ok(RawRow {
-        seq: row.get(0)?,
-        hash: cell(1)?,
-        body: cell(2)?,
-        columns: [cell(3)?, cell(4)?, cell(5)?, cell(6)?, cell(7)?, cell(8)?, cell(9)?],
-    })
+/// The rows of [`VERIFY_SELECT`] for [`chain::verify_rows`], each cell taken as it is stored
+/// (a tampered row may hold any type in any column) and copied straight from SQLite's row into
+/// the batch.
+struct VerifyRows<'stmt>(rusqlite::Rows<'stmt>);
+
+impl chain::ReadRows for VerifyRows<'_> {
+    type Error = rusqlite::Error;
+
+    fn read_into(&mut self, batch: &mut Batch) -> rusqlite::Result<bool> {
+        let Some(row) = self.0.next()? else {
+            return Ok(false);
+        };
+        let cell = |i: usize| cell_ref(row, i);
+        batch.push(RowRef {
+            seq: row.get(0)?,
+            hash: cell(1)?,
+            body: cell(2)?,
+            columns: [cell(3)?, cell(4)?, cell(5)?, cell(6)?, cell(7)?, cell(8)?, cell(9)?],
+        });
+        Ok(true)
+    }
 }
 
-fn from_sql(value: SqlValue) -> Cell {
-    match value {
-        SqlValue::Null => Cell::Null,
-        SqlValue::Integer(i) => Cell::Int(i),
-        SqlValue::Text(s) => Cell::Text(s),
-        SqlValue::Real(_) | SqlValue::Blob(_) => Cell::Other,
-    }
+/// Cell `i` of `row`, borrowed. Text that is not UTF-8 fails as `row.get::<String>` would.
+fn cell_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<CellRef<'r>> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Null => CellRef::Null,
+        ValueRef::Integer(n) => CellRef::Int(n),
+        ValueRef::Text(bytes) => {
+            CellRef::Text(std::str::from_utf8(bytes).map_err(|e| rusqlite::Error::Utf8Error(i, e))?)
+        }
+        ValueRef::Real(_) | ValueRef::Blob(_) => CellRef::Other,
+    })
 }
 
 fn to_sql(cell: Cell) -> SqlValue {

@@ -268,6 +268,19 @@ fn rewriting_the_last_event_changes_only_the_head() {
 }
 
 #[test]
+fn text_that_is_not_utf8_is_a_read_error() {
+    // SQLite stores whatever bytes it is given as text; the walk refuses them as the driver does.
+    for column in ["hash", "body", "kind", "decision"] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, _) = clean_log(dir.path());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute(&format!("UPDATE events SET {column} = CAST(x'6162ff' AS TEXT) WHERE seq = 3"), []).unwrap();
+        let err = SqliteStore::open_read_only(&path).unwrap().verify().unwrap_err();
+        assert!(matches!(&err, StoreError::Read { reason, .. } if reason.contains("utf-8")), "{column}: {err:?}");
+    }
+}
+
+#[test]
 #[ignore = "slow: run with --ignored to check verification of a large log"]
 fn verify_streams_a_large_log() {
     let dir = tempfile::tempdir().unwrap();
