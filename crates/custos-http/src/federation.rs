@@ -380,9 +380,11 @@ async fn forward(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response {
     let answer = session.expect(&id);
+    let stream = crate::server::post_messages(session, headers);
     let sent = match session.send_or_hold(raw).await {
         Ok(sent) => sent,
-        Err(held) if crate::server::wants_stream(headers) => {
+        Err(held) if stream.is_some() => {
+            drop(stream);
             let f = federation.clone();
             let transform = move |frame| f.outgoing(index, frame);
             return crate::server::held_stream(app, session, *held, id, answer, permit, transform).into_response();
@@ -394,7 +396,7 @@ async fn forward(
         return reply::json_bytes(StatusCode::OK, bytes);
     }
     let f = federation.clone();
-    await_answer(app, session, headers, id, answer, permit, move |frame| f.outgoing(index, frame)).await
+    await_answer(app, session, id, answer, stream, permit, move |frame| f.outgoing(index, frame)).await
 }
 
 /// The `tools/call` frame with `params.name` set to the upstream's own tool name; nothing else

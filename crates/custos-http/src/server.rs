@@ -479,10 +479,12 @@ async fn post_mcp(
     };
     let id = id.clone();
     let answer = session.expect(&id);
+    let stream = post_messages(&session, &headers);
     let sent = match session.send_or_hold(raw).await {
         Ok(sent) => sent,
         // Held for approval: a client that takes a stream gets one at once, with the progress.
-        Err(held) if wants_stream(&headers) => {
+        Err(held) if stream.is_some() => {
+            drop(stream);
             let response = held_stream(&app, &session, *held, id, answer, permit, |bytes| bytes).into_response();
             return with_session(response, &session);
         }
@@ -492,7 +494,7 @@ async fn post_mcp(
         session.forget(&id);
         return with_session(reply::json_bytes(StatusCode::OK, bytes), &session);
     }
-    let response = await_answer(&app, &session, &headers, id, answer, permit, |bytes| bytes).await;
+    let response = await_answer(&app, &session, id, answer, stream, permit, |bytes| bytes).await;
     with_session(response, &session)
 }
 
@@ -577,21 +579,30 @@ pub(crate) async fn read_body(app: &AppState, body: Body, limit: usize) -> Resul
     }
 }
 
-/// The answer to a forwarded request: as an SSE stream (carrying what the upstream says
-/// meanwhile, passed through `transform`) when the client accepts one, else as JSON; an error
-/// after the request timeout either way.
+/// What the upstream says about one request before its answer, opened before the request is
+/// sent so that nothing it says first is missed: the guard that keeps it open, and the messages.
+pub(crate) type PostMessages = (crate::session::PostStream, tokio::sync::mpsc::Receiver<Vec<u8>>);
+
+/// Opens [`PostMessages`] for a request, when the client accepts an SSE answer.
+pub(crate) fn post_messages(session: &Arc<Session>, headers: &HeaderMap) -> Option<PostMessages> {
+    wants_stream(headers).then(|| session.open_post_stream())
+}
+
+/// The answer to a forwarded request: JSON, or an SSE stream when `stream` is open and the
+/// upstream says something (passed through `transform`) before it answers; an error after the
+/// request timeout either way.
 pub(crate) async fn await_answer(
     app: &AppState,
     session: &Arc<Session>,
-    headers: &HeaderMap,
     id: Box<serde_json::value::RawValue>,
     answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    stream: Option<PostMessages>,
     permit: tokio::sync::OwnedSemaphorePermit,
     transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
 ) -> Response {
     let timeout = app.request_timeout();
-    if wants_stream(headers) {
-        return answer_or_stream(session, answer, timeout, id, permit, transform).await;
+    if let Some(stream) = stream {
+        return answer_or_stream(session, answer, stream, timeout, id, permit, transform).await;
     }
     match tokio::time::timeout(timeout, answer).await {
         Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
@@ -695,12 +706,12 @@ pub(crate) fn with_session(mut response: Response, session: &Session) -> Respons
 async fn answer_or_stream(
     session: &Arc<Session>,
     mut answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
+    (guard, mut messages): PostMessages,
     timeout: Duration,
     id: Box<serde_json::value::RawValue>,
     permit: tokio::sync::OwnedSemaphorePermit,
     transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
 ) -> Response {
-    let (guard, mut messages) = session.open_post_stream();
     let deadline = tokio::time::Instant::now() + timeout;
     tokio::select! {
         // What the upstream said before its answer comes first, as it was sent.
