@@ -31,8 +31,7 @@ use serde_json::{json, Value};
 use crate::auth::Identity;
 use crate::reply;
 use crate::server::{
-    admit, await_answer, in_flight_permit, new_run, new_session_id, read_message, unknown_session, AppState,
-    SESSION_HEADER,
+    admit, in_flight_permit, new_run, new_session_id, read_message, unknown_session, AppState, SESSION_HEADER,
 };
 use crate::session::{gateway_request_id, Sent, Session};
 
@@ -380,14 +379,14 @@ async fn forward(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response {
     let answer = session.expect(&id);
-    let stream = crate::server::post_messages(session, headers);
+    let stream = crate::answer::post_messages(session, headers);
     let sent = match session.send_or_hold(raw).await {
         Ok(sent) => sent,
         Err(held) if stream.is_some() => {
             drop(stream);
             let f = federation.clone();
             let transform = move |frame| f.outgoing(index, frame);
-            return crate::server::held_stream(app, session, *held, id, answer, permit, transform).into_response();
+            return crate::answer::held_stream(app, session, *held, id, answer, permit, transform).into_response();
         }
         Err(held) => session.settle_here(*held).await,
     };
@@ -396,7 +395,7 @@ async fn forward(
         return reply::json_bytes(StatusCode::OK, bytes);
     }
     let f = federation.clone();
-    await_answer(app, session, id, answer, stream, permit, move |frame| f.outgoing(index, frame)).await
+    crate::answer::await_answer(app, session, id, answer, stream, permit, move |frame| f.outgoing(index, frame)).await
 }
 
 /// The `tools/call` frame with `params.name` set to the upstream's own tool name; nothing else

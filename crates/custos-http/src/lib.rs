@@ -13,6 +13,8 @@
 //! - [`federation`]: `/mcp`, one endpoint for every served server's tools, named
 //!   `SERVER__TOOL`.
 //! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
+//! - `answer`: answering a forwarded request: JSON when the upstream's answer comes first, else
+//!   an SSE stream of what it says until the answer; calls held for approval too.
 //! - `listen`: the accept loop plain HTTP and TLS share: the `max_connections` cap, hyper's
 //!   header timeout (slowloris), graceful drain at shutdown.
 //! - [`auth`]: who is calling: API keys checked against the registry, JWTs, or the SPIFFE ID
@@ -32,6 +34,7 @@
 //! - [`reply`]: HTTP responses with JSON bodies (JSON-RPC errors where the client speaks MCP).
 
 pub mod admin;
+mod answer;
 pub mod auth;
 pub mod exchange;
 pub mod federation;

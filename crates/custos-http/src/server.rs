@@ -21,7 +21,7 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
@@ -32,9 +32,10 @@ use custos_gateway::{now_ms, Gateway, GatewaySpec};
 use custos_mcp::{codes, Message, MessageKind};
 use custos_policy::PolicyEngine;
 use custos_store::AuditLog;
-use futures::stream::{self, Stream, StreamExt};
+use futures::stream;
 use serde_json::json;
 
+use crate::answer::{await_answer, event, held_stream, post_messages};
 use crate::auth::{self, Authenticator, Identity};
 use crate::reply;
 use crate::session::{Sent, Session};
@@ -579,198 +580,11 @@ pub(crate) async fn read_body(app: &AppState, body: Body, limit: usize) -> Resul
     }
 }
 
-/// What the upstream says about one request before its answer, opened before the request is
-/// sent so that nothing it says first is missed: the guard that keeps it open, and the messages.
-pub(crate) type PostMessages = (crate::session::PostStream, tokio::sync::mpsc::Receiver<Vec<u8>>);
-
-/// Opens [`PostMessages`] for a request, when the client accepts an SSE answer.
-pub(crate) fn post_messages(session: &Arc<Session>, headers: &HeaderMap) -> Option<PostMessages> {
-    wants_stream(headers).then(|| session.open_post_stream())
-}
-
-/// The answer to a forwarded request: JSON, or an SSE stream when `stream` is open and the
-/// upstream says something (passed through `transform`) before it answers; an error after the
-/// request timeout either way.
-pub(crate) async fn await_answer(
-    app: &AppState,
-    session: &Arc<Session>,
-    id: Box<serde_json::value::RawValue>,
-    answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
-    stream: Option<PostMessages>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
-) -> Response {
-    let timeout = app.request_timeout();
-    if let Some(stream) = stream {
-        return answer_or_stream(session, answer, stream, timeout, id, permit, transform).await;
-    }
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(Ok(bytes)) => reply::json_bytes(StatusCode::OK, bytes),
-        Ok(Err(_)) => {
-            reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended")
-        }
-        Err(_) => {
-            session.forget(&id);
-            timed_out(&id, timeout)
-        }
-    }
-}
-
-/// Whether the client accepts an SSE answer.
-pub(crate) fn wants_stream(headers: &HeaderMap) -> bool {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"))
-}
-
-/// The SSE answer to a call held for approval: its progress while it waits, then, once it is
-/// forwarded, what the upstream says (passed through `transform`) and its answer, as
-/// [`await_answer`] streams them; or the refusal. The wait runs in its own task, so a client
-/// that leaves does not leave the held call half-settled in the log.
-pub(crate) fn held_stream(
-    app: &AppState,
-    session: &Arc<Session>,
-    held: custos_gateway::held::Held,
-    id: Box<serde_json::value::RawValue>,
-    mut answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + 'static,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let (events, received) = tokio::sync::mpsc::channel::<Vec<u8>>(crate::session::STREAM_BUFFER);
-    let timeout = app.request_timeout();
-    let session = session.clone();
-    tokio::spawn(async move {
-        // Opened first, so what the upstream says once the call runs lands here.
-        let (guard, mut messages) = session.open_post_stream();
-        let (progress, mut updates) = tokio::sync::mpsc::channel(8);
-        let settle = session.settle(held, progress);
-        tokio::pin!(settle);
-        let sent = loop {
-            tokio::select! {
-                sent = &mut settle => break sent,
-                Some(update) = updates.recv() => { let _ = events.send(update).await; }
-            }
-        };
-        if let Sent::Answered(bytes) = sent {
-            session.forget(&id);
-            let _ = events.send(bytes).await;
-            return;
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            tokio::select! {
-                biased;
-                result = &mut answer => {
-                    let bytes = result.unwrap_or_else(|_| {
-                        custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None)
-                    });
-                    let _ = events.send(bytes).await;
-                    break;
-                }
-                Some(bytes) = messages.recv() => { let _ = events.send(transform(bytes)).await; }
-                () = tokio::time::sleep_until(deadline) => {
-                    session.forget(&id);
-                    let message = format!("the upstream did not answer within {} ms", timeout.as_millis());
-                    let _ = events.send(custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &message, None)).await;
-                    break;
-                }
-            }
-        }
-        drop((guard, permit));
-    });
-    let stream = stream::unfold(received, |mut received| async move {
-        let bytes = received.recv().await?;
-        Some((Ok::<_, Infallible>(event(bytes)), received))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-pub(crate) fn timed_out(id: &serde_json::value::RawValue, timeout: Duration) -> Response {
-    reply::rpc_error(
-        StatusCode::GATEWAY_TIMEOUT,
-        Some(id),
-        codes::UPSTREAM_UNAVAILABLE,
-        &format!("the upstream did not answer within {} ms", timeout.as_millis()),
-    )
-}
-
 pub(crate) fn with_session(mut response: Response, session: &Session) -> Response {
     if let Ok(v) = HeaderValue::from_str(&session.id) {
         response.headers_mut().insert(SESSION_HEADER, v);
     }
     response
-}
-
-/// The answer to a client that accepts both JSON and a stream. When the upstream answers
-/// before it says anything else about the request (nearly every call), the answer is plain
-/// JSON: one write, and no stream to set up. When it first sends something else (progress, a
-/// request of its own), the answer becomes an SSE stream that starts with it.
-async fn answer_or_stream(
-    session: &Arc<Session>,
-    mut answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
-    (guard, mut messages): PostMessages,
-    timeout: Duration,
-    id: Box<serde_json::value::RawValue>,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
-) -> Response {
-    let deadline = tokio::time::Instant::now() + timeout;
-    tokio::select! {
-        // What the upstream said before its answer comes first, as it was sent.
-        biased;
-        Some(first) = messages.recv() => {
-            let first = event(transform(first));
-            let rest = event_stream_until_answer((guard, permit), messages, answer, deadline, timeout, id, transform);
-            Sse::new(stream::once(async move { Ok(first) }).chain(rest)).into_response()
-        }
-        result = &mut answer => match result {
-            Ok(bytes) => reply::json_bytes(StatusCode::OK, bytes),
-            Err(_) => reply::rpc_error(StatusCode::BAD_GATEWAY, Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended"),
-        },
-        () = tokio::time::sleep_until(deadline) => {
-            session.forget(&id);
-            timed_out(&id, timeout)
-        }
-    }
-}
-
-/// SSE events: what the upstream says while the request is open, then its answer. `guard` (the
-/// post stream and the agent's permit) is held until the answer: an open stream is a request
-/// in flight.
-fn event_stream_until_answer<G: Send + 'static>(
-    guard: G,
-    messages: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    answer: tokio::sync::oneshot::Receiver<Vec<u8>>,
-    deadline: tokio::time::Instant,
-    timeout: Duration,
-    id: Box<serde_json::value::RawValue>,
-    transform: impl Fn(Vec<u8>) -> Vec<u8> + Send + Sync + 'static,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let transform = Arc::new(transform);
-    let state = Some((guard, messages, answer, id));
-    let events = stream::unfold(state, move |state| {
-        let transform = transform.clone();
-        async move {
-            let (guard, mut messages, mut answer, id) = state?;
-            tokio::select! {
-                // Messages sent before the answer are queued before it is: drain them first.
-                biased;
-                Some(bytes) = messages.recv() => Some((event(transform(bytes)), Some((guard, messages, answer, id)))),
-                result = &mut answer => {
-                    let bytes = result.unwrap_or_else(|_| custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, "session ended", None));
-                    drop(guard);
-                    Some((event(bytes), None))
-                }
-                () = tokio::time::sleep_until(deadline) => {
-                    let bytes = custos_mcp::error_response(Some(&id), codes::UPSTREAM_UNAVAILABLE, &format!("the upstream did not answer within {} ms", timeout.as_millis()), None);
-                    Some((event(bytes), None))
-                }
-            }
-        }
-    });
-    events.map(Ok)
-}
-
-pub(crate) fn event(bytes: Vec<u8>) -> Event {
-    Event::default().event("message").data(String::from_utf8_lossy(&bytes))
 }
 
 async fn open_session(

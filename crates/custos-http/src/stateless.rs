@@ -21,10 +21,11 @@ use custos_mcp::{codes, with_id, with_subscription_id, Message, MessageKind, Too
 use futures::StreamExt;
 use serde_json::value::RawValue;
 
+use crate::answer::timed_out;
 use crate::auth::Identity;
 use crate::reply;
 use crate::restart;
-use crate::server::{timed_out, AppState, RunRef};
+use crate::server::{AppState, RunRef};
 use crate::session::{gateway_request_id, Sent, Session};
 
 pub(crate) async fn handle(
@@ -155,7 +156,7 @@ async fn listen(
             return reply::json_bytes(StatusCode::OK, for_client(answer, &client_id));
         }
     };
-    let first = crate::server::event(for_client(ack, &client_id));
+    let first = crate::answer::event(for_client(ack, &client_id));
     let client_id: Arc<RawValue> = Arc::from(client_id);
     let rest = futures::stream::unfold(Some((subscription, messages, answer, client_id)), |state| async move {
         let (subscription, mut messages, mut answer, client_id) = state?;
@@ -164,11 +165,11 @@ async fn listen(
             result = &mut answer => {
                 subscription.ended();
                 // Gone without an answer (the session closed): the stream just ends.
-                result.ok().map(|bytes| (crate::server::event(for_client(bytes, &client_id)), None))
+                result.ok().map(|bytes| (crate::answer::event(for_client(bytes, &client_id)), None))
             }
             // `None`: dropped for not being read, or the session closed.
             message = messages.recv() => message.map(|bytes| {
-                let event = crate::server::event(for_client(bytes, &client_id));
+                let event = crate::answer::event(for_client(bytes, &client_id));
                 (event, Some((subscription, messages, answer, client_id)))
             }),
         }
