@@ -170,16 +170,7 @@ impl PolicyEngine {
     /// [`explain`](Self::explain) without holds: what Cedar decides for this exact context.
     fn evaluate(&self, req: &CallRequest<'_>) -> Explanation {
         let response = match self.request(req) {
-            Ok((request, prepared)) => match prepared.policies(req.arguments) {
-                Ok(policies) => self.authorizer.is_authorized(&request, &policies, &prepared.entities),
-                Err(reason) => {
-                    let reason = format!("cannot describe the call to policy: {reason}");
-                    return Explanation {
-                        decision: Decision::Deny { policies: Vec::new(), reason },
-                        policies: Vec::new(),
-                    };
-                }
-            },
+            Ok((request, prepared, policies)) => self.authorizer.is_authorized(&request, &policies, &prepared.entities),
             Err(reason) => {
                 return Explanation { decision: Decision::Deny { policies: Vec::new(), reason }, policies: Vec::new() }
             }
@@ -299,14 +290,17 @@ impl PolicyEngine {
             .collect()
     }
 
-    fn request(&self, req: &CallRequest<'_>) -> Result<(Request, Arc<Prepared>), String> {
-        let prepared = self
+    /// The Cedar request for a call, what was prepared for its agent and tool, and the policies
+    /// to decide it over.
+    fn request(&self, req: &CallRequest<'_>) -> Result<(Request, Arc<Prepared>, Arc<PolicySet>), String> {
+        let prepared_for_call = self
             .prepared
             .get_or_build(req.agent, &req.tool, req.flows, || {
                 let entities = self.names.entities(&self.schema, req.agent, &req.tool, req.flows)?;
                 Prepared::new(entities, self.applicable(req.agent, req.tool.tool))
             })
-            .map_err(|e| format!("cannot describe the call to policy: {e}"))?;
+            .and_then(|prepared| Ok((prepared.policies(req.arguments)?, prepared)));
+        let (policies, prepared) = prepared_for_call.map_err(|e| format!("cannot describe the call to policy: {e}"))?;
         let context = request::context(req)?;
         // The context is not checked against the schema: it holds every argument the agent
         // sent, and the schema declares only those policies read. Validated policies cannot
@@ -319,7 +313,7 @@ impl PolicyEngine {
             None,
         )
         .map_err(|e| format!("cannot describe the call to policy: {}", with_causes(&e)))?;
-        Ok((request, prepared))
+        Ok((request, prepared, policies))
     }
 }
 
