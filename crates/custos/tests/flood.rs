@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::harness::{eventually, header, http, issue_key, of_kind, Deployment, Served};
+use common::harness::{eventually, header, http, issue_key, of_kind, Deployment, Served, INIT};
 use serde_json::{json, Value};
 
 const MAX_CONNECTIONS: usize = 64;
@@ -49,8 +49,6 @@ const DECLARED_TOO_LARGE: usize = 8;
 const CHUNKED_TOO_LARGE: usize = 4;
 const CONCURRENT_ROUNDS: usize = 5;
 const CONCURRENT_PER_ROUND: usize = 3 * MAX_CONNECTIONS;
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 fn config() -> String {
     format!(

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::harness::{header, http, issue_key, of_kind, python_http, sample_server, Deployment, Served, POLICIES};
+use common::harness::{
+    header, http, issue_key, of_kind, python_http, sample_server, Deployment, Served, INIT, POLICIES,
+};
 use serde_json::{json, Value};
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")

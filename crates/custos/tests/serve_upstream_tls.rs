@@ -13,12 +13,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::harness::{
-    eventually, header, http, issue_key, of_kind, peers_python, python_http, repo_root, Deployment, Peer, Served,
+    eventually, header, http, issue_key, of_kind, peers_python, python_http, repo_root, Deployment, Peer, Served, INIT,
     POLICIES,
 };
 use serde_json::{json, Value};
-
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 
 /// A test CA that signs server and client certificates, written as PEM files in `dir`.
 struct Pki {

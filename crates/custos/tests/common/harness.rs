@@ -12,6 +12,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+/// An `initialize` request as a raw HTTP client sends it, for tests that speak to `custos serve`
+/// without an SDK.
+pub const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+
 /// The longest a test waits for one answer before it fails (a bound, not a synchronisation).
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
