@@ -26,7 +26,7 @@ pub fn call_digest(
         "domain": DOMAIN,
         "agent": agent.0,
         "run": run.0,
-        "tool": { "server": tool.server, "name": tool.name },
+        "tool": { "server": tool.server(), "name": tool.name() },
         "descriptor_sha256": descriptor_sha256,
         "arguments": arguments,
     });
@@ -54,7 +54,13 @@ mod tests {
         // {"agent":"bot","arguments":{},"descriptor_sha256":null,"domain":"custos.approval.v1",
         //  "run":"r1","tool":{"name":"pay","server":"bank"}}
         assert_eq!(
-            call_digest(&AgentId("bot".into()), &RunId("r1".into()), &ToolRef::new("bank", "pay"), None, &json!({})),
+            call_digest(
+                &AgentId("bot".into()),
+                &RunId("r1".into()),
+                &ToolRef::new("bank", "pay").unwrap(),
+                None,
+                &json!({})
+            ),
             "e939bd8cd3fe1ca8fd46ac1b2c9d5e8b628607feba32885ba3de6e1eb63f8bb0"
         );
     }

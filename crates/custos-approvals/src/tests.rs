@@ -98,7 +98,7 @@ impl Call {
             },
             principal: vec!["alice@example.com".into(), "pay-bot".into()],
             run: RunId("run-1".into()),
-            tool: ToolRef::new("bank", "transfer"),
+            tool: ToolRef::new("bank", "transfer").unwrap(),
             descriptor: Some("d".repeat(64)),
             arguments: json!({"to": "ACME", "amount": 1200, "password": "hunter2-hunter2"}),
             policies: vec!["transfers-need-finance".into()],
@@ -153,7 +153,7 @@ async fn an_identical_call_gets_the_same_request_and_any_change_a_new_one() {
             0 => c.arguments["amount"] = json!(1201),
             1 => c.run = RunId("run-2".into()),
             2 => c.descriptor = Some("e".repeat(64)),
-            _ => c.tool = ToolRef::new("bank", "transfer_v2"),
+            _ => c.tool = ToolRef::new("bank", "transfer_v2").unwrap(),
         }
         let request = f.main.approvals.hold(&c.get()).await.unwrap();
         assert_ne!(request.id, first.id, "change {change}");

@@ -71,7 +71,7 @@ fn decide(engine: &PolicyEngine, arguments: &serde_json::Value, budget: Duration
         purpose: "benchmarks".to_owned(),
         groups: vec!["bench".to_owned()],
     };
-    let tool = ToolRef::new("echo", "echo");
+    let tool = ToolRef::new("echo", "echo")?;
     let labels = ["read_sensitive".to_owned()];
     let req = CallRequest {
         agent: &agent,
@@ -109,7 +109,7 @@ fn event(i: u64) -> NewEvent {
     e.agent = Some(AgentId("bench".to_owned()));
     e.run = Some(RunId(format!("run-{}", i / 300)));
     e.step = Some(i / 3);
-    e.tool = Some(ToolRef::new("echo", "echo"));
+    e.tool = ToolRef::new("echo", "echo").ok();
     e.decision = (i % 3 == 1).then(|| "allow".to_owned());
     e.detail = json!({
         "request_id": i / 3,

@@ -147,7 +147,7 @@ impl ToolPattern {
     pub fn matches(&self, tool: &ToolRef) -> bool {
         match self {
             Self::Any => true,
-            Self::Server(server) => tool.server == *server,
+            Self::Server(server) => tool.server() == *server,
             Self::Tool(t) => t == tool,
         }
     }
@@ -205,13 +205,13 @@ mod tests {
 
     #[test]
     fn tool_patterns_match_and_print_as_written() {
-        let t = ToolRef::new("github", "create_pr");
+        let t = ToolRef::new("github", "create_pr").unwrap();
         let cases = [
             (ToolPattern::Any, true, "*"),
             (ToolPattern::Server("github".into()), true, "github/*"),
             (ToolPattern::Server("git".into()), false, "git/*"),
-            (ToolPattern::Tool(ToolRef::new("github", "create_pr")), true, "github/create_pr"),
-            (ToolPattern::Tool(ToolRef::new("github", "create")), false, "github/create"),
+            (ToolPattern::Tool(ToolRef::new("github", "create_pr").unwrap()), true, "github/create_pr"),
+            (ToolPattern::Tool(ToolRef::new("github", "create").unwrap()), false, "github/create"),
         ];
         for (pattern, matches, text) in cases {
             assert_eq!(pattern.matches(&t), matches, "{pattern}");
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_rule_applies_to_its_agent_or_to_any() {
-        let t = ToolRef::new("s", "t");
+        let t = ToolRef::new("s", "t").unwrap();
         let rule = |agent: Option<&str>| LimitRule {
             agent: agent.map(str::to_owned),
             tool: ToolPattern::Any,

@@ -24,4 +24,6 @@ pub use decision::Decision;
 pub use digest::{canonical_json, write_canonical, Digest};
 pub use event::{EventKind, NewEvent};
 pub use finding::{Finding, Severity};
-pub use tool::{ToolClass, ToolDescriptor, ToolRef};
+pub use tool::{
+    check_tool_name, InvalidToolRef, ToolClass, ToolDescriptor, ToolRef, MAX_ARGUMENT_DEPTH, MAX_ARGUMENT_VALUES,
+};

@@ -168,11 +168,11 @@ fn descriptor_corpus() {
     let items = corpus("descriptors.json");
     let all_tools: Vec<ToolRef> = items
         .iter()
-        .map(|i| ToolRef::new(i["server"].as_str().unwrap(), i["descriptor"]["name"].as_str().unwrap()))
+        .map(|i| ToolRef::new(i["server"].as_str().unwrap(), i["descriptor"]["name"].as_str().unwrap()).unwrap())
         .collect();
     let eval = evaluate(&items, &["descriptor", "both"], |item| {
         let server = item["server"].as_str().unwrap();
-        let mut others: Vec<ToolRef> = all_tools.iter().filter(|t| t.server != server).cloned().collect();
+        let mut others: Vec<ToolRef> = all_tools.iter().filter(|t| t.server() != server).cloned().collect();
         if let Some(extra) = item.get("other_tools").and_then(Value::as_array) {
             others.extend(extra.iter().map(|t| t.as_str().unwrap().parse::<ToolRef>().unwrap()));
         }

@@ -190,7 +190,7 @@ impl Detection {
                     known.push(d.tool.clone());
                 }
             }
-            known.iter().filter(|t| t.server != server).cloned().collect()
+            known.iter().filter(|t| t.server() != server).cloned().collect()
         };
         fresh
             .into_iter()

@@ -115,7 +115,7 @@ impl Gateway {
             return self.refuse_held(held, "approvals are not available here", None).await;
         };
         // The approval covers the tool as it was described when the call was held.
-        let now = self.with_tools(|t| t.get(&held.tool.name).map(|d| d.digest.to_hex()));
+        let now = self.with_tools(|t| t.get(held.tool.name()).map(|d| d.digest.to_hex()));
         if now != held.request.descriptor_sha256 {
             let reason = "the tool's descriptor changed since the approval was requested; a new approval is needed";
             return self.refuse_held(held, reason, Some(approver)).await;
@@ -124,7 +124,7 @@ impl Gateway {
             return self.refuse_held(held, &err.to_string(), Some(approver)).await;
         }
         let annotations = held.descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
-        let flows = self.flows_of(&held.tool.name);
+        let flows = self.flows_of(held.tool.name());
         let (run_labels, run_findings) = (self.run_state().labels(), self.run_state().findings());
         let decision = self.policy().decide(&CallRequest {
             agent: self.agent(),
@@ -270,7 +270,7 @@ mod tests {
             principal: vec![],
             run: custos_core::RunId("r".into()),
             step: 1,
-            tool: ToolRef::new("s", "t"),
+            tool: ToolRef::new("s", "t").unwrap(),
             descriptor_sha256: None,
             arguments: json!({}),
             policies: vec![],

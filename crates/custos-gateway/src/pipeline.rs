@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use custos_config::{AuditConfig, Limits, OutputAction, ToolClasses, ToolFlows, ToolsListMode};
 use custos_core::finding::kinds;
 use custos_core::{Agent, Decision, Digest, EventKind, Finding, NewEvent, RunId, Severity, ToolDescriptor, ToolRef};
-use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, MessageKind, ToolCallParams};
+use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, MessageKind, Side, ToolCallParams};
 use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
 
@@ -131,12 +131,12 @@ pub struct Gateway {
 
 /// Which side a protocol error came from.
 #[derive(Debug, Clone, Copy)]
-enum Side {
+enum Origin {
     Client,
     Upstream,
 }
 
-impl Side {
+impl Origin {
     fn as_str(self) -> &'static str {
         match self {
             Self::Client => "client",
@@ -147,7 +147,7 @@ impl Side {
 
 impl Gateway {
     pub fn new(spec: GatewaySpec) -> Self {
-        let tools = spec.known_tools.into_iter().map(|d| (d.tool.name.clone(), Arc::new(d))).collect();
+        let tools = spec.known_tools.into_iter().map(|d| (d.tool.name().to_owned(), Arc::new(d))).collect();
         Self {
             pending: PendingRequests::new(spec.limits.max_pending_requests),
             agent: spec.agent,
@@ -305,7 +305,7 @@ impl Gateway {
         f(&mut self.tools.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    async fn protocol_error(&self, side: Side, code: i64, reason: &str, frame: &[u8], method: Option<&str>) {
+    async fn protocol_error(&self, side: Origin, code: i64, reason: &str, frame: &[u8], method: Option<&str>) {
         self.metrics.protocol_errors.inc(&[side.as_str()]);
         let mut e = self.event(EventKind::ProtocolError);
         e.detail = json!({
@@ -329,7 +329,7 @@ impl Gateway {
             Frame::Line(raw) => raw,
             Frame::Oversized { prefix, total } => return self.client_oversized(&prefix, total).await,
         };
-        let msg = match Message::parse(raw) {
+        let msg = match Message::parse(raw, Side::Client) {
             Ok(msg) => msg,
             Err(err) => return self.client_malformed(err).await,
         };
@@ -362,7 +362,7 @@ impl Gateway {
 
     async fn client_malformed(&self, err: MessageError) -> Outcome {
         let reason = err.to_string();
-        self.protocol_error(Side::Client, err.code(), &reason, &[], None).await;
+        self.protocol_error(Origin::Client, err.code(), &reason, &[], err.method()).await;
         Outcome::Answer(error_response(err.id(), err.code(), &reason, None))
     }
 
@@ -370,7 +370,7 @@ impl Gateway {
         let sniffed = sniff::sniff(prefix);
         let limit = self.limits.max_message_bytes;
         let reason = format!("message of {total} bytes exceeds the limit of {limit} bytes");
-        self.protocol_error(Side::Client, codes::INVALID_REQUEST, &reason, prefix, sniffed.method.as_deref()).await;
+        self.protocol_error(Origin::Client, codes::INVALID_REQUEST, &reason, prefix, sniffed.method.as_deref()).await;
         let id = sniffed.raw_id();
         Outcome::Answer(error_response(
             id.as_deref(),
@@ -388,7 +388,7 @@ impl Gateway {
                 self.limits.max_pending_requests
             ),
         };
-        self.protocol_error(Side::Client, codes::INVALID_REQUEST, &reason, raw, Some(method)).await;
+        self.protocol_error(Origin::Client, codes::INVALID_REQUEST, &reason, raw, Some(method)).await;
         Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
     }
 
@@ -404,10 +404,16 @@ impl Gateway {
 
     /// Stages 1–5 for one `tools/call`.
     async fn tool_call(&self, id: &RawValue, msg: Message) -> Outcome {
-        let params = match ToolCallParams::from_message(&msg) {
-            Ok(p) => p,
+        // The name is checked before anything is recorded: it becomes the event's tool.
+        let named = ToolCallParams::from_message(&msg).and_then(|params| {
+            let tool = ToolRef::new(&self.server, &params.name).map_err(|e| e.to_string())?;
+            self.check_spelling(&tool)?;
+            Ok((params, tool))
+        });
+        let (params, tool) = match named {
+            Ok(named) => named,
             Err(reason) => {
-                self.protocol_error(Side::Client, codes::INVALID_PARAMS, &reason, &msg.raw, Some("tools/call")).await;
+                self.protocol_error(Origin::Client, codes::INVALID_PARAMS, &reason, &msg.raw, Some("tools/call")).await;
                 return Outcome::Answer(error_response(Some(id), codes::INVALID_PARAMS, &reason, None));
             }
         };
@@ -419,7 +425,6 @@ impl Gateway {
         let received = Instant::now();
         // 1. attribute
         let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
-        let tool = ToolRef::new(&self.server, &params.name);
         let arguments = params.arguments();
         let protocol =
             custos_mcp::protocol::stated_version("tools/call", msg.params.as_deref()).or_else(|| self.negotiated());
@@ -596,6 +601,25 @@ impl Gateway {
         }
     }
 
+    /// Refuses a call of a tool the upstream did not list whose name differs from a listed one
+    /// only by case: an upstream that looks names up without case would run the listed tool,
+    /// which policy decided about under another name.
+    fn check_spelling(&self, tool: &ToolRef) -> Result<(), String> {
+        let listed = self.with_tools(|t| {
+            if t.contains_key(tool.name()) {
+                return None;
+            }
+            t.keys().find(|name| name.eq_ignore_ascii_case(tool.name())).cloned()
+        });
+        match listed {
+            None => Ok(()),
+            Some(listed) => Err(format!(
+                "unknown tool `{}`: the server lists `{listed}`, and tool names are case-sensitive",
+                tool.name()
+            )),
+        }
+    }
+
     /// Where request ids are unique: one run's traffic to this upstream.
     fn session_key(&self) -> String {
         format!("{}\u{1f}{}", self.run.0, self.server)
@@ -607,13 +631,13 @@ impl Gateway {
     fn check_quarantine(&self, tool: &ToolRef, descriptor: Option<&ToolDescriptor>, before: &mut Before) {
         let reason = {
             let quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            quarantined.get(&tool.name).cloned()
+            quarantined.get(tool.name()).cloned()
         };
         let Some(reason) = reason else { return };
         if reason == RUG_PULL_QUARANTINE {
             let pinned = self.detection.pinned(tool);
             if pinned.is_some() && pinned == descriptor.map(|d| d.digest) {
-                self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&tool.name);
+                self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(tool.name());
                 return;
             }
         }
@@ -721,7 +745,7 @@ impl Gateway {
             return (decision, credentials, None);
         }
         let who =
-            Minting { agent: &self.agent.id.0, principal: &self.principal, run: Some(&self.run.0), scope: &tool.name };
+            Minting { agent: &self.agent.id.0, principal: &self.principal, run: Some(&self.run.0), scope: tool.name() };
         match self.tokens.token(&self.broker, &self.server, &who, true) {
             Ok(None) => (decision, credentials, None),
             Ok(Some(minted)) => {
@@ -804,16 +828,23 @@ impl Gateway {
         // Before anything reads it: what the agent, the log and the inventory see of an upstream
         // message has every credential the gateway knows of redacted.
         let (raw, mut findings) = self.guard_output(raw);
-        let msg = match Message::parse(raw) {
+        let msg = match Message::parse(raw, Side::Upstream) {
             Ok(msg) => msg,
             Err(err) => {
-                // Nothing the client could match it to: record it and drop it.
-                tracing::warn!("dropping a malformed message from the upstream: {err}");
-                self.protocol_error(Side::Upstream, err.code(), &err.to_string(), &[], None).await;
+                tracing::warn!("refusing a message from the upstream: {err}");
+                self.protocol_error(Origin::Upstream, err.code(), &err.to_string(), &[], err.method()).await;
                 if !findings.is_empty() {
                     self.record_findings(findings).await;
                 }
-                return Outcome::Drop;
+                // An answer the gateway refuses still ends the request it answers; anything
+                // else has nothing the client could match it to.
+                return match err.id().filter(|_| err.is_response()) {
+                    Some(id) => {
+                        let reason = format!("upstream `{}` sent an answer the gateway refuses: {err}", self.server);
+                        self.fail_pending(id, &reason).await
+                    }
+                    None => Outcome::Drop,
+                };
             }
         };
         let pending = match &msg.kind {
@@ -1034,10 +1065,10 @@ impl Gateway {
                 for (d, sighting) in descriptors.iter().zip(sightings) {
                     match sighting {
                         custos_store::ToolSighting::Quarantined { .. } => {
-                            quarantined.insert(d.tool.name.clone(), RUG_PULL_QUARANTINE.to_owned());
+                            quarantined.insert(d.tool.name().to_owned(), RUG_PULL_QUARANTINE.to_owned());
                         }
-                        _ if quarantined.get(&d.tool.name).is_some_and(|r| r == RUG_PULL_QUARANTINE) => {
-                            quarantined.remove(&d.tool.name);
+                        _ if quarantined.get(d.tool.name()).is_some_and(|r| r == RUG_PULL_QUARANTINE) => {
+                            quarantined.remove(d.tool.name());
                         }
                         _ => {}
                     }
@@ -1059,7 +1090,7 @@ impl Gateway {
                     self.quarantined
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(tool.name.clone(), reason);
+                        .insert(tool.name().to_owned(), reason);
                 }
                 let mut e = self.finding_event(finding, if quarantine { "quarantined" } else { "recorded" }, None);
                 e.tool = Some(tool.clone());
@@ -1069,14 +1100,14 @@ impl Gateway {
         }
         self.with_tools(|t| {
             for d in &descriptors {
-                t.insert(d.tool.name.clone(), Arc::new(d.clone()));
+                t.insert(d.tool.name().to_owned(), Arc::new(d.clone()));
             }
         });
         if self.tools_list == ToolsListMode::Show {
             return Outcome::Forward(raw);
         }
         let filtered = listing.filtered(|d| {
-            let class = self.classes.classify(&d.tool.name, Some(d));
+            let class = self.classes.classify(d.tool.name(), Some(d));
             let info = ToolInfo { tool: &d.tool, class, annotations: d.raw.get("annotations") };
             self.policy.may_ever_allow(&self.agent, &info)
         });
@@ -1087,19 +1118,25 @@ impl Gateway {
         let sniffed = sniff::sniff(prefix);
         let limit = self.limits.max_message_bytes;
         let reason = format!("upstream message of {total} bytes exceeds the limit of {limit} bytes");
-        self.protocol_error(Side::Upstream, codes::INTERNAL_ERROR, &reason, prefix, sniffed.method.as_deref()).await;
+        self.protocol_error(Origin::Upstream, codes::INTERNAL_ERROR, &reason, prefix, sniffed.method.as_deref()).await;
         let Some(id) = sniffed.raw_id() else { return Outcome::Drop };
-        let Some(pending) = self.pending.remove(&id) else { return Outcome::Drop };
+        self.fail_pending(&id, &reason).await
+    }
+
+    /// Answers the client's request `id` with an error instead of the upstream's refused
+    /// answer, closing its call in the log. Nothing, if no request `id` is waiting.
+    async fn fail_pending(&self, id: &RawValue, reason: &str) -> Outcome {
+        let Some(pending) = self.pending.remove(id) else { return Outcome::Drop };
         if let Some(call) = &pending.call {
             let mut e = self.event(EventKind::CallFinished);
             e.step = Some(call.step);
             e.tool = Some(call.tool.clone());
-            e.detail = json!({ "request_id": id.get(), "outcome": "error", "reason": reason, "bytes": total });
+            e.detail = json!({ "request_id": id.get(), "outcome": "error", "reason": reason });
             if let Err(err) = self.record(vec![e]).await {
                 tracing::error!("cannot record the end of step {}: {err}", call.step);
             }
         }
-        Outcome::Forward(error_response(Some(&id), codes::INTERNAL_ERROR, &reason, None))
+        Outcome::Forward(error_response(Some(id), codes::INTERNAL_ERROR, reason, None))
     }
 
     /// The upstream is gone: every request still waiting gets an error, and the exit is recorded.

@@ -68,7 +68,7 @@ mod tests {
     fn keeps_everything_else_byte_for_byte() {
         let l = ToolsListing::parse("s", LIST.as_bytes()).unwrap();
         assert_eq!(l.descriptors().len(), 2);
-        let out = String::from_utf8(l.filtered(|d| d.tool.name != "b").unwrap()).unwrap();
+        let out = String::from_utf8(l.filtered(|d| d.tool.name() != "b").unwrap()).unwrap();
         assert_eq!(
             out,
             r#"{"jsonrpc":"2.0","id":7.0,"result":{"tools":[{"name":"a","x-v":1},{"nameless":true}],"nextCursor":"c2"},"x-top":[1,2]}"#

@@ -181,8 +181,10 @@ async fn exchange(
     }
     let known = app.known_tools(&server.name);
     for tool in &tools {
-        let tool_ref = ToolRef::new(&server.name, *tool);
-        let descriptor = known.iter().find(|d| d.tool.name == *tool);
+        let tool_ref = custos_core::check_tool_name(tool)
+            .and_then(|()| ToolRef::new(&server.name, *tool).map_err(|e| e.to_string()))
+            .map_err(|e| Refusal::bad("invalid_scope", e))?;
+        let descriptor = known.iter().find(|d| d.tool.name() == *tool);
         let class = server.classes.classify(tool, descriptor);
         let annotations = descriptor.and_then(|d| d.raw.get("annotations"));
         let decision = app.policy.decide(&CallRequest {

@@ -326,17 +326,24 @@ async fn call_by_name(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Response {
     let Some(id) = msg.id().map(ToOwned::to_owned) else { return reply::accepted() };
-    let params = match ToolCallParams::from_message(&msg) {
-        Ok(p) => p,
-        Err(reason) => return reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &reason),
-    };
-    // An unknown prefix looks like an unknown tool (or prompt).
-    let unknown =
-        || reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &format!("unknown `{}`", params.name));
-    let Some((server, name)) = params.name.split_once(SEPARATOR) else { return unknown() };
-    let Some((index, session)) = federation.upstream(server) else { return unknown() };
-    let Some(raw) = renamed(&msg.raw, name) else { return unknown() };
-    forward(app, federation, headers, id, index, session, raw, permit).await
+    let routed = ToolCallParams::from_message(&msg).and_then(|params| {
+        // An unknown prefix looks like an unknown tool (or prompt).
+        let unknown = || format!("unknown `{}`", params.name);
+        let (server, name) = params.name.split_once(SEPARATOR).ok_or_else(unknown)?;
+        custos_core::check_tool_name(name)?;
+        let (index, session) = federation.upstream(server).ok_or_else(unknown)?;
+        let raw = renamed(&msg.raw, name).ok_or_else(unknown)?;
+        Ok((index, session, raw))
+    });
+    match routed {
+        Ok((index, session, raw)) => forward(app, federation, headers, id, index, session, raw, permit).await,
+        Err(reason) => {
+            app.gateway_metrics.protocol_errors.inc(&["client"]);
+            let detail = json!({ "code": codes::INVALID_PARAMS, "method": msg.method() });
+            crate::server::record_refusal(app, &federation.agent, &reason, detail).await;
+            reply::rpc_error(StatusCode::OK, Some(&id), codes::INVALID_PARAMS, &reason)
+        }
+    }
 }
 
 /// `resources/read`: to the server that listed the URI.

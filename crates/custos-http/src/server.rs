@@ -64,7 +64,7 @@ pub struct AppState {
     /// Per agent: permits for requests in flight (`max_concurrent_per_agent`).
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
     registry: custos_metrics::Registry,
-    gateway_metrics: custos_gateway::GatewayMetrics,
+    pub(crate) gateway_metrics: custos_gateway::GatewayMetrics,
     sessions_gauge: custos_metrics::Gauge,
     auth_failures: custos_metrics::Counter,
     /// Open client connections, and those (and requests) cut off by a limit.
@@ -125,7 +125,11 @@ impl AppState {
     fn quarantined_tools(&self, server: &str) -> Vec<String> {
         self.with_store(custos_store::Store::tools)
             .map(|tools| {
-                tools.into_iter().filter(|t| t.tool.server == server && t.quarantined()).map(|t| t.tool.name).collect()
+                tools
+                    .into_iter()
+                    .filter(|t| t.tool.server() == server && t.quarantined())
+                    .map(|t| t.tool.name().to_owned())
+                    .collect()
             })
             .unwrap_or_else(|err| {
                 tracing::warn!("cannot read the tool inventory: {err}");
@@ -522,6 +526,7 @@ pub(crate) async fn in_flight_permit(
 /// recorded and counted here.
 pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> Result<Message, Response> {
     let limit = app.config.limits.max_message_bytes;
+    let mut method = None;
     let (status, id, code, reason) = match read_body(app, body, limit).await {
         Err(BodyError::TooLarge) => (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -535,13 +540,16 @@ pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> R
             codes::INVALID_REQUEST,
             format!("message body not received within {} ms", timeout.as_millis()),
         ),
-        Ok(raw) => match Message::parse(raw.to_vec()) {
+        Ok(raw) => match Message::parse(raw.to_vec(), custos_mcp::Side::Client) {
             Ok(msg) => return Ok(msg),
-            Err(err) => (StatusCode::BAD_REQUEST, err.id().map(ToOwned::to_owned), err.code(), err.to_string()),
+            Err(err) => {
+                method = err.method().map(str::to_owned);
+                (StatusCode::BAD_REQUEST, err.id().map(ToOwned::to_owned), err.code(), err.to_string())
+            }
         },
     };
     app.gateway_metrics.protocol_errors.inc(&["client"]);
-    record_refusal(app, agent, &reason, json!({ "code": code })).await;
+    record_refusal(app, agent, &reason, json!({ "code": code, "method": method })).await;
     let mut response = reply::rpc_error(status, id.as_deref(), code, &reason);
     if status != StatusCode::BAD_REQUEST {
         // The rest of the body is not read: the connection cannot carry another request.

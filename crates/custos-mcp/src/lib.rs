@@ -15,6 +15,9 @@
 //!   request's raw id.
 //! - [`protocol`]: MCP revision facts (session-based and stateless generations, `_meta` keys).
 //! - [`sniff`]: best-effort recovery of `id` and `method` from the prefix of an oversized frame.
+//! - [`strict`]: one reading of JSON — what two mainstream parsers would read differently
+//!   (duplicate or case-colliding keys, lone surrogates, look-alike members) is refused before
+//!   anything reads a frame.
 
 pub mod error;
 pub mod frame;
@@ -22,7 +25,9 @@ pub mod fuzzing;
 pub mod message;
 pub mod protocol;
 pub mod sniff;
+pub mod strict;
 
 pub use error::{codes, error_response};
 pub use frame::{Frame, FrameReader};
 pub use message::{subscription_id, with_id, with_subscription_id, Message, MessageError, MessageKind, ToolCallParams};
+pub use strict::Side;

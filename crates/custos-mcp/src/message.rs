@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
 use crate::error::codes;
+use crate::strict::Side;
 
 /// A JSON-RPC id exactly as the peer spelled it (`1`, `3.0`, `"abc"`).
 pub type RawId = Box<RawValue>;
@@ -34,6 +35,10 @@ pub enum MessageError {
     Parse(String),
     #[error("invalid request: {reason}")]
     Invalid { reason: String, id: Option<RawId> },
+    /// A well-formed message the gateway refuses to pass on (see [`crate::strict`] and
+    /// [`crate::protocol::check_method`]), answered with `code`.
+    #[error("{reason}")]
+    Refused { code: i64, reason: String, id: Option<RawId>, method: Option<String> },
 }
 
 impl MessageError {
@@ -42,6 +47,7 @@ impl MessageError {
         match self {
             Self::Parse(_) => codes::PARSE_ERROR,
             Self::Invalid { .. } => codes::INVALID_REQUEST,
+            Self::Refused { code, .. } => *code,
         }
     }
 
@@ -49,8 +55,22 @@ impl MessageError {
     pub fn id(&self) -> Option<&RawValue> {
         match self {
             Self::Parse(_) => None,
-            Self::Invalid { id, .. } => id.as_deref(),
+            Self::Invalid { id, .. } | Self::Refused { id, .. } => id.as_deref(),
         }
+    }
+
+    /// The method the refused message named, when it was readable.
+    pub fn method(&self) -> Option<&str> {
+        match self {
+            Self::Refused { method, .. } => method.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the frame was a response (it has no method; answering it is pointless, but the
+    /// request it answers may wait for an answer).
+    pub fn is_response(&self) -> bool {
+        matches!(self, Self::Refused { method: None, id: Some(_), .. })
     }
 
     fn invalid(reason: impl Into<String>, id: Option<RawId>) -> Self {
@@ -86,9 +106,35 @@ fn is_valid_id(id: &RawValue) -> bool {
 }
 
 impl Message {
-    /// Classifies one frame. Batches (arrays) are refused: MCP removed them in 2025-06-18, and a
-    /// batch would carry tool calls past per-call governance.
-    pub fn parse(raw: Vec<u8>) -> Result<Self, MessageError> {
+    /// Classifies one frame `from` a client or an upstream, after checking that every JSON
+    /// parser reads it as the gateway does ([`crate::strict`]) and that its method is one a
+    /// peer cannot take for another ([`crate::protocol::check_method`]).
+    ///
+    /// Batches (arrays) are refused: MCP removed them in 2025-06-18, and a batch would carry
+    /// tool calls past per-call governance.
+    pub fn parse(raw: Vec<u8>, from: Side) -> Result<Self, MessageError> {
+        let msg = Self::classify(raw)?;
+        let refused = |code: i64, reason: String| MessageError::Refused {
+            code,
+            reason,
+            id: msg.id().filter(|id| id.get() != "null").map(ToOwned::to_owned),
+            method: msg.method().map(str::to_owned),
+        };
+        if let Err(refusal) = crate::strict::check(&msg.raw, from) {
+            let code = if refusal.in_params { codes::INVALID_PARAMS } else { codes::INVALID_REQUEST };
+            return Err(refused(code, refusal.reason));
+        }
+        if let Some(method) = msg.method() {
+            let notification = matches!(msg.kind, MessageKind::Notification { .. });
+            if let Err((code, reason)) = crate::protocol::check_method(method, notification) {
+                return Err(refused(code, reason));
+            }
+        }
+        Ok(msg)
+    }
+
+    /// The envelope of one frame, classified.
+    fn classify(raw: Vec<u8>) -> Result<Self, MessageError> {
         let first = raw.iter().find(|b| !b.is_ascii_whitespace()).copied();
         if first == Some(b'[') {
             // Still check that it is JSON, so garbage gets a parse error.
@@ -231,10 +277,15 @@ pub struct ToolCallParams {
 }
 
 impl ToolCallParams {
-    /// Parses `tools/call` params. The error text is for the `-32602` reply.
+    /// Parses `tools/call` params, and checks the tool's name ([`custos_core::check_tool_name`]).
+    /// The error text is for the `-32602` reply.
+    ///
+    /// The arguments are built only from a [`Message`], which [`Message::parse`] has bounded
+    /// (values, depth) and checked for duplicate keys while reading it.
     pub fn from_message(msg: &Message) -> Result<Self, String> {
         let params = msg.params.as_ref().ok_or("`tools/call` needs `params`")?;
         let parsed: Self = serde_json::from_str(params.get()).map_err(|e| format!("`tools/call` params: {e}"))?;
+        custos_core::check_tool_name(&parsed.name)?;
         match &parsed.arguments {
             None | Some(serde_json::Value::Object(_)) => Ok(parsed),
             Some(_) => Err("`tools/call` `arguments` must be an object".to_owned()),
@@ -252,7 +303,7 @@ mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Message, MessageError> {
-        Message::parse(s.as_bytes().to_vec())
+        Message::parse(s.as_bytes().to_vec(), Side::Client)
     }
 
     #[test]
@@ -313,6 +364,33 @@ mod tests {
     }
 
     #[test]
+    fn refuses_what_a_peer_could_read_as_another_message() {
+        // A tool call without an id: forwarded, a lenient server would run it undecided.
+        let err = parse(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"t"}}"#).unwrap_err();
+        assert_eq!((err.code(), err.id().map(RawValue::get)), (codes::INVALID_REQUEST, None), "{err}");
+        assert_eq!(err.method(), Some("tools/call"));
+        for method in ["Tools/Call", "tools/call ", "tools/call\\u0000"] {
+            let err = parse(&format!(r#"{{"jsonrpc":"2.0","id":7,"method":"{method}","params":{{"name":"t"}}}}"#))
+                .unwrap_err();
+            assert_eq!((err.code(), err.id().map(RawValue::get)), (codes::METHOD_NOT_FOUND, Some("7")), "{method}");
+        }
+        // Duplicate keys in a tool's arguments: invalid params, answered with the request's id.
+        let err = parse(r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"t","arguments":{"a":500,"b":1,"a":5}}}"#)
+            .unwrap_err();
+        assert_eq!((err.code(), err.id().map(RawValue::get)), (codes::INVALID_PARAMS, Some("\"a\"")));
+        assert!(err.to_string().contains("duplicate key `a` in `params.arguments`"), "{err}");
+        assert!(!err.is_response());
+        // An upstream's answer with duplicate keys: refused, and known as an answer to `9`.
+        let err =
+            Message::parse(br#"{"jsonrpc":"2.0","id":9,"result":{"a":1,"a":2}}"#.to_vec(), Side::Upstream).unwrap_err();
+        assert!(err.is_response() && err.id().map(RawValue::get) == Some("9"), "{err}");
+        // Case collisions matter from clients only.
+        let both = br#"{"jsonrpc":"2.0","id":9,"result":{"ETag":1,"etag":2}}"#;
+        assert!(Message::parse(both.to_vec(), Side::Upstream).is_ok());
+        assert!(Message::parse(both.to_vec(), Side::Client).is_err());
+    }
+
+    #[test]
     fn invalid_request_keeps_a_usable_id() {
         let err = parse(r#"{"jsonrpc":"1.0","id":7,"method":"x"}"#).unwrap_err();
         assert_eq!(err.id().map(RawValue::get), Some("7"));
@@ -340,8 +418,15 @@ mod tests {
         let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":[1]}}"#)
             .unwrap();
         assert!(ToolCallParams::from_message(&m).is_err());
-        let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap();
-        assert!(ToolCallParams::from_message(&m).is_err(), "duplicate names must not be resolved by the gateway");
+        let err =
+            parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}"#).unwrap_err();
+        assert_eq!(err.code(), codes::INVALID_PARAMS, "duplicate names must not be resolved by the gateway: {err}");
+        for bad_name in ["", "evil ", "re fund"] {
+            let m =
+                parse(&format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{bad_name}"}}}}"#))
+                    .unwrap();
+            assert!(ToolCallParams::from_message(&m).is_err(), "{bad_name:?}");
+        }
         let m = parse(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#).unwrap();
         assert!(ToolCallParams::from_message(&m).is_err());
     }

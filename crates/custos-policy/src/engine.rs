@@ -428,7 +428,7 @@ fn check_shape(schema_name: &str, schema: &Schema, names: &Names) -> Result<(), 
         purpose: "purpose".to_owned(),
         groups: vec!["group".to_owned()],
     };
-    let tool = ToolRef::new("server", "tool");
+    let tool = ToolRef::new("server", "tool").map_err(|e| shape_error(e.to_string()))?;
     let annotations = serde_json::json!({
         "readOnlyHint": true, "destructiveHint": false, "idempotentHint": true, "openWorldHint": false,
     });

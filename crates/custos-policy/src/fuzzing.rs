@@ -59,7 +59,7 @@ pub fn decide(data: &[u8]) {
         purpose: "fuzzing".to_owned(),
         groups: vec!["readers".to_owned()],
     };
-    let tool = ToolRef::new("files", "read");
+    let Ok(tool) = ToolRef::new("files", "read") else { return };
     let req = CallRequest {
         agent: &agent,
         tool: ToolInfo { tool: &tool, class: ToolClass::Read, annotations: None },

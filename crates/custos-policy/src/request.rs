@@ -97,7 +97,7 @@ impl Names {
 
     /// The uid of `tool`'s server: its ancestor, for `resource in ...`.
     pub(crate) fn server_uid(&self, tool: &ToolRef) -> EntityUid {
-        uid(&self.server, &tool.server)
+        uid(&self.server, tool.server())
     }
 
     /// The agent, its groups, the tool and its server, checked against `schema` (which also
@@ -121,7 +121,7 @@ impl Names {
         )
         .map_err(|e| lowercase_first(&e.to_string()))?;
 
-        let server_uid = uid(&self.server, &tool.tool.server);
+        let server_uid = uid(&self.server, tool.tool.server());
         let hints = ANNOTATION_HINTS.iter().filter_map(|hint| {
             let value = tool.annotations?.get(*hint)?.as_bool()?;
             Some(((*hint).to_owned(), RestrictedExpression::new_bool(value)))
@@ -130,8 +130,8 @@ impl Names {
         let tool_entity = Entity::new(
             self.tool_uid(tool.tool),
             HashMap::from([
-                ("server".to_owned(), RestrictedExpression::new_string(tool.tool.server.clone())),
-                ("name".to_owned(), RestrictedExpression::new_string(tool.tool.name.clone())),
+                ("server".to_owned(), RestrictedExpression::new_string(tool.tool.server().to_owned())),
+                ("name".to_owned(), RestrictedExpression::new_string(tool.tool.name().to_owned())),
                 ("class".to_owned(), RestrictedExpression::new_string(tool.class.as_str().to_owned())),
                 ("annotations".to_owned(), annotations),
                 ("flows".to_owned(), string_set(flows)),

@@ -744,7 +744,7 @@ mod tests {
         let mut e = NewEvent::new(EventKind::CallDecided, 1_000 + i as i64);
         e.agent = Some(AgentId("bot".into()));
         e.step = Some(i);
-        e.tool = Some(ToolRef::new("files", "read"));
+        e.tool = Some(ToolRef::new("files", "read").unwrap());
         e.decision = Some("allow".into());
         e.detail = json!({"n": i});
         e

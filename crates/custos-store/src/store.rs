@@ -349,7 +349,7 @@ pub fn known_tools(store: &dyn Store, server: &str) -> Result<Vec<ToolDescriptor
     Ok(store
         .tools()?
         .into_iter()
-        .filter(|t| t.tool.server == server)
+        .filter(|t| t.tool.server() == server)
         .filter_map(|t| ToolDescriptor::from_listing(server, t.descriptor))
         .collect())
 }

@@ -52,7 +52,7 @@ impl Gateway {
         let agent = config.agent("operator").unwrap().clone();
         let principal = vec!["bob@example.com".to_owned(), "operator".to_owned()];
         let run = RunId("run-7".into());
-        let tool = ToolRef::new("sample", "write_note");
+        let tool = ToolRef::new("sample", "write_note").unwrap();
         let arguments = json!({"title": "pay", "amount": amount, "api_key": SECRET});
         let (policies, groups) = (vec!["notes-need-finance".to_owned()], vec!["finance".to_owned()]);
         let call = CallToApprove {

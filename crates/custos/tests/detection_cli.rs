@@ -195,7 +195,7 @@ fn record_findings(d: &Deployment, findings: &[(&str, Severity, &str, &str, i64)
         e.agent = Some(AgentId((*agent).into()));
         e.run = Some(RunId((*run).into()));
         e.step = Some(i as u64 + 1);
-        e.tool = Some(ToolRef::new("sample", "echo"));
+        e.tool = Some(ToolRef::new("sample", "echo").unwrap());
         e.detail = Finding::new(kind, *severity, &format!("{kind}_rule"), &format!("evidence {i}")).detail("recorded");
         events.push(e);
         // Noise: other events of the same runs are not findings.

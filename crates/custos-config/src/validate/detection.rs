@@ -239,7 +239,12 @@ fn tool_pattern(path: &Path, key: &str, text: &str, servers: &[ServerConfig]) ->
             ),
         ));
     }
-    Ok(if name == "*" { ToolPattern::Server(server.to_owned()) } else { ToolPattern::Tool(ToolRef::new(server, name)) })
+    if name == "*" {
+        return Ok(ToolPattern::Server(server.to_owned()));
+    }
+    let tool = ToolRef::new(server, name)
+        .map_err(|e| ConfigError::invalid(path, key, format!("`{}`: {e}", text.escape_debug())))?;
+    Ok(ToolPattern::Tool(tool))
 }
 
 /// `flows` of server `i`: each pattern non-empty with at least one mark, each mark a known one.
@@ -383,7 +388,7 @@ concurrent = 1
                     },
                     LimitRule {
                         agent: None,
-                        tool: ToolPattern::Tool(ToolRef::new("github", "create_pr")),
+                        tool: ToolPattern::Tool(ToolRef::new("github", "create_pr").unwrap()),
                         calls_per_minute: Some(2),
                         calls_per_run: Some(10),
                         concurrent: Some(1),
@@ -503,10 +508,10 @@ calls_per_run = 3
         let c = load(text).unwrap();
         let rule = &c.detection.limits[0];
         assert_eq!(rule.agent.as_deref(), Some("registered-later"));
-        assert_eq!(rule.tool, ToolPattern::Tool(ToolRef::new("anything", "some_tool")));
+        assert_eq!(rule.tool, ToolPattern::Tool(ToolRef::new("anything", "some_tool").unwrap()));
         // Only the first `/` separates, as in tool references: tool names may hold slashes.
         let c = load(&text.replace("anything/some_tool", "anything/a/b")).unwrap();
-        assert_eq!(c.detection.limits[0].tool, ToolPattern::Tool(ToolRef::new("anything", "a/b")));
+        assert_eq!(c.detection.limits[0].tool, ToolPattern::Tool(ToolRef::new("anything", "a/b").unwrap()));
     }
 
     #[test]

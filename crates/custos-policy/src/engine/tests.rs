@@ -598,9 +598,9 @@ fn may_ever_allow_cases() {
     let reader = agent("r", &["readers"]);
     let payer = agent("p", &["payers"]);
     let ops = agent("o", &["ops"]);
-    let refund = ToolRef::new("payments", "refund");
-    let read = ToolRef::new("files", "read");
-    let exec = ToolRef::new("shell", "exec");
+    let refund = ToolRef::new("payments", "refund").unwrap();
+    let read = ToolRef::new("files", "read").unwrap();
+    let exec = ToolRef::new("shell", "exec").unwrap();
     let info = |tool, class| ToolInfo { tool, class, annotations: None };
 
     // An unconditional permit matches.
@@ -623,9 +623,9 @@ fn may_ever_allow_cases() {
 fn may_ever_allow_lists_tools_reachable_through_an_approval() {
     let e = engine(&[("holds.cedar", HOLDS)]);
     let op = agent("op", &["operators"]);
-    let exec = ToolRef::new("shell", "exec");
-    let wire = ToolRef::new("payments", "wire");
-    let delete = ToolRef::new("shell", "delete");
+    let exec = ToolRef::new("shell", "exec").unwrap();
+    let wire = ToolRef::new("payments", "wire").unwrap();
+    let delete = ToolRef::new("shell", "delete").unwrap();
     let info = |tool, class| ToolInfo { tool, class, annotations: None };
 
     // Held is not never allowed: the approval forbids read the context, which is unknown here.
@@ -848,7 +848,7 @@ fn example_policy_file_loads_and_behaves() {
     );
     assert_eq!(exec.approved().decide(&e), allowed_by(&["operators"]));
 
-    let shell = ToolRef::new("shell", "exec");
+    let shell = ToolRef::new("shell", "exec").unwrap();
     let info = ToolInfo { tool: &shell, class: ToolClass::Privileged, annotations: None };
     assert!(!e.may_ever_allow(&reader, &info));
     assert!(e.may_ever_allow(&operator, &info));

@@ -369,7 +369,7 @@ mod tests {
             principal: vec!["alice".into()],
             run: RunId("r".into()),
             step: 1,
-            tool: ToolRef::new("bank", "pay"),
+            tool: ToolRef::new("bank", "pay").unwrap(),
             descriptor_sha256: None,
             arguments: json!({"amount": 1}),
             policies: vec!["p".into()],

@@ -209,7 +209,7 @@ pub(super) fn project_uses(conn: &Connection, path: &Path, event: &NewEvent) -> 
     // The common case, an event naming no credentials, costs this one map lookup.
     let Some(Value::Array(entries)) = event.detail.get("credentials") else { return Ok(()) };
     let server = match &event.tool {
-        Some(tool) => tool.server.as_str(),
+        Some(tool) => tool.server(),
         None => event.detail.get("server").and_then(Value::as_str).unwrap_or(""),
     };
     let agent = event.agent.as_ref().map_or("", |a| a.0.as_str());

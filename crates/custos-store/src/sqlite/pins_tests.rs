@@ -39,7 +39,7 @@ fn read(description: &str) -> ToolDescriptor {
 
 fn operator_event(kind: EventKind, time_ms: i64, detail: Value) -> NewEvent {
     let mut e = NewEvent::new(kind, time_ms);
-    e.tool = Some(ToolRef::new("files", "read"));
+    e.tool = Some(ToolRef::new("files", "read").unwrap());
     e.detail = detail;
     e
 }
@@ -86,7 +86,7 @@ fn first_sight_pins_a_change_quarantines_once_and_accepting_ends_it() {
         }]
     );
     assert_eq!(store.pinned_digest(&v1.tool).unwrap(), Some(v1.digest));
-    assert_eq!(store.pinned_digest(&ToolRef::new("files", "other")).unwrap(), None);
+    assert_eq!(store.pinned_digest(&ToolRef::new("files", "other").unwrap()).unwrap(), None);
     let record = store.tools().unwrap().remove(0);
     assert_eq!((record.pinned_digest, record.quarantined()), (Some(v1.digest), false));
 
@@ -159,7 +159,7 @@ fn first_sight_pins_a_change_quarantines_once_and_accepting_ends_it() {
         err.to_string(),
         "tool `files/read` is not quarantined: its latest descriptor is the pinned one, nothing to accept"
     );
-    let err = store.accept_tool(&ToolRef::new("files", "nope"), "alice", &event).unwrap_err();
+    let err = store.accept_tool(&ToolRef::new("files", "nope").unwrap(), "alice", &event).unwrap_err();
     assert_eq!(err.to_string(), "unknown tool `files/nope`: it was never listed by its server");
     assert_eq!(findings(&store).len(), 3);
     assert!(store.verify().unwrap().is_ok());

@@ -118,7 +118,7 @@ fn observe_tools_logs_new_and_changed_tools_and_only_touches_unchanged_ones() {
         (e.time_ms, e.agent.clone(), e.run.clone()),
         (10, Some(AgentId("bot".into())), Some(RunId("run-1".into())))
     );
-    assert_eq!(e.tool, Some(ToolRef::new("files", "read")));
+    assert_eq!(e.tool, Some(ToolRef::new("files", "read").unwrap()));
     assert_eq!(e.decision, None);
     // The first sighting is the pin (see `pins_tests.rs`).
     assert_eq!(e.detail, json!({"digest": read_v1.digest.to_hex(), "descriptor": read_v1.raw, "pinned": true}));
@@ -175,7 +175,7 @@ fn each_query_filter_narrows_the_result() {
     let (_dir, path) = db();
     let mut store = SqliteStore::open(&path).unwrap();
     let mut finished = event(EventKind::CallFinished, 500, "a", "r1");
-    finished.tool = Some(ToolRef::new("files", "read"));
+    finished.tool = Some(ToolRef::new("files", "read").unwrap());
     let stored = store
         .append(&[
             event(EventKind::RunStarted, 100, "a", "r1"),

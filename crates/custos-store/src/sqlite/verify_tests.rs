@@ -19,7 +19,7 @@ fn sample(i: u64) -> NewEvent {
     e.agent = Some(AgentId("support-bot".into()));
     e.run = Some(RunId("run-1".into()));
     e.step = Some(i);
-    e.tool = Some(ToolRef::new("billing", "refund"));
+    e.tool = Some(ToolRef::new("billing", "refund").unwrap());
     e.decision = Some(if i == 3 { "deny" } else { "allow" }.into());
     e.detail = json!({"note": format!("event {i}")});
     e

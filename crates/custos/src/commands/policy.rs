@@ -38,11 +38,11 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
     let class = match &args.class {
         Some(c) => c.parse::<ToolClass>().map_err(Failure::usage)?,
         None => config
-            .server(&tool.server)
-            .map_or(ToolClass::Privileged, |s| s.classes.classify(&tool.name, descriptor.as_ref())),
+            .server(tool.server())
+            .map_or(ToolClass::Privileged, |s| s.classes.classify(tool.name(), descriptor.as_ref())),
     };
     let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
-    let flows = config.server(&tool.server).map(|s| s.flows.flows_of(&tool.name)).unwrap_or_default();
+    let flows = config.server(tool.server()).map(|s| s.flows.flows_of(tool.name())).unwrap_or_default();
     let explanation = engine.explain(&CallRequest {
         agent,
         tool: ToolInfo { tool: &tool, class, annotations },
@@ -69,5 +69,5 @@ fn known_descriptor(config: &custos_config::Config, tool: &ToolRef) -> Option<To
     let db = context::database_path(&config.data_dir);
     let store = custos_store::SqliteStore::open_read_only(&db).ok()?;
     let record = store.tools().ok()?.into_iter().find(|t| &t.tool == tool)?;
-    ToolDescriptor::from_listing(&tool.server, record.descriptor)
+    ToolDescriptor::from_listing(tool.server(), record.descriptor)
 }

@@ -36,8 +36,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let quarantined: Vec<String> = custos_store::Store::tools(&store)
         .map_err(Failure::runtime)?
         .into_iter()
-        .filter(|t| t.tool.server == server.name && t.quarantined())
-        .map(|t| t.tool.name)
+        .filter(|t| t.tool.server() == server.name && t.quarantined())
+        .map(|t| t.tool.name().to_owned())
         .collect();
     let detection = detection(&config, &context::database_path(&config.data_dir))?;
 

@@ -183,7 +183,7 @@ fn scan_descriptors(args: &ScanArgs) -> Result<Vec<Scanned>, Failure> {
         // A listing of its own, with the configured servers' tools (if any) for shadowing.
         Some((server, tools)) => {
             let others: Vec<ToolRef> =
-                inventory.iter().map(|(t, _)| t.clone()).filter(|t| t.server != server).collect();
+                inventory.iter().map(|(t, _)| t.clone()).filter(|t| t.server() != server).collect();
             Ok(tools
                 .iter()
                 .enumerate()
@@ -201,10 +201,10 @@ fn scan_descriptors(args: &ScanArgs) -> Result<Vec<Scanned>, Failure> {
             Ok(inventory
                 .iter()
                 .map(|(tool, descriptor)| Scanned {
-                    server: tool.server.clone(),
-                    tool: Some(tool.name.clone()),
+                    server: tool.server().to_owned(),
+                    tool: Some(tool.name().to_owned()),
                     result: None,
-                    findings: custos_detect::scan_descriptor(&tool.server, descriptor, &all),
+                    findings: custos_detect::scan_descriptor(tool.server(), descriptor, &all),
                 })
                 .collect())
         }
@@ -236,15 +236,11 @@ fn configured_tools(
     let records = store.tools().map_err(Failure::runtime)?;
     let configured: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
     for server in configured.iter().filter(|_| !context_only) {
-        if !records.iter().any(|r| r.tool.server == *server) {
+        if !records.iter().any(|r| r.tool.server() == *server) {
             eprintln!("custos: server `{server}` has no tools in the inventory yet: start it through the gateway once");
         }
     }
-    Ok(records
-        .into_iter()
-        .filter(|r| configured.contains(&r.tool.server.as_str()))
-        .map(|r| (r.tool, r.descriptor))
-        .collect())
+    Ok(records.into_iter().filter(|r| configured.contains(&r.tool.server())).map(|r| (r.tool, r.descriptor)).collect())
 }
 
 /// Where the input came from, and its text.
