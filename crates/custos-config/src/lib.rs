@@ -440,6 +440,10 @@ pub struct Limits {
     pub max_pending_requests: usize,
     /// How long an upstream child gets to exit after its input closes before it is killed.
     pub shutdown_grace_ms: u64,
+    /// JSON values (scalars, arrays, objects) one call's arguments may hold. Counted while the
+    /// message is read, so a call past it is refused before anything is built from it: each
+    /// value costs the gateway about a hundred bytes to decide on, whatever its size on the wire.
+    pub max_argument_values: usize,
 }
 
 impl Default for Limits {
@@ -449,6 +453,7 @@ impl Default for Limits {
             max_in_flight: 64,
             max_pending_requests: 1024,
             shutdown_grace_ms: 5_000,
+            max_argument_values: 10_000,
         }
     }
 }

@@ -235,6 +235,7 @@ pub struct RawLimits {
     pub max_in_flight: Option<u64>,
     pub max_pending_requests: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    pub max_argument_values: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

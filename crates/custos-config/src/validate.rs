@@ -71,6 +71,12 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             1..=1_000_000,
         )?,
         shutdown_grace_ms: raw.limits.shutdown_grace_ms.unwrap_or(defaults.shutdown_grace_ms),
+        max_argument_values: bounded(
+            "max_argument_values",
+            raw.limits.max_argument_values,
+            defaults.max_argument_values,
+            1..=custos_core::MAX_ARGUMENT_VALUES as u64,
+        )?,
     };
 
     let mut agents = Vec::new();
@@ -989,6 +995,7 @@ tools = { "delete_*" = "privileged" }
         assert_eq!(c.policy.files, vec![Path::new("/etc/custos/policies/readonly.cedar").to_path_buf()]);
         assert_eq!(c.policy.tools_list, ToolsListMode::Hide);
         assert_eq!(c.limits.max_message_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.limits.max_argument_values, 10_000);
         assert_eq!(c.agent("reader").unwrap().groups, vec!["readers"]);
         assert!(c.server("sample").unwrap().classes.trust_annotations);
     }
@@ -1008,6 +1015,8 @@ tools = { "delete_*" = "privileged" }
             (GOOD.replace("default_agent = \"reader\"", "default_agent = \"nobody\""), "`default_agent`"),
             (format!("{GOOD}\n[[agents]]\nid = \"reader\"\nowner = \"x\"\npurpose = \"y\"\n"), "`agents[1].id`"),
             (format!("{GOOD}\n[limits]\nmax_message_bytes = 10\n"), "`limits.max_message_bytes`"),
+            (format!("{GOOD}\n[limits]\nmax_argument_values = 0\n"), "`limits.max_argument_values`"),
+            (format!("{GOOD}\n[limits]\nmax_argument_values = 100001\n"), "`limits.max_argument_values`"),
             (GOOD.replace("files = [\"policies/readonly.cedar\"]", "files = []"), "`policy.files`"),
             (format!("{GOOD}\n[[servers]]\nname = \"a/b\"\n"), "`servers[1].name`"),
             (GOOD.replace("owner = \"alice@example.com\"", "owner = \"\""), "`agents[0].owner`"),

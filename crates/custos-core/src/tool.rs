@@ -122,9 +122,10 @@ fn describe_char(c: char) -> String {
     }
 }
 
-/// How many JSON values (scalars, arrays and objects, counted recursively) one call's
-/// arguments may hold. Readers stop counting here, before they build anything larger, so one
-/// call cannot make the gateway hold much more than its message.
+/// The most JSON values (scalars, arrays and objects, counted recursively) one call's arguments
+/// may ever hold: policy refuses more, whatever the deployment says. The bound in use is the
+/// config's `[limits] max_argument_values` (at most this), which the gateway counts while it
+/// reads a message, before it builds anything from it.
 pub const MAX_ARGUMENT_VALUES: usize = 100_000;
 
 /// How deep arrays and objects may nest inside one call's arguments (the arguments object

@@ -329,7 +329,8 @@ impl Gateway {
             Frame::Line(raw) => raw,
             Frame::Oversized { prefix, total } => return self.client_oversized(&prefix, total).await,
         };
-        let msg = match Message::parse(raw, Side::Client) {
+        let side = Side::Client { max_argument_values: self.limits.max_argument_values };
+        let msg = match Message::parse(raw, side) {
             Ok(msg) => msg,
             Err(err) => return self.client_malformed(err).await,
         };
@@ -1106,7 +1107,11 @@ impl Gateway {
         if self.tools_list == ToolsListMode::Show {
             return Outcome::Forward(raw);
         }
+        // A tool no agent may call by its name (see `check_tool_name`) is not offered either.
         let filtered = listing.filtered(|d| {
+            if custos_core::check_tool_name(d.tool.name()).is_err() {
+                return false;
+            }
             let class = self.classes.classify(d.tool.name(), Some(d));
             let info = ToolInfo { tool: &d.tool, class, annotations: d.raw.get("annotations") };
             self.policy.may_ever_allow(&self.agent, &info)

@@ -540,7 +540,7 @@ pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> R
             codes::INVALID_REQUEST,
             format!("message body not received within {} ms", timeout.as_millis()),
         ),
-        Ok(raw) => match Message::parse(raw.to_vec(), custos_mcp::Side::Client) {
+        Ok(raw) => match Message::parse(raw.to_vec(), client_side(app)) {
             Ok(msg) => return Ok(msg),
             Err(err) => {
                 method = err.method().map(str::to_owned);
@@ -556,6 +556,11 @@ pub(crate) async fn read_message(app: &AppState, agent: &Agent, body: Body) -> R
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Err(response)
+}
+
+/// The rules a client's messages are read by.
+pub(crate) fn client_side(app: &AppState) -> custos_mcp::Side {
+    custos_mcp::Side::Client { max_argument_values: app.config.limits.max_argument_values }
 }
 
 /// Why a request body was not read.

@@ -19,9 +19,10 @@
 //!   is infinity to Python and JavaScript), and anything that is not strict JSON (`NaN`,
 //!   comments, trailing commas): `serde_json` refuses all of these, and the check reads every
 //!   string, so none of them hides inside a part the gateway would otherwise skip;
-//! - from clients, `params.arguments` holding more than [`MAX_ARGUMENT_VALUES`] values or nested
-//!   deeper than [`MAX_ARGUMENT_DEPTH`]: counted while reading, so a hostile message is refused
-//!   before anything is built from it.
+//! - from clients, `params.arguments` holding more values than the deployment allows (`[limits]
+//!   max_argument_values`, at most [`MAX_ARGUMENT_VALUES`]) or nested deeper than
+//!   [`MAX_ARGUMENT_DEPTH`]: counted while reading, so a hostile message is refused before
+//!   anything is built from it and costs the gateway little more than its bytes.
 //!
 //! Upstream messages get every rule but those marked "from clients": a result may legitimately
 //! carry data with keys such as `ETag` and `etag`, and the gateway's detectors read every string
@@ -37,8 +38,21 @@ use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 /// Which peer sent a frame: clients are held to the stricter rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Side {
-    Client,
+    /// A client (an agent), whose `params.arguments` may hold at most `max_argument_values`
+    /// values (`[limits] max_argument_values`; capped at [`MAX_ARGUMENT_VALUES`]).
+    Client {
+        max_argument_values: usize,
+    },
     Upstream,
+}
+
+impl Side {
+    /// A client held to the largest bound there is (for tests and tools without a config).
+    pub const ANY_CLIENT: Side = Side::Client { max_argument_values: MAX_ARGUMENT_VALUES };
+
+    fn is_client(self) -> bool {
+        matches!(self, Side::Client { .. })
+    }
 }
 
 /// Why a frame was refused, and where.
@@ -142,8 +156,14 @@ impl State<'_> {
     fn count<E: serde::de::Error>(&mut self) -> Result<(), E> {
         let Some(args) = &mut self.arguments else { return Ok(()) };
         args.values += 1;
-        if args.values > MAX_ARGUMENT_VALUES {
-            return Err(self.refuse(format!("tool arguments hold more than {MAX_ARGUMENT_VALUES} values")));
+        let limit = match self.side {
+            Side::Client { max_argument_values } => max_argument_values.min(MAX_ARGUMENT_VALUES),
+            Side::Upstream => MAX_ARGUMENT_VALUES,
+        };
+        if args.values > limit {
+            return Err(
+                self.refuse(format!("tool arguments hold more than {limit} values (`[limits] max_argument_values`)"))
+            );
         }
         Ok(())
     }
@@ -231,11 +251,11 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
         state.count()?;
         state.enter()?;
         let depth = state.depth;
-        let mut keys = Keys::new(state.side == Side::Client);
+        let mut keys = Keys::new(state.side.is_client());
         let is_params = depth == 2 && state.in_params();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             let added = keys.add(&key).and_then(|()| match state.side {
-                Side::Client => check_spelling(&key, depth, is_params),
+                Side::Client { .. } => check_spelling(&key, depth, is_params),
                 Side::Upstream => Ok(()),
             });
             if let Err(reason) = added {
@@ -243,7 +263,7 @@ impl<'de> Visitor<'de> for Node<'_, 'de> {
                 return Err(state.refuse(reason));
             }
             // `params.arguments` of a client's message: counted and bounded from here.
-            let starts_arguments = state.side == Side::Client && is_params && key == "arguments";
+            let starts_arguments = state.side.is_client() && is_params && key == "arguments";
             if starts_arguments {
                 state.arguments = Some(Arguments { root: depth + 1, values: 0 });
             }
@@ -290,16 +310,16 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// The keys of one object seen so far.
+/// The keys of one object seen so far: as sent (upstreams' messages), or case-folded with the
+/// key as sent (clients', where a duplicate is a collision too).
 struct Keys<'de> {
-    exact: Seen<Cow<'de, str>>,
-    /// Under case folding, when case collisions count (clients' messages).
-    folded: Option<Seen<Cow<'de, str>>>,
+    seen: Seen<Cow<'de, str>>,
+    fold: bool,
 }
 
 impl<'de> Keys<'de> {
     fn new(fold: bool) -> Self {
-        Self { exact: Seen::default(), folded: fold.then(Seen::default) }
+        Self { seen: Seen::default(), fold }
     }
 
     /// Adds `key`, or says why it may not be there.
@@ -308,21 +328,18 @@ impl<'de> Keys<'de> {
         if key.contains('\0') {
             return Err(format!("key `{}` holds a nul character, where c-based parsers end it", key.escape_debug()));
         }
-        if self.exact.insert(key.clone(), key).is_some() {
-            return Err(format!("duplicate key `{}`", key.escape_debug()));
-        }
-        let Some(folded) = &mut self.folded else { return Ok(()) };
-        let as_folded = match fold(key) {
-            Cow::Borrowed(_) => key.clone(),
-            Cow::Owned(f) => Cow::Owned(f),
+        let compared = match (self.fold, fold(key)) {
+            (true, Cow::Owned(folded)) => Cow::Owned(folded),
+            _ => key.clone(),
         };
-        match folded.insert(as_folded, key) {
-            Some(other) => Err(format!(
+        match self.seen.insert(compared, key) {
+            None => Ok(()),
+            Some(earlier) if earlier == *key => Err(format!("duplicate key `{}`", key.escape_debug())),
+            Some(earlier) => Err(format!(
                 "keys `{}` and `{}` differ only by case, which some json parsers ignore",
-                other.escape_debug(),
+                earlier.escape_debug(),
                 key.escape_debug()
             )),
-            None => Ok(()),
         }
     }
 }
@@ -399,7 +416,7 @@ mod tests {
     use super::*;
 
     fn client(s: &str) -> Result<(), Refusal> {
-        check(s.as_bytes(), Side::Client)
+        check(s.as_bytes(), Side::ANY_CLIENT)
     }
 
     fn upstream(s: &str) -> Result<(), Refusal> {
@@ -514,6 +531,11 @@ mod tests {
         );
         let err = client(&input).unwrap_err();
         assert!(err.reason.contains("more than") && err.in_params, "{err}");
+        // The deployment's own bound, counted the same way (the arguments object is a value).
+        let ten = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"xs":[1,2,3,4,5,6,7,8]}}}"#;
+        assert_eq!(check(ten.as_bytes(), Side::Client { max_argument_values: 10 }), Ok(()));
+        let err = check(ten.as_bytes(), Side::Client { max_argument_values: 9 }).unwrap_err();
+        assert!(err.reason.contains("more than 9 values"), "{err}");
         // The same data in a result is not an argument.
         let result = format!(r#"{{"jsonrpc":"2.0","id":1,"result":{{"xs":[{many}]}}}}"#);
         assert_eq!(upstream(&result), Ok(()));

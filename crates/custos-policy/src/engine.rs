@@ -12,6 +12,7 @@ use cedar_policy::{
 use custos_core::{Agent, Decision, ToolClass, ToolRef};
 use serde::Serialize;
 
+use crate::context::{unreadable_note, Unreadable};
 use crate::error::{io_reason, one_line, truncate, with_causes, PolicyError};
 use crate::load::{self, id_str, PolicyEffect, PolicyMeta};
 use crate::request::{self, CallRequest, Names, Prepared, PreparedCache, ToolInfo};
@@ -169,8 +170,10 @@ impl PolicyEngine {
 
     /// [`explain`](Self::explain) without holds: what Cedar decides for this exact context.
     fn evaluate(&self, req: &CallRequest<'_>) -> Explanation {
-        let response = match self.request(req) {
-            Ok((request, prepared, policies)) => self.authorizer.is_authorized(&request, &policies, &prepared.entities),
+        let (response, unreadable) = match self.request(req) {
+            Ok((request, prepared, policies, unreadable)) => {
+                (self.authorizer.is_authorized(&request, &policies, &prepared.entities), unreadable)
+            }
             Err(reason) => {
                 return Explanation { decision: Decision::Deny { policies: Vec::new(), reason }, policies: Vec::new() }
             }
@@ -201,12 +204,17 @@ impl PolicyEngine {
             },
             _ if !errors.is_empty() => {
                 let failed: Vec<&PolicyMeta> = errors.keys().filter_map(|&i| self.meta.get(i)).collect();
-                let reason = failed
+                let mut reason = failed
                     .iter()
                     .zip(errors.values())
                     .map(|(m, e)| format!("policy `{}` could not be evaluated: {e}", m.id))
                     .collect::<Vec<_>>()
                     .join("; ");
+                // Why, when the call carried numbers policy cannot read (the likely cause).
+                let note = unreadable_note(&unreadable);
+                if !note.is_empty() {
+                    reason = format!("{reason}; {note}");
+                }
                 Decision::Deny { policies: failed.iter().map(|m| m.id.clone()).collect(), reason }
             }
             CedarDecision::Deny => Decision::Deny { policies: Vec::new(), reason: DEFAULT_DENY_REASON.to_owned() },
@@ -292,7 +300,11 @@ impl PolicyEngine {
 
     /// The Cedar request for a call, what was prepared for its agent and tool, and the policies
     /// to decide it over.
-    fn request(&self, req: &CallRequest<'_>) -> Result<(Request, Arc<Prepared>, Arc<PolicySet>), String> {
+    #[expect(clippy::type_complexity, reason = "one private call site takes it apart at once")]
+    fn request(
+        &self,
+        req: &CallRequest<'_>,
+    ) -> Result<(Request, Arc<Prepared>, Arc<PolicySet>, Vec<Unreadable>), String> {
         let prepared_for_call = self
             .prepared
             .get_or_build(req.agent, &req.tool, req.flows, || {
@@ -301,7 +313,7 @@ impl PolicyEngine {
             })
             .and_then(|prepared| Ok((prepared.policies(req.arguments)?, prepared)));
         let (policies, prepared) = prepared_for_call.map_err(|e| format!("cannot describe the call to policy: {e}"))?;
-        let context = request::context(req)?;
+        let (context, unreadable) = request::context(req)?;
         // The context is not checked against the schema: it holds every argument the agent
         // sent, and the schema declares only those policies read. Validated policies cannot
         // name the others; a declared one with the wrong type fails evaluation, which denies.
@@ -313,7 +325,7 @@ impl PolicyEngine {
             None,
         )
         .map_err(|e| format!("cannot describe the call to policy: {}", with_causes(&e)))?;
-        Ok((request, prepared, policies))
+        Ok((request, prepared, policies, unreadable))
     }
 }
 
@@ -445,7 +457,7 @@ fn check_shape(schema_name: &str, schema: &Schema, names: &Names) -> Result<(), 
         flows: &[],
         approval_granted: false,
     };
-    let context = request::context(&call).map_err(shape_error)?;
+    let (context, _) = request::context(&call).map_err(shape_error)?;
     Request::new(names.agent_uid(&agent), names.call_tool.clone(), names.tool_uid(&tool), context, Some(schema))
         .map_err(|e| {
             shape_error(format!(

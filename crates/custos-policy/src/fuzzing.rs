@@ -89,19 +89,35 @@ pub fn decide(data: &[u8]) {
             if wrong_type || etc {
                 assert!(matches!(decision, Decision::Deny { .. }), "must deny {arguments}: {decision:?}");
             }
+            if let Some(serde_json::Value::Number(n)) = amount {
+                if !crate::context::readable(n) {
+                    assert!(
+                        decision.explain().contains("argument `amount` is"),
+                        "a deny names the unreadable argument: {decision:?}"
+                    );
+                }
+            }
         }
     }
 }
 
 /// Whether `value` surely converts to a Cedar value of another type than the declared
-/// `String` (`want_string`) or `Long`. Numbers that are left out (too big, too precise) or
-/// become `decimal` are not counted when a `Long` is wanted, to keep the check exact.
+/// `String` (`want_string`) or `Long`. A number policy cannot read is kept as its text (a
+/// `String`), so it counts as another type than `Long` only.
 fn converts_to_other_than(value: &serde_json::Value, want_string: bool) -> bool {
     match value {
         serde_json::Value::Null => false,
         serde_json::Value::Bool(_) | serde_json::Value::Array(_) | serde_json::Value::Object(_) => true,
         serde_json::Value::String(_) => !want_string,
-        serde_json::Value::Number(n) => want_string && n.is_i64(),
+        serde_json::Value::Number(n) => {
+            let readable = crate::context::readable(n);
+            let long = readable && n.is_i64();
+            if want_string {
+                readable
+            } else {
+                !long
+            }
+        }
     }
 }
 
@@ -111,7 +127,19 @@ mod tests {
 
     #[test]
     fn tiny_inputs_pass() {
-        for input in [&b""[..], b"{}", b"null", b"{\"path\":7}", b"{\"path\":\"/etc/passwd\"}", b"\xff"] {
+        for input in [
+            &b""[..],
+            b"{}",
+            b"null",
+            b"{\"path\":7}",
+            b"{\"path\":\"/etc/passwd\"}",
+            b"\xff",
+            b"{\"amount\":99999999999999999999999}",
+            b"{\"amount\":1e300}",
+            b"{\"amount\":100.00001}",
+            b"{\"amount\":9007199254740993}",
+            b"{\"path\":1e300}",
+        ] {
             decide(input);
         }
     }

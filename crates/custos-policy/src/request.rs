@@ -19,7 +19,7 @@ use cedar_policy::{
 };
 use custos_core::{Agent, ToolClass, ToolRef};
 
-use crate::context::{arguments_record, record};
+use crate::context::{arguments_record, record, Unreadable};
 use crate::error::{lowercase_first, with_causes};
 
 /// What policy knows about a tool, apart from the call's arguments.
@@ -334,9 +334,9 @@ fn uid(ty: &EntityTypeName, id: &str) -> EntityUid {
 }
 
 /// The context of a call: `{ arguments: ..., run: { id, step, labels }, findings,
-/// approval: { granted } }`.
-pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
-    let arguments = arguments_record(req.arguments).map_err(|e| e.to_string())?;
+/// approval: { granted } }`, with the numbers among the arguments that policy cannot read.
+pub(crate) fn context(req: &CallRequest<'_>) -> Result<(Context, Vec<Unreadable>), String> {
+    let (arguments, unreadable) = arguments_record(req.arguments).map_err(|e| e.to_string())?;
     let run = record(vec![
         ("id".to_owned(), RestrictedExpression::new_string(req.run_id.to_owned())),
         // A step past i64::MAX cannot happen in practice; saturating keeps `step > n` true.
@@ -352,5 +352,6 @@ pub(crate) fn context(req: &CallRequest<'_>) -> Result<Context, String> {
         ("findings".to_owned(), string_set(req.findings)),
         ("approval".to_owned(), approval),
     ])
+    .map(|context| (context, unreadable))
     .map_err(|e| lowercase_first(&e.to_string()))
 }

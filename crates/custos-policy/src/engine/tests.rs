@@ -935,7 +935,7 @@ fn leaving_out_policies_scoped_elsewhere_or_guarded_by_absent_arguments_changes_
                 for labels in [&[][..], &["tainted"][..]] {
                     let call = Call::new(a.clone(), tool, ToolClass::Read).args(args.clone()).labels(labels);
                     let req = call.request();
-                    let (request, prepared, chosen) = engine.request(&req).unwrap();
+                    let (request, prepared, chosen, _) = engine.request(&req).unwrap();
                     let all = engine.authorizer.is_authorized(&request, &engine.policies, &prepared.entities);
                     let some = engine.authorizer.is_authorized(&request, &chosen, &prepared.entities);
                     let ids = |r: &cedar_policy::Response| {
@@ -955,7 +955,7 @@ fn leaving_out_policies_scoped_elsewhere_or_guarded_by_absent_arguments_changes_
     // The cache is per agent and tool: mallory and files/delete see neither alice's grant nor
     // the payments forbid; and a policy guarded by an argument only when the call has it.
     let call = Call::new(agent("mallory", &["ops"]), "files/delete", ToolClass::Read);
-    let (_, prepared, _) = engine.request(&call.request()).unwrap();
+    let (_, prepared, _, _) = engine.request(&call.request()).unwrap();
     let kept = |args: serde_json::Value| -> Vec<String> {
         let set = prepared.policies(&args).unwrap();
         let ids: std::collections::BTreeSet<String> =
