@@ -517,7 +517,7 @@ impl Gateway {
         }
         if self.audit_config.record_arguments {
             if let Some(obj) = requested.detail.as_object_mut() {
-                obj.insert("arguments".into(), arguments.clone());
+                obj.insert("arguments".into(), custos_store::shallow(&arguments, RECORDED_DEPTH));
             }
         }
         let mut decided = self.event(EventKind::CallDecided);
@@ -932,7 +932,9 @@ impl Gateway {
         });
         if self.audit_config.record_results {
             if let (Some(obj), Some(result)) = (e.detail.as_object_mut(), result) {
-                obj.insert("result".into(), result);
+                // An upstream's result may nest as deep as a message can; the log keeps what its
+                // reader reads back (the digest above covers the whole result).
+                obj.insert("result".into(), custos_store::shallow(&result, RECORDED_DEPTH));
             }
         }
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
@@ -1170,6 +1172,11 @@ impl Gateway {
         answers
     }
 }
+
+/// How deep a recorded result or argument value may nest in its event's detail (the rest is
+/// marked as cut; the event keeps the digest of the whole). Arguments deeper than this are
+/// refused anyway ([`custos_core::MAX_ARGUMENT_DEPTH`]).
+const RECORDED_DEPTH: usize = 64;
 
 /// Why a tool listed with a descriptor that differs from its pin is refused.
 const RUG_PULL_QUARANTINE: &str =

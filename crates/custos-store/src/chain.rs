@@ -77,8 +77,22 @@ pub(crate) struct Encoded {
     pub columns: [Cell; 7],
 }
 
+/// How deep arrays and objects may nest in an event's detail. The decoder reads a body with
+/// `serde_json`, which stops at 128 levels; a detail deeper than this is refused when it is
+/// written, so the log never holds an event that its own reader cannot read back.
+pub const MAX_DETAIL_DEPTH: usize = 100;
+
 /// Encodes `event` as event number `seq` chained to `prev`.
+///
+/// INVARIANT: what this writes, [`decode`] reads back as the same event: every field but the
+/// detail has a type whose text form parses back (a `ToolRef` is checked when it is built), and
+/// the detail is refused here when it nests past what the decoder reads.
 pub(crate) fn encode(seq: u64, prev: &Digest, event: &NewEvent) -> Result<Encoded, StoreError> {
+    if depth(&event.detail) > MAX_DETAIL_DEPTH {
+        return Err(StoreError::InvalidEvent {
+            reason: format!("the detail of a `{}` event nests deeper than {MAX_DETAIL_DEPTH} levels", event.kind),
+        });
+    }
     let columns = derived_columns(event)?;
     // The canonical form of the body object, written field by field in sorted key order rather
     // than built as a map first: the detail is not copied.
@@ -110,6 +124,34 @@ pub(crate) fn encode(seq: u64, prev: &Digest, event: &NewEvent) -> Result<Encode
     let body = String::from_utf8(bytes)
         .map_err(|e| StoreError::Internal { reason: format!("canonical json is not utf-8: {e}") })?;
     Ok(Encoded { body, hash, columns })
+}
+
+/// How many arrays and objects deep `value` nests (a scalar is 0), walked without recursion.
+fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// `value` with every array or object deeper than `levels` replaced by a string saying so: for
+/// copying JSON that a peer sent (a tool's result, its arguments) into an event's detail, which
+/// must stay within [`MAX_DETAIL_DEPTH`]. The digest of the original is recorded beside it.
+pub fn shallow(value: &Value, levels: usize) -> Value {
+    match value {
+        Value::Array(_) | Value::Object(_) if levels == 0 => Value::from("[nested deeper than the log records]"),
+        Value::Array(items) => Value::Array(items.iter().map(|v| shallow(v, levels - 1)).collect()),
+        Value::Object(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), shallow(v, levels - 1))).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The searchable columns of `event`, in [`DERIVED_COLUMNS`] order.
@@ -794,6 +836,90 @@ mod tests {
         let dec = decode(&enc.body).unwrap();
         assert_eq!((dec.prev, dec.event), (Digest::of(b"p"), event(7)));
         assert_eq!(BodyFields::<IgnoredAny>::read(&enc.body).unwrap().link().unwrap(), (7, Digest::of(b"p")));
+    }
+
+    /// A detail `levels` arrays deep.
+    fn nested(levels: usize) -> Value {
+        (0..levels).fold(json!(1), |inner, _| json!([inner]))
+    }
+
+    #[test]
+    fn a_detail_the_decoder_could_not_read_is_refused_when_written() {
+        let mut e = event(1);
+        e.detail = json!({ "result": nested(MAX_DETAIL_DEPTH - 1) });
+        let enc = encode(1, &Digest::ZERO, &e).unwrap();
+        assert_eq!(decode(&enc.body).unwrap().event, e);
+        e.detail = json!({ "result": nested(MAX_DETAIL_DEPTH) });
+        assert!(matches!(encode(1, &Digest::ZERO, &e), Err(StoreError::InvalidEvent { .. })));
+        // Past the bound the decoder would fail: the bound is what keeps the two in step.
+        e.detail = json!({ "result": nested(200) });
+        let body = serde_json::to_string(&json!({"seq": 1, "prev": Digest::ZERO.to_hex(), "kind": "call.decided",
+            "time_ms": 1, "detail": e.detail}))
+        .unwrap();
+        assert!(decode(&body).is_err());
+        // Copied through `shallow`, any depth fits.
+        e.detail = json!({ "result": shallow(&nested(500), 32) });
+        assert!(encode(1, &Digest::ZERO, &e).is_ok());
+        assert_eq!(shallow(&json!({"a": [1, {"b": 2}]}), 2), json!({"a": [1, "[nested deeper than the log records]"]}));
+    }
+
+    /// Any JSON detail of bounded depth: what events carry.
+    fn detail() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            any::<f64>().prop_filter("json numbers are finite", |f| f.is_finite()).prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(any::<String>(), inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, failure_persistence: None, ..Default::default() })]
+
+        /// Whatever an event of any kind carries, the body the writer makes is one the decoder
+        /// reads back, and reading it back and writing it again gives the same bytes: the
+        /// stored digest is the digest of what the reader sees.
+        #[test]
+        fn every_event_kind_round_trips(
+            kind in proptest::sample::select(EventKind::ALL.to_vec()),
+            time_ms in proptest::prelude::any::<i64>(),
+            agent in proptest::option::of(proptest::prelude::any::<String>()),
+            run in proptest::option::of(proptest::prelude::any::<String>()),
+            step in proptest::option::of(0..=i64::MAX as u64),
+            tool in proptest::option::of(("[^/]{1,12}", proptest::prelude::any::<String>())),
+            decision in proptest::option::of(proptest::prelude::any::<String>()),
+            detail in detail(),
+            seq in 1..=i64::MAX as u64,
+        ) {
+            let mut e = NewEvent::new(kind, time_ms);
+            e.agent = agent.map(AgentId);
+            e.run = run.map(custos_core::RunId);
+            e.step = step;
+            // Every tool a `ToolRef` can hold; the ones it refuses never reach the writer.
+            e.tool = tool.and_then(|(server, name)| ToolRef::new(server, name).ok());
+            e.decision = decision;
+            e.detail = detail;
+            let prev = Digest::of(&seq.to_be_bytes());
+            let enc = encode(seq, &prev, &e).unwrap();
+            let dec = decode(&enc.body).unwrap();
+            proptest::prop_assert_eq!(dec.prev, prev);
+            let again = encode(seq, &prev, &dec.event).unwrap();
+            proptest::prop_assert_eq!(&again.body, &enc.body);
+            proptest::prop_assert_eq!(again.hash, enc.hash);
+            proptest::prop_assert_eq!(&dec.event.tool, &e.tool);
+            // The walk accepts the row as the store writes it.
+            proptest::prop_assert!(walk(vec![row(1, encode(1, &Digest::ZERO, &e).unwrap())]).is_ok());
+        }
     }
 
     #[test]

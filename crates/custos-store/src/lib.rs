@@ -45,7 +45,7 @@ mod sqlite;
 mod store;
 
 pub use approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite};
-pub use chain::{Tamper, VerifyReport};
+pub use chain::{shallow, Tamper, VerifyReport, MAX_DETAIL_DEPTH};
 pub use credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 pub use error::StoreError;
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
