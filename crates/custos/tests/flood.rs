@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::harness::{eventually, header, http, issue_key, of_kind, Deployment, Served, INIT};
+use common::harness::{eventually, header, http, issue_key, memory_kb, of_kind, Deployment, Served, INIT};
 use serde_json::{json, Value};
 
 const MAX_CONNECTIONS: usize = 64;
@@ -244,16 +244,6 @@ impl WellBehaved {
         }
         unreachable!()
     }
-}
-
-/// `VmRSS` and `VmHWM` of `pid`, in kB.
-fn memory_kb(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| -> u64 {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The value of the sample `line` (name and labels) in the Prometheus text `metrics`.

@@ -100,13 +100,29 @@ trust_annotations = true
     /// [`Deployment::new`] with [`POLICIES`], whose `sample` server has its command, so
     /// `custos serve` serves it.
     pub fn serving_sample(extra: &str) -> Self {
-        let d = Self::new(POLICIES, extra);
-        let text = std::fs::read_to_string(d.config()).unwrap().replace(
-            "name = \"sample\"\n",
-            &format!("name = \"sample\"\ncommand = [{:?}]\n", sample_server().to_str().unwrap()),
-        );
+        Self::serving(POLICIES, extra, &[sample_server().to_str().unwrap()])
+    }
+
+    /// [`Deployment::new`] whose `sample` server is started with `command`, so `custos serve`
+    /// serves it.
+    pub fn serving(policies: &str, extra: &str, command: &[&str]) -> Self {
+        let d = Self::new(policies, extra);
+        let text = std::fs::read_to_string(d.config())
+            .unwrap()
+            .replace("name = \"sample\"\n", &format!("name = \"sample\"\ncommand = {command:?}\n"));
         std::fs::write(d.config(), text).unwrap();
         d
+    }
+
+    /// Writes the shipped Cedar schema with `arguments` (schema lines such as `a?: Long,`) added
+    /// to the declared tool arguments, as `schema.cedarschema`; name it with `schema =
+    /// "schema.cedarschema"` in the `[policy]` part of the config.
+    pub fn write_schema(&self, arguments: &str) {
+        let shipped =
+            std::fs::read_to_string(repo_root().join("crates/custos-policy/schema/custos.cedarschema")).unwrap();
+        let schema = shipped.replace("    query?: String,\n", &format!("    query?: String,\n    {arguments}\n"));
+        assert_ne!(schema, shipped, "the shipped schema changed shape");
+        std::fs::write(self.dir.path().join("schema.cedarschema"), schema).unwrap();
     }
 
     pub fn config(&self) -> PathBuf {
@@ -151,6 +167,16 @@ trust_annotations = true
         assert!(out.status.success() && report["ok"] == true, "verify failed: {report}");
         report["count"].as_u64().unwrap()
     }
+}
+
+/// `VmRSS` and `VmHWM` of process `pid`, in kB.
+pub fn memory_kb(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Events of one kind.
