@@ -124,9 +124,19 @@ pub struct Gateway {
     detection: Arc<Detection>,
     run_state: Arc<RunState>,
     flows: ToolFlows,
-    /// Tools refused until accepted: changed from their pin, or (by config) flagged as
-    /// poisoned, with why.
-    quarantined: Mutex<std::collections::HashMap<String, String>>,
+    /// Tools refused until accepted, and why.
+    quarantined: Mutex<std::collections::HashMap<String, Quarantine>>,
+}
+
+/// Why a tool is refused until an operator accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Quarantine {
+    /// Listed unlike its pin: changed since it was pinned, or new and held to the pin of a
+    /// tool it resembles (a possible rename). Lifted once the store's pin is what was listed
+    /// (`custos tools accept`), or the tool is listed like its pin again.
+    Pin,
+    /// Its descriptor was flagged as poisoned at the configured severity: the reason.
+    Flagged(String),
 }
 
 /// Which side a protocol error came from.
@@ -171,9 +181,7 @@ impl Gateway {
             detection: spec.detection,
             run_state: spec.run_state.unwrap_or_default(),
             flows: spec.flows,
-            quarantined: Mutex::new(
-                spec.quarantined.into_iter().map(|name| (name, RUG_PULL_QUARANTINE.to_owned())).collect(),
-            ),
+            quarantined: Mutex::new(spec.quarantined.into_iter().map(|name| (name, Quarantine::Pin)).collect()),
         }
     }
 
@@ -601,23 +609,36 @@ impl Gateway {
         format!("{}\u{1f}{}", self.run.0, self.server)
     }
 
-    /// Refuses a quarantined tool: its listed descriptor differs from its pin (until an
-    /// operator accepts it; the pin is read again, so an acceptance counts at once), or the
-    /// config quarantines descriptors flagged as poisoned.
+    /// Refuses a quarantined tool: its listed descriptor differs from its pin, or it is new and
+    /// resembles another tool of the server (until an operator accepts it; the pin is read
+    /// again, so an acceptance counts at once), or the config quarantines descriptors flagged
+    /// as poisoned.
     fn check_quarantine(&self, tool: &ToolRef, descriptor: Option<&ToolDescriptor>, before: &mut Before) {
-        let reason = {
+        let quarantine = {
             let quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             quarantined.get(&tool.name).cloned()
         };
-        let Some(reason) = reason else { return };
-        if reason == RUG_PULL_QUARANTINE {
-            let pinned = self.detection.pinned(tool);
-            if pinned.is_some() && pinned == descriptor.map(|d| d.digest) {
-                self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&tool.name);
-                return;
+        let (kind, reason) = match quarantine {
+            None => return,
+            Some(Quarantine::Pin) => {
+                let pin = self.detection.pin(tool);
+                if let (Some(pin), Some(listed)) = (&pin, descriptor) {
+                    if pin.digest == listed.digest {
+                        self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&tool.name);
+                        return;
+                    }
+                }
+                let reason = match pin.as_ref().and_then(custos_store::ToolPin::resembles) {
+                    Some(other) => format!(
+                        "it is new and resembles `{other}` (a possible rename or look-alike), so it is held to that \
+                         tool's pin; see `custos tools diff {tool}`, then `custos tools accept {tool}`"
+                    ),
+                    None => RUG_PULL_QUARANTINE.to_owned(),
+                };
+                (kinds::RUG_PULL, reason)
             }
-        }
-        let kind = if reason == RUG_PULL_QUARANTINE { kinds::RUG_PULL } else { kinds::TOOL_POISONING };
+            Some(Quarantine::Flagged(reason)) => (kinds::TOOL_POISONING, reason),
+        };
         let why = format!("`{tool}` is quarantined: {reason}");
         before.add_refusal(Finding::new(kind, Severity::High, "quarantined", &why), why);
     }
@@ -1028,15 +1049,16 @@ impl Gateway {
         let descriptors = listing.descriptors();
         match self.audit.observe_tools(descriptors.clone(), self.event(EventKind::ToolSeen)).await {
             Ok(sightings) => {
-                // A tool listed unlike its pin is refused until an operator accepts it (the
-                // store recorded the rug pull); one listed like it again is not.
+                // A tool listed unlike its pin (or new and like another tool) is refused until
+                // an operator accepts it (the store recorded the rug pull); one listed like its
+                // pin again is not.
                 let mut quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (d, sighting) in descriptors.iter().zip(sightings) {
                     match sighting {
                         custos_store::ToolSighting::Quarantined { .. } => {
-                            quarantined.insert(d.tool.name.clone(), RUG_PULL_QUARANTINE.to_owned());
+                            quarantined.insert(d.tool.name.clone(), Quarantine::Pin);
                         }
-                        _ if quarantined.get(&d.tool.name).is_some_and(|r| r == RUG_PULL_QUARANTINE) => {
+                        _ if quarantined.get(&d.tool.name) == Some(&Quarantine::Pin) => {
                             quarantined.remove(&d.tool.name);
                         }
                         _ => {}
@@ -1059,7 +1081,7 @@ impl Gateway {
                     self.quarantined
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(tool.name.clone(), reason);
+                        .insert(tool.name.clone(), Quarantine::Flagged(reason));
                 }
                 let mut e = self.finding_event(finding, if quarantine { "quarantined" } else { "recorded" }, None);
                 e.tool = Some(tool.clone());
