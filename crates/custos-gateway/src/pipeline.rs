@@ -33,7 +33,7 @@ use crate::broker::{Bearer, Broker, Minting, TokenCache};
 use crate::detect::{labels, Before, Detection, RunState};
 use crate::metrics::GatewayMetrics;
 use crate::now_ms;
-use crate::pending::{CallInFlight, PendingRequests, Refused};
+use crate::pending::{Answered, CallInFlight, PendingRequests, Refused};
 use crate::tools_list::ToolsListing;
 
 /// What the transport does with a frame after the pipeline has seen it.
@@ -116,6 +116,9 @@ pub struct Gateway {
     /// The protocol revision the two sides agreed in `initialize`, if they used it.
     negotiated: Mutex<Option<String>>,
     pending: PendingRequests,
+    /// The upstream's requests to the client (sampling, roots, elicitation) not yet answered:
+    /// only answers to these are relayed to the upstream.
+    server_requests: PendingRequests,
     metrics: GatewayMetrics,
     approvals: Option<custos_approvals::Approvals>,
     broker: Arc<Broker>,
@@ -160,6 +163,7 @@ impl Gateway {
         let tools = spec.known_tools.into_iter().map(|d| (d.tool.name.clone(), Arc::new(d))).collect();
         Self {
             pending: PendingRequests::new(spec.limits.max_pending_requests),
+            server_requests: PendingRequests::new(spec.limits.max_pending_requests),
             agent: spec.agent,
             principal: spec.principal,
             run: spec.run,
@@ -314,6 +318,19 @@ impl Gateway {
     }
 
     async fn protocol_error(&self, side: Side, code: i64, reason: &str, frame: &[u8], method: Option<&str>) {
+        self.record_protocol_error(side, code, reason, frame, method, None).await;
+    }
+
+    /// A `protocol.error` event, with the id of the message at fault when it has one.
+    async fn record_protocol_error(
+        &self,
+        side: Side,
+        code: i64,
+        reason: &str,
+        frame: &[u8],
+        method: Option<&str>,
+        id: Option<&RawValue>,
+    ) {
         self.metrics.protocol_errors.inc(&[side.as_str()]);
         let mut e = self.event(EventKind::ProtocolError);
         e.detail = json!({
@@ -324,6 +341,9 @@ impl Gateway {
             "sha256": Digest::of(frame),
             "method": method,
         });
+        if let (Some(id), Some(obj)) = (id, e.detail.as_object_mut()) {
+            obj.insert("request_id".into(), json!(id.get()));
+        }
         if let Err(err) = self.record(vec![e]).await {
             tracing::error!("cannot record a protocol error: {err}");
         }
@@ -363,8 +383,21 @@ impl Gateway {
                 }
                 Outcome::Forward(msg.raw)
             }
-            // The client's answers to server-to-client requests (sampling, roots, elicitation).
-            MessageKind::Response { .. } => Outcome::Forward(msg.raw),
+            // The client's answers to server-to-client requests (sampling, roots, elicitation):
+            // relayed only to a request the upstream sent and the client has not answered yet.
+            MessageKind::Response { id, .. } => match self.server_requests.answered(id) {
+                Answered::Pending(_) => Outcome::Forward(msg.raw),
+                Answered::NotForwarded | Answered::Unknown => {
+                    let reason = format!(
+                        "a response to id `{}`, which the upstream did not send or was answered already",
+                        id.get()
+                    );
+                    self.record_protocol_error(Side::Client, codes::INVALID_REQUEST, &reason, &msg.raw, None, Some(id))
+                        .await;
+                    // Not with the id: the client may have a request of its own under it.
+                    Outcome::Answer(error_response(None, codes::INVALID_REQUEST, &reason, None))
+                }
+            },
         }
     }
 
@@ -400,6 +433,20 @@ impl Gateway {
         Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
     }
 
+    /// An upstream request to the client that cannot be registered (its id is in use by an
+    /// unanswered one, or too many are unanswered): answered to the upstream, not relayed.
+    async fn refuse_server_request(&self, id: &RawValue, method: &str, refused: Refused, raw: &[u8]) -> Outcome {
+        let reason = match refused {
+            Refused::DuplicateId => format!("request id `{}` is already in use by an unanswered request", id.get()),
+            Refused::Full => format!(
+                "too many unanswered requests to the client (limit {}); retry when earlier ones complete",
+                self.limits.max_pending_requests
+            ),
+        };
+        self.record_protocol_error(Side::Upstream, codes::INVALID_REQUEST, &reason, raw, Some(method), Some(id)).await;
+        Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
+    }
+
     fn set_negotiated(&self, version: Option<String>) {
         if let Some(v) = version {
             *self.negotiated.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
@@ -420,7 +467,7 @@ impl Gateway {
             }
         };
         // Reserve the id before recording anything, so a duplicate is refused, not audited twice.
-        if let Err(refused) = self.pending.insert(id, "tools/call") {
+        if let Err(refused) = self.pending.reserve(id, "tools/call") {
             return self.refuse_pending(id, "tools/call", refused, &msg.raw).await;
         }
 
@@ -838,8 +885,47 @@ impl Gateway {
             }
         };
         let pending = match &msg.kind {
-            MessageKind::Response { id, .. } => self.pending.remove(id),
-            _ => None,
+            MessageKind::Response { id, .. } => match self.pending.answered(id) {
+                Answered::Pending(pending) => Some(pending),
+                // Relay no answer to a request the gateway did not forward to this upstream,
+                // or answered already: the client would take it for the answer to a request
+                // of its own (one being decided or held, or one it sends later), unrecorded.
+                unmatched => {
+                    if !findings.is_empty() {
+                        self.record_findings(findings).await;
+                    }
+                    let reason = match unmatched {
+                        Answered::NotForwarded => {
+                            format!("a response to id `{}`, a request not forwarded to the upstream", id.get())
+                        }
+                        _ => format!(
+                            "a response to id `{}`, which the gateway did not forward or was answered already",
+                            id.get()
+                        ),
+                    };
+                    tracing::warn!("dropping an unsolicited response from upstream `{}`: {reason}", self.server);
+                    self.record_protocol_error(
+                        Side::Upstream,
+                        codes::INVALID_REQUEST,
+                        &reason,
+                        &msg.raw,
+                        None,
+                        Some(id),
+                    )
+                    .await;
+                    return Outcome::Drop;
+                }
+            },
+            MessageKind::Request { id, method } => {
+                if let Err(refused) = self.server_requests.insert(id, method) {
+                    if !findings.is_empty() {
+                        self.record_findings(findings).await;
+                    }
+                    return self.refuse_server_request(id, method, refused, &msg.raw).await;
+                }
+                None
+            }
+            MessageKind::Notification { .. } => None,
         };
         if let (Some(call), MessageKind::Response { id, is_error }) =
             (pending.as_ref().and_then(|p| p.call.as_ref()), &msg.kind)
@@ -855,8 +941,7 @@ impl Gateway {
             self.record_findings(findings).await;
         }
         let (Some(pending), MessageKind::Response { is_error, .. }) = (pending, &msg.kind) else {
-            // Server-to-client requests and notifications pass through as they are, and so does
-            // an answer to nothing we forwarded (e.g. after a cancel): the client decides.
+            // Server-to-client requests and notifications pass through as they are.
             return Outcome::Forward(msg.raw);
         };
         match pending.method.as_str() {
@@ -1111,7 +1196,7 @@ impl Gateway {
         let reason = format!("upstream message of {total} bytes exceeds the limit of {limit} bytes");
         self.protocol_error(Side::Upstream, codes::INTERNAL_ERROR, &reason, prefix, sniffed.method.as_deref()).await;
         let Some(id) = sniffed.raw_id() else { return Outcome::Drop };
-        let Some(pending) = self.pending.remove(&id) else { return Outcome::Drop };
+        let Answered::Pending(pending) = self.pending.answered(&id) else { return Outcome::Drop };
         if let Some(call) = &pending.call {
             let mut e = self.event(EventKind::CallFinished);
             e.step = Some(call.step);
@@ -1141,6 +1226,8 @@ impl Gateway {
             }
             answers.push(error_response(Some(&p.id), codes::UPSTREAM_UNAVAILABLE, &reason, None));
         }
+        // A restarted upstream never sent these: the client's late answers to them are refused.
+        self.server_requests.drain();
         let mut exited = self.event(EventKind::UpstreamExited);
         exited.detail = json!({ "server": self.server, "status": status, "unanswered": answers.len() });
         events.push(exited);
@@ -1222,3 +1309,6 @@ pub(crate) fn unrecorded(id: &RawValue, tool: &ToolRef, what: &str) -> Outcome {
         None,
     ))
 }
+
+#[cfg(test)]
+mod tests;
