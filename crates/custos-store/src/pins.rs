@@ -123,14 +123,14 @@ impl Resemblance {
         }
     }
 
-    /// How `tool` came to resemble `other`, given their descriptors: a look-alike name first (it
-    /// is what a reader of a policy or a log would miss), else the same descriptor; `None` when
-    /// they do not resemble each other.
+    /// How `tool` came to resemble `other`, given their descriptors: the same descriptor first
+    /// (the same tool under a new name, look-alike or not), else a look-alike name (another
+    /// tool posing as it); `None` when they do not resemble each other.
     pub(crate) fn between(tool: &str, descriptor: &Value, other: &str, other_descriptor: &Value) -> Option<Self> {
-        if name_key(tool) == name_key(other) {
-            Some(Self::ConfusableName)
-        } else if nameless_digest(descriptor) == nameless_digest(other_descriptor) {
+        if nameless_digest(descriptor) == nameless_digest(other_descriptor) {
             Some(Self::Renamed)
+        } else if name_key(tool) == name_key(other) {
+            Some(Self::ConfusableName)
         } else {
             None
         }
@@ -285,6 +285,16 @@ mod tests {
         assert_eq!(
             Resemblance::between("pay", &json!({"name": "pay", "x": 1}), "refund", &json!({"name": "refund", "x": 1})),
             Some(Resemblance::Renamed)
+        );
+        assert_eq!(
+            Resemblance::between(
+                "Refund",
+                &json!({"name": "Refund", "x": 1}),
+                "refund",
+                &json!({"name": "refund", "x": 1})
+            ),
+            Some(Resemblance::Renamed),
+            "the same descriptor says more than the look-alike name"
         );
         assert_eq!(Resemblance::between("pay", &json!({"x": 2}), "refund", &json!({"x": 1})), None);
     }

@@ -199,7 +199,7 @@ async fn a_renamed_tool_is_refused_naming_the_tool_it_resembles_until_accepted()
         .collect();
     assert_eq!(
         rug_pulls,
-        [(&json!("confusable_name"), &json!("quarantined")), (&json!("quarantined"), &json!("denied"))],
+        [(&json!("renamed"), &json!("quarantined")), (&json!("quarantined"), &json!("denied"))],
         "the listing's finding, then the refused call's"
     );
 

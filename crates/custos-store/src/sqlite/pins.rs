@@ -83,19 +83,18 @@ pub(super) struct PinEntry {
 }
 
 impl ServerPins {
-    /// The pin that a tool named `name`, listed with `descriptor`, resembles, and how; a
-    /// look-alike name first. The same descriptor counts only against pins from before this
-    /// listing: two tools that share a descriptor in one listing are two tools, not a rename.
+    /// The pin that a tool named `name`, listed with `descriptor`, resembles, and how: the same
+    /// descriptor first, else a look-alike name (as [`Resemblance::between`] orders them). The
+    /// same descriptor counts only against pins from before this listing: two tools that
+    /// share a descriptor in one listing are two tools, not a rename; a look-alike name counts
+    /// against those made earlier in the listing too (shadowing from the first listing on).
     pub(super) fn resembled(&self, name: &str, descriptor: &Value) -> Option<(&PinEntry, Resemblance)> {
-        let key = name_key(name);
-        if let Some(entry) = self.entries.iter().find(|e| e.name != name && e.key == key) {
-            return Some((entry, Resemblance::ConfusableName));
-        }
         let nameless = nameless_digest(descriptor);
-        self.entries
-            .iter()
-            .find(|e| e.prior && e.name != name && e.nameless == nameless)
-            .map(|e| (e, Resemblance::Renamed))
+        if let Some(entry) = self.entries.iter().find(|e| e.prior && e.name != name && e.nameless == nameless) {
+            return Some((entry, Resemblance::Renamed));
+        }
+        let key = name_key(name);
+        self.entries.iter().find(|e| e.name != name && e.key == key).map(|e| (e, Resemblance::ConfusableName))
     }
 
     /// Remembers a pin this listing made, so the tools listed after it are compared with it.
