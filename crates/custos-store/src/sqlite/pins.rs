@@ -1,6 +1,7 @@
 //! The `tool_pins` table: each change made in the caller's write transaction together with the
 //! event that records it, so a pin and the log cannot disagree.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use custos_core::{Digest, NewEvent, ToolRef};
@@ -65,6 +66,10 @@ pub(super) fn pin_first_sight_in(
 /// before the listing being recorded, and those it made so far.
 pub(super) struct ServerPins {
     entries: Vec<PinEntry>,
+    /// The first entry of each name key, and of each nameless digest among the prior pins: a
+    /// listing of many new tools looks each up once, not against every pin.
+    by_key: HashMap<String, usize>,
+    by_nameless: HashMap<Digest, usize>,
 }
 
 /// One pin of [`ServerPins`].
@@ -89,17 +94,18 @@ impl ServerPins {
     /// share a descriptor in one listing are two tools, not a rename; a look-alike name counts
     /// against those made earlier in the listing too (shadowing from the first listing on).
     pub(super) fn resembled(&self, name: &str, descriptor: &Value) -> Option<(&PinEntry, Resemblance)> {
-        let nameless = nameless_digest(descriptor);
-        if let Some(entry) = self.entries.iter().find(|e| e.prior && e.name != name && e.nameless == nameless) {
+        // A tool looked up here has no pin under its name, so no entry is its own; the name
+        // check only keeps that true by construction.
+        let other = |i: &usize| self.entries.get(*i).filter(|e| e.name != name);
+        if let Some(entry) = self.by_nameless.get(&nameless_digest(descriptor)).and_then(other) {
             return Some((entry, Resemblance::Renamed));
         }
-        let key = name_key(name);
-        self.entries.iter().find(|e| e.name != name && e.key == key).map(|e| (e, Resemblance::ConfusableName))
+        self.by_key.get(&name_key(name)).and_then(other).map(|e| (e, Resemblance::ConfusableName))
     }
 
     /// Remembers a pin this listing made, so the tools listed after it are compared with it.
     pub(super) fn add(&mut self, name: &str, digest: Digest, text: &str, descriptor: &Value) {
-        self.entries.push(PinEntry {
+        self.push(PinEntry {
             name: name.to_owned(),
             key: name_key(name),
             nameless: nameless_digest(descriptor),
@@ -109,10 +115,19 @@ impl ServerPins {
             prior: false,
         });
     }
+
+    fn push(&mut self, entry: PinEntry) {
+        let at = self.entries.len();
+        self.by_key.entry(entry.key.clone()).or_insert(at);
+        if entry.prior {
+            self.by_nameless.entry(entry.nameless).or_insert(at);
+        }
+        self.entries.push(entry);
+    }
 }
 
 /// The pins of `server`, inside a write transaction. A new tool's first sighting reads them
-/// once per listing: linear in the server's tools, and only when it lists a tool it never did.
+/// once per listing: linear in the server's pins, and only when it lists a tool without one.
 pub(super) fn server_pins_in(conn: &Connection, path: &Path, server: &str) -> Result<ServerPins, StoreError> {
     // A range rather than LIKE, as in event queries: '0' is the character after '/'.
     let mut stmt = conn
@@ -123,13 +138,13 @@ pub(super) fn server_pins_in(conn: &Connection, path: &Path, server: &str) -> Re
             Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
         })
         .map_err(|e| write_error(path, e))?;
-    let mut entries = Vec::new();
+    let mut pins = ServerPins { entries: Vec::new(), by_key: HashMap::new(), by_nameless: HashMap::new() };
     for row in rows {
         let (tool, digest, text) = row.map_err(|e| write_error(path, e))?;
         let descriptor: Value =
             serde_json::from_str(&text).map_err(|_| corrupt(path, &tool, "a descriptor that is not json"))?;
         let Some((_, name)) = tool.split_once('/') else { return Err(corrupt(path, &tool, "a malformed tool name")) };
-        entries.push(PinEntry {
+        pins.push(PinEntry {
             name: name.to_owned(),
             key: name_key(name),
             nameless: nameless_digest(&descriptor),
@@ -139,7 +154,7 @@ pub(super) fn server_pins_in(conn: &Connection, path: &Path, server: &str) -> Re
             prior: true,
         });
     }
-    Ok(ServerPins { entries })
+    Ok(pins)
 }
 
 /// Pins a tool seen for the first time to the descriptor of the tool it resembles, already
