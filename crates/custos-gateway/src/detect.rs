@@ -100,10 +100,10 @@ impl Detection {
         &self.abuse
     }
 
-    /// The pinned digest of `tool` as the store has it now, when it can be read.
-    pub fn pinned(&self, tool: &ToolRef) -> Option<custos_core::Digest> {
+    /// The pin of `tool` as the store has it now, when it can be read.
+    pub fn pin(&self, tool: &ToolRef) -> Option<custos_store::ToolPin> {
         let store = self.store.as_ref()?.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match store.pinned_digest(tool) {
+        match store.pin(tool) {
             Ok(pin) => pin,
             Err(err) => {
                 tracing::error!("cannot read the pin of `{tool}`: {err}");

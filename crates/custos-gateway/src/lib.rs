@@ -22,7 +22,8 @@
 //! - `abuse`: replay, rate limits, budgets, loops and bursts: process-wide counters.
 //! - [`held`]: calls held for a human approval: waiting, progress, running once approved.
 //! - [`metrics`]: what the pipeline counts and times for `/metrics`.
-//! - [`pending`]: requests forwarded upstream and not yet answered, keyed by their raw id.
+//! - [`pending`]: requests forwarded and not yet answered, each way, keyed by their raw id: only
+//!   answers to these are relayed.
 //! - [`tools_list`]: recording and filtering a `tools/list` result without re-serializing the rest.
 //! - [`remote`]: a remote Streamable HTTP server as an upstream.
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.

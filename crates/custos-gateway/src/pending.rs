@@ -1,8 +1,11 @@
-//! Requests forwarded upstream and not yet answered.
+//! Requests forwarded and not yet answered: the client's to the upstream, and the upstream's
+//! to the client.
 //!
 //! Keyed by the id's raw JSON text, so `3` and `3.0` and `"3"` are three different requests, as
 //! they are to the client. The map is bounded: a peer that never answers cannot make it grow
-//! without limit.
+//! without limit. An answer is relayed only when it matches a request the gateway forwarded to
+//! the side that answers: a response to any other id (made up, or answered already, or to a
+//! call still being decided) is dropped and recorded by the pipeline.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,6 +39,21 @@ pub struct Pending {
     pub call: Option<CallInFlight>,
     /// The client sent `notifications/cancelled` for it.
     pub cancelled: bool,
+    /// Sent on to the other side. A `tools/call` is registered before it is decided, so that a
+    /// duplicate id is refused, but an answer to it is taken only once it was forwarded.
+    pub forwarded: bool,
+}
+
+/// What an answer's id matches.
+#[derive(Debug)]
+pub enum Answered {
+    /// A forwarded request, now answered: no longer pending.
+    Pending(Pending),
+    /// A request registered but not forwarded (a call being decided or held for approval): the
+    /// answer is not to anything the other side was sent; the request stays pending.
+    NotForwarded,
+    /// Nothing pending: never sent, or answered already.
+    Unknown,
 }
 
 /// Why a request could not be registered.
@@ -66,6 +84,15 @@ impl PendingRequests {
 
     /// Registers a request about to be forwarded.
     pub fn insert(&self, id: &RawValue, method: &str) -> Result<(), Refused> {
+        self.register(id, method, true)
+    }
+
+    /// Registers a request that is forwarded only once decided ([`Self::set_call`]).
+    pub fn reserve(&self, id: &RawValue, method: &str) -> Result<(), Refused> {
+        self.register(id, method, false)
+    }
+
+    fn register(&self, id: &RawValue, method: &str, forwarded: bool) -> Result<(), Refused> {
         let mut map = self.lock();
         let key = id.get().to_owned();
         if map.contains_key(&key) {
@@ -74,14 +101,28 @@ impl PendingRequests {
         if map.len() >= self.max {
             return Err(Refused::Full);
         }
-        map.insert(key, Pending { id: id.to_owned(), method: method.to_owned(), call: None, cancelled: false });
+        map.insert(
+            key,
+            Pending { id: id.to_owned(), method: method.to_owned(), call: None, cancelled: false, forwarded },
+        );
         Ok(())
     }
 
-    /// Marks a registered request as an allowed tool call.
+    /// Marks a registered request as an allowed tool call, about to be forwarded.
     pub fn set_call(&self, id: &RawValue, call: CallInFlight) {
         if let Some(p) = self.lock().get_mut(id.get()) {
             p.call = Some(call);
+            p.forwarded = true;
+        }
+    }
+
+    /// Takes the request an answer with this id answers, if it was forwarded.
+    pub fn answered(&self, id: &RawValue) -> Answered {
+        let mut map = self.lock();
+        match map.get(id.get()) {
+            None => Answered::Unknown,
+            Some(p) if !p.forwarded => Answered::NotForwarded,
+            Some(_) => map.remove(id.get()).map_or(Answered::Unknown, Answered::Pending),
         }
     }
 
@@ -132,5 +173,30 @@ mod tests {
         assert_eq!(p.remove(&id("3.0")).unwrap().method, "b");
         assert_eq!(p.insert(&id("3"), "e"), Err(Refused::DuplicateId));
         assert_eq!(p.len(), 2);
+    }
+
+    #[test]
+    fn an_answer_takes_only_a_forwarded_request_and_only_once() {
+        let p = PendingRequests::new(4);
+        p.insert(&id("1"), "ping").unwrap();
+        p.reserve(&id("2"), "tools/call").unwrap();
+        assert!(matches!(p.answered(&id("1")), Answered::Pending(r) if r.method == "ping"));
+        assert!(matches!(p.answered(&id("1")), Answered::Unknown), "answered already");
+        assert!(matches!(p.answered(&id("9")), Answered::Unknown), "never sent");
+        // A call still being decided is not answerable, and stays registered.
+        assert!(matches!(p.answered(&id("2")), Answered::NotForwarded));
+        assert_eq!(p.reserve(&id("2"), "tools/call"), Err(Refused::DuplicateId));
+        let call = CallInFlight {
+            tool: ToolRef::new("s", "t").unwrap(),
+            step: 1,
+            received: Instant::now(),
+            started: Instant::now(),
+            token: None,
+            slot: None,
+            replay: None,
+        };
+        p.set_call(&id("2"), call);
+        assert!(matches!(p.answered(&id("2")), Answered::Pending(r) if r.call.is_some()));
+        assert!(p.is_empty());
     }
 }

@@ -33,7 +33,7 @@ use crate::broker::{Bearer, Broker, Minting, TokenCache};
 use crate::detect::{labels, Before, Detection, RunState};
 use crate::metrics::GatewayMetrics;
 use crate::now_ms;
-use crate::pending::{CallInFlight, PendingRequests, Refused};
+use crate::pending::{Answered, CallInFlight, PendingRequests, Refused};
 use crate::tools_list::ToolsListing;
 
 /// What the transport does with a frame after the pipeline has seen it.
@@ -116,6 +116,9 @@ pub struct Gateway {
     /// The protocol revision the two sides agreed in `initialize`, if they used it.
     negotiated: Mutex<Option<String>>,
     pending: PendingRequests,
+    /// The upstream's requests to the client (sampling, roots, elicitation) not yet answered:
+    /// only answers to these are relayed to the upstream.
+    server_requests: PendingRequests,
     metrics: GatewayMetrics,
     approvals: Option<custos_approvals::Approvals>,
     broker: Arc<Broker>,
@@ -124,9 +127,19 @@ pub struct Gateway {
     detection: Arc<Detection>,
     run_state: Arc<RunState>,
     flows: ToolFlows,
-    /// Tools refused until accepted: changed from their pin, or (by config) flagged as
-    /// poisoned, with why.
-    quarantined: Mutex<std::collections::HashMap<String, String>>,
+    /// Tools refused until accepted, and why.
+    quarantined: Mutex<std::collections::HashMap<String, Quarantine>>,
+}
+
+/// Why a tool is refused until an operator accepts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Quarantine {
+    /// Listed unlike its pin: changed since it was pinned, or new and held to the pin of a
+    /// tool it resembles (a possible rename). Lifted once the store's pin is what was listed
+    /// (`custos tools accept`), or the tool is listed like its pin again.
+    Pin,
+    /// Its descriptor was flagged as poisoned at the configured severity: the reason.
+    Flagged(String),
 }
 
 /// Which side a protocol error came from.
@@ -150,6 +163,7 @@ impl Gateway {
         let tools = spec.known_tools.into_iter().map(|d| (d.tool.name().to_owned(), Arc::new(d))).collect();
         Self {
             pending: PendingRequests::new(spec.limits.max_pending_requests),
+            server_requests: PendingRequests::new(spec.limits.max_pending_requests),
             agent: spec.agent,
             principal: spec.principal,
             run: spec.run,
@@ -171,9 +185,7 @@ impl Gateway {
             detection: spec.detection,
             run_state: spec.run_state.unwrap_or_default(),
             flows: spec.flows,
-            quarantined: Mutex::new(
-                spec.quarantined.into_iter().map(|name| (name, RUG_PULL_QUARANTINE.to_owned())).collect(),
-            ),
+            quarantined: Mutex::new(spec.quarantined.into_iter().map(|name| (name, Quarantine::Pin)).collect()),
         }
     }
 
@@ -306,6 +318,19 @@ impl Gateway {
     }
 
     async fn protocol_error(&self, side: Origin, code: i64, reason: &str, frame: &[u8], method: Option<&str>) {
+        self.record_protocol_error(side, code, reason, frame, method, None).await;
+    }
+
+    /// A `protocol.error` event, with the id of the message at fault when it has one.
+    async fn record_protocol_error(
+        &self,
+        side: Origin,
+        code: i64,
+        reason: &str,
+        frame: &[u8],
+        method: Option<&str>,
+        id: Option<&RawValue>,
+    ) {
         self.metrics.protocol_errors.inc(&[side.as_str()]);
         let mut e = self.event(EventKind::ProtocolError);
         e.detail = json!({
@@ -316,6 +341,9 @@ impl Gateway {
             "sha256": Digest::of(frame),
             "method": method,
         });
+        if let (Some(id), Some(obj)) = (id, e.detail.as_object_mut()) {
+            obj.insert("request_id".into(), json!(id.get()));
+        }
         if let Err(err) = self.record(vec![e]).await {
             tracing::error!("cannot record a protocol error: {err}");
         }
@@ -356,8 +384,28 @@ impl Gateway {
                 }
                 Outcome::Forward(msg.raw)
             }
-            // The client's answers to server-to-client requests (sampling, roots, elicitation).
-            MessageKind::Response { .. } => Outcome::Forward(msg.raw),
+            // The client's answers to server-to-client requests (sampling, roots, elicitation):
+            // relayed only to a request the upstream sent and the client has not answered yet.
+            MessageKind::Response { id, .. } => match self.server_requests.answered(id) {
+                Answered::Pending(_) => Outcome::Forward(msg.raw),
+                Answered::NotForwarded | Answered::Unknown => {
+                    let reason = format!(
+                        "a response to id `{}`, which the upstream did not send or was answered already",
+                        id.get()
+                    );
+                    self.record_protocol_error(
+                        Origin::Client,
+                        codes::INVALID_REQUEST,
+                        &reason,
+                        &msg.raw,
+                        None,
+                        Some(id),
+                    )
+                    .await;
+                    // Not with the id: the client may have a request of its own under it.
+                    Outcome::Answer(error_response(None, codes::INVALID_REQUEST, &reason, None))
+                }
+            },
         }
     }
 
@@ -393,6 +441,21 @@ impl Gateway {
         Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
     }
 
+    /// An upstream request to the client that cannot be registered (its id is in use by an
+    /// unanswered one, or too many are unanswered): answered to the upstream, not relayed.
+    async fn refuse_server_request(&self, id: &RawValue, method: &str, refused: Refused, raw: &[u8]) -> Outcome {
+        let reason = match refused {
+            Refused::DuplicateId => format!("request id `{}` is already in use by an unanswered request", id.get()),
+            Refused::Full => format!(
+                "too many unanswered requests to the client (limit {}); retry when earlier ones complete",
+                self.limits.max_pending_requests
+            ),
+        };
+        self.record_protocol_error(Origin::Upstream, codes::INVALID_REQUEST, &reason, raw, Some(method), Some(id))
+            .await;
+        Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
+    }
+
     fn set_negotiated(&self, version: Option<String>) {
         if let Some(v) = version {
             *self.negotiated.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
@@ -419,7 +482,7 @@ impl Gateway {
             }
         };
         // Reserve the id before recording anything, so a duplicate is refused, not audited twice.
-        if let Err(refused) = self.pending.insert(id, "tools/call") {
+        if let Err(refused) = self.pending.reserve(id, "tools/call") {
             return self.refuse_pending(id, "tools/call", refused, &msg.raw).await;
         }
 
@@ -626,23 +689,36 @@ impl Gateway {
         format!("{}\u{1f}{}", self.run.0, self.server)
     }
 
-    /// Refuses a quarantined tool: its listed descriptor differs from its pin (until an
-    /// operator accepts it; the pin is read again, so an acceptance counts at once), or the
-    /// config quarantines descriptors flagged as poisoned.
+    /// Refuses a quarantined tool: its listed descriptor differs from its pin, or it is new and
+    /// resembles another tool of the server (until an operator accepts it; the pin is read
+    /// again, so an acceptance counts at once), or the config quarantines descriptors flagged
+    /// as poisoned.
     fn check_quarantine(&self, tool: &ToolRef, descriptor: Option<&ToolDescriptor>, before: &mut Before) {
-        let reason = {
+        let quarantine = {
             let quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             quarantined.get(tool.name()).cloned()
         };
-        let Some(reason) = reason else { return };
-        if reason == RUG_PULL_QUARANTINE {
-            let pinned = self.detection.pinned(tool);
-            if pinned.is_some() && pinned == descriptor.map(|d| d.digest) {
-                self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(tool.name());
-                return;
+        let (kind, reason) = match quarantine {
+            None => return,
+            Some(Quarantine::Pin) => {
+                let pin = self.detection.pin(tool);
+                if let (Some(pin), Some(listed)) = (&pin, descriptor) {
+                    if pin.digest == listed.digest {
+                        self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(tool.name());
+                        return;
+                    }
+                }
+                let reason = match pin.as_ref().and_then(custos_store::ToolPin::resembles) {
+                    Some(other) => format!(
+                        "it is new and resembles `{other}` (a possible rename or look-alike), so it is held to that \
+                         tool's pin; see `custos tools diff {tool}`, then `custos tools accept {tool}`"
+                    ),
+                    None => RUG_PULL_QUARANTINE.to_owned(),
+                };
+                (kinds::RUG_PULL, reason)
             }
-        }
-        let kind = if reason == RUG_PULL_QUARANTINE { kinds::RUG_PULL } else { kinds::TOOL_POISONING };
+            Some(Quarantine::Flagged(reason)) => (kinds::TOOL_POISONING, reason),
+        };
         let why = format!("`{tool}` is quarantined: {reason}");
         before.add_refusal(Finding::new(kind, Severity::High, "quarantined", &why), why);
     }
@@ -849,8 +925,47 @@ impl Gateway {
             }
         };
         let pending = match &msg.kind {
-            MessageKind::Response { id, .. } => self.pending.remove(id),
-            _ => None,
+            MessageKind::Response { id, .. } => match self.pending.answered(id) {
+                Answered::Pending(pending) => Some(pending),
+                // Relay no answer to a request the gateway did not forward to this upstream,
+                // or answered already: the client would take it for the answer to a request
+                // of its own (one being decided or held, or one it sends later), unrecorded.
+                unmatched => {
+                    if !findings.is_empty() {
+                        self.record_findings(findings).await;
+                    }
+                    let reason = match unmatched {
+                        Answered::NotForwarded => {
+                            format!("a response to id `{}`, a request not forwarded to the upstream", id.get())
+                        }
+                        _ => format!(
+                            "a response to id `{}`, which the gateway did not forward or was answered already",
+                            id.get()
+                        ),
+                    };
+                    tracing::warn!("dropping an unsolicited response from upstream `{}`: {reason}", self.server);
+                    self.record_protocol_error(
+                        Origin::Upstream,
+                        codes::INVALID_REQUEST,
+                        &reason,
+                        &msg.raw,
+                        None,
+                        Some(id),
+                    )
+                    .await;
+                    return Outcome::Drop;
+                }
+            },
+            MessageKind::Request { id, method } => {
+                if let Err(refused) = self.server_requests.insert(id, method) {
+                    if !findings.is_empty() {
+                        self.record_findings(findings).await;
+                    }
+                    return self.refuse_server_request(id, method, refused, &msg.raw).await;
+                }
+                None
+            }
+            MessageKind::Notification { .. } => None,
         };
         if let (Some(call), MessageKind::Response { id, is_error }) =
             (pending.as_ref().and_then(|p| p.call.as_ref()), &msg.kind)
@@ -866,8 +981,7 @@ impl Gateway {
             self.record_findings(findings).await;
         }
         let (Some(pending), MessageKind::Response { is_error, .. }) = (pending, &msg.kind) else {
-            // Server-to-client requests and notifications pass through as they are, and so does
-            // an answer to nothing we forwarded (e.g. after a cancel): the client decides.
+            // Server-to-client requests and notifications pass through as they are.
             return Outcome::Forward(msg.raw);
         };
         match pending.method.as_str() {
@@ -1062,15 +1176,16 @@ impl Gateway {
         let descriptors = listing.descriptors();
         match self.audit.observe_tools(descriptors.clone(), self.event(EventKind::ToolSeen)).await {
             Ok(sightings) => {
-                // A tool listed unlike its pin is refused until an operator accepts it (the
-                // store recorded the rug pull); one listed like it again is not.
+                // A tool listed unlike its pin (or new and like another tool) is refused until
+                // an operator accepts it (the store recorded the rug pull); one listed like its
+                // pin again is not.
                 let mut quarantined = self.quarantined.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 for (d, sighting) in descriptors.iter().zip(sightings) {
                     match sighting {
                         custos_store::ToolSighting::Quarantined { .. } => {
-                            quarantined.insert(d.tool.name().to_owned(), RUG_PULL_QUARANTINE.to_owned());
+                            quarantined.insert(d.tool.name().to_owned(), Quarantine::Pin);
                         }
-                        _ if quarantined.get(d.tool.name()).is_some_and(|r| r == RUG_PULL_QUARANTINE) => {
+                        _ if quarantined.get(d.tool.name()) == Some(&Quarantine::Pin) => {
                             quarantined.remove(d.tool.name());
                         }
                         _ => {}
@@ -1093,7 +1208,7 @@ impl Gateway {
                     self.quarantined
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(tool.name().to_owned(), reason);
+                        .insert(tool.name().to_owned(), Quarantine::Flagged(reason));
                 }
                 let mut e = self.finding_event(finding, if quarantine { "quarantined" } else { "recorded" }, None);
                 e.tool = Some(tool.clone());
@@ -1131,9 +1246,9 @@ impl Gateway {
     }
 
     /// Answers the client's request `id` with an error instead of the upstream's refused
-    /// answer, closing its call in the log. Nothing, if no request `id` is waiting.
+    /// answer, closing its call in the log. Nothing, if no forwarded request `id` is waiting.
     async fn fail_pending(&self, id: &RawValue, reason: &str) -> Outcome {
-        let Some(pending) = self.pending.remove(id) else { return Outcome::Drop };
+        let Answered::Pending(pending) = self.pending.answered(id) else { return Outcome::Drop };
         if let Some(call) = &pending.call {
             let mut e = self.event(EventKind::CallFinished);
             e.step = Some(call.step);
@@ -1163,6 +1278,8 @@ impl Gateway {
             }
             answers.push(error_response(Some(&p.id), codes::UPSTREAM_UNAVAILABLE, &reason, None));
         }
+        // A restarted upstream never sent these: the client's late answers to them are refused.
+        self.server_requests.drain();
         let mut exited = self.event(EventKind::UpstreamExited);
         exited.detail = json!({ "server": self.server, "status": status, "unanswered": answers.len() });
         events.push(exited);
@@ -1249,3 +1366,6 @@ pub(crate) fn unrecorded(id: &RawValue, tool: &ToolRef, what: &str) -> Outcome {
         None,
     ))
 }
+
+#[cfg(test)]
+mod tests;

@@ -271,7 +271,7 @@ async fn listen(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8
         }
         while let Some(event) = take_event(&mut buffer) {
             delivered = true;
-            deliver(gateway, onward, event).await;
+            deliver(shared, gateway, onward, event).await;
         }
     }
     Listened::Ended { delivered }
@@ -295,7 +295,7 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
         if let Some(id) = &id {
             let message = format!("upstream `{}` is unavailable: {reason}", shared.server);
             let answer = error_response(Some(id), codes::UPSTREAM_UNAVAILABLE, &message, None);
-            deliver(gateway, onward, answer).await;
+            deliver(shared, gateway, onward, answer).await;
         }
     };
     let mut req = Request::builder()
@@ -353,13 +353,13 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
         if streamed {
             while let Some(event) = take_event(&mut buffer) {
                 remember_version(shared, &event);
-                deliver(gateway, onward, event).await;
+                deliver(shared, gateway, onward, event).await;
             }
         }
     }
     if !streamed && !buffer.is_empty() {
         remember_version(shared, &buffer);
-        deliver(gateway, onward, buffer).await;
+        deliver(shared, gateway, onward, buffer).await;
     }
 }
 
@@ -427,10 +427,26 @@ fn remember_version(shared: &Shared, frame: &[u8]) {
     }
 }
 
-async fn deliver(gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {
-    if let Outcome::Forward(bytes) = gateway.from_upstream(Frame::Line(frame)).await {
-        let _ = onward.send(bytes).await;
-    }
+/// Passes one message from the server through the pipeline: on to the session, or, when the
+/// gateway answers the server itself (a request of the server's it refuses), back to it.
+///
+/// A boxed future with its type spelled out: posting that answer delivers what comes back, so
+/// the two call each other.
+fn deliver<'a>(
+    shared: &'a Shared,
+    gateway: &'a Gateway,
+    onward: &'a mpsc::Sender<Vec<u8>>,
+    frame: Vec<u8>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+    Box::pin(async move {
+        match gateway.from_upstream(Frame::Line(frame)).await {
+            Outcome::Forward(bytes) => {
+                let _ = onward.send(bytes).await;
+            }
+            Outcome::Answer(bytes) => post(shared, gateway, onward, bytes).await,
+            Outcome::Drop | Outcome::Held(_) => {}
+        }
+    })
 }
 
 /// The data of the next complete SSE event in `buffer`, removing it.

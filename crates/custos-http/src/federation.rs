@@ -11,7 +11,9 @@
 //!
 //! Requests an upstream sends to the client while a call is open (sampling, roots, elicitation)
 //! get an id of the gateway's, since two upstreams may both use id 0; the client's answer is
-//! routed back to that upstream with its own id restored.
+//! routed back to that upstream with its own id restored. An answer to any other id is refused
+//! (400) and recorded; what each upstream answers passes its own pipeline, which relays no
+//! answer to a request it did not forward to that upstream.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -160,7 +162,13 @@ pub(crate) async fn post(
                     }
                     reply::accepted()
                 }
-                None => reply::rpc_error(StatusCode::BAD_REQUEST, None, codes::INVALID_REQUEST, "an answer to nothing"),
+                None => {
+                    // No upstream asked this: relayed to none of them, and recorded.
+                    let reason = "a response to a request no upstream sent, or one answered already";
+                    let detail = json!({ "request_id": id.get() });
+                    crate::server::record_refusal(&app, &federation.agent, reason, detail).await;
+                    reply::rpc_error(StatusCode::BAD_REQUEST, None, codes::INVALID_REQUEST, reason)
+                }
             }
         }
     };

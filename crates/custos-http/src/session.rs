@@ -435,14 +435,28 @@ impl Session {
         // The dispatcher must route the handshake's answer, so the replay runs beside it.
         let session = self.clone();
         tokio::spawn(async move {
+            // Through the pipeline like any request, so that it knows the answer is to a
+            // request it forwarded (it relays no other).
+            let through = |frame: Vec<u8>| {
+                let gateway = session.gateway.clone();
+                async move {
+                    match gateway.from_client(Frame::Line(frame)).await {
+                        Outcome::Forward(bytes) => Some(bytes),
+                        _ => None,
+                    }
+                }
+            };
             for frame in replay {
                 let Some(id) = handshake_request_id(&frame) else {
-                    let _ = input.send(frame).await;
+                    if let Some(frame) = through(frame).await {
+                        let _ = input.send(frame).await;
+                    }
                     continue;
                 };
                 // Our own id, so the answer goes to us and not to the client.
                 let ours = gateway_request_id();
                 let Some(frame) = custos_mcp::with_id(&frame, &ours) else { continue };
+                let Some(frame) = through(frame).await else { continue };
                 let answer = session.expect(&ours);
                 let _ = input.send(frame).await;
                 if tokio::time::timeout(Duration::from_secs(10), answer).await.is_err() {

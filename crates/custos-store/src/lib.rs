@@ -29,7 +29,8 @@
 //!   credentials; the SQL is in `sqlite/credentials.rs`.
 //! - `pins.rs`: tool pins, the rug-pull defence ([`ToolPin`], [`PinSource`]) behind
 //!   [`ToolPins`]: the descriptor each tool must keep, checked by every tool listing, a changed
-//!   tool quarantined with a `rug_pull` finding until an operator accepts it; the SQL is in
+//!   tool quarantined with a `rug_pull` finding until an operator accepts it, and a new tool
+//!   that resembles a pinned one (renamed, or a look-alike name) likewise; the SQL is in
 //!   `sqlite/pins.rs`.
 //! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
 //!   commits many callers' writes in one transaction.

@@ -21,7 +21,7 @@ use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalW
 use crate::chain::{self, Batch, Cell, CellRef, RowRef, VerifyReport};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
-use crate::pins::{change_summary, ToolPin};
+use crate::pins::{borrowed_from, change_summary, Resemblance, ToolPin};
 use crate::store::{
     AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
     ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
@@ -448,8 +448,12 @@ impl ToolPins for SqliteStore {
         pins::pinned_digest_in(&self.conn, &self.path, tool)
     }
 
+    fn pin(&self, tool: &ToolRef) -> Result<Option<ToolPin>, StoreError> {
+        Ok(pins::pins_in(&self.conn, &self.path, Some(&tool.to_string()))?.pop())
+    }
+
     fn pins(&self) -> Result<Vec<ToolPin>, StoreError> {
-        pins::pins_in(&self.conn, &self.path)
+        pins::pins_in(&self.conn, &self.path, None)
     }
 }
 
@@ -601,6 +605,8 @@ fn observe_in(
     let now = template.time_ms;
     let mut sightings = Vec::with_capacity(tools.len());
     let mut events = Vec::new();
+    // The pins of each server listed, read when one of its tools has none of its own.
+    let mut server_pins: std::collections::HashMap<&str, pins::ServerPins> = std::collections::HashMap::new();
     for tool in tools {
         let name = tool.tool.to_string();
         let descriptor = serde_json::to_string(&tool.raw).map_err(|e| StoreError::InvalidEvent {
@@ -663,6 +669,29 @@ fn observe_in(
         let mut extra = None;
         let sighting = match pins::pin_state_in(conn, path, &name)? {
             None => {
+                let server = tool.tool.server();
+                let known = match server_pins.entry(server) {
+                    std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(slot) => {
+                        slot.insert(pins::server_pins_in(conn, path, server)?)
+                    }
+                };
+                if let Some((resembled, how)) = known.resembled(tool.tool.name(), &tool.raw) {
+                    // A possible rename: held to the pin of the tool it resembles, which it
+                    // cannot match, until an operator accepts it.
+                    pins::pin_borrowed_in(conn, path, &name, resembled, &tool.digest, now)?;
+                    let other = ToolRef::new(server, &resembled.name)
+                        .map_err(|e| StoreError::InvalidEvent { reason: e.to_string() })?;
+                    let finding = resemblance_finding(how, tool, &other, &resembled.descriptor, &resembled.digest);
+                    let (pinned, text, pinned_descriptor) =
+                        (resembled.digest, resembled.text.clone(), resembled.descriptor.clone());
+                    known.add(tool.tool.name(), pinned, &text, &pinned_descriptor);
+                    events.extend(logged);
+                    events.push(event(EventKind::FindingRecorded, finding));
+                    sightings.push(ToolSighting::Quarantined { pinned });
+                    continue;
+                }
+                known.add(tool.tool.name(), tool.digest, &descriptor, &tool.raw);
                 // Nothing to compare with: this listing becomes the pin, and the event that
                 // records the listing says so rather than a second event.
                 pins::pin_first_sight_in(conn, path, &name, &tool.digest, &descriptor, now)?;
@@ -690,13 +719,21 @@ fn observe_in(
                 // server lists it; `flagged_digest` remembers the last one reported.
                 if pin.flagged != Some(tool.digest) {
                     pins::set_flagged_in(conn, path, &name, Some(&tool.digest))?;
-                    let evidence = format!("{name}: {}", change_summary(&pin.descriptor, &tool.raw));
-                    let finding = Finding::new(kinds::RUG_PULL, Severity::High, "descriptor_changed", &evidence);
-                    let mut detail = finding.detail("quarantined");
-                    if let Some(obj) = detail.as_object_mut() {
-                        obj.insert("pinned_digest".into(), json!(pin.digest.to_hex()));
-                        obj.insert("digest".into(), json!(tool.digest.to_hex()));
-                    }
+                    let detail = match borrowed_from(&tool.tool, &pin.descriptor) {
+                        // Still held to the pin of the tool it resembles, and listed otherwise.
+                        Some(other) => {
+                            let how =
+                                Resemblance::between(tool.tool.name(), &tool.raw, other.name(), &pin.descriptor)
+                                    .unwrap_or(Resemblance::Renamed);
+                            resemblance_finding(how, tool, &other, &pin.descriptor, &pin.digest)
+                        }
+                        None => {
+                            let evidence = format!("{name}: {}", change_summary(&pin.descriptor, &tool.raw));
+                            let finding =
+                                Finding::new(kinds::RUG_PULL, Severity::High, "descriptor_changed", &evidence);
+                            with_digests(finding.detail("quarantined"), &pin.digest, &tool.digest)
+                        }
+                    };
                     extra = Some(event(EventKind::FindingRecorded, detail));
                 }
                 ToolSighting::Quarantined { pinned: pin.digest }
@@ -708,6 +745,33 @@ fn observe_in(
     }
     append_in(conn, path, &events)?;
     Ok(sightings)
+}
+
+/// A `rug_pull` finding's detail: `tool` quarantined for resembling `other`, whose pinned
+/// descriptor it is held to.
+fn resemblance_finding(
+    how: Resemblance,
+    tool: &ToolDescriptor,
+    other: &ToolRef,
+    pinned: &serde_json::Value,
+    pinned_digest: &Digest,
+) -> serde_json::Value {
+    let evidence = how.evidence(&tool.tool, other, pinned, &tool.raw);
+    let finding = Finding::new(kinds::RUG_PULL, Severity::High, how.rule(), &evidence);
+    let mut detail = with_digests(finding.detail("quarantined"), pinned_digest, &tool.digest);
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("resembles".into(), json!(other));
+    }
+    detail
+}
+
+/// A finding's detail with the pinned and the listed digest.
+fn with_digests(mut detail: serde_json::Value, pinned: &Digest, listed: &Digest) -> serde_json::Value {
+    if let Some(obj) = detail.as_object_mut() {
+        obj.insert("pinned_digest".into(), json!(pinned.to_hex()));
+        obj.insert("digest".into(), json!(listed.to_hex()));
+    }
+    detail
 }
 
 /// The inventory joined with the pins, ordered by tool; only `tool` when given.

@@ -36,11 +36,13 @@ pub enum ToolSighting {
     /// listed with its pinned descriptor again, or one an operator pinned again); a
     /// `tool.changed` event was appended.
     Changed { previous: Digest },
-    /// The listed descriptor differs from the tool's pin (a possible rug pull): the tool is
-    /// quarantined until an operator accepts the new descriptor ([`ToolPins::accept_tool`]).
-    /// Returned instead of the three above whenever the listing differs from the pin; the
-    /// `tool.seen` or `tool.changed` event was appended as usual, and a `rug_pull` finding with
-    /// it the first time this digest was listed.
+    /// The listed descriptor differs from the tool's pin (a possible rug pull), or the tool
+    /// has no pin of its own and resembles a pinned tool of its server (a possible rename,
+    /// pinned to that tool's descriptor): the tool is quarantined until an operator accepts the
+    /// listed descriptor ([`ToolPins::accept_tool`]). Returned instead of the three above
+    /// whenever the listing differs from the pin; the `tool.seen` or `tool.changed` event was
+    /// appended as usual, and a `rug_pull` finding with it the first time this digest was
+    /// listed.
     Quarantined { pinned: Digest },
 }
 
@@ -65,6 +67,12 @@ impl ToolRecord {
     /// pull until an operator accepts the change.
     pub fn quarantined(&self) -> bool {
         self.pinned_digest.is_some_and(|pinned| pinned != self.digest)
+    }
+
+    /// The tool whose descriptor this one is pinned to, when it was quarantined on first sight
+    /// for resembling it (see [`crate::ToolPin::resembles`]).
+    pub fn resembles(&self) -> Option<ToolRef> {
+        crate::pins::borrowed_from(&self.tool, self.pinned_descriptor.as_ref()?)
     }
 }
 
@@ -161,6 +169,13 @@ pub trait Store: Send {
     /// listing of each such digest appends a `finding.recorded` after the tool's event (kind
     /// `rug_pull`, severity high, rule `descriptor_changed`, action `quarantined`; detail also
     /// `pinned_digest` and `digest`).
+    ///
+    /// Renames are changes: a tool without a pin whose name differs from a pinned tool's of the
+    /// same server (pinned before, or earlier in this listing) only by case or look-alike
+    /// characters, or whose descriptor but for its name and title is that of a tool pinned
+    /// before this listing, is not pinned to its listing but to that tool's descriptor, and is
+    /// [`ToolSighting::Quarantined`] at once; its finding has the rule `confusable_name` or
+    /// `renamed` and, in its detail, `resembles` (`server/name` of that tool).
     ///
     /// `template` gives the events' time, agent, run and step; its kind, tool, decision and
     /// detail are replaced. Returns one sighting per descriptor, in the order of `tools`.
@@ -319,6 +334,10 @@ pub trait ToolPins: Send {
     /// The pinned digest of `tool`, if pinned: one read by primary key, cheap enough for the
     /// request path when a call's tool looks changed.
     fn pinned_digest(&self, tool: &ToolRef) -> Result<Option<Digest>, StoreError>;
+
+    /// The pin of `tool`, if pinned: one read by primary key, for the request path to say why a
+    /// quarantined tool is refused (a changed descriptor, or one that resembles another tool).
+    fn pin(&self, tool: &ToolRef) -> Result<Option<ToolPin>, StoreError>;
 
     /// Every pin, by tool, including pins of tools not listed yet.
     fn pins(&self) -> Result<Vec<ToolPin>, StoreError>;

@@ -1,7 +1,8 @@
 //! The detectors end to end, through `custos run` against `tests/peers/detect_upstream.py` (a
 //! stdio MCP server that misbehaves on purpose): a rug pull quarantined until accepted, a
-//! poisoned descriptor, injection in a result, the toxic-flow policy holding an egress call,
-//! a replayed privileged call, loops and rate limits.
+//! renamed tool and a look-alike quarantined the same way, answers the upstream was never asked
+//! for dropped, a poisoned descriptor, injection in a result, the toxic-flow policy holding an
+//! egress call, a replayed privileged call, loops and rate limits.
 
 // Test helpers fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -21,8 +22,15 @@ fn deployment(extra: &str) -> Deployment {
 }
 
 fn deployment_with(policies: &str, extra: &str) -> Deployment {
+    deployment_running(policies, extra, &[])
+}
+
+/// A deployment whose `detect` server is the peer run with `args` (its misbehaviours).
+fn deployment_running(policies: &str, extra: &str, args: &[&str]) -> Deployment {
     let d = Deployment::new(policies, "");
     let peer = repo_root().join("tests/peers/detect_upstream.py");
+    let peer: Vec<String> =
+        std::iter::once(peer.to_string_lossy().into_owned()).chain(args.iter().map(|a| (*a).to_owned())).collect();
     let config = std::fs::read_to_string(d.config()).unwrap();
     let servers = format!(
         r#"
@@ -33,10 +41,11 @@ members = ["sec@example.com"]
 {extra}
 [[servers]]
 name = "detect"
-command = ["python3", {peer:?}]
+command = ["python3", {}]
 tools = {{ "rotate_credentials" = "privileged", "*" = "read", "create_pull_request" = "write" }}
 flows = {{ "get_issue" = ["untrusted_input"], "get_private_file" = ["read_sensitive"], "create_pull_request" = ["egress"] }}
-"#
+"#,
+        peer.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ")
     );
     std::fs::write(d.config(), format!("{config}{servers}")).unwrap();
     d
@@ -91,6 +100,142 @@ fn a_rug_pull_is_quarantined_until_accepted() {
     let answer = call(&mut s, 6, "weather", json!({"city": "Oslo"}));
     assert!(answer["result"].is_object(), "accepted: it runs again: {answer}");
     s.finish();
+    d.verify_ok();
+}
+
+fn rug_pull_rules(d: &Deployment) -> Vec<(String, String, String)> {
+    findings(d).into_iter().filter(|(kind, _, action)| kind == "rug_pull" && action == "quarantined").collect()
+}
+
+/// The server renames `refund` to `Refund` (the same descriptor) and lists `rotate_credentiaIs`
+/// (capital I) beside `rotate_credentials`: new names that a policy written for the old ones
+/// does not match (here a `forbid` on `detect/refund`, and the config's `privileged` class for
+/// `rotate_credentials`, which the look-alike would escape as `read`). Both are quarantined
+/// like a rug pull, shown against the tool they resemble, and run once accepted.
+#[test]
+fn a_renamed_tool_and_a_look_alike_are_quarantined_until_accepted() {
+    let policies = format!(
+        "{ALLOW_ALL}\n@id(\"no-refunds\")\nforbid (principal, action, resource == Custos::Tool::\"detect/refund\");\n"
+    );
+    let d = deployment_running(&policies, "", &["--rename"]);
+    let mut s = session(&d);
+    // `refund` is hidden from this agent (it may never call it), and pinned all the same.
+    let listed = list(&mut s, 2);
+    assert!(!listed["result"]["tools"].as_array().unwrap().iter().any(|t| t["name"] == "refund"), "{listed}");
+    denied(&call(&mut s, 3, "refund", json!({"order": "A-1"})));
+
+    // The rename, with the old name gone, and the look-alike beside the original.
+    list(&mut s, 4);
+    let message = denied(&call(&mut s, 5, "Refund", json!({"order": "A-1"}))).to_owned();
+    assert!(message.contains("resembles `detect/refund`") && message.contains("custos tools accept"), "{message}");
+    let message = denied(&call(&mut s, 6, "rotate_credentiaIs", json!({"service": "db"}))).to_owned();
+    assert!(message.contains("resembles `detect/rotate_credentials`"), "{message}");
+    let original = call(&mut s, 7, "rotate_credentials", json!({"service": "db"}));
+    assert_eq!(original["result"]["content"][0]["text"], "rotated credentials of db", "{original}");
+    // (`weather` pulls its own rug on the second listing: `descriptor_changed`.)
+    let rules: Vec<String> = rug_pull_rules(&d).into_iter().map(|(_, rule, _)| rule).collect();
+    assert_eq!(rules, ["descriptor_changed", "renamed", "confusable_name"]);
+    let events = d.events();
+    let renamed = of_kind(&events, "finding.recorded").into_iter().find(|f| f["detail"]["rule"] == "renamed").unwrap();
+    assert_eq!((&renamed["tool"], &renamed["detail"]["resembles"]), (&json!("detect/Refund"), &json!("detect/refund")));
+
+    // The operator sees both, and the rename against the tool it resembles.
+    let listed = d.output(&["tools", "list", "--json"]);
+    let listed: Vec<Value> =
+        String::from_utf8_lossy(&listed.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let row = |tool: &str| listed.iter().find(|t| t["tool"] == tool).unwrap_or_else(|| panic!("{tool}: {listed:?}"));
+    assert_eq!(
+        (&row("detect/Refund")["state"], &row("detect/Refund")["resembles"]),
+        (&json!("quarantined"), &json!("detect/refund"))
+    );
+    assert_eq!(row("detect/rotate_credentiaIs")["state"], "quarantined");
+    assert_eq!(row("detect/refund")["state"], "pinned");
+    assert_eq!(
+        (&row("detect/rotate_credentials")["state"], &row("detect/rotate_credentials")["resembles"]),
+        (&json!("pinned"), &Value::Null)
+    );
+    let table = d.output(&["tools", "list"]);
+    assert!(String::from_utf8_lossy(&table.stderr).contains("`detect/Refund` is new and resembles `detect/refund`"));
+    let diff = String::from_utf8(d.output(&["tools", "diff", "detect/Refund"]).stdout).unwrap();
+    assert!(diff.starts_with("--- pinned detect/Refund ") && diff.contains("the pin of detect/refund"), "{diff}");
+    assert!(diff.contains("-  \"name\": \"refund\"") && diff.contains("+  \"name\": \"Refund\""), "{diff}");
+
+    let out = d.output(&["tools", "accept", "detect/Refund", "--as", "sec@example.com"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let answer = call(&mut s, 8, "Refund", json!({"order": "A-1"}));
+    assert_eq!(answer["result"]["content"][0]["text"], "refunded order A-1", "accepted: it runs: {answer}");
+    denied(&call(&mut s, 9, "rotate_credentiaIs", json!({"service": "db"})));
+    // Listed again: nothing new to report.
+    list(&mut s, 10);
+    assert_eq!(rug_pull_rules(&d).len(), 3);
+    s.finish();
+    d.verify_ok();
+}
+
+/// An upstream that answers requests it was never sent (an id the client has not used yet)
+/// and answers one twice: the client sees only the one real answer to each request, the log
+/// records the others as protocol errors from the upstream, and the session goes on.
+#[test]
+fn answers_the_upstream_was_never_asked_for_do_not_reach_the_client() {
+    let d = deployment_running(ALLOW_ALL, "", &["--unsolicited"]);
+    let mut s = session(&d);
+    for id in [2, 3] {
+        s.send_json(&json!({"jsonrpc": "2.0", "id": id, "method": "ping"}));
+        // The next line is the answer to this ping, not the forged one nor the repeat.
+        let answer = s.recv();
+        assert_eq!(answer, json!({"jsonrpc": "2.0", "id": id, "result": {}}));
+    }
+    assert_eq!(call(&mut s, 4, "weather", json!({"city": "Oslo"}))["result"]["content"][0]["text"], "sunny in Oslo");
+    let (status, stderr) = s.finish();
+    assert!(status.success(), "{stderr}");
+    let events = d.events();
+    let mut unsolicited: Vec<&str> = of_kind(&events, "protocol.error")
+        .into_iter()
+        .filter(|e| e["detail"]["from"] == "upstream")
+        .filter_map(|e| e["detail"]["request_id"].as_str())
+        .collect();
+    // Ping 2: a forged answer to 3 (not sent yet), then 2 again; ping 3: to 4, then 3 again.
+    // (Frames read together are recorded concurrently: their order in the log may vary.)
+    unsolicited.sort_unstable();
+    assert_eq!(unsolicited, ["2", "3", "3", "4"]);
+    d.verify_ok();
+}
+
+/// The same through `custos serve`: the session's pipeline drops them and records them.
+#[test]
+fn serve_drops_answers_the_upstream_was_never_asked_for() {
+    use common::harness::{header, http, issue_key, Served, INIT};
+    let d = deployment_running(ALLOW_ALL, "", &["--unsolicited"]);
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("detect");
+    let auth = format!("Bearer {key}");
+    let (status, headers, body) = http("POST", &url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
+    assert_eq!(status, 200, "{body}");
+    let session = header(&headers, "mcp-session-id").unwrap().to_owned();
+    let post = |body: &str| {
+        let headers = [("Authorization", auth.as_str()), ("Accept", "application/json"), ("Mcp-Session-Id", &session)];
+        http("POST", &url, &headers, body)
+    };
+    post(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    for id in [2, 3] {
+        let (status, _, body) = post(&format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"ping"}}"#));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), json!({"jsonrpc": "2.0", "id": id, "result": {}}));
+    }
+    let recorded = || {
+        let events = d.events();
+        let mut ids: Vec<String> = of_kind(&events, "protocol.error")
+            .into_iter()
+            .filter(|e| e["detail"]["from"] == "upstream")
+            .filter_map(|e| e["detail"]["request_id"].as_str().map(str::to_owned))
+            .collect();
+        ids.sort_unstable();
+        (ids.len() == 4).then_some(ids)
+    };
+    let ids = common::harness::eventually("four unsolicited answers recorded", recorded);
+    assert_eq!(ids, ["2", "3", "3", "4"]);
+    served.stop();
     d.verify_ok();
 }
 

@@ -227,6 +227,9 @@ fn an_upstream_that_dies_is_restarted_with_the_handshake_replayed_until_it_keeps
     assert_eq!(attempts, [1, 2, 3], "each restart is recorded");
     assert_eq!(of_kind(&events, "upstream.exited").len(), 4);
     assert_eq!(of_kind(&events, "run.started").len(), 1, "one run across restarts");
+    // The replayed `initialize` went through the pipeline: its answer was expected, not dropped
+    // as an answer to a request never forwarded.
+    assert_eq!(of_kind(&events, "protocol.error"), Vec::<&Value>::new());
     d.verify_ok();
 }
 
@@ -735,6 +738,10 @@ fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
         .map(|p| p["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["alpha__greet", "beta__greet"]);
+    // An answer to a request no upstream sent goes to none of them, and is recorded.
+    let forged = r#"{"jsonrpc":"2.0","id":"custos-999999","result":{}}"#;
+    let (status, _, body) = http("POST", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &fed)], forged);
+    assert_eq!(status, 400, "{body}");
     drop(served);
 
     let events = d.events();
@@ -748,6 +755,37 @@ fn the_federated_endpoint_prefixes_tools_and_routes_each_call_to_its_server() {
         [("alpha/echo", 1), ("beta/ask_model", 2), ("beta/write_note", 3)],
         "one run, one step counter"
     );
+    let refused: Vec<&Value> = of_kind(&events, "protocol.error")
+        .into_iter()
+        .filter(|e| e["detail"]["detail"]["request_id"] == "\"custos-999999\"")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    d.verify_ok();
+}
+
+/// The client's answer to a server-to-client request the upstream never sent is refused, not
+/// relayed, and recorded; the session goes on.
+#[test]
+fn an_answer_to_a_request_the_upstream_never_sent_is_refused() {
+    let d = Deployment::serving_sample("");
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    let auth = bearer(&key);
+    let headers =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    let (status, _, body) = http("POST", &url, &headers, r#"{"jsonrpc":"2.0","id":41,"result":{"role":"assistant"}}"#);
+    assert_eq!(status, 400, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((&answer["id"], &answer["error"]["code"]), (&Value::Null, &json!(-32600)), "{answer}");
+    let (status, _, body) = http("POST", &url, &headers, r#"{"jsonrpc":"2.0","id":42,"method":"ping"}"#);
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["result"].clone()), (200, json!({})), "{body}");
+    drop(served);
+    let events = d.events();
+    let errors = of_kind(&events, "protocol.error");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!((&errors[0]["detail"]["from"], &errors[0]["detail"]["request_id"]), (&json!("client"), &json!("41")));
     d.verify_ok();
 }
 

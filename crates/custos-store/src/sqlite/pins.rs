@@ -1,6 +1,7 @@
 //! The `tool_pins` table: each change made in the caller's write transaction together with the
 //! event that records it, so a pin and the log cannot disagree.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use custos_core::{Digest, NewEvent, ToolRef};
@@ -9,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::{append_in, tools_in, write_error};
 use crate::error::StoreError;
-use crate::pins::{PinSource, ToolPin};
+use crate::pins::{name_key, nameless_digest, PinSource, Resemblance, ToolPin};
 use crate::store::ToolRecord;
 
 /// What a listing is compared with.
@@ -56,6 +57,127 @@ pub(super) fn pin_first_sight_in(
     conn.execute(
         "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by) VALUES (?1, ?2, ?3, ?4, ?5, '')",
         params![tool, digest.to_hex(), descriptor, now_ms, PinSource::FirstSight.as_str()],
+    )
+    .map_err(|e| write_error(path, e))?;
+    Ok(())
+}
+
+/// The pins of one server as a tool with no pin of its own is compared with them: those from
+/// before the listing being recorded, and those it made so far.
+pub(super) struct ServerPins {
+    entries: Vec<PinEntry>,
+    /// The first entry of each name key, and of each nameless digest among the prior pins: a
+    /// listing of many new tools looks each up once, not against every pin.
+    by_key: HashMap<String, usize>,
+    by_nameless: HashMap<Digest, usize>,
+}
+
+/// One pin of [`ServerPins`].
+pub(super) struct PinEntry {
+    pub(super) name: String,
+    /// [`name_key`] of the name.
+    key: String,
+    /// [`nameless_digest`] of the pinned descriptor.
+    nameless: Digest,
+    pub(super) digest: Digest,
+    /// The pinned descriptor as stored, and read.
+    pub(super) text: String,
+    pub(super) descriptor: Value,
+    /// Pinned before the listing being recorded.
+    prior: bool,
+}
+
+impl ServerPins {
+    /// The pin that a tool named `name`, listed with `descriptor`, resembles, and how: the same
+    /// descriptor first, else a look-alike name (as [`Resemblance::between`] orders them). The
+    /// same descriptor counts only against pins from before this listing: two tools that
+    /// share a descriptor in one listing are two tools, not a rename; a look-alike name counts
+    /// against those made earlier in the listing too (shadowing from the first listing on).
+    pub(super) fn resembled(&self, name: &str, descriptor: &Value) -> Option<(&PinEntry, Resemblance)> {
+        // A tool looked up here has no pin under its name, so no entry is its own; the name
+        // check only keeps that true by construction.
+        let other = |i: &usize| self.entries.get(*i).filter(|e| e.name != name);
+        if let Some(entry) = self.by_nameless.get(&nameless_digest(descriptor)).and_then(other) {
+            return Some((entry, Resemblance::Renamed));
+        }
+        self.by_key.get(&name_key(name)).and_then(other).map(|e| (e, Resemblance::ConfusableName))
+    }
+
+    /// Remembers a pin this listing made, so the tools listed after it are compared with it.
+    pub(super) fn add(&mut self, name: &str, digest: Digest, text: &str, descriptor: &Value) {
+        self.push(PinEntry {
+            name: name.to_owned(),
+            key: name_key(name),
+            nameless: nameless_digest(descriptor),
+            digest,
+            text: text.to_owned(),
+            descriptor: descriptor.clone(),
+            prior: false,
+        });
+    }
+
+    fn push(&mut self, entry: PinEntry) {
+        let at = self.entries.len();
+        self.by_key.entry(entry.key.clone()).or_insert(at);
+        if entry.prior {
+            self.by_nameless.entry(entry.nameless).or_insert(at);
+        }
+        self.entries.push(entry);
+    }
+}
+
+/// The pins of `server`, inside a write transaction. A new tool's first sighting reads them
+/// once per listing: linear in the server's pins, and only when it lists a tool without one.
+pub(super) fn server_pins_in(conn: &Connection, path: &Path, server: &str) -> Result<ServerPins, StoreError> {
+    // A range rather than LIKE, as in event queries: '0' is the character after '/'.
+    let mut stmt = conn
+        .prepare_cached("SELECT tool, digest, descriptor FROM tool_pins WHERE tool >= ?1 AND tool < ?2 ORDER BY tool")
+        .map_err(|e| write_error(path, e))?;
+    let rows = stmt
+        .query_map(params![format!("{server}/"), format!("{server}0")], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
+        })
+        .map_err(|e| write_error(path, e))?;
+    let mut pins = ServerPins { entries: Vec::new(), by_key: HashMap::new(), by_nameless: HashMap::new() };
+    for row in rows {
+        let (tool, digest, text) = row.map_err(|e| write_error(path, e))?;
+        let descriptor: Value =
+            serde_json::from_str(&text).map_err(|_| corrupt(path, &tool, "a descriptor that is not json"))?;
+        let Some((_, name)) = tool.split_once('/') else { return Err(corrupt(path, &tool, "a malformed tool name")) };
+        pins.push(PinEntry {
+            name: name.to_owned(),
+            key: name_key(name),
+            nameless: nameless_digest(&descriptor),
+            digest: parse_digest(path, &tool, &digest)?,
+            text,
+            descriptor,
+            prior: true,
+        });
+    }
+    Ok(pins)
+}
+
+/// Pins a tool seen for the first time to the descriptor of the tool it resembles, already
+/// flagged with its listed digest: the finding recorded with it is the one for that digest.
+pub(super) fn pin_borrowed_in(
+    conn: &Connection,
+    path: &Path,
+    tool: &str,
+    resembled: &PinEntry,
+    listed: &Digest,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by, flagged_digest)
+         VALUES (?1, ?2, ?3, ?4, ?5, '', ?6)",
+        params![
+            tool,
+            resembled.digest.to_hex(),
+            resembled.text,
+            now_ms,
+            PinSource::FirstSight.as_str(),
+            listed.to_hex()
+        ],
     )
     .map_err(|e| write_error(path, e))?;
     Ok(())
@@ -173,15 +295,16 @@ pub(super) fn pinned_digest_in(conn: &Connection, path: &Path, tool: &ToolRef) -
     }
 }
 
-pub(super) fn pins_in(conn: &Connection, path: &Path) -> Result<Vec<ToolPin>, StoreError> {
+/// Every pin, by tool; only `tool`'s when given.
+pub(super) fn pins_in(conn: &Connection, path: &Path, only: Option<&str>) -> Result<Vec<ToolPin>, StoreError> {
     if !has_pins_table(conn, path, super::read_error)? {
         return Ok(Vec::new());
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT tool, digest, descriptor, pinned_ms, source, pinned_by FROM tool_pins ORDER BY tool")
-        .map_err(|e| super::read_error(path, e))?;
+    let filter = if only.is_some() { "WHERE tool = ?1" } else { "ORDER BY tool" };
+    let sql = format!("SELECT tool, digest, descriptor, pinned_ms, source, pinned_by FROM tool_pins {filter}");
+    let mut stmt = conn.prepare_cached(&sql).map_err(|e| super::read_error(path, e))?;
     let rows = stmt
-        .query_map([], |row| {
+        .query_map(rusqlite::params_from_iter(only), |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,

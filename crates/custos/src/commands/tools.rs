@@ -5,7 +5,9 @@
 //! (`pin`, from a saved `tools/list` result or by asking the server), or a changed one an
 //! operator reviewed (`diff`) and accepted (`accept`). A listing that differs from the pin
 //! quarantines the tool; the store records that, with a `rug_pull` finding, as the listing
-//! passes through the gateway. Digests are computed exactly as the gateway computes them
+//! passes through the gateway. A new tool that resembles a pinned one of its server (a look-alike
+//! name, or the same descriptor under another name) is held to that tool's pin: quarantined,
+//! diffed against it, and accepted like any change. Digests are computed exactly as the gateway computes them
 //! ([`ToolDescriptor::from_listing`]), so a pinned descriptor matches a listed one byte for
 //! byte in meaning, whatever its key order or spacing.
 
@@ -56,6 +58,12 @@ impl Row<'_> {
         }
     }
 
+    /// The tool this one is held to the pin of, when it was quarantined on first sight for
+    /// resembling it.
+    fn resembles(&self) -> Option<ToolRef> {
+        self.record.and_then(ToolRecord::resembles).filter(|_| self.state() == "quarantined")
+    }
+
     /// The latest listed descriptor, else the pinned one.
     fn descriptor(&self) -> Option<&Value> {
         self.record.map(|r| &r.descriptor).or(self.pin.map(|p| &p.descriptor))
@@ -100,6 +108,7 @@ fn list(location: &Location, json: bool) -> Result<(), Failure> {
                 "pin_source": row.pin.map(|p| p.source.as_str()),
                 "pinned_by": row.pin.map(|p| p.by.as_str()),
                 "pinned_at": row.pin.map(|p| super::rfc3339(p.pinned_ms)),
+                "resembles": row.resembles(),
             });
             println!("{v}");
         } else {
@@ -117,6 +126,14 @@ fn list(location: &Location, json: bool) -> Result<(), Failure> {
     }
     if !json {
         super::print_table(["TOOL", "CLASS", "HINT", "DIGEST", "STATE", "FIRST-SEEN", "LAST-SEEN"], &table);
+        for row in rows.values() {
+            if let Some(other) = row.resembles() {
+                eprintln!(
+                    "custos: `{}` is new and resembles `{other}` (a possible rename): see custos tools diff {}",
+                    row.tool, row.tool
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -297,9 +314,11 @@ fn accept(location: &Location, tool: &str, by: Option<&str>) -> Result<(), Failu
 }
 
 fn print_diff(record: &ToolRecord, pinned: &Value, pin: &ToolPin) {
-    let pinned_by = match pin.source {
-        PinSource::FirstSight => "first sight".to_owned(),
-        PinSource::Pinned | PinSource::Accepted => format!("{} by {}", pin.source, pin.by),
+    let pinned_by = match (pin.resembles(), pin.source) {
+        // A new tool held to the pin of the tool it resembles: the diff is against that tool.
+        (Some(other), _) => format!("the pin of {other}, which it resembles"),
+        (None, PinSource::FirstSight) => "first sight".to_owned(),
+        (None, PinSource::Pinned | PinSource::Accepted) => format!("{} by {}", pin.source, pin.by),
     };
     println!(
         "--- pinned {} {} ({pinned_by}, {})",
