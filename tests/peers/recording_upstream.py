@@ -11,7 +11,8 @@ Tools:
     duplicate keys);
   - `duplicate_answer()`: answered with a result holding the key `text` twice, which parsers
     read differently;
-  - `surrogate_answer()`: answered with a lone UTF-16 surrogate escape in its text.
+  - `surrogate_answer()`: answered with a lone UTF-16 surrogate escape in its text;
+  - `get weather`: listed only, with a name outside MCP's tool-name characters.
 Requests it does not know get a JSON-RPC error -32601, as any server's would.
 """
 import json
@@ -22,6 +23,7 @@ TOOLS = [
      "inputSchema": {"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}}},
     {"name": "duplicate_answer", "description": "Answers with a duplicate key.", "inputSchema": {"type": "object"}},
     {"name": "surrogate_answer", "description": "Answers with a lone surrogate.", "inputSchema": {"type": "object"}},
+    {"name": "get weather", "description": "A name no agent may call.", "inputSchema": {"type": "object"}},
 ]
 
 

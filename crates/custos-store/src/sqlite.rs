@@ -722,9 +722,8 @@ fn observe_in(
                     let detail = match borrowed_from(&tool.tool, &pin.descriptor) {
                         // Still held to the pin of the tool it resembles, and listed otherwise.
                         Some(other) => {
-                            let how =
-                                Resemblance::between(tool.tool.name(), &tool.raw, other.name(), &pin.descriptor)
-                                    .unwrap_or(Resemblance::Renamed);
+                            let how = Resemblance::between(tool.tool.name(), &tool.raw, other.name(), &pin.descriptor)
+                                .unwrap_or(Resemblance::Renamed);
                             resemblance_finding(how, tool, &other, &pin.descriptor, &pin.digest)
                         }
                         None => {
