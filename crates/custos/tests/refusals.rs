@@ -303,11 +303,16 @@ fn serve_refuses_the_same_and_the_log_stays_whole() {
         let answer: Value = serde_json::from_str(&body).unwrap();
         assert_eq!((status, answer["error"]["code"].as_i64()), (200, Some(-32602)), "{name}: {body}");
     }
+    // A tool call without an id is not fanned out to the session's upstreams.
+    let notification =
+        r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"sample__add","arguments":{"m":"MARK"}}}"#;
+    let (status, _, body) = http("POST", &fed, &fed_headers, notification);
+    assert_eq!((status, serde_json::from_str::<Value>(&body).unwrap()["error"]["code"].as_i64()), (400, Some(-32600)));
     drop(served);
 
     assert!(!std::fs::read_to_string(record.path()).unwrap().contains("MARK"));
     let events = d.events();
-    assert_eq!(of_kind(&events, "protocol.error").len(), 7, "each refusal recorded");
+    assert_eq!(of_kind(&events, "protocol.error").len(), 8, "each refusal recorded");
     assert_eq!(of_kind(&events, "call.requested").len(), 1);
     d.verify_ok();
 }
