@@ -322,7 +322,10 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
     let response = match shared.client.request(req).await {
         Ok(r) => r,
         Err(e) => {
-            let reason = custos_tls::client::handshake_failure(&e).unwrap_or_else(|| format!("cannot reach it ({e})"));
+            let https = shared.url.scheme_str() == Some("https");
+            let reason = custos_tls::client::handshake_failure(&e)
+                .or_else(|| (https && hung_up(&e)).then(|| custos_tls::client::CLOSED_WITHOUT_ANSWER.to_owned()))
+                .unwrap_or_else(|| format!("cannot reach it ({e})"));
             return fail(reason).await;
         }
     };
@@ -504,4 +507,24 @@ mod tests {
         assert!(request_id(br#"{"jsonrpc":"2.0","method":"notifications/x"}"#).is_none());
         assert!(request_id(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#).is_none());
     }
+}
+
+/// Whether `err` says the server hung up on a request it had been sent (before any answer):
+/// the connection reset or closed under the request, not refused or unreachable.
+fn hung_up(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
 }

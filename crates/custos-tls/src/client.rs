@@ -97,6 +97,13 @@ fn system_roots() -> &'static RootCertStore {
     })
 }
 
+/// What an `https://` server that hung up before answering most likely did. In TLS 1.3 a
+/// server checks the client's certificate after the client thinks the handshake is done; many
+/// then just hang up, and the client sees its request fail (a reset, a broken pipe, an answer
+/// that never came) or, when it reads first, the end of the stream.
+pub const CLOSED_WITHOUT_ANSWER: &str = "the server closed the tls connection without answering: if it requires a \
+     client certificate, it refused ours or none is configured";
+
 /// A TLS failure somewhere in `err` or what it wraps, in words for an operator and an agent (no
 /// certificate content); `None` when the failure is not TLS (refused, no route, DNS).
 pub fn handshake_failure(err: &(dyn StdError + 'static)) -> Option<String> {
@@ -111,11 +118,7 @@ pub fn handshake_failure(err: &(dyn StdError + 'static)) -> Option<String> {
             // 1.3 a server checks the client's certificate after the client thinks the
             // handshake is done, and many servers then just hang up.
             if io.kind() == std::io::ErrorKind::UnexpectedEof {
-                return Some(
-                    "the server closed the tls connection without answering: if it requires a client \
-                     certificate, it refused ours or none is configured"
-                        .to_owned(),
-                );
+                return Some(CLOSED_WITHOUT_ANSWER.to_owned());
             }
             // I/O errors carry rustls' error as their payload, which `source()` skips.
             if let Some(inner) = io.get_ref() {
