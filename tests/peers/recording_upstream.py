@@ -12,10 +12,16 @@ Tools:
   - `duplicate_answer()`: answered with a result holding the key `text` twice, which parsers
     read differently;
   - `surrogate_answer()`: answered with a lone UTF-16 surrogate escape in its text;
-  - `get weather`: listed only, with a name outside MCP's tool-name characters.
+  - `get weather`: listed only, with a name outside MCP's tool-name characters;
+  - `encoded_env(name)`: the environment variable `name` as base64 (standard, padded; and
+    URL-safe inside `user:VALUE`), hex, percent-encoding and `\\u` escapes, one per content
+    block, and again in a `notifications/message` log line before the answer: what a careless
+    server echoes of a key it was given.
 Requests it does not know get a JSON-RPC error -32601, as any server's would.
 """
+import base64
 import json
+import os
 import sys
 
 TOOLS = [
@@ -24,6 +30,8 @@ TOOLS = [
     {"name": "duplicate_answer", "description": "Answers with a duplicate key.", "inputSchema": {"type": "object"}},
     {"name": "surrogate_answer", "description": "Answers with a lone surrogate.", "inputSchema": {"type": "object"}},
     {"name": "get weather", "description": "A name no agent may call.", "inputSchema": {"type": "object"}},
+    {"name": "encoded_env", "description": "An environment variable, encoded every careless way.",
+     "inputSchema": {"type": "object", "properties": {"name": {"type": "string"}}}},
 ]
 
 
@@ -62,6 +70,18 @@ def main() -> None:
             elif name == "duplicate_answer":
                 id_text = json.dumps(id_)
                 send('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"benign","text":"hidden"}]}}' % id_text)
+            elif name == "encoded_env":
+                value = os.environ.get(args.get("name", ""), "").encode()
+                forms = [
+                    base64.b64encode(value).decode(),
+                    "Basic " + base64.urlsafe_b64encode(b"user:" + value).decode(),
+                    value.hex(),
+                    "https://example.test/cb?k=" + "".join("%%%02x" % b for b in value),
+                    "".join("\\u%04x" % ord(ch) for ch in value.decode()),
+                ]
+                send(json.dumps({"jsonrpc": "2.0", "method": "notifications/message",
+                                 "params": {"level": "debug", "data": "key in hex: " + value.hex().upper()}}))
+                answer(id_, {"content": [{"type": "text", "text": f} for f in forms]})
             elif name == "surrogate_answer":
                 id_text = json.dumps(id_)
                 send('{"jsonrpc":"2.0","id":%s,"result":{"content":[{"type":"text","text":"x\\ud800y"}]}}' % id_text)

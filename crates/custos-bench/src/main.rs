@@ -72,6 +72,12 @@ struct RunArgs {
     /// How long each policy set is decided, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     policy_ms: u64,
+    /// Secrets the leak guard holds in its benchmark (each count measured in turn).
+    #[arg(long, value_delimiter = ',', default_value = "10,1000")]
+    guard_secrets: Vec<usize>,
+    /// How long each leak guard case is measured, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    guard_ms: u64,
     /// How long each audit append phase runs, in milliseconds.
     #[arg(long, default_value_t = 2000)]
     append_ms: u64,
@@ -161,6 +167,12 @@ async fn run(args: RunArgs) -> Result<()> {
         policy.push(micro::policy(n, Duration::from_millis(args.policy_ms))?);
     }
 
+    step("leak guard");
+    let mut leak_guard = Vec::new();
+    for &n in &args.guard_secrets {
+        leak_guard.extend(micro::leak_guard(n, Duration::from_millis(args.guard_ms))?);
+    }
+
     step("audit appends");
     let scratch = tempfile::Builder::new().prefix("custos-bench-audit-").tempdir()?;
     let audit_append = micro::append(scratch.path(), 64, Duration::from_millis(args.append_ms)).await?;
@@ -179,6 +191,7 @@ async fn run(args: RunArgs) -> Result<()> {
         load,
         comparisons,
         policy,
+        leak_guard,
         audit_append,
         audit_verify,
         memory: report::MemoryResult {

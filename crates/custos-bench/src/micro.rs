@@ -1,4 +1,4 @@
-//! Benchmarks of single components, in this process: policy decisions, durable audit appends,
+//! Benchmarks of single components, in this process: policy decisions, the leak guard, durable audit appends,
 //! and (through the real `custos audit verify`) verifying a log of a million events.
 
 use std::path::Path;
@@ -10,7 +10,59 @@ use custos_policy::{CallRequest, PolicyEngine, ToolInfo, EMBEDDED_SCHEMA};
 use custos_store::{AuditLog, SqliteStore, Store};
 use serde_json::json;
 
-use crate::report::{AppendResult, Latency, PolicyResult, VerifyResult};
+use crate::report::{AppendResult, GuardResult, Latency, PolicyResult, VerifyResult};
+
+/// The leak guard holding `secrets` secrets (random, 24 to 40 bytes) scanning a 16 KiB tool
+/// result with nothing to find, then the same result carrying one of them base64-encoded, each
+/// for about `budget`. The guard searches every form of every secret with one automaton, so the
+/// cost per KiB should barely move between 10 and 1,000 secrets.
+pub fn leak_guard(secrets: usize, budget: Duration) -> Result<Vec<GuardResult>> {
+    use base64::Engine;
+    use custos_secrets::{Fingerprinter, LeakGuard, SecretValue};
+    let held: Vec<(String, SecretValue)> = (0..secrets)
+        .map(|i| {
+            let value = format!(
+                "sk_{:032x}_{}",
+                (i as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835),
+                i % 7
+            );
+            (format!("secret_{i}"), SecretValue::from(value))
+        })
+        .collect();
+    let leaked = held.first().map(|(_, v)| v.expose().to_owned()).unwrap_or_default();
+    let guard = LeakGuard::new(held, Fingerprinter::from_key(&[3; 32]));
+    let line = "Build 4821 finished: 12 of 12 steps passed in 3m41s; artifacts at https://ci.example/run/4821?view=full%20log. ";
+    let text = line.repeat(16 * 1024 / line.len());
+    let clean = json!({"jsonrpc": "2.0", "id": 7, "result": {"content": [{"type": "text", "text": text}]}}).to_string();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(leaked.as_bytes());
+    let hit = clean.replacen("Build 4821", &format!("Build 4821 token={encoded}"), 1);
+    let mut out = Vec::new();
+    for (message, raw) in [("clean", clean), ("one hit", hit)] {
+        let found = guard.scan_message(raw.as_bytes()).is_some();
+        anyhow::ensure!(
+            found == (message == "one hit"),
+            "the guard {} the {message} message",
+            if found { "flagged" } else { "missed" }
+        );
+        let mut samples = Vec::new();
+        let started = Instant::now();
+        while started.elapsed() < budget / 2 || samples.len() < 10 {
+            let t = Instant::now();
+            std::hint::black_box(guard.scan_message(std::hint::black_box(raw.as_bytes())));
+            samples.push(u32::try_from(t.elapsed().as_nanos()).unwrap_or(u32::MAX));
+        }
+        let median = Latency::of(&mut samples).p50;
+        let kib = raw.len() as f64 / 1024.0;
+        out.push(GuardResult {
+            secrets,
+            message,
+            message_bytes: raw.len(),
+            scans: samples.len(),
+            ns_per_kib: median / kib,
+        });
+    }
+    Ok(out)
+}
 
 /// `n` policies of the shapes a large deployment has: per-agent tool grants, group grants with
 /// argument conditions, and forbids on argument values; plus the grant the measured call

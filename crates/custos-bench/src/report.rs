@@ -72,6 +72,19 @@ pub struct PolicyResult {
 }
 
 #[derive(Debug, Serialize)]
+pub struct GuardResult {
+    /// Secrets the leak guard holds.
+    pub secrets: usize,
+    /// `clean` (nothing to find, the common message) or `one hit` (one held secret in it,
+    /// base64-encoded).
+    pub message: &'static str,
+    pub message_bytes: usize,
+    pub scans: usize,
+    /// Median time to scan the message, per KiB of it.
+    pub ns_per_kib: f64,
+}
+
+#[derive(Debug, Serialize)]
 pub struct AppendResult {
     /// Tasks appending one event at a time, each waiting for its durable commit.
     pub writers: usize,
@@ -125,6 +138,7 @@ pub struct Report {
     pub load: Vec<LoadResult>,
     pub comparisons: Vec<Comparison>,
     pub policy: Vec<PolicyResult>,
+    pub leak_guard: Vec<GuardResult>,
     pub audit_append: Vec<AppendResult>,
     pub audit_verify: VerifyResult,
     pub memory: MemoryResult,
@@ -270,6 +284,18 @@ pub fn table(r: &Report) -> String {
             p.every_forbid_ns.p99 / 1e3,
             p.decisions,
             p.load_ms
+        );
+    }
+    let _ = writeln!(s, "\nleak guard (one upstream message, every form of every held secret)");
+    for g in &r.leak_guard {
+        let _ = writeln!(
+            s,
+            "{:>5} secrets, {:<7} {} KiB message: {:.0} ns per KiB ({} scans)",
+            g.secrets,
+            g.message,
+            g.message_bytes / 1024,
+            g.ns_per_kib,
+            g.scans
         );
     }
     let _ = writeln!(s, "\naudit log (disk sync p50 {:.0} us, p99 {:.0} us)", r.disk_sync_us.p50, r.disk_sync_us.p99);

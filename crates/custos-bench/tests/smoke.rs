@@ -14,6 +14,7 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         .arg(&out)
         .args(["--warmup-ms", "50", "--measure-ms", "200", "--connections", "1,4"])
         .args(["--policies", "10,100", "--policy-ms", "20", "--append-ms", "100"])
+        .args(["--guard-secrets", "10,1000", "--guard-ms", "20"])
         .args(["--events", "3000", "--sessions", "12"])
         .output()
         .unwrap();
@@ -51,6 +52,14 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         assert!(p["latency_ns"]["p50"].as_f64().unwrap() > 0.0, "{p}");
         assert!(p["every_forbid_ns"]["p50"].as_f64().unwrap() > 0.0, "{p}");
     }
+    let guard: Vec<(u64, &str)> = report["leak_guard"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| (g["secrets"].as_u64().unwrap(), g["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(guard, [(10, "clean"), (10, "one hit"), (1000, "clean"), (1000, "one hit")]);
+    assert!(report["leak_guard"].as_array().unwrap().iter().all(|g| g["ns_per_kib"].as_f64().unwrap() > 0.0));
     let append = report["audit_append"].as_array().unwrap();
     assert_eq!(append.len(), 2);
     assert!(append.iter().all(|a| a["events"].as_u64().unwrap() > 0));

@@ -1147,6 +1147,7 @@ impl Gateway {
                     "fingerprint": hit.fingerprint,
                     "server": self.server,
                     "channel": channel,
+                    "encoding": hit.encoding,
                     "path": hit.path,
                     "action": "redacted",
                     "more_in_message": more,

@@ -478,6 +478,26 @@ fn request_id(frame: &[u8]) -> Option<Box<RawValue>> {
     v.method.and(v.id)
 }
 
+/// Whether `err` says the server hung up on a request it had been sent (before any answer):
+/// the connection reset or closed under the request, not refused or unreachable.
+fn hung_up(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,24 +527,4 @@ mod tests {
         assert!(request_id(br#"{"jsonrpc":"2.0","method":"notifications/x"}"#).is_none());
         assert!(request_id(br#"{"jsonrpc":"2.0","id":7,"result":{}}"#).is_none());
     }
-}
-
-/// Whether `err` says the server hung up on a request it had been sent (before any answer):
-/// the connection reset or closed under the request, not refused or unreachable.
-fn hung_up(err: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(e) = next {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
-                return true;
-            }
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if matches!(io.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe) {
-                return true;
-            }
-        }
-        next = e.source();
-    }
-    false
 }

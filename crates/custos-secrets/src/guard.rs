@@ -7,22 +7,26 @@
 //! sees it. Each [`Hit`] carries a keyed fingerprint of what was found, so the audit record can
 //! say which secret leaked without containing it.
 //!
-//! Matching is on exact values only, as the receiver would decode them (JSON escapes are
-//! undone first); a secret sent base64-encoded, hex-encoded, reversed or split across strings
-//! is not found. The guard stops accidents and careless upstreams, not a determined one.
+//! Matching is on each held value as the receiver would decode the message (JSON escapes are
+//! undone first), and on the forms an upstream hands a value back in by accident
+//! (`encoded.rs`): base64 (both alphabets, padded or not, at any alignment inside a longer
+//! blob), hex (either case), percent-encoding and backslash escapes (`\u0073`, `\x73`) inside
+//! a string. One automaton holds every form of every value, so a message costs the same per
+//! byte however many secrets are held. A secret reversed, split across strings, compressed or
+//! encrypted is not found: the guard stops accidents and careless upstreams, not a determined
+//! one.
 
+mod encoded;
 mod json;
 mod shapes;
 
 use std::borrow::Cow;
 use std::fmt;
 
-use regex::bytes::{Regex, RegexBuilder};
-use zeroize::Zeroizing;
-
 use crate::master::Fingerprinter;
 use crate::value::SecretValue;
 
+pub use encoded::Encoding;
 pub use json::MAX_PATH_DEPTH;
 
 /// Held values shorter than this many bytes are not searched for: they would redact ordinary
@@ -41,19 +45,14 @@ const SECRET_LABEL: &str = "[REDACTED:secret]";
 /// The `rule` of a hit on a held secret.
 const SECRET_RULE: &str = "secret";
 
-/// Memory the combined regex of held values may take; past it the guard searches for each
-/// value in turn.
-const HELD_REGEX_SIZE_LIMIT: usize = 64 << 20;
-
 /// Finds and redacts credentials in messages and text; built once from the held secrets.
 #[derive(Clone)]
 pub struct LeakGuard {
     /// Longest value first, so at one position the longest held value wins and a secret that
     /// contains another is redacted whole. No two have the same value.
     held: Vec<Held>,
-    /// One regex for "is any held value in here?"; `None` when nothing is held or it would be
-    /// too large.
-    held_any: Option<Regex>,
+    /// Every form of every held value (see `encoded.rs`); `None` when nothing is held.
+    forms: Option<encoded::Forms>,
     too_short: Vec<String>,
     fingerprinter: Fingerprinter,
 }
@@ -87,6 +86,9 @@ pub struct Hit {
     /// JSON pointer of the string it was found in (`/result/content/0/text`); for an object
     /// key, the object's pointer; `""` for plain text and the message root.
     pub path: String,
+    /// For a held secret, how it was written where it was found (`plain`, `base64`,
+    /// `base64url`, `hex`, `percent`, `escaped`); `None` for a credential shape.
+    pub encoding: Option<&'static str>,
 }
 
 /// A message with every credential found in it redacted.
@@ -120,19 +122,20 @@ struct Span {
 
 #[derive(Clone, Copy)]
 enum What {
-    /// Index into `held`.
-    Held(usize),
+    /// Index into `held`, and how the value was written.
+    Held(usize, Encoding),
     /// Index into the shape rules.
     Shape(usize),
 }
 
 impl What {
     /// Which of two overlapping matches names the redaction: held secrets first (the audit
-    /// record then names the secret), then shapes in rule order.
-    fn rank(self) -> (u8, usize) {
+    /// record then names the secret; the longest value first, then one found as written), then
+    /// shapes in rule order.
+    fn rank(self) -> (u8, usize, u8) {
         match self {
-            What::Held(i) => (0, i),
-            What::Shape(r) => (1, r),
+            What::Held(i, encoding) => (0, i, u8::from(encoding != Encoding::Plain)),
+            What::Shape(r) => (1, r, 0),
         }
     }
 }
@@ -161,14 +164,8 @@ impl LeakGuard {
         });
         held.dedup_by(|later, earlier| later.value == earlier.value);
         too_short.sort();
-        let held_any = if held.is_empty() {
-            None
-        } else {
-            let pattern =
-                Zeroizing::new(held.iter().map(|h| regex::escape(h.value.expose())).collect::<Vec<_>>().join("|"));
-            RegexBuilder::new(&pattern).size_limit(HELD_REGEX_SIZE_LIMIT).build().ok()
-        };
-        LeakGuard { held, held_any, too_short, fingerprinter }
+        let forms = encoded::Forms::build(held.iter().map(|h| h.value.expose().as_bytes()));
+        LeakGuard { held, forms, too_short, fingerprinter }
     }
 
     /// Names of the secrets too short to be searched for, sorted.
@@ -186,9 +183,10 @@ impl LeakGuard {
     /// not JSON at all (then redacted as text).
     pub fn scan_message(&self, raw: &[u8]) -> Option<Cleaned> {
         // Without escapes a string's text is its bytes, so this one pass over the raw message
-        // is exact: the common case ends here.
+        // is exact: the common case ends here. A `%` may hide a percent-encoded value, which
+        // only the strings holding one are decoded to look for.
         let found_raw = self.detect(raw);
-        if !found_raw && !raw.contains(&b'\\') {
+        if !found_raw && !raw.contains(&b'\\') && !raw.contains(&b'%') {
             return None;
         }
         let mut found = Found::default();
@@ -215,16 +213,20 @@ impl LeakGuard {
         Some((clean, found.hits))
     }
 
-    /// Whether `hay` has anything to redact: one pass for the held values, one for the shapes.
+    /// Whether `hay` has anything to redact as it is: one pass for every form of the held
+    /// values, one for the shapes.
     fn detect(&self, hay: &[u8]) -> bool {
-        self.detect_held(hay) || shapes::shapes().is_match(hay)
+        self.forms.as_ref().is_some_and(|f| f.is_in_bytes(hay)) || shapes::shapes().is_match(hay)
     }
 
-    fn detect_held(&self, hay: &[u8]) -> bool {
-        match &self.held_any {
-            Some(any) => any.is_match(hay),
-            None => self.held.iter().any(|h| contains(hay, h.value.expose().as_bytes())),
-        }
+    /// Whether a held value is in what `bytes` decode to (percent or backslash escapes).
+    fn in_decoded(&self, bytes: &[u8]) -> bool {
+        self.forms.as_ref().is_some_and(|f| f.is_in_decoded(bytes))
+    }
+
+    /// Whether `text` has anything to redact, as it is or as it decodes.
+    fn detect_text(&self, text: &str) -> bool {
+        self.forms.as_ref().is_some_and(|f| f.is_in(text.as_bytes())) || shapes::shapes().is_match(text.as_bytes())
     }
 
     /// Redacts `text`, recording a hit per redaction at `path()` (called only when a hit is
@@ -232,7 +234,7 @@ impl LeakGuard {
     fn redact_str(&self, text: &str, found: &mut Found, path: impl FnOnce() -> String) -> Option<String> {
         // INVARIANT: no held value and no shape match is shorter than MIN_SECRET_LEN bytes, so
         // the many short strings of a message (keys, ids, a hostile flood of `""`) cost nothing.
-        if text.len() < MIN_SECRET_LEN || !self.detect(text.as_bytes()) {
+        if text.len() < MIN_SECRET_LEN || !self.detect_text(text) {
             return None;
         }
         let spans = self.spans(text);
@@ -252,7 +254,7 @@ impl LeakGuard {
 
     /// `text` redacted, without recording anything (for the keys in a hit's path).
     fn redact_quiet<'t>(&self, text: &'t str) -> Cow<'t, str> {
-        if text.len() < MIN_SECRET_LEN || !self.detect(text.as_bytes()) {
+        if text.len() < MIN_SECRET_LEN || !self.detect_text(text) {
             return Cow::Borrowed(text);
         }
         Cow::Owned(self.apply(text, &self.spans(text)))
@@ -262,25 +264,13 @@ impl LeakGuard {
     fn spans(&self, text: &str) -> Vec<Span> {
         let hay = text.as_bytes();
         let mut found: Vec<Span> = Vec::new();
-        if self.detect_held(hay) {
-            for (i, held) in self.held.iter().enumerate() {
-                let needle = held.value.expose();
-                let first = found.len();
-                let mut from = 0;
-                while let Some(at) = text.get(from..).and_then(|rest| rest.find(needle)) {
-                    let start = from + at;
-                    let end = start + needle.len();
-                    let ours = found.len() > first;
-                    match found.last_mut() {
-                        // Occurrences of one value can overlap (`aaaaaaaa` in `aaaaaaaaa`):
-                        // they become one span, so a long run stays one entry.
-                        Some(last) if ours && start < last.end => last.end = end,
-                        _ => found.push(Span { start, end, what: What::Held(i), matched: (start, end) }),
-                    }
-                    // Look again one character on, for those overlapping occurrences.
-                    from = start + text.get(start..).and_then(|rest| rest.chars().next()).map_or(1, char::len_utf8);
-                }
-            }
+        if let Some(forms) = &self.forms {
+            found.extend(forms.find(text).into_iter().map(|f| Span {
+                start: f.start,
+                end: f.end,
+                what: What::Held(f.form.held, f.form.encoding),
+                matched: (f.start, f.end),
+            }));
         }
         let shapes = shapes::shapes();
         if shapes.is_match(hay) {
@@ -312,7 +302,7 @@ impl LeakGuard {
 
     fn label(&self, what: What) -> &str {
         match what {
-            What::Held(_) => SECRET_LABEL,
+            What::Held(..) => SECRET_LABEL,
             What::Shape(r) => shapes::shapes().rules.get(r).map_or(SECRET_LABEL, |rule| rule.label.as_str()),
         }
     }
@@ -333,13 +323,14 @@ impl LeakGuard {
 
     fn hit(&self, text: &str, span: &Span, path: &str) -> Hit {
         match span.what {
-            What::Held(i) => {
+            What::Held(i, encoding) => {
                 let held = self.held.get(i);
                 Hit {
                     rule: SECRET_RULE.to_owned(),
                     secret: held.map(|h| h.name.clone()),
                     fingerprint: held.map(|h| h.fingerprint.clone()).unwrap_or_default(),
                     path: path.to_owned(),
+                    encoding: Some(encoding.as_str()),
                 }
             }
             What::Shape(r) => {
@@ -349,17 +340,14 @@ impl LeakGuard {
                     secret: None,
                     fingerprint: self.fingerprinter.fingerprint(matched.as_bytes()),
                     path: path.to_owned(),
+                    encoding: None,
                 }
             }
         }
     }
 }
 
-/// Whether `needle` occurs in `hay`: the slow path for when the held values are too many to
-/// compile into one regex.
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_encoded;

@@ -31,7 +31,7 @@ mod signing;
 mod value;
 
 pub use error::{SecretsError, TokenError};
-pub use guard::{Cleaned, Hit, LeakGuard, MAX_HITS, MAX_PATH_DEPTH, MIN_SECRET_LEN};
+pub use guard::{Cleaned, Encoding, Hit, LeakGuard, MAX_HITS, MAX_PATH_DEPTH, MIN_SECRET_LEN};
 pub use jwks::{jwks_document, verify, MAX_TOKEN_LEN};
 pub use master::{Fingerprinter, MasterKey};
 pub use signing::{Algorithm, MintRequest, Minted, SigningKey};

@@ -35,6 +35,8 @@ struct Lit {
     close: usize,
     /// Whether it contains a backslash, i.e. whether its text differs from its bytes.
     escaped: bool,
+    /// Whether it contains a `%`: its text may hide a percent-encoded value.
+    percent: bool,
 }
 
 /// One container being walked.
@@ -60,7 +62,8 @@ struct Walker<'a> {
 
 /// Walks `raw`, redacting every string and number the guard finds something in. `raw_clean`
 /// says the guard already found nothing in the raw bytes, which is exact for the strings
-/// without escapes (their text is their bytes): only escaped strings then need a look.
+/// without escapes (their text is their bytes): only escaped strings, and those with a `%`
+/// (which may decode to a value), then need a look.
 pub(super) fn walk(guard: &LeakGuard, raw: &[u8], raw_clean: bool, found: &mut Found) -> Walked {
     let mut w = Walker { guard, raw, frames: Vec::new(), untracked: 0, out: None, copied: 0 };
     let mut i = 0;
@@ -113,7 +116,10 @@ pub(super) fn walk(guard: &LeakGuard, raw: &[u8], raw_clean: bool, found: &mut F
                 let Some(lit) = literal_at(raw, i) else { return Walked::NotJson };
                 let is_key =
                     w.untracked == 0 && matches!(w.frames.last(), Some(Frame::Object { expect_key: true, .. }));
-                if lit.escaped || !raw_clean {
+                // A string without escapes whose bytes held nothing can still decode to a
+                // held value when it has a `%`: only then is it read as text.
+                let hides = || lit.percent && guard.in_decoded(raw.get(lit.open + 1..lit.close).unwrap_or_default());
+                if lit.escaped || !raw_clean || hides() {
                     let text = decode(raw, lit);
                     if let Some(clean) = guard.redact_str(&text, found, || w.pointer(is_key)) {
                         w.splice(lit.open, lit.close + 1, &clean);
@@ -209,10 +215,14 @@ impl Walker<'_> {
 /// The string literal whose opening quote is at `open`, or `None` when it never ends.
 fn literal_at(raw: &[u8], open: usize) -> Option<Lit> {
     let mut j = open + 1;
-    let mut escaped = false;
+    let (mut escaped, mut percent) = (false, false);
     loop {
         match raw.get(j)? {
-            b'"' => return Some(Lit { open, close: j, escaped }),
+            b'"' => return Some(Lit { open, close: j, escaped, percent }),
+            b'%' => {
+                percent = true;
+                j += 1;
+            }
             // The escaped byte can be a quote: skip it with the backslash.
             b'\\' => {
                 escaped = true;

@@ -38,6 +38,7 @@ fn secret_hit(name: &str, value: &str, path: &str) -> Hit {
         secret: Some(name.into()),
         fingerprint: fingerprinter().fingerprint(value.as_bytes()),
         path: path.into(),
+        encoding: Some("plain"),
     }
 }
 
@@ -47,6 +48,7 @@ fn shape_hit(rule: &str, matched: &str, path: &str) -> Hit {
         secret: None,
         fingerprint: fingerprinter().fingerprint(matched.as_bytes()),
         path: path.into(),
+        encoding: None,
     }
 }
 
