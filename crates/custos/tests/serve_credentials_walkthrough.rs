@@ -48,8 +48,12 @@ impl Gateway {
         let log = dir.join("serve.log");
         let mut cmd = custos_in(dir, &["serve", "--listen", "127.0.0.1:0"]);
         cmd.envs(env.iter().copied());
-        let mut child =
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
         let Some(base) = first.trim().strip_prefix("listening on ").map(str::to_owned) else {
@@ -138,10 +142,7 @@ fn the_readme_walkthrough_serves_three_secrets_and_the_gateways_own_tokens_on_a_
     // Add to custos.toml, with your server's command and URL.
     let python = peers_python().to_string_lossy().into_owned();
     let script = repo_root().join("tests/peers/broker_upstream.py").to_string_lossy().into_owned();
-    let block = readme_config(
-        &[python, script, "stdio".to_owned()],
-        &format!("http://127.0.0.1:{}/mcp", remote.port),
-    );
+    let block = readme_config(&[python, script, "stdio".to_owned()], &format!("http://127.0.0.1:{}/mcp", remote.port));
     let mut config = std::fs::OpenOptions::new().append(true).open(dir.join("custos.toml")).unwrap();
     writeln!(config, "\n{block}").unwrap();
     drop(config);
@@ -157,8 +158,7 @@ fn the_readme_walkthrough_serves_three_secrets_and_the_gateways_own_tokens_on_a_
     // mkdir -p secrets && printf %s "$GITHUB_TOKEN" > secrets/github && chmod 600 secrets/github
     std::fs::create_dir_all(dir.join("secrets")).unwrap();
     std::fs::write(dir.join("secrets/github"), &github_token).unwrap();
-    std::fs::set_permissions(dir.join("secrets/github"), std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(dir.join("secrets/github"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     // custos agents add reader
     let key = ok(custos_in(&dir, &["agents", "add", "reader"]).output().unwrap()).trim().to_owned();
     // export CRM_API_KEY=…; custos serve
@@ -208,11 +208,10 @@ fn the_readme_walkthrough_serves_three_secrets_and_the_gateways_own_tokens_on_a_
 
     // In another terminal: custos keys rotate; custos token mint --agent reader --audience <gateway>
     ok(custos_in(&dir, &["keys", "rotate"]).output().unwrap());
-    let token = ok(custos_in(&dir, &["token", "mint", "--agent", "reader", "--audience", &gateway.base])
-        .output()
-        .unwrap())
-    .trim()
-    .to_owned();
+    let token =
+        ok(custos_in(&dir, &["token", "mint", "--agent", "reader", "--audience", &gateway.base]).output().unwrap())
+            .trim()
+            .to_owned();
     // A bound on how long the running gateway may take to read the new key, not a fixed wait.
     eventually("the running gateway to accept its own token", || {
         let (status, _) = gateway.initialize_with("billing", &token);
