@@ -241,6 +241,11 @@ impl Session {
                 if input.send(bytes).await.is_err() {
                     return Sent::Answered(Vec::new());
                 }
+                if self.is_gone() {
+                    // The upstream went while this was on its way (a child that exits as it
+                    // starts): nothing will answer, so nobody waits.
+                    self.lock_waiters().clear();
+                }
                 Sent::Forwarded
             }
             Outcome::Answer(bytes) => Sent::Answered(bytes),
@@ -425,6 +430,10 @@ async fn dispatch(session: Arc<Session>, mut from_upstream: mpsc::Receiver<Vec<u
             Some(next) => from_upstream = next,
             None => {
                 session.gone.store(true, Ordering::SeqCst);
+                // INVARIANT: set before the waiters are let go, and checked by a sender after
+                // it forwards: a request that slipped in after the upstream's pending requests
+                // were answered above is let go here or by its sender, never left waiting.
+                session.lock_waiters().clear();
                 return;
             }
         }
