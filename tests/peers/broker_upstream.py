@@ -3,25 +3,31 @@
 SDK's `MCPServer`, over stdio or over Streamable HTTP (uvicorn).
 
     broker_upstream.py stdio
-    broker_upstream.py http --jwks-url-file FILE --audience AUD --issuer ISS [--api-key-env VAR]
+    broker_upstream.py http [--jwks-url-file FILE --audience AUD --issuer ISS]
 
 stdio: a careless server. It prints its whole environment on stderr when it starts, and its
 tool `environment()` returns it. A gateway that injects a key into its environment must not
-let either reach the agent or the gateway's own log.
+let either reach the agent or the gateway's own log. `digest(name)` returns the SHA-256 (hex)
+of environment variable `name`, or "absent": proof of what was injected that is not the value.
 
 http: binds 127.0.0.1 on a free port and prints that port on stdout once it accepts
-connections. Every HTTP request must carry `Authorization: Bearer <JWT>` that verifies
-against the JWKS at the URL written in FILE (read when needed, so a test can start this
-server before the gateway), with audience AUD and issuer ISS and no clock leeway; otherwise
-the answer is 401 with a JSON body saying why. Tools:
-  - `claims()`: the verified claims and the `kid` of the token that carried this call;
+connections. With the three token options, every HTTP request must carry
+`Authorization: Bearer <JWT>` that verifies against the JWKS at the URL written in FILE (read
+when needed, so a test can start this server before the gateway), with audience AUD and
+issuer ISS and no clock leeway; otherwise the answer is 401 with a JSON body saying why.
+Without them, requests are not checked (an upstream that takes a static key the gateway
+injects). Tools:
+  - `claims()` (token options only): the verified claims and the `kid` of the token that
+    carried this call;
   - `request_seen()`: the `X-Api-Key` header and the `api_key` query parameter this request
     carried (what an echoing server would hand back);
+  - `digest(name)`: the SHA-256 (hex) of request header `name`, or "absent";
   - `environment()`: as over stdio.
 The verification is PyJWT's, independent of the gateway's own code.
 """
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -66,13 +72,39 @@ class Verifier:
         return {"claims": claims, "kid": jwt.get_unverified_header(token).get("kid")}
 
 
-def build(verifier: Verifier | None) -> MCPServer:
+def sha256_or_absent(value: str | None) -> str:
+    return "absent" if value is None else hashlib.sha256(value.encode()).hexdigest()
+
+
+def build(verifier: Verifier | None, http: bool) -> MCPServer:
     server = MCPServer("broker-upstream")
 
     @server.tool()
     def environment() -> str:
         """This server's whole environment (a careless debugging tool)."""
         return environment_text()
+
+    if http:
+
+        @server.tool()
+        def digest(name: str, ctx: Context) -> str:
+            """The SHA-256 of request header `name`."""
+            return sha256_or_absent(ctx.request_context.request.headers.get(name))
+
+        @server.tool()
+        def request_seen(ctx: Context) -> str:
+            """The API key header and query parameter of the request that carried this call."""
+            request = ctx.request_context.request
+            return json.dumps(
+                {"x_api_key": request.headers.get("x-api-key"), "api_key": request.query_params.get("api_key")}
+            )
+
+    else:
+
+        @server.tool()
+        def digest(name: str) -> str:
+            """The SHA-256 of environment variable `name`."""
+            return sha256_or_absent(os.environ.get(name))
 
     if verifier is not None:
 
@@ -82,14 +114,6 @@ def build(verifier: Verifier | None) -> MCPServer:
             request = ctx.request_context.request
             token = request.headers.get("authorization", "").removeprefix("Bearer ")
             return json.dumps(verifier.verify(token))
-
-        @server.tool()
-        def request_seen(ctx: Context) -> str:
-            """The API key header and query parameter of the request that carried this call."""
-            request = ctx.request_context.request
-            return json.dumps(
-                {"x_api_key": request.headers.get("x-api-key"), "api_key": request.query_params.get("api_key")}
-            )
 
     return server
 
@@ -120,8 +144,10 @@ def require_token(app, verifier: Verifier):
 
 
 async def serve_http(a) -> int:
+    if a.jwks_url_file is None:
+        return await serve_on_free_port(build(None, http=True).streamable_http_app(host="127.0.0.1"))
     verifier = Verifier(a.jwks_url_file, a.audience, a.issuer)
-    app = require_token(build(verifier).streamable_http_app(host="127.0.0.1"), verifier)
+    app = require_token(build(verifier, http=True).streamable_http_app(host="127.0.0.1"), verifier)
     return await serve_on_free_port(app)
 
 
@@ -130,14 +156,17 @@ def main() -> int:
     sub = ap.add_subparsers(dest="mode", required=True)
     sub.add_parser("stdio")
     h = sub.add_parser("http")
-    h.add_argument("--jwks-url-file", required=True)
-    h.add_argument("--audience", required=True)
-    h.add_argument("--issuer", required=True)
+    h.add_argument("--jwks-url-file")
+    h.add_argument("--audience")
+    h.add_argument("--issuer")
     a = ap.parse_args()
     if a.mode == "stdio":
         print(f"broker-upstream starting with:\n{environment_text()}", file=sys.stderr, flush=True)
-        build(None).run()
+        build(None, http=False).run()
         return 0
+    token_options = (a.jwks_url_file, a.audience, a.issuer)
+    if any(o is None for o in token_options) and any(o is not None for o in token_options):
+        ap.error("--jwks-url-file, --audience and --issuer go together")
     return asyncio.run(serve_http(a))
 
 

@@ -293,8 +293,16 @@ pub struct ServeConfig {
     pub allowed_origins: Vec<String>,
     /// Announced in the protected resource metadata.
     pub authorization_servers: Vec<String>,
-    /// Open MCP sessions at once; more are refused until one ends.
+    /// Open MCP sessions at once; more are refused (503) until one ends.
     pub max_sessions: usize,
+    /// Open MCP sessions of one agent at once (each holds its own upstream processes); more
+    /// are refused (429) until one of its own ends, so one agent cannot take every place of
+    /// `max_sessions` from the others.
+    pub max_sessions_per_agent: usize,
+    /// How long a session may sit with no request in flight and no open event stream before
+    /// it is closed (its upstream stopped, its place freed); its id then answers 404, and the
+    /// client starts a new session.
+    pub session_idle_timeout_ms: u64,
     /// Requests one agent may have in flight at once; more get 429, and other agents are not
     /// slowed by one that floods.
     pub max_concurrent_per_agent: usize,

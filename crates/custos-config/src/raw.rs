@@ -169,6 +169,8 @@ pub struct RawServe {
     #[serde(default)]
     pub authorization_servers: Vec<String>,
     pub max_sessions: Option<u64>,
+    pub max_sessions_per_agent: Option<u64>,
+    pub session_idle_timeout_ms: Option<u64>,
     pub max_concurrent_per_agent: Option<u64>,
     pub max_subscriptions_per_agent: Option<u64>,
     pub request_timeout_ms: Option<u64>,

@@ -859,6 +859,21 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
             format!("`{max_sessions}` is out of range: expected 1 to 100000"),
         ));
     }
+    // The default share follows what one agent needs, not the size of the gateway: raising
+    // `max_sessions` for more agents does not give each of them more.
+    let per_agent_default = DEFAULT_MAX_SESSIONS_PER_AGENT.min(max_sessions);
+    let max_sessions_per_agent = in_range(
+        path,
+        "serve.max_sessions_per_agent",
+        raw.max_sessions_per_agent.unwrap_or(per_agent_default),
+        1..=max_sessions,
+    )?;
+    let session_idle_timeout_ms = in_range(
+        path,
+        "serve.session_idle_timeout_ms",
+        raw.session_idle_timeout_ms.unwrap_or(DEFAULT_SESSION_IDLE_TIMEOUT_MS),
+        SESSION_IDLE_TIMEOUT_RANGE,
+    )?;
     let max_concurrent = raw.max_concurrent_per_agent.unwrap_or(32);
     if !(1..=100_000).contains(&max_concurrent) {
         return Err(ConfigError::invalid(
@@ -913,6 +928,8 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
         allowed_origins: raw.allowed_origins,
         authorization_servers: raw.authorization_servers,
         max_sessions: usize::try_from(max_sessions).unwrap_or(256),
+        max_sessions_per_agent: usize::try_from(max_sessions_per_agent).unwrap_or(1),
+        session_idle_timeout_ms,
         max_concurrent_per_agent: usize::try_from(max_concurrent).unwrap_or(32),
         max_subscriptions_per_agent: usize::try_from(max_subscriptions).unwrap_or(16),
         request_timeout_ms,
@@ -922,6 +939,20 @@ fn serve(path: &Path, dir: &Path, raw: crate::raw::RawServe) -> Result<ServeConf
     })
 }
 
+/// `[serve] max_sessions_per_agent` unless set (or `max_sessions`, when that is lower). An MCP
+/// client holds one session per server it uses (a federated one for `/mcp`); sixteen leaves room
+/// for sub-agents that share an identity and for a client that opens a new session before its
+/// old one has idled out, while at the default `max_sessions` (256) it takes sixteen agents at
+/// their cap, not one, to fill the gateway.
+const DEFAULT_MAX_SESSIONS_PER_AGENT: u64 = 16;
+/// `[serve] session_idle_timeout_ms` unless set: ten minutes. Far longer than an agent thinks
+/// between two tool calls, and short enough that the sessions of clients that went away without
+/// a DELETE (crashed, killed, or simply never sending one) give back their upstream processes
+/// and places well before a long-running gateway fills up with them.
+const DEFAULT_SESSION_IDLE_TIMEOUT_MS: u64 = 600_000;
+/// `[serve] session_idle_timeout_ms`: from 100 ms to a day. There is no "never": a session that
+/// nobody uses must end some time, or its place and its processes are lost until a restart.
+const SESSION_IDLE_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 100..=86_400_000;
 /// `[serve] max_connections` unless set: room for many agents, well under the open-file limits
 /// servers are given (each connection is one file descriptor).
 const DEFAULT_MAX_CONNECTIONS: u64 = 1024;
@@ -1053,6 +1084,31 @@ tools = { "delete_*" = "privileged" }
         }
         let err = load(&format!("{GOOD}\n[serve]\nheader_timeout = 5\n")).unwrap_err().to_string();
         assert!(err.contains("header_timeout"), "unknown keys are refused: {err}");
+    }
+
+    #[test]
+    fn session_limits_default_and_are_bounded() {
+        let defaults = load(GOOD).unwrap().serve;
+        assert_eq!((defaults.max_sessions_per_agent, defaults.session_idle_timeout_ms), (16, 600_000));
+        let few = load(&format!("{GOOD}\n[serve]\nmax_sessions = 4\n")).unwrap().serve;
+        assert_eq!(few.max_sessions_per_agent, 4, "the default share never exceeds max_sessions");
+        let set = load(&format!("{GOOD}\n[serve]\nmax_sessions_per_agent = 2\nsession_idle_timeout_ms = 100\n"))
+            .unwrap()
+            .serve;
+        assert_eq!((set.max_sessions_per_agent, set.session_idle_timeout_ms), (2, 100));
+        let whole = load(&format!("{GOOD}\n[serve]\nmax_sessions_per_agent = 256\n")).unwrap().serve;
+        assert_eq!(whole.max_sessions_per_agent, 256);
+        for (settings, key, expected) in [
+            ("max_sessions_per_agent = 0", "max_sessions_per_agent", "expected 1 to 256"),
+            ("max_sessions_per_agent = 257", "max_sessions_per_agent", "expected 1 to 256"),
+            ("max_sessions = 8\nmax_sessions_per_agent = 9", "max_sessions_per_agent", "expected 1 to 8"),
+            ("session_idle_timeout_ms = 0", "session_idle_timeout_ms", "expected 100 to 86400000"),
+            ("session_idle_timeout_ms = 99", "session_idle_timeout_ms", "expected 100 to 86400000"),
+            ("session_idle_timeout_ms = 86400001", "session_idle_timeout_ms", "expected 100 to 86400000"),
+        ] {
+            let err = load(&format!("{GOOD}\n[serve]\n{settings}\n")).unwrap_err().to_string();
+            assert!(err.contains(&format!("`serve.{key}`")) && err.contains(expected), "{settings}: {err}");
+        }
     }
 
     #[test]

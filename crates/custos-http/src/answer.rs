@@ -90,9 +90,12 @@ pub(crate) fn held_stream(
     let (events, received) = mpsc::channel::<Vec<u8>>(crate::session::STREAM_BUFFER);
     let timeout = app.request_timeout();
     let session = session.clone();
+    // Taken before the handler lets go of its own, so the session is never idle in between.
+    let busy = session.busy();
     tokio::spawn(async move {
         // Opened first, so what the upstream says once the call runs lands here.
         let (guard, messages) = session.open_post_stream();
+        drop(busy);
         let (progress, mut updates) = mpsc::channel(8);
         let settle = session.settle(held, progress);
         tokio::pin!(settle);

@@ -39,39 +39,72 @@ pub struct Authenticator {
     own: Option<OwnTokens>,
 }
 
-/// Verifies the gateway's own tokens against its signing keys, kept in step with them.
+/// Verifies the gateway's own tokens against its signing keys, kept in step with them. A
+/// gateway may have no signing key yet (none is made until something mints): it then has no
+/// own tokens to accept, and accepts them from the first request after a key appears
+/// (`custos keys rotate`, `custos token mint`, or the first upstream that takes minted tokens).
 #[derive(Debug)]
 pub struct OwnTokens {
-    verifier: custos_auth::JwtVerifier,
+    /// Issuer, audience and algorithms of every verifier built here.
+    config: custos_auth::JwtConfig,
     keys: std::sync::Arc<custos_gateway::Keys>,
-    /// The key set version the verifier holds.
-    applied: std::sync::atomic::AtomicU64,
+    /// The key set version the verifier was built from, and the verifier: `None` while the
+    /// set has no key.
+    current: std::sync::RwLock<(u64, Option<std::sync::Arc<custos_auth::JwtVerifier>>)>,
 }
 
 impl OwnTokens {
-    /// Tokens issued by `keys` for `audience` (the gateway's public URL).
+    /// Tokens issued by `keys` for `audience` (the gateway's public URL). An empty key set is
+    /// fine; a bad issuer or audience is not.
     pub fn new(keys: std::sync::Arc<custos_gateway::Keys>, audience: &str) -> Result<Self, AuthError> {
         let mut config = custos_auth::JwtConfig::new(keys.issuer(), audience);
         config.allowed_algorithms = vec!["EdDSA".into(), "ES256".into()];
         // Minted and verified by the same gateway's clock: no skew to allow for.
         config.leeway_secs = 0;
-        let verifier = custos_auth::JwtVerifier::new(config, &keys.jwks().to_string())?;
-        let applied = std::sync::atomic::AtomicU64::new(keys.version());
-        Ok(Self { verifier, keys, applied })
+        // Checked now, so a bad setting stops start-up instead of refusing every token.
+        custos_auth::JwtVerifier::without_keys(config.clone())?;
+        let version = keys.version();
+        let verifier = verifier_for(&config, &keys)?;
+        Ok(Self { config, keys, current: std::sync::RwLock::new((version, verifier)) })
     }
 
-    /// Whether `token` is signed by one of the gateway's keys (by its `kid`).
-    fn is_ours(&self, token: &str) -> bool {
-        use std::sync::atomic::Ordering;
+    /// The verifier of the current key set, when `token` names one of its keys (by `kid`).
+    fn verifier_of(&self, token: &str) -> Option<std::sync::Arc<custos_auth::JwtVerifier>> {
+        let kid = token_kid(token)?;
+        let verifier = self.verifier()?;
+        verifier.key_ids().contains(&kid).then_some(verifier)
+    }
+
+    /// The verifier for the key set as it is now, rebuilt when the set has changed.
+    fn verifier(&self) -> Option<std::sync::Arc<custos_auth::JwtVerifier>> {
         let version = self.keys.version();
-        if self.applied.swap(version, Ordering::SeqCst) != version {
-            if let Err(err) = self.verifier.replace_keys(&self.keys.jwks().to_string()) {
-                tracing::error!("cannot load the gateway's own signing keys: {err}");
+        {
+            let current = self.current.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if current.0 == version {
+                return current.1.clone();
             }
         }
-        self.verifier.has_keys()
-            && !self.verifier.names_unknown_key(token)
-            && self.verifier.key_ids().iter().any(|kid| token_kid(token).as_deref() == Some(kid.as_str()))
+        let mut current = self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if current.0 != version {
+            match verifier_for(&self.config, &self.keys) {
+                Ok(verifier) => *current = (version, verifier),
+                // The set in use stays; the next request tries again.
+                Err(err) => tracing::error!("cannot load the gateway's own signing keys: {err}"),
+            }
+        }
+        current.1.clone()
+    }
+}
+
+/// A verifier of `config` for the published keys of `keys`; `None` when there are none.
+fn verifier_for(
+    config: &custos_auth::JwtConfig,
+    keys: &custos_gateway::Keys,
+) -> Result<Option<std::sync::Arc<custos_auth::JwtVerifier>>, AuthError> {
+    match custos_auth::JwtVerifier::new(config.clone(), &keys.jwks().to_string()) {
+        Ok(verifier) => Ok(Some(std::sync::Arc::new(verifier))),
+        Err(AuthError::NoUsableKeys) => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
@@ -177,30 +210,37 @@ impl Authenticator {
                 drop(registry);
                 Ok(Identity { agent: self.agent(&record.agent.0)?, principal: Vec::new() })
             }
-            Credential::Jwt(token) if self.own.as_ref().is_some_and(|own| own.is_ours(token.expose())) => {
-                let Some(own) = &self.own else { return Err(AuthError::TokensNotAccepted) };
-                let verified = own.verifier.verify(token.expose())?;
-                let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                // A token without a `jti` could not be revoked: the gateway never mints one.
-                let jti = verified.jti.as_deref().ok_or(AuthError::MissingClaim { claim: "jti".into() })?;
-                if registry.is_token_revoked(jti).map_err(|_| AuthError::RegistryUnavailable)? {
-                    return Err(AuthError::Revoked);
-                }
-                drop(registry);
-                // INVARIANT: minted tokens name the agent in `sub` and the chain it acts for in
-                // `act`; the verifier reads `sub` as the first link of the chain, so the chain
-                // the agent acts for is the rest.
-                let principal = verified.principal_chain.get(1..).map(<[String]>::to_vec).unwrap_or_default();
-                Ok(Identity { agent: self.agent(&verified.agent_id)?, principal })
-            }
-            Credential::Jwt(token) => {
-                let verifier = self.jwt.as_ref().ok_or(AuthError::TokensNotAccepted)?;
-                let verified = verifier.verify(token.expose())?;
-                let required: Vec<&str> = self.required_scopes.iter().map(String::as_str).collect();
-                verified.require_scopes(&required)?;
-                Ok(Identity { agent: self.agent(&verified.agent_id)?, principal: verified.principal_chain })
-            }
+            Credential::Jwt(token) => match self.own.as_ref().and_then(|own| own.verifier_of(token.expose())) {
+                Some(own) => self.own_token(&own, token.expose()),
+                None => self.provider_token(token.expose()),
+            },
         }
+    }
+
+    /// A token the gateway minted for itself, checked with `verifier` (its own keys).
+    fn own_token(&self, verifier: &custos_auth::JwtVerifier, token: &str) -> Result<Identity, AuthError> {
+        let verified = verifier.verify(token)?;
+        let registry = self.registry.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A token without a `jti` could not be revoked: the gateway never mints one.
+        let jti = verified.jti.as_deref().ok_or(AuthError::MissingClaim { claim: "jti".into() })?;
+        if registry.is_token_revoked(jti).map_err(|_| AuthError::RegistryUnavailable)? {
+            return Err(AuthError::Revoked);
+        }
+        drop(registry);
+        // INVARIANT: minted tokens name the agent in `sub` and the chain it acts for in `act`;
+        // the verifier reads `sub` as the first link of the chain, so the chain the agent acts
+        // for is the rest.
+        let principal = verified.principal_chain.get(1..).map(<[String]>::to_vec).unwrap_or_default();
+        Ok(Identity { agent: self.agent(&verified.agent_id)?, principal })
+    }
+
+    /// A token of the identity provider (`[serve.jwt]`), when one is configured.
+    fn provider_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let verifier = self.jwt.as_ref().ok_or(AuthError::TokensNotAccepted)?;
+        let verified = verifier.verify(token)?;
+        let required: Vec<&str> = self.required_scopes.iter().map(String::as_str).collect();
+        verified.require_scopes(&required)?;
+        Ok(Identity { agent: self.agent(&verified.agent_id)?, principal: verified.principal_chain })
     }
 
     /// Call before [`Authenticator::authenticate`]: a bearer token naming a key id that the

@@ -75,13 +75,12 @@ impl Refusal {
 }
 
 /// `GET /.well-known/jwks.json`: the public keys of every token the gateway mints and that may
-/// still be valid (the active key, and retired keys until their last token expires).
+/// still be valid (the active key, and retired keys until their last token expires). A gateway
+/// with no key yet serves an empty set (`{"keys":[]}`), so a verifier can be pointed at it
+/// before the first key is made.
 pub async fn jwks(State(app): State<Arc<AppState>>) -> Response {
-    let Some(keys) = app.broker().and_then(|b| b.keys()) else {
-        let body = json!({ "error": "this gateway mints no tokens" });
-        return reply::json_bytes(StatusCode::NOT_FOUND, serde_json::to_vec(&body).unwrap_or_default());
-    };
-    let mut response = reply::json_bytes(StatusCode::OK, serde_json::to_vec(&keys.jwks()).unwrap_or_default());
+    let set = app.broker().and_then(|b| b.keys()).map_or_else(|| json!({ "keys": [] }), |keys| keys.jwks());
+    let mut response = reply::json_bytes(StatusCode::OK, serde_json::to_vec(&set).unwrap_or_default());
     // Short: a rotation must reach verifiers well within a retired key's overlap.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
     response

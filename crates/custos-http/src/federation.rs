@@ -31,6 +31,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use crate::auth::Identity;
+use crate::places::{Activity, Busy, Place};
 use crate::reply;
 use crate::server::{
     admit, in_flight_permit, new_run, new_session_id, read_message, unknown_session, AppState, SESSION_HEADER,
@@ -50,6 +51,11 @@ pub struct Federation {
     server_requests: Mutex<HashMap<String, (usize, Box<RawValue>)>>,
     /// Resource URIs → the upstream that listed them, so reads go to it.
     resources: Mutex<HashMap<String, usize>>,
+    /// Requests being handled on this endpoint, for the idle timeout (each upstream session
+    /// also counts its own open streams).
+    activity: Arc<Activity>,
+    /// The session's place among `max_sessions`, given back when it closes.
+    place: Mutex<Option<Place>>,
 }
 
 impl Federation {
@@ -61,6 +67,17 @@ impl Federation {
         for (_, s) in &self.upstreams {
             s.close(reason).await;
         }
+        drop(self.place.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+    }
+
+    /// How long neither this endpoint nor any of the upstream sessions has been in use;
+    /// `None` while one is.
+    fn idle_for(&self) -> Option<Duration> {
+        let mut idle = self.activity.idle_for()?;
+        for (_, s) in &self.upstreams {
+            idle = idle.min(s.idle_for()?);
+        }
+        Some(idle)
     }
 
     /// Gives an upstream's request to the client an id of the gateway's (answers and
@@ -108,7 +125,8 @@ pub(crate) async fn post(
         Ok(msg) => msg,
         Err(refused) => return refused,
     };
-    let federation = match (&msg.kind, headers.get(SESSION_HEADER)) {
+    // `_busy`: the session is in use until this handler returns.
+    let (federation, _busy) = match (&msg.kind, headers.get(SESSION_HEADER)) {
         (MessageKind::Request { method, .. }, None) if method == "initialize" => {
             return initialize(&app, identity, &headers, &msg).await;
         }
@@ -175,21 +193,51 @@ pub(crate) async fn post(
     session_header(response, &federation.id)
 }
 
-/// The caller's federated session; another agent's looks unknown, and the attempt is recorded.
-async fn find(app: &AppState, id: &str, agent: &Agent) -> Result<Arc<Federation>, Response> {
-    let found = app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(id).cloned();
+/// The caller's federated session, in use while the guard lives; another agent's looks
+/// unknown, and the attempt is recorded.
+async fn find(app: &AppState, id: &str, agent: &Agent) -> Result<(Arc<Federation>, Busy), Response> {
+    // Found and marked under the lock the reaper takes: never closed between the two.
+    let found = lock_federated(app).get(id).map(|f| (f.clone(), f.activity.busy()));
     match found {
-        Some(f) if f.agent.id == agent.id => Ok(f),
-        other => Err(unknown_session(app, agent, other.as_ref().map(|f| &f.agent.id)).await),
+        Some((f, busy)) if f.agent.id == agent.id => Ok((f, busy)),
+        other => Err(unknown_session(app, agent, other.as_ref().map(|(f, _)| &f.agent.id)).await),
     }
+}
+
+fn lock_federated(app: &AppState) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Federation>>> {
+    app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How long each federated session of `agent` has been unused (those in use are left out).
+pub(crate) fn idle_for_of(app: &AppState, agent: &custos_core::AgentId) -> Vec<Duration> {
+    lock_federated(app).values().filter(|f| f.agent.id == *agent).filter_map(|f| f.idle_for()).collect()
+}
+
+/// Closes the federated sessions unused for `timeout` (see [`AppState::close_idle`]).
+pub(crate) async fn close_idle(app: &AppState, timeout: Duration) {
+    let idle: Vec<Arc<Federation>> = {
+        let mut federated = lock_federated(app);
+        let ids: Vec<String> = federated
+            .iter()
+            .filter(|(_, f)| f.idle_for().is_some_and(|idle| idle >= timeout))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| federated.remove(id)).collect()
+    };
+    let closing = idle.iter().map(|f| {
+        app.sessions_idle_closed.inc(&["federated"]);
+        f.close(crate::server::IDLE)
+    });
+    futures::future::join_all(closing).await;
 }
 
 /// Starts one upstream per served server and initializes each with the client's parameters;
 /// answers with the gateway's own capabilities.
 async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap, msg: &Message) -> Response {
-    if let Err(refused) = app.check_session_room(&identity.agent).await {
-        return refused;
-    }
+    let place = match app.take_place(&identity.agent).await {
+        Ok(place) => place,
+        Err(refused) => return refused,
+    };
     let Some(client_id) = msg.id().map(ToOwned::to_owned) else { return reply::accepted() };
     let id = match new_session_id() {
         Ok(id) => id,
@@ -248,8 +296,10 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
         upstreams,
         server_requests: Mutex::new(HashMap::new()),
         resources: Mutex::new(HashMap::new()),
+        activity: Activity::new(),
+        place: Mutex::new(Some(place)),
     });
-    app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id.clone(), federation);
+    lock_federated(app).insert(id.clone(), federation);
     let mut result = json!({
         "protocolVersion": version,
         "capabilities": { "tools": { "listChanged": true }, "prompts": {}, "resources": {} },
@@ -438,12 +488,14 @@ pub(crate) async fn delete(
         Err(refused) => return refused,
     };
     let id = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let federation = match find(&app, &id, &identity.agent).await {
+    let (federation, _busy) = match find(&app, &id, &identity.agent).await {
         Ok(f) => f,
         Err(refused) => return refused,
     };
-    app.federated.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&federation.id);
-    federation.close("session deleted by the client").await;
+    // Closed by whoever takes it out of the map (shutdown may be closing it too).
+    if lock_federated(&app).remove(&federation.id).is_some() {
+        federation.close("session deleted by the client").await;
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 

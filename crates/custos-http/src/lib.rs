@@ -26,6 +26,9 @@
 //!   a URL and refreshed (periodically, and when a token names an unknown key id).
 //! - [`session`]: one MCP session: its upstream, the requests waiting for answers, and the
 //!   event streams that carry what the upstream says on its own.
+//! - `places`: the bounds on sessions: places among `max_sessions` and
+//!   `max_sessions_per_agent`, and what keeps a session in use (requests, open streams) for
+//!   `session_idle_timeout_ms`; the reaper that closes idle ones is in [`server`].
 //! - `stateless`: requests of the 2026-07-28 revision, which carry no session: one upstream per
 //!   agent and server, ids rewritten so independent clients cannot collide.
 //! - `restart`: when a dead upstream is started again (one backoff policy for all).
@@ -40,6 +43,7 @@ pub mod exchange;
 pub mod federation;
 pub mod jwks;
 mod listen;
+mod places;
 pub mod reply;
 mod restart;
 pub mod server;

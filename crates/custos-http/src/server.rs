@@ -37,12 +37,16 @@ use serde_json::json;
 
 use crate::answer::{await_answer, event, held_stream, post_messages};
 use crate::auth::{self, Authenticator, Identity};
+use crate::places::{Busy, Full, Place, Places};
 use crate::reply;
 use crate::session::{Sent, Session};
 use crate::tls::ClientSpiffeId;
 
 /// The header that names an MCP session.
 pub const SESSION_HEADER: &str = "mcp-session-id";
+
+/// The reason `run.ended` gives for a session closed by `session_idle_timeout_ms`.
+pub const IDLE: &str = "idle";
 
 /// Everything the handlers share.
 #[derive(Debug)]
@@ -57,6 +61,9 @@ pub struct AppState {
     /// classified by what the server declared), run summaries, and the admin API's queries.
     reader: Mutex<custos_store::SqliteStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Places of open sessions (`max_sessions`, `max_sessions_per_agent`), per-server and
+    /// federated alike.
+    places: Arc<Places>,
     /// Federated sessions (`/mcp`), by session id.
     pub(crate) federated: Mutex<HashMap<String, Arc<crate::federation::Federation>>>,
     /// Per agent and server: the shared upstream of stateless (2026-07-28) requests.
@@ -66,6 +73,10 @@ pub struct AppState {
     registry: custos_metrics::Registry,
     pub(crate) gateway_metrics: custos_gateway::GatewayMetrics,
     sessions_gauge: custos_metrics::Gauge,
+    /// New sessions refused, by the limit that refused them.
+    sessions_refused: custos_metrics::Counter,
+    /// Sessions closed for being idle, by kind (`session`, `federated`, `stateless`).
+    pub(crate) sessions_idle_closed: custos_metrics::Counter,
     auth_failures: custos_metrics::Counter,
     /// Open client connections, and those (and requests) cut off by a limit.
     connection_metrics: crate::listen::ConnectionMetrics,
@@ -88,10 +99,21 @@ impl AppState {
     ) -> Self {
         let public_url = config.serve.public_url_or(bound);
         let config_detection = config.detection.clone();
+        let places = Places::new(config.serve.max_sessions, config.serve.max_sessions_per_agent);
         let registry = custos_metrics::Registry::new();
         Self {
             gateway_metrics: custos_gateway::GatewayMetrics::register(&registry),
             sessions_gauge: registry.gauge("custos_sessions", "Open MCP sessions, by server.", &["server"]),
+            sessions_refused: registry.counter(
+                "custos_sessions_refused_total",
+                "New MCP sessions refused, by the limit (max_sessions, max_sessions_per_agent).",
+                &["limit"],
+            ),
+            sessions_idle_closed: registry.counter(
+                "custos_sessions_idle_closed_total",
+                "Sessions closed after session_idle_timeout_ms unused, by kind (session, federated, stateless).",
+                &["kind"],
+            ),
             auth_failures: registry.counter(
                 "custos_auth_failures_total",
                 "Requests refused for their credential, by reason.",
@@ -106,6 +128,7 @@ impl AppState {
             public_url,
             reader: Mutex::new(reader),
             sessions: Mutex::new(HashMap::new()),
+            places,
             in_flight: Mutex::new(HashMap::new()),
             stateless: tokio::sync::Mutex::new(HashMap::new()),
             federated: Mutex::new(HashMap::new()),
@@ -206,19 +229,99 @@ impl AppState {
         })
     }
 
-    /// Refuses a new session past `max_sessions` (federated sessions count too).
-    pub(crate) async fn check_session_room(&self, agent: &Agent) -> Result<(), Response> {
-        let open = self.sessions().len() + self.federated_count();
-        if open < self.config.serve.max_sessions {
-            return Ok(());
+    /// A place for a new session of `agent` (federated sessions count too): `503` past
+    /// `max_sessions`, `429` with `Retry-After` past `max_sessions_per_agent` (other agents are
+    /// unaffected); either refusal is recorded and counted.
+    pub(crate) async fn take_place(&self, agent: &Agent) -> Result<Place, Response> {
+        let full = match self.places.take(&agent.id.0) {
+            Ok(place) => return Ok(place),
+            Err(full) => full,
+        };
+        let serve = &self.config.serve;
+        match full {
+            Full::Agent => {
+                let limit = serve.max_sessions_per_agent;
+                self.sessions_refused.inc(&["max_sessions_per_agent"]);
+                record_refusal(self, agent, "agent session limit reached", json!({ "limit": limit })).await;
+                let retry = self.retry_after(agent);
+                let mut response = reply::rpc_error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    None,
+                    codes::INVALID_REQUEST,
+                    &format!(
+                        "too many open sessions for agent `{}` (limit {limit}); end one (DELETE) or retry in {retry} s",
+                        agent.id
+                    ),
+                );
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry));
+                Err(response)
+            }
+            Full::Gateway => {
+                self.sessions_refused.inc(&["max_sessions"]);
+                record_refusal(self, agent, "session limit reached", json!({ "limit": serve.max_sessions })).await;
+                Err(reply::rpc_error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    codes::INVALID_REQUEST,
+                    &format!("too many open sessions (limit {}); retry later", serve.max_sessions),
+                ))
+            }
         }
-        record_refusal(self, agent, "session limit reached", json!({ "limit": self.config.serve.max_sessions })).await;
-        Err(reply::rpc_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            None,
-            codes::INVALID_REQUEST,
-            &format!("too many open sessions (limit {}); retry later", self.config.serve.max_sessions),
-        ))
+    }
+
+    /// Seconds until one of `agent`'s sessions may be closed as idle: the soonest of those
+    /// unused now, else a whole idle timeout. At least 1.
+    fn retry_after(&self, agent: &Agent) -> u64 {
+        let timeout = self.idle_timeout();
+        let mut idle: Vec<Duration> =
+            self.sessions().values().filter(|s| s.agent.id == agent.id).filter_map(|s| s.idle_for()).collect();
+        idle.extend(crate::federation::idle_for_of(self, &agent.id));
+        let soonest = idle.into_iter().max().map_or(timeout, |longest| timeout.saturating_sub(longest));
+        soonest.as_secs().saturating_add(u64::from(soonest.subsec_nanos() > 0)).max(1)
+    }
+
+    /// `[serve] session_idle_timeout_ms`.
+    pub(crate) fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.serve.session_idle_timeout_ms)
+    }
+
+    /// Closes every session, federated session and stateless upstream that nothing has used
+    /// for `session_idle_timeout_ms`: its upstreams are stopped, its run ends with reason
+    /// [`IDLE`] and its place is free. A request naming it afterwards gets `404`, as for any
+    /// unknown session. Each is taken out of its map under the lock a request takes to find
+    /// it and mark it in use, so no request is ever handed a session being closed.
+    pub(crate) async fn close_idle(&self) {
+        let timeout = self.idle_timeout();
+        let idle: Vec<Arc<Session>> = {
+            let mut sessions = self.sessions();
+            let ids: Vec<String> =
+                sessions.iter().filter(|(_, s)| s.idle_past(timeout)).map(|(id, _)| id.clone()).collect();
+            ids.iter().filter_map(|id| sessions.remove(id)).collect()
+        };
+        let closing = idle.iter().map(|s| {
+            self.sessions_gauge.dec(&[&s.server]);
+            self.sessions_idle_closed.inc(&["session"]);
+            s.close(IDLE)
+        });
+        futures::future::join_all(closing).await;
+        crate::federation::close_idle(self, timeout).await;
+        crate::stateless::close_idle(self, timeout).await;
+    }
+
+    /// Starts the task that closes idle sessions, checking a few times per idle timeout. It
+    /// holds the state weakly and ends with it.
+    pub(crate) fn spawn_reaper(self: &Arc<Self>) {
+        let every = (self.idle_timeout() / 4).clamp(Duration::from_millis(25), Duration::from_secs(5));
+        let app = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(app) = app.upgrade() else { return };
+                app.close_idle().await;
+            }
+        });
     }
 
     /// The metrics registry `/metrics` renders.
@@ -325,6 +428,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let closing = state.clone();
+    state.spawn_reaper();
     crate::listen::serve_connections(state.endpoint(), listener, crate::listen::Plain, shutdown, async move {
         // Open event streams end when their sessions close; then in-flight requests drain.
         closing.close_all("gateway shutting down").await;
@@ -412,9 +516,10 @@ pub(crate) async fn admit(
     }
 }
 
-/// The session a request names, if it belongs to the caller. A session of another agent looks
-/// exactly like an unknown one, and the attempt is recorded.
-async fn session_of(app: &AppState, headers: &HeaderMap, agent: &Agent) -> Result<Arc<Session>, Response> {
+/// The session a request names, if it belongs to the caller, marked in use until the guard is
+/// dropped. A session of another agent looks exactly like an unknown one, and the attempt is
+/// recorded.
+async fn session_of(app: &AppState, headers: &HeaderMap, agent: &Agent) -> Result<(Arc<Session>, Busy), Response> {
     let Some(id) = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()) else {
         return Err(reply::rpc_error(
             StatusCode::BAD_REQUEST,
@@ -423,10 +528,11 @@ async fn session_of(app: &AppState, headers: &HeaderMap, agent: &Agent) -> Resul
             "missing Mcp-Session-Id: send `initialize` first",
         ));
     };
-    let session = app.sessions().get(id).cloned();
-    match session {
-        Some(s) if s.agent.id == agent.id => Ok(s),
-        found => Err(unknown_session(app, agent, found.as_ref().map(|s| &s.agent.id)).await),
+    // Found and marked under the lock the reaper takes: never closed between the two.
+    let found = app.sessions().get(id).map(|s| (s.clone(), s.busy()));
+    match found {
+        Some((s, busy)) if s.agent.id == agent.id => Ok((s, busy)),
+        found => Err(unknown_session(app, agent, found.as_ref().map(|(s, _)| &s.agent.id)).await),
     }
 }
 
@@ -454,7 +560,8 @@ async fn post_mcp(
     if !headers.contains_key(SESSION_HEADER) && is_stateless(&headers, &msg) {
         return crate::stateless::handle(&app, &server, identity, &headers, msg, permit).await;
     }
-    let session = match (&msg.kind, headers.contains_key(SESSION_HEADER)) {
+    // `_busy`: the session is in use until this handler returns; a streamed answer holds it on.
+    let (session, _busy) = match (&msg.kind, headers.contains_key(SESSION_HEADER)) {
         (MessageKind::Request { method, .. }, false) if method == "initialize" => {
             match open_session(&app, &server, identity, &headers, &msg).await {
                 Ok(s) => s,
@@ -600,22 +707,25 @@ pub(crate) fn with_session(mut response: Response, session: &Session) -> Respons
     response
 }
 
+/// A new session of the caller's, marked in use, its place taken before its upstream starts.
 async fn open_session(
     app: &Arc<AppState>,
     server: &str,
     identity: Identity,
     headers: &HeaderMap,
     initialize: &Message,
-) -> Result<Arc<Session>, Response> {
-    app.check_session_room(&identity.agent).await?;
+) -> Result<(Arc<Session>, Busy), Response> {
     let Some(config) = app.server(server) else { return Err(not_found(server)) };
+    let place = app.take_place(&identity.agent).await?;
     let id = new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
     let run = new_run(app, &identity.agent, headers, initialize, &id).await?;
     let session = app.start_session(id.clone(), server, config, identity, run).await?;
+    session.hold_place(place);
+    let busy = session.busy();
     app.sessions().insert(id, session.clone());
     app.sessions_gauge.inc(&[server]);
-    Ok(session)
+    Ok((session, busy))
 }
 
 /// The run a new session records into: the one the client names (which must be new or its
@@ -734,13 +844,14 @@ pub(crate) fn new_session_id() -> Result<String, String> {
     Ok(hex::encode(bytes))
 }
 
-/// The caller's session named by the request: credential first, then ownership.
+/// The caller's session named by the request (credential first, then ownership), in use while
+/// the guard lives.
 async fn admitted_session(
     app: &AppState,
     server: &str,
     headers: &HeaderMap,
     peer: Option<&ClientSpiffeId>,
-) -> Result<Arc<Session>, Response> {
+) -> Result<(Arc<Session>, Busy), Response> {
     let agent = admit(app, server, headers, peer).await?.agent;
     session_of(app, headers, &agent).await
 }
@@ -751,14 +862,15 @@ async fn get_mcp(
     peer: Option<Extension<ClientSpiffeId>>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match admitted_session(&app, &server, &headers, peer.as_deref()).await {
+    let (session, _busy) = match admitted_session(&app, &server, &headers, peer.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
-    let messages = session.open_get_stream();
-    let events = stream::unfold(messages, |mut messages| async move {
+    // The stream holds the session in use for as long as the client keeps it open.
+    let (open, messages) = session.open_get_stream();
+    let events = stream::unfold((open, messages), |(open, mut messages)| async move {
         let bytes = messages.recv().await?;
-        Some((Ok::<_, Infallible>(event(bytes)), messages))
+        Some((Ok::<_, Infallible>(event(bytes)), (open, messages)))
     });
     with_session(Sse::new(events).keep_alive(KeepAlive::default()).into_response(), &session)
 }
@@ -769,13 +881,14 @@ async fn delete_mcp(
     peer: Option<Extension<ClientSpiffeId>>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match admitted_session(&app, &server, &headers, peer.as_deref()).await {
+    let (session, _busy) = match admitted_session(&app, &server, &headers, peer.as_deref()).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
+    // Closed by whoever takes it out of the map (shutdown may be closing it too).
     if app.sessions().remove(&session.id).is_some() {
         app.sessions_gauge.dec(&[&session.server]);
+        session.close("session deleted by the client").await;
     }
-    session.close("session deleted by the client").await;
     StatusCode::NO_CONTENT.into_response()
 }

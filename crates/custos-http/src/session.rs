@@ -18,6 +18,7 @@ use custos_mcp::Frame;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::places::{Activity, Busy, Place};
 use crate::restart;
 
 /// Messages buffered for one event stream before the upstream waits for the client to read.
@@ -53,6 +54,11 @@ pub struct Session {
     /// Set when the upstream has gone; later requests are refused.
     gone: AtomicBool,
     grace: Duration,
+    /// Requests and streams in use, for the idle timeout.
+    activity: Arc<Activity>,
+    /// The session's place among `max_sessions`, given back when it closes; none for the
+    /// upstreams of stateless traffic and of a federated session (which holds its own).
+    place: Mutex<Option<Place>>,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +145,8 @@ impl Session {
             closing: AtomicBool::new(false),
             gone: AtomicBool::new(false),
             grace: Duration::from_millis(limits.shutdown_grace_ms),
+            activity: Activity::new(),
+            place: Mutex::new(None),
         });
         tokio::spawn(dispatch(session.clone(), from_upstream));
         Ok(session)
@@ -147,6 +155,26 @@ impl Session {
     /// The upstream has exited; the session can only be deleted.
     pub fn is_gone(&self) -> bool {
         self.gone.load(Ordering::SeqCst)
+    }
+
+    /// Keeps the session from being closed as idle until the guard is dropped.
+    pub(crate) fn busy(&self) -> Busy {
+        self.activity.busy()
+    }
+
+    /// Whether nothing has used the session for `timeout`.
+    pub(crate) fn idle_past(&self, timeout: Duration) -> bool {
+        self.activity.idle_past(timeout)
+    }
+
+    /// How long nothing has used the session; `None` while something does.
+    pub(crate) fn idle_for(&self) -> Option<Duration> {
+        self.activity.idle_for()
+    }
+
+    /// Holds `place` until the session closes.
+    pub(crate) fn hold_place(&self, place: Place) {
+        *self.place.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(place);
     }
 
     /// Registers interest in the answer to request `id`. Call before [`Session::send`], so an
@@ -213,6 +241,11 @@ impl Session {
                 if input.send(bytes).await.is_err() {
                     return Sent::Answered(Vec::new());
                 }
+                if self.is_gone() {
+                    // The upstream went while this was on its way (a child that exits as it
+                    // starts): nothing will answer, so nobody waits.
+                    self.lock_waiters().clear();
+                }
                 Sent::Forwarded
             }
             Outcome::Answer(bytes) => Sent::Answered(bytes),
@@ -227,14 +260,16 @@ impl Session {
         streams.next += 1;
         let n = streams.next;
         streams.posts.push((n, tx));
-        (PostStream { session: self.clone(), n }, rx)
+        (PostStream { session: self.clone(), n, _busy: self.busy() }, rx)
     }
 
-    /// The session's GET stream; a new one replaces the old.
-    pub fn open_get_stream(&self) -> mpsc::Receiver<Vec<u8>> {
+    /// The session's GET stream; a new one replaces the old. While the guard lives (the
+    /// client's connection is open) the session is in use: an SDK client holds this stream
+    /// for as long as it lives, and its connection closes when it dies.
+    pub(crate) fn open_get_stream(&self) -> (Busy, mpsc::Receiver<Vec<u8>>) {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         self.lock_streams().get = Some(tx);
-        rx
+        (self.busy(), rx)
     }
 
     /// Ends the session: the upstream is closed (then killed after the grace period) and the run
@@ -254,6 +289,8 @@ impl Session {
         self.lock_subscriptions().clear();
         self.lock_waiters().clear();
         self.gateway.end(reason).await;
+        // Given back last: the place is free once the upstream is gone and the run recorded.
+        drop(self.place.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
     }
 
     fn lock_waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Vec<u8>>>> {
@@ -274,7 +311,7 @@ impl Session {
     pub fn open_subscription(self: &Arc<Self>, id: &RawValue) -> (Subscription, mpsc::Receiver<Vec<u8>>) {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         self.lock_subscriptions().insert(id.get().to_owned(), tx);
-        (Subscription { session: self.clone(), id: id.to_owned() }, rx)
+        (Subscription { session: self.clone(), id: id.to_owned(), _busy: self.busy() }, rx)
     }
 
     /// How many subscriptions are open on this session.
@@ -326,6 +363,8 @@ impl Session {
 pub struct PostStream {
     session: Arc<Session>,
     n: u64,
+    /// An open stream keeps the session in use.
+    _busy: Busy,
 }
 
 impl Drop for PostStream {
@@ -339,6 +378,8 @@ impl Drop for PostStream {
 pub struct Subscription {
     session: Arc<Session>,
     id: Box<RawValue>,
+    /// An open subscription keeps its upstream in use.
+    _busy: Busy,
 }
 
 impl Subscription {
@@ -389,6 +430,10 @@ async fn dispatch(session: Arc<Session>, mut from_upstream: mpsc::Receiver<Vec<u
             Some(next) => from_upstream = next,
             None => {
                 session.gone.store(true, Ordering::SeqCst);
+                // INVARIANT: set before the waiters are let go, and checked by a sender after
+                // it forwards: a request that slipped in after the upstream's pending requests
+                // were answered above is let go here or by its sender, never left waiting.
+                session.lock_waiters().clear();
                 return;
             }
         }

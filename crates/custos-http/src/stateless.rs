@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::answer::timed_out;
 use crate::auth::Identity;
+use crate::places::Busy;
 use crate::reply;
 use crate::restart;
 use crate::server::{AppState, RunRef};
@@ -39,7 +40,8 @@ pub(crate) async fn handle(
     if let Err(reason) = check_headers(headers, &msg) {
         return reply::rpc_error(StatusCode::BAD_REQUEST, msg.id(), codes::INVALID_REQUEST, &reason);
     }
-    let session = match upstream_for(app, server, identity).await {
+    // `_busy`: the upstream is in use until this handler returns; a subscription holds it on.
+    let (session, _busy) = match upstream_for(app, server, identity).await {
         Ok(s) => s,
         Err(refused) => return refused,
     };
@@ -209,14 +211,18 @@ pub(crate) struct StatelessUpstream {
     restarts: u32,
 }
 
-/// The agent's stateless upstream for `server`: the running one, or a new one when it died,
-/// unless it died young and the backoff has not passed (then 503 with `Retry-After`).
-async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> Result<Arc<Session>, Response> {
+/// The agent's stateless upstream for `server`, in use while the guard lives: the running one,
+/// or a new one when it died or was closed as idle, unless it died young and the backoff has
+/// not passed (then 503 with `Retry-After`).
+async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> Result<(Arc<Session>, Busy), Response> {
     let key = (identity.agent.id.0.clone(), server.to_owned());
-    // One start at a time: two first requests must not start two upstreams.
+    // One start at a time: two first requests must not start two upstreams. Marked in use
+    // under this lock, which the reaper takes too.
     let mut upstreams = app.stateless.lock().await;
     let restarts = match upstreams.get(&key) {
-        Some(current) if !current.session.is_gone() => return Ok(current.session.clone()),
+        Some(current) if !current.session.is_gone() => {
+            return Ok((current.session.clone(), current.session.busy()));
+        }
         Some(dead) => {
             let restarts = if dead.started.elapsed() >= restart::HEALTHY_AFTER { 0 } else { dead.restarts + 1 };
             let wait = restart::backoff(restarts);
@@ -251,8 +257,29 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
     let id = crate::server::new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
     let session = app.start_session(id, server, config, identity, run).await?;
+    let busy = session.busy();
     upstreams.insert(key, StatelessUpstream { session: session.clone(), started: Instant::now(), restarts });
-    Ok(session)
+    Ok((session, busy))
+}
+
+/// Stops the stateless upstreams unused for `timeout` (see [`AppState::close_idle`]): an
+/// agent's next stateless request starts a new one, so nothing is lost but the process. A dead
+/// one is kept while its backoff runs, so its restarts stay counted.
+pub(crate) async fn close_idle(app: &AppState, timeout: Duration) {
+    let idle: Vec<StatelessUpstream> = {
+        let mut upstreams = app.stateless.lock().await;
+        let keys: Vec<(String, String)> = upstreams
+            .iter()
+            .filter(|(_, u)| !u.session.is_gone() && u.session.idle_past(timeout))
+            .map(|(key, _)| key.clone())
+            .collect();
+        keys.iter().filter_map(|key| upstreams.remove(key)).collect()
+    };
+    let closing = idle.iter().map(|u| {
+        app.sessions_idle_closed.inc(&["stateless"]);
+        u.session.close(crate::server::IDLE)
+    });
+    futures::future::join_all(closing).await;
 }
 
 /// Closes every stateless upstream (at shutdown).

@@ -63,6 +63,7 @@ pub async fn serve_tls(
         &["reason"],
     );
     let closing = state.clone();
+    state.spawn_reaper();
     crate::listen::serve_connections(state.endpoint(), listener, Tls { acceptor, failures }, shutdown, async move {
         // Open event streams end when their sessions close; then in-flight requests drain.
         closing.close_all("gateway shutting down").await;

@@ -81,6 +81,22 @@ pub fn start(config: &Config, serving: &[&str], store: &mut SqliteStore) -> Resu
     Ok(Some(Started { broker: Arc::new(broker), master: Arc::new(master) }))
 }
 
+/// [`start`] for `custos serve`, which always holds its signing keys, even before there is
+/// one: a key made later by another process (`custos keys rotate`, `custos token mint`) is then
+/// picked up within [`KEY_RELOAD_EVERY`] and the agents' tokens it signs are accepted without a
+/// restart. So the master key is created now when the config would not otherwise need it. A
+/// gateway that cannot create it (say, a read-only `key_file` location) starts all the same,
+/// as before: it holds nothing and accepts no token of its own until it is restarted.
+pub fn start_serving(config: &Config, serving: &[&str], store: &mut SqliteStore) -> Result<Option<Started>, Failure> {
+    if !needed(config) {
+        if let Err(e) = master_key(config, true) {
+            eprintln!("custos: {}; the gateway's own tokens are not accepted until it is restarted", e.message);
+            return Ok(None);
+        }
+    }
+    start(config, serving, store)
+}
+
 /// Keeps a running gateway's signing keys in step with the store: a key rotated by `custos
 /// keys rotate` starts minting, and a retired one leaves the JWKS when its overlap ends.
 pub fn spawn_key_reload(broker: Arc<Broker>, master: Arc<MasterKey>, db: &Path) -> Result<(), Failure> {

@@ -28,7 +28,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let mut store = context::open_for_writing(&config.data_dir)?;
     let db = context::database_path(&config.data_dir);
     let serving: Vec<&str> = served.iter().map(String::as_str).collect();
-    let broker = crate::credentials::start(&config, &serving, &mut store)?;
+    let broker = crate::credentials::start_serving(&config, &serving, &mut store)?;
     let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
     let detection = super::run::detection(&config, &db)?;
@@ -51,9 +51,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             crate::credentials::spawn_key_reload(started.broker.clone(), started.master.clone(), &db)?;
             if let Some(keys) = started.broker.keys() {
                 // Agents may also present tokens the gateway minted for itself (`custos token
-                // mint` with the gateway's URL as the audience).
+                // mint` with the gateway's URL as the audience). There may be no key yet: the
+                // first one made, here or by another process, is picked up as it appears.
                 let own = custos_http::auth::OwnTokens::new(keys.clone(), &config.serve.public_url_or(addr))
-                    .map_err(|e| Failure::runtime(format!("the gateway's own signing keys: {e}")))?;
+                    .map_err(|e| Failure::usage(format!("{}: the gateway's own tokens: {e}", config.path.display())))?;
                 auth = auth.with_own_tokens(own);
             }
         }
