@@ -27,7 +27,8 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Writes a config with one agent and the echo server at `upstream` (when there is one),
+    /// Writes a config with one agent (allowed every session: the benchmark is one agent with
+    /// many connections) and the echo server at `upstream` (when there is one),
     /// governed by [`crate::micro::policy_set`] of 10 policies.
     pub fn new(custos: PathBuf, upstream: Option<SocketAddr>) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("custos-bench-").tempdir()?;
@@ -40,7 +41,7 @@ impl Deployment {
         let config = format!(
             "default_agent = \"{AGENT}\"\n\
              [policy]\nfiles = [\"policies/bench.cedar\"]\n\
-             [serve]\nmax_sessions = 4096\nmax_concurrent_per_agent = 1024\n\
+             [serve]\nmax_sessions = 4096\nmax_sessions_per_agent = 4096\nmax_concurrent_per_agent = 1024\n\
              [[agents]]\nid = \"{AGENT}\"\nowner = \"bench@example.com\"\npurpose = \"benchmarks\"\ngroups = [\"bench\"]\n\
              [[servers]]\nname = \"echo\"\ntrust_annotations = true\n{server}"
         );

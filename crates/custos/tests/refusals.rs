@@ -9,8 +9,8 @@
 mod common;
 
 use common::harness::{
-    header, http, issue_key, memory_kb, of_kind, peers_python, repo_root, server_everything, Deployment, RawSession,
-    Served, INIT,
+    header, http, issue_key, memory_kb, of_kind, open_session, peers_python, post_in, repo_root, server_everything,
+    Deployment, RawSession, Served, INIT,
 };
 use serde_json::{json, Value};
 
@@ -123,15 +123,9 @@ fn numbers_policy_cannot_read_are_denied_through_serve_and_explain() {
     let key = issue_key(&d, "operator");
     let served = Served::start(&d);
     let url = served.url("sample");
-    let auth = format!("Bearer {key}");
-    let (status, headers, body) = http("POST", &url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
-    assert_eq!(status, 200, "{body}");
-    let session = header(&headers, "mcp-session-id").unwrap().to_owned();
-    let with_session =
-        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
-    http("POST", &url, &with_session, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    let session = open_session(&url, &key);
     let post = |line: &str| {
-        let (status, _, body) = http("POST", &url, &with_session, line);
+        let (status, _, body) = post_in(&url, &key, &session, line);
         assert_eq!(status, 200, "{body}");
         serde_json::from_str::<Value>(&body).unwrap()
     };
@@ -262,11 +256,7 @@ fn serve_refuses_the_same_and_the_log_stays_whole() {
     let auth = format!("Bearer {key}");
 
     let url = served.url("sample");
-    let (status, headers, body) = http("POST", &url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
-    assert_eq!(status, 200, "{body}");
-    let session = header(&headers, "mcp-session-id").unwrap().to_owned();
-    let with_session =
-        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    let session = open_session(&url, &key);
     for (frame, status, code) in [
         (r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"add","arguments":{"m":"MARK"}}}"#, 400, -32600),
         (
@@ -285,11 +275,11 @@ fn serve_refuses_the_same_and_the_log_stays_whole() {
             -32602,
         ),
     ] {
-        let (got, _, body) = http("POST", &url, &with_session, frame);
+        let (got, _, body) = post_in(&url, &key, &session, frame);
         let answer: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{frame}: not json: {body}"));
         assert_eq!((got, answer["error"]["code"].as_i64()), (status, Some(code)), "{frame}: {body}");
     }
-    let (status, _, body) = http("POST", &url, &with_session, &call(5, "add", r#"{"a":1,"b":1}"#));
+    let (status, _, body) = post_in(&url, &key, &session, &call(5, "add", r#"{"a":1,"b":1}"#));
     assert_eq!(status, 200);
     assert_eq!(text(&serde_json::from_str(&body).unwrap()), "1 + 1 = 2");
 

@@ -14,7 +14,8 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::harness::{
-    eventually, header, http, issue_key, of_kind, peers_python, repo_root, Deployment, Served, SseStream, INIT,
+    eventually, header, http, issue_key, of_kind, open_session, peers_python, post_in, repo_root, Deployment, Served,
+    SseStream, INIT,
 };
 use serde_json::{json, Value};
 
@@ -31,23 +32,6 @@ fn deployment(serve: &str) -> Deployment {
 
 fn bearer(key: &str) -> String {
     format!("Bearer {key}")
-}
-
-/// `initialize` and `notifications/initialized`; the new session's id.
-fn open_session(url: &str, key: &str) -> String {
-    let auth = bearer(key);
-    let (status, headers, body) = http("POST", url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
-    assert_eq!(status, 200, "{body}");
-    let id = header(&headers, "mcp-session-id").unwrap().to_owned();
-    let (status, _, body) = post(url, key, &id, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    assert_eq!(status, 202, "{body}");
-    id
-}
-
-/// One message on session `id`: status and body.
-fn post(url: &str, key: &str, id: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
-    let auth = bearer(key);
-    http("POST", url, &[("Authorization", &auth), ("Mcp-Session-Id", id), ("Accept", "application/json")], body)
 }
 
 const LIST: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
@@ -118,7 +102,7 @@ fn an_agent_past_its_session_cap_gets_429_while_other_agents_still_open_sessions
     // Another agent is unaffected, and the capped agent's own sessions go on.
     open_session(&url, &operator);
     open_session(&url, &operator);
-    assert_eq!(post(&url, &reader, &first, LIST).0, 200);
+    assert_eq!(post_in(&url, &reader, &first, LIST).0, 200);
     // Ending one of its sessions gives the agent its place back.
     let (status, _, _) = http("DELETE", &url, &[("Authorization", &auth), ("Mcp-Session-Id", &first)], "");
     assert_eq!(status, 204);
@@ -151,7 +135,7 @@ fn an_idle_session_is_closed_but_an_open_event_stream_keeps_one_in_use() {
     let auth = bearer(&key);
     let stream = SseStream::get(&url, &[("Authorization", &auth), ("Mcp-Session-Id", &streaming)]);
     let quiet = open_session(&url, &key);
-    let (status, _, body) = post(&url, &key, &quiet, ECHO);
+    let (status, _, body) = post_in(&url, &key, &quiet, ECHO);
     assert_eq!(status, 200, "{body}");
     assert_eq!(children(gateway).len(), 2, "one upstream per session");
 
@@ -160,21 +144,21 @@ fn an_idle_session_is_closed_but_an_open_event_stream_keeps_one_in_use() {
     assert_eq!(closed["detail"]["reason"], "idle", "{closed}");
     // Its upstream is stopped, and its id is answered as an unknown one's.
     eventually("its upstream to be gone", || (children(gateway).len() == 1).then_some(()));
-    let (status, _, body) = post(&url, &key, &quiet, LIST);
+    let (status, _, body) = post_in(&url, &key, &quiet, LIST);
     assert_eq!(status, 404, "{body}");
     let error: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(error["error"]["message"], "unknown or expired session", "{body}");
     // The streaming session was opened first, so without its stream it would have been idle
     // for longer and closed in the same sweep (sessions are taken out of the table together,
     // before any is closed): it is still served.
-    assert_eq!(post(&url, &key, &streaming, LIST).0, 200);
+    assert_eq!(post_in(&url, &key, &streaming, LIST).0, 200);
 
     // Once its client's connection closes, it is idle like any other.
     drop(stream);
     let closed = eventually("the streaming session to be closed once its stream is", || ended(&d, &streaming));
     assert_eq!(closed["detail"]["reason"], "idle", "{closed}");
     eventually("every upstream to be gone", || children(gateway).is_empty().then_some(()));
-    assert_eq!(post(&url, &key, &streaming, LIST).0, 404);
+    assert_eq!(post_in(&url, &key, &streaming, LIST).0, 404);
 
     assert_eq!(metric(&served, "custos_sessions_idle_closed_total{kind=\"session\"}"), 2);
     assert_eq!(metric(&served, "custos_sessions{server=\"sample\"}"), 0);

@@ -421,6 +421,24 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
     headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
+/// `initialize` and `notifications/initialized` over raw HTTP to `url` as the agent of API key
+/// `key`: the new session's id.
+pub fn open_session(url: &str, key: &str) -> String {
+    let auth = format!("Bearer {key}");
+    let (status, headers, body) = http("POST", url, &[("Authorization", &auth), ("Accept", "application/json")], INIT);
+    assert_eq!(status, 200, "{body}");
+    let id = header(&headers, "mcp-session-id").unwrap().to_owned();
+    let (status, _, body) = post_in(url, key, &id, r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    assert_eq!(status, 202, "{body}");
+    id
+}
+
+/// One message in session `id` at `url` as the agent of API key `key`: status, headers, body.
+pub fn post_in(url: &str, key: &str, id: &str, body: &str) -> (u16, Vec<(String, String)>, String) {
+    let auth = format!("Bearer {key}");
+    http("POST", url, &[("Authorization", &auth), ("Mcp-Session-Id", id), ("Accept", "application/json")], body)
+}
+
 /// Issues an API key for `agent` with `custos agents add`.
 pub fn issue_key(deployment: &Deployment, agent: &str) -> String {
     let out = deployment.output(&["agents", "add", agent]);
