@@ -7,11 +7,13 @@
 //! - a key twice in one object, at any depth: parsers keep the first, keep the last, merge or
 //!   fail;
 //! - from clients, two keys of one object that differ only by case, under Unicode simple case
-//!   folding (`amount` / `AMOUNT` / `amoun\u{212A}`… with the Kelvin sign): Go's `encoding/json`
+//!   folding (`amount` / `AMOUNT`, or `kind` / `\u{212A}ind` with the Kelvin sign): Go's `encoding/json`
 //!   matches struct fields that way, so `{"arguments":…,"Arguments":…}` reaches such a server as
 //!   the second;
-//! - from clients, a top-level member that is not a JSON-RPC one (`Method`, `PARAMS`), and in
-//!   `params` a member spelled like `name`, `arguments`, `_meta` or `uri` but not exactly so;
+//! - from clients, a top-level member spelled like a JSON-RPC one but not exactly so (`Method`,
+//!   `PARAMS`), and in `params` one spelled like `name`, `arguments`, `_meta` or `uri`: the
+//!   gateway would pass it on as a vendor member, a parser that ignores case would take it for
+//!   the member (other vendor members pass);
 //! - a NUL character in a key (C parsers end the key there), and from clients in a string of
 //!   `params.arguments`;
 //! - lone UTF-16 surrogates in `\u` escapes, invalid escapes and invalid UTF-8 (some parsers
