@@ -373,7 +373,7 @@ impl Gateway {
                 }
                 match self.pending.insert(id, method) {
                     Ok(()) => Outcome::Forward(msg.raw),
-                    Err(refused) => self.refuse_pending(id, method, refused, &msg.raw).await,
+                    Err(refused) => self.refuse_unregistered(Origin::Client, id, method, refused, &msg.raw).await,
                 }
             }
             MessageKind::Notification { method } => {
@@ -429,30 +429,31 @@ impl Gateway {
         ))
     }
 
-    async fn refuse_pending(&self, id: &RawValue, method: &str, refused: Refused, raw: &[u8]) -> Outcome {
-        let reason = match refused {
-            Refused::DuplicateId => format!("request id `{}` is already in use by an unanswered request", id.get()),
-            Refused::Full => format!(
+    /// A request that cannot be registered as waiting for its answer (its id is in use by an
+    /// unanswered one, or too many are unanswered): answered to the side that sent it
+    /// (`origin`), never relayed, and recorded.
+    async fn refuse_unregistered(
+        &self,
+        origin: Origin,
+        id: &RawValue,
+        method: &str,
+        refused: Refused,
+        raw: &[u8],
+    ) -> Outcome {
+        let reason = match (refused, origin) {
+            (Refused::DuplicateId, _) => {
+                format!("request id `{}` is already in use by an unanswered request", id.get())
+            }
+            (Refused::Full, Origin::Client) => format!(
                 "too many unanswered requests (limit {}); retry when earlier ones complete",
                 self.limits.max_pending_requests
             ),
-        };
-        self.protocol_error(Origin::Client, codes::INVALID_REQUEST, &reason, raw, Some(method)).await;
-        Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
-    }
-
-    /// An upstream request to the client that cannot be registered (its id is in use by an
-    /// unanswered one, or too many are unanswered): answered to the upstream, not relayed.
-    async fn refuse_server_request(&self, id: &RawValue, method: &str, refused: Refused, raw: &[u8]) -> Outcome {
-        let reason = match refused {
-            Refused::DuplicateId => format!("request id `{}` is already in use by an unanswered request", id.get()),
-            Refused::Full => format!(
+            (Refused::Full, Origin::Upstream) => format!(
                 "too many unanswered requests to the client (limit {}); retry when earlier ones complete",
                 self.limits.max_pending_requests
             ),
         };
-        self.record_protocol_error(Origin::Upstream, codes::INVALID_REQUEST, &reason, raw, Some(method), Some(id))
-            .await;
+        self.record_protocol_error(origin, codes::INVALID_REQUEST, &reason, raw, Some(method), Some(id)).await;
         Outcome::Answer(error_response(Some(id), codes::INVALID_REQUEST, &reason, None))
     }
 
@@ -483,7 +484,7 @@ impl Gateway {
         };
         // Reserve the id before recording anything, so a duplicate is refused, not audited twice.
         if let Err(refused) = self.pending.reserve(id, "tools/call") {
-            return self.refuse_pending(id, "tools/call", refused, &msg.raw).await;
+            return self.refuse_unregistered(Origin::Client, id, "tools/call", refused, &msg.raw).await;
         }
 
         let received = Instant::now();
@@ -961,7 +962,7 @@ impl Gateway {
                     if !findings.is_empty() {
                         self.record_findings(findings).await;
                     }
-                    return self.refuse_server_request(id, method, refused, &msg.raw).await;
+                    return self.refuse_unregistered(Origin::Upstream, id, method, refused, &msg.raw).await;
                 }
                 None
             }
