@@ -71,7 +71,7 @@ pub(super) struct Forms {
 
 /// One occurrence of a form in a text: the form and the range of the text it covers.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct Found {
+pub(super) struct Occurrence {
     pub(super) form: Form,
     pub(super) start: usize,
     pub(super) end: usize,
@@ -114,7 +114,7 @@ impl Forms {
 
     /// Every occurrence of a form in `text` and in what it decodes to, as ranges of `text`
     /// on character boundaries.
-    pub(super) fn find(&self, text: &str) -> Vec<Found> {
+    pub(super) fn find(&self, text: &str) -> Vec<Occurrence> {
         let mut found = Vec::new();
         for view in views(text.as_bytes(), true) {
             for m in self.automaton.find_overlapping_iter(view.bytes.as_ref()) {
@@ -128,7 +128,7 @@ impl Forms {
                     (encoding, _) => encoding,
                 };
                 let (start, end) = on_char_boundaries(text, start, end);
-                found.push(Found { form: Form { held: form.held, encoding }, start, end });
+                found.push(Occurrence { form: Form { held: form.held, encoding }, start, end });
             }
         }
         found
