@@ -13,6 +13,8 @@
 //!
 //! # Layout
 //!
+//! - `approver.rs`: [`Approver`], who decides and how that is known (console sign-in through
+//!   the identity provider or a one-time link, or a name asserted on the CLI or the admin API).
 //! - `queue.rs`: [`Approvals`], the handle: `hold`, `wait`, `consume`, `decide`, `get`, `list`.
 //! - `request.rs`: the values crossing the API: [`CallToApprove`], [`ApprovalRequest`],
 //!   [`ApprovalState`], [`Verdict`], [`ApprovalFilter`].
@@ -22,6 +24,7 @@
 //!   [`webhook::verify`] is what a receiver does.
 //! - `error.rs`: [`ApprovalError`] and whose [`Fault`] it is.
 
+mod approver;
 mod digest;
 mod error;
 mod queue;
@@ -29,6 +32,7 @@ mod redact;
 mod request;
 pub mod webhook;
 
+pub use approver::{Approver, ApproverMethod};
 pub use custos_store::ApprovalStatus;
 pub use digest::call_digest;
 pub use error::{ApprovalError, Fault};

@@ -12,6 +12,7 @@ use custos_store::{
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::approver::Approver;
 use crate::digest::call_digest;
 use crate::error::ApprovalError;
 use crate::redact::redact;
@@ -186,24 +187,26 @@ impl Approvals {
     pub async fn decide(
         &self,
         id: &str,
-        approver: &str,
+        approver: &Approver,
         verdict: Verdict,
         reason: Option<&str>,
     ) -> Result<ApprovalRequest, ApprovalError> {
-        let approver = approver.trim();
-        if approver.is_empty() || approver.chars().any(char::is_control) {
-            return Err(ApprovalError::InvalidApprover { approver: approver.escape_debug().to_string() });
+        let name = approver.name.trim();
+        if name.is_empty() || name.chars().any(char::is_control) {
+            return Err(ApprovalError::InvalidApprover { approver: name.escape_debug().to_string() });
         }
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
         if verdict == Verdict::Deny && reason.is_none() {
             return Err(ApprovalError::ReasonRequired);
         }
+        let identity = approver.identity_json();
         let now = now_ms();
         if let Some(record) = self.record(id)? {
-            if let Some((error, why)) = self.rules(&record, approver) {
+            if let Some((error, why)) = self.rules(&record, name, &approver.idp_groups) {
                 let write = ApprovalWrite::Refuse {
                     id: id.to_owned(),
-                    approver: approver.to_owned(),
+                    approver: name.to_owned(),
+                    identity,
                     reason: why.to_owned(),
                     now_ms: now,
                 };
@@ -213,7 +216,8 @@ impl Approvals {
         }
         let write = ApprovalWrite::Decide {
             id: id.to_owned(),
-            approver: approver.to_owned(),
+            approver: name.to_owned(),
+            identity,
             approve: verdict == Verdict::Approve,
             reason: reason.map(str::to_owned),
             now_ms: now,
@@ -228,35 +232,83 @@ impl Approvals {
         }
     }
 
+    /// Records that `approver`'s attempt on request `id` was refused before the rules were
+    /// applied (`approval.refused` with `why`): a decision through a channel not allowed to make
+    /// it, for instance. The request does not change.
+    pub async fn refuse(&self, id: &str, approver: &Approver, why: &str) -> Result<(), ApprovalError> {
+        let write = ApprovalWrite::Refuse {
+            id: id.to_owned(),
+            approver: approver.name.trim().to_owned(),
+            identity: approver.identity_json(),
+            reason: why.to_owned(),
+            now_ms: now_ms(),
+        };
+        self.inner.audit.approval(write).await?;
+        Ok(())
+    }
+
+    /// Whether `approver` may decide `record` now, by the rules [`Self::decide`] applies (group
+    /// membership, separation of duties), without recording anything: what a console shows
+    /// before an approver tries. `None`: may decide; else why not.
+    pub fn may_decide(&self, request: &ApprovalRequest, approver: &Approver) -> Option<&'static str> {
+        let principal_first = request.principal.first().map(String::as_str);
+        self.judge(
+            request.agent.0.as_str(),
+            &request.principal,
+            principal_first,
+            &request.groups,
+            &approver.name,
+            &approver.idp_groups,
+        )
+        .map(|(_, why)| why)
+    }
+
     /// The separation-of-duties and membership rules: the error and the reason recorded when
     /// `approver` may not decide `record`.
-    fn rules(&self, record: &ApprovalRecord, approver: &str) -> Option<(ApprovalError, &'static str)> {
+    fn rules(
+        &self,
+        record: &ApprovalRecord,
+        approver: &str,
+        idp_groups: &[String],
+    ) -> Option<(ApprovalError, &'static str)> {
+        let first = record.principal.first().map(String::as_str);
+        let (kind, why) =
+            self.judge(record.agent.0.as_str(), &record.principal, first, &record.groups, approver, idp_groups)?;
         let id = record.id.clone();
-        let agents_in_chain = record.principal.iter().skip(1);
-        if record.agent.0 == approver || agents_in_chain.into_iter().any(|a| a == approver) {
-            return Some((
-                ApprovalError::SelfApproval { id, approver: approver.to_owned() },
-                "an agent cannot approve its own call",
-            ));
+        let approver = approver.to_owned();
+        let error = match kind {
+            Rule::Own => ApprovalError::SelfApproval { id, approver },
+            Rule::Principal => ApprovalError::PrincipalApproval { id, approver },
+            Rule::NotMember => {
+                let groups = record.groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ");
+                let groups = if groups.is_empty() { "(none named)".to_owned() } else { groups };
+                ApprovalError::NotInGroup { id, approver, groups }
+            }
+        };
+        Some((error, why))
+    }
+
+    fn judge(
+        &self,
+        agent: &str,
+        principal: &[String],
+        principal_first: Option<&str>,
+        groups: &[String],
+        approver: &str,
+        idp_groups: &[String],
+    ) -> Option<(Rule, &'static str)> {
+        let agents_in_chain = principal.iter().skip(1);
+        if agent == approver || agents_in_chain.into_iter().any(|a| a == approver) {
+            return Some((Rule::Own, "an agent cannot approve its own call"));
         }
-        if record.principal.first().is_some_and(|p| p == approver) && !self.inner.settings.allow_principal_approval {
-            return Some((
-                ApprovalError::PrincipalApproval { id, approver: approver.to_owned() },
-                "the approver is the principal the agent acts for",
-            ));
+        if principal_first == Some(approver) && !self.inner.settings.allow_principal_approval {
+            return Some((Rule::Principal, "the approver is the principal the agent acts for"));
         }
-        let member = record
-            .groups
-            .iter()
-            .filter_map(|g| self.inner.settings.group(g))
-            .any(|g| g.members.iter().any(|m| m == approver));
+        let member = groups.iter().filter_map(|g| self.inner.settings.group(g)).any(|g| {
+            g.members.iter().any(|m| m == approver) || g.idp_groups.iter().any(|want| idp_groups.contains(want))
+        });
         if !member {
-            let groups = record.groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ");
-            let groups = if groups.is_empty() { "(none named)".to_owned() } else { groups };
-            return Some((
-                ApprovalError::NotInGroup { id, approver: approver.to_owned(), groups },
-                "the approver is not a member of the request's approver groups",
-            ));
+            return Some((Rule::NotMember, "the approver is not a member of the request's approver groups"));
         }
         None
     }
@@ -306,6 +358,13 @@ impl Approvals {
             }
         }
     }
+}
+
+/// Which of the rules of [`Approvals::decide`] refused an approver.
+enum Rule {
+    Own,
+    Principal,
+    NotMember,
 }
 
 /// The error for a write the store refused; `consuming`: a use, not a decision.

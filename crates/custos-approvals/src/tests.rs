@@ -18,8 +18,18 @@ use crate::*;
 /// The longest any test waits for something (a bound, not a synchronisation).
 const BOUND: Duration = Duration::from_secs(20);
 
+/// An approver named on the command line.
+fn asserted(name: &str) -> crate::Approver {
+    crate::Approver::asserted(name, crate::ApproverMethod::Cli)
+}
+
 fn group(name: &str, members: &[&str]) -> ApproverGroup {
-    ApproverGroup { name: name.into(), members: members.iter().map(|m| (*m).to_owned()).collect(), webhook: None }
+    ApproverGroup {
+        name: name.into(),
+        members: members.iter().map(|m| (*m).to_owned()).collect(),
+        idp_groups: Vec::new(),
+        webhook: None,
+    }
 }
 
 fn settings() -> ApprovalSettings {
@@ -190,7 +200,7 @@ async fn only_a_group_member_other_than_the_agent_and_its_principal_may_decide()
     let decide = |who: &'static str, verdict, reason: Option<&'static str>| {
         let approvals = f.main.approvals.clone();
         let id = id.clone();
-        async move { approvals.decide(&id, who, verdict, reason).await }
+        async move { approvals.decide(&id, &asserted(who), verdict, reason).await }
     };
 
     let err = decide("dave@example.com", Verdict::Approve, None).await.unwrap_err();
@@ -207,7 +217,8 @@ async fn only_a_group_member_other_than_the_agent_and_its_principal_may_decide()
     assert!(matches!(err, ApprovalError::ReasonRequired), "{err}");
     let err = decide("", Verdict::Approve, None).await.unwrap_err();
     assert!(matches!(err, ApprovalError::InvalidApprover { .. }), "{err}");
-    let err = f.main.approvals.decide("apr_nope", "carol@example.com", Verdict::Approve, None).await.unwrap_err();
+    let err =
+        f.main.approvals.decide("apr_nope", &asserted("carol@example.com"), Verdict::Approve, None).await.unwrap_err();
     assert!(matches!(err, ApprovalError::Unknown { .. }) && err.is_approver_fault(), "{err}");
     assert_eq!(f.main.approvals.get(&id).unwrap().unwrap().state, ApprovalState::Pending);
 
@@ -244,7 +255,11 @@ async fn only_a_group_member_other_than_the_agent_and_its_principal_may_decide()
     let mut call2 = call.clone();
     call2.arguments["amount"] = json!(5);
     let id2 = other.approvals.hold(&call2.get()).await.unwrap().id;
-    let denied = other.approvals.decide(&id2, "alice@example.com", Verdict::Deny, Some("not this one")).await.unwrap();
+    let denied = other
+        .approvals
+        .decide(&id2, &asserted("alice@example.com"), Verdict::Deny, Some("not this one"))
+        .await
+        .unwrap();
     assert!(matches!(denied.state, ApprovalState::Denied { ref by, .. } if by == "alice@example.com"));
     assert_eq!(f.events(EventKind::ApprovalDenied).await.len(), 1);
 }
@@ -259,7 +274,7 @@ async fn an_approval_is_used_once_even_when_two_identical_calls_race() {
     // Not approved yet: nothing to use.
     let err = f.main.approvals.consume(&id, &digest).await.unwrap_err();
     assert!(matches!(err, ApprovalError::NotApproved { state: "pending", .. }), "{err}");
-    f.main.approvals.decide(&id, "carol@example.com", Verdict::Approve, None).await.unwrap();
+    f.main.approvals.decide(&id, &asserted("carol@example.com"), Verdict::Approve, None).await.unwrap();
     // An approved-and-unused request is still the open one for the call.
     assert_eq!(f.main.approvals.hold(&call.get()).await.unwrap().id, id);
 
@@ -308,7 +323,7 @@ async fn a_decision_in_another_process_is_seen_and_used_there() {
         let id = id.clone();
         tokio::spawn(async move { approvals.wait(&id, Instant::now() + BOUND).await })
     };
-    cli.approvals.decide(&id, "carol@example.com", Verdict::Approve, Some("ok")).await.unwrap();
+    cli.approvals.decide(&id, &asserted("carol@example.com"), Verdict::Approve, Some("ok")).await.unwrap();
     let state = tokio::time::timeout(BOUND, waiter).await.unwrap().unwrap().unwrap();
     assert!(matches!(state, ApprovalState::Approved { ref by, .. } if by == "carol@example.com"), "{state:?}");
 
@@ -333,7 +348,8 @@ async fn a_decision_through_the_same_handle_wakes_the_waiter_at_once() {
             (state, Instant::now())
         })
     };
-    let decided = f.main.approvals.decide(&id, "carol@example.com", Verdict::Deny, Some("no")).await.unwrap();
+    let decided =
+        f.main.approvals.decide(&id, &asserted("carol@example.com"), Verdict::Deny, Some("no")).await.unwrap();
     let at = Instant::now();
     let (state, woke) = tokio::time::timeout(BOUND, waiter).await.unwrap().unwrap();
     assert_eq!(state.unwrap(), decided.state);
@@ -360,7 +376,8 @@ async fn an_expired_request_can_be_neither_decided_nor_used() {
     assert_eq!(state, ApprovalState::Expired);
     assert_eq!(f.events(EventKind::ApprovalExpired).await.len(), 1);
 
-    let err = f.main.approvals.decide(&request.id, "carol@example.com", Verdict::Approve, None).await.unwrap_err();
+    let err =
+        f.main.approvals.decide(&request.id, &asserted("carol@example.com"), Verdict::Approve, None).await.unwrap_err();
     assert!(matches!(err, ApprovalError::Expired { .. }) && err.is_approver_fault(), "{err}");
     let err = f.main.approvals.consume(&request.id, &call.digest()).await.unwrap_err();
     assert!(matches!(err, ApprovalError::Expired { .. }), "{err}");

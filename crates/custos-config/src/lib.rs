@@ -49,6 +49,8 @@ pub struct Config {
     pub serve: ServeConfig,
     /// The admin API of `custos serve`, when configured.
     pub admin: Option<AdminConfig>,
+    /// `[console]`: the web console; `None` without the section.
+    pub console: Option<ConsoleConfig>,
     /// `[approvals]`: held calls, approver groups and their notifications.
     pub approvals: ApprovalSettings,
     /// `[[agents]] spiffe_id`: the SPIFFE ID (canonical form) that names each agent that has
@@ -71,6 +73,65 @@ pub struct AdminConfig {
     /// The URL approvers reach the admin API at, without a trailing slash; `None`: `http://`
     /// and the address bound.
     pub public_url: Option<String>,
+    /// Whether a holder of the admin token may name the approver of a decision through the
+    /// admin API. Off by default: approvers sign in to the console, and a decision records who
+    /// signed in, not a name someone typed.
+    pub assert_approvers: bool,
+}
+
+/// Default `[console] session_idle_timeout_secs`: a console session unused this long ends.
+pub const DEFAULT_CONSOLE_IDLE_SECS: u64 = 900;
+/// Default `[console] session_max_secs`: a console session ends this long after sign-in.
+pub const DEFAULT_CONSOLE_MAX_SECS: u64 = 28_800;
+/// Default `[console] login_link_ttl_secs`: how long a `custos console login-link` lasts.
+pub const DEFAULT_LOGIN_LINK_TTL_SECS: u64 = 300;
+
+/// `[console]`: the web console of `custos serve`, where approvers decide held calls and
+/// security reviews agents, runs and calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleConfig {
+    /// The console's own listener; `None`: it is served on the `[admin]` listener.
+    pub listen: Option<std::net::SocketAddr>,
+    /// The URL people reach the console at, without a trailing slash (links, the OpenID
+    /// Connect redirect URI); `None`: `http://` or `https://` and the address bound.
+    pub public_url: Option<String>,
+    /// A session unused this long ends.
+    pub session_idle_timeout_secs: u64,
+    /// A session ends this long after its sign-in, used or not.
+    pub session_max_secs: u64,
+    /// How long a one-time sign-in link lasts.
+    pub login_link_ttl_secs: u64,
+    /// Whether `custos console login-link` links sign in (default: only without `[console.oidc]`).
+    pub local_sign_in: bool,
+    /// `[console.tls]`: certificate and key for the console's own listener.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub oidc: Option<OidcSettings>,
+}
+
+impl ConsoleConfig {
+    /// Whether session cookies must be `Secure`: the console is reached over TLS.
+    pub fn secure(&self) -> bool {
+        self.tls.is_some() || self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// `[console.oidc]`: an OpenID Connect provider approvers sign in with (authorization code
+/// flow with PKCE; the provider found by discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The issuer, exactly as the provider's ID tokens name it (no trailing slash added).
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (confidential client); `None`: a public client.
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for; always includes `openid`.
+    pub scopes: Vec<String>,
+    /// The claim naming the approver (default `email`).
+    pub identity_claim: String,
+    /// The claim listing the approver's groups (default `groups`).
+    pub groups_claim: String,
+    /// A CA bundle to trust for the provider's `https://` endpoints.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Default `[approvals] timeout_ms`: how long a held call waits for a decision.
@@ -119,6 +180,8 @@ pub struct ApproverGroup {
     pub name: String,
     /// Approver identities (e.g. e-mail addresses), compared exactly.
     pub members: Vec<String>,
+    /// Identity-provider groups whose signed-in members are members of this group.
+    pub idp_groups: Vec<String>,
     /// Where new requests for this group are announced, when configured.
     pub webhook: Option<Webhook>,
 }

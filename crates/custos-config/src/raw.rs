@@ -25,6 +25,7 @@ pub struct RawConfig {
     pub servers: Vec<RawServer>,
     pub serve: Option<RawServe>,
     pub admin: Option<RawAdmin>,
+    pub console: Option<RawConsole>,
     #[serde(default)]
     pub approvals: RawApprovals,
     #[serde(default)]
@@ -146,6 +147,10 @@ pub struct RawApprovals {
 pub struct RawApproverGroup {
     #[serde(default)]
     pub members: Vec<String>,
+    /// Groups of the identity provider (the console's `[console.oidc] groups_claim`) whose
+    /// members are members of this group.
+    #[serde(default)]
+    pub idp_groups: Vec<String>,
     pub webhook_url: Option<String>,
     pub webhook_secret_file: Option<String>,
 }
@@ -157,6 +162,44 @@ pub struct RawAdmin {
     pub token_file: String,
     /// The URL approvers reach the admin API at (links in approval notifications).
     pub public_url: Option<String>,
+    /// Whether the admin token may name the approver of a decision (off: approvers sign in).
+    #[serde(default)]
+    pub assert_approvers: bool,
+}
+
+/// `[console]`: the web console of `custos serve`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsole {
+    pub listen: Option<String>,
+    pub public_url: Option<String>,
+    pub session_idle_timeout_secs: Option<u64>,
+    pub session_max_secs: Option<u64>,
+    pub login_link_ttl_secs: Option<u64>,
+    pub local_sign_in: Option<bool>,
+    pub tls: Option<RawConsoleTls>,
+    pub oidc: Option<RawOidc>,
+}
+
+/// `[console.tls]`: the console's own listener over TLS.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsoleTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+/// `[console.oidc]`: approvers sign in with an OpenID Connect provider.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOidc {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret_file: Option<String>,
+    pub scopes: Option<Vec<String>>,
+    pub identity_claim: Option<String>,
+    pub groups_claim: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

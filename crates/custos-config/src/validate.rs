@@ -213,10 +213,19 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                     ));
                 }
             }
-            Some(AdminConfig { listen, token_file: resolve(&a.token_file), public_url })
+            Some(AdminConfig {
+                listen,
+                token_file: resolve(&a.token_file),
+                public_url,
+                assert_approvers: a.assert_approvers,
+            })
         }
     };
-    let approvals = approvals(path, raw.approvals, admin.as_ref(), resolve)?;
+    let console = match raw.console {
+        None => None,
+        Some(c) => Some(console(path, c, admin.as_ref(), &resolve)?),
+    };
+    let approvals = approvals(path, raw.approvals, admin.as_ref(), &resolve)?;
     // After the approvals and the servers: replay holds and limits name them.
     let detection = detection::detection(path, raw.detection, &approvals, &servers)?;
     let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
@@ -231,6 +240,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         servers,
         serve,
         admin,
+        console,
         approvals,
         spiffe_ids,
         credentials,
@@ -637,7 +647,7 @@ fn approvals(
     path: &Path,
     raw: crate::raw::RawApprovals,
     admin: Option<&AdminConfig>,
-    resolve: impl Fn(&str) -> PathBuf,
+    resolve: &impl Fn(&str) -> PathBuf,
 ) -> Result<crate::ApprovalSettings, ConfigError> {
     let ranged = |key: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
         let value = value.unwrap_or(default);
@@ -659,14 +669,22 @@ fn approvals(
         if name.trim().is_empty() {
             return Err(ConfigError::invalid(path, "approvals.groups", "an approver group needs a name"));
         }
-        if g.members.is_empty() {
+        if g.members.is_empty() && g.idp_groups.is_empty() {
             return Err(ConfigError::invalid(
                 path,
                 key("members"),
-                format!("group `{name}` has no members: nobody could approve its calls"),
+                format!("group `{name}` has no members and no `idp_groups`: nobody could approve its calls"),
             ));
         }
-        if let Some(bad) = g.members.iter().find(|m| m.trim().is_empty() || m.chars().any(char::is_control)) {
+        let blank = |m: &String| m.trim().is_empty() || m.chars().any(char::is_control);
+        if let Some(bad) = g.idp_groups.iter().find(|m| blank(m)) {
+            return Err(ConfigError::invalid(
+                path,
+                key("idp_groups"),
+                format!("`{}` is not a group name", bad.escape_debug()),
+            ));
+        }
+        if let Some(bad) = g.members.iter().find(|m| blank(m)) {
             return Err(ConfigError::invalid(
                 path,
                 key("members"),
@@ -697,7 +715,7 @@ fn approvals(
                 Some(crate::Webhook { url, secret_file: resolve(&secret) })
             }
         };
-        groups.push(crate::ApproverGroup { name, members: g.members, webhook });
+        groups.push(crate::ApproverGroup { name, members: g.members, idp_groups: g.idp_groups, webhook });
     }
     let admin_url = admin.map(|a| a.public_url.clone().unwrap_or_else(|| format!("http://{}", a.listen)));
     Ok(crate::ApprovalSettings {
@@ -706,6 +724,123 @@ fn approvals(
         allow_principal_approval: raw.allow_principal_approval,
         groups,
         admin_url,
+    })
+}
+
+/// Bounds of `[console]`: sessions idle 1 minute to a day, last 5 minutes to 7 days; sign-in
+/// links last 10 seconds to an hour.
+const CONSOLE_IDLE_RANGE: std::ops::RangeInclusive<u64> = 60..=86_400;
+const CONSOLE_MAX_RANGE: std::ops::RangeInclusive<u64> = 300..=604_800;
+const LOGIN_LINK_RANGE: std::ops::RangeInclusive<u64> = 10..=3_600;
+
+/// `[console]`, `[console.tls]` and `[console.oidc]`.
+fn console(
+    path: &Path,
+    raw: crate::raw::RawConsole,
+    admin: Option<&AdminConfig>,
+    resolve: &impl Fn(&str) -> PathBuf,
+) -> Result<crate::ConsoleConfig, ConfigError> {
+    let listen = match raw.listen {
+        None if admin.is_none() => {
+            return Err(ConfigError::invalid(
+                path,
+                "console.listen",
+                "required without [admin]: the console is served on its own listener or on the admin one",
+            ))
+        }
+        None => None,
+        Some(text) => Some(text.parse().map_err(|_| {
+            ConfigError::invalid(path, "console.listen", format!("`{text}` is not an address: expected IP:PORT"))
+        })?),
+    };
+    let public_url = raw.public_url.map(|u| u.trim_end_matches('/').to_owned());
+    if let Some(url) = &public_url {
+        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+            return Err(ConfigError::invalid(
+                path,
+                "console.public_url",
+                format!("`{url}` is not an http:// or https:// url"),
+            ));
+        }
+    }
+    let ranged = |key: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
+        let value = value.unwrap_or(default);
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::invalid(
+                path,
+                format!("console.{key}"),
+                format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
+            ))
+        }
+    };
+    let idle = ranged(
+        "session_idle_timeout_secs",
+        raw.session_idle_timeout_secs,
+        crate::DEFAULT_CONSOLE_IDLE_SECS,
+        CONSOLE_IDLE_RANGE,
+    )?;
+    let max = ranged("session_max_secs", raw.session_max_secs, crate::DEFAULT_CONSOLE_MAX_SECS, CONSOLE_MAX_RANGE)?;
+    if idle > max {
+        return Err(ConfigError::invalid(
+            path,
+            "console.session_idle_timeout_secs",
+            format!("`{idle}` is longer than `session_max_secs` ({max})"),
+        ));
+    }
+    let link =
+        ranged("login_link_ttl_secs", raw.login_link_ttl_secs, crate::DEFAULT_LOGIN_LINK_TTL_SECS, LOGIN_LINK_RANGE)?;
+    let oidc = match raw.oidc {
+        None => None,
+        Some(o) => {
+            let issuer = o.issuer.trim().to_owned();
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+            if !(issuer.starts_with("https://") || loopback.iter().any(|l| issuer.starts_with(l))) {
+                return Err(ConfigError::invalid(
+                    path,
+                    "console.oidc.issuer",
+                    format!("`{issuer}` is not supported: expected an https:// url (or http:// on loopback)"),
+                ));
+            }
+            if o.client_id.trim().is_empty() {
+                return Err(ConfigError::invalid(path, "console.oidc.client_id", "must not be empty"));
+            }
+            let mut scopes = o.scopes.unwrap_or_else(|| vec!["openid".into(), "email".into(), "profile".into()]);
+            if !scopes.iter().any(|s| s == "openid") {
+                scopes.insert(0, "openid".into());
+            }
+            if let Some(bad) =
+                scopes.iter().find(|s| s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(ConfigError::invalid(
+                    path,
+                    "console.oidc.scopes",
+                    format!("`{}` is not a scope", bad.escape_debug()),
+                ));
+            }
+            Some(crate::OidcSettings {
+                issuer,
+                client_id: o.client_id,
+                client_secret_file: o.client_secret_file.as_deref().map(resolve),
+                scopes,
+                identity_claim: o.identity_claim.unwrap_or_else(|| "email".into()),
+                groups_claim: o.groups_claim.unwrap_or_else(|| "groups".into()),
+                ca_file: o.ca_file.as_deref().map(resolve),
+            })
+        }
+    };
+    let local_sign_in = raw.local_sign_in.unwrap_or(oidc.is_none());
+    Ok(crate::ConsoleConfig {
+        listen,
+        public_url,
+        session_idle_timeout_secs: idle,
+        session_max_secs: max,
+        login_link_ttl_secs: link,
+        local_sign_in,
+        tls: raw.tls.map(|t| (resolve(&t.cert_file), resolve(&t.key_file))),
+        oidc,
     })
 }
 

@@ -14,6 +14,14 @@
 //! POST /v1/approvals/{id}/approve   {"approver": "...", "reason": "..."}
 //! POST /v1/approvals/{id}/deny      {"approver": "...", "reason": "..."} (reason required)
 //! ```
+//!
+//! A decision through this API names its approver, which the token holder asserts: only with
+//! `[admin] assert_approvers = true` (recorded as `identity.method = "admin-token"`); otherwise
+//! `403 approver_not_asserted`, recorded as `approval.refused`. Approvers sign in to the
+//! console instead, which records who signed in and how.
+//!
+//! ```text
+//! ```
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -378,7 +386,20 @@ async fn approval_decide(
         Some(Value::String(r)) => Some(r.as_str()),
         Some(_) => return bad("`reason` must be a string"),
     };
-    match queue.decide(id, approver, verdict, reason).await {
+    let approver = custos_approvals::Approver::asserted(approver, custos_approvals::ApproverMethod::AdminToken);
+    if !s.app.config.admin.as_ref().is_some_and(|a| a.assert_approvers) {
+        let why = "the admin token may not name an approver ([admin] assert_approvers is off)";
+        if let Err(e) = queue.refuse(id, &approver, why).await {
+            return approval_error(&e);
+        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "approver_not_asserted",
+            "the admin token may not name an approver: approvers sign in to the console, or set \
+             [admin] assert_approvers = true to let the token holder decide as anyone",
+        );
+    }
+    match queue.decide(id, &approver, verdict, reason).await {
         Ok(r) => json_ok(r.to_json()),
         Err(e) => approval_error(&e),
     }

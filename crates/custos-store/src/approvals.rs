@@ -137,13 +137,21 @@ pub enum ApprovalWrite {
     Request(Box<ApprovalRecord>),
     /// Approves or denies request `id` if it is pending and unexpired at `now_ms`, appending
     /// `approval.approved` or `approval.denied`; otherwise appends `approval.refused`.
-    Decide { id: String, approver: String, approve: bool, reason: Option<String>, now_ms: i64 },
+    /// `identity` (a JSON object: how the approver was identified) goes into the event as is.
+    Decide {
+        id: String,
+        approver: String,
+        identity: serde_json::Value,
+        approve: bool,
+        reason: Option<String>,
+        now_ms: i64,
+    },
     /// Marks approved request `id` used if its digest is `digest` and it is unexpired at
     /// `now_ms`, appending `approval.used`; otherwise appends `approval.replay_refused`.
     Consume { id: String, digest: String, now_ms: i64 },
     /// Records that the caller's rules refused `approver`'s decision on `id` (`approval.refused`
     /// with `reason`); the request does not change.
-    Refuse { id: String, approver: String, reason: String, now_ms: i64 },
+    Refuse { id: String, approver: String, identity: serde_json::Value, reason: String, now_ms: i64 },
     /// Marks request `id` expired (with `approval.expired`) if it is open and past its expiry
     /// at `now_ms`; otherwise does nothing.
     Expire { id: String, now_ms: i64 },

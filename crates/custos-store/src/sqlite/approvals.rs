@@ -22,13 +22,14 @@ const COLUMNS: &str = "id, digest, status, agent, run, step, tool, created_ms, e
 pub(super) fn write_in(conn: &Connection, path: &Path, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
     match write {
         ApprovalWrite::Request(record) => request_in(conn, path, record),
-        ApprovalWrite::Decide { id, approver, approve, reason, now_ms } => {
-            decide_in(conn, path, id, approver, *approve, reason.as_deref(), *now_ms)
+        ApprovalWrite::Decide { id, approver, identity, approve, reason, now_ms } => {
+            let who = Who { approver, identity };
+            decide_in(conn, path, id, &who, *approve, reason.as_deref(), *now_ms)
         }
         ApprovalWrite::Consume { id, digest, now_ms } => consume_in(conn, path, id, digest, *now_ms),
-        ApprovalWrite::Refuse { id, approver, reason, now_ms } => {
+        ApprovalWrite::Refuse { id, approver, identity, reason, now_ms } => {
             let record = get_in(conn, path, id, write_error)?;
-            refuse(conn, path, record.as_ref(), id, approver, reason, *now_ms)?;
+            refuse(conn, path, record.as_ref(), id, &Who { approver, identity }, reason, *now_ms)?;
             Ok(ApprovalOutcome::Refused { record, refusal: ApprovalRefusal::Rule })
         }
         ApprovalWrite::Expire { id, now_ms } => match get_in(conn, path, id, write_error)? {
@@ -93,26 +94,32 @@ fn request_in(conn: &Connection, path: &Path, record: &ApprovalRecord) -> Result
     Ok(ApprovalOutcome::Requested { record: record.clone(), created: true })
 }
 
+/// Who decides: the name compared with group members, and how it was established.
+struct Who<'a> {
+    approver: &'a str,
+    identity: &'a serde_json::Value,
+}
+
 fn decide_in(
     conn: &Connection,
     path: &Path,
     id: &str,
-    approver: &str,
+    who: &Who<'_>,
     approve: bool,
     reason: Option<&str>,
     now: i64,
 ) -> Result<ApprovalOutcome, StoreError> {
     let Some(mut record) = get_in(conn, path, id, write_error)? else {
-        refuse(conn, path, None, id, approver, "unknown approval", now)?;
+        refuse(conn, path, None, id, who, "unknown approval", now)?;
         return Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown });
     };
     if expire_if_due(conn, path, &mut record, now)? || record.status == ApprovalStatus::Expired {
-        refuse(conn, path, Some(&record), id, approver, "expired", now)?;
+        refuse(conn, path, Some(&record), id, who, "expired", now)?;
         return Ok(ApprovalOutcome::Refused { record: Some(record), refusal: ApprovalRefusal::Expired });
     }
     if record.status != ApprovalStatus::Pending {
         let why = format!("already {}", record.status);
-        refuse(conn, path, Some(&record), id, approver, &why, now)?;
+        refuse(conn, path, Some(&record), id, who, &why, now)?;
         return Ok(ApprovalOutcome::Refused { record: Some(record), refusal: ApprovalRefusal::NotPending });
     }
     let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
@@ -122,18 +129,20 @@ fn decide_in(
         .execute(
             "UPDATE approvals SET status = ?2, decided_by = ?3, decided_ms = ?4, reason = ?5
              WHERE id = ?1 AND status = 'pending'",
-            params![id, status.as_str(), approver, now, reason],
+            params![id, status.as_str(), who.approver, now, reason],
         )
         .map_err(|e| write_error(path, e))?;
     if changed != 1 {
         return Err(StoreError::Internal { reason: format!("approval `{id}` changed during its decision") });
     }
     record.status = status;
-    record.decided_by = Some(approver.to_owned());
+    record.decided_by = Some(who.approver.to_owned());
     record.decided_ms = Some(now);
     record.reason = reason.map(str::to_owned);
     let kind = if approve { EventKind::ApprovalApproved } else { EventKind::ApprovalDenied };
-    let detail = json!({ "id": id, "digest": record.digest, "approver": approver, "reason": reason });
+    let detail = json!({
+        "id": id, "digest": record.digest, "approver": who.approver, "identity": who.identity, "reason": reason,
+    });
     append_in(conn, path, &[event(kind, Some(&record), now, detail)])?;
     Ok(ApprovalOutcome::Decided(record))
 }
@@ -185,11 +194,11 @@ fn refuse(
     path: &Path,
     record: Option<&ApprovalRecord>,
     id: &str,
-    approver: &str,
+    who: &Who<'_>,
     reason: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let detail = json!({ "id": id, "approver": approver, "reason": reason });
+    let detail = json!({ "id": id, "approver": who.approver, "identity": who.identity, "reason": reason });
     append_in(conn, path, &[event(EventKind::ApprovalRefused, record, now, detail)]).map(|_| ())
 }
 
@@ -405,6 +414,7 @@ mod tests {
         let decide = |id: &str, now_ms| ApprovalWrite::Decide {
             id: id.into(),
             approver: "carol".into(),
+            identity: json!({ "method": "cli" }),
             approve: true,
             reason: None,
             now_ms,

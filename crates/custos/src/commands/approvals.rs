@@ -89,7 +89,7 @@ fn decide(
         return Err(Failure::usage(format!("who decides? pass --as APPROVER or set {APPROVER_ENV}")));
     };
     let decided = with_queue(location, |q| {
-        let approver = approver.clone();
+        let approver = custos_approvals::Approver::asserted(approver.clone(), custos_approvals::ApproverMethod::Cli);
         async move { q.decide(id, &approver, verdict, reason).await }
     })?;
     let Some(r) = decided else { return Err(refused(&ApprovalError::Unknown { id: id.to_owned() })) };

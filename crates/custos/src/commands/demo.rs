@@ -402,7 +402,8 @@ async fn approve(approvals: Approvals, interactive: bool, mut stopped: tokio::sy
             }
             let (verdict, reason) =
                 if interactive { ask(&request).await } else { (Verdict::Approve, APPROVER_REASON.to_owned()) };
-            if let Err(e) = approvals.decide(&request.id, APPROVER, verdict, Some(&reason)).await {
+            let approver = custos_approvals::Approver::asserted(APPROVER, custos_approvals::ApproverMethod::Demo);
+            if let Err(e) = approvals.decide(&request.id, &approver, verdict, Some(&reason)).await {
                 eprintln!("custos: the demo approver cannot decide `{}`: {e}", request.id);
             }
         }
