@@ -40,6 +40,7 @@ fn settings() -> ApprovalSettings {
             group("ops", &["dave@example.com"]),
         ],
         admin_url: Some("https://admin.example".into()),
+        console_url: Some("https://console.example".into()),
         ..ApprovalSettings::default()
     }
 }
@@ -472,6 +473,7 @@ async fn webhooks_are_signed_retried_after_errors_and_every_attempt_recorded() {
     }
     let body: Value = serde_json::from_slice(&deliveries[2].1).unwrap();
     assert_eq!(body["url"], json!(format!("https://admin.example/v1/approvals/{}", request.id)));
+    assert_eq!(body["console_url"], json!(format!("https://console.example/console/approvals/{}", request.id)));
     assert_eq!(body["group"], "finance");
     assert_eq!(body["approval"]["id"], json!(request.id));
     assert_eq!(body["approval"]["digest"], json!(call.digest()));

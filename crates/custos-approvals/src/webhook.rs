@@ -2,7 +2,8 @@
 //! webhook, retried with backoff, every attempt recorded (`approval.notified`).
 //!
 //! The body is JSON: `{"approval": {…the request, arguments redacted…}, "group": NAME, "url":
-//! LINK}`, where `LINK` is the request in the admin API. The `Custos-Signature` header is
+//! LINK, "console_url": PAGE}`, where `LINK` is the request in the admin API and `PAGE` the
+//! request in the console, where an approver opens it to decide (each `null` when not served). The `Custos-Signature` header is
 //! `t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`: a receiver recomputes the MAC
 //! over the exact bytes received, compares in constant time, and rejects a timestamp too far
 //! from its clock (a replayed delivery). [`verify`] does exactly that. Each attempt is signed
@@ -86,6 +87,8 @@ pub(crate) struct Notifier {
     audit: AuditLog,
     /// The admin API's base URL, for the link to the request.
     admin_url: Option<String>,
+    /// The console's base URL, for the link that opens the request there.
+    console_url: Option<String>,
     /// [`BACKOFF`], shortened by tests.
     pub(crate) backoff: Vec<Duration>,
     pub(crate) timeout: Duration,
@@ -178,6 +181,7 @@ impl Notifier {
             client,
             audit,
             admin_url: settings.admin_url.clone(),
+            console_url: settings.console_url.clone(),
             backoff: BACKOFF.to_vec(),
             timeout: ATTEMPT_TIMEOUT,
         })))
@@ -192,7 +196,10 @@ impl Notifier {
             if !request.groups.contains(&hook.group) {
                 continue;
             }
-            let body = json!({ "approval": request.summary_json(), "group": hook.group, "url": link });
+            let console = self.console_url.as_ref().map(|base| format!("{base}/console/approvals/{}", request.id));
+            let body = json!({
+                "approval": request.summary_json(), "group": hook.group, "url": link, "console_url": console,
+            });
             let body = Bytes::from(body.to_string());
             let this = self.clone();
             let request = request.clone();

@@ -154,6 +154,9 @@ pub struct ApprovalSettings {
     /// The admin API's base URL, for links in notifications: `[admin] public_url`, else `http://`
     /// and `[admin] listen`; `None` without `[admin]`.
     pub admin_url: Option<String>,
+    /// The console's base URL, for links that open a request in the console; `None` without
+    /// `[console]` (set by `custos serve` once the console is bound).
+    pub console_url: Option<String>,
 }
 
 impl Default for ApprovalSettings {
@@ -164,6 +167,7 @@ impl Default for ApprovalSettings {
             allow_principal_approval: false,
             groups: Vec::new(),
             admin_url: None,
+            console_url: None,
         }
     }
 }

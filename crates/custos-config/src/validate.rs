@@ -724,6 +724,7 @@ fn approvals(
         allow_principal_approval: raw.allow_principal_approval,
         groups,
         admin_url,
+        console_url: None,
     })
 }
 

@@ -1,2 +1,41 @@
 //! The web console of `custos serve`: where approvers sign in and decide held calls, and
 //! security reviews agents, runs and calls.
+//!
+//! Server-rendered pages (templates compiled into the binary with `askama`, escaped by
+//! default), one stylesheet and one small script embedded with them: nothing to build but the
+//! crate, and every page reads and decides with JavaScript off. With it, live views update from
+//! Server-Sent Events.
+//!
+//! Approvers are who the identity provider says they are (OpenID Connect, `oidc.rs`), or, where
+//! there is none, who a one-time link made on the gateway host says (`link.rs`). A decision
+//! records the approver's name, how they signed in (issuer, subject) and the session.
+//!
+//! # Layout
+//!
+//! - `console.rs`: [`Console`], what the handlers share, and [`ConsoleParts`], what the serving
+//!   process hands it.
+//! - `router.rs`: [`router`], every route under `/console`.
+//! - `session.rs`: sessions (cookie tokens kept as digests, idle and absolute timeouts, CSRF
+//!   tokens) and begun sign-ins.
+//! - `auth.rs`: the session cookie read and checked; the CSRF and origin check of form posts.
+//! - `sign_in.rs`: the sign-in page, one-time links, the OpenID Connect code flow, sign-out.
+//! - `link.rs`: one-time sign-in links, made by `custos console login-link`.
+//! - `oidc.rs`: the OpenID Connect relying party (discovery, PKCE, ID token verification).
+//! - `approvals.rs`: the inbox, one request, the decision.
+//! - `page.rs`: security headers (a strict Content-Security-Policy), error pages, the frame.
+//! - `templates/`, `static/`: the pages, the stylesheet, the script.
+
+mod approvals;
+mod auth;
+mod console;
+mod error;
+pub mod link;
+pub mod oidc;
+mod page;
+mod router;
+mod session;
+mod sign_in;
+
+pub use console::{now_ms, Console, ConsoleParts};
+pub use error::ConsoleError;
+pub use router::router;

@@ -94,10 +94,25 @@ pub enum EventKind {
     /// A label joined the run (`untrusted_input`, `read_sensitive`), and what put it there.
     #[serde(rename = "run.labeled")]
     RunLabeled,
+    /// `custos console login-link` made a one-time sign-in link; detail: who it signs in, its
+    /// expiry and a fingerprint of its token (never the token).
+    #[serde(rename = "console.link_issued")]
+    ConsoleLinkIssued,
+    /// Someone signed in to the console; detail: approver, method, issuer, subject, session
+    /// fingerprint, groups.
+    #[serde(rename = "console.signed_in")]
+    ConsoleSignedIn,
+    /// A console session ended: sign-out, idle or absolute timeout.
+    #[serde(rename = "console.signed_out")]
+    ConsoleSignedOut,
+    /// The console refused a request: a failed sign-in (wrong audience, nonce, signature,
+    /// state; a used or expired link), a missing or wrong CSRF token, a forged session cookie.
+    #[serde(rename = "console.refused")]
+    ConsoleRefused,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 33] = [
+    pub const ALL: [EventKind; 37] = [
         Self::RunStarted,
         Self::RunEnded,
         Self::CallRequested,
@@ -131,6 +146,10 @@ impl EventKind {
         Self::ToolPinned,
         Self::ToolAccepted,
         Self::RunLabeled,
+        Self::ConsoleLinkIssued,
+        Self::ConsoleSignedIn,
+        Self::ConsoleSignedOut,
+        Self::ConsoleRefused,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -168,6 +187,10 @@ impl EventKind {
             Self::ToolPinned => "tool.pinned",
             Self::ToolAccepted => "tool.accepted",
             Self::RunLabeled => "run.labeled",
+            Self::ConsoleLinkIssued => "console.link_issued",
+            Self::ConsoleSignedIn => "console.signed_in",
+            Self::ConsoleSignedOut => "console.signed_out",
+            Self::ConsoleRefused => "console.refused",
         }
     }
 

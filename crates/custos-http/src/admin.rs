@@ -53,16 +53,24 @@ pub struct AdminState {
     token: Vec<u8>,
     /// The approval queue the `/v1/approvals` routes read and decide; `None`: they answer 503.
     approvals: Option<custos_approvals::Approvals>,
+    /// Other routes served on this listener (the console's, when it has no listener of its own).
+    extra: Option<Router>,
 }
 
 impl AdminState {
     pub fn new(app: Arc<AppState>, token: String) -> Self {
-        Self { app, token: token.into_bytes(), approvals: None }
+        Self { app, token: token.into_bytes(), approvals: None, extra: None }
     }
 
     /// Serves the approval queue too.
     pub fn with_approvals(mut self, approvals: custos_approvals::Approvals) -> Self {
         self.approvals = Some(approvals);
+        self
+    }
+
+    /// Serves `routes` (paths apart from the admin API's) on the admin listener too.
+    pub fn with_routes(mut self, routes: Router) -> Self {
+        self.extra = Some(routes);
         self
     }
 
@@ -78,6 +86,7 @@ impl AdminState {
 
 /// The admin router.
 pub fn router(state: Arc<AdminState>) -> Router {
+    let extra = state.extra.clone().unwrap_or_default();
     Router::new()
         .route("/healthz", get(|| async { json_ok(json!({ "status": "ok" })) }))
         .route("/readyz", get(readyz))
@@ -92,6 +101,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/v1/approvals/{id}/approve", post(approval_approve))
         .route("/v1/approvals/{id}/deny", post(approval_deny))
         .with_state(state)
+        .merge(extra)
 }
 
 fn json_ok(v: Value) -> Response {
@@ -402,6 +412,28 @@ async fn approval_decide(
     match queue.decide(id, &approver, verdict, reason).await {
         Ok(r) => json_ok(r.to_json()),
         Err(e) => approval_error(&e),
+    }
+}
+
+/// Serves `routes` on `listener` until `shutdown` resolves, through the accept loop of `custos
+/// serve` with the `[serve]` connection limits (`listener` in the metrics: `label`), over TLS
+/// with `tls`: the console on its own listener.
+pub async fn serve_routes(
+    app: Arc<AppState>,
+    routes: Router,
+    listener: tokio::net::TcpListener,
+    label: &'static str,
+    tls: Option<custos_tls::server::Acceptor>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = crate::listen::ConnectionMetrics::register(app.metrics(), label);
+    let endpoint = crate::listen::Endpoint::new(routes, &app.config.serve, metrics);
+    match tls {
+        Some(acceptor) => {
+            let transport = crate::tls::Tls::new(acceptor, app.metrics());
+            crate::listen::serve_connections(endpoint, listener, transport, shutdown, async {}).await
+        }
+        None => crate::listen::serve_connections(endpoint, listener, crate::listen::Plain, shutdown, async {}).await,
     }
 }
 

@@ -57,14 +57,10 @@ pub async fn serve_tls(
     acceptor: Acceptor,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let failures = state.metrics().counter(
-        "custos_tls_handshake_failures_total",
-        "TLS handshakes that failed (not TLS, untrusted or missing client certificate, timeout), by reason.",
-        &["reason"],
-    );
     let closing = state.clone();
     state.spawn_reaper();
-    crate::listen::serve_connections(state.endpoint(), listener, Tls { acceptor, failures }, shutdown, async move {
+    let transport = Tls::new(acceptor, state.metrics());
+    crate::listen::serve_connections(state.endpoint(), listener, transport, shutdown, async move {
         // Open event streams end when their sessions close; then in-flight requests drain.
         closing.close_all("gateway shutting down").await;
     })
@@ -73,9 +69,20 @@ pub async fn serve_tls(
 
 /// TLS in front of HTTP: the handshake, in the connection's own task.
 #[derive(Clone)]
-struct Tls {
+pub(crate) struct Tls {
     acceptor: Acceptor,
     failures: custos_metrics::Counter,
+}
+
+impl Tls {
+    pub(crate) fn new(acceptor: Acceptor, metrics: &custos_metrics::Registry) -> Self {
+        let failures = metrics.counter(
+            "custos_tls_handshake_failures_total",
+            "TLS handshakes that failed (not TLS, untrusted or missing client certificate, timeout), by reason.",
+            &["reason"],
+        );
+        Self { acceptor, failures }
+    }
 }
 
 impl Transport for Tls {

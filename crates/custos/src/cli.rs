@@ -31,6 +31,9 @@ pub enum Command {
     /// The approval queue: list, show, approve and deny held calls
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// The web console of `custos serve`: one-time sign-in links for approvers
+    #[command(subcommand)]
+    Console(ConsoleCommand),
     /// Secrets the gateway holds for upstreams: set, list and remove them (values are never shown)
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -66,6 +69,22 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ConsoleCommand {
+    /// Print a one-time, short-lived link that signs APPROVER in to the console (recorded in the
+    /// audit log; for deployments without an identity provider)
+    LoginLink {
+        #[command(flatten)]
+        location: Location,
+        /// Who the link signs in (compared with `[approvals.groups]` members)
+        #[arg(long = "as", value_name = "APPROVER")]
+        approver: String,
+        /// The console's base URL [default: `[console] public_url`, else its listen address]
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Where to write the deployment (config, policies, audit log); created if missing, and kept
@@ -84,6 +103,10 @@ pub struct DemoArgs {
     /// Keep the temporary deployment and print where it is
     #[arg(long)]
     pub keep: bool,
+    /// Keep the gateway running after the workflows with the web console open, print a sign-in
+    /// link, and leave held calls for you to decide in a browser (Ctrl-C ends it)
+    #[arg(long)]
+    pub console: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 mod agents;
 mod approvals;
 mod audit;
+mod console;
 mod demo;
 mod findings;
 mod init;
@@ -29,6 +30,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Agents(cmd) => agents::run(cmd),
         Command::Approvals(cmd) => approvals::run(cmd),
+        Command::Console(cmd) => console::run(cmd),
         Command::Secrets(cmd) => secrets::run(cmd),
         Command::Keys(cmd) => keys::run(cmd),
         Command::Token(cmd) => token::run(cmd),

@@ -62,7 +62,21 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             Some(admin) => Some(admin_listener(admin).await?),
             None => None,
         };
-        let approvals = approvals(&config, audit.clone(), &db, admin.as_ref().map(|(listener, _)| listener))?;
+        let console_listener = match config.console.as_ref().and_then(|c| c.listen) {
+            Some(listen) => Some(
+                custos_http::bind(listen)
+                    .map_err(|e| Failure::usage(format!("cannot listen on `{listen}` for the console: {e}")))?,
+            ),
+            None => None,
+        };
+        let console_url = console_url(&config, console_listener.as_ref(), admin.as_ref().map(|(l, _)| l));
+        let mut approvals_config = config.clone();
+        approvals_config.approvals.console_url.clone_from(&console_url);
+        let approvals = approvals(&approvals_config, audit.clone(), &db, admin.as_ref().map(|(listener, _)| listener))?;
+        let console = match &console_url {
+            Some(base) => Some(console(&config, &policy, &audit, &approvals, &db, base).await?),
+            None => None,
+        };
         let mut state =
             AppState::new(config, policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone());
         if let Some(started) = broker {
@@ -78,11 +92,30 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let console_routes = console.map(custos_console::router);
+        if let (Some(base), Some(listener)) = (&console_url, console_listener) {
+            println!("console on {base}/console/");
+            let tls = console_tls(&state.config)?;
+            let routes = console_routes.clone().unwrap_or_default();
+            let (app, shutdown) = (state.clone(), until_stopped(stopped.clone()));
+            tokio::spawn(async move {
+                if let Err(e) = custos_http::admin::serve_routes(app, routes, listener, "console", tls, shutdown).await
+                {
+                    eprintln!("custos: the console stopped: {e}");
+                }
+            });
+        }
         if let Some((listener, token)) = admin {
             let admin_addr = listener.local_addr().map_err(Failure::runtime)?;
             println!("admin on http://{admin_addr}");
-            let admin_state =
-                Arc::new(custos_http::admin::AdminState::new(state.clone(), token).with_approvals(approvals));
+            let mut admin_state = custos_http::admin::AdminState::new(state.clone(), token).with_approvals(approvals);
+            if let (Some(routes), Some(base)) =
+                (console_routes, state.config.console.as_ref().filter(|c| c.listen.is_none()).and(console_url.as_ref()))
+            {
+                println!("console on {base}/console/");
+                admin_state = admin_state.with_routes(routes);
+            }
+            let admin_state = Arc::new(admin_state);
             let shutdown = until_stopped(stopped.clone());
             tokio::spawn(async move {
                 if let Err(e) = custos_http::admin::serve_admin(admin_state, listener, shutdown).await {
@@ -207,6 +240,67 @@ fn tls_acceptor(config: &custos_config::Config) -> Result<Option<custos_tls::ser
     custos_http::tls::acceptor(settings)
         .map(Some)
         .map_err(|e| Failure::usage(format!("{}: [serve.tls]: {e}", config.path.display())))
+}
+
+/// The console's base URL: `[console] public_url`, else the scheme and the address bound (its
+/// own listener, or the admin one); `None` without `[console]`.
+fn console_url(
+    config: &custos_config::Config,
+    own: Option<&tokio::net::TcpListener>,
+    admin: Option<&tokio::net::TcpListener>,
+) -> Option<String> {
+    let console = config.console.as_ref()?;
+    if let Some(url) = &console.public_url {
+        return Some(url.clone());
+    }
+    let scheme = if own.is_some() && console.tls.is_some() { "https" } else { "http" };
+    let addr = own.or(admin)?.local_addr().ok()?;
+    Some(format!("{scheme}://{addr}"))
+}
+
+/// The console: the identity provider discovered now (a provider that cannot be reached stops
+/// start-up, naming it), its own reader of the database.
+async fn console(
+    config: &custos_config::Config,
+    policy: &Arc<custos_policy::PolicyEngine>,
+    audit: &AuditLog,
+    approvals: &custos_approvals::Approvals,
+    db: &std::path::Path,
+    base_url: &str,
+) -> Result<Arc<custos_console::Console>, Failure> {
+    let settings = config.console.as_ref().ok_or_else(|| Failure::runtime("no [console]"))?;
+    let oidc = match &settings.oidc {
+        Some(oidc) => Some(
+            custos_console::oidc::OidcClient::discover(oidc)
+                .await
+                .map_err(|e| Failure::usage(format!("{}: [console.oidc]: {e}", config.path.display())))?,
+        ),
+        None => None,
+    };
+    let parts = custos_console::ConsoleParts {
+        config: Arc::new(config.clone()),
+        approvals: Some(approvals.clone()),
+        audit: audit.clone(),
+        reader: SqliteStore::open_read_only(db).map_err(Failure::runtime)?,
+        policy: policy.clone(),
+        oidc,
+        base_url: base_url.to_owned(),
+    };
+    custos_console::Console::new(parts).map(Arc::new).map_err(Failure::usage)
+}
+
+/// The TLS acceptor of `[console.tls]`, its files read now.
+fn console_tls(config: &custos_config::Config) -> Result<Option<custos_tls::server::Acceptor>, Failure> {
+    let Some((cert, key)) = config.console.as_ref().and_then(|c| c.tls.as_ref()) else { return Ok(None) };
+    let settings = custos_config::TlsSettings {
+        cert_file: cert.clone(),
+        key_file: key.clone(),
+        client_ca_file: None,
+        client_auth: custos_config::ClientAuth::None,
+    };
+    custos_http::tls::acceptor(&settings)
+        .map(Some)
+        .map_err(|e| Failure::usage(format!("{}: [console.tls]: {e}", config.path.display())))
 }
 
 /// The admin listener and its token, read from `[admin] token_file`.
