@@ -259,13 +259,18 @@ impl OidcClient {
             ..JwtConfig::new(settings.issuer.clone(), settings.client_id.clone())
         };
         let verifier = JwtVerifier::without_keys(config)?;
+        // The configuration puts `openid` first already; without it there is no ID token.
+        let mut scopes: Vec<&str> = settings.scopes.iter().map(String::as_str).collect();
+        if !scopes.contains(&"openid") {
+            scopes.insert(0, "openid");
+        }
         let client = OidcClient {
             inner: Arc::new(Inner {
                 issuer: settings.issuer.clone(),
                 client_id: settings.client_id.clone(),
                 secret,
                 auth,
-                scope: settings.scopes.join(" "),
+                scope: scopes.join(" "),
                 identity_claim: settings.identity_claim.clone(),
                 groups_claim: settings.groups_claim.clone(),
                 authorization_endpoint,

@@ -420,6 +420,11 @@ async fn begin_asks_for_a_code_with_pkce_state_and_nonce() {
     assert!(!shown.contains(&pending.nonce) && !shown.contains(&pending.verifier), "{shown}");
 
     assert_eq!(client.begin("/console/callback").unwrap_err().reason(), "invalid_redirect_uri");
+
+    let mut settings = op.settings();
+    settings.scopes = vec!["email".into()];
+    let (url, _) = OidcClient::discover(&settings).await.unwrap().begin(redirect).unwrap();
+    assert!(url.contains("&scope=openid+email&"), "{url}");
 }
 
 #[tokio::test]
