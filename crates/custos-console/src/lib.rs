@@ -20,7 +20,8 @@
 //! - `auth.rs`: the session cookie read and checked; the CSRF and origin check of form posts.
 //! - `sign_in.rs`: the sign-in page, one-time links, the OpenID Connect code flow, sign-out.
 //! - `link.rs`: one-time sign-in links, made by `custos console login-link`.
-//! - `oidc.rs`: the OpenID Connect relying party (discovery, PKCE, ID token verification).
+//! - [`oidc`]: the OpenID Connect relying party approvers sign in through: discovery, the
+//!   authorization code flow with PKCE, ID token verification ([`oidc::OidcClient`]).
 //! - `approvals.rs`: the inbox, one request, the decision.
 //! - `page.rs`: security headers (a strict Content-Security-Policy), error pages, the frame.
 //! - `templates/`, `static/`: the pages, the stylesheet, the script.
