@@ -183,6 +183,7 @@ fn an_approval_from_another_terminal_lets_the_exact_call_through_once() {
     let approved = of_kind(&events, "approval.approved");
     assert_eq!(approved.len(), 1);
     assert_eq!(approved[0]["detail"]["approver"], "carol@example.com");
+    assert_eq!(approved[0]["detail"]["identity"]["method"], "cli", "a name asserted on the command line");
     assert_eq!((approved[0]["agent"].as_str(), approved[0]["run"].as_str()), (Some("operator"), Some("run-7")));
     assert_eq!(of_kind(&events, "approval.used").len(), 1);
     assert_eq!(of_kind(&events, "approval.replay_refused").len(), 2);
@@ -237,7 +238,12 @@ fn a_denial_needs_a_reason_and_unknown_ids_are_refused() {
 /// A deployment whose `sample` server has a command (so `custos serve` serves it) and whose
 /// admin API is on.
 fn served_deployment() -> Deployment {
-    let extra = format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n{GROUPS}");
+    served_deployment_with("assert_approvers = true\n")
+}
+
+/// [`served_deployment`] with `admin` added to its `[admin]` section.
+fn served_deployment_with(admin: &str) -> Deployment {
+    let extra = format!("[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n{admin}{GROUPS}");
     let d = Deployment::new(POLICIES, &extra);
     let text = std::fs::read_to_string(d.config()).unwrap().replace(
         "name = \"sample\"\n",
@@ -246,6 +252,35 @@ fn served_deployment() -> Deployment {
     std::fs::write(d.config(), text).unwrap();
     std::fs::write(d.dir.path().join("admin.token"), "admin-token-for-tests-0123456789\n").unwrap();
     d
+}
+
+/// By default the admin token cannot name an approver: a decision through the admin API is
+/// refused (403), recorded with the approver it named and how, and changes nothing.
+#[test]
+fn the_admin_token_may_not_name_an_approver_unless_configured() {
+    let d = served_deployment_with("");
+    let served = Served::start(&d);
+    let admin = served.admin.clone().unwrap();
+    let auth = ("Authorization", "Bearer admin-token-for-tests-0123456789");
+    let gateway = Gateway::open(&d);
+    let (id, _) = gateway.hold(&d, 10);
+    let (status, _, body) = http(
+        "POST",
+        &format!("{admin}/v1/approvals/{id}/approve"),
+        &[auth, ("Content-Type", "application/json")],
+        r#"{"approver": "carol@example.com"}"#,
+    );
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status, body["error"].as_str()), (403, Some("approver_not_asserted")), "{body}");
+    let (_, _, shown) = http("GET", &format!("{admin}/v1/approvals/{id}"), &[auth], "");
+    assert_eq!(serde_json::from_str::<Value>(&shown).unwrap()["state"], "pending", "nothing was decided");
+    drop(served);
+    let events = d.events();
+    let refused = of_kind(&events, "approval.refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0]["detail"]["approver"], "carol@example.com");
+    assert_eq!(refused[0]["detail"]["identity"]["method"], "admin-token");
+    assert!(of_kind(&events, "approval.approved").is_empty());
 }
 
 #[test]
