@@ -257,7 +257,7 @@ fn run_story(c: &Console, r: &ApprovalRequest) -> (Vec<Step>, Vec<Step>, String)
                 findings.push(Step {
                     step,
                     tool,
-                    what: format!("{} ({})", field("kind"), field("severity")),
+                    what: format!("{} ({})", field("finding"), field("severity")),
                     detail: field("rule"),
                     time: page::time(ev.time_ms),
                 });

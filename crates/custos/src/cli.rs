@@ -105,7 +105,7 @@ pub struct DemoArgs {
     pub keep: bool,
     /// Keep the gateway running after the workflows with the web console open, print a sign-in
     /// link, and leave held calls for you to decide in a browser (Ctrl-C ends it)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "interactive")]
     pub console: bool,
 }
 

@@ -247,7 +247,10 @@ fn another_run_needs_its_own_approval_and_an_expired_one_is_refused() {
 /// uses the admin API.
 #[test]
 fn through_custos_serve_an_admin_api_approval_releases_the_waiting_sdk_call() {
-    let d = deployment("timeout_ms = 30000", "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\nassert_approvers = true\n");
+    let d = deployment(
+        "timeout_ms = 30000",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\nassert_approvers = true\n",
+    );
     std::fs::write(d.dir.path().join("admin.token"), "an-admin-token-for-tests").unwrap();
     let key = common::harness::issue_key(&d, "operator");
     let served = Served::start(&d);
@@ -293,7 +296,10 @@ fn through_custos_serve_an_admin_api_approval_releases_the_waiting_sdk_call() {
 /// own stream, that the call waits and for which approval; then gets the result there.
 #[test]
 fn a_held_calls_own_stream_carries_its_progress_then_its_result() {
-    let d = deployment("timeout_ms = 30000", "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\nassert_approvers = true\n");
+    let d = deployment(
+        "timeout_ms = 30000",
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\nassert_approvers = true\n",
+    );
     std::fs::write(d.dir.path().join("admin.token"), "an-admin-token-for-tests").unwrap();
     let key = common::harness::issue_key(&d, "operator");
     let served = Served::start(&d);

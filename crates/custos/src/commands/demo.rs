@@ -201,7 +201,10 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
     // The gateway's own port, whatever the config says; no admin API.
     config.serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.admin = None;
-    let step_timeout = if args.interactive {
+    if args.console {
+        console_config(&mut config);
+    }
+    let step_timeout = if args.interactive || args.console {
         config.approvals.timeout_ms = INTERACTIVE_APPROVAL_TIMEOUT_MS;
         Duration::from_millis(INTERACTIVE_APPROVAL_TIMEOUT_MS) + STEP_TIMEOUT
     } else {
@@ -231,6 +234,14 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
         if let Some(started) = &broker {
             crate::credentials::spawn_key_reload(started.broker.clone(), started.master.clone(), &db)?;
         }
+        let console = if args.console {
+            let listener = custos_http::bind(SocketAddr::from(([127, 0, 0, 1], 0))).map_err(Failure::runtime)?;
+            let url = format!("http://{}", listener.local_addr().map_err(Failure::runtime)?);
+            config.approvals.console_url = Some(url.clone());
+            Some((listener, url))
+        } else {
+            None
+        };
         let approvals = super::serve::approvals(&config, audit.clone(), &db, None)?;
         let mut state =
             AppState::new(config.clone(), policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone());
@@ -239,20 +250,41 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
         }
         let state = Arc::new(state.with_detection(detection));
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let console_url = match console {
+            Some((listener, console_url)) => {
+                start_console(&config, &state, &audit, &approvals, &db, listener, &console_url, stopped.clone())
+                    .await?;
+                Some(console_url)
+            }
+            None => None,
+        };
         let mut until_stopped = stopped.clone();
         let server = tokio::spawn(custos_http::serve(state, listener, async move {
             let _ = until_stopped.wait_for(|stop| *stop).await;
         }));
-        let approver = tokio::spawn(approve(approvals.clone(), args.interactive, stopped));
+        // With the console, a human decides in the browser.
+        let approver = (!args.console).then(|| tokio::spawn(approve(approvals.clone(), args.interactive, stopped)));
         if !args.json {
             eprintln!("custos: demo gateway on http://{addr}; deployment in `{}`", dir.display());
         }
 
+        // With the console the demo runs until Ctrl-C, which may come while a call is held.
+        let (interrupt, mut interrupted) = tokio::sync::watch::channel(false);
+        if args.console {
+            tokio::spawn(async move {
+                let signal = custos_gateway::shutdown_signal().await;
+                eprintln!("custos: {signal}: stopping the demo");
+                let _ = interrupt.send(true);
+            });
+        }
         let mut outcomes = Vec::new();
         for script in scripts() {
             let key = keys.iter().find(|(agent, _)| agent == script.agent).map(|(_, key)| key.as_str());
             let error = match key {
-                Some(key) => play(addr, key, &script, step_timeout).await,
+                Some(key) => tokio::select! {
+                    error = play(addr, key, &script, step_timeout) => error,
+                    _ = interrupted.wait_for(|i| *i) => Some("interrupted".to_owned()),
+                },
                 None => Some(format!("agent `{}` has no key", script.agent)),
             };
             if let Some(e) = &error {
@@ -261,8 +293,37 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
             outcomes.push((script.name, script.agent, error));
         }
 
+        let read = |outcomes: Vec<(&'static str, &'static str, Option<String>)>| {
+            // Everything in the summary is read back from the log.
+            let store = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+            let mut workflows = Vec::new();
+            for (name, agent, error) in outcomes {
+                workflows.push(Workflow::read(&store, &approvals, (name, agent, run_id(name)), error)?);
+            }
+            Ok::<_, Failure>(Summary {
+                dir: dir.clone(),
+                config: config_path.clone(),
+                gateway: addr,
+                findings: report::findings(&store)?,
+                audit: report::verify(&store)?,
+                workflows,
+            })
+        };
+        if let Some(console_url) = console_url.as_ref().filter(|_| !*interrupted.borrow()) {
+            // The summary now, while the gateway and the console keep serving for the browser.
+            audit.flush().await.map_err(Failure::runtime)?;
+            let summary = read(outcomes.clone())?;
+            print_summary(args, &summary, removed);
+            eprintln!(
+                "custos: the gateway and the console keep running at {console_url}/console/ — press Ctrl-C to stop"
+            );
+            let _ = interrupted.wait_for(|i| *i).await;
+        }
+
         let _ = stop.send(true);
-        let _ = approver.await;
+        if let Some(approver) = approver {
+            let _ = approver.await;
+        }
         match tokio::time::timeout(Duration::from_secs(5), server).await {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => eprintln!("custos: the demo gateway stopped: {e}"),
@@ -270,27 +331,12 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
             Err(_) => eprintln!("custos: the demo gateway did not stop within 5 s"),
         }
         audit.shutdown().await;
-
-        // Everything below is read back from the log.
-        let store = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
-        let mut workflows = Vec::new();
-        for (name, agent, error) in outcomes {
-            workflows.push(Workflow::read(&store, &approvals, (name, agent, run_id(name)), error)?);
-        }
-        Ok::<_, Failure>(Summary {
-            dir: dir.clone(),
-            config: config_path.clone(),
-            gateway: addr,
-            findings: report::findings(&store)?,
-            audit: report::verify(&store)?,
-            workflows,
-        })
+        Ok::<_, Failure>((read(outcomes)?, console_url.is_some()))
     })?;
+    let (summary, printed) = summary;
 
-    if args.json {
-        print_json(&summary);
-    } else {
-        print_plain(&summary, use_color(args), removed);
+    if !printed {
+        print_summary(args, &summary, removed);
     }
     if let Some(problem) = &summary.audit.problem {
         return Err(Failure::check(format!("the audit log does not verify: {problem}")));
@@ -299,6 +345,62 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
     if !incomplete.is_empty() {
         return Err(Failure::runtime(format!("workflows that did not complete: {}", incomplete.join(", "))));
     }
+    Ok(())
+}
+
+fn print_summary(args: &DemoArgs, summary: &Summary, removed: bool) {
+    if args.json {
+        print_json(summary);
+    } else {
+        print_plain(summary, use_color(args), removed);
+    }
+}
+
+/// `--console`: the demo's deployment gains a console on a port of its own, on loopback,
+/// where the demo approver signs in with a one-time link.
+fn console_config(config: &mut custos_config::Config) {
+    config.console = Some(custos_config::ConsoleConfig {
+        listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        public_url: None,
+        session_idle_timeout_secs: custos_config::DEFAULT_CONSOLE_IDLE_SECS,
+        session_max_secs: custos_config::DEFAULT_CONSOLE_MAX_SECS,
+        login_link_ttl_secs: custos_config::DEFAULT_LOGIN_LINK_TTL_SECS,
+        local_sign_in: true,
+        tls: None,
+        oidc: None,
+    });
+}
+
+/// Serves the console until `stopped`, and prints a one-time sign-in link for the demo
+/// approver (recorded in the log first, as `custos console login-link` records one).
+#[expect(clippy::too_many_arguments, reason = "the pieces of the demo's gateway the console shares")]
+async fn start_console(
+    config: &custos_config::Config,
+    state: &Arc<AppState>,
+    audit: &AuditLog,
+    approvals: &Approvals,
+    db: &Path,
+    listener: tokio::net::TcpListener,
+    base: &str,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), Failure> {
+    let console = super::serve::console(config, &state.policy, audit, approvals, db, base).await?;
+    let routes = custos_console::router(console);
+    let app = state.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = custos_http::admin::serve_routes(app, routes, listener, "console", None, shutdown).await {
+            eprintln!("custos: the console stopped: {e}");
+        }
+    });
+    let ttl = config.console.as_ref().map_or(custos_config::DEFAULT_LOGIN_LINK_TTL_SECS, |c| c.login_link_ttl_secs);
+    let link = custos_console::link::issue(APPROVER, ttl, custos_gateway::now_ms()).map_err(Failure::runtime)?;
+    audit.append(vec![link.event]).await.map_err(Failure::runtime)?;
+    eprintln!("custos: the console is open; sign in as {APPROVER} (one-time link, {ttl} s) and decide the held calls:");
+    // stdout: the link alone on its line, for a script or a test to read.
+    println!("sign-in link: {}", custos_console::link::url(base, &link.token));
     Ok(())
 }
 

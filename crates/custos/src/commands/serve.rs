@@ -260,7 +260,7 @@ fn console_url(
 
 /// The console: the identity provider discovered now (a provider that cannot be reached stops
 /// start-up, naming it), its own reader of the database.
-async fn console(
+pub(crate) async fn console(
     config: &custos_config::Config,
     policy: &Arc<custos_policy::PolicyEngine>,
     audit: &AuditLog,
