@@ -1282,6 +1282,76 @@ tools = { "delete_*" = "privileged" }
     }
 
     #[test]
+    fn the_console_defaults_to_local_sign_in_and_to_the_admin_listener() {
+        let admin = "[admin]\nlisten = \"127.0.0.1:9999\"\ntoken_file = \"t\"\n";
+        let c = load(&format!("{GOOD}\n{admin}[console]\n")).unwrap();
+        let console = c.console.unwrap();
+        assert_eq!(console.listen, None, "on the admin listener");
+        assert!(console.local_sign_in && !console.secure());
+        assert_eq!(
+            (console.session_idle_timeout_secs, console.session_max_secs, console.login_link_ttl_secs),
+            (crate::DEFAULT_CONSOLE_IDLE_SECS, crate::DEFAULT_CONSOLE_MAX_SECS, crate::DEFAULT_LOGIN_LINK_TTL_SECS)
+        );
+        assert!(!c.admin.unwrap().assert_approvers, "the admin token names no approver by default");
+
+        let oidc = "[console]\nlisten = \"127.0.0.1:9091\"\npublic_url = \"https://console.example/\"\n\
+                    [console.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"custos\"\n\
+                    client_secret_file = \"secret\"\nscopes = [\"email\", \"groups\"]\n";
+        let console = load(&format!("{GOOD}\n{oidc}")).unwrap().console.unwrap();
+        assert!(!console.local_sign_in, "links are off once there is an identity provider");
+        assert!(console.secure(), "an https public url means Secure cookies");
+        assert_eq!(console.public_url.as_deref(), Some("https://console.example"));
+        let oidc = console.oidc.unwrap();
+        assert_eq!(oidc.scopes, ["openid", "email", "groups"], "openid is always asked for");
+        assert_eq!((oidc.identity_claim.as_str(), oidc.groups_claim.as_str()), ("email", "groups"));
+        assert_eq!(oidc.client_secret_file.as_deref(), Some(Path::new("/etc/custos/secret")));
+    }
+
+    #[test]
+    fn console_errors_name_the_key() {
+        let admin = "[admin]\ntoken_file = \"t\"\n";
+        for (text, key, expected) in [
+            ("[console]\n".to_owned(), "`console.listen`", "required without [admin]"),
+            (format!("{admin}[console]\nlisten = \"nowhere\"\n"), "`console.listen`", "not an address"),
+            (format!("{admin}[console]\npublic_url = \"ftp://x\"\n"), "`console.public_url`", "not an http"),
+            (format!("{admin}[console]\nsession_idle_timeout_secs = 5\n"), "idle_timeout", "out of range"),
+            (
+                format!("{admin}[console]\nsession_idle_timeout_secs = 7200\nsession_max_secs = 3600\n"),
+                "idle_timeout",
+                "longer than",
+            ),
+            (format!("{admin}[console]\nlogin_link_ttl_secs = 86400\n"), "login_link_ttl_secs", "out of range"),
+            (
+                format!("{admin}[console]\n[console.oidc]\nissuer = \"http://idp.example\"\nclient_id = \"c\"\n"),
+                "`console.oidc.issuer`",
+                "https://",
+            ),
+            (
+                format!("{admin}[console]\n[console.oidc]\nissuer = \"https://idp.example\"\nclient_id = \" \"\n"),
+                "client_id",
+                "empty",
+            ),
+            (format!("{admin}[console]\ncolour = \"blue\"\n"), "colour", "unknown field"),
+        ] {
+            let err = load(&format!("{GOOD}\n{text}")).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_approver_group_may_be_idp_groups_alone() {
+        let group = "[approvals.groups.leads]\nidp_groups = [\"support-leads\"]\n";
+        let c = load(&format!("{GOOD}\n{group}")).unwrap();
+        let leads = c.approvals.group("leads").unwrap();
+        assert!(leads.members.is_empty());
+        assert_eq!(leads.idp_groups, ["support-leads"]);
+        let err = load(&format!("{GOOD}\n[approvals.groups.none]\nidp_groups = []\n")).unwrap_err().to_string();
+        assert!(err.contains("no members and no `idp_groups`"), "{err}");
+        let err = load(&format!("{GOOD}\n[approvals.groups.bad]\nidp_groups = [\" \"]\n")).unwrap_err().to_string();
+        assert!(err.contains("idp_groups"), "{err}");
+    }
+
+    #[test]
     fn tls_errors_name_the_key() {
         let tls = "[serve.tls]\ncert_file = \"s.pem\"\nkey_file = \"s.key\"\n";
         for (extra, key, expected) in [
