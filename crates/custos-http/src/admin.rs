@@ -11,14 +11,19 @@
 //! GET /v1/audit       events: ?agent= &run= &tool= &decision= &kind= &since_ms= &after_seq= &limit=
 //! GET /v1/approvals   approval requests, newest first: ?state= &limit=
 //! GET /v1/approvals/{id}
-//! POST /v1/approvals/{id}/approve   {"approver": "...", "reason": "..."}
-//! POST /v1/approvals/{id}/deny      {"approver": "...", "reason": "..."} (reason required)
+//! POST /v1/approvals/{id}/approve   {"id_token": "...", "reason": "..."}
+//! POST /v1/approvals/{id}/deny      {"id_token": "...", "reason": "..."} (reason required)
 //! ```
 //!
-//! A decision through this API names its approver, which the token holder asserts: only with
-//! `[admin] assert_approvers = true` (recorded as `identity.method = "admin-token"`); otherwise
-//! `403 approver_not_asserted`, recorded as `approval.refused`. Approvers sign in to the
-//! console instead, which records who signed in and how.
+//! A decision through this API says who decides in one of two ways:
+//!
+//! - `"id_token"`: an ID token of the console's identity provider (`[console.oidc]`), verified
+//!   as at sign-in (signature, issuer, audience, expiry); the approver is who it names, recorded
+//!   with issuer and subject (`identity.method = "oidc"`). A token refused: `401
+//!   invalid_id_token`, recorded as `approval.refused`.
+//! - `"approver"`: a name the token holder asserts, only with `[admin] assert_approvers = true`
+//!   (recorded as `identity.method = "admin-token"`); otherwise `403 approver_not_asserted`,
+//!   recorded as `approval.refused`.
 //!
 //! ```text
 //! ```
@@ -55,11 +60,13 @@ pub struct AdminState {
     approvals: Option<custos_approvals::Approvals>,
     /// Other routes served on this listener (the console's, when it has no listener of its own).
     extra: Option<Router>,
+    /// Verifies the `id_token` a decision may carry (the console's identity provider).
+    identity: Option<Arc<dyn custos_approvals::IdentityVerifier>>,
 }
 
 impl AdminState {
     pub fn new(app: Arc<AppState>, token: String) -> Self {
-        Self { app, token: token.into_bytes(), approvals: None, extra: None }
+        Self { app, token: token.into_bytes(), approvals: None, extra: None, identity: None }
     }
 
     /// Serves the approval queue too.
@@ -71,6 +78,12 @@ impl AdminState {
     /// Serves `routes` (paths apart from the admin API's) on the admin listener too.
     pub fn with_routes(mut self, routes: Router) -> Self {
         self.extra = Some(routes);
+        self
+    }
+
+    /// Lets decisions name their approver with an ID token of the identity provider.
+    pub fn with_identity(mut self, identity: Arc<dyn custos_approvals::IdentityVerifier>) -> Self {
+        self.identity = Some(identity);
         self
     }
 
@@ -383,32 +396,69 @@ async fn approval_decide(
     };
     let bad = |m: &str| error(StatusCode::BAD_REQUEST, "invalid_request", m);
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(body) else {
-        return bad("the body must be a json object: {\"approver\": \"...\", \"reason\": \"...\"}");
+        return bad("the body must be a json object: {\"id_token\": \"...\", \"reason\": \"...\"}");
     };
-    if let Some(key) = body.keys().find(|k| !matches!(k.as_str(), "approver" | "reason")) {
-        return bad(&format!("unknown field `{}`: expected `approver` and `reason`", key.escape_debug()));
+    if let Some(key) = body.keys().find(|k| !matches!(k.as_str(), "approver" | "reason" | "id_token")) {
+        return bad(&format!(
+            "unknown field `{}`: expected `id_token` (or `approver`) and `reason`",
+            key.escape_debug()
+        ));
     }
-    let Some(approver) = body.get("approver").and_then(Value::as_str) else {
-        return bad("`approver` is required: who decides");
-    };
     let reason = match body.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(r)) => Some(r.as_str()),
         Some(_) => return bad("`reason` must be a string"),
     };
-    let approver = custos_approvals::Approver::asserted(approver, custos_approvals::ApproverMethod::AdminToken);
-    if !s.app.config.admin.as_ref().is_some_and(|a| a.assert_approvers) {
-        let why = "the admin token may not name an approver ([admin] assert_approvers is off)";
-        if let Err(e) = queue.refuse(id, &approver, why).await {
-            return approval_error(&e);
+    let approver = match (body.get("id_token"), body.get("approver")) {
+        (Some(_), Some(_)) => return bad("give `id_token` or `approver`, not both"),
+        (Some(Value::String(token)), None) => {
+            let Some(identity) = &s.identity else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "`id_token` needs an identity provider: configure [console.oidc]",
+                );
+            };
+            match identity.approver(token).await {
+                Ok(approver) => approver,
+                Err((code, message)) => {
+                    let unknown = custos_approvals::Approver::asserted(
+                        "(unverified id token)",
+                        custos_approvals::ApproverMethod::Oidc,
+                    );
+                    if let Err(e) = queue.refuse(id, &unknown, &format!("id token refused: {code}")).await {
+                        return approval_error(&e);
+                    }
+                    let mut r = error(StatusCode::UNAUTHORIZED, "invalid_id_token", message);
+                    r.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer realm=\"custos-admin\", error=\"invalid_token\""),
+                    );
+                    return r;
+                }
+            }
         }
-        return error(
-            StatusCode::FORBIDDEN,
-            "approver_not_asserted",
-            "the admin token may not name an approver: approvers sign in to the console, or set \
-             [admin] assert_approvers = true to let the token holder decide as anyone",
-        );
-    }
+        (Some(_), None) => return bad("`id_token` must be a string"),
+        (None, Some(Value::String(name))) => {
+            let approver =
+                custos_approvals::Approver::asserted(name.as_str(), custos_approvals::ApproverMethod::AdminToken);
+            if !s.app.config.admin.as_ref().is_some_and(|a| a.assert_approvers) {
+                let why = "the admin token may not name an approver ([admin] assert_approvers is off)";
+                if let Err(e) = queue.refuse(id, &approver, why).await {
+                    return approval_error(&e);
+                }
+                return error(
+                    StatusCode::FORBIDDEN,
+                    "approver_not_asserted",
+                    "the admin token may not name an approver: send the approver's `id_token` from the identity \
+                     provider, decide in the console, or set [admin] assert_approvers = true",
+                );
+            }
+            approver
+        }
+        (None, Some(_)) => return bad("`approver` must be a string"),
+        (None, None) => return bad("`id_token` is required: who decides (or `approver`, with assert_approvers)"),
+    };
     match queue.decide(id, &approver, verdict, reason).await {
         Ok(r) => json_ok(r.to_json()),
         Err(e) => approval_error(&e),

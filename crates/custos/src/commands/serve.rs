@@ -92,6 +92,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        let identity = console.as_ref().and_then(|c| c.oidc.clone());
         let console_routes = console.map(custos_console::router);
         if let (Some(base), Some(listener)) = (&console_url, console_listener) {
             println!("console on {base}/console/");
@@ -109,11 +110,13 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             let admin_addr = listener.local_addr().map_err(Failure::runtime)?;
             println!("admin on http://{admin_addr}");
             let mut admin_state = custos_http::admin::AdminState::new(state.clone(), token).with_approvals(approvals);
-            if let (Some(routes), Some(base)) =
-                (console_routes, state.config.console.as_ref().filter(|c| c.listen.is_none()).and(console_url.as_ref()))
-            {
+            let on_admin = state.config.console.as_ref().is_some_and(|c| c.listen.is_none());
+            if let (Some(routes), Some(base), true) = (console_routes, &console_url, on_admin) {
                 println!("console on {base}/console/");
                 admin_state = admin_state.with_routes(routes);
+            }
+            if let Some(identity) = identity {
+                admin_state = admin_state.with_identity(Arc::new(identity));
             }
             let admin_state = Arc::new(admin_state);
             let shutdown = until_stopped(stopped.clone());
