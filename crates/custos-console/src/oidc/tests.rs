@@ -168,6 +168,25 @@ async fn a_good_id_token_names_the_approver_and_groups() {
     assert_eq!(client.verify_id_token(&token, Some("n-1")).await.unwrap().subject, "u-alice");
 }
 
+/// What the admin API learns from an ID token: the approver, how they were identified, their
+/// groups; and a refusal with its reason code, never the token.
+#[tokio::test]
+async fn the_admin_api_learns_the_approver_from_an_id_token() {
+    use custos_approvals::{ApproverMethod, IdentityVerifier};
+    let k = key(Algorithm::EdDSA);
+    let op = StandIn::start(&[&k]).await;
+    let client = op.client().await;
+    let approver = client.approver(&k.sign_jwt(&claims(&op.issuer)).unwrap()).await.unwrap();
+    assert_eq!((approver.name.as_str(), approver.method), ("alice@example.com", ApproverMethod::Oidc));
+    assert_eq!((approver.issuer.as_deref(), approver.subject.as_deref()), (Some(op.issuer.as_str()), Some("u-alice")));
+    assert_eq!(approver.idp_groups, ["support-leads", "engineering"]);
+    assert_eq!(approver.session, None);
+    let wrong = k.sign_jwt(&with(claims(&op.issuer), json!({"aud": "another-client"}))).unwrap();
+    let (code, message) = client.approver(&wrong).await.unwrap_err();
+    assert_eq!(code, "wrong_audience");
+    assert!(!message.contains(&wrong), "{message}");
+}
+
 #[tokio::test]
 async fn tokens_for_another_client_issuer_or_sign_in_are_refused() {
     let k = key(Algorithm::EdDSA);
