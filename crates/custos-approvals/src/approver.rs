@@ -75,13 +75,15 @@ impl Approver {
     }
 }
 
+/// What [`IdentityVerifier::approver`] answers: the approver, or a short reason code and a
+/// one-line message.
+pub type VerifiedApprover<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Approver, (&'static str, String)>> + Send + 'a>>;
+
 /// Verifies a token from the identity provider approvers sign in with, and says which approver
 /// it names: how the admin API learns who decides without letting its own token assert it.
 pub trait IdentityVerifier: Send + Sync + std::fmt::Debug {
     /// The approver `id_token` names, or why it is refused: a short code for the record, and a
     /// one-line message (never the token).
-    fn approver<'a>(
-        &'a self,
-        id_token: &'a str,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Approver, (&'static str, String)>> + Send + 'a>>;
+    fn approver<'a>(&'a self, id_token: &'a str) -> VerifiedApprover<'a>;
 }

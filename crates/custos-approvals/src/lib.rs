@@ -32,7 +32,7 @@ mod redact;
 mod request;
 pub mod webhook;
 
-pub use approver::{Approver, ApproverMethod, IdentityVerifier};
+pub use approver::{Approver, ApproverMethod, IdentityVerifier, VerifiedApprover};
 pub use custos_store::ApprovalStatus;
 pub use digest::call_digest;
 pub use error::{ApprovalError, Fault};

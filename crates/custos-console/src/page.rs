@@ -109,13 +109,6 @@ pub fn see_other(to: &str) -> Response {
     secure(r)
 }
 
-/// A JSON answer, for the console's few JSON routes (the explain playground, the live feed).
-pub fn json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut r = (status, serde_json::to_string(value).unwrap_or_default()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    secure(r)
-}
-
 /// `ms` since the epoch as `YYYY-MM-DD HH:MM:SS UTC`.
 pub fn time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);

@@ -90,7 +90,7 @@ impl Sessions {
 
     /// The session of cookie token `token`, marked used now; or why there is none (an ended
     /// session is removed).
-    pub fn touch(&mut self, token: &str, now_ms: i64) -> Result<Session, (Ended, Option<Session>)> {
+    pub fn touch(&mut self, token: &str, now_ms: i64) -> Result<Session, (Ended, Option<Box<Session>>)> {
         let hash = hash(token);
         let Some(session) = self.by_hash.get_mut(&hash) else { return Err((Ended::Unknown, None)) };
         let ended = if now_ms.saturating_sub(session.created_ms) >= self.max_ms {
@@ -101,7 +101,7 @@ impl Sessions {
             None
         };
         if let Some(ended) = ended {
-            let gone = self.by_hash.remove(&hash);
+            let gone = self.by_hash.remove(&hash).map(Box::new);
             return Err((ended, gone));
         }
         session.last_seen_ms = now_ms;

@@ -4,6 +4,8 @@
 //! on the way (a link used twice, a forged cookie, a form without its token, a denial without a
 //! reason, a replayed decision, an unknown id) is answered and recorded.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

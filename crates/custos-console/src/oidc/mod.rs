@@ -470,12 +470,7 @@ pub(crate) fn now_ms() -> Result<i64, OidcError> {
 /// The admin API's way to learn an approver: an ID token of this provider, verified as at
 /// sign-in (without a nonce: it was not asked for here).
 impl custos_approvals::IdentityVerifier for OidcClient {
-    fn approver<'a>(
-        &'a self,
-        id_token: &'a str,
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<custos_approvals::Approver, (&'static str, String)>> + Send + 'a>,
-    > {
+    fn approver<'a>(&'a self, id_token: &'a str) -> custos_approvals::VerifiedApprover<'a> {
         Box::pin(async move {
             let signed = self.verify_id_token(id_token, None).await.map_err(|e| (e.reason(), e.to_string()))?;
             Ok(custos_approvals::Approver {
