@@ -124,3 +124,41 @@ pub fn find(store: &dyn Store, token: &str, now_ms: i64) -> Result<FoundLink, Re
     }
     Ok(FoundLink { approver, link, expires_ms })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_store::SqliteStore;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("audit.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_link_is_found_by_its_token_until_it_expires_or_is_used() {
+        let (_dir, mut store) = store();
+        let link = issue("carol@example.com", 60, 1_000).unwrap();
+        assert!(!serde_json::to_string(&link.event).unwrap().contains(&link.token), "the log keeps a digest only");
+        store.append(&[link.event]).unwrap();
+
+        let found = find(&store, &link.token, 2_000).unwrap();
+        assert_eq!((found.approver.as_str(), found.expires_ms), ("carol@example.com", 61_000));
+        assert_eq!(find(&store, "another-token", 2_000).unwrap_err().unwrap(), LinkRefusal::Unknown);
+        assert_eq!(find(&store, &link.token, 61_000).unwrap_err().unwrap(), LinkRefusal::Expired);
+
+        let mut signed_in = NewEvent::new(EventKind::ConsoleSignedIn, 3_000);
+        signed_in.detail = json!({ "approver": "carol@example.com", "link": found.link });
+        store.append(&[signed_in]).unwrap();
+        assert_eq!(find(&store, &link.token, 4_000).unwrap_err().unwrap(), LinkRefusal::Used, "once");
+    }
+
+    #[test]
+    fn a_link_names_an_approver() {
+        for bad in ["", "  ", "a\nb"] {
+            assert!(issue(bad, 60, 0).is_err(), "{bad:?}");
+        }
+        assert_eq!(url("http://127.0.0.1:9091/", "t"), "http://127.0.0.1:9091/console/login?token=t");
+    }
+}

@@ -84,7 +84,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         }
         let state = Arc::new(state.with_detection(detection));
         // stdout says where to connect (the ports are real even when 0 was asked for).
-        println!("listening on {scheme}://{addr}");
+        say(&format!("listening on {scheme}://{addr}"));
         for server in &served {
             eprintln!("custos: serving `{server}` at {scheme}://{addr}/mcp/{server}");
         }
@@ -94,25 +94,13 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         };
         let identity = console.as_ref().and_then(|c| c.oidc.clone());
         let console_routes = console.map(custos_console::router);
-        if let (Some(base), Some(listener)) = (&console_url, console_listener) {
-            println!("console on {base}/console/");
-            let tls = console_tls(&state.config)?;
-            let routes = console_routes.clone().unwrap_or_default();
-            let (app, shutdown) = (state.clone(), until_stopped(stopped.clone()));
-            tokio::spawn(async move {
-                if let Err(e) = custos_http::admin::serve_routes(app, routes, listener, "console", tls, shutdown).await
-                {
-                    eprintln!("custos: the console stopped: {e}");
-                }
-            });
-        }
         if let Some((listener, token)) = admin {
             let admin_addr = listener.local_addr().map_err(Failure::runtime)?;
-            println!("admin on http://{admin_addr}");
+            say(&format!("admin on http://{admin_addr}"));
             let mut admin_state = custos_http::admin::AdminState::new(state.clone(), token).with_approvals(approvals);
             let on_admin = state.config.console.as_ref().is_some_and(|c| c.listen.is_none());
-            if let (Some(routes), Some(base), true) = (console_routes, &console_url, on_admin) {
-                println!("console on {base}/console/");
+            if let (Some(routes), Some(base), true) = (console_routes.clone(), &console_url, on_admin) {
+                say(&format!("console on {base}/console/"));
                 admin_state = admin_state.with_routes(routes);
             }
             if let Some(identity) = identity {
@@ -123,6 +111,18 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             tokio::spawn(async move {
                 if let Err(e) = custos_http::admin::serve_admin(admin_state, listener, shutdown).await {
                     eprintln!("custos: the admin api stopped: {e}");
+                }
+            });
+        }
+        if let (Some(base), Some(listener)) = (&console_url, console_listener) {
+            say(&format!("console on {base}/console/"));
+            let tls = console_tls(&state.config)?;
+            let routes = console_routes.unwrap_or_default();
+            let (app, shutdown) = (state.clone(), until_stopped(stopped.clone()));
+            tokio::spawn(async move {
+                if let Err(e) = custos_http::admin::serve_routes(app, routes, listener, "console", tls, shutdown).await
+                {
+                    eprintln!("custos: the console stopped: {e}");
                 }
             });
         }
@@ -243,6 +243,14 @@ fn tls_acceptor(config: &custos_config::Config) -> Result<Option<custos_tls::ser
     custos_http::tls::acceptor(settings)
         .map(Some)
         .map_err(|e| Failure::usage(format!("{}: [serve.tls]: {e}", config.path.display())))
+}
+
+/// One line on stdout (where to connect). A reader that went away (a supervisor that read the
+/// first lines and closed the pipe) is no reason to stop serving, as `println!` would.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
 /// The console's base URL: `[console] public_url`, else the scheme and the address bound (its
