@@ -638,6 +638,26 @@ fn token(
     Ok(Some(TokenSettings { audience, per, ttl_secs, header, format }))
 }
 
+/// `value` (or `default`), if within `range`; else an error naming `key`.
+fn ranged(
+    path: &Path,
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::invalid(
+            path,
+            key,
+            format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
+        ))
+    }
+}
+
 /// Bounds of `[approvals]`: a held call waits at most an hour; a request lasts 1 s to 7 days.
 const APPROVAL_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=3_600_000;
 const APPROVAL_EXPIRY_RANGE: std::ops::RangeInclusive<u64> = 1_000..=604_800_000;
@@ -649,18 +669,7 @@ fn approvals(
     admin: Option<&AdminConfig>,
     resolve: &impl Fn(&str) -> PathBuf,
 ) -> Result<crate::ApprovalSettings, ConfigError> {
-    let ranged = |key: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
-        let value = value.unwrap_or(default);
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(ConfigError::invalid(
-                path,
-                format!("approvals.{key}"),
-                format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
-            ))
-        }
-    };
+    let ranged = |key: &str, value, default, range| ranged(path, &format!("approvals.{key}"), value, default, range);
     let timeout_ms = ranged("timeout_ms", raw.timeout_ms, crate::DEFAULT_APPROVAL_TIMEOUT_MS, APPROVAL_TIMEOUT_RANGE)?;
     let expiry_ms = ranged("expiry_ms", raw.expiry_ms, crate::DEFAULT_APPROVAL_EXPIRY_MS, APPROVAL_EXPIRY_RANGE)?;
     let mut groups = Vec::new();
@@ -765,18 +774,7 @@ fn console(
             ));
         }
     }
-    let ranged = |key: &str, value: Option<u64>, default: u64, range: std::ops::RangeInclusive<u64>| {
-        let value = value.unwrap_or(default);
-        if range.contains(&value) {
-            Ok(value)
-        } else {
-            Err(ConfigError::invalid(
-                path,
-                format!("console.{key}"),
-                format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
-            ))
-        }
-    };
+    let ranged = |key: &str, value, default, range| ranged(path, &format!("console.{key}"), value, default, range);
     let idle = ranged(
         "session_idle_timeout_secs",
         raw.session_idle_timeout_secs,

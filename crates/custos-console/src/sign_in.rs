@@ -112,14 +112,7 @@ pub async fn link_redeem(State(c): State<Arc<Console>>, body: axum::body::Bytes)
 
 /// `GET /console/oidc/start`: off to the identity provider.
 pub async fn oidc_start(State(c): State<Arc<Console>>) -> Response {
-    let Some(oidc) = &c.oidc else {
-        return page::error(
-            StatusCode::NOT_FOUND,
-            Frame::anonymous(),
-            "Not found",
-            "no identity provider is configured",
-        );
-    };
+    let Some(oidc) = &c.oidc else { return no_provider() };
     let (url, pending) = match oidc.begin(&redirect_uri(&c)) {
         Ok(begun) => begun,
         Err(e) => {
@@ -145,14 +138,7 @@ pub async fn oidc_callback(
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let Some(oidc) = &c.oidc else {
-        return page::error(
-            StatusCode::NOT_FOUND,
-            Frame::anonymous(),
-            "Not found",
-            "no identity provider is configured",
-        );
-    };
+    let Some(oidc) = &c.oidc else { return no_provider() };
     let state = q.get("state").map(String::as_str).unwrap_or_default();
     let refuse = |reason: &'static str, message: String| {
         let c = c.clone();
@@ -277,6 +263,10 @@ fn redirect_uri(c: &Console) -> String {
 async fn refuse_link(c: &Console, refusal: LinkRefusal) -> Response {
     c.refused(refusal.reason(), link::LOGIN_PATH, None).await;
     page::error(StatusCode::UNAUTHORIZED, Frame::anonymous(), "Sign-in failed", refusal.message())
+}
+
+fn no_provider() -> Response {
+    page::error(StatusCode::NOT_FOUND, Frame::anonymous(), "Not found", "no identity provider is configured")
 }
 
 fn local_off() -> Response {
