@@ -45,6 +45,11 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 /// The longest one browser step may take (Playwright's own waits are bounded by it too).
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Whether the console must have its live calls (`/console/calls`) and run (`/console/runs/RUN`)
+/// pages. While `false`, a 404 from them skips their checks with a note; set it once they are
+/// merged, so a missing page fails.
+const EXPECT_CALLS_AND_RUNS_PAGES: bool = false;
+
 /// One browser at a time: Chromium is the heaviest thing these tests start (2 cores).
 static BROWSER: Mutex<()> = Mutex::new(());
 
@@ -249,8 +254,9 @@ fn login_link(d: &Deployment, who: &str, base: &str) -> String {
     link
 }
 
-/// The official MCP Python SDK's client making one call through the gateway, in its own
-/// process; killed when dropped (a held call it still waits on ends with it).
+/// The official MCP Python SDK's client listing the tools (as a client does first: a tool whose
+/// descriptor the gateway has not seen is privileged) and making one call through the gateway,
+/// in its own process; killed when dropped (a held call it still waits on ends with it).
 struct SdkCall {
     child: Child,
 }
@@ -260,7 +266,7 @@ impl SdkCall {
         let child = Command::new(peers_python())
             .arg(repo_root().join("tests/peers/mcp_http_client.py"))
             .arg(format!("{}/mcp/sample", g.base))
-            .args(["--bearer", key, "--call", tool, &arguments.to_string()])
+            .args(["--bearer", key, "--list-tools", "--call", tool, &arguments.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -269,13 +275,13 @@ impl SdkCall {
         Self { child }
     }
 
-    /// Waits for the client; its one call step.
+    /// Waits for the client; its call step.
     fn finish(mut self) -> Value {
         let mut out = String::new();
         std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut out).unwrap();
         assert!(self.child.wait().unwrap().success(), "the SDK client failed: {out}");
         let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-        report["steps"][0].clone()
+        report["steps"].as_array().unwrap().iter().find(|s| s["op"] == "call").unwrap().clone()
     }
 }
 
@@ -433,7 +439,7 @@ fn an_oidc_approver_approves_a_held_call_in_the_browser_and_the_sdk_call_complet
 
     // The run's timeline, once the console has that page.
     let timeline = b.op(json!({"op": "run", "run": run}));
-    if timeline["status"] == 404 {
+    if timeline["status"] == 404 && !EXPECT_CALLS_AND_RUNS_PAGES {
         eprintln!("note: /console/runs/{{run}} answers 404: the run timeline screenshot is not taken yet");
     } else {
         assert_eq!(timeline["status"], 200, "{timeline}");
@@ -534,7 +540,7 @@ fn a_login_link_signs_in_in_the_browser_and_its_approver_approves() {
 
     // The live feed: a new call shows up without a reload.
     let watch = b.op(json!({"op": "calls_watch"}));
-    if watch["status"] == 404 {
+    if watch["status"] == 404 && !EXPECT_CALLS_AND_RUNS_PAGES {
         eprintln!("note: /console/calls answers 404: the live feed is not checked yet");
     } else {
         assert_eq!(watch["status"], 200, "{watch}");
