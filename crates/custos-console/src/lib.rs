@@ -27,15 +27,22 @@
 //! - `templates/`, `static/`: the pages, the stylesheet, the script.
 
 mod approvals;
+mod audit;
 mod auth;
+mod calls;
 mod console;
 mod error;
+mod explain;
+mod findings;
 pub mod link;
 pub mod oidc;
 mod page;
 mod router;
+mod runs;
 mod session;
 mod sign_in;
+mod stream;
+mod tools;
 
 pub use console::{now_ms, Console, ConsoleParts};
 pub use error::ConsoleError;
