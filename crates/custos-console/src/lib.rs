@@ -26,11 +26,13 @@
 //! - `page.rs`: security headers (a strict Content-Security-Policy), error pages, the frame.
 //! - `templates/`, `static/`: the pages, the stylesheet, the script.
 
+mod agents;
 mod approvals;
 mod audit;
 mod auth;
 mod calls;
 mod console;
+pub mod drift;
 mod error;
 mod explain;
 mod findings;
