@@ -71,7 +71,8 @@ pub async fn agents(
         Some(d) => match d.parse::<u64>() {
             Ok(n) if (1..=3650).contains(&n) => n,
             _ => {
-                let bad = calls::BadInput(format!("`days` must be a number from 1 to 3650, not `{}`", d.escape_debug()));
+                let bad =
+                    calls::BadInput(format!("`days` must be a number from 1 to 3650, not `{}`", d.escape_debug()));
                 return calls::bad_request(frame, bad);
             }
         },
@@ -129,7 +130,11 @@ fn row(d: &AgentDrift, keys: Vec<KeyRow>) -> AgentRow {
         used: d.used.len(),
         unused: names(d.granted_unused()),
         not_granted_now: names(d.used_not_granted_now.iter().collect()),
-        first_uses: d.first_uses.iter().map(|f| format!("{} ({}, {})", f.tool, f.class, page::time(f.time_ms))).collect(),
+        first_uses: d
+            .first_uses
+            .iter()
+            .map(|f| format!("{} ({}, {})", f.tool, f.class, page::time(f.time_ms)))
+            .collect(),
         inactive: d.inactive,
     }
 }

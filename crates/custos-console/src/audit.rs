@@ -103,7 +103,10 @@ pub async fn audit(
     let parsed = (|| {
         let kind = match text_param(&params, "kind")? {
             Some(k) => Some(EventKind::parse(&k).ok_or_else(|| {
-                calls::BadInput(format!("`kind` must be an event kind such as call.decided, not `{}`", k.escape_debug()))
+                calls::BadInput(format!(
+                    "`kind` must be an event kind such as call.decided, not `{}`",
+                    k.escape_debug()
+                ))
             })?),
             None => None,
         };
@@ -166,14 +169,18 @@ pub async fn verify(State(c): State<Arc<Console>>, headers: HeaderMap, body: axu
         Ok(Ok(report)) => report,
         Ok(Err(e)) => return calls::unavailable(frame, &e),
         Err(e) => {
-            return page::error(StatusCode::SERVICE_UNAVAILABLE, frame, "Unavailable", format!("the verification failed: {e}"))
+            return page::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                frame,
+                "Unavailable",
+                format!("the verification failed: {e}"),
+            )
         }
     };
     let (ok, summary) = match report {
-        VerifyReport::Ok { count, head } => (
-            true,
-            format!("ok: {count} events, head {}", head.map_or_else(|| "-".to_owned(), |d| d.to_hex())),
-        ),
+        VerifyReport::Ok { count, head } => {
+            (true, format!("ok: {count} events, head {}", head.map_or_else(|| "-".to_owned(), |d| d.to_hex())))
+        }
         VerifyReport::Broken { seq, problem, detail } => {
             (false, format!("first broken event {seq}: {} ({detail})", problem.as_str()))
         }

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use custos_core::EventKind;
-use custos_store::{EventQuery, Store, StoredEvent, StoreError};
+use custos_store::{EventQuery, Store, StoreError, StoredEvent};
 use serde_json::Value;
 
 use crate::auth::{self, Signed};
@@ -52,10 +52,9 @@ pub fn limit_param(params: &HashMap<String, String>) -> Result<usize, BadInput> 
 pub fn tool_param(params: &HashMap<String, String>) -> Result<Option<String>, BadInput> {
     let tool = text_param(params, "tool")?;
     match &tool {
-        Some(t) if !t.contains('/') || t.starts_with('/') => Err(BadInput(format!(
-            "`tool` must be `server/name` or `server/`, not `{}`",
-            t.escape_debug()
-        ))),
+        Some(t) if !t.contains('/') || t.starts_with('/') => {
+            Err(BadInput(format!("`tool` must be `server/name` or `server/`, not `{}`", t.escape_debug())))
+        }
         _ => Ok(tool),
     }
 }
@@ -64,11 +63,9 @@ pub fn tool_param(params: &HashMap<String, String>) -> Result<Option<String>, Ba
 pub fn decision_param(params: &HashMap<String, String>) -> Result<Option<String>, BadInput> {
     let decision = text_param(params, "decision")?;
     match &decision {
-        Some(d) if !DECISIONS.contains(&d.as_str()) => Err(BadInput(format!(
-            "`decision` must be one of {}, not `{}`",
-            DECISIONS.join(", "),
-            d.escape_debug()
-        ))),
+        Some(d) if !DECISIONS.contains(&d.as_str()) => {
+            Err(BadInput(format!("`decision` must be one of {}, not `{}`", DECISIONS.join(", "), d.escape_debug())))
+        }
         _ => Ok(decision),
     }
 }
@@ -227,7 +224,8 @@ pub fn call_rows(store: &dyn Store, filter: &CallFilter, decided: &[StoredEvent]
         .iter()
         .map(|e| {
             let k = key(e);
-            let latency = k.as_ref().and_then(|k| Some(finished.get(k)? - requested.get(k).unwrap_or(&e.event.time_ms)));
+            let latency =
+                k.as_ref().and_then(|k| Some(finished.get(k)? - requested.get(k).unwrap_or(&e.event.time_ms)));
             let mut row = row_of(e);
             row.latency = latency.map_or_else(|| "-".to_owned(), |ms| format!("{} ms", ms.max(0)));
             row.findings = k.and_then(|k| findings.get(&k).copied()).unwrap_or(0);

@@ -50,7 +50,13 @@ impl AgentDrift {
 
     /// The drift of an agent when nothing is recorded: everything granted is unused, and nobody
     /// was ever seen.
-    pub fn unrecorded(config: &Config, engine: &PolicyEngine, tools: &[ToolRecord], agent: Agent, source: &'static str) -> Self {
+    pub fn unrecorded(
+        config: &Config,
+        engine: &PolicyEngine,
+        tools: &[ToolRecord],
+        agent: Agent,
+        source: &'static str,
+    ) -> Self {
         let granted = tools_granted(config, engine, tools, &agent);
         Self {
             agent,

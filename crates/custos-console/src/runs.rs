@@ -323,7 +323,11 @@ fn story(frame: Frame, run: String, events: &[StoredEvent], truncated: bool) -> 
             }
             (EventKind::UpstreamExited | EventKind::UpstreamRestarted | EventKind::ProtocolError, s) => {
                 let what = match ev.kind {
-                    EventKind::UpstreamExited => format!("upstream {} exited ({})", field(d, "server"), d.get("status").map_or_else(String::new, ToString::to_string)),
+                    EventKind::UpstreamExited => format!(
+                        "upstream {} exited ({})",
+                        field(d, "server"),
+                        d.get("status").map_or_else(String::new, ToString::to_string)
+                    ),
                     EventKind::UpstreamRestarted => format!("upstream {} restarted", field(d, "server")),
                     _ => format!("protocol error from {}: {}", field(d, "from"), field(d, "reason")),
                 };
@@ -353,7 +357,11 @@ fn story(frame: Frame, run: String, events: &[StoredEvent], truncated: bool) -> 
 /// A finding's kind: `kind`, or `finding` in older events.
 fn finding_kind(d: &Value) -> String {
     let kind = field(d, "kind");
-    if kind.is_empty() { field(d, "finding") } else { kind }
+    if kind.is_empty() {
+        field(d, "finding")
+    } else {
+        kind
+    }
 }
 
 /// How an approver signed in, from an approval event's `identity`.
@@ -434,11 +442,29 @@ mod tests {
     fn a_held_step_shows_its_approver_and_spans_the_wait() {
         let events = vec![
             stored(1, EventKind::RunStarted, 1000, None, json!({"principal": ["alice"]})),
-            stored(2, EventKind::CallRequested, 2000, Some(1), json!({"credentials": [{"name": "gh", "fingerprint": "fp1"}]})),
+            stored(
+                2,
+                EventKind::CallRequested,
+                2000,
+                Some(1),
+                json!({"credentials": [{"name": "gh", "fingerprint": "fp1"}]}),
+            ),
             stored(3, EventKind::CallDecided, 2000, Some(1), json!({"policies": ["p1"], "reason": "needs a human"})),
             stored(4, EventKind::ApprovalRequested, 2000, Some(1), json!({"id": "a1"})),
-            stored(5, EventKind::ApprovalApproved, 6000, Some(1), json!({"id": "a1", "approver": "ann", "identity": {"method": "oidc", "issuer": "https://idp", "subject": "s1"}})),
-            stored(6, EventKind::FindingRecorded, 7000, Some(1), json!({"kind": "secret", "severity": "high", "rule": "r"})),
+            stored(
+                5,
+                EventKind::ApprovalApproved,
+                6000,
+                Some(1),
+                json!({"id": "a1", "approver": "ann", "identity": {"method": "oidc", "issuer": "https://idp", "subject": "s1"}}),
+            ),
+            stored(
+                6,
+                EventKind::FindingRecorded,
+                7000,
+                Some(1),
+                json!({"kind": "secret", "severity": "high", "rule": "r"}),
+            ),
             stored(7, EventKind::CallFinished, 11_000, Some(1), json!({"outcome": "error", "error": {"code": -1}})),
         ];
         let page = story(Frame::default(), "r1".into(), &events, false);
@@ -459,9 +485,8 @@ mod tests {
 
     #[test]
     fn a_run_without_duration_is_laid_out_by_step() {
-        let events: Vec<StoredEvent> = (1..=3)
-            .map(|n| stored(n, EventKind::CallDecided, 5, Some(n), json!({})))
-            .collect();
+        let events: Vec<StoredEvent> =
+            (1..=3).map(|n| stored(n, EventKind::CallDecided, 5, Some(n), json!({}))).collect();
         let page = story(Frame::default(), "r1".into(), &events, false);
         let xs: Vec<i64> = page.timeline.marks.iter().map(|m| m.x).collect();
         assert_eq!(xs, [LEFT, LEFT + WIDTH / 3, LEFT + 2 * WIDTH / 3]);

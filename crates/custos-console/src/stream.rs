@@ -99,22 +99,23 @@ pub async fn calls_stream(
     };
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let polls = futures::stream::unfold((c, filter, after, tick, slot), |(c, filter, mut after, mut tick, slot)| async move {
-        loop {
-            tick.tick().await;
-            match c.read(|store| rows_after(store, &filter, after)) {
-                Ok((_, events)) if events.is_empty() => {}
-                Ok((last, events)) => {
-                    after = last;
-                    return Some((futures::stream::iter(events), (c, filter, after, tick, slot)));
-                }
-                Err(e) => {
-                    tracing::warn!("a console stream could not read the audit log and ends: {e}");
-                    return None;
+    let polls =
+        futures::stream::unfold((c, filter, after, tick, slot), |(c, filter, mut after, mut tick, slot)| async move {
+            loop {
+                tick.tick().await;
+                match c.read(|store| rows_after(store, &filter, after)) {
+                    Ok((_, events)) if events.is_empty() => {}
+                    Ok((last, events)) => {
+                        after = last;
+                        return Some((futures::stream::iter(events), (c, filter, after, tick, slot)));
+                    }
+                    Err(e) => {
+                        tracing::warn!("a console stream could not read the audit log and ends: {e}");
+                        return None;
+                    }
                 }
             }
-        }
-    });
+        });
     let sse = Sse::new(polls.flatten()).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"));
     page::secure(sse.into_response())
 }
@@ -136,7 +137,9 @@ fn rows_after(
         .iter()
         .filter_map(|r| match (CallRowHtml { r }).render() {
             // One line per event: the row has none of its own, and a stray one must not end it.
-            Ok(html) => Some(Ok(Event::default().event("row").id(r.seq.to_string()).data(html.replace(['\r', '\n'], " ")))),
+            Ok(html) => {
+                Some(Ok(Event::default().event("row").id(r.seq.to_string()).data(html.replace(['\r', '\n'], " "))))
+            }
             Err(e) => {
                 tracing::error!("a live row could not be rendered: {e}");
                 None

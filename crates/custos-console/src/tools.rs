@@ -108,9 +108,10 @@ pub async fn tools(State(c): State<Arc<Console>>, headers: HeaderMap) -> Respons
 
 fn row(config: &Config, r: &ToolRecord, pin: Option<&ToolPin>) -> ToolRow {
     let descriptor = ToolDescriptor::from_listing(r.tool.server(), r.descriptor.clone());
-    let class = config
-        .server(r.tool.server())
-        .map_or_else(|| "privileged (unknown server)".to_owned(), |s| s.classes.classify(r.tool.name(), descriptor.as_ref()).to_string());
+    let class = config.server(r.tool.server()).map_or_else(
+        || "privileged (unknown server)".to_owned(),
+        |s| s.classes.classify(r.tool.name(), descriptor.as_ref()).to_string(),
+    );
     ToolRow {
         tool: r.tool.to_string(),
         class,
@@ -259,9 +260,9 @@ pub async fn accept(State(c): State<Arc<Console>>, headers: HeaderMap, body: axu
         match listed {
             Some(r) if r.quarantined() && r.digest.to_hex() != shown => {
                 return Ok(Err(format!(
-                    "`{accepting}` was listed again with another descriptor ({}) since the page was shown: review it again",
-                    short(&r.digest.to_hex())
-                )))
+                "`{accepting}` was listed again with another descriptor ({}) since the page was shown: review it again",
+                short(&r.digest.to_hex())
+            )))
             }
             _ => {}
         }
@@ -271,12 +272,16 @@ pub async fn accept(State(c): State<Arc<Console>>, headers: HeaderMap, body: axu
     match done {
         Ok(Ok(Ok(_))) => page::see_other("/console/tools"),
         Ok(Ok(Err(changed))) => page::error(StatusCode::CONFLICT, frame, "Nothing was accepted", changed),
-        Ok(Err(e @ StoreError::UnknownTool { .. })) => page::error(StatusCode::NOT_FOUND, frame, "Unknown tool", e.to_string()),
+        Ok(Err(e @ StoreError::UnknownTool { .. })) => {
+            page::error(StatusCode::NOT_FOUND, frame, "Unknown tool", e.to_string())
+        }
         Ok(Err(e @ StoreError::NothingToAccept { .. })) => {
             page::error(StatusCode::CONFLICT, frame, "Nothing was accepted", e.to_string())
         }
         Ok(Err(e)) => calls::unavailable(frame, &e),
-        Err(e) => page::error(StatusCode::SERVICE_UNAVAILABLE, frame, "Unavailable", format!("the acceptance failed: {e}")),
+        Err(e) => {
+            page::error(StatusCode::SERVICE_UNAVAILABLE, frame, "Unavailable", format!("the acceptance failed: {e}"))
+        }
     }
 }
 
