@@ -67,8 +67,11 @@ pub async fn explain(
         Err(r) => return r,
     };
     let frame = Frame::signed_in(&session, "explain");
-    let registered = c.read(|store| store.agents()).unwrap_or_default();
-    let inventory: Vec<ToolRecord> = c.read(|store| store.tools()).unwrap_or_default();
+    // An unreadable store is said as such, not as an unknown agent or tool.
+    let (registered, inventory): (_, Vec<ToolRecord>) = match c.read(|store| Ok((store.agents()?, store.tools()?))) {
+        Ok(read) => read,
+        Err(e) => return crate::calls::unavailable(frame, &e),
+    };
     let mut agents: Vec<Agent> = c.config.agents.clone();
     for r in registered {
         if r.revoked_ms.is_none() && !agents.iter().any(|a| a.id == r.agent.id) {
