@@ -23,19 +23,38 @@
 //! - [`oidc`]: the OpenID Connect relying party approvers sign in through: discovery, the
 //!   authorization code flow with PKCE, ID token verification ([`oidc::OidcClient`]).
 //! - `approvals.rs`: the inbox, one request, the decision.
+//! - `calls.rs`: live calls (newest first, filtered), and what the list pages share: query
+//!   parameters checked, the newest events of the log read back from its head.
+//! - `stream.rs`: the live list's Server-Sent Events (`row` events, polled, capped in number).
+//! - `runs.rs`: the runs, and one run as an SVG timeline over its ordered steps.
+//! - `agents.rs`: agents with their keys, last use and drift.
+//! - [`drift`]: access drift (granted against used), shared with `custos report drift`.
+//! - `tools.rs`: the inventory, quarantined tools with their diff, acceptance by an approver.
+//! - `findings.rs`: recorded findings, filtered.
+//! - `audit.rs`: the chain's head and verification, a search of the events.
+//! - `explain.rs`: what the policies would decide for a call, and why (records nothing).
 //! - `page.rs`: security headers (a strict Content-Security-Policy), error pages, the frame.
 //! - `templates/`, `static/`: the pages, the stylesheet, the script.
 
+mod agents;
 mod approvals;
+mod audit;
 mod auth;
+mod calls;
 mod console;
+pub mod drift;
 mod error;
+mod explain;
+mod findings;
 pub mod link;
 pub mod oidc;
 mod page;
 mod router;
+mod runs;
 mod session;
 mod sign_in;
+mod stream;
+mod tools;
 
 pub use console::{now_ms, Console, ConsoleParts};
 pub use error::ConsoleError;

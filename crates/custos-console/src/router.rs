@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::console::Console;
-use crate::{approvals, page, sign_in};
+use crate::{agents, approvals, audit, calls, explain, findings, page, runs, sign_in, stream, tools};
 
 const CSS: &str = include_str!("../static/console.css");
 const JS: &str = include_str!("../static/console.js");
@@ -26,6 +26,17 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/approvals", get(approvals::inbox))
         .route("/console/approvals/{id}", get(approvals::detail))
         .route("/console/approvals/{id}/decide", post(approvals::decide))
+        .route("/console/calls", get(calls::calls))
+        .route("/console/calls/stream", get(stream::calls_stream))
+        .route("/console/runs", get(runs::runs))
+        .route("/console/runs/{run}", get(runs::run))
+        .route("/console/tools", get(tools::tools))
+        .route("/console/tools/accept", post(tools::accept))
+        .route("/console/findings", get(findings::findings))
+        .route("/console/audit", get(audit::audit))
+        .route("/console/audit/verify", post(audit::verify))
+        .route("/console/explain", get(explain::explain))
+        .route("/console/agents", get(agents::agents))
         .route("/console/static/console.css", get(|| async { asset("text/css; charset=utf-8", CSS) }))
         .route("/console/static/console.js", get(|| async { asset("text/javascript; charset=utf-8", JS) }))
         .route("/console/{*rest}", get(not_found).post(not_found))

@@ -141,8 +141,7 @@ fn list(location: &Location, json: bool) -> Result<(), Failure> {
 /// The class the gateway gives the tool: the config's rules for its server; a server the config
 /// does not describe has only privileged tools.
 pub(crate) fn class_of(config: &Config, tool: &ToolRef, descriptor: Option<&Value>) -> ToolClass {
-    let descriptor = descriptor.and_then(|d| ToolDescriptor::from_listing(tool.server(), d.clone()));
-    config.server(tool.server()).map_or(ToolClass::Privileged, |s| s.classes.classify(tool.name(), descriptor.as_ref()))
+    custos_console::drift::class_of(config, tool, descriptor)
 }
 
 /// What the server's own annotations claim, trusted or not: shown beside the class so that a
