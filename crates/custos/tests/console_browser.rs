@@ -48,7 +48,7 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Whether the console must have its live calls (`/console/calls`) and run (`/console/runs/RUN`)
 /// pages. While `false`, a 404 from them skips their checks with a note; set it once they are
 /// merged, so a missing page fails.
-const EXPECT_CALLS_AND_RUNS_PAGES: bool = false;
+const EXPECT_CALLS_AND_RUNS_PAGES: bool = true;
 
 /// One browser at a time: Chromium is the heaviest thing these tests start (2 cores).
 static BROWSER: Mutex<()> = Mutex::new(());
