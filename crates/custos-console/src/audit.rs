@@ -2,8 +2,8 @@
 //! result kept in memory), and a search of the events.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+
+use std::sync::{Arc, PoisonError};
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -27,18 +27,6 @@ pub struct Verified {
     pub by: String,
     pub ok: bool,
     pub summary: String,
-}
-
-/// The last verification of each database, by path: the console keeps no other state of it,
-/// and a restart forgets it (the log itself is the record that matters).
-static LAST: Mutex<Option<HashMap<PathBuf, Verified>>> = Mutex::new(None);
-
-fn last_verified(db: &PathBuf) -> Option<Verified> {
-    LAST.lock().unwrap_or_else(PoisonError::into_inner).as_ref().and_then(|m| m.get(db).cloned())
-}
-
-fn remember(db: PathBuf, v: Verified) {
-    LAST.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert_with(HashMap::new).insert(db, v);
 }
 
 /// One event of the search.
@@ -124,15 +112,15 @@ pub async fn audit(
         Ok(p) => p,
         Err(bad) => return calls::bad_request(frame, bad),
     };
-    let read = c.read(|store| Ok((store.path().to_path_buf(), store.head()?, newest(store, &q, limit, |_| true)?)));
-    let (db, head, events) = match read {
+    let read = c.read(|store| Ok((store.head()?, newest(store, &q, limit, |_| true)?)));
+    let (head, events) = match read {
         Ok(read) => read,
         Err(e) => return calls::unavailable(frame, &e),
     };
     let page = AuditPage {
         frame,
         head: head.map(|(seq, digest)| (seq, digest.to_hex())),
-        verified: last_verified(&db),
+        verified: c.verified.lock().unwrap_or_else(PoisonError::into_inner).clone(),
         rows: events.iter().map(row).collect(),
         agent: q.agent.unwrap_or_default(),
         run: q.run.unwrap_or_default(),
@@ -185,6 +173,7 @@ pub async fn verify(State(c): State<Arc<Console>>, headers: HeaderMap, body: axu
             (false, format!("first broken event {seq}: {} ({detail})", problem.as_str()))
         }
     };
-    remember(db, Verified { at: page::time(now_ms()), by: session.approver.name.clone(), ok, summary });
+    let verified = Verified { at: page::time(now_ms()), by: session.approver.name.clone(), ok, summary };
+    *c.verified.lock().unwrap_or_else(PoisonError::into_inner) = Some(verified);
     page::see_other("/console/audit")
 }

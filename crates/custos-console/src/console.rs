@@ -49,6 +49,9 @@ pub struct Console {
     /// The session cookie's name: `__Host-custos_console` over TLS (the prefix makes browsers
     /// insist on `Secure`, `Path=/` and no `Domain`), `custos_console` otherwise.
     pub cookie: &'static str,
+    /// The last verification of the log from the audit page (a restart forgets it: the log
+    /// itself is the record that matters).
+    pub verified: Mutex<Option<crate::audit::Verified>>,
 }
 
 impl Console {
@@ -72,6 +75,7 @@ impl Console {
             sessions: Mutex::new(sessions),
             redeeming: tokio::sync::Mutex::new(()),
             cookie,
+            verified: Mutex::new(None),
         })
     }
 
