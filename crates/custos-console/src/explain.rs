@@ -119,16 +119,32 @@ pub async fn explain(
         .into_iter()
         .find(|t| t.tool == tool)
         .and_then(|t| ToolDescriptor::from_listing(tool.server(), t.descriptor));
-    let class = c
-        .config
-        .server(tool.server())
-        .map_or(ToolClass::Privileged, |s| s.classes.classify(tool.name(), descriptor.as_ref()));
-    let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
-    let flows = c.config.server(tool.server()).map(|s| s.flows.flows_of(tool.name())).unwrap_or_default();
-    let explanation = c.policy.explain(&CallRequest {
+    let (class, explanation) = what_if(&c.config, &c.policy, agent, &tool, None, descriptor.as_ref(), &arguments);
+    page.outcome = Some(outcome(&explanation, class));
+    page::html(StatusCode::OK, &page)
+}
+
+/// What policy would decide for `agent` calling `tool` with `arguments` now, outside any run
+/// (no approval, labels or findings): the tool's class (`class`, else from the config and
+/// `descriptor`) and the explanation. Shared by this page and `custos policy explain`.
+pub fn what_if(
+    config: &custos_config::Config,
+    engine: &custos_policy::PolicyEngine,
+    agent: &Agent,
+    tool: &ToolRef,
+    class: Option<ToolClass>,
+    descriptor: Option<&ToolDescriptor>,
+    arguments: &Value,
+) -> (ToolClass, Explanation) {
+    let server = config.server(tool.server());
+    let class =
+        class.unwrap_or_else(|| server.map_or(ToolClass::Privileged, |s| s.classes.classify(tool.name(), descriptor)));
+    let annotations = descriptor.and_then(|d| d.raw.get("annotations"));
+    let flows = server.map(|s| s.flows.flows_of(tool.name())).unwrap_or_default();
+    let explanation = engine.explain(&CallRequest {
         agent,
-        tool: ToolInfo { tool: &tool, class, annotations },
-        arguments: &arguments,
+        tool: ToolInfo { tool, class, annotations },
+        arguments,
         run_id: "explain",
         step: 1,
         labels: &[],
@@ -136,8 +152,7 @@ pub async fn explain(
         flows: &flows,
         approval_granted: false,
     });
-    page.outcome = Some(outcome(&explanation, class));
-    page::html(StatusCode::OK, &page)
+    (class, explanation)
 }
 
 /// The form's arguments: a JSON object (empty means `{}`), or what is wrong with them, naming

@@ -44,7 +44,7 @@ mod calls;
 mod console;
 pub mod drift;
 mod error;
-mod explain;
+pub mod explain;
 mod findings;
 pub mod link;
 pub mod oidc;

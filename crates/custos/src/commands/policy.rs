@@ -1,7 +1,6 @@
 //! `custos policy check` and `custos policy explain`.
 
 use custos_core::{ToolClass, ToolDescriptor, ToolRef};
-use custos_policy::{CallRequest, ToolInfo};
 use custos_store::Store;
 
 use crate::cli::{ExplainArgs, PolicyCommand};
@@ -35,25 +34,9 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
         return Err(Failure::usage("--args must be a JSON object"));
     }
     let descriptor = known_descriptor(&config, &tool);
-    let class = match &args.class {
-        Some(c) => c.parse::<ToolClass>().map_err(Failure::usage)?,
-        None => config
-            .server(tool.server())
-            .map_or(ToolClass::Privileged, |s| s.classes.classify(tool.name(), descriptor.as_ref())),
-    };
-    let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
-    let flows = config.server(tool.server()).map(|s| s.flows.flows_of(tool.name())).unwrap_or_default();
-    let explanation = engine.explain(&CallRequest {
-        agent,
-        tool: ToolInfo { tool: &tool, class, annotations },
-        arguments: &arguments,
-        run_id: "explain",
-        step: 1,
-        labels: &[],
-        findings: &[],
-        flows: &flows,
-        approval_granted: false,
-    });
+    let class = args.class.as_deref().map(str::parse::<ToolClass>).transpose().map_err(Failure::usage)?;
+    let (class, explanation) =
+        custos_console::explain::what_if(&config, &engine, agent, &tool, class, descriptor.as_ref(), &arguments);
     if args.json {
         let out = serde_json::json!({ "tool": tool, "class": class, "explanation": explanation });
         println!("{out}");
