@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use custos_store::{AgentRegistry, SqliteStore, Store, StoreError};
 
-use crate::auth::{self, Signed};
+use crate::auth::Signed;
 use crate::calls::{self, MAX_ROWS};
 use crate::console::{now_ms, Console};
 use crate::drift::{self, AgentDrift};
@@ -58,13 +58,9 @@ struct AgentsPage {
 /// `GET /console/agents?days=N`.
 pub async fn agents(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/agents").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "agents");
     let days = match params.get("days").map(|d| d.trim()).filter(|d| !d.is_empty()) {
         None => DEFAULT_DAYS,

@@ -83,13 +83,9 @@ pub const STATES: [&str; 6] = ["pending", "approved", "denied", "used", "expired
 /// `GET /console/approvals?state=…&q=…`.
 pub async fn inbox(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/approvals").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "approvals");
     let Some(queue) = &c.approvals else { return no_queue(frame) };
     let state = params.get("state").map_or("pending", String::as_str);
@@ -153,11 +149,7 @@ struct Detail {
 }
 
 /// `GET /console/approvals/{id}`.
-pub async fn detail(State(c): State<Arc<Console>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/approvals/{id}").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn detail(State(c): State<Arc<Console>>, Signed { session }: Signed, Path(id): Path<String>) -> Response {
     let frame = Frame::signed_in(&session, "approvals");
     let Some(queue) = &c.approvals else { return no_queue(frame) };
     let request = match queue.get(&id) {
@@ -281,15 +273,12 @@ struct Confirm {
 /// `confirm`): without `confirm=yes`, the confirmation page; with it, the decision.
 pub async fn decide(
     State(c): State<Arc<Console>>,
+    Signed { session }: Signed,
     headers: HeaderMap,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
     let path = "/console/approvals/{id}/decide";
-    let Signed { session } = match auth::signed_in(&c, &headers, path).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     if let Err(r) = auth::check_form(&c, &session, &headers, form.get("csrf").map(String::as_str), path).await {
         return r;

@@ -80,13 +80,9 @@ fn row(e: &StoredEvent) -> EventRow {
 /// `GET /console/audit?agent=…&run=…&tool=…&decision=…&kind=…&limit=…`.
 pub async fn audit(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/audit").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "audit");
     let parsed = (|| {
         let kind = match text_param(&params, "kind")? {
@@ -134,12 +130,13 @@ pub async fn audit(
 
 /// `POST /console/audit/verify` (form: `csrf`): walks the whole chain on a connection of its
 /// own (the pages' reader stays free), remembers the result, and shows the audit page.
-pub async fn verify(State(c): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn verify(
+    State(c): State<Arc<Console>>,
+    Signed { session }: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let path = "/console/audit/verify";
-    let Signed { session } = match auth::signed_in(&c, &headers, path).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     if let Err(r) = auth::check_form(&c, &session, &headers, form.get("csrf").map(String::as_str), path).await {
         return r;

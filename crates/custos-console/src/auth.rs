@@ -137,3 +137,16 @@ mod tests {
         assert!(!same_origin("http://console.example", "https://console.example"));
     }
 }
+
+/// Every page but the sign-in ones takes a [`Signed`]: the handler runs only for a signed-in
+/// approver; anyone else gets [`signed_in`]'s redirect (recorded as it says).
+impl axum::extract::FromRequestParts<std::sync::Arc<Console>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &std::sync::Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        signed_in(console, &parts.headers, parts.uri.path()).await
+    }
+}

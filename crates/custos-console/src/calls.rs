@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use custos_core::EventKind;
 use custos_store::{EventQuery, Store, StoreError, StoredEvent};
 use serde_json::Value;
 
-use crate::auth::{self, Signed};
+use crate::auth::Signed;
 use crate::console::Console;
 use crate::page::{self, Frame};
 
@@ -258,13 +258,9 @@ pub fn row_of(e: &StoredEvent) -> CallRow {
 /// `GET /console/calls?agent=…&tool=…&decision=…&limit=…`.
 pub async fn calls(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/calls").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "calls");
     let (filter, limit) = match CallFilter::parse(&params).and_then(|f| Ok((f, limit_param(&params)?))) {
         Ok(parsed) => parsed,

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use custos_core::{Agent, ToolClass, ToolDescriptor, ToolRef};
 use custos_policy::{CallRequest, Explanation, ToolInfo};
 use custos_store::{AgentRegistry, Store, ToolRecord};
 use serde_json::Value;
 
-use crate::auth::{self, Signed};
+use crate::auth::Signed;
 use crate::calls::MAX_ROWS;
 use crate::console::Console;
 use crate::page::{self, Frame};
@@ -59,13 +59,9 @@ struct ExplainPage {
 /// and a tool, the decision.
 pub async fn explain(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/explain").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "explain");
     // An unreadable store is said as such, not as an unknown agent or tool.
     let (registered, inventory): (_, Vec<ToolRecord>) = match c.read(|store| Ok((store.agents()?, store.tools()?))) {

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use custos_core::EventKind;
 use custos_store::{EventQuery, StoredEvent};
 use serde_json::Value;
 
-use crate::auth::{self, Signed};
+use crate::auth::Signed;
 use crate::calls::{self, field, newest, text_param};
 use crate::console::Console;
 use crate::page::{self, Frame};
@@ -76,13 +76,9 @@ fn row(e: &StoredEvent) -> FindingRow {
 /// `GET /console/findings?kind=…&severity=…&agent=…&limit=…`.
 pub async fn findings(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/findings").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "findings");
     let parsed = (|| {
         Ok::<_, calls::BadInput>((

@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use custos_core::EventKind;
 use custos_store::{EventQuery, Store, StoreError, StoredEvent};
 use serde_json::Value;
 
-use crate::auth::{self, Signed};
+use crate::auth::Signed;
 use crate::calls::{self, field, newest, strings, text_param};
 use crate::console::Console;
 use crate::page::{self, Frame};
@@ -47,13 +47,9 @@ struct RunsPage {
 /// `GET /console/runs?agent=…&limit=…`.
 pub async fn runs(
     State(c): State<Arc<Console>>,
-    headers: HeaderMap,
+    Signed { session }: Signed,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/runs").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "runs");
     let (agent, limit) = match text_param(&params, "agent").and_then(|a| Ok((a, calls::limit_param(&params)?))) {
         Ok(parsed) => parsed,
@@ -201,11 +197,7 @@ const LEFT: i64 = 30;
 const WIDTH: i64 = 940;
 
 /// `GET /console/runs/{run}`.
-pub async fn run(State(c): State<Arc<Console>>, headers: HeaderMap, Path(run): Path<String>) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/runs/{run}").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn run(State(c): State<Arc<Console>>, Signed { session }: Signed, Path(run): Path<String>) -> Response {
     let frame = Frame::signed_in(&session, "runs");
     let q = EventQuery { run: Some(run.clone()), limit: Some(MAX_RUN_EVENTS), ..EventQuery::default() };
     let events = match c.read(|store| store.query(&q)) {

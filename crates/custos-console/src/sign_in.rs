@@ -187,11 +187,12 @@ pub async fn oidc_callback(
 }
 
 /// `POST /console/sign-out` (form: `csrf`).
-pub async fn sign_out(State(c): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let signed = match auth::signed_in(&c, &headers, "/console/sign-out").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn sign_out(
+    State(c): State<Arc<Console>>,
+    signed: auth::Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     if let Err(r) =
         auth::check_form(&c, &signed.session, &headers, form.get("csrf").map(String::as_str), "/console/sign-out").await

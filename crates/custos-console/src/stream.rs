@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use custos_store::{Store, StoreError};
 use futures::StreamExt;
 
-use crate::auth::{self, Signed};
+use crate::auth::Signed;
 use crate::calls::{self, CallFilter, CallRowHtml};
 use crate::console::Console;
 use crate::page::{self, Frame};
@@ -55,13 +55,10 @@ impl Drop for Slot {
 /// `GET /console/calls/stream?agent=…&tool=…&decision=…&after=SEQ` (or `Last-Event-ID`).
 pub async fn calls_stream(
     State(c): State<Arc<Console>>,
+    Signed { session }: Signed,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/calls/stream").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let frame = Frame::signed_in(&session, "calls");
     let filter = match CallFilter::parse(&params) {
         Ok(f) => f,

@@ -71,11 +71,7 @@ struct ToolsPage {
 }
 
 /// `GET /console/tools`.
-pub async fn tools(State(c): State<Arc<Console>>, headers: HeaderMap) -> Response {
-    let Signed { session } = match auth::signed_in(&c, &headers, "/console/tools").await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+pub async fn tools(State(c): State<Arc<Console>>, Signed { session }: Signed) -> Response {
     let frame = Frame::signed_in(&session, "tools");
     let read = c.read(|store| Ok((store.tools()?, store.pins()?)));
     let (records, pins) = match read {
@@ -211,12 +207,13 @@ pub fn is_approver(config: &Config, who: &Approver) -> bool {
 
 /// `POST /console/tools/accept` (form: `csrf`, `tool`, `digest` the listed digest shown,
 /// `reason`).
-pub async fn accept(State(c): State<Arc<Console>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+pub async fn accept(
+    State(c): State<Arc<Console>>,
+    Signed { session }: Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     let path = "/console/tools/accept";
-    let Signed { session } = match auth::signed_in(&c, &headers, path).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     if let Err(r) = auth::check_form(&c, &session, &headers, form.get("csrf").map(String::as_str), path).await {
         return r;
