@@ -520,6 +520,21 @@ fn an_approver_outside_the_group_sees_cannot_and_a_forced_post_is_refused() {
     let page = b.op(json!({"op": "open", "id": id}));
     assert_eq!(page["state"], "pending", "nothing was decided: {page}");
     assert!(of_kind(&s.d.events(), "approval.approved").is_empty());
+
+    // Callbacks the console did not begin, or that the provider refused: a page, a record, no
+    // session. And with a provider, sign-in links are off.
+    let console = &s.gateway.console;
+    let callback = format!("{console}/console/oidc/callback");
+    let (status, headers, page) = common::harness::http("GET", &format!("{callback}?code=c&state=forged"), &[], "");
+    assert_eq!(status, 401, "{page}");
+    assert!(common::harness::header(&headers, "set-cookie").is_none(), "no session");
+    logged(&s.d, "console.refused", |e| e["detail"]["reason"] == "state_mismatch");
+    let (status, _, page) = common::harness::http("GET", &format!("{callback}?error=access_denied&state=x"), &[], "");
+    assert_eq!(status, 401, "{page}");
+    assert!(page.contains("access_denied"), "{page}");
+    logged(&s.d, "console.refused", |e| e["detail"]["reason"] == "provider_error");
+    let (status, _, _) = common::harness::http("GET", &format!("{console}/console/login?token=t"), &[], "");
+    assert_eq!(status, 404, "sign-in links are off with an identity provider");
 }
 
 /// Without an identity provider: carol signs in with a one-time link in the browser, watches
