@@ -6,6 +6,9 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
 use common::harness::{header, http, of_kind, Deployment, Served, POLICIES};
 
 const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n";
@@ -79,4 +82,58 @@ fn login_links_need_a_console_with_local_sign_in() {
     let out = d.output(&["console", "login-link", "--as", "bad\u{7}name"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an approver identity"));
+}
+
+/// `[console.tls]`: the console on its own listener over TLS; its session cookie is `Secure`
+/// with the `__Host-` prefix (driven with curl, trusting the test CA).
+#[test]
+fn over_tls_the_console_cookie_is_secure_and_host_prefixed() {
+    use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+    let d = Deployment::serving_sample(
+        "[console]\nlisten = \"127.0.0.1:0\"\n[console.tls]\ncert_file = \"tls/console.pem\"\nkey_file = \"tls/console.key\"\n",
+    );
+    let tls = d.dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(DnType::CommonName, "console test ca");
+    ca.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(tls.join("ca.pem"), ca.pem()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+    std::fs::write(tls.join("console.pem"), leaf.signed_by(&key, &ca).unwrap().pem()).unwrap();
+    std::fs::write(tls.join("console.key"), key.serialize_pem()).unwrap();
+
+    let mut child = d
+        .custos(&["serve", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next().expect("custos serve ended").unwrap();
+        if let Some(url) = line.strip_prefix("console on ") {
+            break url.trim_end_matches("/console/").to_owned();
+        }
+    };
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let out = d.output(&["console", "login-link", "--as", "carol@example.com", "--url", &base]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let link = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = link.split("token=").nth(1).unwrap();
+    let curl = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "--cacert"])
+        .arg(tls.join("ca.pem"))
+        .args(["-d", &format!("token={token}"), &format!("{base}/console/login")])
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&curl.stdout).to_ascii_lowercase();
+    let cookie = head.lines().find(|l| l.starts_with("set-cookie:")).unwrap_or_else(|| panic!("{head}"));
+    assert!(cookie.contains("__host-custos_console=") && cookie.contains("; secure"), "{cookie}");
+    assert!(cookie.contains("httponly") && cookie.contains("samesite=strict") && cookie.contains("path=/"), "{cookie}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
