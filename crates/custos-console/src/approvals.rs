@@ -169,20 +169,23 @@ pub async fn detail(State(c): State<Arc<Console>>, Signed { session }: Signed, P
             s.classes.classify(request.tool.name(), descriptor.as_ref()).to_string()
         },
     );
-    let (steps, findings, reason) = run_story(&c, &request);
+    let Story { steps, findings, reason, how } = run_story(&c, &request);
+    let how = how.map_or(String::new(), |h| format!(" ({h})"));
     let pending = request.state == ApprovalState::Pending;
     let cannot = if pending { queue.may_decide(&request, &session.approver).map(str::to_owned) } else { None };
     let decision = match &request.state {
         ApprovalState::Pending => None,
         ApprovalState::Approved { by, at_ms, reason } | ApprovalState::Denied { by, at_ms, reason } => Some(format!(
-            "{} by {by} at {}{}",
+            "{} by {by}{how} at {}{}",
             request.state.name(),
             page::time(*at_ms),
             reason.as_deref().map_or(String::new(), |r| format!(": {r}"))
         )),
-        ApprovalState::Used { at_ms, approved_by } => {
-            Some(format!("approved by {} and used at {}", approved_by.as_deref().unwrap_or("?"), page::time(*at_ms)))
-        }
+        ApprovalState::Used { at_ms, approved_by } => Some(format!(
+            "approved by {}{how} and used at {}",
+            approved_by.as_deref().unwrap_or("?"),
+            page::time(*at_ms)
+        )),
         ApprovalState::Expired => Some("expired undecided or unused".to_owned()),
     };
     let page = Detail {
@@ -220,18 +223,25 @@ fn agent_facts(c: &Console, id: &str) -> (String, String) {
 
 /// The run's earlier steps (decisions), the findings on it, and the reason the held step was
 /// held.
-fn run_story(c: &Console, r: &ApprovalRequest) -> (Vec<Step>, Vec<Step>, String) {
+fn run_story(c: &Console, r: &ApprovalRequest) -> Story {
     let q = EventQuery { run: Some(r.run.0.clone()), ..EventQuery::default() };
     let events = c.read(|store| store.query(&q)).unwrap_or_default();
     let mut steps = Vec::new();
     let mut findings = Vec::new();
     let mut reason = String::new();
+    let mut how = None;
     for e in &events {
         let ev = &e.event;
         let step = ev.step.map_or_else(|| "-".to_owned(), |s| s.to_string());
         let tool = ev.tool.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string);
         match ev.kind {
-            EventKind::CallDecided if ev.step == Some(r.step) => {
+            EventKind::ApprovalApproved | EventKind::ApprovalDenied
+                if ev.detail.get("id").and_then(|v| v.as_str()) == Some(r.id.as_str()) =>
+            {
+                how = identity_text(&ev.detail["identity"]);
+            }
+            // The first decision of the held step is the hold; later ones follow the approval.
+            EventKind::CallDecided if ev.step == Some(r.step) && reason.is_empty() => {
                 reason = ev.detail.get("reason").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
             }
             EventKind::CallDecided if ev.step.is_some_and(|s| s < r.step) && steps.len() < MAX_STEPS => {
@@ -257,7 +267,26 @@ fn run_story(c: &Console, r: &ApprovalRequest) -> (Vec<Step>, Vec<Step>, String)
             _ => {}
         }
     }
-    (steps, findings, reason)
+    Story { steps, findings, reason, how }
+}
+
+/// What [`run_story`] reads of the run around a request.
+struct Story {
+    steps: Vec<Step>,
+    findings: Vec<Step>,
+    reason: String,
+    /// How the decider was identified, as the decision's event records it.
+    how: Option<String>,
+}
+
+/// `oidc: ISSUER SUBJECT`, `login-link`, … from a decision event's `identity`.
+fn identity_text(identity: &serde_json::Value) -> Option<String> {
+    let method = identity.get("method")?.as_str()?;
+    let field = |k: &str| identity.get(k).and_then(|v| v.as_str());
+    Some(match (field("issuer"), field("subject")) {
+        (Some(issuer), Some(subject)) => format!("{method}: {issuer} {subject}"),
+        _ => method.to_owned(),
+    })
 }
 
 #[derive(Template)]

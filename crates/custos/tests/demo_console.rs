@@ -144,6 +144,8 @@ fn the_demo_console_signs_the_approver_in_with_its_link_and_decides_the_held_cal
         assert_eq!((status, header(&headers, "location")), (303, Some(format!("/console/approvals/{id}").as_str())));
         let (status, _, page) = post(&format!("csrf={token}&{verdict}&confirm=yes"));
         assert_eq!(status, 409, "a replayed decision decides nothing: {page}");
+        let (_, _, page) = http("GET", &format!("{base}/console/approvals/{id}"), &me, "");
+        assert!(page.contains("by demo-approver@custos.example (login-link)"), "who decided, and how: {page}");
         if deny {
             denied = Some(id.clone());
         }
