@@ -238,7 +238,7 @@ fn run_story(c: &Console, r: &ApprovalRequest) -> Story {
             EventKind::ApprovalApproved | EventKind::ApprovalDenied
                 if ev.detail.get("id").and_then(|v| v.as_str()) == Some(r.id.as_str()) =>
             {
-                how = identity_text(&ev.detail["identity"]);
+                how = ev.detail.get("identity").and_then(identity_text);
             }
             // The first decision of the held step is the hold; later ones follow the approval.
             EventKind::CallDecided if ev.step == Some(r.step) && reason.is_empty() => {

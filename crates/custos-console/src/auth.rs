@@ -124,6 +124,19 @@ fn same_origin(origin: &str, base: &str) -> bool {
     origin.eq_ignore_ascii_case(base_origin)
 }
 
+/// Every page but the sign-in ones takes a [`Signed`]: the handler runs only for a signed-in
+/// approver; anyone else gets [`signed_in`]'s redirect (recorded as it says).
+impl axum::extract::FromRequestParts<std::sync::Arc<Console>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        console: &std::sync::Arc<Console>,
+    ) -> Result<Self, Self::Rejection> {
+        signed_in(console, &parts.headers, parts.uri.path()).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::same_origin;
@@ -135,18 +148,5 @@ mod tests {
         assert!(!same_origin("https://evil.example", "https://console.example"));
         assert!(!same_origin("http://127.0.0.1:9092", "http://127.0.0.1:9091"));
         assert!(!same_origin("http://console.example", "https://console.example"));
-    }
-}
-
-/// Every page but the sign-in ones takes a [`Signed`]: the handler runs only for a signed-in
-/// approver; anyone else gets [`signed_in`]'s redirect (recorded as it says).
-impl axum::extract::FromRequestParts<std::sync::Arc<Console>> for Signed {
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        console: &std::sync::Arc<Console>,
-    ) -> Result<Self, Self::Rejection> {
-        signed_in(console, &parts.headers, parts.uri.path()).await
     }
 }
