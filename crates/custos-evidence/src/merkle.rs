@@ -1,0 +1,237 @@
+//! RFC 6962 (and RFC 9162 §2.1) Merkle trees over the audit log's event digests.
+//!
+//! A leaf is one event's digest (the 32 bytes `audit verify` checks); its hash is
+//! `SHA-256(0x00 || digest)`, an inner node's `SHA-256(0x01 || left || right)`, and the tree of
+//! `n` leaves splits at the largest power of two below `n`. The empty tree's root is
+//! `SHA-256("")`. Proofs are the audit paths of RFC 6962 §2.1.1 and §2.1.2, checked with the
+//! algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2.
+
+use sha2::{Digest as _, Sha256};
+
+/// A node or root hash.
+pub type Hash = [u8; 32];
+
+/// The hash of leaf `digest`.
+pub fn leaf_hash(digest: &[u8; 32]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(digest);
+    h.finalize().into()
+}
+
+fn node(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([1u8]);
+    h.update(left);
+    h.update(right);
+    h.finalize().into()
+}
+
+/// The largest power of two strictly below `n` (`n >= 2`).
+fn split(n: usize) -> usize {
+    let mut k = 1;
+    while k << 1 < n {
+        k <<= 1;
+    }
+    k
+}
+
+/// The root of the tree over `leaves` (leaf hashes, in order): MTH of RFC 6962.
+pub fn root(leaves: &[Hash]) -> Hash {
+    match leaves {
+        [] => Sha256::digest([]).into(),
+        [one] => *one,
+        _ => {
+            let k = split(leaves.len());
+            let (left, right) = leaves.split_at(k);
+            node(&root(left), &root(right))
+        }
+    }
+}
+
+/// The audit path of leaf `index` in the tree over `leaves`, leaf side first; `None` when
+/// `index` is not a leaf.
+pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
+    if index >= leaves.len() {
+        return None;
+    }
+    let mut path = Vec::new();
+    path_of(leaves, index, &mut path);
+    Some(path)
+}
+
+fn path_of(leaves: &[Hash], index: usize, path: &mut Vec<Hash>) {
+    if leaves.len() <= 1 {
+        return;
+    }
+    let k = split(leaves.len());
+    let (left, right) = leaves.split_at(k);
+    if index < k {
+        path_of(left, index, path);
+        path.push(root(right));
+    } else {
+        path_of(right, index - k, path);
+        path.push(root(left));
+    }
+}
+
+/// Whether `path` proves leaf hash `leaf` at `index` in the tree of `size` leaves whose root is
+/// `root` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash], root: &Hash) -> bool {
+    if index >= size {
+        return false;
+    }
+    let (mut f_n, mut s_n) = (index, size - 1);
+    let mut r = *leaf;
+    for p in path {
+        if s_n == 0 {
+            return false;
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            r = node(p, &r);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            r = node(&r, p);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    s_n == 0 && r == *root
+}
+
+/// The consistency proof between the first `old` leaves and all of `leaves` (RFC 6962
+/// §2.1.2); `None` unless `0 < old <= leaves.len()`.
+pub fn consistency_proof(leaves: &[Hash], old: usize) -> Option<Vec<Hash>> {
+    if old == 0 || old > leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    subproof(old, leaves, true, &mut proof);
+    Some(proof)
+}
+
+fn subproof(m: usize, leaves: &[Hash], whole: bool, proof: &mut Vec<Hash>) {
+    let n = leaves.len();
+    if m == n {
+        if !whole {
+            proof.push(root(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    let (left, right) = leaves.split_at(k);
+    if m <= k {
+        subproof(m, left, whole, proof);
+        proof.push(root(right));
+    } else {
+        subproof(m - k, right, false, proof);
+        proof.push(root(left));
+    }
+}
+
+/// Whether `proof` shows the tree of `old` leaves with root `old_root` is a prefix of the tree
+/// of `new` leaves with root `new_root` (RFC 9162 §2.1.4.2).
+pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, proof: &[Hash]) -> bool {
+    if old == 0 || old > new {
+        return false;
+    }
+    if old == new {
+        return proof.is_empty() && old_root == new_root;
+    }
+    let mut path: Vec<Hash> = proof.to_vec();
+    if old.is_power_of_two() {
+        path.insert(0, *old_root);
+    }
+    let Some((first, rest)) = path.split_first() else { return false };
+    let (mut f_n, mut s_n) = (old - 1, new - 1);
+    while f_n & 1 == 1 {
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    let (mut f_r, mut s_r) = (*first, *first);
+    for c in rest {
+        if s_n == 0 {
+            return false;
+        }
+        if f_n & 1 == 1 || f_n == s_n {
+            f_r = node(c, &f_r);
+            s_r = node(c, &s_r);
+            if f_n & 1 == 0 {
+                while f_n & 1 == 0 && f_n != 0 {
+                    f_n >>= 1;
+                    s_n >>= 1;
+                }
+            }
+        } else {
+            s_r = node(&s_r, c);
+        }
+        f_n >>= 1;
+        s_n >>= 1;
+    }
+    s_n == 0 && f_r == *old_root && s_r == *new_root
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn leaves(n: usize) -> Vec<Hash> {
+        (0..n).map(|i| leaf_hash(&Sha256::digest(i.to_be_bytes()).into())).collect()
+    }
+
+    #[test]
+    fn the_empty_and_small_trees_are_rfc_6962s() {
+        assert_eq!(hex::encode(root(&[])), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        let l = leaves(3);
+        assert_eq!(root(&l[..1]), l[0]);
+        assert_eq!(root(&l), node(&node(&l[0], &l[1]), &l[2]), "three leaves split 2 + 1");
+        // The leaf prefix keeps a leaf from passing for an inner node.
+        let plain: Hash = Sha256::digest([0u8; 32]).into();
+        assert_ne!(leaf_hash(&[0; 32]), plain);
+    }
+
+    proptest! {
+        #[test]
+        fn every_leaf_is_proved_and_no_other(n in 1usize..70, pick in 0usize..70) {
+            let l = leaves(n);
+            let r = root(&l);
+            let i = pick % n;
+            let path = inclusion_proof(&l, i).unwrap();
+            prop_assert!(verify_inclusion(&l[i], i as u64, n as u64, &path, &r));
+            let other = (i + 1) % n;
+            if other != i {
+                prop_assert!(!verify_inclusion(&l[other], i as u64, n as u64, &path, &r));
+            }
+            prop_assert!(!verify_inclusion(&l[i], n as u64, n as u64, &path, &r), "an index past the tree");
+            if let Some((first, _)) = path.split_first() {
+                let mut bent = path.clone();
+                bent[0] = node(first, first);
+                prop_assert!(!verify_inclusion(&l[i], i as u64, n as u64, &bent, &r));
+            }
+        }
+
+        #[test]
+        fn a_prefix_is_consistent_and_a_rewritten_one_is_not(n in 1usize..70, m in 1usize..70) {
+            let l = leaves(n);
+            let m = (m % n) + 1;
+            let proof = consistency_proof(&l, m).unwrap();
+            prop_assert!(verify_consistency(m as u64, n as u64, &root(&l[..m]), &root(&l), &proof));
+            // The old tree's last leaf rewritten: the old root no longer follows.
+            let mut rewritten = l.clone();
+            rewritten[m - 1] = leaf_hash(&[7; 32]);
+            prop_assert!(!verify_consistency(m as u64, n as u64, &root(&rewritten[..m]), &root(&l), &proof));
+            if m < n {
+                // Truncated to m and grown again differently: not the same history.
+                let mut other = l[..m].to_vec();
+                other.extend(leaves(n + 5)[m + 5..].iter().take(n - m));
+                prop_assert!(!verify_consistency(m as u64, n as u64, &root(&l[..m]), &root(&other), &proof));
+            }
+        }
+    }
+}
