@@ -35,6 +35,7 @@ const HKDF_SALT: &[u8] = b"custos-master-key-v1";
 /// HKDF info labels, one per subkey, so no two uses ever share a key.
 const AEAD_INFO: &[u8] = b"custos sealing key (chacha20-poly1305) v1";
 const FINGERPRINT_INFO: &[u8] = b"custos fingerprint key (hmac-sha256) v1";
+const CHECKPOINT_INFO: &[u8] = b"custos checkpoint signing seed (ed25519) v1";
 
 /// The first byte of every sealed value: the format (cipher, nonce size) it was sealed with.
 const SEALED_VERSION: u8 = 1;
@@ -47,6 +48,8 @@ pub struct MasterKey {
     /// ChaCha20-Poly1305 key for [`MasterKey::seal`] and [`MasterKey::open`].
     aead_key: Zeroizing<[u8; KEY_LEN]>,
     fingerprinter: Fingerprinter,
+    /// The Ed25519 seed audit checkpoints are signed with (`custos-evidence`).
+    checkpoint_seed: Zeroizing<[u8; KEY_LEN]>,
 }
 
 impl fmt::Debug for MasterKey {
@@ -139,7 +142,8 @@ impl MasterKey {
     fn from_key(key: &[u8; KEY_LEN]) -> Result<MasterKey, SecretsError> {
         let aead_key = derive(key, AEAD_INFO)?;
         let fingerprint_key = derive(key, FINGERPRINT_INFO)?;
-        Ok(MasterKey { aead_key, fingerprinter: Fingerprinter { key: Arc::new(fingerprint_key) } })
+        let checkpoint_seed = derive(key, CHECKPOINT_INFO)?;
+        Ok(MasterKey { aead_key, fingerprinter: Fingerprinter { key: Arc::new(fingerprint_key) }, checkpoint_seed })
     }
 
     /// Encrypts `plaintext` for storage. `context` is bound to the result as associated data
@@ -185,6 +189,12 @@ impl MasterKey {
             .len();
         buf.truncate(plain_len);
         Ok(buf)
+    }
+
+    /// The seed of the Ed25519 key that signs audit checkpoints: derived, so it needs no storage,
+    /// and changes only with the master key.
+    pub fn checkpoint_seed(&self) -> &[u8; KEY_LEN] {
+        &self.checkpoint_seed
     }
 
     /// The keyed fingerprinter of this master key.

@@ -510,6 +510,48 @@ pub enum AuditCommand {
         /// Print the result as JSON
         #[arg(long)]
         json: bool,
+        /// Also hold the log to this signed checkpoint: its signature, and the Merkle root of the
+        /// log's first `size` events (detects truncation and any rewrite, even with recomputed
+        /// hashes)
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Option<PathBuf>,
+        /// The checkpoint key to check against, in hex [default: this deployment's, from its
+        /// master key]
+        #[arg(long, value_name = "HEX")]
+        public_key: Option<String>,
+    },
+    /// Sign a checkpoint of the log now (its size and the RFC 6962 Merkle root of its event
+    /// digests) and print it as JSON; keep it somewhere the gateway host cannot write
+    Checkpoint {
+        #[command(flatten)]
+        location: Location,
+        /// Also write it to FILE
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print the public key checkpoints are signed with (hex) and its id
+    CheckpointKey {
+        #[command(flatten)]
+        location: Location,
+    },
+    /// Print the inclusion proof of event SEQ in the tree of the first SIZE events
+    Proof {
+        #[command(flatten)]
+        location: Location,
+        /// The event's sequence number
+        #[arg(long)]
+        seq: u64,
+        /// The tree's size [default: the whole log]
+        #[arg(long)]
+        size: Option<u64>,
+    },
+    /// Show that checkpoint NEW extends checkpoint OLD: both signatures, both roots recomputed
+    /// from the log, and the RFC 6962 consistency proof between them, printed
+    Consistency {
+        #[command(flatten)]
+        location: Location,
+        old: PathBuf,
+        new: PathBuf,
     },
     /// Search the log
     Query(QueryArgs),

@@ -1,4 +1,4 @@
-//! `custos audit verify / query / tail`.
+//! `custos audit verify / query / tail`; checkpoints and proofs are in `evidence.rs`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -15,7 +15,17 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 
 pub fn run(cmd: AuditCommand) -> Result<(), Failure> {
     match cmd {
-        AuditCommand::Verify { location, json } => verify(&context::open_for_reading(&location)?, json),
+        AuditCommand::Verify { location, json, checkpoint: None, .. } => {
+            verify(&context::open_for_reading(&location)?, json)
+        }
+        AuditCommand::Verify { location, json, checkpoint: Some(file), public_key } => {
+            verify(&context::open_for_reading(&location)?, json)?;
+            super::evidence::verify_checkpoint(&location, &file, public_key.as_deref(), json)
+        }
+        AuditCommand::Checkpoint { location, out } => super::evidence::checkpoint(&location, out.as_deref()),
+        AuditCommand::CheckpointKey { location } => super::evidence::public_key(&location),
+        AuditCommand::Proof { location, seq, size } => super::evidence::proof(&location, seq, size),
+        AuditCommand::Consistency { location, old, new } => super::evidence::consistency(&location, &old, &new),
         AuditCommand::Query(args) => query(&args),
         AuditCommand::Tail(args) => tail(&args),
     }

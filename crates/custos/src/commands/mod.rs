@@ -5,6 +5,7 @@ mod approvals;
 mod audit;
 mod console;
 mod demo;
+mod evidence;
 mod findings;
 mod init;
 mod inventory;
