@@ -502,6 +502,21 @@ pub struct AuditConfig {
     pub record_arguments: bool,
     /// Store each call's raw result in the log (off by default; the digest and size are always kept).
     pub record_results: bool,
+    /// `[audit.checkpoints]`: signed checkpoints made by `custos serve`; `None`: none.
+    pub checkpoints: Option<CheckpointSettings>,
+}
+
+/// `[audit.checkpoints]`: `custos serve` signs a checkpoint of the log (size, RFC 6962 root)
+/// every `every_events` new events, or every `every_secs` when the log grew, and at shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointSettings {
+    pub every_events: u64,
+    pub every_secs: u64,
+    /// Where each checkpoint is kept, as `checkpoint-<size>.json`.
+    pub dir: PathBuf,
+    /// Where the latest checkpoint is copied (replaced atomically): a mount another party
+    /// controls, say.
+    pub publish_file: Option<PathBuf>,
 }
 
 /// Bounds on what a peer can make the gateway hold.

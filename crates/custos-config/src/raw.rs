@@ -271,6 +271,17 @@ pub struct RawAudit {
     pub record_arguments: bool,
     #[serde(default)]
     pub record_results: bool,
+    pub checkpoints: Option<RawCheckpoints>,
+}
+
+/// `[audit.checkpoints]`: `custos serve` signs checkpoints of the log as it grows.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheckpoints {
+    pub every_events: Option<u64>,
+    pub every_secs: Option<u64>,
+    pub dir: Option<String>,
+    pub publish_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

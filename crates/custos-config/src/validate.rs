@@ -228,7 +228,24 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     let approvals = approvals(path, raw.approvals, admin.as_ref(), &resolve)?;
     // After the approvals and the servers: replay holds and limits name them.
     let detection = detection::detection(path, raw.detection, &approvals, &servers)?;
-    let audit = AuditConfig { record_arguments: raw.audit.record_arguments, record_results: raw.audit.record_results };
+    let checkpoints = match raw.audit.checkpoints {
+        None => None,
+        Some(c) => {
+            let every_events = ranged(path, "audit.checkpoints.every_events", c.every_events, 1000, 1..=10_000_000)?;
+            let every_secs = ranged(path, "audit.checkpoints.every_secs", c.every_secs, 60, 1..=86_400)?;
+            Some(crate::CheckpointSettings {
+                every_events,
+                every_secs,
+                dir: c.dir.as_deref().map_or_else(|| data_dir.join("checkpoints"), &resolve),
+                publish_file: c.publish_file.as_deref().map(&resolve),
+            })
+        }
+    };
+    let audit = AuditConfig {
+        record_arguments: raw.audit.record_arguments,
+        record_results: raw.audit.record_results,
+        checkpoints,
+    };
     Ok(Config {
         path: path.to_owned(),
         data_dir,

@@ -176,6 +176,49 @@ pub fn verify_consistency(old: u64, new: u64, old_root: &Hash, new_root: &Hash, 
     s_n == 0 && f_r == *old_root && s_r == *new_root
 }
 
+/// The right edge of a growing tree: the roots of its perfect subtrees, largest first. Appending
+/// and the root cost O(log n) and it holds at most 64 hashes, so a gateway keeps one for a log
+/// of any length.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    size: u64,
+    /// (height, root of a perfect subtree of 2^height leaves), heights strictly decreasing.
+    peaks: Vec<(u32, Hash)>,
+}
+
+impl Frontier {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many leaves it holds.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Appends leaf hash `leaf`.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut carry = (0u32, leaf);
+        while let Some(&(height, left)) = self.peaks.last() {
+            if height != carry.0 {
+                break;
+            }
+            self.peaks.pop();
+            carry = (height + 1, node(&left, &carry.1));
+        }
+        self.peaks.push(carry);
+        self.size += 1;
+    }
+
+    /// The root of the tree so far: the peaks folded from the right (RFC 6962's split at the
+    /// largest power of two is exactly the largest peak).
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(&(_, last)) = peaks.next() else { return Sha256::digest([]).into() };
+        peaks.fold(last, |right, (_, left)| node(left, &right))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +237,18 @@ mod tests {
         // The leaf prefix keeps a leaf from passing for an inner node.
         let plain: Hash = Sha256::digest([0u8; 32]).into();
         assert_ne!(leaf_hash(&[0; 32]), plain);
+    }
+
+    #[test]
+    fn the_frontier_has_the_trees_root_at_every_size() {
+        let l = leaves(300);
+        let mut f = Frontier::new();
+        assert_eq!(f.root(), root(&[]));
+        for (n, leaf) in l.iter().enumerate() {
+            f.push(*leaf);
+            assert_eq!((f.size(), f.root()), (n as u64 + 1, root(&l[..=n])), "size {}", n + 1);
+            assert!(f.peaks.len() <= 9);
+        }
     }
 
     proptest! {

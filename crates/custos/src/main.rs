@@ -12,6 +12,7 @@
 //! - `context.rs`: finding the config and the data directory the same way for every command.
 //! - `init_templates/`: the files `custos init` writes.
 
+mod checkpoints;
 mod cli;
 mod commands;
 mod context;

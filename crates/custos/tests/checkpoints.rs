@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use common::harness::{peers_python, repo_root, Deployment, POLICIES};
+use common::harness::{eventually, open_session, peers_python, post_in, repo_root, Deployment, Served, POLICIES};
 use serde_json::Value;
 
 /// A deployment whose log the tests grow one event at a time.
@@ -123,4 +123,48 @@ fn truncation_and_a_tail_rewritten_with_valid_hashes_break_the_checkpoint_but_no
     assert!(String::from_utf8_lossy(&out.stdout).contains("rewritten"), "{}", String::from_utf8_lossy(&out.stdout));
     let verdict = python_verifies(&d, &public, cp.to_str().unwrap(), None);
     assert_eq!((verdict["ok"].clone(), signed["size"].clone()), (Value::Bool(false), 10.into()), "{verdict}");
+}
+
+/// `[audit.checkpoints]`: `custos serve` signs checkpoints as the log grows and a last one when
+/// it stops, kept in its folder and published to a file; each holds the log.
+#[test]
+fn custos_serve_signs_checkpoints_as_the_log_grows_and_when_it_stops() {
+    let d = Deployment::serving_sample(
+        "[audit.checkpoints]\nevery_events = 3\nevery_secs = 1\npublish_file = \"published.json\"\n",
+    );
+    let key = common::harness::issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    for id in 2..6 {
+        let call = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"t{id}"}}}}}}"#
+        );
+        assert_eq!(post_in(&url, &key, &session, &call).0, 200);
+    }
+    let folder = d.dir.path().join(".custos/checkpoints");
+    let published = d.dir.path().join("published.json");
+    let first = eventually("a checkpoint while serving", || {
+        std::fs::read_dir(&folder)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "json"))
+    });
+    let out = d.output(&["audit", "verify", "--checkpoint", first.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(served.stop().success());
+
+    // The last checkpoint, published, covers the whole log.
+    let last: Value = serde_json::from_str(&std::fs::read_to_string(&published).unwrap()).unwrap();
+    let count = d.verify_ok();
+    assert_eq!(last["size"], count, "the final checkpoint covers every event");
+    let out = d.output(&["audit", "verify", "--checkpoint", published.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let public = json_out(&d, &["audit", "checkpoint-key"])["public_key"].as_str().unwrap().to_owned();
+    assert_eq!(python_verifies(&d, &public, published.to_str().unwrap(), None)["ok"], true);
+    assert!(std::fs::read_dir(&folder)
+        .unwrap()
+        .filter_map(Result::ok)
+        .all(|e| { !e.file_name().to_string_lossy().ends_with(".tmp") }));
 }

@@ -1,14 +1,16 @@
 //! `custos audit checkpoint / checkpoint-key / proof / consistency` and `verify --checkpoint`:
 //! the log held to signed checkpoints (`custos-evidence`).
 //!
-//! The leaves are the events' digests in `seq` order, as stored; `audit verify` has already
+//! `checkpoint` and `verify --checkpoint` read the log a page at a time into a Merkle frontier;
+//! `proof` and `consistency` hold the leaves of the tree they prove in memory (32 bytes an
+//! event). The leaves are the events' digests in `seq` order, as stored; `audit verify` has already
 //! recomputed each from its body, so a root over them stands for the bodies too. Exit codes: 0
 //! the evidence holds, 3 it does not (a checkpoint the log no longer matches, as `audit verify`
 //! for a broken chain), 2 usage.
 
 use std::path::Path;
 
-use custos_evidence::merkle::{self, Hash};
+use custos_evidence::merkle::{self, Frontier, Hash};
 use custos_evidence::{Checkpoint, CheckpointKey};
 use custos_store::{EventQuery, Store};
 use serde_json::json;
@@ -37,12 +39,18 @@ fn read_checkpoint(file: &Path) -> Result<Checkpoint, Failure> {
     Checkpoint::parse(&text).map_err(|e| Failure::usage(format!("`{}`: {e}", file.display())))
 }
 
+/// The frontier of the log's first `until` events (all with `u64::MAX`).
+fn frontier(store: &dyn Store, until: u64) -> Result<Frontier, Failure> {
+    let mut frontier = Frontier::new();
+    crate::checkpoints::extend(store, &mut frontier, 0, until).map_err(Failure::runtime)?;
+    Ok(frontier)
+}
+
 pub fn checkpoint(location: &Location, out: Option<&Path>) -> Result<(), Failure> {
     let key = key(location)?;
     let store = context::open_for_reading(location)?;
-    let leaves = leaves(&store, None)?;
-    let size = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
-    let signed = key.sign(size, &merkle::root(&leaves), custos_gateway::now_ms());
+    let tree = frontier(&store, u64::MAX)?;
+    let signed = key.sign(tree.size(), &tree.root(), custos_gateway::now_ms());
     let text = serde_json::to_string(&signed).map_err(Failure::runtime)?;
     if let Some(out) = out {
         std::fs::write(out, format!("{text}\n"))
@@ -112,12 +120,12 @@ pub fn verify_checkpoint(
         return fail(e.to_string());
     }
     let store = context::open_for_reading(location)?;
-    let leaves = leaves(&store, Some(checkpoint.size))?;
-    let have = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
+    let tree = frontier(&store, checkpoint.size)?;
+    let have = tree.size();
     if have < checkpoint.size {
         return fail(format!("the log has {have} events, the checkpoint {}: it was truncated", checkpoint.size));
     }
-    let root = merkle::root(&leaves);
+    let root = tree.root();
     if hex::encode(root) != checkpoint.root {
         return fail(format!(
             "the root of the log's first {} events is {}, the checkpoint's {}: events were rewritten",

@@ -41,6 +41,17 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
+        let checkpoints = match &config.audit.checkpoints {
+            Some(settings) => {
+                let master = crate::credentials::master_key(&config, true)?;
+                let key =
+                    custos_evidence::CheckpointKey::from_seed(master.checkpoint_seed()).map_err(Failure::runtime)?;
+                let running = crate::checkpoints::start(settings.clone(), key, &db)
+                    .map_err(|e| Failure::usage(format!("{}: [audit.checkpoints]: {e}", config.path.display())))?;
+                Some(running)
+            }
+            None => None,
+        };
         let (jwt, required_scopes) = match &config.serve.jwt {
             Some(settings) => (Some(jwt_verifier(settings, &config, addr).await?), settings.required_scopes.clone()),
             None => (None, Vec::new()),
@@ -136,6 +147,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             None => custos_http::serve(state, listener, until_stopped(stopped)).await,
         };
         audit.shutdown().await;
+        if let Some(checkpoints) = checkpoints {
+            // The last checkpoint covers every event the gateway wrote.
+            checkpoints.stop();
+        }
         result.map_err(|e| Failure::runtime(format!("the server stopped: {e}")))
     })
 }

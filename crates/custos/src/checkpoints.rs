@@ -1,0 +1,144 @@
+//! `[audit.checkpoints]`: `custos serve` signs checkpoints of its log as it grows.
+//!
+//! One thread reads the events appended since it last looked (a page at a time, from its own
+//! read-only connection), pushes their digests into a Merkle [`Frontier`] (O(log n) memory,
+//! whatever the log's length), and signs a checkpoint every `every_events` new events, or after
+//! `every_secs` when the log grew, and once more at shutdown. Each is kept as
+//! `<dir>/checkpoint-<size>.json` and copied to `publish_file`, both written whole under a
+//! temporary name and then renamed, so a reader never sees half a checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use custos_config::CheckpointSettings;
+use custos_evidence::merkle::{leaf_hash, Frontier};
+use custos_evidence::{Checkpoint, CheckpointKey};
+use custos_store::{EventQuery, SqliteStore, Store, StoreError};
+
+/// How often the thread looks for new events.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// Events read per query.
+const PAGE: usize = 10_000;
+
+/// The digests of `store`'s events after `after_seq` pushed into `frontier`, until it holds
+/// `until` leaves or the log ends; returns the last seq read. Reads a page at a time, so memory
+/// does not grow with the log.
+pub fn extend(store: &dyn Store, frontier: &mut Frontier, mut after_seq: u64, until: u64) -> Result<u64, StoreError> {
+    loop {
+        let wanted = usize::try_from(until.saturating_sub(frontier.size())).unwrap_or(usize::MAX).min(PAGE);
+        if wanted == 0 {
+            return Ok(after_seq);
+        }
+        let q = EventQuery { after_seq: Some(after_seq), limit: Some(wanted), ..EventQuery::default() };
+        let page = store.query(&q)?;
+        for e in &page {
+            frontier.push(leaf_hash(e.hash.as_bytes()));
+            after_seq = e.seq;
+        }
+        if page.len() < wanted {
+            return Ok(after_seq);
+        }
+    }
+}
+
+/// The running checkpointer; [`Running::stop`] signs the last checkpoint and ends it.
+#[derive(Debug)]
+pub struct Running {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.thread().unpark();
+        let _ = self.thread.join();
+    }
+}
+
+struct Checkpointer {
+    settings: CheckpointSettings,
+    key: CheckpointKey,
+    store: SqliteStore,
+    frontier: Frontier,
+    last_seq: u64,
+    signed_size: u64,
+    signed_at: Instant,
+}
+
+/// Starts signing checkpoints of the log in `db`. The directory is made now, so a path that
+/// cannot be used stops start-up.
+pub fn start(settings: CheckpointSettings, key: CheckpointKey, db: &Path) -> Result<Running, String> {
+    std::fs::create_dir_all(&settings.dir)
+        .map_err(|e| format!("cannot use the checkpoint folder `{}`: {e}", settings.dir.display()))?;
+    let store = SqliteStore::open_read_only(db).map_err(|e| e.to_string())?;
+    let mut c = Checkpointer {
+        settings,
+        key,
+        store,
+        frontier: Frontier::new(),
+        last_seq: 0,
+        signed_size: 0,
+        signed_at: Instant::now(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("custos-checkpoints".into())
+        .spawn(move || {
+            while !stopping.load(Ordering::Relaxed) {
+                c.tick(false);
+                std::thread::park_timeout(LOOK_EVERY);
+            }
+            c.tick(true);
+        })
+        .map_err(|e| format!("cannot start the checkpoint thread: {e}"))?;
+    Ok(Running { stop, thread })
+}
+
+impl Checkpointer {
+    /// Reads what is new and signs when due (`last`: at shutdown, whenever the log grew).
+    fn tick(&mut self, last: bool) {
+        match extend(&self.store, &mut self.frontier, self.last_seq, u64::MAX) {
+            Ok(seq) => self.last_seq = seq,
+            Err(e) => {
+                eprintln!("custos: checkpoints: cannot read the log: {e}");
+                return;
+            }
+        }
+        let grown = self.frontier.size().saturating_sub(self.signed_size);
+        let due = grown >= self.settings.every_events
+            || (grown > 0 && self.signed_at.elapsed() >= Duration::from_secs(self.settings.every_secs));
+        if grown == 0 || !(due || last) {
+            return;
+        }
+        let checkpoint = self.key.sign(self.frontier.size(), &self.frontier.root(), custos_gateway::now_ms());
+        match self.keep(&checkpoint) {
+            Ok(()) => {
+                self.signed_size = checkpoint.size;
+                self.signed_at = Instant::now();
+            }
+            Err(e) => eprintln!("custos: checkpoints: {e}"),
+        }
+    }
+
+    fn keep(&self, checkpoint: &Checkpoint) -> Result<(), String> {
+        let text = serde_json::to_string(checkpoint).map_err(|e| e.to_string())? + "\n";
+        write_whole(&self.settings.dir.join(format!("checkpoint-{}.json", checkpoint.size)), &text)?;
+        if let Some(publish) = &self.settings.publish_file {
+            write_whole(publish, &text)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `text` to `path` under a temporary name, then renames it into place.
+fn write_whole(path: &Path, text: &str) -> Result<(), String> {
+    let mut tmp = PathBuf::from(path);
+    tmp.set_extension("json.tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("cannot write `{}`: {e}", path.display()))
+}
