@@ -517,6 +517,8 @@ pub struct CheckpointSettings {
     /// Where the latest checkpoint is copied (replaced atomically): a mount another party
     /// controls, say.
     pub publish_file: Option<PathBuf>,
+    /// Where each checkpoint is POSTed as JSON (`http://` or `https://`, the system's roots).
+    pub publish_url: Option<String>,
 }
 
 /// Bounds on what a peer can make the gateway hold.

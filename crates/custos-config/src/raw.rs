@@ -282,6 +282,7 @@ pub struct RawCheckpoints {
     pub every_secs: Option<u64>,
     pub dir: Option<String>,
     pub publish_file: Option<String>,
+    pub publish_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

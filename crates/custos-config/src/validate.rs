@@ -238,6 +238,16 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                 every_secs,
                 dir: c.dir.as_deref().map_or_else(|| data_dir.join("checkpoints"), &resolve),
                 publish_file: c.publish_file.as_deref().map(&resolve),
+                publish_url: match c.publish_url {
+                    Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
+                        return Err(ConfigError::invalid(
+                            path,
+                            "audit.checkpoints.publish_url",
+                            format!("`{url}` is not an http:// or https:// url"),
+                        ))
+                    }
+                    url => url,
+                },
             })
         }
     };

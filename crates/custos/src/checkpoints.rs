@@ -5,7 +5,9 @@
 //! whatever the log's length), and signs a checkpoint every `every_events` new events, or after
 //! `every_secs` when the log grew, and once more at shutdown. Each is kept as
 //! `<dir>/checkpoint-<size>.json` and copied to `publish_file`, both written whole under a
-//! temporary name and then renamed, so a reader never sees half a checkpoint.
+//! temporary name and then renamed, so a reader never sees half a checkpoint; and POSTed to
+//! `publish_url` (up to three attempts; a failure is reported, and the next checkpoint, which
+//! covers everything this one did, is sent all the same).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,7 +60,55 @@ impl Running {
     }
 }
 
+/// POSTs checkpoints to `[audit.checkpoints] publish_url` from the checkpoint thread.
+struct Publisher {
+    url: hyper::Uri,
+    runtime: tokio::runtime::Runtime,
+    client: hyper_util::client::legacy::Client<custos_tls::client::HttpsConnector, http_body_util::Full<bytes::Bytes>>,
+}
+
+/// Attempts per checkpoint, the wait after each failed one, and each one's time limit.
+const POST_ATTEMPTS: [Duration; 3] = [Duration::from_millis(500), Duration::from_secs(1), Duration::ZERO];
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Publisher {
+    fn new(url: &str) -> Result<Self, String> {
+        let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a url"))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the publisher: {e}"))?;
+        // The https connector speaks plain http too.
+        let tls = custos_tls::client::ClientTls::load(None, None).map_err(|e| e.to_string())?;
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(tls.connector());
+        Ok(Self { url: uri, runtime, client })
+    }
+
+    fn post(&self, text: &str) -> Result<(), String> {
+        let mut last = String::new();
+        for wait in POST_ATTEMPTS {
+            let request = hyper::Request::post(self.url.clone())
+                .header(hyper::header::CONTENT_TYPE, "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(text.to_owned())))
+                .map_err(|e| e.to_string())?;
+            let sent =
+                self.runtime.block_on(async { tokio::time::timeout(POST_TIMEOUT, self.client.request(request)).await });
+            match sent {
+                Ok(Ok(answer)) if answer.status().is_success() => return Ok(()),
+                Ok(Ok(answer)) => last = format!("answered {}", answer.status()),
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = "timed out".to_owned(),
+            }
+            std::thread::sleep(wait);
+        }
+        let host = self.url.host().unwrap_or_default();
+        Err(format!("cannot publish to `{host}`: {last}"))
+    }
+}
+
 struct Checkpointer {
+    publisher: Option<Publisher>,
     settings: CheckpointSettings,
     key: CheckpointKey,
     store: SqliteStore,
@@ -74,7 +124,9 @@ pub fn start(settings: CheckpointSettings, key: CheckpointKey, db: &Path) -> Res
     std::fs::create_dir_all(&settings.dir)
         .map_err(|e| format!("cannot use the checkpoint folder `{}`: {e}", settings.dir.display()))?;
     let store = SqliteStore::open_read_only(db).map_err(|e| e.to_string())?;
+    let publisher = settings.publish_url.as_deref().map(Publisher::new).transpose()?;
     let mut c = Checkpointer {
+        publisher,
         settings,
         key,
         store,
@@ -129,6 +181,9 @@ impl Checkpointer {
         write_whole(&self.settings.dir.join(format!("checkpoint-{}.json", checkpoint.size)), &text)?;
         if let Some(publish) = &self.settings.publish_file {
             write_whole(publish, &text)?;
+        }
+        if let Some(publisher) = &self.publisher {
+            publisher.post(&text)?;
         }
         Ok(())
     }

@@ -129,9 +129,15 @@ fn truncation_and_a_tail_rewritten_with_valid_hashes_break_the_checkpoint_but_no
 /// it stops, kept in its folder and published to a file; each holds the log.
 #[test]
 fn custos_serve_signs_checkpoints_as_the_log_grows_and_when_it_stops() {
-    let d = Deployment::serving_sample(
-        "[audit.checkpoints]\nevery_events = 3\nevery_secs = 1\npublish_file = \"published.json\"\n",
-    );
+    let tmp = tempfile::tempdir().unwrap();
+    let posted = tmp.path().join("posted.jsonl");
+    // The sink refuses the first POST: the publisher tries again.
+    let sink = common::harness::Peer::start("post_sink.py", &[posted.to_str().unwrap(), "--fail", "1"]);
+    let d = Deployment::serving_sample(&format!(
+        "[audit.checkpoints]\nevery_events = 3\nevery_secs = 1\npublish_file = \"published.json\"\n\
+         publish_url = \"http://127.0.0.1:{}/checkpoints\"\n",
+        sink.port
+    ));
     let key = common::harness::issue_key(&d, "reader");
     let served = Served::start(&d);
     let url = served.url("sample");
@@ -163,6 +169,16 @@ fn custos_serve_signs_checkpoints_as_the_log_grows_and_when_it_stops() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     let public = json_out(&d, &["audit", "checkpoint-key"])["public_key"].as_str().unwrap().to_owned();
     assert_eq!(python_verifies(&d, &public, published.to_str().unwrap(), None)["ok"], true);
+    // Every checkpoint was POSTed too (the first after one refusal), the last as published.
+    let posts: Vec<Value> =
+        std::fs::read_to_string(&posted).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(posts.last(), Some(&last), "{posts:?}");
+    let kept = std::fs::read_dir(&folder)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(posts.len(), kept, "one POST per checkpoint kept");
+    drop(sink);
     assert!(std::fs::read_dir(&folder)
         .unwrap()
         .filter_map(Result::ok)
