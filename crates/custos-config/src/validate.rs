@@ -1364,6 +1364,22 @@ tools = { "delete_*" = "privileged" }
     }
 
     #[test]
+    fn checkpoints_default_to_the_data_dir_and_check_their_bounds_and_url() {
+        let c = load(&format!("{GOOD}\n[audit.checkpoints]\n")).unwrap().audit.checkpoints.unwrap();
+        assert_eq!((c.every_events, c.every_secs), (1000, 60));
+        assert!(c.dir.ends_with("checkpoints") && c.publish_file.is_none() && c.publish_url.is_none());
+        assert!(load(GOOD).unwrap().audit.checkpoints.is_none(), "off unless configured");
+        for (extra, key) in [
+            ("every_events = 0\n", "every_events"),
+            ("every_secs = 100000\n", "every_secs"),
+            ("publish_url = \"ftp://x\"\n", "publish_url"),
+        ] {
+            let err = load(&format!("{GOOD}\n[audit.checkpoints]\n{extra}")).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
     fn an_approver_group_may_be_idp_groups_alone() {
         let group = "[approvals.groups.leads]\nidp_groups = [\"support-leads\"]\n";
         let c = load(&format!("{GOOD}\n{group}")).unwrap();
