@@ -238,16 +238,10 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
                 every_secs,
                 dir: c.dir.as_deref().map_or_else(|| data_dir.join("checkpoints"), &resolve),
                 publish_file: c.publish_file.as_deref().map(&resolve),
-                publish_url: match c.publish_url {
-                    Some(url) if !(url.starts_with("http://") || url.starts_with("https://")) => {
-                        return Err(ConfigError::invalid(
-                            path,
-                            "audit.checkpoints.publish_url",
-                            format!("`{url}` is not an http:// or https:// url"),
-                        ))
-                    }
-                    url => url,
-                },
+                publish_url: c
+                    .publish_url
+                    .map(|url| http_url(path, "audit.checkpoints.publish_url", &url).map(|()| url))
+                    .transpose()?,
             })
         }
     };
@@ -665,6 +659,15 @@ fn token(
     Ok(Some(TokenSettings { audience, per, ttl_secs, header, format }))
 }
 
+/// Whether `url` is `http://` or `https://` with a host; else an error naming `key`.
+fn http_url(path: &Path, key: &str, url: &str) -> Result<(), ConfigError> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+    if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+        return Err(ConfigError::invalid(path, key, format!("`{url}` is not an http:// or https:// url")));
+    }
+    Ok(())
+}
+
 /// `value` (or `default`), if within `range`; else an error naming `key`.
 fn ranged(
     path: &Path,
@@ -792,14 +795,7 @@ fn console(
     };
     let public_url = raw.public_url.map(|u| u.trim_end_matches('/').to_owned());
     if let Some(url) = &public_url {
-        let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
-        if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
-            return Err(ConfigError::invalid(
-                path,
-                "console.public_url",
-                format!("`{url}` is not an http:// or https:// url"),
-            ));
-        }
+        http_url(path, "console.public_url", url)?;
     }
     let ranged = |key: &str, value, default, range| ranged(path, &format!("console.{key}"), value, default, range);
     let idle = ranged(
