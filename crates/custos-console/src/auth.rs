@@ -17,13 +17,18 @@ pub struct Signed {
 
 /// The session cookie's value, if the request carries one.
 pub fn cookie<'a>(console: &Console, headers: &'a HeaderMap) -> Option<&'a str> {
+    cookie_named(headers, console.cookie)
+}
+
+/// The value of cookie `name`, if the request carries it.
+pub fn cookie_named<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == console.cookie)
+        .find(|(n, _)| *n == name)
         .map(|(_, value)| value)
 }
 

@@ -155,13 +155,7 @@ pub async fn oidc_callback(
         )
         .await;
     }
-    let bound = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|p| p.trim().split_once('='))
-        .any(|(name, value)| name == OIDC_COOKIE && crate::session::same_token(value, state));
+    let bound = auth::cookie_named(&headers, OIDC_COOKIE).is_some_and(|value| crate::session::same_token(value, state));
     let pending = c.sessions().take_pending(state, now_ms());
     let Some(pending) = pending.filter(|_| bound) else {
         return refuse(
