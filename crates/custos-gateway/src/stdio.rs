@@ -410,15 +410,20 @@ fn describe(status: std::process::ExitStatus) -> String {
 }
 
 /// Resolves on SIGINT or SIGTERM with the signal's name.
-pub async fn shutdown_signal() -> &'static str {
+pub fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        // Without signal handlers we simply never stop on a signal here; the default action
-        // (terminate) still applies to the process.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+    // Installed now, not when first polled: a caller that says it is ready after this call
+    // cannot be killed by a SIGTERM that arrives before its task first runs.
+    let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+    async move {
+        let (Ok(mut int), Ok(mut term)) = handlers else {
+            // Without signal handlers we simply never stop on a signal here; the default action
+            // (terminate) still applies to the process.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }

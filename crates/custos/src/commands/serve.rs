@@ -94,6 +94,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             state = state.with_broker(started.broker);
         }
         let state = Arc::new(state.with_detection(detection));
+        // Handlers first: a SIGTERM sent as soon as we say we are ready ends us gracefully.
+        let signalled = custos_gateway::shutdown_signal();
         // stdout says where to connect (the ports are real even when 0 was asked for).
         say(&format!("listening on {scheme}://{addr}"));
         for server in &served {
@@ -138,7 +140,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             });
         }
         tokio::spawn(async move {
-            let signal = custos_gateway::shutdown_signal().await;
+            let signal = signalled.await;
             eprintln!("custos: {signal}: closing sessions");
             let _ = stop.send(true);
         });
