@@ -6,6 +6,8 @@
 //! `SHA-256("")`. Proofs are the audit paths of RFC 6962 §2.1.1 and §2.1.2, checked with the
 //! algorithms of RFC 9162 §2.1.3.2 and §2.1.4.2.
 
+use std::ops::Range;
+
 use sha2::{Digest as _, Sha256};
 
 /// A node or root hash.
@@ -28,12 +30,17 @@ fn node(left: &Hash, right: &Hash) -> Hash {
 }
 
 /// The largest power of two strictly below `n` (`n >= 2`).
-fn split(n: usize) -> usize {
+fn split_u64(n: u64) -> u64 {
     let mut k = 1;
     while k << 1 < n {
         k <<= 1;
     }
     k
+}
+
+/// [`split_u64`] for a slice's length.
+fn split(n: usize) -> usize {
+    split_u64(n as u64) as usize
 }
 
 /// The root of the tree over `leaves` (leaf hashes, in order): MTH of RFC 6962.
@@ -52,27 +59,33 @@ pub fn root(leaves: &[Hash]) -> Hash {
 /// The audit path of leaf `index` in the tree over `leaves`, leaf side first; `None` when
 /// `index` is not a leaf.
 pub fn inclusion_proof(leaves: &[Hash], index: usize) -> Option<Vec<Hash>> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut path = Vec::new();
-    path_of(leaves, index, &mut path);
-    Some(path)
+    let size = u64::try_from(leaves.len()).ok()?;
+    let ranges = inclusion_ranges(u64::try_from(index).ok()?, size)?;
+    roots_of(leaves, &ranges)
 }
 
-fn path_of(leaves: &[Hash], index: usize, path: &mut Vec<Hash>) {
-    if leaves.len() <= 1 {
-        return;
+/// The leaf ranges whose subtree roots make the audit path of leaf `index` in a tree of `size`
+/// leaves, in proof order; `None` when `index` is not a leaf. A prover streams the leaves once
+/// through a [`RangeRoots`] over them, holding O(log n) hashes instead of the whole tree.
+pub fn inclusion_ranges(index: u64, size: u64) -> Option<Vec<Range<u64>>> {
+    if index >= size {
+        return None;
     }
-    let k = split(leaves.len());
-    let (left, right) = leaves.split_at(k);
-    if index < k {
-        path_of(left, index, path);
-        path.push(root(right));
-    } else {
-        path_of(right, index - k, path);
-        path.push(root(left));
+    let mut ranges = Vec::new();
+    let (mut lo, mut hi) = (0u64, size);
+    // Walk down from the root, then emit leaf side first.
+    while hi - lo > 1 {
+        let k = split_u64(hi - lo);
+        if index - lo < k {
+            ranges.push(lo + k..hi);
+            hi = lo + k;
+        } else {
+            ranges.push(lo..lo + k);
+            lo += k;
+        }
     }
+    ranges.reverse();
+    Some(ranges)
 }
 
 /// Whether `path` proves leaf hash `leaf` at `index` in the tree of `size` leaves whose root is
@@ -107,30 +120,94 @@ pub fn verify_inclusion(leaf: &Hash, index: u64, size: u64, path: &[Hash], root:
 /// The consistency proof between the first `old` leaves and all of `leaves` (RFC 6962
 /// §2.1.2); `None` unless `0 < old <= leaves.len()`.
 pub fn consistency_proof(leaves: &[Hash], old: usize) -> Option<Vec<Hash>> {
-    if old == 0 || old > leaves.len() {
-        return None;
-    }
-    let mut proof = Vec::new();
-    subproof(old, leaves, true, &mut proof);
-    Some(proof)
+    let ranges = consistency_ranges(u64::try_from(old).ok()?, u64::try_from(leaves.len()).ok()?)?;
+    roots_of(leaves, &ranges)
 }
 
-fn subproof(m: usize, leaves: &[Hash], whole: bool, proof: &mut Vec<Hash>) {
-    let n = leaves.len();
-    if m == n {
-        if !whole {
-            proof.push(root(leaves));
-        }
-        return;
+/// The leaf ranges whose subtree roots make the consistency proof between trees of `old` and
+/// `new` leaves, in proof order (RFC 6962 §2.1.2 SUBPROOF); `None` unless `0 < old <= new`.
+pub fn consistency_ranges(old: u64, new: u64) -> Option<Vec<Range<u64>>> {
+    if old == 0 || old > new {
+        return None;
     }
-    let k = split(n);
-    let (left, right) = leaves.split_at(k);
-    if m <= k {
-        subproof(m, left, whole, proof);
-        proof.push(root(right));
-    } else {
-        subproof(m - k, right, false, proof);
-        proof.push(root(left));
+    let mut ranges = Vec::new();
+    let (mut m, mut lo, mut hi, mut whole) = (old, 0u64, new, true);
+    while m != hi - lo {
+        let k = split_u64(hi - lo);
+        if m <= k {
+            ranges.push(lo + k..hi);
+            hi = lo + k;
+        } else {
+            ranges.push(lo..lo + k);
+            m -= k;
+            lo += k;
+            whole = false;
+        }
+    }
+    if !whole {
+        ranges.push(lo..hi);
+    }
+    ranges.reverse();
+    Some(ranges)
+}
+
+/// The roots of `ranges` of `leaves`, in the ranges' order; `None` when one is out of bounds.
+fn roots_of(leaves: &[Hash], ranges: &[Range<u64>]) -> Option<Vec<Hash>> {
+    ranges
+        .iter()
+        .map(|r| {
+            let (lo, hi) = (usize::try_from(r.start).ok()?, usize::try_from(r.end).ok()?);
+            leaves.get(lo..hi).map(root)
+        })
+        .collect()
+}
+
+/// The roots of disjoint leaf ranges, computed from the leaves streamed in order: memory is one
+/// [`Frontier`] and one hash a range, whatever the tree's size.
+#[derive(Debug)]
+pub struct RangeRoots {
+    /// (range, its place in the caller's order), sorted by start.
+    sorted: Vec<(Range<u64>, usize)>,
+    roots: Vec<Option<Hash>>,
+    next: usize,
+    current: Frontier,
+    seen: u64,
+}
+
+impl RangeRoots {
+    /// `ranges` must not overlap (those of [`inclusion_ranges`] and [`consistency_ranges`] do not).
+    pub fn new(ranges: &[Range<u64>]) -> Self {
+        let mut sorted: Vec<(Range<u64>, usize)> = ranges.iter().cloned().zip(0..).collect();
+        sorted.sort_by_key(|(r, _)| r.start);
+        Self { roots: vec![None; sorted.len()], sorted, next: 0, current: Frontier::new(), seen: 0 }
+    }
+
+    /// Takes the next leaf hash of the tree (leaf `seen`, counting from 0).
+    pub fn push(&mut self, leaf: Hash) {
+        let at = self.seen;
+        self.seen += 1;
+        let Some((range, place)) = self.sorted.get(self.next) else { return };
+        if !range.contains(&at) {
+            return;
+        }
+        self.current.push(leaf);
+        if at + 1 == range.end {
+            if let Some(slot) = self.roots.get_mut(*place) {
+                *slot = Some(self.current.root());
+            }
+            self.current = Frontier::new();
+            self.next += 1;
+        }
+    }
+
+    /// Leaves pushed so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// The roots in the order the ranges were given; `None` when a range was not streamed whole.
+    pub fn finish(self) -> Option<Vec<Hash>> {
+        self.roots.into_iter().collect()
     }
 }
 
@@ -287,6 +364,29 @@ mod tests {
                 other.extend(leaves(n + 5)[m + 5..].iter().take(n - m));
                 prop_assert!(!verify_consistency(m as u64, n as u64, &root(&l[..m]), &root(&other), &proof));
             }
+        }
+
+        #[test]
+        fn streamed_range_roots_are_the_proofs(n in 1usize..70, pick in 0usize..70) {
+            let l = leaves(n);
+            let i = pick % n;
+            let (size, at) = (n as u64, i as u64);
+            let inclusion = inclusion_ranges(at, size).unwrap();
+            let consistency = consistency_ranges(at + 1, size).unwrap();
+            let (mut a, mut b) = (RangeRoots::new(&inclusion), RangeRoots::new(&consistency));
+            for leaf in &l {
+                a.push(*leaf);
+                b.push(*leaf);
+            }
+            prop_assert_eq!(a.finish().unwrap(), inclusion_proof(&l, i).unwrap());
+            prop_assert_eq!(b.finish().unwrap(), consistency_proof(&l, i + 1).unwrap());
+            // A stream that stops short of a range's end leaves it open: no proof (the last leaf
+            // is in some range unless it is the proved leaf itself).
+            let mut short = RangeRoots::new(&inclusion);
+            for leaf in &l[..n - 1] {
+                short.push(*leaf);
+            }
+            prop_assert!(i == n - 1 || short.finish().is_none());
         }
     }
 }

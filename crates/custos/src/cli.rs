@@ -545,13 +545,20 @@ pub enum AuditCommand {
         #[arg(long)]
         size: Option<u64>,
     },
-    /// Show that checkpoint NEW extends checkpoint OLD: both signatures, both roots recomputed
-    /// from the log, and the RFC 6962 consistency proof between them, printed
+    /// Show that checkpoint NEW extends checkpoint OLD: both signatures and the RFC 6962
+    /// consistency proof between them, made from the log and printed, or with --proof checked
+    /// without the log
     Consistency {
         #[command(flatten)]
         location: Location,
         old: PathBuf,
         new: PathBuf,
+        /// A proof printed earlier by this command: check it alone, without reading the log
+        #[arg(long)]
+        proof: Option<PathBuf>,
+        /// The checkpoint public key (hex) [default: this deployment's]
+        #[arg(long)]
+        public_key: Option<String>,
     },
     /// Search the log
     Query(QueryArgs),

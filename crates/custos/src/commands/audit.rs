@@ -23,9 +23,11 @@ pub fn run(cmd: AuditCommand) -> Result<(), Failure> {
             super::evidence::verify_checkpoint(&location, &file, public_key.as_deref(), json)
         }
         AuditCommand::Checkpoint { location, out } => super::evidence::checkpoint(&location, out.as_deref()),
-        AuditCommand::CheckpointKey { location } => super::evidence::public_key(&location),
+        AuditCommand::CheckpointKey { location } => super::evidence::show_public_key(&location),
         AuditCommand::Proof { location, seq, size } => super::evidence::proof(&location, seq, size),
-        AuditCommand::Consistency { location, old, new } => super::evidence::consistency(&location, &old, &new),
+        AuditCommand::Consistency { location, old, new, proof, public_key } => {
+            super::evidence::consistency(&location, &old, &new, proof.as_deref(), public_key.as_deref())
+        }
         AuditCommand::Query(args) => query(&args),
         AuditCommand::Tail(args) => tail(&args),
     }

@@ -1,29 +1,65 @@
 //! `custos audit checkpoint / checkpoint-key / proof / consistency` and `verify --checkpoint`:
 //! the log held to signed checkpoints (`custos-evidence`).
 //!
-//! `checkpoint` and `verify --checkpoint` read the log a page at a time into a Merkle frontier;
-//! `proof` and `consistency` hold the leaves of the tree they prove in memory (32 bytes an
-//! event). The leaves are the events' digests in `seq` order, as stored; `audit verify` has already
+//! Every command reads the log once, a page at a time: `checkpoint` and `verify --checkpoint` into
+//! a Merkle frontier, `proof` and `consistency` into the roots of the subtrees their proof names
+//! ([`merkle::RangeRoots`]), so memory does not grow with the log. `consistency --proof` checks a
+//! proof printed earlier without the log at all. The leaves are the events' digests in `seq` order, as stored; `audit verify` has already
 //! recomputed each from its body, so a root over them stands for the bodies too. Exit codes: 0
 //! the evidence holds, 3 it does not (a checkpoint the log no longer matches, as `audit verify`
 //! for a broken chain), 2 usage.
 
+use std::ops::Range;
 use std::path::Path;
 
 use custos_evidence::merkle::{self, Frontier, Hash};
 use custos_evidence::{Checkpoint, CheckpointKey};
-use custos_store::{EventQuery, Store};
+use custos_store::Store;
 use serde_json::json;
 
 use crate::cli::Location;
 use crate::context;
 use crate::Failure;
 
-/// The leaf hashes of the log's first `size` events (all when `None`), in order.
-fn leaves(store: &dyn Store, size: Option<u64>) -> Result<Vec<Hash>, Failure> {
-    let limit = size.map(|s| usize::try_from(s).unwrap_or(usize::MAX));
-    let events = store.query(&EventQuery { limit, ..EventQuery::default() }).map_err(Failure::runtime)?;
-    Ok(events.iter().map(|e| merkle::leaf_hash(e.hash.as_bytes())).collect())
+/// What one pass over the log's first `size` events gives a proof: the tree's root, the roots of
+/// the proof's subtrees, and the leaf hash at `leaf_at`.
+struct Streamed {
+    root: Hash,
+    proof: Vec<Hash>,
+    leaf: Option<Hash>,
+}
+
+/// Reads the log's first `size` events once; fails (as evidence not held) when it has fewer.
+fn stream(store: &dyn Store, size: u64, ranges: &[Range<u64>], leaf_at: Option<u64>) -> Result<Streamed, Failure> {
+    let (mut tree, mut roots, mut leaf) = (Frontier::new(), merkle::RangeRoots::new(ranges), None);
+    crate::checkpoints::each_leaf(store, 0, size, |h| {
+        if leaf_at == Some(tree.size()) {
+            leaf = Some(h);
+        }
+        tree.push(h);
+        roots.push(h);
+    })
+    .map_err(Failure::runtime)?;
+    if tree.size() < size {
+        return Err(Failure::check(format!("the log has {} events, fewer than {size}: it was truncated", tree.size())));
+    }
+    let proof = roots.finish().ok_or_else(|| Failure::runtime("a proof's subtree was not read whole"))?;
+    Ok(Streamed { root: tree.root(), proof, leaf })
+}
+
+/// How many events the log holds (sequence numbers are contiguous from 1; `audit verify` checks).
+fn log_size(store: &dyn Store) -> Result<u64, Failure> {
+    Ok(store.head().map_err(Failure::runtime)?.map_or(0, |(seq, _)| seq))
+}
+
+/// The public key to check checkpoints with: `hex_key`, or this deployment's own.
+fn public_key(location: &Location, hex_key: Option<&str>) -> Result<Vec<u8>, Failure> {
+    match hex_key {
+        Some(hex_key) => {
+            hex::decode(hex_key.trim()).map_err(|_| Failure::usage(format!("`{hex_key}` is not a hex public key")))
+        }
+        None => Ok(key(location)?.public_key().to_vec()),
+    }
 }
 
 /// This deployment's checkpoint key, from its master key (created if there is none yet).
@@ -60,7 +96,7 @@ pub fn checkpoint(location: &Location, out: Option<&Path>) -> Result<(), Failure
     Ok(())
 }
 
-pub fn public_key(location: &Location) -> Result<(), Failure> {
+pub fn show_public_key(location: &Location) -> Result<(), Failure> {
     let key = key(location)?;
     println!(
         "{}",
@@ -71,23 +107,23 @@ pub fn public_key(location: &Location) -> Result<(), Failure> {
 
 pub fn proof(location: &Location, seq: u64, size: Option<u64>) -> Result<(), Failure> {
     let store = context::open_for_reading(location)?;
-    let leaves = leaves(&store, size)?;
-    let n = u64::try_from(leaves.len()).unwrap_or(u64::MAX);
-    if size.is_some_and(|s| s > n) {
-        return Err(Failure::usage(format!("the log has {n} events, fewer than --size")));
+    let have = log_size(&store)?;
+    let n = size.unwrap_or(have);
+    if n > have {
+        return Err(Failure::usage(format!("the log has {have} events, fewer than --size")));
     }
     let index = seq.checked_sub(1).filter(|i| *i < n).ok_or_else(|| {
         Failure::usage(format!("event {seq} is not among the {n} events of the tree (sequence numbers start at 1)"))
     })?;
-    let at = usize::try_from(index).map_err(Failure::runtime)?;
-    let path = merkle::inclusion_proof(&leaves, at).ok_or_else(|| Failure::runtime("no proof"))?;
-    let leaf = leaves.get(at).ok_or_else(|| Failure::runtime("no leaf"))?;
+    let ranges = merkle::inclusion_ranges(index, n).ok_or_else(|| Failure::runtime("no proof"))?;
+    let tree = stream(&store, n, &ranges, Some(index))?;
+    let leaf = tree.leaf.ok_or_else(|| Failure::runtime("no leaf"))?;
     println!(
         "{}",
         json!({
             "seq": seq, "index": index, "size": n,
-            "leaf_hash": hex::encode(leaf), "root": hex::encode(merkle::root(&leaves)),
-            "path": path.iter().map(hex::encode).collect::<Vec<_>>(),
+            "leaf_hash": hex::encode(leaf), "root": hex::encode(tree.root),
+            "path": tree.proof.iter().map(hex::encode).collect::<Vec<_>>(),
         })
     );
     Ok(())
@@ -102,12 +138,7 @@ pub fn verify_checkpoint(
     json: bool,
 ) -> Result<(), Failure> {
     let checkpoint = read_checkpoint(file)?;
-    let public = match public_key {
-        Some(hex_key) => {
-            hex::decode(hex_key.trim()).map_err(|_| Failure::usage(format!("`{hex_key}` is not a hex public key")))?
-        }
-        None => key(location)?.public_key().to_vec(),
-    };
+    let public = self::public_key(location, public_key)?;
     let fail = |why: String| {
         if json {
             println!("{}", json!({ "checkpoint": false, "size": checkpoint.size, "problem": why }));
@@ -142,12 +173,35 @@ pub fn verify_checkpoint(
     Ok(())
 }
 
-pub fn consistency(location: &Location, old: &Path, new: &Path) -> Result<(), Failure> {
+/// A consistency proof as `custos audit consistency` prints it.
+#[derive(Debug, serde::Deserialize)]
+struct ProofFile {
+    old_size: u64,
+    new_size: u64,
+    proof: Vec<String>,
+}
+
+fn read_proof(file: &Path) -> Result<ProofFile, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::usage(format!("cannot read the proof `{}`: {e}", file.display())))?;
+    serde_json::from_str(&text)
+        .map_err(|e| Failure::usage(format!("`{}` is not a consistency proof: {e}", file.display())))
+}
+
+/// Shows that checkpoint `new` extends checkpoint `old`: with `proof_file`, from that proof alone
+/// (no log needed: what an auditor holding only the checkpoints and the public key runs);
+/// without, from a proof made now from the log, and printed.
+pub fn consistency(
+    location: &Location,
+    old: &Path,
+    new: &Path,
+    proof_file: Option<&Path>,
+    public_key: Option<&str>,
+) -> Result<(), Failure> {
     let (old, new) = (read_checkpoint(old)?, read_checkpoint(new)?);
-    let key = key(location)?;
+    let public = self::public_key(location, public_key)?;
     for c in [&old, &new] {
-        c.verify_signature(key.public_key())
-            .map_err(|e| Failure::check(format!("checkpoint of {} events: {e}", c.size)))?;
+        c.verify_signature(&public).map_err(|e| Failure::check(format!("checkpoint of {} events: {e}", c.size)))?;
     }
     if old.size == 0 || old.size > new.size {
         return Err(Failure::usage(format!(
@@ -155,16 +209,41 @@ pub fn consistency(location: &Location, old: &Path, new: &Path) -> Result<(), Fa
             old.size, new.size
         )));
     }
-    let store = context::open_for_reading(location)?;
-    let leaves = leaves(&store, Some(new.size))?;
-    let old_at = usize::try_from(old.size).map_err(Failure::runtime)?;
-    let proof = merkle::consistency_proof(&leaves, old_at)
-        .ok_or_else(|| Failure::check(format!("the log has fewer than {} events: it was truncated", new.size)))?;
+    let proof = match proof_file {
+        Some(file) => {
+            let given = read_proof(file)?;
+            if (given.old_size, given.new_size) != (old.size, new.size) {
+                return Err(Failure::usage(format!(
+                    "`{}` proves {} → {} events, the checkpoints are of {} and {}",
+                    file.display(),
+                    given.old_size,
+                    given.new_size,
+                    old.size,
+                    new.size
+                )));
+            }
+            given
+                .proof
+                .iter()
+                .map(|h| {
+                    hex::decode(h)
+                        .ok()
+                        .and_then(|b| Hash::try_from(b).ok())
+                        .ok_or_else(|| Failure::usage(format!("`{}`: `{h}` is not a 32-byte hex hash", file.display())))
+                })
+                .collect::<Result<Vec<Hash>, Failure>>()?
+        }
+        None => {
+            let store = context::open_for_reading(location)?;
+            let ranges = merkle::consistency_ranges(old.size, new.size).ok_or_else(|| Failure::runtime("no proof"))?;
+            stream(&store, new.size, &ranges, None)?.proof
+        }
+    };
     let (old_root, new_root) = (old.root_hash().map_err(Failure::usage)?, new.root_hash().map_err(Failure::usage)?);
     if !merkle::verify_consistency(old.size, new.size, &old_root, &new_root, &proof) {
         return Err(Failure::check(format!(
-            "the log's first {} events are not the history both checkpoints signed: it was rewritten",
-            new.size
+            "the first {} events are not the history both checkpoints signed: the log was rewritten",
+            old.size
         )));
     }
     println!(
