@@ -12,6 +12,7 @@
 //! is bounded in time: the default run takes about two minutes on two cores.
 
 mod echo;
+mod evidence;
 mod load;
 mod micro;
 mod procfs;
@@ -180,6 +181,8 @@ async fn run(args: RunArgs) -> Result<()> {
     step(&format!("audit verify over {} events", args.events));
     let verify_dir = Deployment::new(custos.clone(), None)?;
     let audit_verify = micro::verify(&custos, &verify_dir.config(), &verify_dir.data_dir(), args.events)?;
+    step(&format!("checkpoint and proof over {} events", args.events));
+    let evidence = evidence::measure(&custos, &verify_dir.config(), args.events)?;
 
     let comparisons = report::compare(&load);
     let mut report = Report {
@@ -194,6 +197,7 @@ async fn run(args: RunArgs) -> Result<()> {
         leak_guard,
         audit_append,
         audit_verify,
+        evidence,
         memory: report::MemoryResult {
             idle_rss_bytes: idle.rss,
             under_load_peak_rss_bytes: under_load.peak_rss,

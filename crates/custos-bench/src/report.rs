@@ -141,6 +141,7 @@ pub struct Report {
     pub leak_guard: Vec<GuardResult>,
     pub audit_append: Vec<AppendResult>,
     pub audit_verify: VerifyResult,
+    pub evidence: crate::evidence::EvidenceResult,
     pub memory: MemoryResult,
     pub targets: Vec<Target>,
     pub total_secs: f64,
@@ -315,6 +316,19 @@ pub fn table(r: &Report) -> String {
         v.verify_secs,
         v.verify_events_per_sec
     );
+    let e = &r.evidence;
+    for run in [&e.checkpoint, &e.proof] {
+        let _ = writeln!(
+            s,
+            "{}: {} events in {:.2} s, peak RSS {:.1} MB ({:.2} x the binary's own {:.1} MB)",
+            run.command,
+            e.events,
+            run.secs,
+            run.peak_rss_bytes as f64 / MB,
+            run.peak_rss_bytes as f64 / (e.baseline.peak_rss_bytes as f64).max(1.0),
+            e.baseline.peak_rss_bytes as f64 / MB
+        );
+    }
     let m = &r.memory;
     let _ = writeln!(
         s,
