@@ -207,7 +207,7 @@ fn checkpoint_status(
             covers_run: false,
             text: format!(
                 "no signed checkpoint in `{}`: a cut or rewritten tail of the log would not show \
-                 (switch on [audit.checkpoints], or run `custos audit checkpoint`)",
+                 (switch on [audit.checkpoints], or keep `custos audit checkpoint` there as checkpoint-<size>.json)",
                 dir.display()
             ),
         });
