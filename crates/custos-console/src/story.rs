@@ -102,6 +102,9 @@ pub struct StepView {
     pub time: String,
     pub time_ms: i64,
     pub finished_ms: Option<i64>,
+    /// The sequence numbers of the step's first and last events (for `custos audit proof`).
+    pub first_seq: u64,
+    pub last_seq: u64,
 }
 
 /// Something of the run not tied to a step (an upstream that exited, a protocol error), or a
@@ -185,13 +188,16 @@ pub fn build(run: String, events: &[StoredEvent], truncated: bool) -> RunStory {
             principal = strings(d, "principal").join(" → ");
         }
         let step = ev.step.map(|n| {
-            steps.entry(n).or_insert_with(|| StepView {
+            let s = steps.entry(n).or_insert_with(|| StepView {
                 step: n,
                 tool: ev.tool.as_ref().map(ToString::to_string).unwrap_or_default(),
                 time_ms: ev.time_ms,
                 time: page::time(ev.time_ms),
+                first_seq: e.seq,
                 ..StepView::default()
-            })
+            });
+            s.last_seq = e.seq;
+            s
         });
         if let (Some(step), Some(Value::Array(used))) = (step, d.get("credentials")) {
             for c in used {
@@ -356,7 +362,11 @@ fn method(identity: Option<&Value>) -> String {
     }
 }
 
-/// Lays the run out along one lane: by time when it took any, else by step.
+/// Closest two step marks may be, in the SVG's units, for a layout by time.
+const MIN_GAP: i64 = 18;
+
+/// Lays the run out along one lane: by time when it took any and its steps are far enough
+/// apart to be told apart, else by step.
 fn draw(
     events: &[StoredEvent],
     steps: &[StepView],
@@ -371,9 +381,15 @@ fn draw(
         let i = i.map_or(count, |i| i64::try_from(i).unwrap_or(0));
         LEFT + i.saturating_mul(WIDTH) / count
     };
+    let by_time = |time: i64| LEFT + (time.saturating_sub(t0)).saturating_mul(WIDTH) / (t1 - t0).max(1);
+    // Steps closer in time than a mark is wide would hide each other: then lay out by step.
+    let crowded = steps.windows(2).any(|w| match w {
+        [a, b] => (by_time(b.time_ms) - by_time(a.time_ms)).abs() < MIN_GAP,
+        _ => false,
+    });
     let x = |time: i64, step: Option<u64>| -> i64 {
-        if t1 > t0 {
-            LEFT + (time.saturating_sub(t0)).saturating_mul(WIDTH) / (t1 - t0)
+        if t1 > t0 && !crowded {
+            by_time(time)
         } else {
             by_step(step)
         }
@@ -387,9 +403,12 @@ fn draw(
             let from = x(a.requested_ms, Some(s.step));
             let to = x(a.decided_ms.or(s.finished_ms).unwrap_or(t1), Some(s.step));
             let by = if a.by.is_empty() { String::new() } else { format!(" by {} ({})", a.by, a.method) };
+            // A wait too short to draw is shown as a bar around its step's mark.
+            let (from, to) =
+                if to - from < MIN_GAP { (from - MIN_GAP / 2 - 4, from + MIN_GAP / 2 + 4) } else { (from, to) };
             t.spans.push(Span {
                 x: from,
-                width: (to - from).max(6),
+                width: to - from,
                 state: a.state.clone(),
                 title: format!("step {}: approval {}{by}", s.step, a.state),
             });
@@ -454,6 +473,7 @@ mod tests {
         let [s] = story.steps.as_slice() else { panic!("one step") };
         assert_eq!((s.decision.as_str(), s.policies.as_str(), s.class.as_str()), ("hold", "p1", "privileged"));
         assert_eq!(s.held_by, "p1");
+        assert_eq!((s.first_seq, s.last_seq), (2, 7));
         assert_eq!(s.arguments, r#"{"a":1}"#);
         assert_eq!(s.credentials, ["gh (fp1)"]);
         let a = s.approval.as_ref().unwrap();
@@ -477,6 +497,17 @@ mod tests {
         let story = build("r1".into(), &events, false);
         let xs: Vec<i64> = story.timeline.marks.iter().map(|m| m.x).collect();
         assert_eq!(xs, [LEFT, LEFT + WIDTH / 3, LEFT + 2 * WIDTH / 3]);
+    }
+
+    #[test]
+    fn steps_too_close_in_time_are_laid_out_by_step() {
+        let mut events: Vec<StoredEvent> = (1..=2)
+            .map(|n| stored(n, EventKind::CallDecided, 1000 + i64::try_from(n).unwrap(), Some(n), json!({})))
+            .collect();
+        events.push(stored(3, EventKind::RunEnded, 60_000, None, json!({})));
+        let story = build("r1".into(), &events, false);
+        let xs: Vec<i64> = story.timeline.marks.iter().map(|m| m.x).collect();
+        assert_eq!(xs, [LEFT, LEFT + WIDTH / 2]);
     }
 
     #[test]

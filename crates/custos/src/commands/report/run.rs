@@ -334,6 +334,7 @@ fn markdown(story: &RunStory, chain: &ChainStatus, checkpoint: &CheckpointStatus
             }
         };
         row("Time", md(&s.time));
+        row("Events", format!("{} to {}", s.first_seq, s.last_seq));
         row("Class", md(&s.class));
         if s.decision != "hold" {
             row("Held by", md(&s.held_by));
