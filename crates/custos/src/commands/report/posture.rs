@@ -569,21 +569,36 @@ impl Posture {
         let on = self.controls.iter().filter(|c| c.on).count();
         let total_items: usize = self.frameworks.iter().map(|f| f.items.len()).sum();
         let covered = total_items - self.gaps().count();
+        let summary = json!({ "controls": self.controls.len(), "controls_on": on, "items": total_items,
+                              "items_covered": covered });
+        let controls: Vec<Value> = self
+            .controls
+            .iter()
+            .map(|c| {
+                let evidence: Vec<Value> =
+                    c.evidence.iter().map(|(what, n)| json!({ "what": what, "count": n })).collect();
+                json!({ "id": c.id, "name": c.name, "on": c.on, "key": c.key, "detail": c.detail,
+                        "evidence": evidence, "addresses": c.addresses })
+            })
+            .collect();
+        let frameworks: Vec<Value> =
+            self.frameworks.iter().map(|f| json!({ "id": f.id, "name": f.name, "items": items(f) })).collect();
+        let gaps: Vec<Value> = self
+            .gaps()
+            .map(|(f, i)| {
+                let switch_on: Vec<Value> =
+                    i.off.iter().map(|(id, key)| json!({ "control": id, "key": key })).collect();
+                json!({ "framework": f.id, "item": i.id, "name": i.name, "status": i.status,
+                        "switch_on": switch_on, "note": i.note })
+            })
+            .collect();
         json!({
             "generated": generated,
             "config": config.path.display().to_string(),
-            "summary": { "controls": self.controls.len(), "controls_on": on, "items": total_items, "items_covered": covered },
-            "controls": self.controls.iter().map(|c| json!({
-                "id": c.id, "name": c.name, "on": c.on, "key": c.key, "detail": c.detail,
-                "evidence": c.evidence.iter().map(|(what, n)| json!({ "what": what, "count": n })).collect::<Vec<_>>(),
-                "addresses": c.addresses,
-            })).collect::<Vec<_>>(),
-            "frameworks": self.frameworks.iter().map(|f| json!({ "id": f.id, "name": f.name, "items": items(f) })).collect::<Vec<_>>(),
-            "gaps": self.gaps().map(|(f, i)| json!({
-                "framework": f.id, "item": i.id, "name": i.name, "status": i.status,
-                "switch_on": i.off.iter().map(|(id, key)| json!({ "control": id, "key": key })).collect::<Vec<_>>(),
-                "note": i.note,
-            })).collect::<Vec<_>>(),
+            "summary": summary,
+            "controls": controls,
+            "frameworks": frameworks,
+            "gaps": gaps,
         })
     }
 }

@@ -207,7 +207,8 @@ fn checkpoint_status(
             covers_run: false,
             text: format!(
                 "no signed checkpoint in `{}`: a cut or rewritten tail of the log would not show \
-                 (switch on [audit.checkpoints], or keep `custos audit checkpoint` there as checkpoint-<size>.json)",
+                 (switch on [audit.checkpoints], or keep the output of `custos audit checkpoint` there \
+                 as checkpoint-SIZE.json)",
                 dir.display()
             ),
         });
