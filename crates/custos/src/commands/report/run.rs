@@ -406,6 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn the_page_escapes_every_value_from_the_log() {
+        // The gateway refuses such a tool name; a log written by anyone else may hold one.
+        let hostile = "<script>alert(1)</script>\"'&";
+        let step = custos_console::story::StepView {
+            step: 1,
+            tool: hostile.into(),
+            class: hostile.into(),
+            decision: "allow".into(),
+            reason: hostile.into(),
+            arguments: hostile.into(),
+            findings: vec![hostile.into()],
+            ..Default::default()
+        };
+        let story = RunStory { run: hostile.into(), agent: hostile.into(), steps: vec![step], ..Default::default() };
+        let chain = ChainStatus { ok: true, text: hostile.into() };
+        let checkpoint = CheckpointStatus { state: "none", covers_run: false, text: hostile.into() };
+        let page = RunPage {
+            story: &story,
+            chain: &chain,
+            checkpoint: &checkpoint,
+            generated: String::new(),
+            csp: page_csp(),
+            style: STYLE,
+            counts: Counts::of(&story),
+        };
+        let html = page.render().unwrap();
+        assert!(!html.contains("<script"), "{html}");
+        assert_eq!(html.matches("&#60;script&#62;").count() + html.matches("&lt;script&gt;").count(), 10, "{html}");
+        assert!(!html.contains("\"'&<"), "{html}");
+    }
+
+    #[test]
     fn the_latest_checkpoint_is_the_largest_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let key = CheckpointKey::from_seed(&[3; 32]).unwrap();
