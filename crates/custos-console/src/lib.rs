@@ -27,6 +27,7 @@
 //!   parameters checked, the newest events of the log read back from its head.
 //! - `stream.rs`: the live list's Server-Sent Events (`row` events, polled, capped in number).
 //! - `runs.rs`: the runs, and one run as an SVG timeline over its ordered steps.
+//! - [`story`]: one run's story from its events, shared with `custos report run`.
 //! - `agents.rs`: agents with their keys, last use and drift.
 //! - [`drift`]: access drift (granted against used), shared with `custos report drift`.
 //! - `tools.rs`: the inventory, quarantined tools with their diff, acceptance by an approver.
@@ -53,9 +54,11 @@ mod router;
 mod runs;
 mod session;
 mod sign_in;
+pub mod story;
 mod stream;
 mod tools;
 
 pub use console::{now_ms, Console, ConsoleParts};
 pub use error::ConsoleError;
+pub use page::time;
 pub use router::router;

@@ -201,6 +201,49 @@ pub enum ReportCommand {
         #[arg(long)]
         json: bool,
     },
+    /// One run's timeline for an incident review: every step with its decision, policies,
+    /// approval and approver, credentials by fingerprint and findings, with the audit chain's
+    /// and the latest signed checkpoint's status (exit 3 when either does not hold; the report
+    /// is written all the same)
+    Run {
+        #[command(flatten)]
+        location: Location,
+        /// The run's id
+        run: String,
+        /// A self-contained HTML page, or Markdown
+        #[arg(long, value_enum, default_value_t = RunFormat::Html)]
+        format: RunFormat,
+        /// Where to write the report [default: stdout]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// The controls this configuration switches on, mapped to OWASP Agentic Top 10 (2026),
+    /// OWASP NHI Top 10 (2025), NIST SP 800-207 tenets and CSA MAESTRO layers, with evidence
+    /// counted from the audit log and the gaps left open
+    Posture {
+        #[command(flatten)]
+        location: Location,
+        /// A self-contained HTML page, or JSON
+        #[arg(long, value_enum, default_value_t = PostureFormat::Html)]
+        format: PostureFormat,
+        /// Where to write the report [default: stdout]
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// What `custos report run` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RunFormat {
+    Html,
+    Markdown,
+}
+
+/// What `custos report posture` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PostureFormat {
+    Html,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

@@ -449,6 +449,15 @@ fn an_oidc_approver_approves_a_held_call_in_the_browser_and_the_sdk_call_complet
     }
     drop(b);
     s.d.verify_ok();
+
+    // The run's report names the approver as the identity provider vouched for her.
+    let report = s.d.output(&["report", "run", &run]);
+    let html = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{}", String::from_utf8_lossy(&report.stderr));
+    let identity =
+        format!("method <code>oidc</code>, issuer <code>{}</code>, subject <code>u-alice</code>", s.provider.issuer);
+    assert!(html.contains(&identity), "no {identity} in the report");
+    assert!(html.contains("<strong class=\"approver\">alice@example.com</strong>"), "no approver in the report");
 }
 
 /// A denial needs a reason: without one the page refuses (400) and nothing is decided; with

@@ -129,6 +129,27 @@ pub fn proof(location: &Location, seq: u64, size: Option<u64>) -> Result<(), Fai
     Ok(())
 }
 
+/// Whether `checkpoint` holds for `store`: signed with `public`, and the log's first `size`
+/// events still have its root. `Ok(Err(why))` when it does not; `Err` when the log cannot be read.
+pub fn holds(store: &dyn Store, checkpoint: &Checkpoint, public: &[u8]) -> Result<Result<(), String>, Failure> {
+    if let Err(e) = checkpoint.verify_signature(public) {
+        return Ok(Err(e.to_string()));
+    }
+    let tree = frontier(store, checkpoint.size)?;
+    let have = tree.size();
+    if have < checkpoint.size {
+        return Ok(Err(format!("the log has {have} events, the checkpoint {}: it was truncated", checkpoint.size)));
+    }
+    let root = hex::encode(tree.root());
+    if root != checkpoint.root {
+        return Ok(Err(format!(
+            "the root of the log's first {} events is {root}, the checkpoint's {}: events were rewritten",
+            checkpoint.size, checkpoint.root
+        )));
+    }
+    Ok(Ok(()))
+}
+
 /// Checks `file`'s signature with `public_key` (hex) or this deployment's key, and that the log's
 /// first `size` events still have its root.
 pub fn verify_checkpoint(
@@ -147,23 +168,9 @@ pub fn verify_checkpoint(
         }
         Err(Failure::check(""))
     };
-    if let Err(e) = checkpoint.verify_signature(&public) {
-        return fail(e.to_string());
-    }
     let store = context::open_for_reading(location)?;
-    let tree = frontier(&store, checkpoint.size)?;
-    let have = tree.size();
-    if have < checkpoint.size {
-        return fail(format!("the log has {have} events, the checkpoint {}: it was truncated", checkpoint.size));
-    }
-    let root = tree.root();
-    if hex::encode(root) != checkpoint.root {
-        return fail(format!(
-            "the root of the log's first {} events is {}, the checkpoint's {}: events were rewritten",
-            checkpoint.size,
-            hex::encode(root),
-            checkpoint.root
-        ));
+    if let Err(why) = holds(&store, &checkpoint, &public)? {
+        return fail(why);
     }
     if json {
         println!("{}", json!({ "checkpoint": true, "size": checkpoint.size, "root": checkpoint.root }));
