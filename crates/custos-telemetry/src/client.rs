@@ -18,14 +18,31 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct RuntimeClient {
     runtime: tokio::runtime::Handle,
-    client: Client<custos_tls::client::HttpsConnector, Full<Bytes>>,
+    client: Connector,
     timeout: Duration,
 }
 
+/// In the clear, or through rustls: an `http://` collector needs no trust store (a host
+/// without system roots must still be able to export to a local collector).
+#[derive(Debug, Clone)]
+enum Connector {
+    Plain(Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>),
+    Tls(Client<custos_tls::client::HttpsConnector, Full<Bytes>>),
+}
+
 impl RuntimeClient {
-    /// A client on the current runtime; `tls` says which servers `https://` trusts.
-    pub(crate) fn new(runtime: tokio::runtime::Handle, tls: &custos_tls::client::ClientTls, timeout: Duration) -> Self {
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(tls.connector());
+    /// A client on the current runtime; `tls`, for an `https://` collector, says which servers
+    /// it trusts.
+    pub(crate) fn new(
+        runtime: tokio::runtime::Handle,
+        tls: Option<&custos_tls::client::ClientTls>,
+        timeout: Duration,
+    ) -> Self {
+        let builder = Client::builder(hyper_util::rt::TokioExecutor::new());
+        let client = match tls {
+            Some(tls) => Connector::Tls(builder.build(tls.connector())),
+            None => Connector::Plain(builder.build_http()),
+        };
         Self { runtime, client, timeout }
     }
 }
@@ -45,7 +62,11 @@ impl HttpClient for RuntimeClient {
         let client = self.client.clone();
         let timeout = self.timeout;
         let exchange = async move {
-            let response = client.request(request.map(Full::new)).await?;
+            let request = request.map(Full::new);
+            let response = match client {
+                Connector::Plain(client) => client.request(request).await?,
+                Connector::Tls(client) => client.request(request).await?,
+            };
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_RESPONSE_BYTES).collect().await?.to_bytes();
             Ok::<_, HttpError>(Response::from_parts(parts, body))

@@ -67,15 +67,20 @@ impl Telemetry {
             OtlpProtocol::HttpProtobuf => {
                 let runtime = tokio::runtime::Handle::try_current()
                     .map_err(|e| TelemetryError::Exporter(format!("no async runtime: {e}")))?;
-                let tls = custos_tls::client::ClientTls::load(settings.ca_file.as_deref(), None)
-                    .map_err(|e| setting("telemetry.ca_file", e.to_string()))?;
+                let tls = if settings.endpoint.starts_with("https://") {
+                    let tls = custos_tls::client::ClientTls::load(settings.ca_file.as_deref(), None)
+                        .map_err(|e| setting("telemetry.ca_file", e.to_string()))?;
+                    Some(tls)
+                } else {
+                    None
+                };
                 opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                     .with_endpoint(format!("{}/v1/traces", settings.endpoint))
                     .with_timeout(timeout)
                     .with_headers(settings.headers.clone().into_iter().collect())
-                    .with_http_client(RuntimeClient::new(runtime, &tls, timeout))
+                    .with_http_client(RuntimeClient::new(runtime, tls.as_ref(), timeout))
                     .build()
             }
         }
