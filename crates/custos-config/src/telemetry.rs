@@ -1,4 +1,4 @@
-//! `[telemetry]`: OpenTelemetry traces (and metrics) sent over OTLP to a collector.
+//! `[telemetry]`: OpenTelemetry traces sent over OTLP to a collector.
 //!
 //! Off unless the table is there: without it no exporter starts and the request path only
 //! checks that tracing is off. The TOML table and its checks live together in this file (the
@@ -14,17 +14,15 @@ use crate::ConfigError;
 
 /// Default `[telemetry] service_name`.
 pub const DEFAULT_SERVICE_NAME: &str = "custos";
-/// Default `[telemetry] metrics_interval_secs`.
-pub const DEFAULT_METRICS_INTERVAL_SECS: u64 = 60;
 /// Default `[telemetry] timeout_ms`: how long one export may take before it is abandoned.
 pub const DEFAULT_EXPORT_TIMEOUT_MS: u64 = 10_000;
 
-/// `[telemetry] protocol`: how spans and metrics reach the collector.
+/// `[telemetry] protocol`: how spans reach the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtlpProtocol {
     /// OTLP over gRPC (the collector's port 4317).
     Grpc,
-    /// OTLP over HTTP with protobuf bodies, at `/v1/traces` and `/v1/metrics` (port 4318).
+    /// OTLP over HTTP with protobuf bodies, at `/v1/traces` (port 4318).
     HttpProtobuf,
 }
 
@@ -53,9 +51,6 @@ pub struct TelemetrySettings {
     /// Headers (gRPC metadata) sent with every export, e.g. a collector's API key. The values
     /// may be credentials: they are never logged.
     pub headers: BTreeMap<String, String>,
-    /// Whether metrics are exported over OTLP too (the Prometheus endpoint stays either way).
-    pub metrics: bool,
-    pub metrics_interval_secs: u64,
     /// How long one export may take.
     pub timeout_ms: u64,
     /// CAs trusted for an `https://` collector besides the system's (HTTP/protobuf only).
@@ -72,8 +67,6 @@ pub struct RawTelemetry {
     pub sample_ratio: Option<f64>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    pub metrics: Option<bool>,
-    pub metrics_interval_secs: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub ca_file: Option<String>,
 }
@@ -129,13 +122,6 @@ pub(crate) fn telemetry(
             return Err(invalid(&format!("headers.{name}"), "the value has control characters".to_owned()));
         }
     }
-    let metrics_interval_secs = raw.metrics_interval_secs.unwrap_or(DEFAULT_METRICS_INTERVAL_SECS);
-    if !(1..=86_400).contains(&metrics_interval_secs) {
-        return Err(invalid(
-            "metrics_interval_secs",
-            format!("`{metrics_interval_secs}` is out of range: expected 1 to 86400"),
-        ));
-    }
     let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_EXPORT_TIMEOUT_MS);
     if !(1..=300_000).contains(&timeout_ms) {
         return Err(invalid("timeout_ms", format!("`{timeout_ms}` is out of range: expected 1 to 300000")));
@@ -146,8 +132,6 @@ pub(crate) fn telemetry(
         service_name,
         sample_ratio,
         headers: raw.headers,
-        metrics: raw.metrics.unwrap_or(true),
-        metrics_interval_secs,
         timeout_ms,
         ca_file: raw.ca_file.as_deref().map(resolve),
     }))
@@ -171,8 +155,6 @@ mod tests {
         assert_eq!(t.protocol, OtlpProtocol::Grpc);
         assert_eq!(t.service_name, DEFAULT_SERVICE_NAME);
         assert!((t.sample_ratio - 1.0).abs() < f64::EPSILON);
-        assert!(t.metrics);
-        assert_eq!(t.metrics_interval_secs, DEFAULT_METRICS_INTERVAL_SECS);
         assert_eq!(t.timeout_ms, DEFAULT_EXPORT_TIMEOUT_MS);
         let t = load(
             "[telemetry]\nendpoint = \"https://otel.example\"\nprotocol = \"http/protobuf\"\nca_file = \"ca.pem\"\n\
@@ -193,7 +175,6 @@ mod tests {
             ("endpoint = \"https://c\"", "telemetry.endpoint"),
             ("endpoint = \"http://c\"\nca_file = \"ca.pem\"", "telemetry.ca_file"),
             ("endpoint = \"http://c\"\nsample_ratio = -0.1", "telemetry.sample_ratio"),
-            ("endpoint = \"http://c\"\nmetrics_interval_secs = 0", "telemetry.metrics_interval_secs"),
             ("endpoint = \"http://c\"\ntimeout_ms = 0", "telemetry.timeout_ms"),
             ("endpoint = \"http://c\"\nservice_name = \"\"", "telemetry.service_name"),
             ("endpoint = \"http://c\"\n[telemetry.headers]\n\"bad header\" = \"v\"", "telemetry.headers"),
