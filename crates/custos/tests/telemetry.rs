@@ -14,8 +14,8 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
 use common::harness::{
-    custos_bin, eventually, header, http, issue_key, open_session, peers_python, repo_root, Deployment, RawSession,
-    Served,
+    custos_bin, eventually, header, http, issue_key, open_session, peers_python, repo_root, Deployment, Peer,
+    RawSession, Served,
 };
 use serde_json::{json, Value};
 
@@ -279,6 +279,49 @@ fn serve_over_http_takes_the_traceparent_header_and_exports_over_http_protobuf()
     let raw = receiver.raw();
     assert!(!raw.contains(&MARK.to_string()), "an argument value reached a span: {raw}");
     assert!(!raw.contains(&key), "the agent's key reached a span");
+}
+
+#[test]
+fn an_http_upstream_gets_the_upstream_spans_context_as_headers_too() {
+    use sha2::Digest as _;
+    let receiver = Receiver::start();
+    // The official Python SDK's server over Streamable HTTP; `digest(name)` is the SHA-256 of
+    // the request header `name` it received.
+    let remote = Peer::start("broker_upstream.py", &["http"]);
+    let d = Deployment::new(POLICIES, &telemetry(&receiver.grpc, "grpc"));
+    d.write_schema("a?: Long,\n    b?: Long,\n    name?: String,");
+    let text = std::fs::read_to_string(d.config()).unwrap().replace(
+        "name = \"sample\"\n",
+        &format!("name = \"sample\"\nurl = \"http://127.0.0.1:{}/mcp\"\n", remote.port),
+    );
+    std::fs::write(d.config(), text).unwrap();
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    let auth = format!("Bearer {key}");
+    let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
+    let headers = [
+        ("Authorization", auth.as_str()),
+        ("Mcp-Session-Id", session.as_str()),
+        ("Accept", "application/json"),
+        ("traceparent", traceparent.as_str()),
+    ];
+    let (status, _, body) = http("POST", &url, &headers, &call(7, "digest", json!({"name": "traceparent"}), None));
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let seen = answer["result"]["content"][0]["text"].as_str().unwrap_or_else(|| panic!("{answer}")).to_owned();
+    assert!(served.stop().success());
+
+    let spans = receiver.spans_with("execute_tool digest");
+    let call = one(&spans, "execute_tool digest");
+    assert_eq!(call["parent_span_id"], CLIENT_SPAN, "{call}");
+    let upstream = spans
+        .iter()
+        .find(|s| s["name"] == "tools/call digest" && s["parent_span_id"] == call["span_id"])
+        .unwrap_or_else(|| panic!("no upstream span under {call}"));
+    let expected = format!("00-{CLIENT_TRACE}-{}-01", upstream["span_id"].as_str().unwrap());
+    assert_eq!(seen, hex::encode(sha2::Sha256::digest(expected.as_bytes())), "the header named {expected}");
 }
 
 #[test]
