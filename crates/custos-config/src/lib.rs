@@ -12,6 +12,7 @@
 //! - [`classify`]: tool classes from config patterns and, for trusted servers, MCP annotations.
 //! - [`detection`]: `[detection]` (what findings do; replay, loop, burst, rate and budget
 //!   settings) and the flow marks of `[[servers]] flows`.
+//! - [`telemetry`]: `[telemetry]` (OpenTelemetry over OTLP), its TOML table and its checks.
 //! - [`mod@error`]: the [`ConfigError`] type.
 
 pub mod classify;
@@ -19,6 +20,7 @@ pub mod detection;
 pub mod error;
 pub mod fuzzing;
 pub mod raw;
+pub mod telemetry;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use custos_core::{Agent, AgentId};
 pub use classify::ToolClasses;
 pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
 pub use error::ConfigError;
+pub use telemetry::{OtlpProtocol, TelemetrySettings};
 
 /// The file name `custos init` writes and commands look for by default.
 pub const DEFAULT_CONFIG_FILE: &str = "custos.toml";
@@ -62,6 +65,8 @@ pub struct Config {
     pub secrets: Vec<SecretConfig>,
     /// `[detection]`: what findings do, and the behavioural detectors' thresholds and limits.
     pub detection: DetectionSettings,
+    /// `[telemetry]`: OpenTelemetry export; `None` (off) without the table.
+    pub telemetry: Option<TelemetrySettings>,
 }
 
 /// `[admin]`: the admin API and `/metrics`, on their own listener with their own credential.

@@ -35,6 +35,7 @@ pub struct RawConfig {
     pub secrets: BTreeMap<String, RawSecret>,
     #[serde(default)]
     pub detection: RawDetection,
+    pub telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 /// `[detection]`: what detectors' findings do, and the thresholds of the behavioural ones.

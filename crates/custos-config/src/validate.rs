@@ -245,6 +245,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             })
         }
     };
+    let telemetry = crate::telemetry::telemetry(path, raw.telemetry, resolve)?;
     let audit = AuditConfig {
         record_arguments: raw.audit.record_arguments,
         record_results: raw.audit.record_results,
@@ -267,6 +268,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         credentials,
         secrets,
         detection,
+        telemetry,
     })
 }
 

@@ -49,6 +49,8 @@ pub struct Held {
     pub(crate) received: Instant,
     pub(crate) request: ApprovalRequest,
     pub(crate) progress_token: Option<Box<RawValue>>,
+    /// The call's `execute_tool` span, open while it waits.
+    pub(crate) span: custos_telemetry::CallSpan,
 }
 
 impl Held {
@@ -76,6 +78,7 @@ impl Gateway {
         };
         let timeout = Duration::from_millis(approvals.settings().timeout_ms);
         let deadline = Instant::now() + timeout;
+        let waiting = held.span.stage("approval wait");
         let mut beats = 0u64;
         let state = loop {
             if let Some(token) = &held.progress_token {
@@ -89,6 +92,7 @@ impl Gateway {
                 other => break other,
             }
         };
+        drop(waiting);
         match state {
             Ok(ApprovalState::Pending) => self.held_timed_out(held, timeout).await,
             Ok(ApprovalState::Approved { by, .. }) => self.run_approved(held, &by).await,
@@ -146,6 +150,7 @@ impl Gateway {
             return self.refuse_held(held, &decision.explain(), Some(approver)).await;
         }
         self.metrics().calls.inc(&[&self.agent().id.0, decision.as_str()]);
+        held.span.decided(decision.as_str(), decision.policies(), &[]);
         let mut decided = self.call_event(EventKind::CallDecided, held.step, &held.tool);
         decided.decision = Some(decision.as_str().to_owned());
         decided.detail = json!({
@@ -159,7 +164,11 @@ impl Gateway {
         }
         let mut events = vec![decided];
         events.extend(self.label_events(&flows, held.step, &held.tool));
-        if let Err(err) = self.record(events).await {
+        let audit_span = held.span.stage("audit append");
+        let appended = self.record(events).await;
+        drop(audit_span);
+        if let Err(err) = appended {
+            held.span.finished("refused", Some(&codes::AUDIT_UNAVAILABLE.to_string()));
             self.pending().remove(&held.id);
             tracing::error!("refusing approved `{}`: the audit log cannot be written: {err}", held.tool);
             return unrecorded(&held.id, &held.tool, "the audit log cannot be written");
@@ -168,6 +177,7 @@ impl Gateway {
         let replay = Some((held.class, custos_core::Digest::of_json(&held.arguments).to_hex()));
         // Held calls take no concurrency slot: they waited outside the limit, and a human let
         // this one through.
+        let (raw, trace) = self.traced_forward(held.raw, held.span, &held.tool);
         let call = CallInFlight {
             tool: held.tool,
             step: held.step,
@@ -176,9 +186,10 @@ impl Gateway {
             token,
             slot: None,
             replay,
+            trace,
         };
         self.pending().set_call(&held.id, call);
-        Outcome::Forward(held.raw)
+        Outcome::Forward(raw)
     }
 
     /// Refused after being held: recorded as a deny naming the approval, answered `-32001`.
@@ -186,6 +197,8 @@ impl Gateway {
         self.pending().remove(&held.id);
         let decision = Decision::Deny { policies: held.request.policies.clone(), reason: reason.to_owned() };
         self.metrics().calls.inc(&[&self.agent().id.0, decision.as_str()]);
+        held.span.decided(decision.as_str(), decision.policies(), &[]);
+        held.span.finished("denied", Some(&codes::DENIED.to_string()));
         let mut decided = self.call_event(EventKind::CallDecided, held.step, &held.tool);
         decided.decision = Some(decision.as_str().to_owned());
         decided.detail = json!({
@@ -204,6 +217,7 @@ impl Gateway {
     /// call made again is matched to it.
     async fn held_timed_out(&self, held: Held, timeout: Duration) -> Outcome {
         self.pending().remove(&held.id);
+        held.span.finished("held", Some(&codes::APPROVAL_PENDING.to_string()));
         let mut finished = self.call_event(EventKind::CallFinished, held.step, &held.tool);
         finished.detail = json!({
             "request_id": held.id.get(),

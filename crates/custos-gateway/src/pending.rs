@@ -15,7 +15,7 @@ use custos_core::ToolRef;
 use serde_json::value::RawValue;
 
 /// A tool call that was allowed and forwarded.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CallInFlight {
     pub tool: ToolRef,
     pub step: u64,
@@ -30,6 +30,20 @@ pub struct CallInFlight {
     /// Its class and the digest of its arguments, to remember it against replays once it has
     /// run to an answer.
     pub replay: Option<(custos_core::ToolClass, String)>,
+    /// Its spans, ended when its answer is recorded (or when it is forgotten); `None` when
+    /// tracing is off.
+    pub trace: Option<Box<CallTrace>>,
+}
+
+/// The spans of a forwarded call and the trace context its upstream was given.
+#[derive(Debug, Default)]
+pub struct CallTrace {
+    /// `execute_tool {tool}`.
+    pub call: custos_telemetry::CallSpan,
+    /// `tools/call {tool}`, from the forward to the answer.
+    pub upstream: custos_telemetry::Stage,
+    /// What names the upstream span as parent, for an HTTP upstream's headers too.
+    pub headers: Option<custos_telemetry::TraceHeaders>,
 }
 
 #[derive(Debug)]
@@ -137,6 +151,16 @@ impl PendingRequests {
         self.lock().get(id.get()).and_then(|p| p.call.as_ref()).and_then(|c| c.token.clone())
     }
 
+    /// The trace context the upstream was given for call `id`, for an HTTP upstream's
+    /// `traceparent` and `tracestate` headers.
+    pub fn call_trace_headers(&self, id: &RawValue) -> Option<custos_telemetry::TraceHeaders> {
+        self.lock()
+            .get(id.get())
+            .and_then(|p| p.call.as_ref())
+            .and_then(|c| c.trace.as_ref())
+            .and_then(|t| t.headers.clone())
+    }
+
     pub fn remove(&self, id: &RawValue) -> Option<Pending> {
         self.lock().remove(id.get())
     }
@@ -194,6 +218,7 @@ mod tests {
             token: None,
             slot: None,
             replay: None,
+            trace: None,
         };
         p.set_call(&id("2"), call);
         assert!(matches!(p.answered(&id("2")), Answered::Pending(r) if r.call.is_some()));

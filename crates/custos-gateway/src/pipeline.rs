@@ -77,6 +77,8 @@ pub struct GatewaySpec {
     /// `tools/list` in this connection is still classified by what the server declared.
     pub known_tools: Vec<ToolDescriptor>,
     pub metrics: GatewayMetrics,
+    /// Spans of the calls (off by default: [`custos_telemetry::CallTracer::default`]).
+    pub tracer: custos_telemetry::CallTracer,
     /// Where held calls wait for a human; `None`: a held call is refused like a denied one.
     pub approvals: Option<custos_approvals::Approvals>,
     /// The secrets and signing keys the gateway holds for upstreams, and the leak guard every
@@ -120,6 +122,7 @@ pub struct Gateway {
     /// only answers to these are relayed to the upstream.
     server_requests: PendingRequests,
     metrics: GatewayMetrics,
+    tracer: custos_telemetry::CallTracer,
     approvals: Option<custos_approvals::Approvals>,
     broker: Arc<Broker>,
     /// Tokens minted for this run's session traffic (and for its calls with `per = "run"`).
@@ -179,6 +182,7 @@ impl Gateway {
             tools: Mutex::new(tools),
             negotiated: Mutex::new(None),
             metrics: spec.metrics,
+            tracer: spec.tracer,
             approvals: spec.approvals,
             broker: spec.broker.unwrap_or_else(|| Arc::new(Broker::shapes_only())),
             tokens: TokenCache::default(),
@@ -498,6 +502,8 @@ impl Gateway {
         let descriptor = self.with_tools(|t| t.get(&params.name).cloned());
         let class = self.classes.classify(&params.name, descriptor.as_deref());
         let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
+        let span = self.call_span(&msg, id, &tool, step, class, protocol.as_deref());
+        let policy_span = span.stage("policy");
 
         // 2b. detect: quarantine, replay, rates, budgets, loops, bursts, first use, toxic flow
         let flows = self.flows.flows_of(&params.name);
@@ -559,10 +565,13 @@ impl Gateway {
             (decision, _) => decision,
         };
         policy_timer.observe();
+        drop(policy_span);
         // 3c. broker: the credentials the call will use, and its own token when the upstream
         // takes minted ones. A token that cannot be minted denies the call.
         let (decision, credentials, token) = self.call_credentials(decision, &tool, step);
         self.metrics.calls.inc(&[&self.agent.id.0, decision.as_str()]);
+        let found: Vec<String> = before.findings.iter().map(|(f, _)| f.kind.clone()).collect();
+        span.decided(decision.as_str(), decision.policies(), &found);
 
         // 4. audit, durably, before anything is forwarded
         let mut requested = self.event(EventKind::CallRequested);
@@ -609,6 +618,7 @@ impl Gateway {
                     Err(err) => {
                         // Fail closed: a call that cannot be held for approval does not run.
                         self.pending.remove(id);
+                        span.finished("refused", Some(&codes::AUDIT_UNAVAILABLE.to_string()));
                         tracing::error!("refusing `{tool}` (step {step}): cannot open its approval: {err}");
                         return unrecorded(id, &tool, "its approval request cannot be recorded");
                     }
@@ -621,7 +631,11 @@ impl Gateway {
             detail.insert("approval_state".into(), json!(request.state.name()));
         }
 
+        if let Some(request) = &approval {
+            span.approval(&request.id);
+        }
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
+        let audit_span = span.stage("audit append");
         let mut events = vec![requested, decided];
         events.extend(self.finding_events(&before, &decision, step, &tool));
         if decision.is_allow() {
@@ -629,8 +643,10 @@ impl Gateway {
         }
         let appended = self.record(events).await;
         audit_timer.observe();
+        drop(audit_span);
         if let Err(err) = appended {
             self.pending.remove(id);
+            span.finished("refused", Some(&codes::AUDIT_UNAVAILABLE.to_string()));
             tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
             return unrecorded(id, &tool, "the audit log cannot be written");
         }
@@ -652,18 +668,72 @@ impl Gateway {
                 received,
                 request,
                 progress_token,
+                span,
             }));
         }
         if decision.is_allow() {
             let slot = before.slot;
             let replay = Some((class, arguments_sha256.clone()));
-            self.pending
-                .set_call(id, CallInFlight { tool, step, received, started: Instant::now(), token, slot, replay });
-            Outcome::Forward(msg.raw)
+            let (raw, trace) = self.traced_forward(msg.raw, span, &tool);
+            let call = CallInFlight { tool, step, received, started: Instant::now(), token, slot, replay, trace };
+            self.pending.set_call(id, call);
+            Outcome::Forward(raw)
         } else {
             self.pending.remove(id);
+            span.finished("denied", Some(&codes::DENIED.to_string()));
             self.denied(id, &tool, step, decision.policies(), &decision.explain(), None)
         }
+    }
+
+    /// The `execute_tool` span of a call, child of the trace its client named (in
+    /// `params._meta`, else in the HTTP request's headers); empty when tracing is off.
+    fn call_span(
+        &self,
+        msg: &Message,
+        id: &RawValue,
+        tool: &ToolRef,
+        step: u64,
+        class: custos_core::ToolClass,
+        protocol: Option<&str>,
+    ) -> custos_telemetry::CallSpan {
+        if !self.tracer.is_on() {
+            return custos_telemetry::CallSpan::default();
+        }
+        let (traceparent, tracestate) = custos_mcp::trace::trace_context(msg);
+        self.tracer.start_call(custos_telemetry::CallStart {
+            tool: tool.name(),
+            server: &self.server,
+            request_id: id.get(),
+            agent: &self.agent.id.0,
+            run: &self.run.0,
+            step,
+            class: class.as_str(),
+            protocol,
+            parent: custos_telemetry::TraceHeaders::from_peer(traceparent.as_deref(), tracestate.as_deref()),
+        })
+    }
+
+    /// The bytes to forward for an allowed call, and its spans: the upstream span starts here,
+    /// and its trace context replaces the client's in `params._meta` (after the call was decided
+    /// and recorded; the arguments keep their text). With tracing off the bytes are unchanged.
+    pub(crate) fn traced_forward(
+        &self,
+        raw: Vec<u8>,
+        span: custos_telemetry::CallSpan,
+        tool: &ToolRef,
+    ) -> (Vec<u8>, Option<Box<crate::pending::CallTrace>>) {
+        if !self.tracer.is_on() {
+            return (raw, None);
+        }
+        let upstream = span.upstream(tool.name(), &self.server);
+        let headers = upstream.headers();
+        let raw = match &headers {
+            Some(h) => {
+                custos_mcp::trace::with_trace_context(&raw, &h.traceparent, h.tracestate.as_deref()).unwrap_or(raw)
+            }
+            None => raw,
+        };
+        (raw, Some(Box::new(crate::pending::CallTrace { call: span, upstream, headers })))
     }
 
     /// Refuses a call of a tool the upstream did not list whose name differs from a listed one
@@ -843,6 +913,14 @@ impl Gateway {
         }
     }
 
+    /// The trace context an upstream was given for the forwarded call `id`, if tracing is on.
+    pub fn trace_headers(&self, id: &RawValue) -> Option<custos_telemetry::TraceHeaders> {
+        if !self.tracer.is_on() {
+            return None;
+        }
+        self.pending.call_trace_headers(id)
+    }
+
     /// The token header a request to this upstream carries, when the gateway mints tokens for
     /// it: a `tools/call` carries its own (minted when it was allowed), anything else the run's
     /// session token (scope `mcp:session`). `Err`: one is needed and cannot be minted.
@@ -925,7 +1003,7 @@ impl Gateway {
                 };
             }
         };
-        let pending = match &msg.kind {
+        let mut pending = match &msg.kind {
             MessageKind::Response { id, .. } => match self.pending.answered(id) {
                 Answered::Pending(pending) => Some(pending),
                 // Relay no answer to a request the gateway did not forward to this upstream,
@@ -968,14 +1046,14 @@ impl Gateway {
             }
             MessageKind::Notification { .. } => None,
         };
+        let cancelled = pending.as_ref().is_some_and(|p| p.cancelled);
         if let (Some(call), MessageKind::Response { id, is_error }) =
-            (pending.as_ref().and_then(|p| p.call.as_ref()), &msg.kind)
+            (pending.as_mut().and_then(|p| p.call.as_mut()), &msg.kind)
         {
             for f in &mut findings {
                 f.step = Some(call.step);
                 f.tool = Some(call.tool.clone());
             }
-            let cancelled = pending.as_ref().is_some_and(|p| p.cancelled);
             return self.call_finished(id, call, *is_error, cancelled, msg.raw, findings).await;
         }
         if !findings.is_empty() {
@@ -999,7 +1077,7 @@ impl Gateway {
     async fn call_finished(
         &self,
         id: &RawValue,
-        call: &CallInFlight,
+        call: &mut CallInFlight,
         is_error: bool,
         cancelled: bool,
         raw: Vec<u8>,
@@ -1009,6 +1087,12 @@ impl Gateway {
         if is_error {
             self.metrics.upstream_errors.inc(&[&self.server]);
         }
+        let trace = call.trace.take().map(|t| *t).unwrap_or_default();
+        let mut upstream_span = trace.upstream;
+        if is_error {
+            upstream_span.failed("error answer");
+        }
+        upstream_span.end();
         let mut result = result_member(&raw);
         // Detect (post): instructions for the model, invisible text or exfiltration bait in the
         // result. The run is labelled `untrusted_input`; `[detection] output` says whether the
@@ -1052,12 +1136,22 @@ impl Gateway {
                 obj.insert("result".into(), custos_store::shallow(&result, RECORDED_DEPTH));
             }
         }
+        let result_rules: Vec<String> =
+            inspected.iter().filter_map(|e| e.detail.get("rule").and_then(|r| r.as_str()).map(str::to_owned)).collect();
+        trace.call.result_findings(&result_rules);
         let audit_timer = self.metrics.duration.start_timer(&["audit"]);
+        let audit_span = trace.call.stage("audit append");
         let mut events = findings;
         events.extend(inspected);
         events.push(e);
         let appended = self.record(events).await;
         audit_timer.observe();
+        drop(audit_span);
+        let error_code = if is_error { Some(error_code(&raw)) } else { tool_error.then(|| "tool_error".to_owned()) };
+        match &appended {
+            Ok(_) => trace.call.finished(outcome, error_code.as_deref()),
+            Err(_) => trace.call.finished("withheld", Some(&codes::AUDIT_UNAVAILABLE.to_string())),
+        }
         self.metrics.duration.observe_duration(&["whole"], call.received.elapsed());
         match appended {
             Ok(_) => Outcome::Forward(raw),
@@ -1337,6 +1431,11 @@ fn error_member(raw: &[u8]) -> Option<serde_json::Value> {
     }
     let error = serde_json::from_slice::<E>(raw).ok()?.error;
     Some(json!({ "code": error.get("code"), "message": error.get("message") }))
+}
+
+/// The JSON-RPC error code of an error answer, as text (`error.type` of its span).
+fn error_code(raw: &[u8]) -> String {
+    error_member(raw).and_then(|e| e.get("code").map(ToString::to_string)).unwrap_or_else(|| "error".to_owned())
 }
 
 fn negotiated_version(raw: &[u8]) -> Option<String> {

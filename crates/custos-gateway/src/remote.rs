@@ -290,6 +290,7 @@ fn is_initialized(frame: &[u8]) -> bool {
 /// POSTs one frame and passes whatever comes back through the pipeline.
 async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>, frame: Vec<u8>) {
     let id = request_id(&frame);
+    let trace = id.as_deref().and_then(|id| gateway.trace_headers(id));
     let fail = |reason: String| async move {
         tracing::warn!("upstream `{}`: {reason}", shared.server);
         if let Some(id) = &id {
@@ -310,6 +311,14 @@ async fn post(shared: &Shared, gateway: &Gateway, onward: &mpsc::Sender<Vec<u8>>
         Ok(Some((k, v))) => req = with_token(req, &k, v),
         Ok(None) => {}
         Err(reason) => return fail(format!("cannot mint its token: {reason}")).await,
+    }
+    // A governed call carries its upstream span's trace context as headers too, the same as
+    // in its `params._meta` (for servers and proxies that read only headers).
+    if let Some(trace) = trace {
+        req = req.header("traceparent", trace.traceparent);
+        if let Some(state) = trace.tracestate {
+            req = req.header("tracestate", state);
+        }
     }
     let lock = |m: &Mutex<Option<HeaderValue>>| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
     if let Some(session) = lock(&shared.session) {

@@ -86,6 +86,8 @@ pub struct AppState {
     broker: Option<Arc<custos_gateway::Broker>>,
     /// The detectors, shared by every session (rates, budgets and replays span sessions).
     detection: Arc<custos_gateway::detect::Detection>,
+    /// Spans of governed calls; off unless `[telemetry]` is configured.
+    tracer: custos_telemetry::CallTracer,
 }
 
 impl AppState {
@@ -135,7 +137,14 @@ impl AppState {
             approvals: None,
             broker: None,
             detection: Arc::new(custos_gateway::detect::Detection::new(config_detection, None, Vec::new())),
+            tracer: custos_telemetry::CallTracer::default(),
         }
+    }
+
+    /// Records a span for every governed call with `tracer` (`[telemetry]`).
+    pub fn with_tracer(mut self, tracer: custos_telemetry::CallTracer) -> Self {
+        self.tracer = tracer;
+        self
     }
 
     /// Uses `detection` (one with a view of the store, for pins and first uses).
@@ -202,6 +211,7 @@ impl AppState {
             limits: self.config.limits,
             known_tools: self.known_tools(server),
             metrics: self.gateway_metrics.clone(),
+            tracer: self.tracer.for_session(&id),
             approvals: self.approvals.clone(),
             broker: self.broker.clone(),
             detection: self.detection.clone(),
@@ -441,12 +451,24 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/mcp/{server}", post(post_mcp).get(get_mcp).delete(delete_mcp))
         .route("/mcp", post(crate::federation::post).get(crate::federation::get).delete(crate::federation::delete))
+        .route_layer(axum::middleware::from_fn(trace_context))
         .route("/.well-known/oauth-protected-resource/mcp/{server}", get(metadata))
         .route("/.well-known/oauth-protected-resource/mcp", get(federated_metadata))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/.well-known/jwks.json", get(crate::exchange::jwks))
         .route("/oauth/token", post(crate::exchange::token))
         .with_state(state)
+}
+
+/// Runs an MCP request with the W3C trace context of its `traceparent` and `tracestate`
+/// headers, which the calls it makes take as parent unless their `params._meta` names one.
+async fn trace_context(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let parent = {
+        // Scoped: the request body is not `Sync`, so no borrow of it may live across the await.
+        let header = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok());
+        custos_telemetry::TraceHeaders::from_peer(header("traceparent"), header("tracestate"))
+    };
+    custos_telemetry::with_remote_parent(parent, next.run(request)).await
 }
 
 async fn metadata(State(app): State<Arc<AppState>>, Path(server): Path<String>) -> Response {

@@ -18,6 +18,8 @@
 //! - [`strict`]: one reading of JSON — what two mainstream parsers would read differently
 //!   (duplicate or case-colliding keys, lone surrogates, look-alike members) is refused before
 //!   anything reads a frame.
+//! - [`trace`]: W3C trace context in `params._meta`, read from a client and written for an
+//!   upstream.
 
 pub mod error;
 pub mod frame;
@@ -26,6 +28,7 @@ pub mod message;
 pub mod protocol;
 pub mod sniff;
 pub mod strict;
+pub mod trace;
 
 pub use error::{codes, error_response};
 pub use frame::{Frame, FrameReader};

@@ -40,6 +40,7 @@ fn fixture(limits: Limits) -> Fixture {
         limits,
         known_tools: Vec::new(),
         metrics: GatewayMetrics::register(&custos_metrics::Registry::new()),
+        tracer: custos_telemetry::CallTracer::default(),
         approvals: None,
         broker: None,
         detection: Arc::new(detection),

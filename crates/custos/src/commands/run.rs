@@ -52,6 +52,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             config.approvals.clone(),
         )
         .map_err(Failure::runtime)?;
+        let telemetry = telemetry(&config)?;
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent,
             principal: Vec::new(),
@@ -69,6 +70,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             known_tools,
             // Nothing scrapes a stdio proxy; the counters are kept for symmetry and cost little.
             metrics: custos_gateway::GatewayMetrics::register(&custos_metrics::Registry::new()),
+            tracer: telemetry.tracer(),
             approvals: Some(approvals),
             broker,
             detection,
@@ -80,6 +82,8 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         let stdin = tokio::io::BufReader::with_capacity(64 * 1024, stdin);
         let result = serve_stdio(gateway, &command, stdin, stdout, config.limits).await;
         audit.shutdown().await;
+        // A short session's spans are still queued: send them before the runtime stops.
+        telemetry.shutdown().await;
         result.map_err(Failure::usage)
     })?;
     // Do not wait for a blocked stdin read to notice: the session is over.
@@ -91,6 +95,13 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         ))),
         StdioExit::ClientClosed { .. } | StdioExit::Signal(_) => Ok(()),
     }
+}
+
+/// OpenTelemetry from `[telemetry]` (off without it). Runs inside the runtime, which carries
+/// the exports.
+pub(crate) fn telemetry(config: &Config) -> Result<custos_telemetry::Telemetry, Failure> {
+    custos_telemetry::Telemetry::start(config.telemetry.as_ref())
+        .map_err(|e| Failure::usage(format!("{}: {e}", config.path.display())))
 }
 
 /// The detectors of this process, with a read-only view of the store `db` (pins, history) and

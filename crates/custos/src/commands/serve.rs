@@ -41,6 +41,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
+        let telemetry = super::run::telemetry(&config)?;
         let checkpoints = match &config.audit.checkpoints {
             Some(settings) => {
                 let master = crate::credentials::master_key(&config, true)?;
@@ -93,7 +94,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         if let Some(started) = broker {
             state = state.with_broker(started.broker);
         }
-        let state = Arc::new(state.with_detection(detection));
+        let state = Arc::new(state.with_detection(detection).with_tracer(telemetry.tracer()));
         // Handlers first: a SIGTERM sent as soon as we say we are ready ends us gracefully.
         let signalled = custos_gateway::shutdown_signal();
         // stdout says where to connect (the ports are real even when 0 was asked for).
@@ -149,6 +150,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             None => custos_http::serve(state, listener, until_stopped(stopped)).await,
         };
         audit.shutdown().await;
+        // The last spans, before the process exits.
+        telemetry.shutdown().await;
         if let Some(checkpoints) = checkpoints {
             // The last checkpoint covers every event the gateway wrote.
             checkpoints.stop();
