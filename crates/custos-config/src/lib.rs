@@ -12,6 +12,7 @@
 //! - [`classify`]: tool classes from config patterns and, for trusted servers, MCP annotations.
 //! - [`detection`]: `[detection]` (what findings do; replay, loop, burst, rate and budget
 //!   settings) and the flow marks of `[[servers]] flows`.
+//! - [`sinks`]: `[[audit.sinks]]` (SIEM sinks: its raw shape, settings and rules in one file).
 //! - [`mod@error`]: the [`ConfigError`] type.
 
 pub mod classify;
@@ -19,6 +20,7 @@ pub mod detection;
 pub mod error;
 pub mod fuzzing;
 pub mod raw;
+pub mod sinks;
 pub mod validate;
 
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use custos_core::{Agent, AgentId};
 pub use classify::ToolClasses;
 pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
 pub use error::ConfigError;
+pub use sinks::{SinkFormat, SinkSettings, SinkTarget, TokenSource};
 
 /// The file name `custos init` writes and commands look for by default.
 pub const DEFAULT_CONFIG_FILE: &str = "custos.toml";
@@ -504,6 +507,8 @@ pub struct AuditConfig {
     pub record_results: bool,
     /// `[audit.checkpoints]`: signed checkpoints made by `custos serve`; `None`: none.
     pub checkpoints: Option<CheckpointSettings>,
+    /// `[[audit.sinks]]`: where `custos serve` sends the events as they are appended.
+    pub sinks: Vec<SinkSettings>,
 }
 
 /// `[audit.checkpoints]`: `custos serve` signs a checkpoint of the log (size, RFC 6962 root)

@@ -191,13 +191,13 @@ pub fn to_ocsf(e: &StoredEvent) -> Value {
     out.insert("severity".into(), severity.into());
     out.insert("message".into(), message(e).into());
     if class != Class::DetectionFinding {
-        let (status_id, status) = match outcome {
-            Some(true) => (1, "Success"),
-            Some(false) => (2, "Failure"),
-            None => (0, "Unknown"),
-        };
-        out.insert("status_id".into(), status_id.into());
-        out.insert("status".into(), status.into());
+        // Nothing (not "Unknown", which these classes do not allow) for events that are
+        // neither: a request not yet decided, a label.
+        if let Some(ok) = outcome {
+            let (status_id, status) = if ok { (1, "Success") } else { (2, "Failure") };
+            out.insert("status_id".into(), status_id.into());
+            out.insert("status".into(), status.into());
+        }
         if let Some(reason) = ev.detail.get("reason").and_then(Value::as_str) {
             out.insert("status_detail".into(), reason.into());
         }
@@ -208,9 +208,6 @@ pub fn to_ocsf(e: &StoredEvent) -> Value {
         Class::ApplicationLifecycle => {
             let name = ev.tool.as_ref().map_or_else(|| server(e).unwrap_or("upstream").to_owned(), ToString::to_string);
             out.insert("app".into(), json!({ "name": name, "vendor_name": server(e).unwrap_or("upstream") }));
-            if let Some(actor) = actor(e) {
-                out.insert("actor".into(), actor);
-            }
         }
         Class::Authentication => {
             out.insert("user".into(), subject(e));
@@ -353,18 +350,8 @@ fn detection_finding(e: &StoredEvent, out: &mut Map<String, Value>) {
     out.insert("finding_info".into(), info);
     out.insert("status_id".into(), 1.into());
     out.insert("status".into(), "New".into());
-    // What the gateway did about it.
-    let (action_id, action) = match text("action") {
-        Some("denied" | "blocked" | "quarantined") => (2, "Denied"),
-        Some("redacted") => (4, "Modified"),
-        Some(_) => (1, "Allowed"),
-        None => (0, "Unknown"),
-    };
-    out.insert("action_id".into(), action_id.into());
-    out.insert("action".into(), action.into());
-    if let Some(actor) = actor(e) {
-        out.insert("actor".into(), actor);
-    }
+    // What the gateway did about it (`detail.action`) stays in `unmapped`: OCSF's `action_id`
+    // belongs to a profile this class does not carry in 1.7.0.
     if let Some(tool) = &ev.tool {
         out.insert("resources".into(), json!([{ "name": tool.to_string(), "type": "MCP Tool" }]));
     }

@@ -22,7 +22,7 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(250);
 /// The longest wait between two attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a stopping gateway keeps trying to deliver what is left.
-pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
+pub const FINAL_FLUSH: Duration = Duration::from_secs(3);
 
 /// How one sink follows the log.
 #[derive(Clone, Debug)]
