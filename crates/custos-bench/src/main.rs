@@ -206,7 +206,11 @@ async fn run(args: RunArgs) -> Result<()> {
 
     step(&format!("export to SIEMs over {} events", args.export_events));
     let export_dir = tempfile::Builder::new().prefix("custos-bench-export-").tempdir()?;
-    let export = export::export(export_dir.path(), args.export_events)?;
+    // On a thread of its own: the HTTP sink runs its own runtime, as in `custos serve`.
+    let events = args.export_events;
+    let export = std::thread::scope(|scope| {
+        scope.spawn(|| export::export(export_dir.path(), events)).join().map_err(|_| anyhow::anyhow!("export panicked"))
+    })??;
 
     let comparisons = report::compare(&load);
     let mut report = Report {
