@@ -301,3 +301,82 @@ fn a_sink_that_cannot_work_stops_start_up_naming_it() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`audit.sinks[0].path`: not a setting of a `syslog` sink"), "{err}");
 }
+
+/// `custos secrets set NAME` with the value on stdin.
+fn set_secret(d: &Deployment, name: &str, value: &str) {
+    use std::io::Write;
+    let mut child = d
+        .custos(&["secrets", "set", name])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{value}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, server.pem, server.key).
+fn pki(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params.distinguished_name.push(rcgen::DnType::CommonName, "custos siem test ca");
+    let ca = params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &issuer).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Two sinks at once: HEC with its token from the encrypted store, and syslog over TLS
+/// (RFC 5425) trusting a private CA; both get every event once, in order.
+#[test]
+fn hec_with_a_stored_token_and_syslog_over_tls_each_get_every_event_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ca, cert, key_file) = pki(tmp.path());
+    let hec_out = tmp.path().join("hec.jsonl");
+    let syslog_out = tmp.path().join("syslog.jsonl");
+    let token = "stored-hec-token-5d1e";
+    let hec = Peer::start("flaky_sink.py", &[hec_out.to_str().unwrap(), "--hec-token", token]);
+    let syslog = Peer::start(
+        "syslog_listener.py",
+        &[syslog_out.to_str().unwrap(), "--tls", cert.to_str().unwrap(), key_file.to_str().unwrap()],
+    );
+    let d = Deployment::serving_sample(&format!(
+        "[secrets.splunk_hec]\nstore = true\n\
+         [[audit.sinks]]\nname = \"splunk\"\nkind = \"splunk_hec\"\nformat = \"jsonl\"\nurl = \"http://127.0.0.1:{}\"\n\
+         token_secret = \"splunk_hec\"\nflush_interval_ms = 50\n\
+         [[audit.sinks]]\nname = \"syslog\"\nkind = \"syslog\"\naddress = \"127.0.0.1:{}\"\ntls = true\n\
+         ca_file = \"{}\"\nflush_interval_ms = 50\n",
+        hec.port,
+        syslog.port,
+        ca.display()
+    ));
+    set_secret(&d, "splunk_hec", token);
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    make_calls(&served, &key, 2);
+    assert!(served.stop().success());
+    let count = d.verify_ok();
+
+    let got = eventually("HEC to get every event", || {
+        let got = read_lines(&hec_out);
+        (got.len() as u64 >= count).then_some(got)
+    });
+    assert!(got.iter().all(|e| e["sourcetype"] == "custos:audit"), "format jsonl has its own source type");
+    exactly_once_in_order(&seqs(&got, "/event/seq"), count);
+    let messages = eventually("syslog over TLS to get every event", || {
+        let got = read_lines(&syslog_out);
+        (got.len() as u64 >= count).then_some(got)
+    });
+    assert!(messages.iter().all(|m| m.get("error").is_none()), "{messages:?}");
+    let seqs: Vec<u64> =
+        messages.iter().map(|m| m["sd"]["custos@32473"]["seq"].as_str().unwrap().parse().unwrap()).collect();
+    exactly_once_in_order(&seqs, count);
+}
