@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """An HTTP receiver for custos's SIEM sinks that is down for a while, then recovers.
 
-Usage: flaky_sink.py OUT [--fail N] [--down-while FILE] [--hec-token TOKEN]
+Usage: flaky_sink.py OUT [--fail N] [--down-while FILE] [--lose-acks N] [--hec-token TOKEN]
 
 Listens on 127.0.0.1 (a free port, printed alone on the first line of stdout once serving).
 Answers 503 to the first N batches, and to every batch while FILE exists; then accepts. Each
-accepted event is appended to OUT as one JSON line, in the order received.
+accepted event is appended to OUT as one JSON line, in the order received. With --lose-acks,
+the first N batches it accepts (recorded in OUT) are answered 503 all the same, as when an
+acknowledgement is lost on the way back.
 
 Without --hec-token it is a generic webhook: a batch is a JSON array. With it, it is shaped
 like Splunk's HTTP Event Collector: batches are POSTed to /services/collector/event as HEC
@@ -23,9 +25,11 @@ args = argparse.ArgumentParser()
 args.add_argument("out")
 args.add_argument("--fail", type=int, default=0)
 args.add_argument("--down-while")
+args.add_argument("--lose-acks", type=int, default=0)
 args.add_argument("--hec-token")
 args = args.parse_args()
 failures_left = args.fail
+acks_to_lose = args.lose_acks
 
 
 def envelopes(text):
@@ -50,7 +54,7 @@ class Sink(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_POST(self):
-        global failures_left
+        global failures_left, acks_to_lose
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if args.hec_token is not None:
             if self.path != "/services/collector/event":
@@ -73,6 +77,9 @@ class Sink(http.server.BaseHTTPRequestHandler):
         with open(args.out, "a", encoding="utf-8") as f:
             for event in events:
                 f.write(json.dumps(event) + "\n")
+        if acks_to_lose > 0:
+            acks_to_lose -= 1
+            return self.answer(503, {"text": "Server is busy", "code": 9})
         self.answer(200, {"text": "Success", "code": 0})
 
     def log_message(self, *_):

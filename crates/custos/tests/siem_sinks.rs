@@ -380,3 +380,36 @@ fn hec_with_a_stored_token_and_syslog_over_tls_each_get_every_event_once() {
         messages.iter().map(|m| m["sd"]["custos@32473"]["seq"].as_str().unwrap().parse().unwrap()).collect();
     exactly_once_in_order(&seqs, count);
 }
+
+/// A receiver that accepted a batch but whose acknowledgement was lost gets that batch again;
+/// each event carries its digest (`metadata.uid`), so deduping on it leaves every event once.
+#[test]
+fn a_lost_acknowledgement_resends_the_batch_and_the_event_uids_dedupe_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let received = tmp.path().join("received.jsonl");
+    let sink = Peer::start("flaky_sink.py", &[received.to_str().unwrap(), "--lose-acks", "1"]);
+    let d = Deployment::serving_sample(&format!(
+        "[[audit.sinks]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{}/\"\nbatch_size = 3\nflush_interval_ms = 50\n",
+        sink.port
+    ));
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    make_calls(&served, &key, 2);
+    assert!(served.stop().success());
+    let count = d.verify_ok();
+    let got = eventually("every event", || {
+        let got = read_lines(&received);
+        (got.len() as u64 > count).then_some(got)
+    });
+    let seqs = seqs(&got, "/metadata/sequence");
+    // The first batch, whatever its size, came twice in a row.
+    let again = seqs.iter().skip(1).position(|&s| s == 1).unwrap() + 1;
+    assert_eq!(&seqs[..again], &seqs[again..2 * again], "{seqs:?}");
+    let mut seen = std::collections::HashSet::new();
+    let deduped: Vec<u64> = got
+        .iter()
+        .filter(|e| seen.insert(e["metadata"]["uid"].as_str().unwrap().to_owned()))
+        .map(|e| e["metadata"]["sequence"].as_u64().unwrap())
+        .collect();
+    exactly_once_in_order(&deduped, count);
+}
