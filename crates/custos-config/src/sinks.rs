@@ -277,6 +277,17 @@ mod tests {
         assert!(matches!(&got[3].target, SinkTarget::Syslog { tls: true, ca_file: Some(_), .. }));
     }
 
+    /// The README's example of every kind is a config that loads.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../../../README.md");
+        let section = readme.split("### Sinks").nth(1).unwrap();
+        let example = section.split("```toml\n").nth(1).unwrap().split("```").next().unwrap();
+        let got = load(example).unwrap();
+        let kinds: Vec<&str> = got.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(kinds, ["archive", "splunk", "webhook", "syslog"]);
+    }
+
     #[test]
     fn mistakes_name_the_key() {
         for (sinks, key, says) in [
