@@ -19,6 +19,8 @@ pub struct Cursor {
     path: PathBuf,
     /// Every event up to and including this one was acknowledged; 0: none yet.
     seq: u64,
+    /// The digest (hex) of event `seq`, to tell at start whether the log still holds it.
+    uid: Option<String>,
 }
 
 impl Cursor {
@@ -28,19 +30,32 @@ impl Cursor {
     pub fn open(dir: &Path, name: &str) -> Result<Self, SiemError> {
         std::fs::create_dir_all(dir).map_err(|e| SiemError::file(dir, e))?;
         let path = dir.join(format!("{name}.cursor"));
-        let seq = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v.get("seq")?.as_u64())
-                .ok_or_else(|| SiemError::file(&path, "not a cursor: expected {\"seq\": N}"))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        let (seq, uid) = match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let v = serde_json::from_str::<serde_json::Value>(&text).unwrap_or_default();
+                let seq = v
+                    .get("seq")
+                    .and_then(serde_json::Value::as_u64)
+                    .ok_or_else(|| SiemError::file(&path, "not a cursor: expected {\"seq\": N, \"uid\": DIGEST}"))?;
+                (seq, v.get("uid").and_then(serde_json::Value::as_str).map(str::to_owned))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, None),
             Err(e) => return Err(SiemError::file(&path, e)),
         };
-        Ok(Self { path, seq })
+        Ok(Self { path, seq, uid })
     }
 
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The digest of the last event delivered, when known.
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Moves the cursor to `seq` (with the digest of that event, for a reader), durably.
@@ -57,6 +72,7 @@ impl Cursor {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
         self.seq = seq;
+        self.uid = Some(uid.to_owned());
         Ok(())
     }
 }

@@ -56,6 +56,7 @@ impl Running {
 pub fn start(follow: Follow, mut sink: Box<dyn Sink>, db: &Path, cursor_dir: &Path) -> Result<Running, SiemError> {
     let store = SqliteStore::open_read_only(db).map_err(|e| SiemError::Log(e.to_string()))?;
     let mut cursor = Cursor::open(cursor_dir, &follow.name)?;
+    check_cursor(&store, &cursor)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopping = stop.clone();
     let thread = std::thread::Builder::new()
@@ -107,6 +108,30 @@ pub fn start(follow: Follow, mut sink: Box<dyn Sink>, db: &Path, cursor_dir: &Pa
         })
         .map_err(|e| SiemError::Config(format!("cannot start the sink thread: {e}")))?;
     Ok(Running { stop, thread })
+}
+
+/// Refuses a cursor the log does not bear out: past its end, or at an event whose digest is not
+/// the one delivered (a log replaced, cut or rewritten since). Following it would skip events,
+/// or send a different history as if it continued the old one.
+pub fn check_cursor(store: &dyn Store, cursor: &Cursor) -> Result<(), SiemError> {
+    if cursor.seq() == 0 {
+        return Ok(());
+    }
+    let q = EventQuery { after_seq: Some(cursor.seq() - 1), limit: Some(1), ..EventQuery::default() };
+    let at = store.query(&q).map_err(|e| SiemError::Log(e.to_string()))?;
+    let found = at.first().filter(|e| e.seq == cursor.seq());
+    let fix = format!("remove `{}` to deliver the log from its start", cursor.path().display());
+    match (found, cursor.uid()) {
+        (None, _) => Err(SiemError::Config(format!(
+            "the sink delivered up to event {}, past the end of this log: {fix}",
+            cursor.seq()
+        ))),
+        (Some(e), Some(uid)) if e.hash.to_hex() != uid => Err(SiemError::Config(format!(
+            "event {} is not the one the sink delivered: the log was replaced or rewritten; {fix}",
+            cursor.seq()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Delivers the events after the cursor, a batch at a time, until the log has no more (or the

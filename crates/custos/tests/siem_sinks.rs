@@ -413,3 +413,25 @@ fn a_lost_acknowledgement_resends_the_batch_and_the_event_uids_dedupe_it() {
         .collect();
     exactly_once_in_order(&deduped, count);
 }
+
+/// A cursor the log does not bear out (the data directory replaced under it) stops start-up
+/// rather than skip events or send another history as the old one's continuation.
+#[test]
+fn a_cursor_past_the_log_or_at_another_event_stops_start_up() {
+    let d = Deployment::serving_sample(
+        "[[audit.sinks]]\nname = \"file\"\nkind = \"jsonl\"\npath = \"out.jsonl\"\nflush_interval_ms = 20\n",
+    );
+    issue_key(&d, "reader");
+    let cursors = d.dir.path().join(".custos/sinks");
+    std::fs::create_dir_all(&cursors).unwrap();
+    std::fs::write(cursors.join("file.cursor"), r#"{"seq": 99, "uid": "00"}"#).unwrap();
+    let out = d.output(&["serve", "--listen", "127.0.0.1:0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("past the end of this log") && err.contains("file.cursor"), "{err}");
+
+    std::fs::write(cursors.join("file.cursor"), format!(r#"{{"seq": 1, "uid": "{}"}}"#, "ab".repeat(32))).unwrap();
+    let out = d.output(&["serve", "--listen", "127.0.0.1:0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("event 1 is not the one the sink delivered"), "{err}");
+}
