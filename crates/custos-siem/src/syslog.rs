@@ -148,6 +148,44 @@ fn hostname() -> String {
 mod tests {
     use super::*;
 
+    fn record(seq: u64) -> Record {
+        Record { seq, uid: "u".into(), time_ms: 0, kind: "run.started", syslog_severity: 6, json: "{}".into() }
+    }
+
+    /// A receiver that dropped the connection gets the next batch on a new one, not into the
+    /// dead one.
+    #[test]
+    fn a_closed_connection_is_noticed_and_the_next_batch_reconnects() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sink = SyslogSink::new(&listener.local_addr().unwrap().to_string(), None);
+        sink.deliver(&[record(1)]).unwrap();
+        let (first, _) = listener.accept().unwrap();
+        let mut got = String::new();
+        let mut reader = std::io::BufReader::new(&first);
+        while !got.contains("{}") {
+            let mut buf = [0u8; 256];
+            let n = reader.read(&mut buf).unwrap();
+            got.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        }
+        drop(reader);
+        first.shutdown(std::net::Shutdown::Both).unwrap();
+        drop(first);
+        // The close reaches the sender's socket before the next batch.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !sink.conn.as_ref().is_some_and(|c| closed(&c.socket)) {
+            assert!(std::time::Instant::now() < deadline, "the close was never seen");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        sink.deliver(&[record(2)]).unwrap();
+        let (mut second, _) = listener.accept().unwrap();
+        let mut text = String::new();
+        second.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        let n = second.read(&mut buf).unwrap();
+        text.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+        assert!(text.contains("seq=\"2\""), "{text}");
+    }
+
     #[test]
     fn frames_are_octet_counted_rfc5424() {
         let sink = SyslogSink { hostname: "gw".into(), procid: 7, ..SyslogSink::new("127.0.0.1:1", None) };
