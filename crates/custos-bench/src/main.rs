@@ -13,6 +13,7 @@
 
 mod echo;
 mod evidence;
+mod export;
 mod load;
 mod micro;
 mod procfs;
@@ -48,6 +49,15 @@ enum Command {
     },
     /// The echo upstream over stdio.
     EchoStdio,
+    /// Only the export costs (OCSF mapping, serialization, sinks), CPU per event; a table and
+    /// `--out`'s JSON.
+    Export {
+        /// Events in the log exported.
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        #[arg(long, default_value = "bench-export.json")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -85,6 +95,9 @@ struct RunArgs {
     /// Events in the log `custos audit verify` checks.
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Events in the log the export costs are measured over.
+    #[arg(long, default_value_t = 100_000)]
+    export_events: u64,
     /// Sessions held open on `custos serve` for the memory reading.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
@@ -95,6 +108,7 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Some(Command::EchoStdio) => echo::serve_stdio().map_err(anyhow::Error::from),
         Some(Command::EchoHttp { listen }) => runtime().and_then(|rt| Ok(rt.block_on(echo::serve_http(listen))?)),
+        Some(Command::Export { events, out }) => export_only(events, &out),
         None => runtime().and_then(|rt| rt.block_on(run(cli.run))),
     };
     match outcome {
@@ -104,6 +118,15 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn export_only(events: u64, out: &std::path::Path) -> Result<()> {
+    let scratch = tempfile::Builder::new().prefix("custos-bench-export-").tempdir()?;
+    let rows = export::export(scratch.path(), events)?;
+    std::fs::write(out, serde_json::to_vec_pretty(&rows)?).with_context(|| format!("writing {}", out.display()))?;
+    print!("{}", report::export_table(&rows));
+    println!("result: {}", out.display());
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -184,6 +207,14 @@ async fn run(args: RunArgs) -> Result<()> {
     step(&format!("checkpoint and proof over {} events", args.events));
     let evidence = evidence::measure(&custos, &verify_dir.config(), args.events)?;
 
+    step(&format!("export to SIEMs over {} events", args.export_events));
+    let export_dir = tempfile::Builder::new().prefix("custos-bench-export-").tempdir()?;
+    // On a thread of its own: the HTTP sink runs its own runtime, as in `custos serve`.
+    let events = args.export_events;
+    let export = std::thread::scope(|scope| {
+        scope.spawn(|| export::export(export_dir.path(), events)).join().map_err(|_| anyhow::anyhow!("export panicked"))
+    })??;
+
     let comparisons = report::compare(&load);
     let mut report = Report {
         version: env!("CARGO_PKG_VERSION"),
@@ -198,6 +229,7 @@ async fn run(args: RunArgs) -> Result<()> {
         audit_append,
         audit_verify,
         evidence,
+        export,
         memory: report::MemoryResult {
             idle_rss_bytes: idle.rss,
             under_load_peak_rss_bytes: under_load.peak_rss,

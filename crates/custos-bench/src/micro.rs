@@ -151,7 +151,7 @@ fn decide(engine: &PolicyEngine, arguments: &serde_json::Value, budget: Duration
 }
 
 /// An event like the gateway's `call.requested`, `call.decided` and `call.finished`.
-fn event(i: u64) -> NewEvent {
+pub(crate) fn event(i: u64) -> NewEvent {
     let kind = match i % 3 {
         0 => EventKind::CallRequested,
         1 => EventKind::CallDecided,

@@ -142,6 +142,8 @@ pub struct Report {
     pub audit_append: Vec<AppendResult>,
     pub audit_verify: VerifyResult,
     pub evidence: crate::evidence::EvidenceResult,
+    /// Evidence to SIEMs: CPU per event of OCSF mapping and of each sink.
+    pub export: Vec<crate::export::ExportResult>,
     pub memory: MemoryResult,
     pub targets: Vec<Target>,
     pub total_secs: f64,
@@ -236,6 +238,18 @@ pub fn targets(r: &Report) -> Vec<Target> {
 }
 
 /// The short table printed after a run.
+/// The export rows: CPU per event and events/s.
+pub fn export_table(rows: &[crate::export::ExportResult]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "export to SIEMs ({} events, batches of 500)", rows.first().map_or(0, |r| r.events));
+    let _ = writeln!(s, "{:<45} {:>12} {:>12}", "pass", "events/s", "cpu/event");
+    for r in rows {
+        let _ = writeln!(s, "{:<45} {:>12.0} {:>9.2} us", r.what, r.events_per_sec, r.cpu_us_per_event);
+    }
+    s
+}
+
 pub fn table(r: &Report) -> String {
     use std::fmt::Write;
     let mut s = String::new();
@@ -329,6 +343,7 @@ pub fn table(r: &Report) -> String {
             e.baseline.peak_rss_bytes as f64 / MB
         );
     }
+    let _ = write!(s, "\n{}", export_table(&r.export));
     let m = &r.memory;
     let _ = writeln!(
         s,

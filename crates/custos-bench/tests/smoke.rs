@@ -15,12 +15,17 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         .args(["--warmup-ms", "50", "--measure-ms", "200", "--connections", "1,4"])
         .args(["--policies", "10,100", "--policy-ms", "20", "--append-ms", "100"])
         .args(["--guard-secrets", "10,1000", "--guard-ms", "20"])
-        .args(["--events", "3000", "--sessions", "12"])
+        .args(["--events", "3000", "--sessions", "12", "--export-events", "2000"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
     let report: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+
+    // Every export pass went through all the events.
+    let export = report["export"].as_array().unwrap();
+    assert_eq!(export.len(), 6, "{stdout}");
+    assert!(export.iter().all(|e| e["events"] == 2000 && e["cpu_us_per_event"].as_f64().unwrap() >= 0.0));
 
     let load = report["load"].as_array().unwrap();
     let paths: Vec<(&str, &str, u64)> = load

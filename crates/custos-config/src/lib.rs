@@ -13,6 +13,7 @@
 //! - [`detection`]: `[detection]` (what findings do; replay, loop, burst, rate and budget
 //!   settings) and the flow marks of `[[servers]] flows`.
 //! - [`telemetry`]: `[telemetry]` (OpenTelemetry over OTLP), its TOML table and its checks.
+//! - [`sinks`]: `[[audit.sinks]]` (SIEM sinks: its raw shape, settings and rules in one file).
 //! - [`mod@error`]: the [`ConfigError`] type.
 
 pub mod classify;
@@ -20,6 +21,7 @@ pub mod detection;
 pub mod error;
 pub mod fuzzing;
 pub mod raw;
+pub mod sinks;
 pub mod telemetry;
 pub mod validate;
 
@@ -30,6 +32,7 @@ use custos_core::{Agent, AgentId};
 pub use classify::ToolClasses;
 pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
 pub use error::ConfigError;
+pub use sinks::{SinkFormat, SinkSettings, SinkTarget, TokenSource};
 pub use telemetry::{OtlpProtocol, TelemetrySettings};
 
 /// The file name `custos init` writes and commands look for by default.
@@ -509,6 +512,8 @@ pub struct AuditConfig {
     pub record_results: bool,
     /// `[audit.checkpoints]`: signed checkpoints made by `custos serve`; `None`: none.
     pub checkpoints: Option<CheckpointSettings>,
+    /// `[[audit.sinks]]`: where `custos serve` sends the events as they are appended.
+    pub sinks: Vec<SinkSettings>,
 }
 
 /// `[audit.checkpoints]`: `custos serve` signs a checkpoint of the log (size, RFC 6962 root)

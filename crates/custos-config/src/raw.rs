@@ -273,6 +273,8 @@ pub struct RawAudit {
     #[serde(default)]
     pub record_results: bool,
     pub checkpoints: Option<RawCheckpoints>,
+    #[serde(default)]
+    pub sinks: Vec<crate::sinks::RawSink>,
 }
 
 /// `[audit.checkpoints]`: `custos serve` signs checkpoints of the log as it grows.

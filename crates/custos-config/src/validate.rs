@@ -250,6 +250,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         record_arguments: raw.audit.record_arguments,
         record_results: raw.audit.record_results,
         checkpoints,
+        sinks: crate::sinks::sinks(path, raw.audit.sinks, resolve)?,
     };
     Ok(Config {
         path: path.to_owned(),

@@ -72,6 +72,14 @@ impl ClientTls {
         Ok(Self { config: Arc::new(config) })
     }
 
+    /// These settings for a TLS stream that is not HTTP (syslog over TLS): the same trust and
+    /// client certificate, no ALPN.
+    pub fn stream_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols.clear();
+        Arc::new(config)
+    }
+
     /// A connector with these settings for hyper-util's legacy client.
     pub fn connector(&self) -> HttpsConnector {
         let mut http = HttpConnector::new();

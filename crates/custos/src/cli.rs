@@ -607,6 +607,28 @@ pub enum AuditCommand {
     Query(QueryArgs),
     /// Show the latest events, and with -f keep following
     Tail(TailArgs),
+    /// Write the log's events as OCSF or JSON lines, one per line, for a SIEM or an archive
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub location: Location,
+    /// `ocsf` (OCSF 1.7.0 events) or `jsonl` (the log's own shape, as `audit query --json`)
+    #[arg(long, value_name = "FORMAT", default_value = "ocsf")]
+    pub format: String,
+    /// Only events after sequence number N, or at or after an RFC 3339 time, or within a
+    /// duration back from now (15m, 2h)
+    #[arg(long, value_name = "N|WHEN")]
+    pub since: Option<String>,
+    /// Only events up to and including sequence number N, or before an RFC 3339 time or a
+    /// duration back from now
+    #[arg(long, value_name = "N|WHEN")]
+    pub until: Option<String>,
+    /// Write to FILE instead of standard output
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ mod cli;
 mod commands;
 mod context;
 mod credentials;
+mod sinks;
 
 use std::process::ExitCode;
 

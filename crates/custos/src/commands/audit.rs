@@ -1,4 +1,5 @@
-//! `custos audit verify / query / tail`; checkpoints and proofs are in `evidence.rs`.
+//! `custos audit verify / query / tail`; checkpoints and proofs are in `evidence.rs`, exports
+//! in `export.rs`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -30,6 +31,7 @@ pub fn run(cmd: AuditCommand) -> Result<(), Failure> {
         }
         AuditCommand::Query(args) => query(&args),
         AuditCommand::Tail(args) => tail(&args),
+        AuditCommand::Export(args) => super::export::run(&args),
     }
 }
 

@@ -6,6 +6,7 @@ mod audit;
 mod console;
 mod demo;
 mod evidence;
+mod export;
 mod findings;
 mod init;
 mod inventory;

@@ -53,6 +53,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             }
             None => None,
         };
+        // After the log's writer: the sinks read what it appends.
+        let sinks = crate::sinks::start(&config, &db)?;
         let (jwt, required_scopes) = match &config.serve.jwt {
             Some(settings) => (Some(jwt_verifier(settings, &config, addr).await?), settings.required_scopes.clone()),
             None => (None, Vec::new()),
@@ -156,6 +158,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             // The last checkpoint covers every event the gateway wrote.
             checkpoints.stop();
         }
+        // A last delivery of everything the gateway wrote.
+        crate::sinks::stop(sinks);
         result.map_err(|e| Failure::runtime(format!("the server stopped: {e}")))
     })
 }
