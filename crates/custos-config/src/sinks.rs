@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::validate::in_range;
 use crate::ConfigError;
 
 /// Default `batch_size`: events per delivery.
@@ -227,18 +228,6 @@ fn given(s: &RawSink) -> [(&'static str, bool); 11] {
         ("tls", s.tls.is_some()),
         ("ca_file", s.ca_file.is_some()),
     ]
-}
-
-fn in_range(path: &Path, key: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
-    if range.contains(&value) {
-        Ok(value)
-    } else {
-        Err(ConfigError::invalid(
-            path,
-            key,
-            format!("`{value}` is out of range: expected {} to {}", range.start(), range.end()),
-        ))
-    }
 }
 
 #[cfg(test)]

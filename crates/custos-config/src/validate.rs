@@ -280,7 +280,12 @@ const DAYS_RANGE: std::ops::RangeInclusive<u64> = 1..=36_500;
 const TOKEN_TTL_RANGE: std::ops::RangeInclusive<u64> = 1..=crate::MAX_TOKEN_TTL_SECS;
 
 /// `value` if `range` holds it, else an error naming `key`.
-fn in_range(path: &Path, key: &str, value: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+pub(crate) fn in_range(
+    path: &Path,
+    key: &str,
+    value: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
     if range.contains(&value) {
         Ok(value)
     } else {
