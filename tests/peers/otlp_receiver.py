@@ -16,7 +16,9 @@ Each span received is appended to OUT_FILE as one JSON line (flushed):
   {"transport": "grpc"|"http", "service": ..., "scope": ..., "name": ..., "kind": N,
    "trace_id": hex, "span_id": hex, "parent_span_id": hex or "", "attributes": {k: v},
    "status": {"code": N, "message": ...}}
-and each metric as {"transport": ..., "metric": NAME}.
+and each metric of an export as one line:
+  {"transport": ..., "service": ..., "metric": NAME, "kind": "sum"|"gauge"|"histogram"|...,
+   "unit": ..., "points": [{"attributes": {k: v}, "value": N} or {..., "count": N, "sum": X}]}
 """
 import json
 import sys
@@ -77,7 +79,24 @@ def record_metrics(request, transport):
     for rm in request.resource_metrics:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
-                write({"transport": transport, "metric": metric.name})
+                kind = metric.WhichOneof("data")
+                points = []
+                for point in getattr(metric, kind).data_points if kind else []:
+                    seen = {"attributes": attributes(point.attributes)}
+                    if kind == "histogram":
+                        seen["count"] = point.count
+                        seen["sum"] = point.sum
+                    else:
+                        seen["value"] = point.as_int if point.WhichOneof("value") == "as_int" else point.as_double
+                    points.append(seen)
+                write({
+                    "transport": transport,
+                    "service": attributes(rm.resource.attributes).get("service.name"),
+                    "metric": metric.name,
+                    "kind": kind,
+                    "unit": metric.unit,
+                    "points": points,
+                })
 
 
 class Traces(trace_service_pb2_grpc.TraceServiceServicer):

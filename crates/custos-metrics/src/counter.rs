@@ -1,36 +1,27 @@
 //! [`Counter`]: a family of monotonically increasing integers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::family::{Family, Meta, Series};
-use crate::text;
+use crate::family::Family;
+use crate::snapshot::Value;
 
-/// A counter family: one `u64` per label set, that only goes up.
+/// A counter family: one `u64` per label set, that only goes up; an SDK `Counter<u64>` (a
+/// monotonic sum over OTLP).
 ///
 /// Cloning is cheap and every clone updates the same series. Label values are passed in the
 /// order of the label names given at registration; a call with a different number of values
 /// is ignored and counted in `custos_metrics_errors_total{reason="label_count"}`.
 #[derive(Debug, Clone)]
 pub struct Counter {
-    family: Arc<Family<CounterSeries>>,
-}
-
-#[derive(Debug)]
-pub(crate) struct CounterSeries(AtomicU64);
-
-impl Series for CounterSeries {
-    fn new(_meta: &Meta) -> Self {
-        CounterSeries(AtomicU64::new(0))
-    }
+    family: Arc<Family<opentelemetry::metrics::Counter<u64>>>,
 }
 
 impl Counter {
-    pub(crate) fn from_family(family: Arc<Family<CounterSeries>>) -> Self {
+    pub(crate) fn from_family(family: Arc<Family<opentelemetry::metrics::Counter<u64>>>) -> Self {
         Counter { family }
     }
 
-    pub(crate) fn family(&self) -> &Family<CounterSeries> {
+    pub(crate) fn family(&self) -> &Family<opentelemetry::metrics::Counter<u64>> {
         &self.family
     }
 
@@ -41,23 +32,17 @@ impl Counter {
 
     /// Adds `n` to the series of `labels`.
     pub fn add(&self, labels: &[&str], n: u64) {
-        self.family.with_series(labels, |series| {
-            series.0.fetch_add(n, Ordering::Relaxed);
-        });
+        if let (Some(counter), Some(attributes)) = (&self.family.instrument, self.family.attributes(labels)) {
+            counter.add(n, &attributes);
+        }
     }
 
     /// The value of the series of `labels`; 0 if it was never updated (or was folded into the
-    /// overflow series). Meant for tests.
+    /// overflow series). Collects every family, so it is meant for tests.
     pub fn get(&self, labels: &[&str]) -> u64 {
-        self.family.existing(labels).map_or(0, |series| series.0.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn render(&self, out: &mut String) {
-        let meta = &self.family.meta;
-        text::write_header(out, &meta.name, meta.help, meta.kind.type_name());
-        for (values, series) in self.family.snapshot() {
-            let value = series.0.load(Ordering::Relaxed);
-            text::write_sample(out, &meta.name, "", &meta.label_names, &values, None, value);
+        match self.family.point(labels).map(|p| p.value) {
+            Some(Value::Counter(n)) => n,
+            _ => 0,
         }
     }
 }

@@ -1,18 +1,24 @@
-//! A family: one metric name, its label names, and a bounded map from label values to series.
+//! A family: one metric name, its label names, and the SDK instrument its series live in.
 //!
-//! The hot path (an update to a series that exists) takes a read lock, hashes the label values
-//! with the family's keyed hasher and touches one atomic; it allocates nothing. Only the first
-//! update of a new label set takes the write lock.
+//! The series themselves (one aggregation per label set, the cap on label sets, the overflow
+//! series past it) are the OpenTelemetry SDK's; a family only turns label values, passed in the
+//! order of its label names, into the SDK's attributes, after checking their number and cutting
+//! them to the length limit.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::Arc;
+
+use opentelemetry::{Key, KeyValue};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
 
 use crate::misuse::{Misuse, MisuseCounts};
+use crate::reader::SharedReader;
 use crate::registry::Limits;
+use crate::snapshot::{self, Point};
 
 /// The label value of every label of the series that absorbs label sets past the limit.
+///
+/// The SDK marks that series with the attribute `otel.metric.overflow=true` (what OTLP carries);
+/// `/metrics` shows it with this value for every label, as it always has.
 pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
 
 /// What kind of metric a family holds, with what the kind needs to know.
@@ -52,54 +58,84 @@ pub(crate) struct Meta {
     pub(crate) kind: Kind,
 }
 
-/// The state of one label set, created on first use.
-pub(crate) trait Series: Send + Sync + Sized {
-    fn new(meta: &Meta) -> Self;
+/// What every family of a registry shares: where to collect from, the limits, the misuse counts.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) reader: SharedReader,
+    pub(crate) limits: Limits,
+    pub(crate) misuse: MisuseCounts,
 }
 
-/// A label set as stored: values already cut to the length limit.
-pub(crate) type Key = Arc<[String]>;
+impl Shared {
+    /// Everything the SDK holds now; `None` once the provider is shut down.
+    pub(crate) fn collect(&self) -> Option<ResourceMetrics> {
+        use opentelemetry_sdk::metrics::reader::MetricReader as _;
+        let mut rm = ResourceMetrics::default();
+        self.reader.collect(&mut rm).ok().map(|()| rm)
+    }
+}
 
-pub(crate) struct Family<S> {
+pub(crate) struct Family<I> {
     pub(crate) meta: Meta,
-    /// Copied from the registry; fixed for the family's life.
-    limits: Limits,
-    /// Where absorbed misuses are counted; shared with the registry.
-    pub(crate) misuse: Arc<MisuseCounts>,
-    /// Keyed per family, so that label values chosen by an attacker cannot be made to collide.
-    hasher: RandomState,
-    /// The label values of the overflow series: [`OVERFLOW_LABEL_VALUE`] for every label.
-    overflow_values: Box<[&'static str]>,
-    /// Hash of `overflow_values`, so that a full family finds its overflow series under the
-    /// read lock and an attacker sending new label values never reaches the write lock.
-    overflow_hash: u64,
-    series: RwLock<SeriesMap<S>>,
+    /// The label names as attribute keys, shared (not copied) by every update's attributes.
+    keys: Box<[Key]>,
+    /// `None` for a family that lost a conflicting registration: it takes updates and keeps
+    /// nothing.
+    pub(crate) instrument: Option<I>,
+    pub(crate) shared: Arc<Shared>,
 }
 
-struct SeriesMap<S> {
-    /// Series by the hash of their label values; a `Vec` holds the rare collisions.
-    by_hash: HashMap<u64, Vec<(Key, Arc<S>)>>,
-    /// Number of series, the overflow series included.
-    len: usize,
-}
+impl<I> Family<I> {
+    pub(crate) fn new(meta: Meta, instrument: Option<I>, shared: Arc<Shared>) -> Self {
+        let keys = meta.label_names.iter().map(|name| Key::from(Arc::<str>::from(name.as_str()))).collect();
+        Family { meta, keys, instrument, shared }
+    }
 
-impl<S> SeriesMap<S> {
-    fn find(&self, hash: u64, values: &[&str], max_bytes: usize) -> Option<&Arc<S>> {
-        let candidates = self.by_hash.get(&hash)?;
-        candidates.iter().find(|(key, _)| same_values(key, values, max_bytes)).map(|(_, series)| series)
+    /// The attributes of one update; `None` (counted) for a wrong number of label values.
+    pub(crate) fn attributes(&self, values: &[&str]) -> Option<Vec<KeyValue>> {
+        if !self.arity_ok(values) {
+            return None;
+        }
+        let max = self.shared.limits.max_label_value_bytes;
+        Some(
+            self.keys
+                .iter()
+                .zip(values)
+                .map(|(key, value)| KeyValue::new(key.clone(), truncate(value, max).to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The series of `values` as collected now; `None` if it has none (or the count is wrong).
+    /// Collects everything, so it is meant for tests.
+    pub(crate) fn point(&self, values: &[&str]) -> Option<Point> {
+        if !self.arity_ok(values) {
+            return None;
+        }
+        let max = self.shared.limits.max_label_value_bytes;
+        let rm = self.shared.collect()?;
+        snapshot::points(&rm, &self.meta)
+            .into_iter()
+            .find(|point| point.values.iter().map(String::as_str).eq(values.iter().map(|v| truncate(v, max))))
+    }
+
+    fn arity_ok(&self, values: &[&str]) -> bool {
+        let ok = values.len() == self.keys.len();
+        if !ok {
+            self.shared.misuse.record(Misuse::LabelCount);
+        }
+        ok
     }
 }
 
-fn same_values(key: &[String], values: &[&str], max_bytes: usize) -> bool {
-    key.len() == values.len() && key.iter().zip(values).all(|(k, v)| k == truncate(v, max_bytes))
-}
-
-fn hash_values(hasher: &RandomState, values: &[&str], max_bytes: usize) -> u64 {
-    let mut hasher = hasher.build_hasher();
-    for value in values {
-        truncate(value, max_bytes).hash(&mut hasher);
+impl<I> std::fmt::Debug for Family<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Family")
+            .field("name", &self.meta.name)
+            .field("kind", &self.meta.kind.type_name())
+            .field("label_names", &self.meta.label_names)
+            .finish_non_exhaustive()
     }
-    hasher.finish()
 }
 
 /// Cuts `value` to at most `max_bytes` bytes, on a character boundary.
@@ -114,151 +150,6 @@ pub(crate) fn truncate(value: &str, max_bytes: usize) -> &str {
     value.get(..end).unwrap_or_default()
 }
 
-impl<S: Series> Family<S> {
-    pub(crate) fn new(meta: Meta, limits: Limits, misuse: Arc<MisuseCounts>) -> Self {
-        let hasher = RandomState::new();
-        let overflow_values: Box<[&'static str]> = meta.label_names.iter().map(|_| OVERFLOW_LABEL_VALUE).collect();
-        let overflow_hash = hash_values(&hasher, &overflow_values, limits.max_label_value_bytes);
-        let family = Family {
-            meta,
-            limits,
-            misuse,
-            hasher,
-            overflow_values,
-            overflow_hash,
-            series: RwLock::new(SeriesMap { by_hash: HashMap::new(), len: 0 }),
-        };
-        // A family without labels has exactly one series; create it now so that it renders as
-        // zero before its first update.
-        if family.meta.label_names.is_empty() {
-            family.get_or_create(&[]);
-        }
-        family
-    }
-
-    /// Runs `f` on the series of `values`, creating it (or folding it into the overflow series)
-    /// if needed. Ignores and counts a wrong number of values.
-    pub(crate) fn with_series(&self, values: &[&str], f: impl FnOnce(&S)) {
-        if !self.arity_ok(values) {
-            return;
-        }
-        let hash = self.hash(values);
-        {
-            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = self.lookup(&map, hash, values) {
-                f(series);
-                return;
-            }
-        }
-        f(&self.insert(hash, values));
-    }
-
-    /// The series of `values`, created if needed; `None` (counted) for a wrong number of values.
-    pub(crate) fn series(&self, values: &[&str]) -> Option<Arc<S>> {
-        if !self.arity_ok(values) {
-            return None;
-        }
-        Some(self.get_or_create(values))
-    }
-
-    /// The series of `values` if it exists; never creates one.
-    pub(crate) fn existing(&self, values: &[&str]) -> Option<Arc<S>> {
-        if !self.arity_ok(values) {
-            return None;
-        }
-        let hash = self.hash(values);
-        let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-        map.find(hash, values, self.limits.max_label_value_bytes).cloned()
-    }
-
-    /// Every series with its label values, sorted by label values.
-    pub(crate) fn snapshot(&self) -> Vec<(Key, Arc<S>)> {
-        let mut all: Vec<(Key, Arc<S>)> = {
-            // Clone out under the lock and sort after: a long read would hold back the write
-            // lock of a new series, and with it every update queued behind that writer.
-            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            map.by_hash.values().flatten().map(|(key, series)| (Arc::clone(key), Arc::clone(series))).collect()
-        };
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        all
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.series.read().unwrap_or_else(PoisonError::into_inner).len
-    }
-
-    fn arity_ok(&self, values: &[&str]) -> bool {
-        let ok = values.len() == self.meta.label_names.len();
-        if !ok {
-            self.misuse.record(Misuse::LabelCount);
-        }
-        ok
-    }
-
-    fn hash(&self, values: &[&str]) -> u64 {
-        hash_values(&self.hasher, values, self.limits.max_label_value_bytes)
-    }
-
-    fn is_full(&self, map: &SeriesMap<S>) -> bool {
-        map.len >= self.limits.max_series_per_family
-    }
-
-    /// The series that updates for `values` go to, if it exists: its own, or the overflow series
-    /// when the family is full.
-    fn lookup<'m>(&self, map: &'m SeriesMap<S>, hash: u64, values: &[&str]) -> Option<&'m Arc<S>> {
-        let max_bytes = self.limits.max_label_value_bytes;
-        map.find(hash, values, max_bytes).or_else(|| {
-            if self.is_full(map) {
-                map.find(self.overflow_hash, &self.overflow_values, max_bytes)
-            } else {
-                None
-            }
-        })
-    }
-
-    fn get_or_create(&self, values: &[&str]) -> Arc<S> {
-        let hash = self.hash(values);
-        {
-            let map = self.series.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(series) = self.lookup(&map, hash, values) {
-                return Arc::clone(series);
-            }
-        }
-        self.insert(hash, values)
-    }
-
-    /// Inserts the series of `values` (whose hash is `hash`), or the overflow series if the
-    /// family is full. Another thread may have inserted either since the caller's read lock.
-    fn insert(&self, hash: u64, values: &[&str]) -> Arc<S> {
-        let max_bytes = self.limits.max_label_value_bytes;
-        let mut map = self.series.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(series) = self.lookup(&map, hash, values) {
-            return Arc::clone(series);
-        }
-        // INVARIANT: series are never removed, so a label set that found the family full will
-        // find it full again, and a gauge incremented and later decremented through the overflow
-        // series stays balanced. The overflow series may take the family one past its limit.
-        let (hash, values) =
-            if self.is_full(&map) { (self.overflow_hash, &*self.overflow_values) } else { (hash, values) };
-        let key: Key = values.iter().map(|v| truncate(v, max_bytes).to_owned()).collect();
-        let series = Arc::new(S::new(&self.meta));
-        map.by_hash.entry(hash).or_default().push((key, Arc::clone(&series)));
-        map.len += 1;
-        series
-    }
-}
-
-impl<S> fmt::Debug for Family<S> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Family")
-            .field("name", &self.meta.name)
-            .field("kind", &self.meta.kind.type_name())
-            .field("label_names", &self.meta.label_names)
-            .finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +157,10 @@ mod tests {
 
     fn small(max_series_per_family: usize) -> Registry {
         Registry::with_limits(Limits { max_series_per_family, ..Limits::default() })
+    }
+
+    fn series(text: &str, name: &str) -> usize {
+        text.lines().filter(|l| l.starts_with(&format!("{name}{{"))).count()
     }
 
     #[test]
@@ -282,7 +177,6 @@ mod tests {
         assert_eq!(calls.get(&["bot", "a"]), 2);
         assert_eq!(calls.get(&["bot", "d"]), 0);
         assert_eq!(calls.get(&[OVERFLOW_LABEL_VALUE, OVERFLOW_LABEL_VALUE]), 3);
-        assert_eq!(calls.family().len(), 4);
         let text = registry.render();
         assert!(
             text.contains(concat!(
@@ -293,19 +187,38 @@ mod tests {
             )),
             "{text}"
         );
+        assert_eq!(series(&text, "calls_total"), 4, "{text}");
     }
 
     #[test]
     fn an_attacker_choosing_label_values_cannot_grow_a_family_past_its_limit() {
         let registry = Registry::new();
         let calls = registry.counter("calls_total", "c", &["tool"]);
+        let duration = registry.histogram("d_seconds", "d", &["tool"], crate::LATENCY_BUCKETS);
         for i in 0..(3 * DEFAULT_MAX_SERIES_PER_FAMILY) {
-            calls.inc(&[&format!("unknown-tool-{i}")]);
+            let tool = format!("unknown-tool-{i}");
+            calls.inc(&[&tool]);
+            duration.observe(&[&tool], 0.001);
         }
-        assert_eq!(calls.family().len(), DEFAULT_MAX_SERIES_PER_FAMILY + 1);
         assert_eq!(calls.get(&[OVERFLOW_LABEL_VALUE]), 2 * DEFAULT_MAX_SERIES_PER_FAMILY as u64);
-        let samples = registry.render().lines().filter(|l| l.starts_with("calls_total{")).count();
-        assert_eq!(samples, DEFAULT_MAX_SERIES_PER_FAMILY + 1);
+        assert_eq!(duration.count(&[OVERFLOW_LABEL_VALUE]), 2 * DEFAULT_MAX_SERIES_PER_FAMILY as u64);
+        let text = registry.render();
+        assert_eq!(series(&text, "calls_total"), DEFAULT_MAX_SERIES_PER_FAMILY + 1);
+        assert_eq!(series(&text, "d_seconds_count"), DEFAULT_MAX_SERIES_PER_FAMILY + 1);
+        // What OTLP would carry is bounded the same way: the collection itself.
+        let rm = registry.collect().unwrap();
+        let points: usize = rm
+            .scope_metrics()
+            .flat_map(|s| s.metrics())
+            .filter(|m| m.name() == "calls_total")
+            .map(|m| match m.data() {
+                opentelemetry_sdk::metrics::data::AggregatedMetrics::U64(
+                    opentelemetry_sdk::metrics::data::MetricData::Sum(sum),
+                ) => sum.data_points().count(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(points, DEFAULT_MAX_SERIES_PER_FAMILY + 1);
     }
 
     #[test]
@@ -325,22 +238,24 @@ mod tests {
     }
 
     #[test]
-    fn a_limit_of_zero_folds_every_label_set() {
+    fn a_limit_of_zero_is_raised_to_one() {
         let registry = small(0);
+        assert_eq!(registry.limits().max_series_per_family, 1);
         let calls = registry.counter("calls_total", "c", &["tool"]);
         calls.inc(&["a"]);
         calls.inc(&["b"]);
+        calls.inc(&["c"]);
+        assert_eq!(calls.get(&["a"]), 1);
         assert_eq!(calls.get(&[OVERFLOW_LABEL_VALUE]), 2);
-        assert_eq!(calls.family().len(), 1);
     }
 
     #[test]
     fn literal_overflow_values_share_the_overflow_series() {
-        let registry = small(1);
+        let registry = small(2);
         let calls = registry.counter("calls_total", "c", &["tool"]);
+        calls.inc(&[OVERFLOW_LABEL_VALUE]);
         calls.inc(&["a"]);
         calls.inc(&["b"]);
-        calls.inc(&[OVERFLOW_LABEL_VALUE]);
         assert_eq!(calls.get(&[OVERFLOW_LABEL_VALUE]), 2);
         assert_eq!(registry.render().matches("tool=\"__overflow__\"").count(), 1);
     }

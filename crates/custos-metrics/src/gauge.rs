@@ -1,49 +1,37 @@
 //! [`Gauge`]: a family of integers that go up and down.
 
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use crate::family::{Family, Meta, Series};
-use crate::text;
+use crate::family::Family;
+use crate::snapshot::Value;
 
-/// A gauge family: one `i64` per label set, set or moved up and down.
+/// A gauge family: one `i64` per label set, moved up and down; an SDK `UpDownCounter<i64>` (a
+/// non-monotonic sum over OTLP). There is no `set`: every gauge of the gateway counts things
+/// that open and close, and an up-down counter adds across label sets and processes, which a
+/// last-value gauge does not.
 ///
 /// Cloning is cheap and every clone updates the same series. Label values are passed in the
 /// order of the label names given at registration; a call with a different number of values
 /// is ignored and counted in `custos_metrics_errors_total{reason="label_count"}`.
 #[derive(Debug, Clone)]
 pub struct Gauge {
-    family: Arc<Family<GaugeSeries>>,
-}
-
-#[derive(Debug)]
-pub(crate) struct GaugeSeries(AtomicI64);
-
-impl Series for GaugeSeries {
-    fn new(_meta: &Meta) -> Self {
-        GaugeSeries(AtomicI64::new(0))
-    }
+    family: Arc<Family<opentelemetry::metrics::UpDownCounter<i64>>>,
 }
 
 impl Gauge {
-    pub(crate) fn from_family(family: Arc<Family<GaugeSeries>>) -> Self {
+    pub(crate) fn from_family(family: Arc<Family<opentelemetry::metrics::UpDownCounter<i64>>>) -> Self {
         Gauge { family }
     }
 
-    pub(crate) fn family(&self) -> &Family<GaugeSeries> {
+    pub(crate) fn family(&self) -> &Family<opentelemetry::metrics::UpDownCounter<i64>> {
         &self.family
-    }
-
-    /// Sets the series of `labels` to `v`.
-    pub fn set(&self, labels: &[&str], v: i64) {
-        self.family.with_series(labels, |series| series.0.store(v, Ordering::Relaxed));
     }
 
     /// Adds `delta` (which may be negative) to the series of `labels`.
     pub fn add(&self, labels: &[&str], delta: i64) {
-        self.family.with_series(labels, |series| {
-            series.0.fetch_add(delta, Ordering::Relaxed);
-        });
+        if let (Some(gauge), Some(attributes)) = (&self.family.instrument, self.family.attributes(labels)) {
+            gauge.add(delta, &attributes);
+        }
     }
 
     /// Adds one to the series of `labels`.
@@ -57,17 +45,11 @@ impl Gauge {
     }
 
     /// The value of the series of `labels`; 0 if it was never updated (or was folded into the
-    /// overflow series). Meant for tests.
+    /// overflow series). Collects every family, so it is meant for tests.
     pub fn get(&self, labels: &[&str]) -> i64 {
-        self.family.existing(labels).map_or(0, |series| series.0.load(Ordering::Relaxed))
-    }
-
-    pub(crate) fn render(&self, out: &mut String) {
-        let meta = &self.family.meta;
-        text::write_header(out, &meta.name, meta.help, meta.kind.type_name());
-        for (values, series) in self.family.snapshot() {
-            let value = series.0.load(Ordering::Relaxed);
-            text::write_sample(out, &meta.name, "", &meta.label_names, &values, None, value);
+        match self.family.point(labels).map(|p| p.value) {
+            Some(Value::Gauge(n)) => n,
+            _ => 0,
         }
     }
 }
@@ -80,7 +62,7 @@ mod tests {
     fn gauges_set_add_inc_and_dec() {
         let registry = Registry::new();
         let sessions = registry.gauge("sessions", "s", &["server"]);
-        sessions.set(&["a"], 10);
+        sessions.add(&["a"], 10);
         sessions.inc(&["a"]);
         sessions.dec(&["a"]);
         sessions.dec(&["a"]);

@@ -1,12 +1,13 @@
 //! [`Histogram`]: a family of latency distributions in seconds, and its [`Timer`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::family::{Family, Kind, Meta, Series};
+use opentelemetry::KeyValue;
+
+use crate::family::Family;
 use crate::misuse::Misuse;
-use crate::text;
+use crate::snapshot::Value;
 
 /// Bucket upper bounds in seconds for request latencies, from half a millisecond to ten seconds.
 ///
@@ -15,7 +16,7 @@ pub const LATENCY_BUCKETS: &[f64] =
     &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A histogram family: per label set, how many observations fell at or below each bucket bound,
-/// their count and their sum.
+/// their count and their sum; an SDK `Histogram<f64>` with explicit buckets, unit `s`.
 ///
 /// Cloning is cheap and every clone updates the same series. Label values are passed in the
 /// order of the label names given at registration; a call with a different number of values
@@ -23,76 +24,33 @@ pub const LATENCY_BUCKETS: &[f64] =
 /// must be finite and not negative; others are dropped and counted as `invalid_value`.
 #[derive(Debug, Clone)]
 pub struct Histogram {
-    family: Arc<Family<HistogramSeries>>,
-}
-
-#[derive(Debug)]
-pub(crate) struct HistogramSeries {
-    /// Observations per bucket, not cumulative: the last one is above the highest bound (`+Inf`).
-    /// The count is their total, so `_count` always equals the `+Inf` bucket in the output.
-    buckets: Box<[AtomicU64]>,
-    /// Sum of the observations, as the bits of an `f64`.
-    sum_bits: AtomicU64,
-}
-
-impl Series for HistogramSeries {
-    fn new(meta: &Meta) -> Self {
-        let bounds = match &meta.kind {
-            Kind::Histogram(bounds) => bounds.len(),
-            Kind::Counter | Kind::Gauge => 0,
-        };
-        HistogramSeries {
-            buckets: (0..=bounds).map(|_| AtomicU64::new(0)).collect(),
-            sum_bits: AtomicU64::new(0.0_f64.to_bits()),
-        }
-    }
-}
-
-impl HistogramSeries {
-    fn observe(&self, bounds: &[f64], seconds: f64) {
-        // Buckets are "less than or equal": the first bound not below the value.
-        let index = bounds.partition_point(|bound| *bound < seconds);
-        if let Some(bucket) = self.buckets.get(index) {
-            bucket.fetch_add(1, Ordering::Relaxed);
-        }
-        // The closure always returns `Some`, so the update cannot fail.
-        let _ = self.sum_bits.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
-            Some((f64::from_bits(bits) + seconds).to_bits())
-        });
-    }
-
-    fn count(&self) -> u64 {
-        self.buckets.iter().map(|bucket| bucket.load(Ordering::Relaxed)).sum()
-    }
-
-    fn sum(&self) -> f64 {
-        f64::from_bits(self.sum_bits.load(Ordering::Relaxed))
-    }
+    family: Arc<Family<opentelemetry::metrics::Histogram<f64>>>,
 }
 
 impl Histogram {
-    pub(crate) fn from_family(family: Arc<Family<HistogramSeries>>) -> Self {
+    pub(crate) fn from_family(family: Arc<Family<opentelemetry::metrics::Histogram<f64>>>) -> Self {
         Histogram { family }
     }
 
-    pub(crate) fn family(&self) -> &Family<HistogramSeries> {
+    pub(crate) fn family(&self) -> &Family<opentelemetry::metrics::Histogram<f64>> {
         &self.family
-    }
-
-    fn bounds(&self) -> &[f64] {
-        match &self.family.meta.kind {
-            Kind::Histogram(bounds) => bounds,
-            Kind::Counter | Kind::Gauge => &[],
-        }
     }
 
     /// Records one observation of `seconds` in the series of `labels`.
     pub fn observe(&self, labels: &[&str], seconds: f64) {
+        if let Some(attributes) = self.family.attributes(labels) {
+            self.record(&attributes, seconds);
+        }
+    }
+
+    fn record(&self, attributes: &[KeyValue], seconds: f64) {
         if !valid_observation(seconds) {
-            self.family.misuse.record(Misuse::InvalidValue);
+            self.family.shared.misuse.record(Misuse::InvalidValue);
             return;
         }
-        self.family.with_series(labels, |series| series.observe(self.bounds(), seconds));
+        if let Some(histogram) = &self.family.instrument {
+            histogram.record(seconds, attributes);
+        }
     }
 
     /// Records one observation of `duration` in the series of `labels`.
@@ -103,42 +61,26 @@ impl Histogram {
     /// Starts timing now; the [`Timer`] observes the elapsed time in the series of `labels`
     /// when it is stopped or dropped.
     ///
-    /// The series is looked up once, here, so stopping the timer costs no lookup.
+    /// The attributes are made once, here, so stopping the timer only records.
     pub fn start_timer(&self, labels: &[&str]) -> Timer {
-        Timer { histogram: self.clone(), series: self.family.series(labels), start: Instant::now() }
+        Timer { histogram: self.clone(), attributes: self.family.attributes(labels), start: Instant::now() }
     }
 
-    /// Number of observations in the series of `labels`; 0 if there is no such series. Meant for
-    /// tests.
+    /// Number of observations in the series of `labels`; 0 if there is no such series.
+    /// Collects every family, so it is meant for tests.
     pub fn count(&self, labels: &[&str]) -> u64 {
-        self.family.existing(labels).map_or(0, |series| series.count())
+        match self.family.point(labels).map(|p| p.value) {
+            Some(Value::Histogram { buckets, .. }) => buckets.iter().sum(),
+            _ => 0,
+        }
     }
 
     /// Sum of the observations in the series of `labels`, in seconds; 0 if there is no such
-    /// series. Meant for tests.
+    /// series. Collects every family, so it is meant for tests.
     pub fn sum(&self, labels: &[&str]) -> f64 {
-        self.family.existing(labels).map_or(0.0, |series| series.sum())
-    }
-
-    pub(crate) fn render(&self, out: &mut String) {
-        let meta = &self.family.meta;
-        let name = meta.name.as_str();
-        let labels = &meta.label_names;
-        text::write_header(out, name, meta.help, meta.kind.type_name());
-        let bounds = self.bounds();
-        for (values, series) in self.family.snapshot() {
-            // Read each bucket once and derive the count from them, so that the `+Inf` bucket
-            // and `_count` agree even while other threads observe.
-            let mut cumulative = 0_u64;
-            for (bound, bucket) in bounds.iter().zip(series.buckets.iter()) {
-                cumulative += bucket.load(Ordering::Relaxed);
-                let le = text::format_float(*bound);
-                text::write_sample(out, name, "_bucket", labels, &values, Some(("le", &le)), cumulative);
-            }
-            cumulative += series.buckets.last().map_or(0, |bucket| bucket.load(Ordering::Relaxed));
-            text::write_sample(out, name, "_bucket", labels, &values, Some(("le", "+Inf")), cumulative);
-            text::write_sample(out, name, "_sum", labels, &values, None, text::format_float(series.sum()));
-            text::write_sample(out, name, "_count", labels, &values, None, cumulative);
+        match self.family.point(labels).map(|p| p.value) {
+            Some(Value::Histogram { sum, .. }) => sum,
+            _ => 0.0,
         }
     }
 }
@@ -154,10 +96,9 @@ fn valid_observation(seconds: f64) -> bool {
 #[derive(Debug)]
 #[must_use = "a timer dropped at once observes a duration of almost zero"]
 pub struct Timer {
-    /// For its bucket bounds.
     histogram: Histogram,
     /// `None` once observed or discarded, or if the label count was wrong.
-    series: Option<Arc<HistogramSeries>>,
+    attributes: Option<Vec<KeyValue>>,
     start: Instant,
 }
 
@@ -176,12 +117,12 @@ impl Timer {
 
     /// Stops the timer without observing anything.
     pub fn discard(mut self) {
-        self.series = None;
+        self.attributes = None;
     }
 
     fn record(&mut self, elapsed: Duration) {
-        if let Some(series) = self.series.take() {
-            series.observe(self.histogram.bounds(), elapsed.as_secs_f64());
+        if let Some(attributes) = self.attributes.take() {
+            self.histogram.record(&attributes, elapsed.as_secs_f64());
         }
     }
 }

@@ -1,27 +1,33 @@
 //! Custos metrics: counters, gauges and latency histograms for the gateway's `/metrics`
-//! endpoint, rendered in the Prometheus text exposition format (version 0.0.4).
+//! endpoint and for OTLP, one set of instruments for both.
 //!
 //! A [`Registry`] holds metric families by name; registering returns a cheap, cloneable handle
 //! ([`Counter`], [`Gauge`], [`Histogram`]) that the request path keeps and updates with label
-//! values, in the order of the family's label names. Updates touch one atomic under a read lock
-//! and allocate nothing once the label set has a series. [`Registry::render`] writes the text
-//! to serve with [`CONTENT_TYPE`].
+//! values, in the order of the family's label names. Each family is an OpenTelemetry SDK
+//! instrument (`Counter<u64>`, `UpDownCounter<i64>`, `Histogram<f64>`): the SDK keeps the
+//! series, one aggregation per label set. [`Registry::render`] collects them through one
+//! cumulative reader and writes the Prometheus text format to serve with [`CONTENT_TYPE`];
+//! [`Registry::collect`] hands the same collection to an OTLP exporter (custos-telemetry).
+//! Nothing is measured twice.
 //!
 //! Nothing here panics or returns an error: a misuse (wrong number of label values, invalid
 //! name, conflicting registration, invalid observation) is repaired or ignored, and counted in
 //! `custos_metrics_errors_total{reason}`, which every registry renders.
 //!
 //! Label values are bounded, since agents choose some of them (an unknown tool name, for one):
-//! each family keeps at most [`Limits::max_series_per_family`] label sets, after which new ones
-//! are folded into one series whose every label value is [`OVERFLOW_LABEL_VALUE`], and values
-//! are cut to [`Limits::max_label_value_bytes`].
+//! each family keeps at most [`Limits::max_series_per_family`] label sets (the SDK's
+//! cardinality limit), after which new ones are folded into the SDK's overflow series, shown
+//! with [`OVERFLOW_LABEL_VALUE`] for every label; values are cut to
+//! [`Limits::max_label_value_bytes`] before they reach the SDK.
 //!
 //! # Layout
 //!
-//! - `registry.rs`: [`Registry`], [`Limits`], registration rules, rendering all families.
-//! - `family.rs`: one family's bounded map from label values to series, overflow folding.
-//! - `counter.rs`, `gauge.rs`, `histogram.rs`: the handles, their series and their samples;
-//!   `histogram.rs` also has [`Timer`] and [`LATENCY_BUCKETS`].
+//! - `registry.rs`: [`Registry`], [`Limits`], registration rules, the meter provider, rendering.
+//! - `family.rs`: one family: its names, its instrument, label values to attributes.
+//! - `counter.rs`, `gauge.rs`, `histogram.rs`: the handles; `histogram.rs` also has [`Timer`]
+//!   and [`LATENCY_BUCKETS`].
+//! - `reader.rs`: the SDK's `ManualReader`, shared between the provider and the registry.
+//! - `snapshot.rs`: a family's series from a collection, by label values, overflow mapped.
 //! - `misuse.rs`: the absorbed misuses and `custos_metrics_errors_total`.
 //! - `text.rs`: the exposition format: name rules, escaping, float spelling, lines.
 //!
@@ -75,7 +81,9 @@ mod family;
 mod gauge;
 mod histogram;
 mod misuse;
+mod reader;
 mod registry;
+mod snapshot;
 mod text;
 
 pub use counter::Counter;

@@ -1,14 +1,22 @@
-//! [`Registry`]: registration of families by name, limits, and rendering the exposition.
+//! [`Registry`]: registration of families by name, limits, and what `/metrics` and the OTLP push
+//! read.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::{SdkMeterProvider, Stream};
+use opentelemetry_sdk::Resource;
+
 use crate::counter::Counter;
-use crate::family::{Family, Kind, Meta, Series, OVERFLOW_LABEL_VALUE};
+use crate::family::{Family, Kind, Meta, Shared, OVERFLOW_LABEL_VALUE};
 use crate::gauge::Gauge;
 use crate::histogram::Histogram;
 use crate::misuse::{self, Misuse, MisuseCounts};
+use crate::reader::SharedReader;
+use crate::snapshot::{self, Value};
 use crate::text;
 
 /// The `Content-Type` of [`Registry::render`]'s output.
@@ -20,13 +28,21 @@ pub const DEFAULT_MAX_SERIES_PER_FAMILY: usize = 1000;
 /// Default of [`Limits::max_label_value_bytes`]. MCP tool names are at most 128 characters.
 pub const DEFAULT_MAX_LABEL_VALUE_BYTES: usize = 128;
 
+/// The highest [`Limits::max_series_per_family`] kept; the SDK sizes its map from it.
+const MAX_SERIES_LIMIT: usize = 1 << 20;
+
+/// The instrumentation scope of the gateway's instruments.
+const SCOPE: &str = "custos";
+
 /// Bounds on what label values can make a registry hold, since agents choose some of them
 /// (tool names, for one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most label sets one family keeps. Past it, updates for a new label set go to one series
-    /// whose every label value is [`OVERFLOW_LABEL_VALUE`]; label sets already present keep
-    /// their own series. A family holds at most this many series plus that one.
+    /// Most label sets one family keeps (the SDK's cardinality limit). Past it, updates for a
+    /// new label set go to one series, shown on `/metrics` with [`OVERFLOW_LABEL_VALUE`] for
+    /// every label and sent over OTLP as `otel.metric.overflow=true`; label sets already
+    /// present keep their own series. A family holds at most this many series plus that one.
+    /// At least 1 (raised if lower).
     pub max_series_per_family: usize,
     /// Longest label value kept, in bytes; longer values are cut on a character boundary, and
     /// values that agree up to the cut share a series. Raised to the length of
@@ -43,29 +59,34 @@ impl Default for Limits {
     }
 }
 
-/// A set of metric families, rendered together in the Prometheus text format.
+/// A set of metric families: OpenTelemetry SDK instruments of one meter provider, read on
+/// demand through one cumulative reader, rendered together in the Prometheus text format and
+/// collected for an OTLP push.
 ///
 /// Cloning is cheap: clones share the same families. Registering never fails and never panics:
 ///
 /// - registering a name again with the same type, label names (and buckets) returns the
 ///   family already registered; its first help text stays;
 /// - registering a name again with anything else, or a name whose samples would collide with
-///   another family's (a counter `x_count` beside a histogram `x`), returns a working family
-///   that is never rendered, and counts a `conflict`;
+///   another family's (a counter `x_count` beside a histogram `x`), returns a family that takes
+///   updates and keeps nothing, and counts a `conflict`;
 /// - an invalid metric or label name is sanitized (see [`Registry::counter`]) and counted as
 ///   `invalid_name`.
 ///
 /// Every registry renders `custos_metrics_errors_total{reason}`, which counts these repairs
-/// and the updates that were ignored; that name is reserved.
+/// and the updates that were ignored; that name is reserved. It is not an SDK instrument, so
+/// OTLP does not carry it.
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    limits: Limits,
-    /// Shared with every family, which count their own misuses here.
-    misuse: Arc<MisuseCounts>,
+    /// Shared with every family: the reader, the limits and the misuse counts.
+    shared: Arc<Shared>,
+    /// Owns the instruments' aggregations; dropped with the last clone of the registry.
+    _provider: SdkMeterProvider,
+    meter: Meter,
     /// By name, so that rendering lists families sorted by name.
     families: Mutex<BTreeMap<String, Entry>>,
 }
@@ -80,29 +101,37 @@ enum Entry {
 }
 
 impl Entry {
+    fn meta(&self) -> Option<&Meta> {
+        match self {
+            Entry::Counter(c) => Some(&c.family().meta),
+            Entry::Gauge(g) => Some(&g.family().meta),
+            Entry::Histogram(h) => Some(&h.family().meta),
+            Entry::Misuse => None,
+        }
+    }
+
     fn sample_names(&self, name: &str) -> Vec<String> {
-        let suffixes = match self {
-            Entry::Counter(c) => c.family().meta.kind.sample_suffixes(),
-            Entry::Gauge(g) => g.family().meta.kind.sample_suffixes(),
-            Entry::Histogram(h) => h.family().meta.kind.sample_suffixes(),
-            Entry::Misuse => &[""],
-        };
+        let suffixes = self.meta().map_or(&[""][..], |meta| meta.kind.sample_suffixes());
         suffixes.iter().map(|suffix| format!("{name}{suffix}")).collect()
     }
 }
 
 /// What [`Registry::register`] needs from each handle type.
 trait Metric: Clone {
-    type Series: Series;
-    fn from_family(family: Family<Self::Series>) -> Self;
+    type Instrument;
+    fn instrument(meter: &Meter, meta: &Meta) -> Self::Instrument;
+    fn from_family(family: Family<Self::Instrument>) -> Self;
     fn meta(&self) -> &Meta;
     fn from_entry(entry: &Entry) -> Option<Self>;
     fn into_entry(self) -> Entry;
 }
 
 impl Metric for Counter {
-    type Series = crate::counter::CounterSeries;
-    fn from_family(family: Family<Self::Series>) -> Self {
+    type Instrument = opentelemetry::metrics::Counter<u64>;
+    fn instrument(meter: &Meter, meta: &Meta) -> Self::Instrument {
+        meter.u64_counter(meta.name.clone()).with_description(meta.help).build()
+    }
+    fn from_family(family: Family<Self::Instrument>) -> Self {
         Counter::from_family(Arc::new(family))
     }
     fn meta(&self) -> &Meta {
@@ -120,8 +149,11 @@ impl Metric for Counter {
 }
 
 impl Metric for Gauge {
-    type Series = crate::gauge::GaugeSeries;
-    fn from_family(family: Family<Self::Series>) -> Self {
+    type Instrument = opentelemetry::metrics::UpDownCounter<i64>;
+    fn instrument(meter: &Meter, meta: &Meta) -> Self::Instrument {
+        meter.i64_up_down_counter(meta.name.clone()).with_description(meta.help).build()
+    }
+    fn from_family(family: Family<Self::Instrument>) -> Self {
         Gauge::from_family(Arc::new(family))
     }
     fn meta(&self) -> &Meta {
@@ -139,8 +171,20 @@ impl Metric for Gauge {
 }
 
 impl Metric for Histogram {
-    type Series = crate::histogram::HistogramSeries;
-    fn from_family(family: Family<Self::Series>) -> Self {
+    type Instrument = opentelemetry::metrics::Histogram<f64>;
+    fn instrument(meter: &Meter, meta: &Meta) -> Self::Instrument {
+        let bounds = match &meta.kind {
+            Kind::Histogram(bounds) => bounds.to_vec(),
+            Kind::Counter | Kind::Gauge => Vec::new(),
+        };
+        meter
+            .f64_histogram(meta.name.clone())
+            .with_description(meta.help)
+            .with_unit("s")
+            .with_boundaries(bounds)
+            .build()
+    }
+    fn from_family(family: Family<Self::Instrument>) -> Self {
         Histogram::from_family(Arc::new(family))
     }
     fn meta(&self) -> &Meta {
@@ -164,23 +208,52 @@ impl Default for Registry {
 }
 
 impl Registry {
-    /// An empty registry with the default [`Limits`].
+    /// An empty registry with the default [`Limits`], whose OTLP resource is named `custos`.
     pub fn new() -> Self {
-        Registry::with_limits(Limits::default())
+        Registry::build(Limits::default(), SCOPE)
     }
 
     /// An empty registry with `limits` for every family.
     pub fn with_limits(limits: Limits) -> Self {
-        let limits =
-            Limits { max_label_value_bytes: limits.max_label_value_bytes.max(OVERFLOW_LABEL_VALUE.len()), ..limits };
+        Registry::build(limits, SCOPE)
+    }
+
+    /// An empty registry with the default [`Limits`] whose metrics carry `service.name =
+    /// service_name` over OTLP (the `[telemetry] service_name` the spans carry).
+    pub fn for_service(service_name: &str) -> Self {
+        Registry::build(Limits::default(), service_name)
+    }
+
+    fn build(limits: Limits, service_name: &str) -> Self {
+        let limits = Limits {
+            max_series_per_family: limits.max_series_per_family.clamp(1, MAX_SERIES_LIMIT),
+            max_label_value_bytes: limits.max_label_value_bytes.max(OVERFLOW_LABEL_VALUE.len()),
+        };
+        let reader = SharedReader::new();
+        let cap = limits.max_series_per_family;
+        let resource = Resource::builder_empty()
+            .with_service_name(service_name.to_owned())
+            .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(reader.clone())
+            .with_resource(resource)
+            // Every instrument gets the same cap on label sets; the SDK folds the rest into its
+            // overflow series.
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder().with_cardinality_limit(cap).build().ok()
+            })
+            .build();
+        let meter = provider.meter(SCOPE);
         let mut families = BTreeMap::new();
         families.insert(misuse::NAME.to_owned(), Entry::Misuse);
-        Registry { inner: Arc::new(Inner { limits, misuse: Arc::default(), families: Mutex::new(families) }) }
+        let shared = Arc::new(Shared { reader, limits, misuse: MisuseCounts::default() });
+        Registry { inner: Arc::new(Inner { shared, _provider: provider, meter, families: Mutex::new(families) }) }
     }
 
     /// The limits every family of this registry has.
     pub fn limits(&self) -> Limits {
-        self.inner.limits
+        self.inner.shared.limits
     }
 
     /// Registers (or finds) the counter family `name`, with `label_names` in the order label
@@ -190,7 +263,8 @@ impl Registry {
     /// (label). Otherwise, as a programming error that must not take the gateway down, every
     /// other character becomes `_`, a leading digit gets a `_` before it, leading `__` in a
     /// label name (reserved by Prometheus) becomes `_`, and a repeated label name gets `_`
-    /// appended; each repair counts `invalid_name`.
+    /// appended; each repair counts `invalid_name`. (The SDK refuses instrument names that do
+    /// not start with a letter: such a family renders no series.)
     pub fn counter(&self, name: &'static str, help: &'static str, label_names: &'static [&'static str]) -> Counter {
         self.register(name, help, label_names, Kind::Counter)
     }
@@ -217,13 +291,13 @@ impl Registry {
         bounds.sort_by(f64::total_cmp);
         bounds.dedup();
         if bounds.as_slice() != buckets {
-            self.inner.misuse.record(Misuse::InvalidBuckets);
+            self.inner.shared.misuse.record(Misuse::InvalidBuckets);
         }
         self.register(name, help, label_names, Kind::Histogram(bounds.into_boxed_slice()))
     }
 
     fn register<M: Metric>(&self, name: &str, help: &'static str, label_names: &[&str], kind: Kind) -> M {
-        let misuse = &self.inner.misuse;
+        let misuse = &self.inner.shared.misuse;
         let (name, bad_name) = text::sanitize_metric_name(name);
         let reserved: &[&str] = match kind {
             Kind::Histogram(_) => &["le"],
@@ -243,14 +317,23 @@ impl Registry {
             },
             None => collides(&families, &meta),
         };
-        let name = meta.name.clone();
-        let metric = M::from_family(Family::new(meta, self.inner.limits, Arc::clone(misuse)));
+        let shared = Arc::clone(&self.inner.shared);
         if conflict {
+            // No instrument: the SDK would merge it with the family that holds the name.
             misuse.record(Misuse::Conflict);
-        } else {
-            families.insert(name, metric.clone().into_entry());
+            return M::from_family(Family::new(meta, None, shared));
         }
+        let instrument = M::instrument(&self.inner.meter, &meta);
+        let name = meta.name.clone();
+        let metric = M::from_family(Family::new(meta, Some(instrument), shared));
+        families.insert(name, metric.clone().into_entry());
         metric
+    }
+
+    /// Everything the registry's instruments hold now (cumulative since start), for an OTLP
+    /// push; `None` once the provider is shut down.
+    pub fn collect(&self) -> Option<ResourceMetrics> {
+        self.inner.shared.collect()
     }
 
     /// Renders every family in the Prometheus text format, version 0.0.4 (see
@@ -261,13 +344,12 @@ impl Registry {
             let families = self.inner.families.lock().unwrap_or_else(PoisonError::into_inner);
             families.values().cloned().collect()
         };
+        let rm = self.collect().unwrap_or_default();
         let mut out = String::new();
         for entry in entries {
-            match entry {
-                Entry::Counter(c) => c.render(&mut out),
-                Entry::Gauge(g) => g.render(&mut out),
-                Entry::Histogram(h) => h.render(&mut out),
-                Entry::Misuse => self.inner.misuse.render(&mut out),
+            match entry.meta() {
+                Some(meta) => render_family(&mut out, meta, &snapshot::points(&rm, meta)),
+                None => self.inner.shared.misuse.render(&mut out),
             }
         }
         out
@@ -275,7 +357,37 @@ impl Registry {
 
     #[cfg(test)]
     pub(crate) fn misuse(&self, reason: Misuse) -> u64 {
-        self.inner.misuse.get(reason)
+        self.inner.shared.misuse.get(reason)
+    }
+}
+
+/// Writes one family: its header, then each series' samples.
+fn render_family(out: &mut String, meta: &Meta, points: &[snapshot::Point]) {
+    let (name, labels) = (meta.name.as_str(), &meta.label_names);
+    text::write_header(out, name, meta.help, meta.kind.type_name());
+    let bounds: &[f64] = match &meta.kind {
+        Kind::Histogram(bounds) => bounds,
+        Kind::Counter | Kind::Gauge => &[],
+    };
+    for point in points {
+        let values = &point.values;
+        match &point.value {
+            Value::Counter(n) => text::write_sample(out, name, "", labels, values, None, n),
+            Value::Gauge(n) => text::write_sample(out, name, "", labels, values, None, n),
+            Value::Histogram { buckets, sum } => {
+                // The count is the buckets' total, so `+Inf` and `_count` always agree.
+                let mut cumulative = 0_u64;
+                for (bound, bucket) in bounds.iter().zip(buckets) {
+                    cumulative += bucket;
+                    let le = text::format_float(*bound);
+                    text::write_sample(out, name, "_bucket", labels, values, Some(("le", &le)), cumulative);
+                }
+                cumulative += buckets.last().copied().unwrap_or(0);
+                text::write_sample(out, name, "_bucket", labels, values, Some(("le", "+Inf")), cumulative);
+                text::write_sample(out, name, "_sum", labels, values, None, text::format_float(*sum));
+                text::write_sample(out, name, "_count", labels, values, None, cumulative);
+            }
+        }
     }
 }
 
@@ -294,7 +406,7 @@ impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let families = self.inner.families.lock().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("Registry")
-            .field("limits", &self.inner.limits)
+            .field("limits", &self.inner.shared.limits)
             .field("families", &families.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -422,10 +534,10 @@ custos_sessions 1
         let counter = registry.counter("thing", "a counter", &["a"]);
         counter.inc(&["x"]);
 
-        // Same name, other type: works, but is never rendered.
+        // Same name, other type: takes updates, keeps nothing, is never rendered.
         let gauge = registry.gauge("thing", "a gauge", &["a"]);
-        gauge.set(&["x"], 42);
-        assert_eq!(gauge.get(&["x"]), 42);
+        gauge.add(&["x"], 42);
+        assert_eq!(gauge.get(&["x"]), 0);
         // Same name and type, other labels.
         let other_labels = registry.counter("thing", "a counter", &["b"]);
         other_labels.inc(&["y"]);
@@ -455,13 +567,17 @@ custos_sessions 1
     #[test]
     fn invalid_names_are_sanitized_and_counted() {
         let registry = Registry::new();
-        let c = registry.counter("9 bad-name", "h", &["a b", "__name__", "ok"]);
+        let c = registry.counter("bad name-x", "h", &["a b", "__name__", "ok"]);
         c.inc(&["1", "2", "3"]);
         let h = registry.histogram("h.seconds", "h", &["le"], &[1.0]);
         h.observe(&["x"], 0.5);
         assert_eq!(registry.misuse(Misuse::InvalidName), 2);
         let text = registry.render();
-        assert!(text.contains("_9_bad_name{a_b=\"1\",_name__=\"2\",ok=\"3\"} 1\n"), "{text}");
+        assert!(text.contains("bad_name_x{a_b=\"1\",_name__=\"2\",ok=\"3\"} 1\n"), "{text}");
+        // The SDK refuses a name that does not start with a letter: the family stays at zero.
+        registry.counter("9lives_total", "h", &[]).inc(&[]);
+        let text = registry.render();
+        assert!(text.contains("# TYPE _9lives_total counter\n_9lives_total 0\n"), "{text}");
         assert!(text.contains("h_seconds_bucket{le_=\"x\",le=\"1\"} 1\n"), "{text}");
         check_exposition(&text).unwrap();
     }
@@ -490,7 +606,7 @@ custos_sessions 1
         let h = registry.histogram("h_seconds", "h", &["stage"], LATENCY_BUCKETS);
         c.inc(&["only-one"]);
         c.add(&["1", "2", "3"], 5);
-        g.set(&["unexpected"], 3);
+        g.add(&["unexpected"], 3);
         h.observe(&[], 1.0);
         drop(h.start_timer(&["a", "b"]));
         assert_eq!(c.get(&["x"]), 0);

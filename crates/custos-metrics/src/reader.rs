@@ -1,0 +1,45 @@
+//! The reader `/metrics` and the OTLP push collect through.
+//!
+//! The SDK takes its readers by value, but the registry must keep one to collect on demand; this
+//! wrapper hands the SDK a clone of an `Arc` and delegates every call to the reader inside.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{InstrumentKind, ManualReader, Pipeline, Temporality};
+
+/// One [`ManualReader`], cumulative (Prometheus' model: every scrape sees totals since start),
+/// shared by the meter provider and the registry.
+#[derive(Debug, Clone)]
+pub(crate) struct SharedReader(Arc<ManualReader>);
+
+impl SharedReader {
+    pub(crate) fn new() -> Self {
+        SharedReader(Arc::new(ManualReader::builder().with_temporality(Temporality::Cumulative).build()))
+    }
+}
+
+impl MetricReader for SharedReader {
+    fn register_pipeline(&self, pipeline: Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline);
+    }
+
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
