@@ -1,4 +1,4 @@
-//! `[telemetry]`: OpenTelemetry traces sent over OTLP to a collector.
+//! `[telemetry]`: OpenTelemetry traces and metrics sent over OTLP to a collector.
 //!
 //! Off unless the table is there: without it no exporter starts and the request path only
 //! checks that tracing is off. The TOML table and its checks live together in this file (the
@@ -16,6 +16,8 @@ use crate::ConfigError;
 pub const DEFAULT_SERVICE_NAME: &str = "custos";
 /// Default `[telemetry] timeout_ms`: how long one export may take before it is abandoned.
 pub const DEFAULT_EXPORT_TIMEOUT_MS: u64 = 10_000;
+/// Default `[telemetry] metrics_interval_ms`: how often the metrics are pushed.
+pub const DEFAULT_METRICS_INTERVAL_MS: u64 = 10_000;
 
 /// `[telemetry] protocol`: how spans reach the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,9 @@ pub struct TelemetrySettings {
     pub headers: BTreeMap<String, String>,
     /// How long one export may take.
     pub timeout_ms: u64,
+    /// How often the metrics (the same instruments `/metrics` shows, cumulative) are pushed;
+    /// once more at shutdown.
+    pub metrics_interval_ms: u64,
     /// CAs trusted for an `https://` collector besides the system's (HTTP/protobuf only).
     pub ca_file: Option<PathBuf>,
 }
@@ -68,6 +73,7 @@ pub struct RawTelemetry {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub timeout_ms: Option<u64>,
+    pub metrics_interval_ms: Option<u64>,
     pub ca_file: Option<String>,
 }
 
@@ -126,6 +132,12 @@ pub(crate) fn telemetry(
     if !(1..=300_000).contains(&timeout_ms) {
         return Err(invalid("timeout_ms", format!("`{timeout_ms}` is out of range: expected 1 to 300000")));
     }
+    let metrics_interval_ms = crate::validate::in_range(
+        path,
+        "telemetry.metrics_interval_ms",
+        raw.metrics_interval_ms.unwrap_or(DEFAULT_METRICS_INTERVAL_MS),
+        100..=3_600_000,
+    )?;
     Ok(Some(TelemetrySettings {
         endpoint,
         protocol,
@@ -133,6 +145,7 @@ pub(crate) fn telemetry(
         sample_ratio,
         headers: raw.headers,
         timeout_ms,
+        metrics_interval_ms,
         ca_file: raw.ca_file.as_deref().map(resolve),
     }))
 }
@@ -156,6 +169,7 @@ mod tests {
         assert_eq!(t.service_name, DEFAULT_SERVICE_NAME);
         assert!((t.sample_ratio - 1.0).abs() < f64::EPSILON);
         assert_eq!(t.timeout_ms, DEFAULT_EXPORT_TIMEOUT_MS);
+        assert_eq!(t.metrics_interval_ms, DEFAULT_METRICS_INTERVAL_MS);
         let t = load(
             "[telemetry]\nendpoint = \"https://otel.example\"\nprotocol = \"http/protobuf\"\nca_file = \"ca.pem\"\n\
              [telemetry.headers]\nx-api-key = \"k\"\n",
@@ -176,6 +190,7 @@ mod tests {
             ("endpoint = \"http://c\"\nca_file = \"ca.pem\"", "telemetry.ca_file"),
             ("endpoint = \"http://c\"\nsample_ratio = -0.1", "telemetry.sample_ratio"),
             ("endpoint = \"http://c\"\ntimeout_ms = 0", "telemetry.timeout_ms"),
+            ("endpoint = \"http://c\"\nmetrics_interval_ms = 99", "telemetry.metrics_interval_ms"),
             ("endpoint = \"http://c\"\nservice_name = \"\"", "telemetry.service_name"),
             ("endpoint = \"http://c\"\n[telemetry.headers]\n\"bad header\" = \"v\"", "telemetry.headers"),
             ("endpoint = \"http://c\"\n[telemetry.headers]\nkey = \"SECRET\\n\"", "telemetry.headers.key"),

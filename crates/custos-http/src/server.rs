@@ -102,7 +102,11 @@ impl AppState {
         let public_url = config.serve.public_url_or(bound);
         let config_detection = config.detection.clone();
         let places = Places::new(config.serve.max_sessions, config.serve.max_sessions_per_agent);
-        let registry = custos_metrics::Registry::new();
+        // Named as the spans are, for the OTLP push of these metrics.
+        let registry = match &config.telemetry {
+            Some(telemetry) => custos_metrics::Registry::for_service(&telemetry.service_name),
+            None => custos_metrics::Registry::new(),
+        };
         Self {
             gateway_metrics: custos_gateway::GatewayMetrics::register(&registry),
             sessions_gauge: registry.gauge("custos_sessions", "Open MCP sessions, by server.", &["server"]),

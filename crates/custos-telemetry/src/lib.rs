@@ -1,7 +1,9 @@
 //! Custos telemetry: an OpenTelemetry span for every governed tool call, the W3C trace context
-//! taken from the client and handed to the upstream, and OTLP export to a collector.
+//! taken from the client and handed to the upstream, and OTLP export of spans and metrics to a
+//! collector.
 //!
-//! Only this crate imports the `opentelemetry` crates; the gateway sees [`CallTracer`],
+//! Only this crate (and custos-metrics, whose instruments are the SDK's) imports the
+//! `opentelemetry` crates; the gateway sees [`CallTracer`],
 //! [`CallSpan`], [`Stage`] and [`TraceHeaders`]. Telemetry is never on the fail-closed path: a
 //! collector that is down or slow loses spans, never calls (export runs on its own thread,
 //! behind a bounded queue), and with telemetry off every span is an empty value.
@@ -10,6 +12,7 @@
 //!
 //! - `export.rs`: [`Telemetry`]: the tracer provider and OTLP exporter from `[telemetry]`, and
 //!   its flush at shutdown.
+//! - `metrics.rs`: the periodic OTLP push of the registry custos-metrics keeps for `/metrics`.
 //! - `client.rs`: the HTTP/protobuf client, which runs each export on the Tokio runtime.
 //! - `span.rs`: [`CallTracer`] and the spans of one call: `execute_tool {tool}` with its
 //!   `policy`, `approval wait`, `audit append` and upstream children; the attribute names.
@@ -19,6 +22,7 @@
 mod client;
 mod context;
 mod export;
+mod metrics;
 mod span;
 
 pub use context::{with_remote_parent, TraceHeaders};

@@ -3,7 +3,8 @@
 //! spans exported over OTLP/gRPC and OTLP/HTTP to a receiver built from the official
 //! OpenTelemetry protobuf definitions (`tests/peers/otlp_receiver.py`). Asserts span names,
 //! attributes and parent links client → gateway → upstream, that no argument value reaches a
-//! span, and that a collector that is down costs spans, not calls.
+//! span, that a collector that is down costs spans, not calls, and that the metrics `/metrics`
+//! serves are pushed over OTLP too (periodically, and at shutdown).
 
 // Test helpers fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -79,6 +80,26 @@ impl Receiver {
         eventually(&format!("a span `{name}`"), || {
             let spans = self.spans();
             spans.iter().any(|s| s["name"] == name).then_some(spans)
+        })
+    }
+
+    /// Every metric of every push received so far, in order.
+    fn metrics(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()).filter(|v| v.get("metric").is_some()).collect()
+    }
+
+    /// The latest pushed point of metric `name` whose attributes include `attributes`, once one
+    /// satisfies `ready`.
+    fn metric_point(&self, name: &str, attributes: &Value, ready: impl Fn(&Value) -> bool) -> (Value, Value) {
+        eventually(&format!("a pushed `{name}` point with {attributes}"), || {
+            let metrics = self.metrics();
+            let metric = metrics.iter().rev().find(|m| m["metric"] == name)?;
+            let point = metric["points"]
+                .as_array()?
+                .iter()
+                .find(|p| attributes.as_object().unwrap().iter().all(|(k, v)| &p["attributes"][k] == v))?;
+            ready(point).then(|| (metric.clone(), point.clone()))
         })
     }
 
@@ -346,6 +367,77 @@ fn a_collector_that_is_down_costs_spans_not_calls() {
         assert!(started.elapsed() < std::time::Duration::from_secs(12), "{protocol}: {:?}", started.elapsed());
         assert_eq!(d.verify_ok(), d.events().len() as u64);
     }
+}
+
+/// The metrics `/metrics` shows, pushed over OTLP/gRPC every `metrics_interval_ms` while the
+/// gateway runs: the same names (`custos_calls_total` a monotonic sum, `custos_call_duration_seconds`
+/// a histogram in seconds), the same labels as attributes, the resource named as the spans'.
+#[test]
+fn serve_pushes_the_metrics_it_serves_over_grpc_while_it_runs() {
+    let receiver = Receiver::start();
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let upstream = recording_upstream(record.path());
+    let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
+    let settings = format!("{}metrics_interval_ms = 200\n", telemetry(&receiver.grpc, "grpc"));
+    let d = Deployment::serving(POLICIES, &settings, &upstream);
+    d.write_schema("a?: Long,\n    b?: Long,");
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let url = served.url("sample");
+    let session = open_session(&url, &key);
+    let auth = format!("Bearer {key}");
+    let headers =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    let (status, _, body) = http("POST", &url, &headers, &call(7, "add", json!({"a": 2, "b": 3}), None));
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = http("POST", &url, &headers, &call(8, "delete_everything", json!({}), None));
+    assert_eq!(status, 200, "{body}");
+
+    // Pushed while the gateway still runs: the periodic push, not the one at shutdown.
+    let (calls, allowed) =
+        receiver.metric_point("custos_calls_total", &json!({"agent": "operator", "decision": "allow"}), |p| {
+            p["value"] == 1
+        });
+    assert_eq!(calls["kind"], "sum", "{calls}");
+    assert_eq!(calls["service"], "custos-test", "{calls}");
+    assert_eq!(allowed["attributes"].as_object().unwrap().len(), 2, "{allowed}");
+    receiver.metric_point("custos_calls_total", &json!({"agent": "operator", "decision": "deny"}), |p| p["value"] == 1);
+    for stage in ["policy", "audit", "upstream", "whole"] {
+        let (duration, point) = receiver
+            .metric_point("custos_call_duration_seconds", &json!({"stage": stage}), |p| p["count"].as_u64() >= Some(1));
+        assert_eq!(duration["kind"], "histogram", "{duration}");
+        assert_eq!(duration["unit"], "s", "{duration}");
+        assert!(point["sum"].as_f64().unwrap() > 0.0, "{point}");
+    }
+    receiver.metric_point("custos_sessions", &json!({"server": "sample"}), |p| p["value"] == 1);
+    assert!(served.stop().success());
+    let raw = receiver.raw();
+    assert!(!raw.contains(&key), "the agent's key reached a metric");
+}
+
+/// A stdio session shorter than the push interval still gets its metrics out: the push at
+/// shutdown, over OTLP/HTTP.
+#[test]
+fn run_pushes_its_metrics_once_more_at_shutdown_over_http_protobuf() {
+    let receiver = Receiver::start();
+    // An hour: only the push at shutdown can deliver.
+    let settings = format!("{}metrics_interval_ms = 3600000\n", telemetry(&receiver.http, "http/protobuf"));
+    let d = Deployment::new(POLICIES, &settings);
+    d.write_schema("a?: Long,\n    b?: Long,");
+    let record = d.dir.path().join("upstream.jsonl");
+    let upstream = recording_upstream(&record);
+    let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
+    let mut s = RawSession::start(&d, &["--agent", "operator"], &upstream);
+    s.initialize();
+    s.send(&call(7, "add", json!({"a": 2, "b": 3}), None));
+    s.recv_answer(&json!(7));
+    assert!(receiver.metrics().is_empty(), "{:?}", receiver.metrics());
+    assert!(s.finish().0.success());
+    let (calls, _) =
+        receiver.metric_point("custos_calls_total", &json!({"agent": "operator", "decision": "allow"}), |p| {
+            p["value"] == 1
+        });
+    assert_eq!(calls["transport"], "http", "{calls}");
 }
 
 #[test]

@@ -52,7 +52,10 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             config.approvals.clone(),
         )
         .map_err(Failure::runtime)?;
-        let telemetry = telemetry(&config)?;
+        let mut telemetry = telemetry(&config)?;
+        // Nothing scrapes a stdio proxy; with `[telemetry]` its counters go out over OTLP.
+        let metrics = metrics_registry(&config);
+        telemetry.push_metrics(metrics.clone());
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent,
             principal: Vec::new(),
@@ -68,8 +71,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             audit_config: config.audit.clone(),
             limits: config.limits,
             known_tools,
-            // Nothing scrapes a stdio proxy; the counters are kept for symmetry and cost little.
-            metrics: custos_gateway::GatewayMetrics::register(&custos_metrics::Registry::new()),
+            metrics: custos_gateway::GatewayMetrics::register(&metrics),
             tracer: telemetry.tracer(),
             approvals: Some(approvals),
             broker,
@@ -94,6 +96,14 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
             server.name
         ))),
         StdioExit::ClientClosed { .. } | StdioExit::Signal(_) => Ok(()),
+    }
+}
+
+/// The metrics registry of this process, its OTLP resource named as `[telemetry]` names it.
+pub(crate) fn metrics_registry(config: &Config) -> custos_metrics::Registry {
+    match &config.telemetry {
+        Some(settings) => custos_metrics::Registry::for_service(&settings.service_name),
+        None => custos_metrics::Registry::new(),
     }
 }
 

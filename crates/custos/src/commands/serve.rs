@@ -41,7 +41,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
-        let telemetry = super::run::telemetry(&config)?;
+        let mut telemetry = super::run::telemetry(&config)?;
         let checkpoints = match &config.audit.checkpoints {
             Some(settings) => {
                 let master = crate::credentials::master_key(&config, true)?;
@@ -97,6 +97,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             state = state.with_broker(started.broker);
         }
         let state = Arc::new(state.with_detection(detection).with_tracer(telemetry.tracer()));
+        // With `[telemetry]`, what `/metrics` shows is pushed over OTLP too.
+        telemetry.push_metrics(state.metrics().clone());
         // Handlers first: a SIGTERM sent as soon as we say we are ready ends us gracefully.
         let signalled = custos_gateway::shutdown_signal();
         // stdout says where to connect (the ports are real even when 0 was asked for).
