@@ -63,7 +63,7 @@ pub(crate) struct Meta {
 pub(crate) struct Shared {
     pub(crate) reader: SharedReader,
     pub(crate) limits: Limits,
-    pub(crate) misuse: MisuseCounts,
+    pub(crate) misuse: Arc<MisuseCounts>,
 }
 
 impl Shared {

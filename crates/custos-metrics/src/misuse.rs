@@ -2,9 +2,14 @@
 //! `custos_metrics_errors_total{reason}` family that counts them.
 //!
 //! Metrics must never take the gateway down, so a wrong label count, an invalid name or a
-//! conflicting registration is repaired or ignored, and counted here where an alert can see it.
+//! conflicting registration is repaired or ignored, and counted here where an alert can see it:
+//! on `/metrics`, and over OTLP through an observable counter that reads the same counts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use opentelemetry::metrics::{Meter, ObservableCounter};
+use opentelemetry::KeyValue;
 
 use crate::text;
 
@@ -73,6 +78,22 @@ impl MisuseCounts {
     #[cfg(test)]
     pub(crate) fn get(&self, reason: Misuse) -> u64 {
         self.slot(reason).load(Ordering::Relaxed)
+    }
+
+    /// Registers the family on `meter` as an observable counter that reports these counts at
+    /// each collection, every reason included, so that the OTLP push carries it too.
+    pub(crate) fn observe_on(self: &Arc<Self>, meter: &Meter) -> ObservableCounter<u64> {
+        let counts = Arc::clone(self);
+        meter
+            .u64_observable_counter(NAME)
+            .with_description(HELP)
+            .with_callback(move |observer| {
+                for reason in Misuse::ALL {
+                    let value = counts.slot(reason).load(Ordering::Relaxed);
+                    observer.observe(value, &[KeyValue::new("reason", reason.label())]);
+                }
+            })
+            .build()
     }
 
     /// Renders the family with every reason, zero or not, so that alerts have a series to watch.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::metrics::{Meter, MeterProvider as _, ObservableCounter};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::{SdkMeterProvider, Stream};
 use opentelemetry_sdk::Resource;
@@ -74,8 +74,8 @@ impl Default for Limits {
 ///   `invalid_name`.
 ///
 /// Every registry renders `custos_metrics_errors_total{reason}`, which counts these repairs
-/// and the updates that were ignored; that name is reserved. It is not an SDK instrument, so
-/// OTLP does not carry it.
+/// and the updates that were ignored; that name is reserved. The OTLP push carries it too, as an
+/// observable counter over the same counts.
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Inner>,
@@ -86,6 +86,8 @@ struct Inner {
     shared: Arc<Shared>,
     /// Owns the instruments' aggregations; dropped with the last clone of the registry.
     _provider: SdkMeterProvider,
+    /// `custos_metrics_errors_total` as the SDK sees it, so that OTLP carries it.
+    _misuse: ObservableCounter<u64>,
     meter: Meter,
     /// By name, so that rendering lists families sorted by name.
     families: Mutex<BTreeMap<String, Entry>>,
@@ -247,8 +249,12 @@ impl Registry {
         let meter = provider.meter(SCOPE);
         let mut families = BTreeMap::new();
         families.insert(misuse::NAME.to_owned(), Entry::Misuse);
-        let shared = Arc::new(Shared { reader, limits, misuse: MisuseCounts::default() });
-        Registry { inner: Arc::new(Inner { shared, _provider: provider, meter, families: Mutex::new(families) }) }
+        let misuse = Arc::new(MisuseCounts::default());
+        let misuse_instrument = misuse.observe_on(&meter);
+        let shared = Arc::new(Shared { reader, limits, misuse });
+        let inner =
+            Inner { shared, _provider: provider, _misuse: misuse_instrument, meter, families: Mutex::new(families) };
+        Registry { inner: Arc::new(inner) }
     }
 
     /// The limits every family of this registry has.
@@ -615,6 +621,28 @@ custos_sessions 1
         assert!(!text.contains("c_total{"), "{text}");
         assert!(text.contains("\ng 0\n"), "{text}");
         assert!(text.contains("custos_metrics_errors_total{reason=\"label_count\"} 6\n"), "{text}");
+    }
+
+    #[test]
+    fn the_collection_for_otlp_carries_the_misuse_counts_for_every_reason() {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+        let registry = Registry::new();
+        registry.counter("c_total", "c", &["a"]).inc(&[]);
+        registry.counter("c_total", "c", &["other"]);
+        let rm = registry.collect().unwrap();
+        let metric = rm.scope_metrics().flat_map(|s| s.metrics()).find(|m| m.name() == misuse::NAME).unwrap();
+        let AggregatedMetrics::U64(MetricData::Sum(sum)) = metric.data() else { panic!("{:?}", metric.data()) };
+        assert!(sum.is_monotonic());
+        let mut points: Vec<(String, u64)> = sum
+            .data_points()
+            .map(|p| (p.attributes().map(|kv| kv.value.as_str().into_owned()).collect(), p.value()))
+            .collect();
+        points.sort();
+        let expected =
+            [("conflict", 1), ("invalid_buckets", 0), ("invalid_name", 0), ("invalid_value", 0), ("label_count", 1)];
+        assert_eq!(points, expected.map(|(r, n)| (r.to_owned(), n)));
+        // `/metrics` renders the family once, from the same counts.
+        assert_eq!(registry.render().matches("# TYPE custos_metrics_errors_total").count(), 1);
     }
 
     #[test]

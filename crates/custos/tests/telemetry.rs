@@ -410,6 +410,10 @@ fn serve_pushes_the_metrics_it_serves_over_grpc_while_it_runs() {
         assert!(point["sum"].as_f64().unwrap() > 0.0, "{point}");
     }
     receiver.metric_point("custos_sessions", &json!({"server": "sample"}), |p| p["value"] == 1);
+    // The registry's own misuse counter goes out too, every reason present, none counted.
+    let (errors, _) =
+        receiver.metric_point("custos_metrics_errors_total", &json!({"reason": "label_count"}), |p| p["value"] == 0);
+    assert_eq!(errors["kind"], "sum", "{errors}");
     assert!(served.stop().success());
     let raw = receiver.raw();
     assert!(!raw.contains(&key), "the agent's key reached a metric");
