@@ -6,8 +6,11 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
+
 use common::harness::{
-    header, http, issue_key, of_kind, python_http, sample_server, Deployment, Served, INIT, POLICIES,
+    header, http, issue_key, of_kind, peers_python, python_http, repo_root, sample_server, Deployment, Served, INIT,
+    POLICIES,
 };
 use serde_json::{json, Value};
 
@@ -891,6 +894,15 @@ fn refused_bodies_and_upstream_failures_are_recorded_and_counted() {
     {
         assert!(metrics.lines().any(|l| l == line), "missing `{line}` in:\n{metrics}");
     }
+    // The official Prometheus client's parser reads the same text, types and values included.
+    let families = prometheus_parse(&metrics);
+    let family =
+        |name: &str| families.iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("{name}: {metrics}"));
+    assert_eq!(family("custos_protocol_errors")["type"], "counter");
+    assert_eq!(family("custos_call_duration_seconds")["type"], "histogram");
+    assert_eq!(family("custos_sessions")["type"], "gauge");
+    let refused = &family("custos_protocol_errors")["samples"][0];
+    assert_eq!((&refused["labels"]["from"], &refused["value"]), (&json!("client"), &json!(2)), "{refused}");
     drop(served);
     let events = d.events();
     let refused: Vec<&Value> =
@@ -974,4 +986,21 @@ fn subscriptions_listen_streams_the_upstreams_changes_to_the_client() {
     let events = d.events();
     assert!(of_kind(&events, "call.requested").iter().any(|e| e["tool"] == "listen/poke" && e["agent"] == "reader"));
     assert!(of_kind(&events, "protocol.error").iter().any(|e| e["detail"]["reason"] == "too many subscriptions"));
+}
+
+/// `text` as the official Prometheus client's parser reads it (`tests/peers/prom_parse.py`): one
+/// object per family, with its type and samples; panics if it does not parse.
+fn prometheus_parse(text: &str) -> Vec<Value> {
+    use std::io::Write as _;
+    let mut child = Command::new(peers_python())
+        .arg(repo_root().join("tests/peers/prom_parse.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}\n{text}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
