@@ -10,6 +10,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -56,11 +58,11 @@ pub fn export(dir: &Path, events: u64) -> Result<Vec<ExportResult>> {
     let sink = JsonlSink::open(&file, rotation)?;
     out.push(measure("OCSF to a JSON lines file (sync per batch)", events, || drain(&store, dir, "file", sink))?);
 
-    let syslog = drain_tcp(false)?;
+    let syslog = drain_tcp(None)?.addr;
     let sink = SyslogSink::new(&syslog.to_string(), None);
     out.push(measure("OCSF to syslog over TCP", events, || drain(&store, dir, "syslog", sink))?);
 
-    let http = drain_tcp(true)?;
+    let http = drain_tcp(Some(HEC_SUCCESS))?.addr;
     let sink = HttpSink::new(&format!("http://{http}/events"), Receiver::Webhook { token: None }, None)?;
     out.push(measure("OCSF to a webhook over HTTP", events, || drain(&store, dir, "webhook", sink))?);
     Ok(out)
@@ -109,26 +111,42 @@ fn drain(store: &SqliteStore, dir: &Path, name: &str, mut sink: impl Sink) -> Re
     Ok(cursor.seq())
 }
 
-/// A loopback receiver on its own thread that reads and drops everything: with `http`, it
-/// answers each request (keep-alive) with `200` and HEC's success body.
-fn drain_tcp(http: bool) -> Result<std::net::SocketAddr> {
+/// Splunk HEC's answer to a batch it took.
+const HEC_SUCCESS: &str =
+    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 27\r\n\r\n{\"text\":\"Success\",\"code\":0}";
+
+/// A loopback receiver that drops what it reads.
+pub struct Drain {
+    pub addr: std::net::SocketAddr,
+    /// OTLP trace exports (`POST /v1/traces`) answered so far.
+    pub trace_exports: Arc<AtomicU64>,
+}
+
+/// A loopback receiver on its own threads that reads and drops everything: with an `answer`,
+/// it reads HTTP/1.1 requests (keep-alive) and answers each with it.
+pub fn drain_tcp(answer: Option<&'static str>) -> Result<Drain> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?;
+    let trace_exports = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&trace_exports);
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
+            let counted = Arc::clone(&counted);
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(&conn);
-                if !http {
+                let Some(answer) = answer else {
                     let _ = std::io::copy(&mut reader, &mut std::io::sink());
                     return;
-                }
+                };
                 loop {
-                    let mut length = 0usize;
+                    let (mut length, mut traces) = (0usize, None);
                     loop {
                         let mut line = String::new();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
                             return;
                         }
+                        // The request line comes first.
+                        traces.get_or_insert(line.starts_with("POST /v1/traces "));
                         if line == "\r\n" {
                             break;
                         }
@@ -142,13 +160,15 @@ fn drain_tcp(http: bool) -> Result<std::net::SocketAddr> {
                     if reader.read_exact(&mut body).is_err() {
                         return;
                     }
-                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 27\r\n\r\n{\"text\":\"Success\",\"code\":0}";
                     if (&conn).write_all(answer.as_bytes()).is_err() {
                         return;
+                    }
+                    if traces == Some(true) {
+                        counted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             });
         }
     });
-    Ok(addr)
+    Ok(Drain { addr, trace_exports })
 }

@@ -129,6 +129,18 @@ fn export_only(events: u64, out: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// OTLP/HTTP's answer to an export it took whole: `200` with an empty protobuf response.
+const OTLP_SUCCESS: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+
+/// `[telemetry]` for the traced phases: every call sampled, spans to `collector` over
+/// OTLP/HTTP (protobuf), the metrics pushed every second.
+fn traced_settings(collector: SocketAddr) -> String {
+    format!(
+        "[telemetry]\nendpoint = \"http://{collector}\"\nprotocol = \"http/protobuf\"\nsample_ratio = 1.0\n\
+         metrics_interval_ms = 1000\n"
+    )
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
@@ -169,6 +181,27 @@ async fn run(args: RunArgs) -> Result<()> {
     let sessions = scenarios::hold_sessions(&through, gateway.pid(), args.sessions, 16).await?;
     drop(gateway);
 
+    step("HTTP through custos serve, every call traced over OTLP");
+    // A collector that takes every export and answers OTLP/HTTP's empty success.
+    let collector = export::drain_tcp(Some(OTLP_SUCCESS))?;
+    let traced = Deployment::with_settings(custos.clone(), Some(upstream.addr), &traced_settings(collector.addr))?;
+    let key = traced.api_key()?;
+    let gateway = scenarios::serve(&traced).context("starting custos serve, traced")?;
+    let through =
+        HttpTarget { addr: gateway.addr, path: "/mcp/echo".to_owned(), authorization: Some(format!("Bearer {key}")) };
+    load.extend(
+        scenarios::http_phases(
+            &through,
+            "custos serve traced",
+            Some(gateway.pid()),
+            upstream.pid(),
+            &args.connections,
+            phase,
+        )
+        .await?,
+    );
+    drop(gateway);
+
     step("stdio direct");
     let mut echo = tokio::process::Command::new(&bench);
     echo.arg("echo-stdio");
@@ -183,6 +216,11 @@ async fn run(args: RunArgs) -> Result<()> {
         .arg(&bench)
         .arg("echo-stdio");
     load.extend(scenarios::stdio_phases(run, "custos run", &args.connections, phase).await?);
+
+    step("stdio through custos run, every call traced over OTLP");
+    let mut run = tokio::process::Command::new(&custos);
+    run.arg("run").arg("--config").arg(traced.config()).args(["--server", "echo", "--"]).arg(&bench).arg("echo-stdio");
+    load.extend(scenarios::stdio_phases(run, "custos run traced", &args.connections, phase).await?);
     drop(upstream);
 
     step("policy decisions");
@@ -216,6 +254,10 @@ async fn run(args: RunArgs) -> Result<()> {
     })??;
 
     let comparisons = report::compare(&load);
+    let tracing = report::Tracing {
+        trace_exports: collector.trace_exports.load(std::sync::atomic::Ordering::Relaxed),
+        costs: report::tracing_costs(&load),
+    };
     let mut report = Report {
         version: env!("CARGO_PKG_VERSION"),
         cores: std::thread::available_parallelism().map_or(1, usize::from),
@@ -224,6 +266,7 @@ async fn run(args: RunArgs) -> Result<()> {
         disk_sync_us,
         load,
         comparisons,
+        tracing,
         policy,
         leak_guard,
         audit_append,

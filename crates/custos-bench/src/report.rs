@@ -59,6 +59,58 @@ pub struct Comparison {
     pub gateway_cpu_us_per_call: Option<f64>,
 }
 
+/// What ends the path of a phase whose gateway traces every call over OTLP.
+pub const TRACED: &str = " traced";
+
+/// A gateway tracing every call against the same gateway untraced, at one transport and
+/// concurrency, both measured in the same run.
+#[derive(Debug, Serialize)]
+pub struct TracingCost {
+    /// The untraced path: `custos serve` or `custos run`.
+    pub path: &'static str,
+    pub transport: &'static str,
+    pub connections: usize,
+    pub cpu_us_per_call_off: f64,
+    pub cpu_us_per_call_on: f64,
+    /// CPU per call traced over CPU per call untraced.
+    pub cpu_ratio: f64,
+    /// Calls/s traced over calls/s untraced.
+    pub throughput_ratio: f64,
+}
+
+/// The traced phases' cost, and how many span exports their collector took.
+#[derive(Debug, Serialize)]
+pub struct Tracing {
+    pub trace_exports: u64,
+    pub costs: Vec<TracingCost>,
+}
+
+/// Pairs each traced phase with the untraced phase of its path, transport and concurrency.
+pub fn tracing_costs(load: &[LoadResult]) -> Vec<TracingCost> {
+    let mut out = Vec::new();
+    for on in load.iter().filter(|l| l.path.ends_with(TRACED)) {
+        let path = on.path.trim_end_matches(TRACED);
+        let Some(off) =
+            load.iter().find(|l| l.path == path && l.transport == on.transport && l.connections == on.connections)
+        else {
+            continue;
+        };
+        let (Some(cpu_off), Some(cpu_on)) = (off.gateway_cpu_us_per_call, on.gateway_cpu_us_per_call) else {
+            continue;
+        };
+        out.push(TracingCost {
+            path: off.path,
+            transport: on.transport,
+            connections: on.connections,
+            cpu_us_per_call_off: cpu_off,
+            cpu_us_per_call_on: cpu_on,
+            cpu_ratio: if cpu_off > 0.0 { cpu_on / cpu_off } else { 0.0 },
+            throughput_ratio: if off.calls_per_sec > 0.0 { on.calls_per_sec / off.calls_per_sec } else { 0.0 },
+        });
+    }
+    out
+}
+
 #[derive(Debug, Serialize)]
 pub struct PolicyResult {
     pub policies: usize,
@@ -137,6 +189,8 @@ pub struct Report {
     pub disk_sync_us: Latency,
     pub load: Vec<LoadResult>,
     pub comparisons: Vec<Comparison>,
+    /// Tracing every call against tracing off.
+    pub tracing: Tracing,
     pub policy: Vec<PolicyResult>,
     pub leak_guard: Vec<GuardResult>,
     pub audit_append: Vec<AppendResult>,
@@ -178,7 +232,8 @@ pub fn targets(r: &Report) -> Vec<Target> {
     let mut t = Vec::new();
     let mut add =
         |name: String, target: String, measured: String, met: bool| t.push(Target { name, target, measured, met });
-    for c in &r.comparisons {
+    // The targets are for the gateway as deployed by default, untraced.
+    for c in r.comparisons.iter().filter(|c| !c.path.ends_with(TRACED)) {
         if c.connections == 64 {
             let cpu = c.gateway_cpu_us_per_call.unwrap_or(f64::INFINITY);
             add(
@@ -260,14 +315,14 @@ pub fn table(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<6} {:<13} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9}",
+        "{:<6} {:<20} {:>5} {:>10} {:>8} {:>8} {:>8} {:>7} {:>9}",
         "", "path", "conns", "calls/s", "p50 us", "p90 us", "p99 us", "errors", "cpu/call"
     );
     for l in &r.load {
         let cpu = l.gateway_cpu_us_per_call.map_or_else(|| "-".to_owned(), |c| format!("{c:.0} us"));
         let _ = writeln!(
             s,
-            "{:<6} {:<13} {:>5} {:>10.0} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>9}",
+            "{:<6} {:<20} {:>5} {:>10.0} {:>8.0} {:>8.0} {:>8.0} {:>7} {:>9}",
             l.transport,
             l.path,
             l.connections,
@@ -283,8 +338,20 @@ pub fn table(r: &Report) -> String {
     for c in &r.comparisons {
         let _ = writeln!(
             s,
-            "{:<13} {:>3} conns: throughput x{:.2}, p50 +{:.0} us, p99 +{:.0} us",
+            "{:<20} {:>3} conns: throughput x{:.2}, p50 +{:.0} us, p99 +{:.0} us",
             c.path, c.connections, c.throughput_ratio, c.added_p50_us, c.added_p99_us
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nevery call traced over OTLP (http/protobuf to a loopback collector, {} span exports) vs tracing off",
+        r.tracing.trace_exports
+    );
+    for t in &r.tracing.costs {
+        let _ = writeln!(
+            s,
+            "{:<13} {:>3} conns: cpu/call {:.0} -> {:.0} us (x{:.2}), throughput x{:.2}",
+            t.path, t.connections, t.cpu_us_per_call_off, t.cpu_us_per_call_on, t.cpu_ratio, t.throughput_ratio
         );
     }
     let _ = writeln!(s, "\npolicy decision (one allowed call)");
@@ -409,5 +476,22 @@ mod tests {
         assert_eq!(c[0].connections, 64);
         assert!((c[0].throughput_ratio - 0.25).abs() < 1e-9);
         assert!((c[0].added_p50_us - 3000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn each_traced_row_is_compared_with_the_untraced_row_of_its_path_and_concurrency() {
+        let mut traced = load("custos serve traced", 64, 8_000.0, 5000.0);
+        traced.gateway_cpu_us_per_call = Some(84.0);
+        let rows = [
+            load("direct", 64, 40_000.0, 1000.0),
+            load("custos serve", 1, 1_000.0, 900.0),
+            load("custos serve", 64, 10_000.0, 4000.0),
+            traced,
+        ];
+        let t = tracing_costs(&rows);
+        assert_eq!(t.len(), 1);
+        assert_eq!((t[0].path, t[0].connections), ("custos serve", 64));
+        assert!((t[0].cpu_ratio - 1.2).abs() < 1e-9);
+        assert!((t[0].throughput_ratio - 0.8).abs() < 1e-9);
     }
 }

@@ -31,6 +31,11 @@ impl Deployment {
     /// many connections) and the echo server at `upstream` (when there is one),
     /// governed by [`crate::micro::policy_set`] of 10 policies.
     pub fn new(custos: PathBuf, upstream: Option<SocketAddr>) -> Result<Self> {
+        Self::with_settings(custos, upstream, "")
+    }
+
+    /// As [`Deployment::new`], with `settings` (TOML tables) appended to the config.
+    pub fn with_settings(custos: PathBuf, upstream: Option<SocketAddr>, settings: &str) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("custos-bench-").tempdir()?;
         std::fs::create_dir_all(dir.path().join("policies"))?;
         std::fs::write(dir.path().join("policies/bench.cedar"), crate::micro::policy_set(10))?;
@@ -43,7 +48,7 @@ impl Deployment {
              [policy]\nfiles = [\"policies/bench.cedar\"]\n\
              [serve]\nmax_sessions = 4096\nmax_sessions_per_agent = 4096\nmax_concurrent_per_agent = 1024\n\
              [[agents]]\nid = \"{AGENT}\"\nowner = \"bench@example.com\"\npurpose = \"benchmarks\"\ngroups = [\"bench\"]\n\
-             [[servers]]\nname = \"echo\"\ntrust_annotations = true\n{server}"
+             [[servers]]\nname = \"echo\"\ntrust_annotations = true\n{server}{settings}"
         );
         std::fs::write(dir.path().join("custos.toml"), config)?;
         Ok(Self { dir, custos })

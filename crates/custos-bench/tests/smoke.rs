@@ -33,9 +33,14 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         .map(|l| (l["transport"].as_str().unwrap(), l["path"].as_str().unwrap(), l["connections"].as_u64().unwrap()))
         .collect();
     let mut expected = Vec::new();
-    for (transport, path) in
-        [("http", "direct"), ("http", "custos serve"), ("stdio", "direct"), ("stdio", "custos run")]
-    {
+    for (transport, path) in [
+        ("http", "direct"),
+        ("http", "custos serve"),
+        ("http", "custos serve traced"),
+        ("stdio", "direct"),
+        ("stdio", "custos run"),
+        ("stdio", "custos run traced"),
+    ] {
         for connections in [1, 4] {
             expected.push((transport, path, connections));
         }
@@ -48,7 +53,17 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         let gated = l["path"] != "direct";
         assert_eq!(l["gateway_cpu_us_per_call"].is_number(), gated, "{l}");
     }
-    assert_eq!(report["comparisons"].as_array().unwrap().len(), 4);
+    assert_eq!(report["comparisons"].as_array().unwrap().len(), 8);
+    // The traced gateways exported to the collector, and each traced row has its untraced pair.
+    let tracing = &report["tracing"];
+    assert!(tracing["trace_exports"].as_u64().unwrap() > 0, "{tracing}");
+    let pairs: Vec<(&str, u64)> = tracing["costs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["path"].as_str().unwrap(), t["connections"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(pairs, [("custos serve", 1), ("custos serve", 4), ("custos run", 1), ("custos run", 4)]);
 
     let policy: Vec<u64> =
         report["policy"].as_array().unwrap().iter().map(|p| p["policies"].as_u64().unwrap()).collect();
