@@ -42,6 +42,7 @@ mod credentials;
 mod error;
 mod log;
 mod pins;
+mod sql;
 mod sqlite;
 mod store;
 

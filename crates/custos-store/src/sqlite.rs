@@ -26,6 +26,7 @@ use crate::store::{
     AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
     ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
 };
+use lite::Lite;
 
 /// The file name of the embedded store inside a data directory.
 pub const DATABASE_FILE: &str = "custos.db";
@@ -335,14 +336,14 @@ impl Store for SqliteStore {
 impl AgentRegistry for SqliteStore {
     fn issue_key(&mut self, agent: &Agent, key: &AgentKeyRecord, event: &NewEvent) -> Result<(), StoreError> {
         self.in_transaction(|conn, path| {
-            agents::issue_key_in(conn, path, agent, key)?;
+            agents::issue_key_in(&mut Lite(conn), path, agent, key)?;
             append_in(conn, path, std::slice::from_ref(event)).map(|_| ())
         })
     }
 
     fn revoke(&mut self, agent: &AgentId, key_id: Option<&str>, event: &NewEvent) -> Result<Vec<String>, StoreError> {
         self.in_transaction(|conn, path| {
-            let revoked = agents::revoke_in(conn, path, agent, key_id, event.time_ms)?;
+            let revoked = agents::revoke_in(&mut Lite(conn), path, agent, key_id, event.time_ms)?;
             if !revoked.is_empty() {
                 let mut event = event.clone();
                 if let Some(detail) = event.detail.as_object_mut() {
@@ -355,19 +356,19 @@ impl AgentRegistry for SqliteStore {
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        agents::agents_in(&self.conn, &self.path, None)
+        agents::agents_in(&mut Lite(&self.conn), &self.path, None)
     }
 
     fn find_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError> {
-        Ok(agents::agents_in(&self.conn, &self.path, Some(&id.0))?.into_iter().next())
+        Ok(agents::agents_in(&mut Lite(&self.conn), &self.path, Some(&id.0))?.into_iter().next())
     }
 
     fn agent_keys(&self) -> Result<Vec<AgentKeyRecord>, StoreError> {
-        agents::keys_in(&self.conn, &self.path, None)
+        agents::keys_in(&mut Lite(&self.conn), &self.path, None)
     }
 
     fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError> {
-        Ok(agents::keys_in(&self.conn, &self.path, Some(key_id))?.into_iter().next())
+        Ok(agents::keys_in(&mut Lite(&self.conn), &self.path, Some(key_id))?.into_iter().next())
     }
 }
 
@@ -911,7 +912,7 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     }
 }
 
-fn write_error(path: &Path, e: rusqlite::Error) -> StoreError {
+fn write_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     write_error_msg(path, &e.to_string())
 }
 
@@ -919,13 +920,14 @@ fn write_error_msg(path: &Path, reason: &str) -> StoreError {
     StoreError::Write { path: path.to_owned(), reason: reason.to_owned() }
 }
 
-fn read_error(path: &Path, e: rusqlite::Error) -> StoreError {
+fn read_error(path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError::Read { path: path.to_owned(), reason: e.to_string() }
 }
 
 mod agents;
 mod approvals;
 mod credentials;
+mod lite;
 mod pins;
 #[cfg(test)]
 mod pins_tests;

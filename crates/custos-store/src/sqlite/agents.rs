@@ -3,107 +3,98 @@
 use std::path::Path;
 
 use custos_core::{Agent, AgentId};
-use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{read_error, write_error};
 use crate::error::StoreError;
+use crate::sql::{args, DbError, Row, Sql};
 use crate::store::{AgentKeyRecord, AgentRecord};
 
-pub(super) fn issue_key_in(
-    conn: &Connection,
+pub(crate) fn issue_key_in(
+    db: &mut dyn Sql,
     path: &Path,
     agent: &Agent,
     key: &AgentKeyRecord,
 ) -> Result<(), StoreError> {
     let groups = serde_json::to_string(&agent.groups).unwrap_or_else(|_| "[]".to_owned());
     // The first registration fixes owner and purpose; a new key does not rewrite them.
-    conn.execute(
-        "INSERT OR IGNORE INTO agents (id, owner, purpose, groups, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![agent.id.0, agent.owner, agent.purpose, groups, key.created_ms],
+    db.execute(
+        "INSERT INTO agents (id, owner, purpose, groups, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO NOTHING",
+        &args![&agent.id.0, &agent.owner, &agent.purpose, &groups, key.created_ms],
     )
     .map_err(|e| write_error(path, e))?;
-    let revoked: Option<Option<i64>> = conn
-        .query_row("SELECT revoked_ms FROM agents WHERE id = ?1", [&agent.id.0], |row| row.get(0))
-        .optional()
+    let revoked = db
+        .query_opt("SELECT revoked_ms FROM agents WHERE id = ?1", &args![&agent.id.0])
+        .and_then(|row| row.map(|r| r.opt_int(0)).transpose())
         .map_err(|e| write_error(path, e))?;
     if let Some(Some(_)) = revoked {
         return Err(StoreError::InvalidEvent {
             reason: format!("agent `{}` is revoked; register it under a new id", agent.id),
         });
     }
-    conn.execute(
+    db.execute(
         "INSERT INTO agent_keys (key_id, agent, hash, created_ms) VALUES (?1, ?2, ?3, ?4)",
-        params![key.key_id, key.agent.0, key.hash, key.created_ms],
+        &args![&key.key_id, &key.agent.0, &key.hash, key.created_ms],
     )
     .map_err(|e| write_error(path, e))?;
     Ok(())
 }
 
-pub(super) fn revoke_in(
-    conn: &Connection,
+pub(crate) fn revoke_in(
+    db: &mut dyn Sql,
     path: &Path,
     agent: &AgentId,
     key_id: Option<&str>,
     now_ms: i64,
 ) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT key_id FROM agent_keys WHERE agent = ?1 AND revoked_ms IS NULL AND (?2 IS NULL OR key_id = ?2)
-             ORDER BY created_ms, key_id",
-        )
-        .map_err(|e| write_error(path, e))?;
-    let ids = stmt
-        .query_map(params![agent.0, key_id], |row| row.get::<_, String>(0))
-        .map_err(|e| write_error(path, e))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| write_error(path, e))?;
+    let sql = match key_id {
+        Some(_) => {
+            "SELECT key_id FROM agent_keys WHERE agent = ?1 AND revoked_ms IS NULL AND key_id = ?2
+             ORDER BY created_ms, key_id"
+        }
+        None => "SELECT key_id FROM agent_keys WHERE agent = ?1 AND revoked_ms IS NULL ORDER BY created_ms, key_id",
+    };
+    let rows = match key_id {
+        Some(id) => db.query(sql, &args![&agent.0, id]),
+        None => db.query(sql, &args![&agent.0]),
+    }
+    .map_err(|e| write_error(path, e))?;
+    let ids = rows.iter().map(|r| r.text(0)).collect::<Result<Vec<_>, _>>().map_err(|e| write_error(path, e))?;
     for id in &ids {
-        conn.execute("UPDATE agent_keys SET revoked_ms = ?1 WHERE key_id = ?2", params![now_ms, id])
+        db.execute("UPDATE agent_keys SET revoked_ms = ?1 WHERE key_id = ?2", &args![now_ms, id])
             .map_err(|e| write_error(path, e))?;
     }
     if key_id.is_none() {
         // The whole agent: it stays revoked even if a key is issued by mistake later.
         let groups = "[]";
-        conn.execute(
-            "INSERT OR IGNORE INTO agents (id, owner, purpose, groups, created_ms) VALUES (?1, '', '', ?2, ?3)",
-            params![agent.0, groups, now_ms],
+        db.execute(
+            "INSERT INTO agents (id, owner, purpose, groups, created_ms) VALUES (?1, '', '', ?2, ?3)
+             ON CONFLICT (id) DO NOTHING",
+            &args![&agent.0, groups, now_ms],
         )
         .map_err(|e| write_error(path, e))?;
-        conn.execute(
-            "UPDATE agents SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL",
-            params![now_ms, agent.0],
-        )
-        .map_err(|e| write_error(path, e))?;
+        db.execute("UPDATE agents SET revoked_ms = ?1 WHERE id = ?2 AND revoked_ms IS NULL", &args![now_ms, &agent.0])
+            .map_err(|e| write_error(path, e))?;
     }
     Ok(ids)
 }
 
 /// Every agent, or the one with id `id`: one query by primary key, as authentication runs it
 /// on every request.
-pub(super) fn agents_in(conn: &Connection, path: &Path, id: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
-    let sql = match id {
-        Some(_) => "SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents WHERE id = ?1",
-        None => "SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents ORDER BY id",
-    };
-    let mut stmt = conn.prepare_cached(sql).map_err(|e| read_error(path, e))?;
-    let columns = |row: &rusqlite::Row<'_>| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, i64>(4)?,
-            row.get::<_, Option<i64>>(5)?,
-        ))
-    };
+pub(crate) fn agents_in(db: &mut dyn Sql, path: &Path, id: Option<&str>) -> Result<Vec<AgentRecord>, StoreError> {
     let rows = match id {
-        Some(id) => stmt.query_map([id], columns),
-        None => stmt.query_map([], columns),
+        Some(id) => {
+            db.query("SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents WHERE id = ?1", &args![id])
+        }
+        None => db.query("SELECT id, owner, purpose, groups, created_ms, revoked_ms FROM agents ORDER BY id", &[]),
     }
     .map_err(|e| read_error(path, e))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, owner, purpose, groups, created_ms, revoked_ms) = row.map_err(|e| read_error(path, e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let record = |row: &Row| {
+            Ok::<_, DbError>((row.text(0)?, row.text(1)?, row.text(2)?, row.text(3)?, row.int(4)?, row.opt_int(5)?))
+        };
+        let (id, owner, purpose, groups, created_ms, revoked_ms) = record(row).map_err(|e| read_error(path, e))?;
         let groups = serde_json::from_str(&groups).map_err(|_| StoreError::Corrupt {
             path: path.to_owned(),
             reason: format!("agent `{id}` has groups that are not a json list"),
@@ -113,29 +104,29 @@ pub(super) fn agents_in(conn: &Connection, path: &Path, id: Option<&str>) -> Res
     Ok(out)
 }
 
-pub(super) fn keys_in(conn: &Connection, path: &Path, key_id: Option<&str>) -> Result<Vec<AgentKeyRecord>, StoreError> {
+pub(crate) fn keys_in(db: &mut dyn Sql, path: &Path, key_id: Option<&str>) -> Result<Vec<AgentKeyRecord>, StoreError> {
     // Two statements, not one with `?1 IS NULL OR key_id = ?1`: SQLite cannot use the primary
     // key for that, and finding one key runs on every request an agent makes. Both are cached.
-    let sql = match key_id {
-        Some(_) => "SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys WHERE key_id = ?1",
-        None => "SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys ORDER BY agent, created_ms, key_id",
-    };
-    let mut stmt = conn.prepare_cached(sql).map_err(|e| read_error(path, e))?;
-    let record = |row: &rusqlite::Row<'_>| {
-        Ok(AgentKeyRecord {
-            key_id: row.get(0)?,
-            agent: AgentId(row.get(1)?),
-            hash: row.get(2)?,
-            created_ms: row.get(3)?,
-            revoked_ms: row.get(4)?,
-        })
-    };
     let rows = match key_id {
-        Some(id) => stmt.query_map([id], record),
-        None => stmt.query_map([], record),
+        Some(id) => {
+            db.query("SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys WHERE key_id = ?1", &args![id])
+        }
+        None => db.query(
+            "SELECT key_id, agent, hash, created_ms, revoked_ms FROM agent_keys ORDER BY agent, created_ms, key_id",
+            &[],
+        ),
     }
     .map_err(|e| read_error(path, e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| read_error(path, e))
+    let record = |row: &Row| -> Result<AgentKeyRecord, DbError> {
+        Ok(AgentKeyRecord {
+            key_id: row.text(0)?,
+            agent: AgentId(row.text(1)?),
+            hash: row.text(2)?,
+            created_ms: row.int(3)?,
+            revoked_ms: row.opt_int(4)?,
+        })
+    };
+    rows.iter().map(record).collect::<Result<Vec<_>, _>>().map_err(|e| read_error(path, e))
 }
 
 #[cfg(test)]
