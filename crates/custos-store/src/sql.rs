@@ -173,6 +173,16 @@ pub(crate) trait Sql {
 
     /// Whether table `name` exists (a database opened read-only may predate a table).
     fn table_exists(&mut self, name: &str) -> Result<bool, DbError>;
+
+    /// A column (or expression) that orders a table's rows as they were inserted, to break
+    /// ties of a time column: SQLite's `rowid`, a column of PostgreSQL's schema.
+    fn insertion_order(&self) -> &'static str;
+
+    /// Whether the database dropped the transaction this connection was in (SQLite does on
+    /// some I/O errors): going on would run the rest outside any transaction.
+    fn transaction_lost(&mut self) -> bool {
+        false
+    }
 }
 
 /// Rewrites `?N` and bare `?` placeholders as PostgreSQL's `$N` (bare ones numbered in order).

@@ -11,10 +11,8 @@ use std::time::Duration;
 
 use custos_core::finding::kinds;
 use custos_core::{Agent, AgentId, Digest, EventKind, Finding, NewEvent, Severity, ToolDescriptor, ToolRef};
-use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{
-    params, params_from_iter, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
-};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use serde_json::json;
 
 use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
@@ -22,6 +20,7 @@ use crate::chain::{self, Batch, Cell, CellRef, RowRef, VerifyReport};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
 use crate::pins::{borrowed_from, change_summary, Resemblance, ToolPin};
+use crate::sql::{args, Arg, DbError, Sql};
 use crate::store::{
     AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
     ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
@@ -246,20 +245,25 @@ impl SqliteStore {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits (and syncs) it.
     fn in_transaction<T>(
         &mut self,
-        f: impl FnOnce(&Connection, &Path) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let path = &self.path;
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
-        let value = f(&tx, path)?;
+        let value = f(&mut Lite(&tx), path)?;
         tx.commit().map_err(|e| write_error(path, e))?;
         Ok(value)
+    }
+
+    /// Runs `f` on the connection, outside any transaction this store opened.
+    fn reading<T>(&self, f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        f(&mut Lite(&self.conn), &self.path)
     }
 }
 
 impl Store for SqliteStore {
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
-        self.in_transaction(|conn, path| append_in(conn, path, events))
+        self.in_transaction(|db, path| append_in(db, path, events))
     }
 
     fn observe_tools(
@@ -267,7 +271,7 @@ impl Store for SqliteStore {
         tools: &[ToolDescriptor],
         template: &NewEvent,
     ) -> Result<Vec<ToolSighting>, StoreError> {
-        self.in_transaction(|conn, path| observe_in(conn, path, tools, template))
+        self.in_transaction(|db, path| observe_in(db, path, tools, template))
     }
 
     fn write_batch(&mut self, writes: &[Write]) -> Result<Vec<WriteResult>, StoreError> {
@@ -278,28 +282,31 @@ impl Store for SqliteStore {
         let path = &self.path;
         let tx =
             self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
-        let applied: Result<Vec<WriteOutcome>, StoreError> = writes.iter().map(|w| apply(&tx, path, w)).collect();
+        let applied: Result<Vec<WriteOutcome>, StoreError> = {
+            let mut db = Lite(&tx);
+            writes.iter().map(|w| apply(&mut db, path, w)).collect()
+        };
         if let Ok(outcomes) = applied {
             tx.commit().map_err(|e| write_error(path, e))?;
             return Ok(outcomes.into_iter().map(Ok).collect());
         }
         tx.rollback().map_err(|e| write_error(path, e))?;
-        self.in_transaction(|conn, path| {
+        self.in_transaction(|db, path| {
             let mut results = Vec::with_capacity(writes.len());
             for write in writes {
                 // A savepoint per write: one write's failure rolls back only that write, and
                 // the other callers in the batch still get their events recorded.
-                conn.execute_batch("SAVEPOINT custos_write").map_err(|e| write_error(path, e))?;
-                let result = apply(conn, path, write);
+                db.batch("SAVEPOINT custos_write").map_err(|e| write_error(path, e))?;
+                let result = apply(db, path, write);
                 let end = if result.is_ok() {
                     "RELEASE custos_write"
                 } else {
                     "ROLLBACK TO custos_write; RELEASE custos_write"
                 };
-                conn.execute_batch(end).map_err(|e| write_error(path, e))?;
+                db.batch(end).map_err(|e| write_error(path, e))?;
                 // SQLite rolls a whole transaction back on some errors (disk full, I/O); going
                 // on would run the rest outside any transaction.
-                if conn.is_autocommit() {
+                if db.transaction_lost() {
                     return Err(write_error_msg(path, "the transaction was rolled back"));
                 }
                 results.push(result);
@@ -317,7 +324,7 @@ impl Store for SqliteStore {
     }
 
     fn tools(&self) -> Result<Vec<ToolRecord>, StoreError> {
-        tools_in(&self.conn, &self.path, None, read_error)
+        self.reading(|db, path| tools_in(db, path, None, read_error))
     }
 
     fn verify(&self) -> Result<VerifyReport, StoreError> {
@@ -329,78 +336,78 @@ impl Store for SqliteStore {
     }
 
     fn head(&self) -> Result<Option<(u64, Digest)>, StoreError> {
-        head_in(&self.conn, &self.path, read_error)
+        self.reading(|db, path| head_in(db, path, read_error))
     }
 }
 
 impl AgentRegistry for SqliteStore {
     fn issue_key(&mut self, agent: &Agent, key: &AgentKeyRecord, event: &NewEvent) -> Result<(), StoreError> {
-        self.in_transaction(|conn, path| {
-            agents::issue_key_in(&mut Lite(conn), path, agent, key)?;
-            append_in(conn, path, std::slice::from_ref(event)).map(|_| ())
+        self.in_transaction(|db, path| {
+            agents::issue_key_in(db, path, agent, key)?;
+            append_in(db, path, std::slice::from_ref(event)).map(|_| ())
         })
     }
 
     fn revoke(&mut self, agent: &AgentId, key_id: Option<&str>, event: &NewEvent) -> Result<Vec<String>, StoreError> {
-        self.in_transaction(|conn, path| {
-            let revoked = agents::revoke_in(&mut Lite(conn), path, agent, key_id, event.time_ms)?;
+        self.in_transaction(|db, path| {
+            let revoked = agents::revoke_in(db, path, agent, key_id, event.time_ms)?;
             if !revoked.is_empty() {
                 let mut event = event.clone();
                 if let Some(detail) = event.detail.as_object_mut() {
                     detail.insert("key_ids".into(), json!(revoked));
                 }
-                append_in(conn, path, std::slice::from_ref(&event))?;
+                append_in(db, path, std::slice::from_ref(&event))?;
             }
             Ok(revoked)
         })
     }
 
     fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        agents::agents_in(&mut Lite(&self.conn), &self.path, None)
+        self.reading(|db, path| agents::agents_in(db, path, None))
     }
 
     fn find_agent(&self, id: &AgentId) -> Result<Option<AgentRecord>, StoreError> {
-        Ok(agents::agents_in(&mut Lite(&self.conn), &self.path, Some(&id.0))?.into_iter().next())
+        Ok(self.reading(|db, path| agents::agents_in(db, path, Some(&id.0)))?.into_iter().next())
     }
 
     fn agent_keys(&self) -> Result<Vec<AgentKeyRecord>, StoreError> {
-        agents::keys_in(&mut Lite(&self.conn), &self.path, None)
+        self.reading(|db, path| agents::keys_in(db, path, None))
     }
 
     fn find_key(&self, key_id: &str) -> Result<Option<AgentKeyRecord>, StoreError> {
-        Ok(agents::keys_in(&mut Lite(&self.conn), &self.path, Some(key_id))?.into_iter().next())
+        Ok(self.reading(|db, path| agents::keys_in(db, path, Some(key_id)))?.into_iter().next())
     }
 }
 
 impl ApprovalStore for SqliteStore {
     fn write_approval(&mut self, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
-        self.in_transaction(|conn, path| approvals::write_in(conn, path, write))
+        self.in_transaction(|db, path| approvals::write_in(db, path, write))
     }
 
     fn approval(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
-        approvals::get_in(&self.conn, &self.path, id, read_error)
+        self.reading(|db, path| approvals::get_in(db, path, id, read_error))
     }
 
     fn approvals(&self, q: &ApprovalQuery) -> Result<Vec<ApprovalRecord>, StoreError> {
-        approvals::query_in(&self.conn, &self.path, q, read_error)
+        self.reading(|db, path| approvals::query_in(db, path, q, read_error))
     }
 }
 
 impl CredentialStore for SqliteStore {
     fn put_secret(&mut self, secret: &StoredSecret, event: &NewEvent) -> Result<(), StoreError> {
-        self.in_transaction(|conn, path| credentials::put_secret_in(conn, path, secret, event))
+        self.in_transaction(|db, path| credentials::put_secret_in(db, path, secret, event))
     }
 
     fn remove_secret(&mut self, name: &str, event: &NewEvent) -> Result<bool, StoreError> {
-        self.in_transaction(|conn, path| credentials::remove_secret_in(conn, path, name, event))
+        self.in_transaction(|db, path| credentials::remove_secret_in(db, path, name, event))
     }
 
     fn secret(&self, name: &str) -> Result<Option<StoredSecret>, StoreError> {
-        Ok(credentials::secrets_in(&self.conn, &self.path, Some(name), read_error)?.into_iter().next())
+        Ok(self.reading(|db, path| credentials::secrets_in(db, path, Some(name), read_error))?.into_iter().next())
     }
 
     fn secrets(&self) -> Result<Vec<StoredSecret>, StoreError> {
-        credentials::secrets_in(&self.conn, &self.path, None, read_error)
+        self.reading(|db, path| credentials::secrets_in(db, path, None, read_error))
     }
 
     fn add_signing_key(
@@ -409,23 +416,23 @@ impl CredentialStore for SqliteStore {
         publish_overlap_ms: i64,
         events: &[NewEvent],
     ) -> Result<(), StoreError> {
-        self.in_transaction(|conn, path| credentials::add_signing_key_in(conn, path, key, publish_overlap_ms, events))
+        self.in_transaction(|db, path| credentials::add_signing_key_in(db, path, key, publish_overlap_ms, events))
     }
 
     fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        credentials::signing_keys_in(&self.conn, &self.path, read_error)
+        self.reading(|db, path| credentials::signing_keys_in(db, path, read_error))
     }
 
     fn revoke_token(&mut self, jti: &str, expires_ms: Option<i64>, event: &NewEvent) -> Result<bool, StoreError> {
-        self.in_transaction(|conn, path| credentials::revoke_token_in(conn, path, jti, expires_ms, event))
+        self.in_transaction(|db, path| credentials::revoke_token_in(db, path, jti, expires_ms, event))
     }
 
     fn is_token_revoked(&self, jti: &str) -> Result<bool, StoreError> {
-        credentials::is_token_revoked_in(&self.conn, &self.path, jti, read_error)
+        self.reading(|db, path| credentials::is_token_revoked_in(db, path, jti, read_error))
     }
 
     fn credential_uses(&self) -> Result<Vec<CredentialUse>, StoreError> {
-        credentials::credential_uses_in(&self.conn, &self.path, read_error)
+        self.reading(|db, path| credentials::credential_uses_in(db, path, read_error))
     }
 }
 
@@ -438,31 +445,35 @@ impl ToolPins for SqliteStore {
         by: &str,
         event: &NewEvent,
     ) -> Result<(), StoreError> {
-        self.in_transaction(|conn, path| pins::pin_tool_in(conn, path, tool, descriptor, digest, by, event))
+        self.in_transaction(|db, path| pins::pin_tool_in(db, path, tool, descriptor, digest, by, event))
     }
 
     fn accept_tool(&mut self, tool: &ToolRef, by: &str, event: &NewEvent) -> Result<ToolRecord, StoreError> {
-        self.in_transaction(|conn, path| pins::accept_tool_in(conn, path, tool, by, event))
+        self.in_transaction(|db, path| pins::accept_tool_in(db, path, tool, by, event))
     }
 
     fn pinned_digest(&self, tool: &ToolRef) -> Result<Option<Digest>, StoreError> {
-        pins::pinned_digest_in(&self.conn, &self.path, tool)
+        self.reading(|db, path| pins::pinned_digest_in(db, path, tool))
     }
 
     fn pin(&self, tool: &ToolRef) -> Result<Option<ToolPin>, StoreError> {
-        Ok(pins::pins_in(&self.conn, &self.path, Some(&tool.to_string()))?.pop())
+        Ok(self.reading(|db, path| pins::pins_in(db, path, Some(&tool.to_string())))?.pop())
     }
 
     fn pins(&self) -> Result<Vec<ToolPin>, StoreError> {
-        pins::pins_in(&self.conn, &self.path, None)
+        self.reading(|db, path| pins::pins_in(db, path, None))
     }
 }
 
 impl SqliteStore {
     /// The events matching `q` in `seq` order, or from the newest back.
     fn select_events(&self, q: &EventQuery, newest_first: bool) -> Result<Vec<StoredEvent>, StoreError> {
-        let text = |s: &str| SqlValue::Text(s.to_owned());
-        let mut filters: Vec<(&str, SqlValue)> = Vec::new();
+        let (server_from, server_to) = match q.tool.as_deref().and_then(|t| t.strip_suffix('/')) {
+            Some(server) => (format!("{server}/"), format!("{server}0")),
+            None => (String::new(), String::new()),
+        };
+        let text = Arg::Text;
+        let mut filters: Vec<(&str, Arg<'_>)> = Vec::new();
         if let Some(agent) = &q.agent {
             filters.push(("agent = ?", text(agent)));
         }
@@ -476,26 +487,25 @@ impl SqliteStore {
             filters.push(("kind = ?", text(kind.as_str())));
         }
         if let Some(tool) = &q.tool {
-            match tool.strip_suffix('/') {
+            if tool.ends_with('/') {
                 // A range rather than LIKE: it uses the index and needs no escaping of `%` or
                 // `_` in server names. '0' is the character after '/'.
-                Some(server) => {
-                    filters.push(("tool >= ?", text(&format!("{server}/"))));
-                    filters.push(("tool < ?", text(&format!("{server}0"))));
-                }
-                None => filters.push(("tool = ?", text(tool))),
+                filters.push(("tool >= ?", text(&server_from)));
+                filters.push(("tool < ?", text(&server_to)));
+            } else {
+                filters.push(("tool = ?", text(tool)));
             }
         }
         if let Some(since) = q.since_ms {
-            filters.push(("time_ms >= ?", SqlValue::Integer(since)));
+            filters.push(("time_ms >= ?", Arg::Int(since)));
         }
         if let Some(after) = q.after_seq {
             // Past i64::MAX nothing can match; saturating keeps that true.
             let after = i64::try_from(after).unwrap_or(i64::MAX);
-            filters.push(("seq > ?", SqlValue::Integer(after)));
+            filters.push(("seq > ?", Arg::Int(after)));
         }
         let mut sql = String::from("SELECT seq, hash, body FROM events");
-        let (clauses, mut args): (Vec<&str>, Vec<SqlValue>) = filters.into_iter().unzip();
+        let (clauses, mut args): (Vec<&str>, Vec<Arg<'_>>) = filters.into_iter().unzip();
         if !clauses.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&clauses.join(" AND "));
@@ -503,18 +513,14 @@ impl SqliteStore {
         sql.push_str(if newest_first { " ORDER BY seq DESC" } else { " ORDER BY seq" });
         if let Some(limit) = q.limit {
             sql.push_str(" LIMIT ?");
-            args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+            args.push(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
         }
 
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| read_error(&self.path, e))?;
-        let rows = stmt
-            .query_map(params_from_iter(args), |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-            })
-            .map_err(|e| read_error(&self.path, e))?;
-        let mut events = Vec::new();
-        for row in rows {
-            let (seq, hash, body) = row.map_err(|e| read_error(&self.path, e))?;
+        let rows = self.reading(|db, path| db.query(&sql, &args).map_err(|e| read_error(path, e)))?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let (seq, hash, body) = (|| Ok::<_, DbError>((row.int(0)?, row.text(1)?, row.text(2)?)))()
+                .map_err(|e| read_error(&self.path, e))?;
             events.push(self.stored_event(seq, &hash, &body)?);
         }
         Ok(events)
@@ -535,24 +541,24 @@ impl SqliteStore {
 }
 
 /// One write of a batch, inside the caller's write transaction.
-fn apply(conn: &Connection, path: &Path, write: &Write) -> Result<WriteOutcome, StoreError> {
+fn apply(db: &mut dyn Sql, path: &Path, write: &Write) -> Result<WriteOutcome, StoreError> {
     match write {
-        Write::Append(events) => append_in(conn, path, events).map(WriteOutcome::Appended),
-        Write::ObserveTools { tools, template } => observe_in(conn, path, tools, template).map(WriteOutcome::Observed),
-        Write::Approval(write) => approvals::write_in(conn, path, write).map(|o| WriteOutcome::Approval(Box::new(o))),
+        Write::Append(events) => append_in(db, path, events).map(WriteOutcome::Appended),
+        Write::ObserveTools { tools, template } => observe_in(db, path, tools, template).map(WriteOutcome::Observed),
+        Write::Approval(write) => approvals::write_in(db, path, write).map(|o| WriteOutcome::Approval(Box::new(o))),
     }
 }
 
 /// Reads the chain's head on `conn`: inside a write transaction when appending.
 fn head_in(
-    conn: &Connection,
+    db: &mut dyn Sql,
     path: &Path,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Option<(u64, Digest)>, StoreError> {
     // Cached: every append reads the head, and preparing costs more than the read.
-    let head = conn
-        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        .and_then(|mut stmt| stmt.query_row([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?))).optional())
+    let head = db
+        .query_opt("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1", &[])
+        .and_then(|row| row.map(|r| Ok((r.int(0)?, r.text(1)?))).transpose())
         .map_err(|e| error(path, e))?;
     let Some((seq, hash)) = head else { return Ok(None) };
     let corrupt = |what: &str| StoreError::Corrupt {
@@ -569,26 +575,34 @@ fn head_in(
 /// The one place events enter the chain: every write path (appends, tool sightings, approvals,
 /// the registry, credentials) comes through here, so the projections fed from the events
 /// themselves (the credential use counts) are kept here, in the same transaction.
-fn append_in(conn: &Connection, path: &Path, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
+fn append_in(db: &mut dyn Sql, path: &Path, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
     // INVARIANT: the caller holds the write lock (BEGIN IMMEDIATE), so no other process can
     // append between reading the head and inserting after it.
-    let (mut seq, mut prev) = head_in(conn, path, write_error)?.unwrap_or((0, Digest::ZERO));
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO events (seq, hash, body, kind, time_ms, agent, run, step, tool, decision)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .map_err(|e| write_error(path, e))?;
+    let (mut seq, mut prev) = head_in(db, path, write_error)?.unwrap_or((0, Digest::ZERO));
     let mut stored = Vec::with_capacity(events.len());
     for event in events {
         seq = seq.checked_add(1).ok_or_else(|| write_error_msg(path, "the log is full"))?;
         let enc = chain::encode(seq, &prev, event)?;
-        let [kind, time_ms, agent, run, step, tool, decision] = enc.columns.map(to_sql);
+        let [kind, time_ms, agent, run, step, tool, decision] = enc.columns.each_ref().map(to_arg);
         let row_seq = i64::try_from(seq).map_err(|_| write_error_msg(path, "the log is full"))?;
-        insert
-            .execute(params![row_seq, enc.hash.to_hex(), enc.body, kind, time_ms, agent, run, step, tool, decision])
-            .map_err(|e| write_error(path, e))?;
-        credentials::project_uses(conn, path, event)?;
+        db.execute(
+            "INSERT INTO events (seq, hash, body, kind, time_ms, agent, run, step, tool, decision)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                Arg::Int(row_seq),
+                Arg::Text(&enc.hash.to_hex()),
+                Arg::Text(&enc.body),
+                kind,
+                time_ms,
+                agent,
+                run,
+                step,
+                tool,
+                decision,
+            ],
+        )
+        .map_err(|e| write_error(path, e))?;
+        credentials::project_uses(db, path, event)?;
         stored.push(StoredEvent { seq, prev, hash: enc.hash, event: event.clone() });
         prev = enc.hash;
     }
@@ -598,7 +612,7 @@ fn append_in(conn: &Connection, path: &Path, events: &[NewEvent]) -> Result<Vec<
 /// Records one `tools/list` result in the inventory and appends events for new and changed
 /// tools, and checks each tool against its pin, inside the caller's write transaction.
 fn observe_in(
-    conn: &Connection,
+    db: &mut dyn Sql,
     path: &Path,
     tools: &[ToolDescriptor],
     template: &NewEvent,
@@ -613,9 +627,9 @@ fn observe_in(
         let descriptor = serde_json::to_string(&tool.raw).map_err(|e| StoreError::InvalidEvent {
             reason: format!("descriptor of `{name}` cannot be stored: {e}"),
         })?;
-        let recorded: Option<String> = conn
-            .query_row("SELECT digest FROM tools WHERE tool = ?1", [&name], |row| row.get(0))
-            .optional()
+        let recorded = db
+            .query_opt("SELECT digest FROM tools WHERE tool = ?1", &args![&name])
+            .and_then(|row| row.map(|r| r.text(0)).transpose())
             .map_err(|e| write_error(path, e))?;
         let event = |kind: EventKind, detail: serde_json::Value| NewEvent {
             kind,
@@ -626,20 +640,21 @@ fn observe_in(
         };
         let (sighting, mut logged): (ToolSighting, Option<NewEvent>) = match recorded {
             None => {
-                conn.execute(
+                db.execute(
                     "INSERT INTO tools (tool, digest, descriptor, first_seen_ms, last_seen_ms)
                      VALUES (?1, ?2, ?3, ?4, ?4)",
-                    params![name, tool.digest.to_hex(), descriptor, now],
+                    &args![&name, &tool.digest.to_hex(), &descriptor, now],
                 )
                 .map_err(|e| write_error(path, e))?;
                 let seen = event(EventKind::ToolSeen, json!({"digest": tool.digest.to_hex(), "descriptor": tool.raw}));
                 (ToolSighting::New, Some(seen))
             }
             Some(recorded) if recorded == tool.digest.to_hex() => {
-                // MAX: another process may have recorded a later sighting already.
-                conn.execute(
-                    "UPDATE tools SET last_seen_ms = MAX(last_seen_ms, ?2) WHERE tool = ?1",
-                    params![name, now],
+                // The later time: another process may have recorded a later sighting already.
+                db.execute(
+                    "UPDATE tools SET last_seen_ms = CASE WHEN last_seen_ms > ?2 THEN last_seen_ms ELSE ?2 END
+                     WHERE tool = ?1",
+                    &args![&name, now],
                 )
                 .map_err(|e| write_error(path, e))?;
                 (ToolSighting::Unchanged, None)
@@ -649,10 +664,11 @@ fn observe_in(
                     path: path.to_owned(),
                     reason: format!("inventory entry `{name}` has a malformed digest"),
                 })?;
-                conn.execute(
-                    "UPDATE tools SET digest = ?2, descriptor = ?3, last_seen_ms = MAX(last_seen_ms, ?4)
+                db.execute(
+                    "UPDATE tools SET digest = ?2, descriptor = ?3,
+                         last_seen_ms = CASE WHEN last_seen_ms > ?4 THEN last_seen_ms ELSE ?4 END
                      WHERE tool = ?1",
-                    params![name, tool.digest.to_hex(), descriptor, now],
+                    &args![&name, &tool.digest.to_hex(), &descriptor, now],
                 )
                 .map_err(|e| write_error(path, e))?;
                 let changed = event(
@@ -668,19 +684,19 @@ fn observe_in(
         };
         // A second event for this tool: its first-sight pin, or a rug pull finding.
         let mut extra = None;
-        let sighting = match pins::pin_state_in(conn, path, &name)? {
+        let sighting = match pins::pin_state_in(db, path, &name)? {
             None => {
                 let server = tool.tool.server();
                 let known = match server_pins.entry(server) {
                     std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
                     std::collections::hash_map::Entry::Vacant(slot) => {
-                        slot.insert(pins::server_pins_in(conn, path, server)?)
+                        slot.insert(pins::server_pins_in(db, path, server)?)
                     }
                 };
                 if let Some((resembled, how)) = known.resembled(tool.tool.name(), &tool.raw) {
                     // A possible rename: held to the pin of the tool it resembles, which it
                     // cannot match, until an operator accepts it.
-                    pins::pin_borrowed_in(conn, path, &name, resembled, &tool.digest, now)?;
+                    pins::pin_borrowed_in(db, path, &name, resembled, &tool.digest, now)?;
                     let other = ToolRef::new(server, &resembled.name)
                         .map_err(|e| StoreError::InvalidEvent { reason: e.to_string() })?;
                     let finding = resemblance_finding(how, tool, &other, &resembled.descriptor, &resembled.digest);
@@ -695,7 +711,7 @@ fn observe_in(
                 known.add(tool.tool.name(), tool.digest, &descriptor, &tool.raw);
                 // Nothing to compare with: this listing becomes the pin, and the event that
                 // records the listing says so rather than a second event.
-                pins::pin_first_sight_in(conn, path, &name, &tool.digest, &descriptor, now)?;
+                pins::pin_first_sight_in(db, path, &name, &tool.digest, &descriptor, now)?;
                 match logged.as_mut().and_then(|e| e.detail.as_object_mut()) {
                     Some(detail) => {
                         detail.insert("pinned".into(), json!(true));
@@ -711,7 +727,7 @@ fn observe_in(
             Some(pin) if pin.digest == tool.digest => {
                 if pin.flagged.is_some() {
                     // Back to the pin: a later change to the same digest is a new rug pull.
-                    pins::set_flagged_in(conn, path, &name, None)?;
+                    pins::set_flagged_in(db, path, &name, None)?;
                 }
                 sighting
             }
@@ -719,7 +735,7 @@ fn observe_in(
                 // INVARIANT: one finding per digest that departs from the pin, however often a
                 // server lists it; `flagged_digest` remembers the last one reported.
                 if pin.flagged != Some(tool.digest) {
-                    pins::set_flagged_in(conn, path, &name, Some(&tool.digest))?;
+                    pins::set_flagged_in(db, path, &name, Some(&tool.digest))?;
                     let detail = match borrowed_from(&tool.tool, &pin.descriptor) {
                         // Still held to the pin of the tool it resembles, and listed otherwise.
                         Some(other) => {
@@ -743,7 +759,7 @@ fn observe_in(
         events.extend(extra);
         sightings.push(sighting);
     }
-    append_in(conn, path, &events)?;
+    append_in(db, path, &events)?;
     Ok(sightings)
 }
 
@@ -776,38 +792,32 @@ fn with_digests(mut detail: serde_json::Value, pinned: &Digest, listed: &Digest)
 
 /// The inventory joined with the pins, ordered by tool; only `tool` when given.
 fn tools_in(
-    conn: &Connection,
+    db: &mut dyn Sql,
     path: &Path,
     only: Option<&str>,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Vec<ToolRecord>, StoreError> {
     // A database opened read-only may predate the pins table, and opening it read-only does not
     // add it: its tools are then simply unpinned.
-    let pins = if pins::has_pins_table(conn, path, error)? {
+    let pins = if pins::has_pins_table(db, path, error)? {
         "p.digest, p.descriptor FROM tools t LEFT JOIN tool_pins p ON p.tool = t.tool"
     } else {
         "NULL, NULL FROM tools t"
     };
     let filter = if only.is_some() { "WHERE t.tool = ?1" } else { "ORDER BY t.tool" };
     let sql = format!("SELECT t.tool, t.digest, t.descriptor, t.first_seen_ms, t.last_seen_ms, {pins} {filter}");
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| error(path, e))?;
-    let rows = stmt
-        .query_map(params_from_iter(only), |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, i64>(4)?,
-                row.get::<_, Option<String>>(5)?,
-                row.get::<_, Option<String>>(6)?,
-            ))
-        })
-        .map_err(|e| error(path, e))?;
-    let mut records = Vec::new();
-    for row in rows {
+    let rows = match only {
+        Some(tool) => db.query(&sql, &args![tool]),
+        None => db.query(&sql, &[]),
+    }
+    .map_err(|e| error(path, e))?;
+    let columns = |row: &crate::sql::Row| -> Result<_, DbError> {
+        Ok((row.text(0)?, row.text(1)?, row.text(2)?, row.int(3)?, row.int(4)?, row.opt_text(5)?, row.opt_text(6)?))
+    };
+    let mut records = Vec::with_capacity(rows.len());
+    for row in &rows {
         let (tool, digest, descriptor, first_seen_ms, last_seen_ms, pinned_digest, pinned_descriptor) =
-            row.map_err(|e| error(path, e))?;
+            columns(row).map_err(|e| error(path, e))?;
         let bad = |what: &str| StoreError::Corrupt {
             path: path.to_owned(),
             reason: format!("inventory entry `{tool}` has {what}"),
@@ -865,11 +875,11 @@ fn cell_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<CellRef<'r>> {
     })
 }
 
-fn to_sql(cell: Cell) -> SqlValue {
+fn to_arg(cell: &Cell) -> Arg<'_> {
     match cell {
-        Cell::Null | Cell::Other => SqlValue::Null,
-        Cell::Int(i) => SqlValue::Integer(i),
-        Cell::Text(s) => SqlValue::Text(s),
+        Cell::Null | Cell::Other => Arg::Null,
+        Cell::Int(i) => Arg::Int(*i),
+        Cell::Text(s) => Arg::Text(s),
     }
 }
 

@@ -5,8 +5,6 @@
 use std::path::Path;
 
 use custos_core::{AgentId, EventKind, NewEvent, RunId};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, Row};
 use serde_json::json;
 
 use super::{append_in, write_error};
@@ -14,49 +12,50 @@ use crate::approvals::{
     ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite,
 };
 use crate::error::StoreError;
+use crate::sql::{args, Arg, DbError, Row, Sql};
 
 const COLUMNS: &str = "id, digest, status, agent, run, step, tool, created_ms, expires_ms, request, decided_by, \
                        decided_ms, reason, used_ms";
 
 /// Applies one approval write inside the caller's write transaction.
-pub(super) fn write_in(conn: &Connection, path: &Path, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
+pub(crate) fn write_in(db: &mut dyn Sql, path: &Path, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
     match write {
-        ApprovalWrite::Request(record) => request_in(conn, path, record),
+        ApprovalWrite::Request(record) => request_in(db, path, record),
         ApprovalWrite::Decide { id, approver, identity, approve, reason, now_ms } => {
             let who = Who { approver, identity };
-            decide_in(conn, path, id, &who, *approve, reason.as_deref(), *now_ms)
+            decide_in(db, path, id, &who, *approve, reason.as_deref(), *now_ms)
         }
-        ApprovalWrite::Consume { id, digest, now_ms } => consume_in(conn, path, id, digest, *now_ms),
+        ApprovalWrite::Consume { id, digest, now_ms } => consume_in(db, path, id, digest, *now_ms),
         ApprovalWrite::Refuse { id, approver, identity, reason, now_ms } => {
-            let record = get_in(conn, path, id, write_error)?;
-            refuse(conn, path, record.as_ref(), id, &Who { approver, identity }, reason, *now_ms)?;
+            let record = get_in(db, path, id, write_error)?;
+            refuse(db, path, record.as_ref(), id, &Who { approver, identity }, reason, *now_ms)?;
             Ok(ApprovalOutcome::Refused { record, refusal: ApprovalRefusal::Rule })
         }
-        ApprovalWrite::Expire { id, now_ms } => match get_in(conn, path, id, write_error)? {
+        ApprovalWrite::Expire { id, now_ms } => match get_in(db, path, id, write_error)? {
             None => Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown }),
             Some(mut record) => {
-                expire_if_due(conn, path, &mut record, *now_ms)?;
+                expire_if_due(db, path, &mut record, *now_ms)?;
                 Ok(ApprovalOutcome::Checked(record))
             }
         },
     }
 }
 
-fn request_in(conn: &Connection, path: &Path, record: &ApprovalRecord) -> Result<ApprovalOutcome, StoreError> {
+fn request_in(db: &mut dyn Sql, path: &Path, record: &ApprovalRecord) -> Result<ApprovalOutcome, StoreError> {
     if record.status != ApprovalStatus::Pending {
         return Err(StoreError::InvalidEvent { reason: "a new approval request must be pending".into() });
     }
     let now = record.created_ms;
     let open = select(
-        conn,
+        db,
         path,
         "WHERE digest = ?1 AND status IN ('pending', 'approved') ORDER BY created_ms DESC, id",
-        vec![SqlValue::Text(record.digest.clone())],
+        &args![&record.digest],
         write_error,
     )?;
     let mut found = None;
     for mut existing in open {
-        if expire_if_due(conn, path, &mut existing, now)? {
+        if expire_if_due(db, path, &mut existing, now)? {
             continue;
         }
         found.get_or_insert(existing);
@@ -74,23 +73,23 @@ fn request_in(conn: &Connection, path: &Path, record: &ApprovalRecord) -> Result
     .map_err(|e| StoreError::InvalidEvent { reason: format!("approval request cannot be stored: {e}") })?;
     let step = i64::try_from(record.step)
         .map_err(|_| StoreError::InvalidEvent { reason: format!("step {} is out of range", record.step) })?;
-    conn.execute(
+    db.execute(
         "INSERT INTO approvals (id, digest, status, agent, run, step, tool, created_ms, expires_ms, request)
          VALUES (?1, ?2, 'pending', ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![
-            record.id,
-            record.digest,
-            record.agent.0,
-            record.run.0,
+        &args![
+            &record.id,
+            &record.digest,
+            &record.agent.0,
+            &record.run.0,
             step,
-            record.tool.to_string(),
+            &record.tool.to_string(),
             record.created_ms,
             record.expires_ms,
-            request
+            &request
         ],
     )
     .map_err(|e| write_error(path, e))?;
-    append_in(conn, path, &[event(EventKind::ApprovalRequested, Some(record), now, record.request_detail())])?;
+    append_in(db, path, &[event(EventKind::ApprovalRequested, Some(record), now, record.request_detail())])?;
     Ok(ApprovalOutcome::Requested { record: record.clone(), created: true })
 }
 
@@ -101,7 +100,7 @@ struct Who<'a> {
 }
 
 fn decide_in(
-    conn: &Connection,
+    db: &mut dyn Sql,
     path: &Path,
     id: &str,
     who: &Who<'_>,
@@ -109,27 +108,27 @@ fn decide_in(
     reason: Option<&str>,
     now: i64,
 ) -> Result<ApprovalOutcome, StoreError> {
-    let Some(mut record) = get_in(conn, path, id, write_error)? else {
-        refuse(conn, path, None, id, who, "unknown approval", now)?;
+    let Some(mut record) = get_in(db, path, id, write_error)? else {
+        refuse(db, path, None, id, who, "unknown approval", now)?;
         return Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown });
     };
-    if expire_if_due(conn, path, &mut record, now)? || record.status == ApprovalStatus::Expired {
-        refuse(conn, path, Some(&record), id, who, "expired", now)?;
+    if expire_if_due(db, path, &mut record, now)? || record.status == ApprovalStatus::Expired {
+        refuse(db, path, Some(&record), id, who, "expired", now)?;
         return Ok(ApprovalOutcome::Refused { record: Some(record), refusal: ApprovalRefusal::Expired });
     }
     if record.status != ApprovalStatus::Pending {
         let why = format!("already {}", record.status);
-        refuse(conn, path, Some(&record), id, who, &why, now)?;
+        refuse(db, path, Some(&record), id, who, &why, now)?;
         return Ok(ApprovalOutcome::Refused { record: Some(record), refusal: ApprovalRefusal::NotPending });
     }
     let status = if approve { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
     // INVARIANT: the status condition repeats the check above inside the same write
     // transaction; it can only fail if the caller broke the transaction contract.
-    let changed = conn
+    let changed = db
         .execute(
             "UPDATE approvals SET status = ?2, decided_by = ?3, decided_ms = ?4, reason = ?5
              WHERE id = ?1 AND status = 'pending'",
-            params![id, status.as_str(), who.approver, now, reason],
+            &args![id, status.as_str(), who.approver, now, reason],
         )
         .map_err(|e| write_error(path, e))?;
     if changed != 1 {
@@ -143,20 +142,21 @@ fn decide_in(
     let detail = json!({
         "id": id, "digest": record.digest, "approver": who.approver, "identity": who.identity, "reason": reason,
     });
-    append_in(conn, path, &[event(kind, Some(&record), now, detail)])?;
+    append_in(db, path, &[event(kind, Some(&record), now, detail)])?;
     Ok(ApprovalOutcome::Decided(record))
 }
 
-fn consume_in(conn: &Connection, path: &Path, id: &str, digest: &str, now: i64) -> Result<ApprovalOutcome, StoreError> {
-    let replay = |record: Option<&ApprovalRecord>, reason: &str| {
+fn consume_in(db: &mut dyn Sql, path: &Path, id: &str, digest: &str, now: i64) -> Result<ApprovalOutcome, StoreError> {
+    // Appends `approval.replay_refused` for this attempt.
+    let replay = |db: &mut dyn Sql, record: Option<&ApprovalRecord>, reason: &str| {
         let detail = json!({ "id": id, "presented_digest": digest, "reason": reason });
-        append_in(conn, path, &[event(EventKind::ApprovalReplayRefused, record, now, detail)]).map(|_| ())
+        append_in(db, path, &[event(EventKind::ApprovalReplayRefused, record, now, detail)]).map(|_| ())
     };
-    let Some(mut record) = get_in(conn, path, id, write_error)? else {
-        replay(None, "unknown approval")?;
+    let Some(mut record) = get_in(db, path, id, write_error)? else {
+        replay(db, None, "unknown approval")?;
         return Ok(ApprovalOutcome::Refused { record: None, refusal: ApprovalRefusal::Unknown });
     };
-    expire_if_due(conn, path, &mut record, now)?;
+    expire_if_due(db, path, &mut record, now)?;
     let refusal = match record.status {
         ApprovalStatus::Used => Some((ApprovalRefusal::Replayed, "already used".to_owned())),
         ApprovalStatus::Expired => Some((ApprovalRefusal::Expired, "expired".to_owned())),
@@ -169,13 +169,13 @@ fn consume_in(conn: &Connection, path: &Path, id: &str, digest: &str, now: i64) 
         ApprovalStatus::Approved => None,
     };
     if let Some((refusal, reason)) = refusal {
-        replay(Some(&record), &reason)?;
+        replay(db, Some(&record), &reason)?;
         return Ok(ApprovalOutcome::Refused { record: Some(record), refusal });
     }
-    let changed = conn
+    let changed = db
         .execute(
             "UPDATE approvals SET status = 'used', used_ms = ?2 WHERE id = ?1 AND status = 'approved'",
-            params![id, now],
+            &args![id, now],
         )
         .map_err(|e| write_error(path, e))?;
     if changed != 1 {
@@ -184,13 +184,13 @@ fn consume_in(conn: &Connection, path: &Path, id: &str, digest: &str, now: i64) 
     record.status = ApprovalStatus::Used;
     record.used_ms = Some(now);
     let detail = json!({ "id": id, "digest": record.digest, "approved_by": record.decided_by });
-    append_in(conn, path, &[event(EventKind::ApprovalUsed, Some(&record), now, detail)])?;
+    append_in(db, path, &[event(EventKind::ApprovalUsed, Some(&record), now, detail)])?;
     Ok(ApprovalOutcome::Consumed(record))
 }
 
 /// Appends `approval.refused` for `approver`'s attempt on `id`.
 fn refuse(
-    conn: &Connection,
+    db: &mut dyn Sql,
     path: &Path,
     record: Option<&ApprovalRecord>,
     id: &str,
@@ -199,20 +199,20 @@ fn refuse(
     now: i64,
 ) -> Result<(), StoreError> {
     let detail = json!({ "id": id, "approver": who.approver, "identity": who.identity, "reason": reason });
-    append_in(conn, path, &[event(EventKind::ApprovalRefused, record, now, detail)]).map(|_| ())
+    append_in(db, path, &[event(EventKind::ApprovalRefused, record, now, detail)]).map(|_| ())
 }
 
 /// Marks `record` expired (with `approval.expired`) if it is open and due at `now`; says
 /// whether it did.
-fn expire_if_due(conn: &Connection, path: &Path, record: &mut ApprovalRecord, now: i64) -> Result<bool, StoreError> {
+fn expire_if_due(db: &mut dyn Sql, path: &Path, record: &mut ApprovalRecord, now: i64) -> Result<bool, StoreError> {
     if !(record.status.is_open() && now >= record.expires_ms) {
         return Ok(false);
     }
-    conn.execute("UPDATE approvals SET status = 'expired' WHERE id = ?1", [&record.id])
+    db.execute("UPDATE approvals SET status = 'expired' WHERE id = ?1", &args![&record.id])
         .map_err(|e| write_error(path, e))?;
     let detail = json!({ "id": record.id, "digest": record.digest, "was": record.status.as_str() });
     record.status = ApprovalStatus::Expired;
-    append_in(conn, path, &[event(EventKind::ApprovalExpired, Some(record), now, detail)])?;
+    append_in(db, path, &[event(EventKind::ApprovalExpired, Some(record), now, detail)])?;
     Ok(true)
 }
 
@@ -230,31 +230,31 @@ fn event(kind: EventKind, record: Option<&ApprovalRecord>, now: i64, detail: ser
 }
 
 /// The request with this id.
-pub(super) fn get_in(
-    conn: &Connection,
+pub(crate) fn get_in(
+    db: &mut dyn Sql,
     path: &Path,
     id: &str,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Option<ApprovalRecord>, StoreError> {
-    Ok(select(conn, path, "WHERE id = ?1", vec![SqlValue::Text(id.to_owned())], error)?.into_iter().next())
+    Ok(select(db, path, "WHERE id = ?1", &args![id], error)?.into_iter().next())
 }
 
 /// The requests matching `q`, newest first.
-pub(super) fn query_in(
-    conn: &Connection,
+pub(crate) fn query_in(
+    db: &mut dyn Sql,
     path: &Path,
     q: &ApprovalQuery,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
     let mut clause = String::new();
     let mut args = Vec::new();
     if let Some(status) = q.status {
         // An open request past its expiry counts as expired, marked or not.
-        let now = SqlValue::Integer(q.now_ms);
+        let now = Arg::Int(q.now_ms);
         match status {
             ApprovalStatus::Pending | ApprovalStatus::Approved => {
                 clause.push_str("WHERE status = ? AND expires_ms > ?");
-                args.push(SqlValue::Text(status.as_str().to_owned()));
+                args.push(Arg::Text(status.as_str()));
                 args.push(now);
             }
             ApprovalStatus::Expired => {
@@ -264,31 +264,30 @@ pub(super) fn query_in(
             }
             ApprovalStatus::Denied | ApprovalStatus::Used => {
                 clause.push_str("WHERE status = ?");
-                args.push(SqlValue::Text(status.as_str().to_owned()));
+                args.push(Arg::Text(status.as_str()));
             }
         }
     }
     clause.push_str(" ORDER BY created_ms DESC, id");
     if let Some(limit) = q.limit {
         clause.push_str(" LIMIT ?");
-        args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+        args.push(Arg::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
     }
-    select(conn, path, &clause, args, error)
+    select(db, path, &clause, &args, error)
 }
 
 fn select(
-    conn: &Connection,
+    db: &mut dyn Sql,
     path: &Path,
     clause: &str,
-    args: Vec<SqlValue>,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    args: &[Arg<'_>],
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Vec<ApprovalRecord>, StoreError> {
     let sql = format!("SELECT {COLUMNS} FROM approvals {clause}");
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| error(path, e))?;
-    let rows = stmt.query_map(params_from_iter(args), raw).map_err(|e| error(path, e))?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(decode(path, row.map_err(|e| error(path, e))?)?);
+    let rows = db.query(&sql, args).map_err(|e| error(path, e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        out.push(decode(path, raw(row).map_err(|e| error(path, e))?)?);
     }
     Ok(out)
 }
@@ -311,22 +310,22 @@ struct RawApproval {
     used_ms: Option<i64>,
 }
 
-fn raw(row: &Row<'_>) -> rusqlite::Result<RawApproval> {
+fn raw(row: &Row) -> Result<RawApproval, DbError> {
     Ok(RawApproval {
-        id: row.get(0)?,
-        digest: row.get(1)?,
-        status: row.get(2)?,
-        agent: row.get(3)?,
-        run: row.get(4)?,
-        step: row.get(5)?,
-        tool: row.get(6)?,
-        created_ms: row.get(7)?,
-        expires_ms: row.get(8)?,
-        request: row.get(9)?,
-        decided_by: row.get(10)?,
-        decided_ms: row.get(11)?,
-        reason: row.get(12)?,
-        used_ms: row.get(13)?,
+        id: row.text(0)?,
+        digest: row.text(1)?,
+        status: row.text(2)?,
+        agent: row.text(3)?,
+        run: row.text(4)?,
+        step: row.int(5)?,
+        tool: row.text(6)?,
+        created_ms: row.int(7)?,
+        expires_ms: row.int(8)?,
+        request: row.text(9)?,
+        decided_by: row.opt_text(10)?,
+        decided_ms: row.opt_int(11)?,
+        reason: row.opt_text(12)?,
+        used_ms: row.opt_int(13)?,
     })
 }
 

@@ -6,12 +6,12 @@
 use std::path::Path;
 
 use custos_core::NewEvent;
-use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
 
 use super::{append_in, write_error};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
+use crate::sql::{args, DbError, Row, Sql};
 
 /// How long past its token's expiry a revocation is kept before a later revocation prunes it.
 /// Verifiers accept a token a little past `exp` (clock leeway), and the processes sharing the
@@ -19,42 +19,42 @@ use crate::error::StoreError;
 /// the tokens revoked in their lifetime plus a day.
 const REVOCATION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 
-pub(super) fn put_secret_in(
-    conn: &Connection,
+pub(crate) fn put_secret_in(
+    db: &mut dyn Sql,
     path: &Path,
     secret: &StoredSecret,
     event: &NewEvent,
 ) -> Result<(), StoreError> {
     // A replacement is a rotation: the whole row, times included, is the new one.
-    conn.execute(
+    db.execute(
         "INSERT INTO secrets (name, sealed, fingerprint, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (name) DO UPDATE SET sealed = excluded.sealed, fingerprint = excluded.fingerprint,
              created_ms = excluded.created_ms, updated_ms = excluded.updated_ms",
-        params![secret.name, secret.sealed, secret.fingerprint, secret.created_ms, secret.updated_ms],
+        &args![&secret.name, &secret.sealed, &secret.fingerprint, secret.created_ms, secret.updated_ms],
     )
     .map_err(|e| write_error(path, e))?;
-    append_in(conn, path, std::slice::from_ref(event)).map(|_| ())
+    append_in(db, path, std::slice::from_ref(event)).map(|_| ())
 }
 
-pub(super) fn remove_secret_in(
-    conn: &Connection,
+pub(crate) fn remove_secret_in(
+    db: &mut dyn Sql,
     path: &Path,
     name: &str,
     event: &NewEvent,
 ) -> Result<bool, StoreError> {
-    let removed = conn.execute("DELETE FROM secrets WHERE name = ?1", [name]).map_err(|e| write_error(path, e))?;
+    let removed = db.execute("DELETE FROM secrets WHERE name = ?1", &args![name]).map_err(|e| write_error(path, e))?;
     if removed == 0 {
         return Ok(false);
     }
-    append_in(conn, path, std::slice::from_ref(event))?;
+    append_in(db, path, std::slice::from_ref(event))?;
     Ok(true)
 }
 
-pub(super) fn secrets_in(
-    conn: &Connection,
+pub(crate) fn secrets_in(
+    db: &mut dyn Sql,
     path: &Path,
     name: Option<&str>,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Vec<StoredSecret>, StoreError> {
     // Two statements rather than `?1 IS NULL OR name = ?1`: the lookup by name, done for
     // every brokered call, must be a primary key read.
@@ -63,23 +63,25 @@ pub(super) fn secrets_in(
         Some(_) => format!("{COLUMNS} WHERE name = ?1"),
         None => format!("{COLUMNS} ORDER BY name"),
     };
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| error(path, e))?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(name), |row| {
-            Ok(StoredSecret {
-                name: row.get(0)?,
-                sealed: row.get(1)?,
-                fingerprint: row.get(2)?,
-                created_ms: row.get(3)?,
-                updated_ms: row.get(4)?,
-            })
+    let rows = match name {
+        Some(name) => db.query(&sql, &args![name]),
+        None => db.query(&sql, &[]),
+    }
+    .map_err(|e| error(path, e))?;
+    let secret = |row: &Row| -> Result<StoredSecret, DbError> {
+        Ok(StoredSecret {
+            name: row.text(0)?,
+            sealed: row.blob(1)?,
+            fingerprint: row.text(2)?,
+            created_ms: row.int(3)?,
+            updated_ms: row.int(4)?,
         })
-        .map_err(|e| error(path, e))?;
-    rows.collect::<Result<Vec<_>, _>>().map_err(|e| error(path, e))
+    };
+    rows.iter().map(secret).collect::<Result<Vec<_>, _>>().map_err(|e| error(path, e))
 }
 
-pub(super) fn add_signing_key_in(
-    conn: &Connection,
+pub(crate) fn add_signing_key_in(
+    db: &mut dyn Sql,
     path: &Path,
     key: &SigningKeyRecord,
     publish_overlap_ms: i64,
@@ -98,63 +100,60 @@ pub(super) fn add_signing_key_in(
     let publish_until = key.created_ms.checked_add(publish_overlap_ms).ok_or_else(|| StoreError::InvalidEvent {
         reason: format!("publish overlap of {publish_overlap_ms} ms is out of range"),
     })?;
-    let present = conn
-        .query_row("SELECT 1 FROM signing_keys WHERE kid = ?1", [&key.kid], |_| Ok(()))
-        .optional()
+    let present = db
+        .query_opt("SELECT 1 FROM signing_keys WHERE kid = ?1", &args![&key.kid])
         .map_err(|e| write_error(path, e))?
         .is_some();
     if present {
         return Err(StoreError::AlreadyExists { what: "signing key", id: key.kid.clone() });
     }
-    conn.execute(
+    db.execute(
         "UPDATE signing_keys SET retired_ms = ?1, publish_until_ms = ?2 WHERE retired_ms IS NULL",
-        params![key.created_ms, publish_until],
+        &args![key.created_ms, publish_until],
     )
     .map_err(|e| write_error(path, e))?;
     let jwk = serde_json::to_string(&key.public_jwk).map_err(|e| StoreError::InvalidEvent {
         reason: format!("public key of `{}` cannot be stored: {e}", key.kid),
     })?;
-    conn.execute(
+    db.execute(
         "INSERT INTO signing_keys (kid, algorithm, sealed_private, public_jwk, created_ms, retired_ms, publish_until_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6)",
-        params![key.kid, key.algorithm, key.sealed_private, jwk, key.created_ms, key.publish_until_ms],
+        &args![&key.kid, &key.algorithm, &key.sealed_private, &jwk, key.created_ms, key.publish_until_ms],
     )
     .map_err(|e| write_error(path, e))?;
-    append_in(conn, path, events).map(|_| ())
+    append_in(db, path, events).map(|_| ())
 }
 
-pub(super) fn signing_keys_in(
-    conn: &Connection,
+pub(crate) fn signing_keys_in(
+    db: &mut dyn Sql,
     path: &Path,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Vec<SigningKeyRecord>, StoreError> {
-    // rowid breaks ties of `created_ms`: keys added in the same millisecond stay in the order
-    // they were added.
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT kid, algorithm, sealed_private, public_jwk, created_ms, retired_ms, publish_until_ms
-             FROM signing_keys ORDER BY created_ms, rowid",
-        )
-        .map_err(|e| error(path, e))?;
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((
-                SigningKeyRecord {
-                    kid: row.get(0)?,
-                    algorithm: row.get(1)?,
-                    sealed_private: row.get(2)?,
-                    public_jwk: Value::Null,
-                    created_ms: row.get(4)?,
-                    retired_ms: row.get(5)?,
-                    publish_until_ms: row.get(6)?,
-                },
-                row.get::<_, String>(3)?,
-            ))
-        })
-        .map_err(|e| error(path, e))?;
+    // The insertion order breaks ties of `created_ms`: keys added in the same millisecond stay
+    // in the order they were added.
+    let sql = format!(
+        "SELECT kid, algorithm, sealed_private, public_jwk, created_ms, retired_ms, publish_until_ms
+         FROM signing_keys ORDER BY created_ms, {}",
+        db.insertion_order()
+    );
+    let rows = db.query(&sql, &[]).map_err(|e| error(path, e))?;
+    let key = |row: &Row| -> Result<(SigningKeyRecord, String), DbError> {
+        Ok((
+            SigningKeyRecord {
+                kid: row.text(0)?,
+                algorithm: row.text(1)?,
+                sealed_private: row.blob(2)?,
+                public_jwk: Value::Null,
+                created_ms: row.int(4)?,
+                retired_ms: row.opt_int(5)?,
+                publish_until_ms: row.opt_int(6)?,
+            },
+            row.text(3)?,
+        ))
+    };
     let mut keys = Vec::new();
-    for row in rows {
-        let (mut key, jwk) = row.map_err(|e| error(path, e))?;
+    for row in &rows {
+        let (mut key, jwk) = key(row).map_err(|e| error(path, e))?;
         key.public_jwk = serde_json::from_str(&jwk).map_err(|_| StoreError::Corrupt {
             path: path.to_owned(),
             reason: format!("signing key `{}` has a public key that is not json", key.kid),
@@ -164,18 +163,18 @@ pub(super) fn signing_keys_in(
     Ok(keys)
 }
 
-pub(super) fn revoke_token_in(
-    conn: &Connection,
+pub(crate) fn revoke_token_in(
+    db: &mut dyn Sql,
     path: &Path,
     jti: &str,
     expires_ms: Option<i64>,
     event: &NewEvent,
 ) -> Result<bool, StoreError> {
     let now = event.time_ms;
-    let inserted = conn
+    let inserted = db
         .execute(
-            "INSERT OR IGNORE INTO revoked_tokens (jti, revoked_ms, expires_ms) VALUES (?1, ?2, ?3)",
-            params![jti, now, expires_ms],
+            "INSERT INTO revoked_tokens (jti, revoked_ms, expires_ms) VALUES (?1, ?2, ?3) ON CONFLICT (jti) DO NOTHING",
+            &args![jti, now, expires_ms],
         )
         .map_err(|e| write_error(path, e))?;
     if inserted == 0 {
@@ -183,29 +182,29 @@ pub(super) fn revoke_token_in(
     }
     // Pruning here keeps the table bounded without a background task. The token just revoked
     // is spared even if already long expired, so revoking it again still answers false.
-    conn.execute(
+    db.execute(
         "DELETE FROM revoked_tokens WHERE expires_ms < ?1 AND jti <> ?2",
-        params![now.saturating_sub(REVOCATION_GRACE_MS), jti],
+        &args![now.saturating_sub(REVOCATION_GRACE_MS), jti],
     )
     .map_err(|e| write_error(path, e))?;
-    append_in(conn, path, std::slice::from_ref(event))?;
+    append_in(db, path, std::slice::from_ref(event))?;
     Ok(true)
 }
 
-pub(super) fn is_token_revoked_in(
-    conn: &Connection,
+pub(crate) fn is_token_revoked_in(
+    db: &mut dyn Sql,
     path: &Path,
     jti: &str,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<bool, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT 1 FROM revoked_tokens WHERE jti = ?1").map_err(|e| error(path, e))?;
-    stmt.exists([jti]).map_err(|e| error(path, e))
+    let found = db.query_opt("SELECT 1 FROM revoked_tokens WHERE jti = ?1", &args![jti]).map_err(|e| error(path, e))?;
+    Ok(found.is_some())
 }
 
 /// Counts the credentials `event` names in the use projection, inside the caller's write
 /// transaction. Called by [`append_in`] for every event it inserts, so no path that appends
 /// can skip it.
-pub(super) fn project_uses(conn: &Connection, path: &Path, event: &NewEvent) -> Result<(), StoreError> {
+pub(crate) fn project_uses(db: &mut dyn Sql, path: &Path, event: &NewEvent) -> Result<(), StoreError> {
     // The common case, an event naming no credentials, costs this one map lookup.
     let Some(Value::Array(entries)) = event.detail.get("credentials") else { return Ok(()) };
     let server = match &event.tool {
@@ -215,17 +214,18 @@ pub(super) fn project_uses(conn: &Connection, path: &Path, event: &NewEvent) -> 
     let agent = event.agent.as_ref().map_or("", |a| a.0.as_str());
     // Latest fingerprint by time; on a tie the later event wins, as it is applied last. Every
     // SET expression reads the row as it was, so their order does not matter.
-    let mut upsert = conn
-        .prepare_cached(
-            "INSERT INTO credential_uses (credential, server, agent, fingerprint, uses, first_ms, last_ms)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
-             ON CONFLICT (credential, server, agent) DO UPDATE SET
-                 uses = uses + 1,
-                 first_ms = MIN(first_ms, excluded.first_ms),
-                 last_ms = MAX(last_ms, excluded.last_ms),
-                 fingerprint = CASE WHEN excluded.last_ms >= last_ms THEN excluded.fingerprint ELSE fingerprint END",
-        )
-        .map_err(|e| write_error(path, e))?;
+    // The existing row is named (`credential_uses.`) where both it and `excluded` have the
+    // column, as PostgreSQL requires; CASE rather than SQLite's two-argument MIN and MAX.
+    const UPSERT: &str = "INSERT INTO credential_uses (credential, server, agent, fingerprint, uses, first_ms, last_ms)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)
+         ON CONFLICT (credential, server, agent) DO UPDATE SET
+             uses = credential_uses.uses + 1,
+             first_ms = CASE WHEN excluded.first_ms < credential_uses.first_ms
+                 THEN excluded.first_ms ELSE credential_uses.first_ms END,
+             last_ms = CASE WHEN excluded.last_ms > credential_uses.last_ms
+                 THEN excluded.last_ms ELSE credential_uses.last_ms END,
+             fingerprint = CASE WHEN excluded.last_ms >= credential_uses.last_ms
+                 THEN excluded.fingerprint ELSE credential_uses.fingerprint END";
     let mut counted: Vec<&str> = Vec::with_capacity(entries.len());
     for entry in entries {
         // A malformed entry is the event's author's mistake; the event itself is still worth
@@ -240,26 +240,27 @@ pub(super) fn project_uses(conn: &Connection, path: &Path, event: &NewEvent) -> 
             continue;
         }
         counted.push(name);
-        upsert.execute(params![name, server, agent, fingerprint, event.time_ms]).map_err(|e| write_error(path, e))?;
+        db.execute(UPSERT, &args![name, server, agent, fingerprint, event.time_ms])
+            .map_err(|e| write_error(path, e))?;
     }
     Ok(())
 }
 
-pub(super) fn credential_uses_in(
-    conn: &Connection,
+pub(crate) fn credential_uses_in(
+    db: &mut dyn Sql,
     path: &Path,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<Vec<CredentialUse>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
+    let rows = db
+        .query(
             "SELECT credential, fingerprint, server, agent, uses, first_ms, last_ms FROM credential_uses
              ORDER BY credential, server, agent",
+            &[],
         )
         .map_err(|e| error(path, e))?;
-    let rows = stmt.query_map([], use_row).map_err(|e| error(path, e))?;
-    let mut uses = Vec::new();
-    for row in rows {
-        let (mut record, count) = row.map_err(|e| error(path, e))?;
+    let mut uses = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (mut record, count) = use_row(row).map_err(|e| error(path, e))?;
         record.uses = u64::try_from(count).map_err(|_| StoreError::Corrupt {
             path: path.to_owned(),
             reason: format!("credential use of `{}` has a negative count", record.credential),
@@ -270,18 +271,18 @@ pub(super) fn credential_uses_in(
 }
 
 /// One `credential_uses` row, its count still as stored.
-fn use_row(row: &Row<'_>) -> rusqlite::Result<(CredentialUse, i64)> {
+fn use_row(row: &Row) -> Result<(CredentialUse, i64), DbError> {
     Ok((
         CredentialUse {
-            credential: row.get(0)?,
-            fingerprint: row.get(1)?,
-            server: row.get(2)?,
-            agent: row.get(3)?,
+            credential: row.text(0)?,
+            fingerprint: row.text(1)?,
+            server: row.text(2)?,
+            agent: row.text(3)?,
             uses: 0,
-            first_ms: row.get(5)?,
-            last_ms: row.get(6)?,
+            first_ms: row.int(5)?,
+            last_ms: row.int(6)?,
         },
-        row.get(4)?,
+        row.int(4)?,
     ))
 }
 

@@ -68,4 +68,12 @@ impl Sql for Lite<'_> {
         let found = self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", &[Arg::Text(name)])?;
         Ok(!found.is_empty())
     }
+
+    fn insertion_order(&self) -> &'static str {
+        "rowid"
+    }
+
+    fn transaction_lost(&mut self) -> bool {
+        self.0.is_autocommit()
+    }
 }

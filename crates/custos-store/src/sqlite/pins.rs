@@ -5,21 +5,21 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use custos_core::{Digest, NewEvent, ToolRef};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::{append_in, tools_in, write_error};
 use crate::error::StoreError;
 use crate::pins::{name_key, nameless_digest, PinSource, Resemblance, ToolPin};
+use crate::sql::{args, DbError, Sql};
 use crate::store::ToolRecord;
 
 /// What a listing is compared with.
-pub(super) struct PinState {
-    pub(super) digest: Digest,
-    pub(super) descriptor: Value,
+pub(crate) struct PinState {
+    pub(crate) digest: Digest,
+    pub(crate) descriptor: Value,
     /// The last digest a `rug_pull` finding was recorded for; cleared when the tool is listed
     /// with its pin again or pinned anew.
-    pub(super) flagged: Option<Digest>,
+    pub(crate) flagged: Option<Digest>,
 }
 
 fn corrupt(path: &Path, tool: &str, what: &str) -> StoreError {
@@ -31,10 +31,10 @@ fn parse_digest(path: &Path, tool: &str, text: &str) -> Result<Digest, StoreErro
 }
 
 /// The pin of `tool`, inside a write transaction.
-pub(super) fn pin_state_in(conn: &Connection, path: &Path, tool: &str) -> Result<Option<PinState>, StoreError> {
-    let row: Option<(String, String, Option<String>)> = conn
-        .prepare_cached("SELECT digest, descriptor, flagged_digest FROM tool_pins WHERE tool = ?1")
-        .and_then(|mut stmt| stmt.query_row([tool], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional())
+pub(crate) fn pin_state_in(db: &mut dyn Sql, path: &Path, tool: &str) -> Result<Option<PinState>, StoreError> {
+    let row = db
+        .query_opt("SELECT digest, descriptor, flagged_digest FROM tool_pins WHERE tool = ?1", &args![tool])
+        .and_then(|row| row.map(|r| Ok((r.text(0)?, r.text(1)?, r.opt_text(2)?))).transpose())
         .map_err(|e| write_error(path, e))?;
     let Some((digest, descriptor, flagged)) = row else { return Ok(None) };
     Ok(Some(PinState {
@@ -46,17 +46,17 @@ pub(super) fn pin_state_in(conn: &Connection, path: &Path, tool: &str) -> Result
 }
 
 /// Pins a tool to its first listing; `descriptor` is its stored JSON text.
-pub(super) fn pin_first_sight_in(
-    conn: &Connection,
+pub(crate) fn pin_first_sight_in(
+    db: &mut dyn Sql,
     path: &Path,
     tool: &str,
     digest: &Digest,
     descriptor: &str,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    db.execute(
         "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by) VALUES (?1, ?2, ?3, ?4, ?5, '')",
-        params![tool, digest.to_hex(), descriptor, now_ms, PinSource::FirstSight.as_str()],
+        &args![tool, &digest.to_hex(), descriptor, now_ms, PinSource::FirstSight.as_str()],
     )
     .map_err(|e| write_error(path, e))?;
     Ok(())
@@ -64,7 +64,7 @@ pub(super) fn pin_first_sight_in(
 
 /// The pins of one server as a tool with no pin of its own is compared with them: those from
 /// before the listing being recorded, and those it made so far.
-pub(super) struct ServerPins {
+pub(crate) struct ServerPins {
     entries: Vec<PinEntry>,
     /// The first entry of each name key, and of each nameless digest among the prior pins: a
     /// listing of many new tools looks each up once, not against every pin.
@@ -73,16 +73,16 @@ pub(super) struct ServerPins {
 }
 
 /// One pin of [`ServerPins`].
-pub(super) struct PinEntry {
-    pub(super) name: String,
+pub(crate) struct PinEntry {
+    pub(crate) name: String,
     /// [`name_key`] of the name.
     key: String,
     /// [`nameless_digest`] of the pinned descriptor.
     nameless: Digest,
-    pub(super) digest: Digest,
+    pub(crate) digest: Digest,
     /// The pinned descriptor as stored, and read.
-    pub(super) text: String,
-    pub(super) descriptor: Value,
+    pub(crate) text: String,
+    pub(crate) descriptor: Value,
     /// Pinned before the listing being recorded.
     prior: bool,
 }
@@ -93,7 +93,7 @@ impl ServerPins {
     /// same descriptor counts only against pins from before this listing: two tools that
     /// share a descriptor in one listing are two tools, not a rename; a look-alike name counts
     /// against those made earlier in the listing too (shadowing from the first listing on).
-    pub(super) fn resembled(&self, name: &str, descriptor: &Value) -> Option<(&PinEntry, Resemblance)> {
+    pub(crate) fn resembled(&self, name: &str, descriptor: &Value) -> Option<(&PinEntry, Resemblance)> {
         // A tool looked up here has no pin under its name, so no entry is its own; the name
         // check only keeps that true by construction.
         let other = |i: &usize| self.entries.get(*i).filter(|e| e.name != name);
@@ -104,7 +104,7 @@ impl ServerPins {
     }
 
     /// Remembers a pin this listing made, so the tools listed after it are compared with it.
-    pub(super) fn add(&mut self, name: &str, digest: Digest, text: &str, descriptor: &Value) {
+    pub(crate) fn add(&mut self, name: &str, digest: Digest, text: &str, descriptor: &Value) {
         self.push(PinEntry {
             name: name.to_owned(),
             key: name_key(name),
@@ -128,19 +128,18 @@ impl ServerPins {
 
 /// The pins of `server`, inside a write transaction. A new tool's first sighting reads them
 /// once per listing: linear in the server's pins, and only when it lists a tool without one.
-pub(super) fn server_pins_in(conn: &Connection, path: &Path, server: &str) -> Result<ServerPins, StoreError> {
+pub(crate) fn server_pins_in(db: &mut dyn Sql, path: &Path, server: &str) -> Result<ServerPins, StoreError> {
     // A range rather than LIKE, as in event queries: '0' is the character after '/'.
-    let mut stmt = conn
-        .prepare_cached("SELECT tool, digest, descriptor FROM tool_pins WHERE tool >= ?1 AND tool < ?2 ORDER BY tool")
-        .map_err(|e| write_error(path, e))?;
-    let rows = stmt
-        .query_map(params![format!("{server}/"), format!("{server}0")], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?))
-        })
+    let rows = db
+        .query(
+            "SELECT tool, digest, descriptor FROM tool_pins WHERE tool >= ?1 AND tool < ?2 ORDER BY tool",
+            &args![&format!("{server}/"), &format!("{server}0")],
+        )
         .map_err(|e| write_error(path, e))?;
     let mut pins = ServerPins { entries: Vec::new(), by_key: HashMap::new(), by_nameless: HashMap::new() };
-    for row in rows {
-        let (tool, digest, text) = row.map_err(|e| write_error(path, e))?;
+    for row in &rows {
+        let (tool, digest, text) =
+            (|| Ok::<_, DbError>((row.text(0)?, row.text(1)?, row.text(2)?)))().map_err(|e| write_error(path, e))?;
         let descriptor: Value =
             serde_json::from_str(&text).map_err(|_| corrupt(path, &tool, "a descriptor that is not json"))?;
         let Some((_, name)) = tool.split_once('/') else { return Err(corrupt(path, &tool, "a malformed tool name")) };
@@ -159,53 +158,56 @@ pub(super) fn server_pins_in(conn: &Connection, path: &Path, server: &str) -> Re
 
 /// Pins a tool seen for the first time to the descriptor of the tool it resembles, already
 /// flagged with its listed digest: the finding recorded with it is the one for that digest.
-pub(super) fn pin_borrowed_in(
-    conn: &Connection,
+pub(crate) fn pin_borrowed_in(
+    db: &mut dyn Sql,
     path: &Path,
     tool: &str,
     resembled: &PinEntry,
     listed: &Digest,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    db.execute(
         "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by, flagged_digest)
          VALUES (?1, ?2, ?3, ?4, ?5, '', ?6)",
-        params![
+        &args![
             tool,
-            resembled.digest.to_hex(),
-            resembled.text,
+            &resembled.digest.to_hex(),
+            &resembled.text,
             now_ms,
             PinSource::FirstSight.as_str(),
-            listed.to_hex()
+            &listed.to_hex()
         ],
     )
     .map_err(|e| write_error(path, e))?;
     Ok(())
 }
 
-pub(super) fn set_flagged_in(
-    conn: &Connection,
+pub(crate) fn set_flagged_in(
+    db: &mut dyn Sql,
     path: &Path,
     tool: &str,
     digest: Option<&Digest>,
 ) -> Result<(), StoreError> {
-    conn.execute("UPDATE tool_pins SET flagged_digest = ?2 WHERE tool = ?1", params![tool, digest.map(Digest::to_hex)])
-        .map_err(|e| write_error(path, e))?;
+    db.execute(
+        "UPDATE tool_pins SET flagged_digest = ?2 WHERE tool = ?1",
+        &args![tool, digest.map(Digest::to_hex).as_ref()],
+    )
+    .map_err(|e| write_error(path, e))?;
     Ok(())
 }
 
 /// Replaces (or creates) a pin; a new pin has no finding against it yet.
-fn put_pin_in(conn: &Connection, path: &Path, pin: &ToolPin) -> Result<(), StoreError> {
+fn put_pin_in(db: &mut dyn Sql, path: &Path, pin: &ToolPin) -> Result<(), StoreError> {
     let tool = pin.tool.to_string();
     let text = serde_json::to_string(&pin.descriptor)
         .map_err(|e| StoreError::InvalidEvent { reason: format!("descriptor of `{tool}` cannot be stored: {e}") })?;
-    conn.execute(
+    db.execute(
         "INSERT INTO tool_pins (tool, digest, descriptor, pinned_ms, source, pinned_by, flagged_digest)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)
          ON CONFLICT (tool) DO UPDATE SET digest = excluded.digest, descriptor = excluded.descriptor,
              pinned_ms = excluded.pinned_ms, source = excluded.source, pinned_by = excluded.pinned_by,
              flagged_digest = NULL",
-        params![tool, pin.digest.to_hex(), text, pin.pinned_ms, pin.source.as_str(), pin.by],
+        &args![&tool, &pin.digest.to_hex(), &text, pin.pinned_ms, pin.source.as_str(), &pin.by],
     )
     .map_err(|e| write_error(path, e))?;
     Ok(())
@@ -223,8 +225,8 @@ fn extended(event: &NewEvent, fields: &[(&str, Value)]) -> NewEvent {
     event
 }
 
-pub(super) fn pin_tool_in(
-    conn: &Connection,
+pub(crate) fn pin_tool_in(
+    db: &mut dyn Sql,
     path: &Path,
     tool: &ToolRef,
     descriptor: &Value,
@@ -236,7 +238,7 @@ pub(super) fn pin_tool_in(
     if Digest::of_json(descriptor) != *digest {
         return Err(StoreError::PinMismatch { tool: name });
     }
-    let previous = pin_state_in(conn, path, &name)?;
+    let previous = pin_state_in(db, path, &name)?;
     let pin = ToolPin {
         tool: tool.clone(),
         digest: *digest,
@@ -245,23 +247,23 @@ pub(super) fn pin_tool_in(
         source: PinSource::Pinned,
         by: by.to_owned(),
     };
-    put_pin_in(conn, path, &pin)?;
+    put_pin_in(db, path, &pin)?;
     let event = match previous {
         Some(previous) => extended(event, &[("previous_digest", json!(previous.digest.to_hex()))]),
         None => event.clone(),
     };
-    append_in(conn, path, std::slice::from_ref(&event)).map(|_| ())
+    append_in(db, path, std::slice::from_ref(&event)).map(|_| ())
 }
 
-pub(super) fn accept_tool_in(
-    conn: &Connection,
+pub(crate) fn accept_tool_in(
+    db: &mut dyn Sql,
     path: &Path,
     tool: &ToolRef,
     by: &str,
     event: &NewEvent,
 ) -> Result<ToolRecord, StoreError> {
     let name = tool.to_string();
-    let Some(listed) = tools_in(conn, path, Some(&name), write_error)?.into_iter().next() else {
+    let Some(listed) = tools_in(db, path, Some(&name), write_error)?.into_iter().next() else {
         return Err(StoreError::UnknownTool { tool: name });
     };
     let Some(previous) = listed.pinned_digest.filter(|_| listed.quarantined()) else {
@@ -275,49 +277,44 @@ pub(super) fn accept_tool_in(
         source: PinSource::Accepted,
         by: by.to_owned(),
     };
-    put_pin_in(conn, path, &pin)?;
+    put_pin_in(db, path, &pin)?;
     let event =
         extended(event, &[("previous_digest", json!(previous.to_hex())), ("digest", json!(listed.digest.to_hex()))]);
-    append_in(conn, path, std::slice::from_ref(&event))?;
+    append_in(db, path, std::slice::from_ref(&event))?;
     Ok(ToolRecord { pinned_digest: Some(pin.digest), pinned_descriptor: Some(pin.descriptor), ..listed })
 }
 
-pub(super) fn pinned_digest_in(conn: &Connection, path: &Path, tool: &ToolRef) -> Result<Option<Digest>, StoreError> {
+pub(crate) fn pinned_digest_in(db: &mut dyn Sql, path: &Path, tool: &ToolRef) -> Result<Option<Digest>, StoreError> {
     let name = tool.to_string();
-    let found: Result<Option<String>, _> = conn
-        .prepare_cached("SELECT digest FROM tool_pins WHERE tool = ?1")
-        .and_then(|mut stmt| stmt.query_row([&name], |row| row.get(0)).optional());
+    let found = db
+        .query_opt("SELECT digest FROM tool_pins WHERE tool = ?1", &args![&name])
+        .and_then(|row| row.map(|r| r.text(0)).transpose());
     match found {
         Ok(digest) => digest.map(|d| parse_digest(path, &name, &d)).transpose(),
         // A database opened read-only before any newer custos opened it read-write: no pins.
-        Err(_) if !has_pins_table(conn, path, super::read_error)? => Ok(None),
+        Err(_) if !has_pins_table(db, path, super::read_error)? => Ok(None),
         Err(e) => Err(super::read_error(path, e)),
     }
 }
 
 /// Every pin, by tool; only `tool`'s when given.
-pub(super) fn pins_in(conn: &Connection, path: &Path, only: Option<&str>) -> Result<Vec<ToolPin>, StoreError> {
-    if !has_pins_table(conn, path, super::read_error)? {
+pub(crate) fn pins_in(db: &mut dyn Sql, path: &Path, only: Option<&str>) -> Result<Vec<ToolPin>, StoreError> {
+    if !has_pins_table(db, path, super::read_error)? {
         return Ok(Vec::new());
     }
     let filter = if only.is_some() { "WHERE tool = ?1" } else { "ORDER BY tool" };
     let sql = format!("SELECT tool, digest, descriptor, pinned_ms, source, pinned_by FROM tool_pins {filter}");
-    let mut stmt = conn.prepare_cached(&sql).map_err(|e| super::read_error(path, e))?;
-    let rows = stmt
-        .query_map(rusqlite::params_from_iter(only), |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-                row.get::<_, String>(4)?,
-                row.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(|e| super::read_error(path, e))?;
-    let mut pins = Vec::new();
-    for row in rows {
-        let (tool, digest, descriptor, pinned_ms, source, by) = row.map_err(|e| super::read_error(path, e))?;
+    let rows = match only {
+        Some(tool) => db.query(&sql, &args![tool]),
+        None => db.query(&sql, &[]),
+    }
+    .map_err(|e| super::read_error(path, e))?;
+    let columns = |row: &crate::sql::Row| -> Result<_, DbError> {
+        Ok((row.text(0)?, row.text(1)?, row.text(2)?, row.int(3)?, row.text(4)?, row.text(5)?))
+    };
+    let mut pins = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (tool, digest, descriptor, pinned_ms, source, by) = columns(row).map_err(|e| super::read_error(path, e))?;
         pins.push(ToolPin {
             tool: tool.parse().map_err(|_| corrupt(path, &tool, "a malformed tool name"))?,
             digest: parse_digest(path, &tool, &digest)?,
@@ -333,12 +330,10 @@ pub(super) fn pins_in(conn: &Connection, path: &Path, only: Option<&str>) -> Res
 
 /// Whether the file has the pins table: every read-write open adds it, a read-only open of an
 /// older file does not.
-pub(super) fn has_pins_table(
-    conn: &Connection,
+pub(crate) fn has_pins_table(
+    db: &mut dyn Sql,
     path: &Path,
-    error: fn(&Path, rusqlite::Error) -> StoreError,
+    error: fn(&Path, DbError) -> StoreError,
 ) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tool_pins'")
-        .and_then(|mut stmt| stmt.exists([]))
-        .map_err(|e| error(path, e))
+    db.table_exists("tool_pins").map_err(|e| error(path, e))
 }

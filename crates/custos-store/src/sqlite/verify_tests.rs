@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use custos_core::{AgentId, Digest, EventKind, NewEvent, RunId, ToolRef};
 use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter};
 use serde_json::json;
 
 use super::*;
@@ -59,7 +60,11 @@ fn put(conn: &Connection, seq: i64, values: Vec<SqlValue>) {
 fn forge(conn: &Connection, seq: i64, prev: &Digest, event: &NewEvent) {
     let enc = chain::encode(seq as u64, prev, event).unwrap();
     let mut values = vec![SqlValue::Text(enc.hash.to_hex()), SqlValue::Text(enc.body)];
-    values.extend(enc.columns.map(to_sql));
+    values.extend(enc.columns.map(|cell| match cell {
+        Cell::Null | Cell::Other => SqlValue::Null,
+        Cell::Int(i) => SqlValue::Integer(i),
+        Cell::Text(s) => SqlValue::Text(s),
+    }));
     put(conn, seq, values);
 }
 
