@@ -22,6 +22,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod raw;
 pub mod sinks;
+pub mod store;
 pub mod telemetry;
 pub mod validate;
 
@@ -33,6 +34,7 @@ pub use classify::ToolClasses;
 pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
 pub use error::ConfigError;
 pub use sinks::{SinkFormat, SinkSettings, SinkTarget, TokenSource};
+pub use store::PostgresSettings;
 pub use telemetry::{OtlpProtocol, TelemetrySettings};
 
 /// The file name `custos init` writes and commands look for by default.
@@ -70,6 +72,9 @@ pub struct Config {
     pub detection: DetectionSettings,
     /// `[telemetry]`: OpenTelemetry export; `None` (off) without the table.
     pub telemetry: Option<TelemetrySettings>,
+    /// `[store] url`: the PostgreSQL database shared by replicas; `None`: the embedded SQLite
+    /// file in `data_dir`.
+    pub store: Option<PostgresSettings>,
 }
 
 /// `[admin]`: the admin API and `/metrics`, on their own listener with their own credential.

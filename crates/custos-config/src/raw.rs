@@ -36,6 +36,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub detection: RawDetection,
     pub telemetry: Option<crate::telemetry::RawTelemetry>,
+    pub store: Option<crate::store::RawStore>,
 }
 
 /// `[detection]`: what detectors' findings do, and the thresholds of the behavioural ones.

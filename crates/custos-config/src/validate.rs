@@ -246,6 +246,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         }
     };
     let telemetry = crate::telemetry::telemetry(path, raw.telemetry, resolve)?;
+    let store = crate::store::store(path, raw.store, resolve)?;
     let audit = AuditConfig {
         record_arguments: raw.audit.record_arguments,
         record_results: raw.audit.record_results,
@@ -270,6 +271,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         secrets,
         detection,
         telemetry,
+        store,
     })
 }
 
