@@ -18,7 +18,7 @@
 //! - `chain.rs`: how an event becomes a canonical body and digest, and the streaming walk that
 //!   verifies a log and classifies its first problem ([`VerifyReport`], [`Tamper`]). Independent
 //!   of the database, so every store encodes and verifies identically.
-//! - `sqlite.rs`: [`SqliteStore`], the embedded store: schema, WAL and locking for several
+//! - `sqlite.rs`: [`SqlStore`], the embedded store: schema, WAL and locking for several
 //!   processes sharing one file, queries. Its tests sit in `sqlite/`.
 //! - `approvals.rs`: approval requests as the store keeps them ([`ApprovalRecord`],
 //!   [`ApprovalWrite`]): a projection of the `approval.*` events, each change atomic with its
@@ -40,6 +40,7 @@ mod approvals;
 mod chain;
 mod credentials;
 mod error;
+mod location;
 mod log;
 mod pins;
 mod sql;
@@ -50,9 +51,10 @@ pub use approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefu
 pub use chain::{shallow, Tamper, VerifyReport, MAX_DETAIL_DEPTH};
 pub use credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 pub use error::StoreError;
+pub use location::{DbLocation, PgTarget};
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use pins::{PinSource, ToolPin};
-pub use sqlite::{SqliteStore, DATABASE_FILE};
+pub use sqlite::{SqlStore, DATABASE_FILE};
 pub use store::{
     known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery,
     RunSummary, Store, StoredEvent, ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,

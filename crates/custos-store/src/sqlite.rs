@@ -19,6 +19,7 @@ use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalW
 use crate::chain::{self, Batch, Cell, CellRef, RowRef, VerifyReport};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
+use crate::location::{DbLocation, PgTarget};
 use crate::pins::{borrowed_from, change_summary, Resemblance, ToolPin};
 use crate::sql::{args, Arg, DbError, Sql};
 use crate::store::{
@@ -151,18 +152,39 @@ const VERIFY_SELECT: &str =
 
 /// The audit log and tool inventory in one SQLite file.
 #[derive(Debug)]
-pub struct SqliteStore {
+pub struct SqlStore {
     conn: Connection,
     /// Named in every error, so an operator knows which file is at fault.
     path: PathBuf,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` for reading and writing.
+impl SqlStore {
+    /// Opens the database at `at` for reading and writing: the file (created if needed; its
+    /// directory must exist), or the PostgreSQL database (its schema migrated).
     ///
-    /// The directory must exist. Refuses a file that is not a Custos audit database or was
-    /// written by a newer Custos.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Refuses a file or database that is not a Custos audit database or was written by a
+    /// newer Custos.
+    pub fn open(at: impl Into<DbLocation>) -> Result<Self, StoreError> {
+        match at.into() {
+            DbLocation::File(path) => Self::open_file(&path),
+            DbLocation::Postgres(pg) => Self::connect(&pg, false),
+        }
+    }
+
+    /// Opens an existing database for reading only (`audit query`, `audit verify`); writes fail.
+    pub fn open_read_only(at: impl Into<DbLocation>) -> Result<Self, StoreError> {
+        match at.into() {
+            DbLocation::File(path) => Self::open_file_read_only(&path),
+            DbLocation::Postgres(pg) => Self::connect(&pg, true),
+        }
+    }
+
+    /// PostgreSQL: not yet.
+    fn connect(pg: &PgTarget, _read_only: bool) -> Result<Self, StoreError> {
+        Err(StoreError::Open { path: PathBuf::from(&pg.url), reason: "PostgreSQL is not supported yet".to_owned() })
+    }
+
+    fn open_file(path: &Path) -> Result<Self, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
@@ -182,8 +204,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    /// Opens an existing database for reading only (`audit query`, `audit verify`); writes fail.
-    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+    fn open_file_read_only(path: &Path) -> Result<Self, StoreError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
@@ -261,7 +282,7 @@ impl SqliteStore {
     }
 }
 
-impl Store for SqliteStore {
+impl Store for SqlStore {
     fn append(&mut self, events: &[NewEvent]) -> Result<Vec<StoredEvent>, StoreError> {
         self.in_transaction(|db, path| append_in(db, path, events))
     }
@@ -340,7 +361,7 @@ impl Store for SqliteStore {
     }
 }
 
-impl AgentRegistry for SqliteStore {
+impl AgentRegistry for SqlStore {
     fn issue_key(&mut self, agent: &Agent, key: &AgentKeyRecord, event: &NewEvent) -> Result<(), StoreError> {
         self.in_transaction(|db, path| {
             agents::issue_key_in(db, path, agent, key)?;
@@ -379,7 +400,7 @@ impl AgentRegistry for SqliteStore {
     }
 }
 
-impl ApprovalStore for SqliteStore {
+impl ApprovalStore for SqlStore {
     fn write_approval(&mut self, write: &ApprovalWrite) -> Result<ApprovalOutcome, StoreError> {
         self.in_transaction(|db, path| approvals::write_in(db, path, write))
     }
@@ -393,7 +414,7 @@ impl ApprovalStore for SqliteStore {
     }
 }
 
-impl CredentialStore for SqliteStore {
+impl CredentialStore for SqlStore {
     fn put_secret(&mut self, secret: &StoredSecret, event: &NewEvent) -> Result<(), StoreError> {
         self.in_transaction(|db, path| credentials::put_secret_in(db, path, secret, event))
     }
@@ -436,7 +457,7 @@ impl CredentialStore for SqliteStore {
     }
 }
 
-impl ToolPins for SqliteStore {
+impl ToolPins for SqlStore {
     fn pin_tool(
         &mut self,
         tool: &ToolRef,
@@ -465,7 +486,7 @@ impl ToolPins for SqliteStore {
     }
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// The events matching `q` in `seq` order, or from the newest back.
     fn select_events(&self, q: &EventQuery, newest_first: bool) -> Result<Vec<StoredEvent>, StoreError> {
         let (server_from, server_to) = match q.tool.as_deref().and_then(|t| t.strip_suffix('/')) {

@@ -10,7 +10,7 @@ use tempfile::TempDir;
 
 use super::*;
 use crate::store::{EventQuery, ToolRecord};
-use crate::{SqliteStore, VerifyReport};
+use crate::{SqlStore, VerifyReport};
 
 fn db() -> (TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -25,7 +25,7 @@ fn event(i: u64) -> NewEvent {
 }
 
 fn verify(path: &Path) -> VerifyReport {
-    SqliteStore::open_read_only(path).unwrap().verify().unwrap()
+    SqlStore::open_read_only(path).unwrap().verify().unwrap()
 }
 
 /// Waits (in a test only) until `done` holds, failing after ten seconds.
@@ -48,7 +48,7 @@ fn handle_is_cheap_to_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_all_land_once_in_a_verified_chain() {
     let (_dir, path) = db();
-    let log = AuditLog::start(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+    let log = AuditLog::start(Box::new(SqlStore::open(&path).unwrap())).unwrap();
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let log = log.clone();
@@ -74,7 +74,7 @@ async fn concurrent_appends_all_land_once_in_a_verified_chain() {
 /// A store whose first batch waits for the test's signal, so the test can queue requests
 /// behind it and know exactly what the next batches hold.
 struct Gated {
-    inner: SqliteStore,
+    inner: SqlStore,
     entered: Option<std_mpsc::Sender<()>>,
     release: Option<std_mpsc::Receiver<()>>,
 }
@@ -120,7 +120,7 @@ async fn requests_queued_during_a_commit_share_the_next_transactions() {
         let (entered_tx, entered) = std_mpsc::channel();
         let (release, release_rx) = std_mpsc::channel();
         let store =
-            Gated { inner: SqliteStore::open(&path).unwrap(), entered: Some(entered_tx), release: Some(release_rx) };
+            Gated { inner: SqlStore::open(&path).unwrap(), entered: Some(entered_tx), release: Some(release_rx) };
         let log = AuditLog::start_with(Box::new(store), AuditLogConfig { queue: 1024, max_batch }).unwrap();
 
         let append = |i| {
@@ -147,7 +147,7 @@ async fn requests_queued_during_a_commit_share_the_next_transactions() {
 async fn a_tiny_queue_applies_backpressure_without_losing_writes() {
     let (_dir, path) = db();
     let config = AuditLogConfig { queue: 1, max_batch: 1 };
-    let log = AuditLog::start_with(Box::new(SqliteStore::open(&path).unwrap()), config).unwrap();
+    let log = AuditLog::start_with(Box::new(SqlStore::open(&path).unwrap()), config).unwrap();
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let log = log.clone();
@@ -214,7 +214,7 @@ async fn a_failed_transaction_fails_every_waiter_in_it() {
 #[tokio::test]
 async fn flush_then_shutdown_leaves_everything_durable_and_refuses_more() {
     let (_dir, path) = db();
-    let log = AuditLog::start(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+    let log = AuditLog::start(Box::new(SqlStore::open(&path).unwrap())).unwrap();
     let other = log.clone();
     let stored = log.append(vec![event(1), event(2)]).await.unwrap();
     assert_eq!(stored.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);

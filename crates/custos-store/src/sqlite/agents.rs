@@ -131,7 +131,7 @@ pub(crate) fn keys_in(db: &mut dyn Sql, path: &Path, key_id: Option<&str>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use super::super::SqliteStore;
+    use super::super::SqlStore;
     use crate::store::{AgentKeyRecord, AgentRegistry, Store};
     use custos_core::{Agent, AgentId, EventKind, NewEvent};
 
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn keys_are_issued_found_and_revoked_with_events_in_the_chain() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("custos.db")).unwrap();
+        let mut store = SqlStore::open(&dir.path().join("custos.db")).unwrap();
         let issued = NewEvent::new(EventKind::AgentKeyIssued, 1);
         store.issue_key(&agent("a"), &key("k1", "a"), &issued).unwrap();
         store.issue_key(&agent("a"), &key("k2", "a"), &issued).unwrap();

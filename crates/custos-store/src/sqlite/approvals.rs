@@ -361,7 +361,7 @@ fn decode(path: &Path, r: RawApproval) -> Result<ApprovalRecord, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::SqliteStore;
+    use super::super::SqlStore;
     use crate::approvals::{
         ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite,
     };
@@ -392,15 +392,15 @@ mod tests {
         }
     }
 
-    fn kinds(store: &SqliteStore) -> Vec<&'static str> {
+    fn kinds(store: &SqlStore) -> Vec<&'static str> {
         store.query(&EventQuery::default()).unwrap().iter().map(|e| e.event.kind.as_str()).collect()
     }
 
     #[test]
     fn a_request_is_decided_once_used_once_and_expires() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("custos.db")).unwrap();
-        let requested = |store: &mut SqliteStore, id: &str, at: i64| match store
+        let mut store = SqlStore::open(&dir.path().join("custos.db")).unwrap();
+        let requested = |store: &mut SqlStore, id: &str, at: i64| match store
             .write_approval(&ApprovalWrite::Request(Box::new(record(id, "d1", at))))
             .unwrap()
         {
@@ -472,13 +472,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("custos.db");
         {
-            let mut store = SqliteStore::open(&path).unwrap();
+            let mut store = SqlStore::open(&path).unwrap();
             store.append(&[custos_core::NewEvent::new(EventKind::RunStarted, 1)]).unwrap();
         }
         let conn = rusqlite::Connection::open(&path).unwrap();
         conn.execute_batch("DROP TABLE approvals").unwrap();
         drop(conn);
-        let mut store = SqliteStore::open(&path).unwrap();
+        let mut store = SqlStore::open(&path).unwrap();
         let outcome = store.write_approval(&ApprovalWrite::Request(Box::new(record("a1", "d", 0)))).unwrap();
         assert!(matches!(outcome, ApprovalOutcome::Requested { created: true, .. }));
         assert!(store.verify().unwrap().is_ok());

@@ -294,15 +294,15 @@ mod tests {
     use serde_json::json;
     use tempfile::TempDir;
 
-    use super::super::SqliteStore;
+    use super::super::SqlStore;
     use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
     use crate::error::StoreError;
     use crate::store::{CredentialStore, EventQuery, Store, Write, WriteOutcome};
 
-    fn db() -> (TempDir, PathBuf, SqliteStore) {
+    fn db() -> (TempDir, PathBuf, SqlStore) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("custos.db");
-        let store = SqliteStore::open(&path).unwrap();
+        let store = SqlStore::open(&path).unwrap();
         (dir, path, store)
     }
 
@@ -328,7 +328,7 @@ mod tests {
         }
     }
 
-    fn kinds(store: &SqliteStore) -> Vec<&'static str> {
+    fn kinds(store: &SqlStore) -> Vec<&'static str> {
         store.query(&EventQuery::default()).unwrap().iter().map(|e| e.event.kind.as_str()).collect()
     }
 
@@ -450,7 +450,7 @@ mod tests {
     #[test]
     fn a_token_is_revoked_once_with_one_event_and_seen_by_another_process() {
         let (_dir, path, mut store) = db();
-        let reader = SqliteStore::open_read_only(&path).unwrap();
+        let reader = SqlStore::open_read_only(&path).unwrap();
         let revoked = |at| NewEvent::new(EventKind::TokenRevoked, at);
         assert!(!reader.is_token_revoked("jti-1").unwrap());
         assert!(store.revoke_token("jti-1", Some(10_000), &revoked(1_000)).unwrap());
@@ -564,7 +564,7 @@ mod tests {
         drop(store);
         drop_credential_tables(&path);
 
-        let mut store = SqliteStore::open(&path).unwrap();
+        let mut store = SqlStore::open(&path).unwrap();
         store.put_secret(&secret("s", b"x", 2), &NewEvent::new(EventKind::SecretSet, 2)).unwrap();
         store.add_signing_key(&key("k", 2), 0, &[NewEvent::new(EventKind::SigningKeyCreated, 2)]).unwrap();
         assert!(store.revoke_token("j", None, &NewEvent::new(EventKind::TokenRevoked, 2)).unwrap());

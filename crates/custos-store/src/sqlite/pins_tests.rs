@@ -25,7 +25,7 @@ fn listed(time_ms: i64) -> NewEvent {
 }
 
 /// One listing of one tool at `time_ms`.
-fn observe(store: &mut SqliteStore, tool: &ToolDescriptor, time_ms: i64) -> Result<Vec<ToolSighting>, StoreError> {
+fn observe(store: &mut SqlStore, tool: &ToolDescriptor, time_ms: i64) -> Result<Vec<ToolSighting>, StoreError> {
     store.observe_tools(std::slice::from_ref(tool), &listed(time_ms))
 }
 
@@ -44,7 +44,7 @@ fn operator_event(kind: EventKind, time_ms: i64, detail: Value) -> NewEvent {
     e
 }
 
-fn after(store: &SqliteStore, seq: u64) -> Vec<NewEvent> {
+fn after(store: &SqlStore, seq: u64) -> Vec<NewEvent> {
     store
         .query(&EventQuery { after_seq: Some(seq), ..EventQuery::default() })
         .unwrap()
@@ -53,11 +53,11 @@ fn after(store: &SqliteStore, seq: u64) -> Vec<NewEvent> {
         .collect()
 }
 
-fn head(store: &SqliteStore) -> u64 {
+fn head(store: &SqlStore) -> u64 {
     store.head().unwrap().map_or(0, |(seq, _)| seq)
 }
 
-fn findings(store: &SqliteStore) -> Vec<NewEvent> {
+fn findings(store: &SqlStore) -> Vec<NewEvent> {
     let q = EventQuery { kind: Some(EventKind::FindingRecorded), ..EventQuery::default() };
     store.query(&q).unwrap().into_iter().map(|e| e.event).collect()
 }
@@ -65,7 +65,7 @@ fn findings(store: &SqliteStore) -> Vec<NewEvent> {
 #[test]
 fn first_sight_pins_a_change_quarantines_once_and_accepting_ends_it() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let (v1, v2, v3) = (read("v1"), read("v2: also send it elsewhere"), read("v3"));
 
     // First sight: pinned, said on the tool.seen event, no other event.
@@ -168,7 +168,7 @@ fn first_sight_pins_a_change_quarantines_once_and_accepting_ends_it() {
 #[test]
 fn a_tool_pinned_ahead_of_time_is_quarantined_by_a_first_listing_that_differs() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let (vetted, listed_v) = (read("vetted"), read("something else"));
     let pinned = operator_event(EventKind::ToolPinned, 5, json!({"digest": vetted.digest.to_hex()}));
 
@@ -199,7 +199,7 @@ fn a_tool_pinned_ahead_of_time_is_quarantined_by_a_first_listing_that_differs() 
 
     // A pin matched by a first listing: no finding, and the listing is not marked as pinning.
     let (_dir2, path2) = db();
-    let mut other = SqliteStore::open(&path2).unwrap();
+    let mut other = SqlStore::open(&path2).unwrap();
     other.pin_tool(&vetted.tool, &vetted.raw, &vetted.digest, "ops", &pinned).unwrap();
     assert_eq!(observe(&mut other, &vetted, 10).unwrap(), [ToolSighting::New]);
     assert!(findings(&other).is_empty());
@@ -209,7 +209,7 @@ fn a_tool_pinned_ahead_of_time_is_quarantined_by_a_first_listing_that_differs() 
 #[test]
 fn a_quarantined_tool_listed_with_its_pin_again_is_reported_anew_on_the_next_change() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let (v1, v2) = (read("v1"), read("v2"));
     observe(&mut store, &v1, 1).unwrap();
     observe(&mut store, &v2, 2).unwrap();
@@ -224,14 +224,14 @@ fn an_older_database_gains_the_pins_table_and_its_tools_are_pinned_when_listed()
     let (_dir, path) = db();
     let v1 = read("v1");
     {
-        let mut store = SqliteStore::open(&path).unwrap();
+        let mut store = SqlStore::open(&path).unwrap();
         observe(&mut store, &v1, 1).unwrap();
     }
     // As a custos from before pins left it: no table, the tool inventoried.
     rusqlite::Connection::open(&path).unwrap().execute_batch("DROP TABLE tool_pins").unwrap();
 
     // Read-only, the file is not changed: its tools are unpinned, and no pin is found.
-    let reader = SqliteStore::open_read_only(&path).unwrap();
+    let reader = SqlStore::open_read_only(&path).unwrap();
     let record = reader.tools().unwrap().remove(0);
     assert_eq!((record.pinned_digest, record.quarantined()), (None, false));
     assert_eq!(reader.pinned_digest(&v1.tool).unwrap(), None);
@@ -239,7 +239,7 @@ fn an_older_database_gains_the_pins_table_and_its_tools_are_pinned_when_listed()
 
     // Read-write: the table is added; the next listing pins the tool with a tool.pinned event,
     // as there is no tool.seen to mark.
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     assert!(store.pins().unwrap().is_empty());
     let mark = head(&store);
     assert_eq!(observe(&mut store, &v1, 2).unwrap(), [ToolSighting::Unchanged]);
@@ -254,7 +254,7 @@ fn an_older_database_gains_the_pins_table_and_its_tools_are_pinned_when_listed()
 #[test]
 fn pins_are_kept_by_batched_listings_too() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let (v1, v2) = (read("v1"), read("v2"));
     let results = store
         .write_batch(&[
@@ -272,7 +272,7 @@ fn pins_are_kept_by_batched_listings_too() {
 #[test]
 fn last_returns_the_newest_match() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let mut events = Vec::new();
     for (t, agent) in [(1, "a"), (2, "b"), (3, "a"), (4, "b")] {
         let mut e = NewEvent::new(EventKind::RunStarted, t);
@@ -295,7 +295,7 @@ fn tool(name: &str, description: &str, extra: Value) -> ToolDescriptor {
     ToolDescriptor::from_listing("files", raw).unwrap()
 }
 
-fn listing(store: &mut SqliteStore, tools: &[&ToolDescriptor], time_ms: i64) -> Vec<ToolSighting> {
+fn listing(store: &mut SqlStore, tools: &[&ToolDescriptor], time_ms: i64) -> Vec<ToolSighting> {
     let tools: Vec<ToolDescriptor> = tools.iter().map(|t| (*t).clone()).collect();
     store.observe_tools(&tools, &listed(time_ms)).unwrap()
 }
@@ -303,7 +303,7 @@ fn listing(store: &mut SqliteStore, tools: &[&ToolDescriptor], time_ms: i64) -> 
 #[test]
 fn a_tool_renamed_with_its_descriptor_is_quarantined_against_the_tool_it_resembles() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let refund = tool("refund", "Refund an order.", json!({"title": "Refund"}));
     // The old name gone, the same descriptor under a new name and title.
     let renamed = tool("issue_refund", "Refund an order.", json!({"title": "Issue a refund"}));
@@ -357,7 +357,7 @@ fn a_tool_renamed_with_its_descriptor_is_quarantined_against_the_tool_it_resembl
 #[test]
 fn a_look_alike_name_is_quarantined_whether_the_original_is_listed_beside_it_or_gone() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let refund = tool("refund", "Refund an order.", json!({}));
     // Shadowing: listed beside the original, in the very first listing, with another
     // description; a Cyrillic `е` and a case change.
@@ -397,7 +397,7 @@ fn a_look_alike_name_is_quarantined_whether_the_original_is_listed_beside_it_or_
 #[test]
 fn tools_that_share_a_descriptor_in_one_listing_are_not_renames_but_a_later_one_is() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     // Two tools with nothing but a name and an empty schema: one listing, two tools.
     let (a, b, c) = (tool("alpha", "", json!({})), tool("beta", "", json!({})), tool("gamma", "", json!({})));
     assert_eq!(listing(&mut store, &[&a, &b], 1), [ToolSighting::New, ToolSighting::New]);
@@ -417,7 +417,7 @@ fn tools_that_share_a_descriptor_in_one_listing_are_not_renames_but_a_later_one_
 #[test]
 fn a_tool_pinned_ahead_of_time_is_resembled_by_a_first_listing_under_a_look_alike_name() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let vetted = tool("reset_mfa", "Reset a user's second factor.", json!({}));
     let event = NewEvent { tool: Some(vetted.tool.clone()), ..operator_event(EventKind::ToolPinned, 1, json!({})) };
     store.pin_tool(&vetted.tool, &vetted.raw, &vetted.digest, "ops", &event).unwrap();

@@ -38,7 +38,7 @@ fn seqs(events: &[StoredEvent]) -> Vec<u64> {
 #[test]
 fn appends_are_numbered_and_chained_across_calls_and_reopens() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     assert_eq!(store.head().unwrap(), None);
     let first =
         store.append(&[event(EventKind::RunStarted, 1, "a", "r"), decided(2, "a", "r", "s/t", "allow")]).unwrap();
@@ -48,7 +48,7 @@ fn appends_are_numbered_and_chained_across_calls_and_reopens() {
     drop(store);
 
     // A new connection reads the head from the file, not from anything it remembered.
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let second = store.append(&[event(EventKind::RunEnded, 3, "a", "r")]).unwrap();
     assert_eq!(seqs(&second), [3]);
     assert_eq!(second[0].prev, first[1].hash);
@@ -61,13 +61,13 @@ fn appends_are_numbered_and_chained_across_calls_and_reopens() {
 #[test]
 fn two_stores_on_one_file_append_interleaved_from_two_threads() {
     let (_dir, path) = db();
-    drop(SqliteStore::open(&path).unwrap());
+    drop(SqlStore::open(&path).unwrap());
     let writers: Vec<_> = ["a", "b"]
         .into_iter()
         .map(|agent| {
             let path = path.clone();
             thread::spawn(move || {
-                let mut store = SqliteStore::open(&path).unwrap();
+                let mut store = SqlStore::open(&path).unwrap();
                 (0..100)
                     .map(|i| {
                         let pair = [
@@ -90,7 +90,7 @@ fn two_stores_on_one_file_append_interleaved_from_two_threads() {
     }
     all.sort_unstable();
     assert_eq!(all, (1..=400).collect::<Vec<_>>());
-    let store = SqliteStore::open_read_only(&path).unwrap();
+    let store = SqlStore::open_read_only(&path).unwrap();
     let report = store.verify().unwrap();
     assert!(matches!(report, VerifyReport::Ok { count: 400, head: Some(_) }), "{report:?}");
 }
@@ -98,7 +98,7 @@ fn two_stores_on_one_file_append_interleaved_from_two_threads() {
 #[test]
 fn observe_tools_logs_new_and_changed_tools_and_only_touches_unchanged_ones() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let read_v1 = ToolDescriptor::from_listing("files", json!({"name": "read", "description": "v1"})).unwrap();
     let read_v2 = ToolDescriptor::from_listing("files", json!({"name": "read", "description": "v2"})).unwrap();
     let write = ToolDescriptor::from_listing("files", json!({"name": "write"})).unwrap();
@@ -173,7 +173,7 @@ fn observe_tools_logs_new_and_changed_tools_and_only_touches_unchanged_ones() {
 #[test]
 fn each_query_filter_narrows_the_result() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let mut finished = event(EventKind::CallFinished, 500, "a", "r1");
     finished.tool = Some(ToolRef::new("files", "read").unwrap());
     let stored = store
@@ -218,7 +218,7 @@ fn each_query_filter_narrows_the_result() {
 #[test]
 fn a_failing_write_in_a_batch_rolls_back_alone() {
     let (_dir, path) = db();
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let mut out_of_range = event(EventKind::CallRequested, 2, "a", "r");
     out_of_range.step = Some(u64::MAX);
     let results = store
@@ -245,9 +245,9 @@ fn set_schema_version(path: &Path, version: &str) {
 #[test]
 fn a_newer_schema_is_refused_by_name() {
     let (_dir, path) = db();
-    drop(SqliteStore::open(&path).unwrap());
+    drop(SqlStore::open(&path).unwrap());
     set_schema_version(&path, "2");
-    for result in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
+    for result in [SqlStore::open(&path), SqlStore::open_read_only(&path)] {
         let err = result.unwrap_err();
         assert!(matches!(err, StoreError::SchemaTooNew { found: 2, supported: 1, .. }), "{err:?}");
         assert_eq!(
@@ -264,7 +264,7 @@ fn a_newer_schema_is_refused_by_name() {
 fn files_that_are_not_audit_databases_are_refused() {
     let (dir, path) = db();
     std::fs::write(&path, "this is a text file, not a database. ".repeat(100)).unwrap();
-    for result in [SqliteStore::open(&path), SqliteStore::open_read_only(&path)] {
+    for result in [SqlStore::open(&path), SqlStore::open_read_only(&path)] {
         let err = result.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
         assert!(err.to_string().starts_with(&format!("audit database `{}` is damaged: ", path.display())), "{err}");
@@ -272,14 +272,14 @@ fn files_that_are_not_audit_databases_are_refused() {
 
     let other = dir.path().join("other.db");
     Connection::open(&other).unwrap().execute_batch("CREATE TABLE t (x)").unwrap();
-    let err = SqliteStore::open_read_only(&other).unwrap_err();
+    let err = SqlStore::open_read_only(&other).unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().ends_with("no schema version: not a custos audit database"), "{err}");
 
     let bad_version = dir.path().join("bad-version.db");
-    drop(SqliteStore::open(&bad_version).unwrap());
+    drop(SqlStore::open(&bad_version).unwrap());
     set_schema_version(&bad_version, "one");
-    let err = SqliteStore::open(&bad_version).unwrap_err();
+    let err = SqlStore::open(&bad_version).unwrap_err();
     assert!(err.to_string().ends_with("schema version `one` is not a number"), "{err}");
 }
 
@@ -289,7 +289,7 @@ fn missing_files_and_directories_are_open_errors_naming_the_path() {
     let in_missing_dir = dir.path().join("no/such/dir/audit.db");
     let missing = dir.path().join("missing.db");
     for (path, result) in
-        [(&in_missing_dir, SqliteStore::open(&in_missing_dir)), (&missing, SqliteStore::open_read_only(&missing))]
+        [(&in_missing_dir, SqlStore::open(&in_missing_dir)), (&missing, SqlStore::open_read_only(&missing))]
     {
         let err = result.unwrap_err();
         assert!(matches!(err, StoreError::Open { .. }), "{err:?}");
@@ -302,8 +302,8 @@ fn missing_files_and_directories_are_open_errors_naming_the_path() {
 #[test]
 fn a_read_only_store_reads_but_cannot_write() {
     let (_dir, path) = db();
-    SqliteStore::open(&path).unwrap().append(&[event(EventKind::RunStarted, 1, "a", "r")]).unwrap();
-    let mut reader = SqliteStore::open_read_only(&path).unwrap();
+    SqlStore::open(&path).unwrap().append(&[event(EventKind::RunStarted, 1, "a", "r")]).unwrap();
+    let mut reader = SqlStore::open_read_only(&path).unwrap();
     assert_eq!(seqs(&reader.query(&EventQuery::default()).unwrap()), [1]);
     let err = reader.append(&[event(EventKind::RunEnded, 2, "a", "r")]).unwrap_err();
     assert!(matches!(err, StoreError::Write { .. }), "{err:?}");

@@ -29,7 +29,7 @@ fn sample(i: u64) -> NewEvent {
 /// A clean log of [`EVENTS`] events; returns its path and the stored events.
 fn clean_log(dir: &Path) -> (PathBuf, Vec<StoredEvent>) {
     let path = dir.join("audit.db");
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let events: Vec<_> = (1..=EVENTS).map(sample).collect();
     let stored = store.append(&events).unwrap();
     (path, stored)
@@ -229,7 +229,7 @@ fn verify_names_the_first_problem_and_its_kind() {
         let dir = tempfile::tempdir().unwrap();
         let (path, stored) = clean_log(dir.path());
         tamper(&Connection::open(&path).unwrap(), &stored);
-        let report = SqliteStore::open_read_only(&path).unwrap().verify().unwrap();
+        let report = SqlStore::open_read_only(&path).unwrap().verify().unwrap();
         let VerifyReport::Broken { seq: found_seq, problem: found, detail } = &report else {
             panic!("{name}: tampering went unnoticed: {report:?}");
         };
@@ -245,7 +245,7 @@ fn verify_names_the_first_problem_and_its_kind() {
 fn clean_log_verifies_with_count_and_head() {
     let dir = tempfile::tempdir().unwrap();
     let (path, stored) = clean_log(dir.path());
-    let store = SqliteStore::open_read_only(&path).unwrap();
+    let store = SqlStore::open_read_only(&path).unwrap();
     let head = stored.last().unwrap().hash;
     assert_eq!(store.verify().unwrap(), VerifyReport::Ok { count: EVENTS, head: Some(head) });
     assert_eq!(store.head().unwrap(), Some((EVENTS, head)));
@@ -254,7 +254,7 @@ fn clean_log_verifies_with_count_and_head() {
 #[test]
 fn empty_log_verifies_with_count_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("audit.db")).unwrap();
+    let store = SqlStore::open(&dir.path().join("audit.db")).unwrap();
     assert_eq!(store.verify().unwrap(), VerifyReport::Ok { count: 0, head: None });
 }
 
@@ -266,7 +266,7 @@ fn rewriting_the_last_event_changes_only_the_head() {
     let (path, stored) = clean_log(dir.path());
     let conn = Connection::open(&path).unwrap();
     forge(&conn, EVENTS as i64, &stored[4].hash, &NewEvent { decision: Some("deny".into()), ..sample(EVENTS) });
-    let report = SqliteStore::open_read_only(&path).unwrap().verify().unwrap();
+    let report = SqlStore::open_read_only(&path).unwrap().verify().unwrap();
     let VerifyReport::Ok { count, head } = report else { panic!("{report:?}") };
     assert_eq!(count, EVENTS);
     assert_ne!(head, Some(stored[5].hash));
@@ -280,7 +280,7 @@ fn text_that_is_not_utf8_is_a_read_error() {
         let (path, _) = clean_log(dir.path());
         let conn = Connection::open(&path).unwrap();
         conn.execute(&format!("UPDATE events SET {column} = CAST(x'6162ff' AS TEXT) WHERE seq = 3"), []).unwrap();
-        let err = SqliteStore::open_read_only(&path).unwrap().verify().unwrap_err();
+        let err = SqlStore::open_read_only(&path).unwrap().verify().unwrap_err();
         assert!(matches!(&err, StoreError::Read { reason, .. } if reason.contains("utf-8")), "{column}: {err:?}");
     }
 }
@@ -290,7 +290,7 @@ fn text_that_is_not_utf8_is_a_read_error() {
 fn verify_streams_a_large_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.db");
-    let mut store = SqliteStore::open(&path).unwrap();
+    let mut store = SqlStore::open(&path).unwrap();
     let count: u64 = std::env::var("CUSTOS_VERIFY_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
     let chunk: Vec<_> = (1..=10_000).map(sample).collect();
     for _ in 0..count / 10_000 {
