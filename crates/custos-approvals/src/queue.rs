@@ -7,7 +7,7 @@ use std::time::Duration;
 use custos_config::ApprovalSettings;
 use custos_store::{
     ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalStore, ApprovalWrite,
-    AuditLog, SqliteStore, StoreError,
+    AuditLog, SqlStore, StoreError,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -41,7 +41,7 @@ struct Inner {
     audit: AuditLog,
     /// Reads (`get`, `list`, the polling of `wait`) on a connection of their own, which sees
     /// what other processes commit.
-    reader: Mutex<SqliteStore>,
+    reader: Mutex<SqlStore>,
     settings: ApprovalSettings,
     /// `None` when no group has a webhook.
     notifier: Option<Arc<Notifier>>,
@@ -55,7 +55,7 @@ impl Approvals {
     /// The queue over `database` (the file `audit` writes to), with `settings` from the config.
     /// Reads the webhook secrets now: a missing or short secret is an error at start-up.
     pub fn new(audit: AuditLog, database: &Path, settings: ApprovalSettings) -> Result<Self, ApprovalError> {
-        let reader = SqliteStore::open_read_only(database)?;
+        let reader = SqlStore::open_read_only(database)?;
         let notifier = Notifier::new(&settings, audit.clone())?;
         let (decided, _) = watch::channel(0);
         Ok(Self {
@@ -331,7 +331,7 @@ impl Approvals {
         Ok(self.reader(|r| r.approval(id))?)
     }
 
-    fn reader<T>(&self, f: impl FnOnce(&SqliteStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn reader<T>(&self, f: impl FnOnce(&SqlStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
         // A poisoned lock only means another reader panicked mid-read; the connection is fine.
         let reader = self.inner.reader.lock().unwrap_or_else(PoisonError::into_inner);
         f(&reader)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use custos_config::{ApprovalSettings, ApproverGroup, Webhook};
 use custos_core::{Agent, AgentId, EventKind, RunId, ToolRef};
-use custos_store::{AuditLog, EventQuery, SqliteStore, Store, StoredEvent};
+use custos_store::{AuditLog, EventQuery, SqlStore, Store, StoredEvent};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,7 +53,7 @@ struct Handle {
 
 impl Handle {
     fn open(db: &Path, settings: ApprovalSettings) -> Self {
-        let audit = AuditLog::start(Box::new(SqliteStore::open(db).unwrap())).unwrap();
+        let audit = AuditLog::start(Box::new(SqlStore::open(db).unwrap())).unwrap();
         let approvals = Approvals::new(audit.clone(), db, settings).unwrap();
         Self { audit, approvals }
     }
@@ -80,7 +80,7 @@ impl Fixture {
 
     async fn events(&self, kind: EventKind) -> Vec<StoredEvent> {
         self.main.audit.flush().await.unwrap();
-        let store = SqliteStore::open_read_only(&self.db).unwrap();
+        let store = SqlStore::open_read_only(&self.db).unwrap();
         store.query(&EventQuery { kind: Some(kind), ..EventQuery::default() }).unwrap()
     }
 }
@@ -190,7 +190,7 @@ async fn an_identical_call_gets_the_same_request_and_any_change_a_new_one() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         assert!(!bytes.windows(15).any(|w| w == b"hunter2-hunter2"), "the secret leaked to disk");
     }
-    assert!(SqliteStore::open_read_only(&f.db).unwrap().verify().unwrap().is_ok());
+    assert!(SqlStore::open_read_only(&f.db).unwrap().verify().unwrap().is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,7 +307,7 @@ async fn an_approval_is_used_once_even_when_two_identical_calls_race() {
 
     // Used is not open: the same call again needs a new approval.
     assert_ne!(f.main.approvals.hold(&call.get()).await.unwrap().id, id);
-    assert!(SqliteStore::open_read_only(&f.db).unwrap().verify().unwrap().is_ok());
+    assert!(SqlStore::open_read_only(&f.db).unwrap().verify().unwrap().is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

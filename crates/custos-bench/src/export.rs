@@ -20,7 +20,7 @@ use custos_siem::jsonl::{JsonlSink, Rotation};
 use custos_siem::runner::{pump, Follow};
 use custos_siem::syslog::SyslogSink;
 use custos_siem::{Cursor, Format, Record, Sink};
-use custos_store::{EventQuery, SqliteStore, Store};
+use custos_store::{EventQuery, SqlStore, Store};
 use serde::Serialize;
 
 /// Events per page and per delivered batch (the sinks' default `batch_size`).
@@ -39,7 +39,7 @@ pub struct ExportResult {
 pub fn export(dir: &Path, events: u64) -> Result<Vec<ExportResult>> {
     let db = dir.join("export.db");
     {
-        let mut store = SqliteStore::open(&db)?;
+        let mut store = SqlStore::open(&db)?;
         let mut next = 0;
         while next < events {
             let batch: Vec<_> = (next..events.min(next + 10_000)).map(crate::micro::event).collect();
@@ -47,7 +47,7 @@ pub fn export(dir: &Path, events: u64) -> Result<Vec<ExportResult>> {
             store.append(&batch)?;
         }
     }
-    let store = SqliteStore::open_read_only(&db)?;
+    let store = SqlStore::open_read_only(&db)?;
     let mut out = Vec::new();
     out.push(measure("read the log", events, || read(&store, None))?);
     out.push(measure("read + OCSF map + serialize", events, || read(&store, Some(Format::Ocsf)))?);
@@ -85,7 +85,7 @@ fn measure(what: &str, events: u64, pass: impl FnOnce() -> Result<u64>) -> Resul
 }
 
 /// Reads every event a page at a time, encoding each when `format` is given.
-fn read(store: &SqliteStore, format: Option<Format>) -> Result<u64> {
+fn read(store: &SqlStore, format: Option<Format>) -> Result<u64> {
     let (mut after, mut count) = (0, 0);
     loop {
         let q = EventQuery { after_seq: Some(after), limit: Some(BATCH), ..EventQuery::default() };
@@ -104,7 +104,7 @@ fn read(store: &SqliteStore, format: Option<Format>) -> Result<u64> {
 }
 
 /// Delivers the whole log to `sink` as `custos serve` does, from a fresh cursor.
-fn drain(store: &SqliteStore, dir: &Path, name: &str, mut sink: impl Sink) -> Result<u64> {
+fn drain(store: &SqlStore, dir: &Path, name: &str, mut sink: impl Sink) -> Result<u64> {
     let mut cursor = Cursor::open(&dir.join("cursors"), name)?;
     let follow = Follow { name: name.to_owned(), format: Format::Ocsf, batch: BATCH, flush_every: Duration::ZERO };
     pump(store, &mut cursor, &mut sink, &follow, None)?;

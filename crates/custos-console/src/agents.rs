@@ -8,7 +8,7 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use custos_store::{AgentRegistry, SqliteStore, Store, StoreError};
+use custos_store::{AgentRegistry, SqlStore, Store, StoreError};
 
 use crate::auth::Signed;
 use crate::calls::{self, MAX_ROWS};
@@ -80,7 +80,7 @@ pub async fn agents(
     }
 }
 
-fn rows(c: &Console, store: &SqliteStore, since_ms: i64) -> Result<Vec<AgentRow>, StoreError> {
+fn rows(c: &Console, store: &SqlStore, since_ms: i64) -> Result<Vec<AgentRow>, StoreError> {
     let tools = store.tools()?;
     let keys = store.agent_keys()?;
     let registered = store.agents()?;

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use custos_core::EventKind;
-use custos_store::{EventQuery, SqliteStore, Store, StoredEvent, VerifyReport};
+use custos_store::{EventQuery, SqlStore, Store, StoredEvent, VerifyReport};
 
 use crate::auth::{self, Signed};
 use crate::calls::{self, decision_param, newest, text_param, tool_param};
@@ -148,7 +148,7 @@ pub async fn verify(
     };
     let walked = {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || SqliteStore::open_read_only(&db)?.verify()).await
+        tokio::task::spawn_blocking(move || SqlStore::open_read_only(&db)?.verify()).await
     };
     let report = match walked {
         Ok(Ok(report)) => report,

@@ -6,7 +6,7 @@ use custos_approvals::{Approvals, Approver};
 use custos_config::{Config, ConsoleConfig};
 use custos_core::{EventKind, NewEvent};
 use custos_policy::PolicyEngine;
-use custos_store::{AuditLog, SqliteStore, StoreError};
+use custos_store::{AuditLog, SqlStore, StoreError};
 use serde_json::{json, Value};
 
 use crate::error::ConsoleError;
@@ -22,7 +22,7 @@ pub struct ConsoleParts {
     /// The audit writer: sign-ins, sign-outs and refusals are recorded through it.
     pub audit: AuditLog,
     /// A read-only connection to the database, for the pages.
-    pub reader: SqliteStore,
+    pub reader: SqlStore,
     pub policy: Arc<PolicyEngine>,
     /// The identity provider, discovered at start-up (`[console.oidc]`).
     pub oidc: Option<OidcClient>,
@@ -38,7 +38,7 @@ pub struct Console {
     pub settings: ConsoleConfig,
     pub approvals: Option<Approvals>,
     pub audit: AuditLog,
-    reader: Mutex<SqliteStore>,
+    reader: Mutex<SqlStore>,
     pub policy: Arc<PolicyEngine>,
     pub oidc: Option<OidcClient>,
     pub base_url: String,
@@ -80,7 +80,7 @@ impl Console {
     }
 
     /// Runs `f` on the read-only connection.
-    pub fn read<T>(&self, f: impl FnOnce(&SqliteStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn read<T>(&self, f: impl FnOnce(&SqlStore) -> Result<T, StoreError>) -> Result<T, StoreError> {
         // A poisoned lock only means another reader panicked mid-read; the connection is fine.
         let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
         f(&reader)

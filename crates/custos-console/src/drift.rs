@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use custos_config::Config;
 use custos_core::{Agent, EventKind, ToolClass, ToolDescriptor, ToolRef};
 use custos_policy::{PolicyEngine, ToolInfo};
-use custos_store::{AgentRegistry, EventQuery, SqliteStore, Store, StoreError, ToolRecord};
+use custos_store::{AgentRegistry, EventQuery, SqlStore, Store, StoreError, ToolRecord};
 use serde_json::Value;
 
 /// A first allowed call, ever, of a write or privileged tool by the agent, inside the window.
@@ -73,7 +73,7 @@ impl AgentDrift {
 
 /// Agents from the config, then those registered at run time, revoked ones left out: a revoked
 /// agent has nothing left to review.
-pub fn agents(config: &Config, store: Option<&SqliteStore>) -> Result<Vec<(Agent, &'static str)>, StoreError> {
+pub fn agents(config: &Config, store: Option<&SqlStore>) -> Result<Vec<(Agent, &'static str)>, StoreError> {
     let mut agents: Vec<(Agent, &'static str)> = config.agents.iter().map(|a| (a.clone(), "config")).collect();
     let registered = match store {
         Some(store) => store.agents()?,

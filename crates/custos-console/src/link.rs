@@ -128,11 +128,11 @@ pub fn find(store: &dyn Store, token: &str, now_ms: i64) -> Result<FoundLink, Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use custos_store::SqliteStore;
+    use custos_store::SqlStore;
 
-    fn store() -> (tempfile::TempDir, SqliteStore) {
+    fn store() -> (tempfile::TempDir, SqlStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("audit.db")).unwrap();
+        let store = SqlStore::open(&dir.path().join("audit.db")).unwrap();
         (dir, store)
     }
 

@@ -16,7 +16,7 @@ use axum::response::Response;
 use custos_approvals::Approver;
 use custos_config::Config;
 use custos_core::{EventKind, NewEvent, ToolDescriptor, ToolRef};
-use custos_store::{PinSource, SqliteStore, Store, StoreError, ToolPin, ToolPins, ToolRecord};
+use custos_store::{PinSource, SqlStore, Store, StoreError, ToolPin, ToolPins, ToolRecord};
 use serde_json::{json, Value};
 
 use crate::auth::{self, Signed};
@@ -250,7 +250,7 @@ pub async fn accept(
     let by = who.name.clone();
     let accepting = tool.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<Result<ToolRecord, String>, StoreError> {
-        let mut store = SqliteStore::open(&db)?;
+        let mut store = SqlStore::open(&db)?;
         // The descriptor accepted must be the one the approver saw: a tool listed again since
         // is refused here, and checked again by the store inside its transaction.
         let listed = store.tools()?.into_iter().find(|t| t.tool == accepting);

@@ -15,7 +15,7 @@ use custos_config::Config;
 use custos_console::{link, now_ms, Console, ConsoleParts};
 use custos_core::{AgentId, EventKind, NewEvent, RunId, ToolDescriptor, ToolRef};
 use custos_policy::{PolicyEngine, SchemaSource};
-use custos_store::{AuditLog, EventQuery, SqliteStore, Store};
+use custos_store::{AuditLog, EventQuery, SqlStore, Store};
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower_service::Service;
@@ -90,7 +90,7 @@ async fn fixture() -> Fixture {
     let config = Config::from_toml(&path, CONFIG).unwrap();
     let policy = PolicyEngine::load(&SchemaSource::Embedded, &config.policy.files).unwrap();
     let db = dir.path().join("custos.db");
-    let audit = AuditLog::start(Box::new(SqliteStore::open(&db).unwrap())).unwrap();
+    let audit = AuditLog::start(Box::new(SqlStore::open(&db).unwrap())).unwrap();
 
     let mut events = vec![event(EventKind::RunStarted, "operator", "r1", None, None, json!({ "principal": ["dana"] }))];
     events.extend(call("operator", "r1", 1, "sample/read", "allow", true));
@@ -147,7 +147,7 @@ async fn fixture() -> Fixture {
         config: Arc::new(config),
         approvals: None,
         audit: audit.clone(),
-        reader: SqliteStore::open_read_only(&db).unwrap(),
+        reader: SqlStore::open_read_only(&db).unwrap(),
         policy: Arc::new(policy),
         oidc: None,
         base_url: "http://127.0.0.1:9".into(),
@@ -195,7 +195,7 @@ impl Fixture {
     }
 
     fn events(&self, kind: EventKind) -> Vec<custos_store::StoredEvent> {
-        let store = SqliteStore::open_read_only(&self.db).unwrap();
+        let store = SqlStore::open_read_only(&self.db).unwrap();
         store.query(&EventQuery { kind: Some(kind), ..EventQuery::default() }).unwrap()
     }
 }
@@ -270,7 +270,7 @@ async fn live_calls_are_listed_newest_first_filtered_and_escaped() {
 async fn the_stream_sends_new_calls_as_rows_and_is_capped() {
     let f = fixture().await;
     let cookie = f.sign_in("carol@example.com").await;
-    let head = SqliteStore::open_read_only(&f.db).unwrap().head().unwrap().unwrap().0;
+    let head = SqlStore::open_read_only(&f.db).unwrap().head().unwrap().unwrap().0;
     let stream = |q: String| {
         Request::get(format!("/console/calls/stream?{q}")).header(header::COOKIE, &cookie).body(Body::empty()).unwrap()
     };

@@ -19,7 +19,7 @@ use std::time::Instant;
 use custos_config::{DetectionSettings, OutputAction};
 use custos_core::finding::kinds;
 use custos_core::{Finding, Severity, ToolClass, ToolRef};
-use custos_store::{EventQuery, SqliteStore, Store, ToolPins};
+use custos_store::{EventQuery, SqlStore, Store, ToolPins};
 
 use crate::abuse::{Abuse, CallFacts, Checked};
 
@@ -38,7 +38,7 @@ pub struct Detection {
     abuse: Abuse,
     /// A read-only view of the store: pins (to see an operator's `tools accept` at once) and
     /// the history that says whether a use is a first one.
-    store: Option<Mutex<SqliteStore>>,
+    store: Option<Mutex<SqlStore>>,
     /// Every tool of every server known to the gateway, for shadowing.
     known_tools: Mutex<Vec<ToolRef>>,
     /// Descriptors already scanned, by tool, with their digest: a listing seen again is not
@@ -81,7 +81,7 @@ impl Before {
 }
 
 impl Detection {
-    pub fn new(settings: DetectionSettings, store: Option<SqliteStore>, known_tools: Vec<ToolRef>) -> Self {
+    pub fn new(settings: DetectionSettings, store: Option<SqlStore>, known_tools: Vec<ToolRef>) -> Self {
         Self {
             abuse: Abuse::new(&settings),
             settings,

@@ -16,7 +16,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use custos_auth::{AuthError, Credential, KeyHash, KeyHasher, ProtectedResourceMetadata, SpiffeId};
 use custos_core::{Agent, AgentId, EventKind, NewEvent};
-use custos_store::{AgentRegistry, AuditLog, CredentialStore, SqliteStore};
+use custos_store::{AgentRegistry, AuditLog, CredentialStore, SqlStore};
 use serde_json::json;
 
 use crate::reply;
@@ -27,7 +27,7 @@ pub struct Authenticator {
     agents: Vec<Agent>,
     /// A read-only connection: registry changes made by `custos agents` (another process) are
     /// seen on the next request, which is what makes revocation immediate.
-    registry: Mutex<SqliteStore>,
+    registry: Mutex<SqlStore>,
     hasher: KeyHasher,
     /// Verifies bearer tokens, when an identity provider is configured.
     jwt: Option<crate::jwks::Jwt>,
@@ -128,7 +128,7 @@ pub struct Identity {
 impl Authenticator {
     pub fn new(
         agents: Vec<Agent>,
-        registry: SqliteStore,
+        registry: SqlStore,
         jwt: Option<crate::jwks::Jwt>,
         required_scopes: Vec<String>,
     ) -> Self {

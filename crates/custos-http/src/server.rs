@@ -59,7 +59,7 @@ pub struct AppState {
     public_url: String,
     /// A read-only connection to the store: the tool inventory (so a session's first call is
     /// classified by what the server declared), run summaries, and the admin API's queries.
-    reader: Mutex<custos_store::SqliteStore>,
+    reader: Mutex<custos_store::SqlStore>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     /// Places of open sessions (`max_sessions`, `max_sessions_per_agent`), per-server and
     /// federated alike.
@@ -96,7 +96,7 @@ impl AppState {
         policy: Arc<PolicyEngine>,
         audit: AuditLog,
         auth: Authenticator,
-        reader: custos_store::SqliteStore,
+        reader: custos_store::SqlStore,
         bound: std::net::SocketAddr,
     ) -> Self {
         let public_url = config.serve.public_url_or(bound);
@@ -354,7 +354,7 @@ impl AppState {
     /// Runs `f` on the read-only store connection (inventory, registry, audit queries).
     pub fn with_store<T>(
         &self,
-        f: impl FnOnce(&custos_store::SqliteStore) -> Result<T, custos_store::StoreError>,
+        f: impl FnOnce(&custos_store::SqlStore) -> Result<T, custos_store::StoreError>,
     ) -> Result<T, custos_store::StoreError> {
         f(&self.reader.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use custos_config::CheckpointSettings;
 use custos_evidence::merkle::{leaf_hash, Frontier, Hash};
 use custos_evidence::{Checkpoint, CheckpointKey};
-use custos_store::{EventQuery, SqliteStore, Store, StoreError};
+use custos_store::{EventQuery, SqlStore, Store, StoreError};
 
 /// How often the thread looks for new events.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -177,7 +177,7 @@ struct Checkpointer {
     latest: Option<(u64, String)>,
     settings: CheckpointSettings,
     key: CheckpointKey,
-    store: SqliteStore,
+    store: SqlStore,
     frontier: Frontier,
     last_seq: u64,
     signed_size: u64,
@@ -189,7 +189,7 @@ struct Checkpointer {
 pub fn start(settings: CheckpointSettings, key: CheckpointKey, db: &Path) -> Result<Running, String> {
     std::fs::create_dir_all(&settings.dir)
         .map_err(|e| format!("cannot use the checkpoint folder `{}`: {e}", settings.dir.display()))?;
-    let store = SqliteStore::open_read_only(db).map_err(|e| e.to_string())?;
+    let store = SqlStore::open_read_only(db).map_err(|e| e.to_string())?;
     let publisher = settings.publish_url.as_deref().map(Publisher::new).transpose()?;
     let publisher = publisher.map(|p| (p, Cursor::load(&settings.dir)));
     let mut c = Checkpointer {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use custos_config::{Config, DEFAULT_CONFIG_FILE};
-use custos_store::SqliteStore;
+use custos_store::SqlStore;
 
 use crate::cli::Location;
 use crate::Failure;
@@ -32,7 +32,7 @@ pub fn database_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Opens the audit database for reading; it must exist.
-pub fn open_for_reading(location: &Location) -> Result<SqliteStore, Failure> {
+pub fn open_for_reading(location: &Location) -> Result<SqlStore, Failure> {
     let dir = data_dir(location)?;
     let db = database_path(&dir);
     if !db.exists() {
@@ -41,18 +41,18 @@ pub fn open_for_reading(location: &Location) -> Result<SqliteStore, Failure> {
             db.display()
         )));
     }
-    SqliteStore::open_read_only(&db).map_err(Failure::runtime)
+    SqlStore::open_read_only(&db).map_err(Failure::runtime)
 }
 
 /// Creates the data directory if needed and opens the audit database for writing.
-pub fn open_for_writing(data_dir: &Path) -> Result<SqliteStore, Failure> {
+pub fn open_for_writing(data_dir: &Path) -> Result<SqlStore, Failure> {
     std::fs::create_dir_all(data_dir).map_err(|e| {
         Failure::usage(format!(
             "cannot use data directory `{}`: {e}; set `data_dir` in the config or pass --data-dir",
             data_dir.display()
         ))
     })?;
-    SqliteStore::open(&database_path(data_dir)).map_err(|e| {
+    SqlStore::open(&database_path(data_dir)).map_err(|e| {
         Failure::usage(format!("{e}; set `data_dir` in the config or pass --data-dir to a writable directory"))
     })
 }

@@ -10,7 +10,7 @@ use custos_core::{EventKind, NewEvent};
 use custos_gateway::broker::{rotate_key, BrokerSources};
 use custos_gateway::{now_ms, Broker};
 use custos_secrets::{Algorithm, MasterKey};
-use custos_store::{CredentialStore, SqliteStore};
+use custos_store::{CredentialStore, SqlStore};
 
 use crate::Failure;
 
@@ -62,7 +62,7 @@ pub struct Started {
 /// Starts the broker for `serving` when the config needs one: reads every secret, and makes a
 /// first signing key when an upstream takes minted tokens and none exists yet. `None`: nothing
 /// is held, and the gateway's leak guard looks only for credential shapes.
-pub fn start(config: &Config, serving: &[&str], store: &mut SqliteStore) -> Result<Option<Started>, Failure> {
+pub fn start(config: &Config, serving: &[&str], store: &mut SqlStore) -> Result<Option<Started>, Failure> {
     if !needed(config) {
         return Ok(None);
     }
@@ -87,7 +87,7 @@ pub fn start(config: &Config, serving: &[&str], store: &mut SqliteStore) -> Resu
 /// restart. So the master key is created now when the config would not otherwise need it. A
 /// gateway that cannot create it (say, a read-only `key_file` location) starts all the same,
 /// as before: it holds nothing and accepts no token of its own until it is restarted.
-pub fn start_serving(config: &Config, serving: &[&str], store: &mut SqliteStore) -> Result<Option<Started>, Failure> {
+pub fn start_serving(config: &Config, serving: &[&str], store: &mut SqlStore) -> Result<Option<Started>, Failure> {
     if !needed(config) {
         if let Err(e) = master_key(config, true) {
             eprintln!("custos: {}; the gateway's own tokens are not accepted until it is restarted", e.message);
@@ -101,7 +101,7 @@ pub fn start_serving(config: &Config, serving: &[&str], store: &mut SqliteStore)
 /// keys rotate` starts minting, and a retired one leaves the JWKS when its overlap ends.
 pub fn spawn_key_reload(broker: Arc<Broker>, master: Arc<MasterKey>, db: &Path) -> Result<(), Failure> {
     let Some(keys) = broker.keys().cloned() else { return Ok(()) };
-    let reader = SqliteStore::open_read_only(db).map_err(Failure::runtime)?;
+    let reader = SqlStore::open_read_only(db).map_err(Failure::runtime)?;
     let reader = Arc::new(std::sync::Mutex::new(reader));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);

@@ -14,7 +14,7 @@ use custos_siem::jsonl::{JsonlSink, Rotation};
 use custos_siem::runner::{self, Follow, Running};
 use custos_siem::syslog::SyslogSink;
 use custos_siem::{Format, Sink};
-use custos_store::{CredentialStore, SqliteStore};
+use custos_store::{CredentialStore, SqlStore};
 
 use crate::Failure;
 
@@ -87,7 +87,7 @@ fn token_of(config: &Config, source: &TokenSource, db: &Path) -> Result<Token, S
         }
         TokenSource::Secret(name) => {
             let master = crate::credentials::master_key(config, false).map_err(|e| e.message)?;
-            let store = SqliteStore::open_read_only(db).map_err(|e| e.to_string())?;
+            let store = SqlStore::open_read_only(db).map_err(|e| e.to_string())?;
             let stored = store
                 .secret(name)
                 .map_err(|e| e.to_string())?

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::harness::{http, of_kind, sample_server, Deployment, Served, POLICIES};
 use custos_approvals::{call_digest, ApprovalError, ApprovalState, Approvals, CallToApprove};
 use custos_core::{AgentId, RunId, ToolRef};
-use custos_store::{AuditLog, SqliteStore};
+use custos_store::{AuditLog, SqlStore};
 use serde_json::{json, Value};
 
 const GROUPS: &str = r#"
@@ -36,7 +36,7 @@ impl Gateway {
         let config = custos_config::Config::load(&d.config()).unwrap();
         std::fs::create_dir_all(d.database().parent().unwrap()).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let store = SqliteStore::open(&d.database()).unwrap();
+        let store = SqlStore::open(&d.database()).unwrap();
         let (audit, approvals) = runtime.block_on(async {
             let audit = AuditLog::start(Box::new(store)).unwrap();
             let approvals = Approvals::new(audit.clone(), &d.database(), config.approvals.clone()).unwrap();

@@ -1,20 +1,20 @@
 use custos_core::{EventKind, NewEvent};
 use custos_secrets::{Algorithm, MasterKey};
-use custos_store::{CredentialStore, SqliteStore, StoredSecret};
+use custos_store::{CredentialStore, SqlStore, StoredSecret};
 
 use super::*;
 
 struct Fixture {
     dir: tempfile::TempDir,
     master: MasterKey,
-    store: SqliteStore,
+    store: SqlStore,
 }
 
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::load_or_create(&dir.path().join("custos.key")).unwrap();
-        let store = SqliteStore::open(&dir.path().join("audit.db")).unwrap();
+        let store = SqlStore::open(&dir.path().join("audit.db")).unwrap();
         Self { dir, master, store }
     }
 
@@ -204,7 +204,7 @@ fn a_rotated_in_key_is_published_before_it_mints() {
     assert_eq!(retired[0].detail["published_until_ms"], 10_000);
 }
 
-fn of_kind_events(store: &SqliteStore, kind: EventKind) -> Vec<NewEvent> {
+fn of_kind_events(store: &SqlStore, kind: EventKind) -> Vec<NewEvent> {
     use custos_store::Store;
     let q = custos_store::EventQuery { kind: Some(kind), ..Default::default() };
     store.query(&q).unwrap().into_iter().map(|e| e.event).collect()

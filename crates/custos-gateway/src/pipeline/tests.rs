@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use custos_core::{AgentId, EventKind, ToolRef};
-use custos_store::{EventQuery, SqliteStore, Store, ToolPins};
+use custos_store::{EventQuery, SqlStore, Store, ToolPins};
 use serde_json::{json, Value};
 
 use super::*;
@@ -20,10 +20,10 @@ struct Fixture {
 fn fixture(limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("custos.db");
-    let audit = AuditLog::start(Box::new(SqliteStore::open(&path).unwrap())).unwrap();
+    let audit = AuditLog::start(Box::new(SqlStore::open(&path).unwrap())).unwrap();
     let policy =
         PolicyEngine::from_sources(custos_policy::EMBEDDED_SCHEMA, &[("p.cedar".into(), PERMIT_ALL.into())]).unwrap();
-    let detection = Detection::new(Default::default(), Some(SqliteStore::open_read_only(&path).unwrap()), Vec::new());
+    let detection = Detection::new(Default::default(), Some(SqlStore::open_read_only(&path).unwrap()), Vec::new());
     let gateway = Gateway::new(GatewaySpec {
         agent: Agent { id: AgentId("bot".into()), owner: "ops".into(), purpose: "tests".into(), groups: Vec::new() },
         principal: Vec::new(),
@@ -61,7 +61,7 @@ fn bytes(v: &Value) -> Vec<u8> {
 
 impl Fixture {
     fn events(&self, kind: EventKind) -> Vec<NewEvent> {
-        let store = SqliteStore::open_read_only(&self.path).unwrap();
+        let store = SqlStore::open_read_only(&self.path).unwrap();
         let q = EventQuery { kind: Some(kind), ..EventQuery::default() };
         store.query(&q).unwrap().into_iter().map(|e| e.event).collect()
     }
@@ -205,7 +205,7 @@ async fn a_renamed_tool_is_refused_naming_the_tool_it_resembles_until_accepted()
     );
 
     // An operator accepts it (another process, the same database): it runs at once.
-    let mut operator = SqliteStore::open(&f.path).unwrap();
+    let mut operator = SqlStore::open(&f.path).unwrap();
     let mut event = NewEvent::new(EventKind::ToolAccepted, 1);
     event.tool = Some(ToolRef::new("s", "Refund").unwrap());
     event.detail = json!({});

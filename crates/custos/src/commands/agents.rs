@@ -5,7 +5,7 @@
 
 use custos_auth::ApiKey;
 use custos_core::{Agent, AgentId, EventKind, NewEvent};
-use custos_store::{AgentKeyRecord, AgentRegistry, SqliteStore};
+use custos_store::{AgentKeyRecord, AgentRegistry, SqlStore};
 use serde_json::json;
 
 use crate::cli::{AgentsAddArgs, AgentsCommand};
@@ -22,7 +22,7 @@ pub fn run(cmd: AgentsCommand) -> Result<(), Failure> {
 
 /// Issues a new API key for `agent` (registering it if needed), recorded as
 /// `agent.key_issued`; only the key's hash is stored.
-pub(crate) fn issue_key(store: &mut SqliteStore, agent: &Agent) -> Result<(ApiKey, AgentKeyRecord), Failure> {
+pub(crate) fn issue_key(store: &mut SqlStore, agent: &Agent) -> Result<(ApiKey, AgentKeyRecord), Failure> {
     let key = ApiKey::generate().map_err(Failure::runtime)?;
     let now = custos_gateway::now_ms();
     let record = AgentKeyRecord {
@@ -97,7 +97,7 @@ fn list(location: &crate::cli::Location, json: bool) -> Result<(), Failure> {
     let db = context::database_path(&config.data_dir);
     let (registered, keys) = if db.exists() {
         // Read-write: opening brings a database written by an earlier Custos up to this schema.
-        let store = custos_store::SqliteStore::open(&db).map_err(Failure::runtime)?;
+        let store = custos_store::SqlStore::open(&db).map_err(Failure::runtime)?;
         (store.agents().map_err(Failure::runtime)?, store.agent_keys().map_err(Failure::runtime)?)
     } else {
         (Vec::new(), Vec::new())

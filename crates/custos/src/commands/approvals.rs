@@ -117,7 +117,7 @@ where
     }
     let settings = deciding_settings(&config);
     // Read-write: opening brings a database written by an earlier Custos up to this schema.
-    let store = custos_store::SqliteStore::open(&db).map_err(Failure::runtime)?;
+    let store = custos_store::SqlStore::open(&db).map_err(Failure::runtime)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;

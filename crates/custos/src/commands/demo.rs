@@ -27,7 +27,7 @@ use std::time::Duration;
 use custos_approvals::{ApprovalFilter, ApprovalRequest, Approvals, Verdict};
 use custos_http::auth::Authenticator;
 use custos_http::AppState;
-use custos_store::{AuditLog, SqliteStore};
+use custos_store::{AuditLog, SqlStore};
 use serde_json::{json, Value};
 
 use crate::cli::{DemoArgs, Location};
@@ -218,8 +218,8 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
     let keys = issue_keys(&config, &mut store)?;
     let served: Vec<&str> = config.servers.iter().filter(|s| s.is_served()).map(|s| s.name.as_str()).collect();
     let broker = crate::credentials::start(&config, &served, &mut store)?;
-    let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
-    let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let registry = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let reader = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
     let detection = super::run::detection(&config, &db)?;
 
     let runtime = super::runtime()?;
@@ -295,7 +295,7 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
 
         let read = |outcomes: Vec<(&'static str, &'static str, Option<String>)>| {
             // Everything in the summary is read back from the log.
-            let store = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+            let store = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
             let mut workflows = Vec::new();
             for (name, agent, error) in outcomes {
                 workflows.push(Workflow::read(&store, &approvals, (name, agent, run_id(name)), error)?);
@@ -451,7 +451,7 @@ fn toml_escape(s: &str) -> String {
 
 /// An API key for every agent of the config, issued as `custos agents add` issues one; the
 /// keys themselves stay in memory.
-fn issue_keys(config: &custos_config::Config, store: &mut SqliteStore) -> Result<Vec<(String, String)>, Failure> {
+fn issue_keys(config: &custos_config::Config, store: &mut SqlStore) -> Result<Vec<(String, String)>, Failure> {
     let mut keys = Vec::new();
     for agent in &config.agents {
         let (key, _) = super::agents::issue_key(store, agent)?;

@@ -110,12 +110,12 @@ pub fn who(by: Option<&str>) -> String {
 /// deployment that never recorded anything has nothing to list, and listing must not create a
 /// database. Read-write: opening brings a database written by an earlier Custos up to this
 /// schema.
-pub fn open_existing(config: &custos_config::Config) -> Result<Option<custos_store::SqliteStore>, Failure> {
+pub fn open_existing(config: &custos_config::Config) -> Result<Option<custos_store::SqlStore>, Failure> {
     let db = crate::context::database_path(&config.data_dir);
     if !db.exists() {
         return Ok(None);
     }
-    custos_store::SqliteStore::open(&db).map(Some).map_err(Failure::runtime)
+    custos_store::SqlStore::open(&db).map(Some).map_err(Failure::runtime)
 }
 
 /// A multi-threaded runtime for commands that do I/O concurrently.

@@ -7,7 +7,7 @@ use custos_config::Config;
 use custos_core::RunId;
 use custos_gateway::{serve_stdio, Gateway, GatewaySpec, StdioExit};
 use custos_policy::{PolicyEngine, SchemaSource};
-use custos_store::{AgentRegistry, AuditLog, SqliteStore};
+use custos_store::{AgentRegistry, AuditLog, SqlStore};
 
 use crate::cli::RunArgs;
 use crate::context;
@@ -117,7 +117,7 @@ pub(crate) fn telemetry(config: &Config) -> Result<custos_telemetry::Telemetry, 
 /// The detectors of this process, with a read-only view of the store `db` (pins, history) and
 /// every tool the inventory knows (for shadowing).
 pub(crate) fn detection(config: &Config, db: &Path) -> Result<Arc<custos_gateway::detect::Detection>, Failure> {
-    let reader = SqliteStore::open_read_only(db).map_err(Failure::runtime)?;
+    let reader = SqlStore::open_read_only(db).map_err(Failure::runtime)?;
     let known = custos_store::Store::tools(&reader).map_err(Failure::runtime)?.into_iter().map(|t| t.tool).collect();
     Ok(Arc::new(custos_gateway::detect::Detection::new(config.detection.clone(), Some(reader), known)))
 }
@@ -129,7 +129,7 @@ fn resolve_agent(config: &Config, id: &str) -> Result<custos_core::Agent, Failur
     let db = context::database_path(&config.data_dir);
     let registered = if db.exists() {
         // Read-write: opening brings a database written by an earlier Custos up to this schema.
-        let store = SqliteStore::open(&db).map_err(Failure::runtime)?;
+        let store = SqlStore::open(&db).map_err(Failure::runtime)?;
         store.agents().map_err(Failure::runtime)?.into_iter().find(|r| r.agent.id.0 == id)
     } else {
         None

@@ -232,7 +232,7 @@ fn configured_tools(
             db.display()
         )));
     }
-    let store = custos_store::SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let store = custos_store::SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
     let records = store.tools().map_err(Failure::runtime)?;
     let configured: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
     for server in configured.iter().filter(|_| !context_only) {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use custos_http::auth::Authenticator;
 use custos_http::AppState;
-use custos_store::{AuditLog, SqliteStore};
+use custos_store::{AuditLog, SqlStore};
 
 use crate::cli::ServeArgs;
 use crate::context;
@@ -29,8 +29,8 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let db = context::database_path(&config.data_dir);
     let serving: Vec<&str> = served.iter().map(String::as_str).collect();
     let broker = crate::credentials::start_serving(&config, &serving, &mut store)?;
-    let registry = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
-    let reader = SqliteStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let registry = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let reader = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
     let detection = super::run::detection(&config, &db)?;
     let tls = tls_acceptor(&config)?;
     let scheme = config.serve.scheme();
@@ -318,7 +318,7 @@ pub(crate) async fn console(
         config: Arc::new(config.clone()),
         approvals: Some(approvals.clone()),
         audit: audit.clone(),
-        reader: SqliteStore::open_read_only(db).map_err(Failure::runtime)?,
+        reader: SqlStore::open_read_only(db).map_err(Failure::runtime)?,
         policy: policy.clone(),
         oidc,
         base_url: base_url.to_owned(),

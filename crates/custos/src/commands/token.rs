@@ -8,7 +8,7 @@
 use custos_core::{AgentId, EventKind, NewEvent, RunId};
 use custos_gateway::broker::{rotate_key, Minting};
 use custos_gateway::{now_ms, Keys};
-use custos_store::{AgentRegistry, CredentialStore, EventQuery, SqliteStore, Store};
+use custos_store::{AgentRegistry, CredentialStore, EventQuery, SqlStore, Store};
 use serde_json::{json, Value};
 
 use crate::cli::{Location, TokenCommand, TokenMintArgs};
@@ -142,7 +142,7 @@ fn audience(config: &custos_config::Config, given: &str) -> Result<(String, Opti
 }
 
 /// The agent must be declared in the config or registered, and not revoked.
-fn check_agent(config: &custos_config::Config, store: Option<&SqliteStore>, id: &str) -> Result<(), Failure> {
+fn check_agent(config: &custos_config::Config, store: Option<&SqlStore>, id: &str) -> Result<(), Failure> {
     let registered = match store {
         Some(store) => store.agents().map_err(Failure::runtime)?.into_iter().find(|r| r.agent.id.0 == id),
         None => None,
@@ -198,7 +198,7 @@ fn check_jti(jti: &str) -> Result<(), Failure> {
 /// The event that issued token `jti`, if the log has it: minted here, by a token exchange, or by
 /// the gateway for a call (named among the call's credentials). The log is read a page at a
 /// time: revoking is rare, but the log may be large.
-fn issued_event(store: &SqliteStore, jti: &str) -> Result<Option<NewEvent>, Failure> {
+fn issued_event(store: &SqlStore, jti: &str) -> Result<Option<NewEvent>, Failure> {
     for kind in [EventKind::TokenMinted, EventKind::TokenExchanged, EventKind::CallRequested] {
         let mut after_seq = None;
         loop {

@@ -3,7 +3,7 @@
 
 use custos_approvals::Approvals;
 use custos_core::EventKind;
-use custos_store::{EventQuery, SqliteStore, Store, StoredEvent, VerifyReport};
+use custos_store::{EventQuery, SqlStore, Store, StoredEvent, VerifyReport};
 use serde_json::{json, Value};
 
 use crate::Failure;
@@ -83,7 +83,7 @@ pub struct Audit {
 impl Workflow {
     /// The run's events, grouped into steps.
     pub fn read(
-        store: &SqliteStore,
+        store: &SqlStore,
         approvals: &Approvals,
         (name, agent, run): (&'static str, &'static str, String),
         error: Option<String>,
@@ -213,13 +213,13 @@ fn print_listing_finding(f: &Finding, color: bool) {
 }
 
 /// Every finding in the log, oldest first.
-pub fn findings(store: &SqliteStore) -> Result<Vec<Value>, Failure> {
+pub fn findings(store: &SqlStore) -> Result<Vec<Value>, Failure> {
     let q = EventQuery { kind: Some(EventKind::FindingRecorded), ..EventQuery::default() };
     let events = store.query(&q).map_err(Failure::runtime)?;
     Ok(events.iter().map(|e| Finding::of(e).to_json()).collect())
 }
 
-pub fn verify(store: &SqliteStore) -> Result<Audit, Failure> {
+pub fn verify(store: &SqlStore) -> Result<Audit, Failure> {
     Ok(match store.verify().map_err(Failure::runtime)? {
         VerifyReport::Ok { count, head } => Audit {
             ok: true,
