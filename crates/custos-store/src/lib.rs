@@ -38,6 +38,7 @@
 
 mod approvals;
 mod chain;
+mod copy;
 mod credentials;
 mod error;
 mod location;
@@ -49,6 +50,7 @@ mod store;
 
 pub use approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite};
 pub use chain::{shallow, Tamper, VerifyReport, MAX_DETAIL_DEPTH};
+pub use copy::CopyReport;
 pub use credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 pub use error::StoreError;
 pub use location::{DbLocation, PgTarget};

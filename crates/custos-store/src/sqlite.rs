@@ -264,7 +264,7 @@ impl SqlStore {
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits (and syncs) it.
-    fn in_transaction<T>(
+    pub(crate) fn in_transaction<T>(
         &mut self,
         f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
@@ -277,7 +277,10 @@ impl SqlStore {
     }
 
     /// Runs `f` on the connection, outside any transaction this store opened.
-    fn reading<T>(&self, f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn reading<T>(
+        &self,
+        f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         f(&mut Lite(&self.conn), &self.path)
     }
 }
