@@ -7,6 +7,7 @@
 //! never from a cache, so two processes can never chain two events to the same predecessor.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use custos_core::finding::kinds;
@@ -21,7 +22,8 @@ use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
 use crate::location::{DbLocation, PgTarget};
 use crate::pins::{borrowed_from, change_summary, Resemblance, ToolPin};
-use crate::sql::{args, Arg, DbError, Sql};
+use crate::pg::{self, PgConn};
+use crate::sql::{args, Arg, DbError, Sql, Value};
 use crate::store::{
     AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
     ToolPins, ToolRecord, ToolSighting, Write, WriteOutcome, WriteResult,
@@ -150,13 +152,28 @@ CREATE TABLE IF NOT EXISTS credential_uses (
 const VERIFY_SELECT: &str =
     "SELECT seq, hash, body, kind, time_ms, agent, run, step, tool, decision FROM events ORDER BY seq";
 
-/// The audit log and tool inventory in one SQLite file.
+/// The audit log, the tool inventory and the state beside them, in one SQLite file or one
+/// PostgreSQL database.
 #[derive(Debug)]
 pub struct SqlStore {
-    conn: Connection,
-    /// Named in every error, so an operator knows which file is at fault.
+    conn: Conn,
+    /// Named in every error, so an operator knows which file (or database URL) is at fault.
     path: PathBuf,
 }
+
+/// The connection behind a store.
+#[derive(Debug)]
+enum Conn {
+    Sqlite(Connection),
+    /// Behind a mutex: reads take `&self`, and the connection's calls take `&mut`. Never
+    /// contended, since a store is used by one thread at a time.
+    Postgres(Mutex<PgConn>),
+}
+
+/// The advisory lock every PostgreSQL write transaction takes first: one writer at a time,
+/// across every replica, reads the chain's head and appends after it, as `BEGIN IMMEDIATE`
+/// serializes the writers of one SQLite file. ("CHAIN" in ASCII; the migrations take another.)
+const CHAIN_LOCK: i64 = 0x4348_4149_4e;
 
 impl SqlStore {
     /// Opens the database at `at` for reading and writing: the file (created if needed; its
@@ -179,9 +196,29 @@ impl SqlStore {
         }
     }
 
-    /// PostgreSQL: not yet.
-    fn connect(pg: &PgTarget, _read_only: bool) -> Result<Self, StoreError> {
-        Err(StoreError::Open { path: PathBuf::from(&pg.url), reason: "PostgreSQL is not supported yet".to_owned() })
+    /// Connects to a PostgreSQL database; read-write migrates its schema first, read-only
+    /// makes every transaction of the session read-only and only checks the schema version.
+    fn connect(target: &PgTarget, read_only: bool) -> Result<Self, StoreError> {
+        let label = PathBuf::from(&target.url);
+        let open = |reason: String| StoreError::Open { path: label.clone(), reason };
+        let url = with_password(&target.url, target.password.as_deref());
+        let mut pg = PgConn::connect(&url, target.connect_timeout).map_err(|e| open(e.to_string()))?;
+        if read_only {
+            pg.batch("SET default_transaction_read_only = on").map_err(|e| open(e.to_string()))?;
+        } else {
+            pg::migrate(&mut pg).map_err(|e| match e {
+                pg::MigrateError::Newer { found, known } => {
+                    StoreError::SchemaTooNew { path: label.clone(), found, supported: known }
+                }
+                pg::MigrateError::Db(e) => open(format!("cannot migrate the schema: {e}")),
+            })?;
+        }
+        let store = Self { conn: Conn::Postgres(Mutex::new(pg)), path: label };
+        match store.schema_version()? {
+            Some(found) => store.check_version(found)?,
+            None => return Err(store.corrupt("no schema version: not a custos audit database")),
+        }
+        Ok(store)
     }
 
     fn open_file(path: &Path) -> Result<Self, StoreError> {
@@ -199,7 +236,7 @@ impl SqlStore {
         }
         // In WAL mode, FULL syncs the log on every commit: a committed event survives power loss.
         conn.pragma_update(None, "synchronous", "FULL").map_err(|e| open_error(path, e))?;
-        let mut store = Self { conn, path: path.to_owned() };
+        let mut store = Self { conn: Conn::Sqlite(conn), path: path.to_owned() };
         store.migrate()?;
         Ok(store)
     }
@@ -208,7 +245,7 @@ impl SqlStore {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| open_error(path, e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_error(path, e))?;
-        let store = Self { conn, path: path.to_owned() };
+        let store = Self { conn: Conn::Sqlite(conn), path: path.to_owned() };
         match store.schema_version()? {
             Some(found) => store.check_version(found)?,
             None => return Err(store.corrupt("no schema version: not a custos audit database")),
@@ -224,12 +261,12 @@ impl SqlStore {
     /// Creates the schema in a new file, or checks the version of an existing one.
     fn migrate(&mut self) -> Result<(), StoreError> {
         let path = &self.path;
+        let Conn::Sqlite(conn) = &mut self.conn else { return Ok(()) };
         // IMMEDIATE: two processes opening a new file at once must not both create it.
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| open_error(path, e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| open_error(path, e))?;
         tx.execute_batch("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             .map_err(|e| open_error(path, e))?;
-        let found = read_version(&tx, path)?;
+        let found = read_version(&mut Lite(&tx), path)?;
         if let Some(found) = found {
             check_version(path, found)?;
         }
@@ -241,18 +278,15 @@ impl SqlStore {
         tx.commit().map_err(|e| open_error(path, e))
     }
 
-    /// The schema version recorded in the file; `None` when there is no `meta` table or row.
+    /// The schema version recorded in the database; `None` when there is no `meta` table or
+    /// row.
     fn schema_version(&self) -> Result<Option<i64>, StoreError> {
-        let has_meta = self
-            .conn
-            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'", [], |_| Ok(()))
-            .optional()
-            .map_err(|e| open_error(&self.path, e))?
-            .is_some();
-        if !has_meta {
-            return Ok(None);
-        }
-        read_version(&self.conn, &self.path)
+        self.reading(|db, path| {
+            if !db.table_exists("meta").map_err(|e| StoreError::Open { path: path.to_owned(), reason: e.to_string() })? {
+                return Ok(None);
+            }
+            read_version(db, path)
+        })
     }
 
     fn check_version(&self, found: i64) -> Result<(), StoreError> {
@@ -263,17 +297,53 @@ impl SqlStore {
         StoreError::Corrupt { path: self.path.clone(), reason: reason.into() }
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits (and syncs) it.
+    /// Runs `f` in one write transaction and commits it durably (synced to disk; on
+    /// PostgreSQL, flushed by the server): SQLite's `BEGIN IMMEDIATE`, or PostgreSQL's
+    /// transaction under [`CHAIN_LOCK`]. Rolled back when `f` fails.
     pub(crate) fn in_transaction<T>(
         &mut self,
         f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.transaction(|db, path| f(db, path).map(Some)).and_then(|value| {
+            value.ok_or_else(|| StoreError::Internal { reason: "a transaction was rolled back unasked".into() })
+        })
+    }
+
+    /// Runs `f` in one write transaction, committed when it returns `Some`, rolled back when it
+    /// returns `None` or fails.
+    fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Sql, &Path) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
         let path = &self.path;
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
-        let value = f(&mut Lite(&tx), path)?;
-        tx.commit().map_err(|e| write_error(path, e))?;
-        Ok(value)
+        match &mut self.conn {
+            Conn::Sqlite(conn) => {
+                let tx =
+                    conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
+                // Dropping `tx` on an error rolls it back.
+                let value = f(&mut Lite(&tx), path)?;
+                match value {
+                    Some(_) => tx.commit().map_err(|e| write_error(path, e))?,
+                    None => tx.rollback().map_err(|e| write_error(path, e))?,
+                }
+                Ok(value)
+            }
+            Conn::Postgres(pg) => {
+                let pg = pg.get_mut().unwrap_or_else(PoisonError::into_inner);
+                // A connection that died (a server restart) is replaced here, never inside a
+                // transaction: the store fails closed while the server is away and serves
+                // again once it is back.
+                pg.ensure_open().map_err(|e| write_error(path, e))?;
+                pg.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
+                    .map_err(|e| write_error(path, e))?;
+                let value = f(pg, path);
+                let end = if matches!(value, Ok(Some(_))) { "COMMIT" } else { "ROLLBACK" };
+                let ended = pg.batch(end);
+                let value = value?;
+                ended.map_err(|e| write_error(path, e))?;
+                Ok(value)
+            }
+        }
     }
 
     /// Runs `f` on the connection, outside any transaction this store opened.
@@ -281,7 +351,14 @@ impl SqlStore {
         &self,
         f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        f(&mut Lite(&self.conn), &self.path)
+        match &self.conn {
+            Conn::Sqlite(conn) => f(&mut Lite(conn), &self.path),
+            Conn::Postgres(pg) => {
+                let mut pg = pg.lock().unwrap_or_else(PoisonError::into_inner);
+                pg.ensure_open().map_err(|e| read_error(&self.path, e))?;
+                f(&mut *pg, &self.path)
+            }
+        }
     }
 }
 
@@ -303,18 +380,13 @@ impl Store for SqlStore {
         // savepoints, whose statement journal costs as much as the writes themselves. If one
         // write fails, that transaction is rolled back whole (nothing of it was committed) and
         // the batch is replayed with a savepoint per write, so the failure stays its own.
-        let path = &self.path;
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| write_error(path, e))?;
-        let applied: Result<Vec<WriteOutcome>, StoreError> = {
-            let mut db = Lite(&tx);
-            writes.iter().map(|w| apply(&mut db, path, w)).collect()
-        };
-        if let Ok(outcomes) = applied {
-            tx.commit().map_err(|e| write_error(path, e))?;
+        let whole = self.transaction(|db, path| {
+            let applied: Result<Vec<WriteOutcome>, StoreError> = writes.iter().map(|w| apply(db, path, w)).collect();
+            Ok(applied.ok())
+        })?;
+        if let Some(outcomes) = whole {
             return Ok(outcomes.into_iter().map(Ok).collect());
         }
-        tx.rollback().map_err(|e| write_error(path, e))?;
         self.in_transaction(|db, path| {
             let mut results = Vec::with_capacity(writes.len());
             for write in writes {
@@ -353,10 +425,20 @@ impl Store for SqlStore {
 
     fn verify(&self) -> Result<VerifyReport, StoreError> {
         // One statement is one read transaction: the walk sees a consistent snapshot while other
-        // processes keep appending, and rows are read one at a time, never all at once.
-        let mut stmt = self.conn.prepare(VERIFY_SELECT).map_err(|e| read_error(&self.path, e))?;
-        let rows = stmt.query([]).map_err(|e| read_error(&self.path, e))?;
-        chain::verify_rows(VerifyRows(rows)).map_err(|e| read_error(&self.path, e))
+        // processes keep appending, and rows are read a few at a time, never all at once.
+        match &self.conn {
+            Conn::Sqlite(conn) => {
+                let mut stmt = conn.prepare(VERIFY_SELECT).map_err(|e| read_error(&self.path, e))?;
+                let rows = stmt.query([]).map_err(|e| read_error(&self.path, e))?;
+                chain::verify_rows(VerifyRows(rows)).map_err(|e| read_error(&self.path, e))
+            }
+            Conn::Postgres(pg) => {
+                let mut pg = pg.lock().unwrap_or_else(PoisonError::into_inner);
+                pg.ensure_open().map_err(|e| read_error(&self.path, e))?;
+                let rows = pg.stream(VERIFY_SELECT, &[], VERIFY_ROWS_AHEAD).map_err(|e| read_error(&self.path, e))?;
+                chain::verify_rows(rows.map(|row| row.and_then(raw_row))).map_err(|e| read_error(&self.path, e))
+            }
+        }
     }
 
     fn head(&self) -> Result<Option<(u64, Digest)>, StoreError> {
@@ -899,6 +981,48 @@ fn cell_ref<'r>(row: &'r Row<'_>, i: usize) -> rusqlite::Result<CellRef<'r>> {
     })
 }
 
+/// Rows a PostgreSQL verification reads ahead of the walk.
+const VERIFY_ROWS_AHEAD: usize = 1024;
+
+/// A row of [`VERIFY_SELECT`] read from PostgreSQL, each cell as stored.
+fn raw_row(row: crate::sql::Row) -> Result<chain::RawRow, DbError> {
+    let seq = row.int(0)?;
+    let mut cells = row.0.into_iter().skip(1).map(|value| match value {
+        Value::Null => Cell::Null,
+        Value::Int(n) => Cell::Int(n),
+        Value::Text(s) => Cell::Text(s),
+        Value::Blob(_) | Value::Other => Cell::Other,
+    });
+    let mut next = || cells.next().ok_or_else(|| DbError::new("a verification row is missing columns"));
+    Ok(chain::RawRow {
+        seq,
+        hash: next()?,
+        body: next()?,
+        columns: [next()?, next()?, next()?, next()?, next()?, next()?, next()?],
+    })
+}
+
+/// `url` with `password` as its user's password, percent-encoded.
+fn with_password(url: &str, password: Option<&str>) -> String {
+    let Some(password) = password else { return url.to_owned() };
+    let Some(rest) = url.strip_prefix("postgres://") else { return url.to_owned() };
+    let encoded: String = password
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest.get(..authority_end).and_then(|a| a.rfind('@')) {
+        Some(at) => format!("postgres://{}:{encoded}{}", rest.get(..at).unwrap_or(""), rest.get(at..).unwrap_or("")),
+        None => format!("postgres://:{encoded}@{rest}"),
+    }
+}
+
 fn to_arg(cell: &Cell) -> Arg<'_> {
     match cell {
         Cell::Null | Cell::Other => Arg::Null,
@@ -907,11 +1031,11 @@ fn to_arg(cell: &Cell) -> Arg<'_> {
     }
 }
 
-fn read_version(conn: &Connection, path: &Path) -> Result<Option<i64>, StoreError> {
-    let value: Option<String> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |row| row.get(0))
-        .optional()
-        .map_err(|e| open_error(path, e))?;
+fn read_version(db: &mut dyn Sql, path: &Path) -> Result<Option<i64>, StoreError> {
+    let value = db
+        .query_opt("SELECT value FROM meta WHERE key = 'schema_version'", &[])
+        .and_then(|row| row.map(|r| r.text(0)).transpose())
+        .map_err(|e| StoreError::Open { path: path.to_owned(), reason: e.to_string() })?;
     value
         .map(|v| {
             v.parse::<i64>().map_err(|_| StoreError::Corrupt {
