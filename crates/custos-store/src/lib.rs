@@ -41,6 +41,8 @@ mod chain;
 mod credentials;
 mod error;
 mod log;
+#[allow(dead_code, unused_imports, reason = "the store opens PostgreSQL once the projections run on `Sql` (issue 17)")]
+mod pg;
 mod pins;
 mod sql;
 mod sqlite;

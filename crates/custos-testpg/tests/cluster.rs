@@ -12,7 +12,7 @@ fn a_cluster_restarts_after_a_stop_and_a_kill_and_is_removed_when_dropped() {
     let port = cluster.port();
     let dir = cluster.dir().to_owned();
     assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());
-    assert!(cluster.url().starts_with(&format!("postgres://custos:")));
+    assert!(cluster.url().starts_with("postgres://custos:"));
     let url = cluster.create_database("second");
     assert!(url.ends_with(&format!("127.0.0.1:{port}/second")));
 
