@@ -44,6 +44,16 @@ impl Fresh {
     }
 }
 
+impl Fresh {
+    /// Another fresh database of the same kind as `at`.
+    pub(crate) fn like(at: &DbLocation) -> Self {
+        match at {
+            DbLocation::File(_) => Fresh::sqlite(),
+            DbLocation::Postgres(_) => Fresh::postgres(),
+        }
+    }
+}
+
 /// The cluster the tests of this binary share.
 pub(crate) fn cluster() -> &'static TestCluster {
     static CLUSTER: OnceLock<TestCluster> = OnceLock::new();

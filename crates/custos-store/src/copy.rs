@@ -176,6 +176,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::approvals::{ApprovalQuery, ApprovalRecord, ApprovalStatus, ApprovalWrite};
+    use crate::conformance::{on_both_stores, Fresh};
     use crate::credentials::{SigningKeyRecord, StoredSecret};
     use crate::store::{AgentKeyRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, ToolPins};
 
@@ -272,34 +273,16 @@ pub(crate) mod tests {
         assert_eq!(a.credential_uses().unwrap(), b.credential_uses().unwrap());
     }
 
+    /// `custos store migrate`'s case: an embedded deployment carried into PostgreSQL.
     #[test]
-    fn a_copy_holds_every_table_and_the_same_verifiable_log() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut source = SqlStore::open(&dir.path().join("source.db")).unwrap();
+    fn an_embedded_store_is_copied_into_postgres_whole() {
+        let (file, pg) = (Fresh::sqlite(), Fresh::postgres());
+        let mut source = SqlStore::open(&file.at).unwrap();
         populate(&mut source);
-        let mut target = SqlStore::open(&dir.path().join("target.db")).unwrap();
-        let report = source.copy_into(&mut target).unwrap();
-        assert_eq!(report.events, source.query(&EventQuery::default()).unwrap().len() as u64);
-        assert_eq!(report.head, source.head().unwrap().map(|(_, h)| h.to_hex()));
-        assert!(report.rows.iter().filter(|(t, _)| *t != "events").all(|(_, n)| *n > 0), "{report:?}");
+        let mut target = SqlStore::open(&pg.at).unwrap();
+        source.copy_into(&mut target).unwrap();
         assert_same(&source, &target);
-        let keys: Vec<String> = target.signing_keys().unwrap().into_iter().map(|k| k.kid).collect();
-        assert_eq!(keys, ["z-first", "a-second"], "ties keep the order they were added in");
-        // The copy goes on: the next event chains to the copied head.
-        target.append(&[NewEvent::new(EventKind::CallRequested, 9)]).unwrap();
         assert!(target.verify().unwrap().is_ok());
-    }
-
-    #[test]
-    fn a_target_that_holds_anything_is_refused_and_left_as_it_was() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut source = SqlStore::open(&dir.path().join("source.db")).unwrap();
-        populate(&mut source);
-        let mut target = SqlStore::open(&dir.path().join("target.db")).unwrap();
-        target.append(&[NewEvent::new(EventKind::CallRequested, 1)]).unwrap();
-        let err = source.copy_into(&mut target).unwrap_err().to_string();
-        assert!(err.contains("not empty") && err.contains("`events` has 1 rows"), "{err}");
-        assert_eq!(target.query(&EventQuery::default()).unwrap().len(), 1);
     }
 
     #[test]
@@ -317,5 +300,35 @@ pub(crate) mod tests {
         let err = source.copy_into(&mut target).unwrap_err().to_string();
         assert!(err.contains("does not verify"), "{err}");
         assert!(target.query(&EventQuery::default()).unwrap().is_empty());
+    }
+
+    on_both_stores! {
+        fn a_copy_holds_every_table_and_the_same_verifiable_log(path: DbLocation) {
+            let mut source = SqlStore::open(&path).unwrap();
+            populate(&mut source);
+            let other = Fresh::like(&path);
+            let mut target = SqlStore::open(&other.at).unwrap();
+            let report = source.copy_into(&mut target).unwrap();
+            assert_eq!(report.events, source.query(&EventQuery::default()).unwrap().len() as u64);
+            assert_eq!(report.head, source.head().unwrap().map(|(_, h)| h.to_hex()));
+            assert!(report.rows.iter().filter(|(t, _)| *t != "events").all(|(_, n)| *n > 0), "{report:?}");
+            assert_same(&source, &target);
+            let keys: Vec<String> = target.signing_keys().unwrap().into_iter().map(|k| k.kid).collect();
+            assert_eq!(keys, ["z-first", "a-second"], "ties keep the order they were added in");
+            // The copy goes on: the next event chains to the copied head.
+            target.append(&[NewEvent::new(EventKind::CallRequested, 9)]).unwrap();
+            assert!(target.verify().unwrap().is_ok());
+        }
+
+        fn a_target_that_holds_anything_is_refused_and_left_as_it_was(path: DbLocation) {
+            let mut source = SqlStore::open(&path).unwrap();
+            populate(&mut source);
+            let other = Fresh::like(&path);
+            let mut target = SqlStore::open(&other.at).unwrap();
+            target.append(&[NewEvent::new(EventKind::CallRequested, 1)]).unwrap();
+            let err = source.copy_into(&mut target).unwrap_err().to_string();
+            assert!(err.contains("not empty") && err.contains("`events` has 1 rows"), "{err}");
+            assert_eq!(target.query(&EventQuery::default()).unwrap().len(), 1);
+        }
     }
 }

@@ -38,6 +38,8 @@
 
 mod approvals;
 mod chain;
+#[cfg(test)]
+mod conformance;
 mod copy;
 mod credentials;
 mod error;

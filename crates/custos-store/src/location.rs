@@ -42,14 +42,6 @@ impl DbLocation {
             DbLocation::Postgres(_) => true,
         }
     }
-
-    /// How errors name it: the path, or the URL (which holds no password).
-    pub(crate) fn label(&self) -> PathBuf {
-        match self {
-            DbLocation::File(path) => path.clone(),
-            DbLocation::Postgres(pg) => PathBuf::from(&pg.url),
-        }
-    }
 }
 
 impl fmt::Display for DbLocation {
@@ -83,12 +75,6 @@ impl fmt::Debug for PgTarget {
 impl From<&Path> for DbLocation {
     fn from(path: &Path) -> Self {
         DbLocation::File(path.to_owned())
-    }
-}
-
-impl From<PathBuf> for DbLocation {
-    fn from(path: PathBuf) -> Self {
-        DbLocation::File(path)
     }
 }
 

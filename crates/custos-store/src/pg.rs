@@ -139,6 +139,11 @@ impl Sql for PgConn {
         )?;
         Ok(!found.is_empty())
     }
+
+    /// `signing_keys.added`, an identity column: the one table whose rows are ordered by it.
+    fn insertion_order(&self) -> &'static str {
+        "added"
+    }
 }
 
 /// The rows of [`PgConn::stream`], borrowing the connection until dropped. Dropping it early

@@ -128,11 +128,6 @@ impl Row {
             other => Err(Self::mismatch(i, "a blob", other)),
         }
     }
-
-    /// Cell `i` as it is, whatever its type.
-    pub(crate) fn value(&self, i: usize) -> Result<&Value, DbError> {
-        self.cell(i)
-    }
 }
 
 /// Why a statement failed, as the driver said it (no values of the statement in it).

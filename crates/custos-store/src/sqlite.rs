@@ -13,7 +13,7 @@ use std::time::Duration;
 use custos_core::finding::kinds;
 use custos_core::{Agent, AgentId, Digest, EventKind, Finding, NewEvent, Severity, ToolDescriptor, ToolRef};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags, Row, TransactionBehavior};
 use serde_json::json;
 
 use crate::approvals::{ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalWrite};
@@ -21,8 +21,8 @@ use crate::chain::{self, Batch, Cell, CellRef, RowRef, VerifyReport};
 use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
 use crate::error::StoreError;
 use crate::location::{DbLocation, PgTarget};
-use crate::pins::{borrowed_from, change_summary, Resemblance, ToolPin};
 use crate::pg::{self, PgConn};
+use crate::pins::{borrowed_from, change_summary, Resemblance, ToolPin};
 use crate::sql::{args, Arg, DbError, Sql, Value};
 use crate::store::{
     AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery, Store, StoredEvent,
@@ -173,7 +173,7 @@ enum Conn {
 /// The advisory lock every PostgreSQL write transaction takes first: one writer at a time,
 /// across every replica, reads the chain's head and appends after it, as `BEGIN IMMEDIATE`
 /// serializes the writers of one SQLite file. ("CHAIN" in ASCII; the migrations take another.)
-const CHAIN_LOCK: i64 = 0x4348_4149_4e;
+const CHAIN_LOCK: i64 = 0x0043_4841_494e;
 
 impl SqlStore {
     /// Opens the database at `at` for reading and writing: the file (created if needed; its
@@ -281,8 +281,19 @@ impl SqlStore {
     /// The schema version recorded in the database; `None` when there is no `meta` table or
     /// row.
     fn schema_version(&self) -> Result<Option<i64>, StoreError> {
+        if let Conn::Sqlite(conn) = &self.conn {
+            // Asked of rusqlite itself: a file that is not a database must read as damaged.
+            let has_meta = conn
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+                .and_then(|mut stmt| stmt.exists([]))
+                .map_err(|e| open_error(&self.path, e))?;
+            if !has_meta {
+                return Ok(None);
+            }
+        }
         self.reading(|db, path| {
-            if !db.table_exists("meta").map_err(|e| StoreError::Open { path: path.to_owned(), reason: e.to_string() })? {
+            let open = |e: DbError| StoreError::Open { path: path.to_owned(), reason: e.to_string() };
+            if !db.table_exists("meta").map_err(open)? {
                 return Ok(None);
             }
             read_version(db, path)

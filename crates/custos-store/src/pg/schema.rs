@@ -92,7 +92,9 @@ CREATE TABLE signing_keys (
     public_jwk       TEXT COLLATE "C" NOT NULL,
     created_ms       BIGINT NOT NULL,
     retired_ms       BIGINT,
-    publish_until_ms BIGINT
+    publish_until_ms BIGINT,
+    -- The order keys were added in, which SQLite keeps as rowid: it breaks ties of created_ms.
+    added            BIGINT GENERATED ALWAYS AS IDENTITY
 );
 CREATE TABLE revoked_tokens (
     jti        TEXT COLLATE "C" PRIMARY KEY,

@@ -132,6 +132,7 @@ pub(crate) fn keys_in(db: &mut dyn Sql, path: &Path, key_id: Option<&str>) -> Re
 #[cfg(test)]
 mod tests {
     use super::super::SqlStore;
+    use crate::conformance::on_both_stores;
     use crate::store::{AgentKeyRecord, AgentRegistry, Store};
     use custos_core::{Agent, AgentId, EventKind, NewEvent};
 
@@ -149,41 +150,41 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_are_issued_found_and_revoked_with_events_in_the_chain() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqlStore::open(&dir.path().join("custos.db")).unwrap();
-        let issued = NewEvent::new(EventKind::AgentKeyIssued, 1);
-        store.issue_key(&agent("a"), &key("k1", "a"), &issued).unwrap();
-        store.issue_key(&agent("a"), &key("k2", "a"), &issued).unwrap();
-        store.issue_key(&agent("b"), &key("k3", "b"), &issued).unwrap();
-        assert_eq!(store.agents().unwrap().len(), 2);
-        assert_eq!(store.find_key("k2").unwrap().unwrap().agent.0, "a");
-        assert!(store.find_key("nope").unwrap().is_none());
+    on_both_stores! {
+        fn keys_are_issued_found_and_revoked_with_events_in_the_chain(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let issued = NewEvent::new(EventKind::AgentKeyIssued, 1);
+            store.issue_key(&agent("a"), &key("k1", "a"), &issued).unwrap();
+            store.issue_key(&agent("a"), &key("k2", "a"), &issued).unwrap();
+            store.issue_key(&agent("b"), &key("k3", "b"), &issued).unwrap();
+            assert_eq!(store.agents().unwrap().len(), 2);
+            assert_eq!(store.find_key("k2").unwrap().unwrap().agent.0, "a");
+            assert!(store.find_key("nope").unwrap().is_none());
 
-        let revoked = NewEvent::new(EventKind::AgentKeyRevoked, 2);
-        assert_eq!(store.revoke(&AgentId("a".into()), Some("k1"), &revoked).unwrap(), ["k1"]);
-        assert!(store.revoke(&AgentId("a".into()), Some("k1"), &revoked).unwrap().is_empty(), "twice is a no-op");
-        assert_eq!(store.find_key("k1").unwrap().unwrap().revoked_ms, Some(2));
-        assert_eq!(store.find_key("k2").unwrap().unwrap().revoked_ms, None);
+            let revoked = NewEvent::new(EventKind::AgentKeyRevoked, 2);
+            assert_eq!(store.revoke(&AgentId("a".into()), Some("k1"), &revoked).unwrap(), ["k1"]);
+            assert!(store.revoke(&AgentId("a".into()), Some("k1"), &revoked).unwrap().is_empty(), "twice is a no-op");
+            assert_eq!(store.find_key("k1").unwrap().unwrap().revoked_ms, Some(2));
+            assert_eq!(store.find_key("k2").unwrap().unwrap().revoked_ms, None);
 
-        // Revoking the agent revokes its remaining keys and the agent itself.
-        assert_eq!(store.revoke(&AgentId("a".into()), None, &revoked).unwrap(), ["k2"]);
-        let a = store.agents().unwrap().into_iter().find(|r| r.agent.id.0 == "a").unwrap();
-        assert_eq!(a.revoked_ms, Some(2));
-        assert_eq!(store.find_agent(&AgentId("a".into())).unwrap(), Some(a));
-        let b = store.find_agent(&AgentId("b".into())).unwrap().unwrap();
-        assert_eq!((b.agent, b.revoked_ms), (agent("b"), None));
-        assert!(store.find_agent(&AgentId("nope".into())).unwrap().is_none());
-        assert!(store.issue_key(&agent("a"), &key("k4", "a"), &issued).is_err(), "a revoked agent gets no new key");
+            // Revoking the agent revokes its remaining keys and the agent itself.
+            assert_eq!(store.revoke(&AgentId("a".into()), None, &revoked).unwrap(), ["k2"]);
+            let a = store.agents().unwrap().into_iter().find(|r| r.agent.id.0 == "a").unwrap();
+            assert_eq!(a.revoked_ms, Some(2));
+            assert_eq!(store.find_agent(&AgentId("a".into())).unwrap(), Some(a));
+            let b = store.find_agent(&AgentId("b".into())).unwrap().unwrap();
+            assert_eq!((b.agent, b.revoked_ms), (agent("b"), None));
+            assert!(store.find_agent(&AgentId("nope".into())).unwrap().is_none());
+            assert!(store.issue_key(&agent("a"), &key("k4", "a"), &issued).is_err(), "a revoked agent gets no new key");
 
-        let events = store.query(&Default::default()).unwrap();
-        let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
-        assert_eq!(
-            kinds,
-            ["agent.key_issued", "agent.key_issued", "agent.key_issued", "agent.key_revoked", "agent.key_revoked"]
-        );
-        assert_eq!(events[4].event.detail["key_ids"], serde_json::json!(["k2"]));
-        assert!(store.verify().unwrap().is_ok());
+            let events = store.query(&Default::default()).unwrap();
+            let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.as_str()).collect();
+            assert_eq!(
+                kinds,
+                ["agent.key_issued", "agent.key_issued", "agent.key_issued", "agent.key_revoked", "agent.key_revoked"]
+            );
+            assert_eq!(events[4].event.detail["key_ids"], serde_json::json!(["k2"]));
+            assert!(store.verify().unwrap().is_ok());
+        }
     }
 }

@@ -365,6 +365,7 @@ mod tests {
     use crate::approvals::{
         ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalWrite,
     };
+    use crate::conformance::on_both_stores;
     use crate::store::{ApprovalStore, EventQuery, Store};
     use custos_core::{AgentId, EventKind, RunId, ToolRef};
     use serde_json::json;
@@ -397,77 +398,6 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_decided_once_used_once_and_expires() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqlStore::open(&dir.path().join("custos.db")).unwrap();
-        let requested = |store: &mut SqlStore, id: &str, at: i64| match store
-            .write_approval(&ApprovalWrite::Request(Box::new(record(id, "d1", at))))
-            .unwrap()
-        {
-            ApprovalOutcome::Requested { record, created } => (record.id, created),
-            other => panic!("{other:?}"),
-        };
-        assert_eq!(requested(&mut store, "a1", 0), ("a1".into(), true));
-        assert_eq!(requested(&mut store, "a2", 50), ("a1".into(), false), "open for the digest: the same one");
-
-        let decide = |id: &str, now_ms| ApprovalWrite::Decide {
-            id: id.into(),
-            approver: "carol".into(),
-            identity: json!({ "method": "cli" }),
-            approve: true,
-            reason: None,
-            now_ms,
-        };
-        assert!(matches!(store.write_approval(&decide("a1", 60)).unwrap(), ApprovalOutcome::Decided(_)));
-        let again = store.write_approval(&decide("a1", 61)).unwrap();
-        assert!(matches!(again, ApprovalOutcome::Refused { refusal: ApprovalRefusal::NotPending, .. }));
-        let consume = |digest: &str, now_ms| ApprovalWrite::Consume { id: "a1".into(), digest: digest.into(), now_ms };
-        let other = store.write_approval(&consume("d2", 62)).unwrap();
-        assert!(matches!(other, ApprovalOutcome::Refused { refusal: ApprovalRefusal::Mismatch, .. }));
-        assert!(matches!(store.write_approval(&consume("d1", 63)).unwrap(), ApprovalOutcome::Consumed(_)));
-        let replay = store.write_approval(&consume("d1", 64)).unwrap();
-        assert!(matches!(replay, ApprovalOutcome::Refused { refusal: ApprovalRefusal::Replayed, .. }));
-
-        // A new request for the digest, approved, then used after its expiry: refused, and the
-        // expiry recorded.
-        assert_eq!(requested(&mut store, "a3", 200), ("a3".into(), true));
-        assert!(matches!(store.write_approval(&decide("a3", 210)).unwrap(), ApprovalOutcome::Decided(_)));
-        let late = store.write_approval(&ApprovalWrite::Consume { id: "a3".into(), digest: "d1".into(), now_ms: 300 });
-        assert!(matches!(late.unwrap(), ApprovalOutcome::Refused { refusal: ApprovalRefusal::Expired, .. }));
-        // A pending request past its expiry is marked when the digest is requested again.
-        assert_eq!(requested(&mut store, "a4", 400), ("a4".into(), true));
-        assert_eq!(requested(&mut store, "a5", 600), ("a5".into(), true));
-        assert_eq!(store.approval("a4").unwrap().unwrap().status, ApprovalStatus::Expired);
-
-        assert_eq!(
-            kinds(&store),
-            [
-                "approval.requested",
-                "approval.approved",
-                "approval.refused",
-                "approval.replay_refused",
-                "approval.used",
-                "approval.replay_refused",
-                "approval.requested",
-                "approval.approved",
-                "approval.expired",
-                "approval.replay_refused",
-                "approval.requested",
-                "approval.expired",
-                "approval.requested",
-            ]
-        );
-        let q = |status| ApprovalQuery { status: Some(status), now_ms: 650, limit: None };
-        let ids = |status| store.approvals(&q(status)).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>();
-        assert_eq!(ids(ApprovalStatus::Pending), ["a5"]);
-        assert_eq!(ids(ApprovalStatus::Expired), ["a4", "a3"]);
-        assert_eq!(ids(ApprovalStatus::Used), ["a1"]);
-        assert_eq!(store.approvals(&ApprovalQuery { limit: Some(2), ..q(ApprovalStatus::Pending) }).unwrap().len(), 1);
-        assert!(store.approval("nope").unwrap().is_none());
-        assert!(store.verify().unwrap().is_ok(), "the projection is not part of the chain");
-    }
-
-    #[test]
     fn a_database_from_before_approvals_gets_the_table_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("custos.db");
@@ -482,5 +412,76 @@ mod tests {
         let outcome = store.write_approval(&ApprovalWrite::Request(Box::new(record("a1", "d", 0)))).unwrap();
         assert!(matches!(outcome, ApprovalOutcome::Requested { created: true, .. }));
         assert!(store.verify().unwrap().is_ok());
+    }
+
+    on_both_stores! {
+        fn a_request_is_decided_once_used_once_and_expires(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let requested = |store: &mut SqlStore, id: &str, at: i64| match store
+                .write_approval(&ApprovalWrite::Request(Box::new(record(id, "d1", at))))
+                .unwrap()
+            {
+                ApprovalOutcome::Requested { record, created } => (record.id, created),
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(requested(&mut store, "a1", 0), ("a1".into(), true));
+            assert_eq!(requested(&mut store, "a2", 50), ("a1".into(), false), "open for the digest: the same one");
+
+            let decide = |id: &str, now_ms| ApprovalWrite::Decide {
+                id: id.into(),
+                approver: "carol".into(),
+                identity: json!({ "method": "cli" }),
+                approve: true,
+                reason: None,
+                now_ms,
+            };
+            assert!(matches!(store.write_approval(&decide("a1", 60)).unwrap(), ApprovalOutcome::Decided(_)));
+            let again = store.write_approval(&decide("a1", 61)).unwrap();
+            assert!(matches!(again, ApprovalOutcome::Refused { refusal: ApprovalRefusal::NotPending, .. }));
+            let consume = |digest: &str, now_ms| ApprovalWrite::Consume { id: "a1".into(), digest: digest.into(), now_ms };
+            let other = store.write_approval(&consume("d2", 62)).unwrap();
+            assert!(matches!(other, ApprovalOutcome::Refused { refusal: ApprovalRefusal::Mismatch, .. }));
+            assert!(matches!(store.write_approval(&consume("d1", 63)).unwrap(), ApprovalOutcome::Consumed(_)));
+            let replay = store.write_approval(&consume("d1", 64)).unwrap();
+            assert!(matches!(replay, ApprovalOutcome::Refused { refusal: ApprovalRefusal::Replayed, .. }));
+
+            // A new request for the digest, approved, then used after its expiry: refused, and the
+            // expiry recorded.
+            assert_eq!(requested(&mut store, "a3", 200), ("a3".into(), true));
+            assert!(matches!(store.write_approval(&decide("a3", 210)).unwrap(), ApprovalOutcome::Decided(_)));
+            let late = store.write_approval(&ApprovalWrite::Consume { id: "a3".into(), digest: "d1".into(), now_ms: 300 });
+            assert!(matches!(late.unwrap(), ApprovalOutcome::Refused { refusal: ApprovalRefusal::Expired, .. }));
+            // A pending request past its expiry is marked when the digest is requested again.
+            assert_eq!(requested(&mut store, "a4", 400), ("a4".into(), true));
+            assert_eq!(requested(&mut store, "a5", 600), ("a5".into(), true));
+            assert_eq!(store.approval("a4").unwrap().unwrap().status, ApprovalStatus::Expired);
+
+            assert_eq!(
+                kinds(&store),
+                [
+                    "approval.requested",
+                    "approval.approved",
+                    "approval.refused",
+                    "approval.replay_refused",
+                    "approval.used",
+                    "approval.replay_refused",
+                    "approval.requested",
+                    "approval.approved",
+                    "approval.expired",
+                    "approval.replay_refused",
+                    "approval.requested",
+                    "approval.expired",
+                    "approval.requested",
+                ]
+            );
+            let q = |status| ApprovalQuery { status: Some(status), now_ms: 650, limit: None };
+            let ids = |status| store.approvals(&q(status)).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>();
+            assert_eq!(ids(ApprovalStatus::Pending), ["a5"]);
+            assert_eq!(ids(ApprovalStatus::Expired), ["a4", "a3"]);
+            assert_eq!(ids(ApprovalStatus::Used), ["a1"]);
+            assert_eq!(store.approvals(&ApprovalQuery { limit: Some(2), ..q(ApprovalStatus::Pending) }).unwrap().len(), 1);
+            assert!(store.approval("nope").unwrap().is_none());
+            assert!(store.verify().unwrap().is_ok(), "the projection is not part of the chain");
+        }
     }
 }

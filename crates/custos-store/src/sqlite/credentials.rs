@@ -295,6 +295,7 @@ mod tests {
     use tempfile::TempDir;
 
     use super::super::SqlStore;
+    use crate::conformance::on_both_stores;
     use crate::credentials::{CredentialUse, SigningKeyRecord, StoredSecret};
     use crate::error::StoreError;
     use crate::store::{CredentialStore, EventQuery, Store, Write, WriteOutcome};
@@ -355,209 +356,6 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_put_replaced_listed_and_removed_each_with_its_event() {
-        let (_dir, _path, mut store) = db();
-        let set = |at| NewEvent::new(EventKind::SecretSet, at);
-        store.put_secret(&secret("stripe", b"sealed-1", 10), &set(10)).unwrap();
-        store.put_secret(&secret("github", b"sealed-gh", 11), &set(11)).unwrap();
-        assert_eq!(kinds(&store), ["secret.set", "secret.set"]);
-        assert_eq!(store.secret("stripe").unwrap(), Some(secret("stripe", b"sealed-1", 10)));
-        assert_eq!(store.secret("nope").unwrap(), None);
-
-        // A replacement is a rotation: the new value with its own times, the old one gone.
-        let rotated = secret("stripe", b"sealed-two", 20);
-        store.put_secret(&rotated, &set(20)).unwrap();
-        assert_eq!(store.secret("stripe").unwrap(), Some(rotated.clone()));
-        assert_eq!(store.secrets().unwrap(), [secret("github", b"sealed-gh", 11), rotated]);
-        assert_eq!(kinds(&store).len(), 3);
-
-        let removed = NewEvent::new(EventKind::SecretRemoved, 30);
-        assert!(store.remove_secret("stripe", &removed).unwrap());
-        assert!(!store.remove_secret("stripe", &removed).unwrap(), "twice removes nothing");
-        assert!(!store.remove_secret("never", &removed).unwrap());
-        assert_eq!(kinds(&store), ["secret.set", "secret.set", "secret.set", "secret.removed"], "no event for nothing");
-        assert_eq!(store.secret("stripe").unwrap(), None);
-        assert_eq!(store.secrets().unwrap().len(), 1);
-        assert!(store.verify().unwrap().is_ok());
-    }
-
-    #[test]
-    fn a_secret_whose_event_cannot_be_recorded_is_not_stored() {
-        let (_dir, _path, mut store) = db();
-        let mut bad = NewEvent::new(EventKind::SecretSet, 1);
-        bad.step = Some(u64::MAX);
-        let err = store.put_secret(&secret("stripe", b"s", 1), &bad).unwrap_err();
-        assert!(matches!(err, StoreError::InvalidEvent { .. }), "{err:?}");
-        assert_eq!(store.secret("stripe").unwrap(), None);
-        assert!(kinds(&store).is_empty());
-    }
-
-    #[test]
-    fn a_new_signing_key_retires_the_active_one_which_stays_published_for_the_overlap() {
-        let (_dir, _path, mut store) = db();
-        let created = |at| NewEvent::new(EventKind::SigningKeyCreated, at);
-        store.add_signing_key(&key("k1", 100), 5_000, &[created(100)]).unwrap();
-        assert_eq!(store.signing_keys().unwrap(), [key("k1", 100)]);
-
-        let retired = NewEvent::new(EventKind::SigningKeyRetired, 200);
-        store.add_signing_key(&key("k2", 200), 5_000, &[created(200), retired]).unwrap();
-        let keys = store.signing_keys().unwrap();
-        let old = SigningKeyRecord { retired_ms: Some(200), publish_until_ms: Some(5_200), ..key("k1", 100) };
-        assert_eq!(keys, [old.clone(), key("k2", 200)], "oldest first; only the newest active");
-
-        // A third key retires only the active one; k1 keeps its own dates.
-        store.add_signing_key(&key("k3", 300), 1_000, &[created(300)]).unwrap();
-        let k2 = SigningKeyRecord { retired_ms: Some(300), publish_until_ms: Some(1_300), ..key("k2", 200) };
-        assert_eq!(store.signing_keys().unwrap(), [old, k2, key("k3", 300)]);
-        assert_eq!(
-            kinds(&store),
-            ["signing_key.created", "signing_key.created", "signing_key.retired", "signing_key.created"]
-        );
-        assert!(store.verify().unwrap().is_ok());
-    }
-
-    #[test]
-    fn a_duplicate_kid_is_refused_and_changes_nothing_not_even_the_use_projection() {
-        let (_dir, _path, mut store) = db();
-        store.add_signing_key(&key("k1", 100), 5_000, &[NewEvent::new(EventKind::SigningKeyCreated, 100)]).unwrap();
-        let before = (store.signing_keys().unwrap(), kinds(&store));
-
-        // The events would have counted a credential use had the transaction committed.
-        let mut created = used(200, Some("ops"), None, &[("signer", "fp")]);
-        created.kind = EventKind::SigningKeyCreated;
-        let err = store.add_signing_key(&key("k1", 200), 5_000, &[created.clone()]).unwrap_err();
-        assert!(matches!(err, StoreError::AlreadyExists { what: "signing key", .. }), "{err:?}");
-        assert_eq!(err.to_string(), "signing key `k1` already exists");
-        assert_eq!((store.signing_keys().unwrap(), kinds(&store)), before, "k1 still active, no event");
-        assert!(store.credential_uses().unwrap().is_empty());
-
-        // The same events with a bad one among them: the new key, the retirement and the
-        // projection all roll back with the event that failed.
-        let mut bad = NewEvent::new(EventKind::SigningKeyRetired, 200);
-        bad.step = Some(u64::MAX);
-        assert!(store.add_signing_key(&key("k2", 200), 5_000, &[created, bad]).is_err());
-        assert_eq!((store.signing_keys().unwrap(), kinds(&store)), before);
-        assert!(store.credential_uses().unwrap().is_empty());
-
-        let retired = SigningKeyRecord { retired_ms: Some(1), ..key("k3", 300) };
-        assert!(matches!(store.add_signing_key(&retired, 0, &[]), Err(StoreError::InvalidEvent { .. })));
-        assert!(matches!(store.add_signing_key(&key("k3", 300), -1, &[]), Err(StoreError::InvalidEvent { .. })));
-        let late = key("k3", i64::MAX);
-        assert!(matches!(store.add_signing_key(&late, 1, &[]), Err(StoreError::InvalidEvent { .. })));
-        assert_eq!((store.signing_keys().unwrap(), kinds(&store)), before);
-    }
-
-    #[test]
-    fn a_token_is_revoked_once_with_one_event_and_seen_by_another_process() {
-        let (_dir, path, mut store) = db();
-        let reader = SqlStore::open_read_only(&path).unwrap();
-        let revoked = |at| NewEvent::new(EventKind::TokenRevoked, at);
-        assert!(!reader.is_token_revoked("jti-1").unwrap());
-        assert!(store.revoke_token("jti-1", Some(10_000), &revoked(1_000)).unwrap());
-        assert!(!store.revoke_token("jti-1", Some(10_000), &revoked(1_001)).unwrap(), "already revoked");
-        assert!(reader.is_token_revoked("jti-1").unwrap(), "read from the file, not a cache");
-        assert!(!reader.is_token_revoked("jti-2").unwrap());
-        assert_eq!(kinds(&store), ["token.revoked"]);
-        assert!(store.verify().unwrap().is_ok());
-    }
-
-    #[test]
-    fn revocations_long_past_their_expiry_are_pruned_by_later_ones() {
-        let (_dir, _path, mut store) = db();
-        let revoked = |at| NewEvent::new(EventKind::TokenRevoked, at);
-        let day = super::REVOCATION_GRACE_MS;
-        assert!(store.revoke_token("short", Some(1_000), &revoked(500)).unwrap());
-        assert!(store.revoke_token("forever", None, &revoked(500)).unwrap());
-        // Just within the grace: kept, for verifiers with clock leeway.
-        assert!(store.revoke_token("b", Some(10 * day), &revoked(1_000 + day)).unwrap());
-        assert!(store.is_token_revoked("short").unwrap());
-        // Past it: pruned. A token without expiry, and one revoked after its own expiry, stay.
-        assert!(store.revoke_token("stale", Some(0), &revoked(2_000 + day)).unwrap());
-        assert!(!store.is_token_revoked("short").unwrap());
-        assert!(store.is_token_revoked("forever").unwrap());
-        assert!(store.is_token_revoked("b").unwrap());
-        assert!(store.is_token_revoked("stale").unwrap());
-        assert!(!store.revoke_token("stale", Some(0), &revoked(2_001 + day)).unwrap());
-        assert_eq!(kinds(&store).len(), 4);
-    }
-
-    #[test]
-    fn every_event_naming_credentials_counts_through_append_and_write_batch() {
-        let (_dir, _path, mut store) = db();
-        store
-            .append(&[
-                used(100, Some("bot"), Some("github/create_issue"), &[("gh", "fp1")]),
-                // The same credential, server and agent: one row, two uses.
-                used(300, Some("bot"), Some("github/list"), &[("gh", "fp2")]),
-                // No tool: the server comes from the detail; no agent: empty.
-                {
-                    let mut e = used(200, None, None, &[("gh", "fp1")]);
-                    e.detail["server"] = json!("github");
-                    e
-                },
-                // Neither: an empty server. Listed twice, counted once.
-                used(50, Some("bot"), None, &[("stripe", "s1"), ("stripe", "s1")]),
-                NewEvent::new(EventKind::RunStarted, 1),
-            ])
-            .unwrap();
-        // Malformed entries are skipped; the well-formed ones beside them count, and every
-        // event is appended all the same.
-        let mut malformed = NewEvent::new(EventKind::CallFinished, 400);
-        malformed.agent = Some(AgentId("bot".into()));
-        malformed.detail = json!({"credentials": [
-            "gh",
-            {"name": "gh"},
-            {"name": 1, "fingerprint": "x"},
-            {"name": "", "fingerprint": "x"},
-            {"name": "stripe", "fingerprint": "s2"},
-        ]});
-        let not_a_list = NewEvent {
-            detail: json!({"credentials": {"name": "gh", "fingerprint": "x"}}),
-            ..NewEvent::new(EventKind::CallFinished, 400)
-        };
-        let results = store
-            .write_batch(&[
-                Write::Append(vec![malformed, not_a_list]),
-                // An earlier event appended later: first_ms moves back, the fingerprint stays.
-                Write::Append(vec![used(20, Some("bot"), Some("github/list"), &[("gh", "fp0")])]),
-            ])
-            .unwrap();
-        assert!(results.iter().all(|r| matches!(r, Ok(WriteOutcome::Appended(_)))), "{results:?}");
-        assert_eq!(store.query(&EventQuery::default()).unwrap().len(), 8);
-
-        assert_eq!(
-            store.credential_uses().unwrap(),
-            [
-                usage("gh", "github", "", "fp1", 1, 200, 200),
-                usage("gh", "github", "bot", "fp2", 3, 20, 300),
-                usage("stripe", "", "bot", "s2", 2, 50, 400),
-            ]
-        );
-        assert!(store.verify().unwrap().is_ok());
-    }
-
-    #[test]
-    fn a_write_rolled_back_in_a_batch_takes_its_uses_with_it() {
-        let (_dir, _path, mut store) = db();
-        let mut bad = NewEvent::new(EventKind::CallFinished, 2);
-        bad.step = Some(u64::MAX);
-        let results = store
-            .write_batch(&[
-                Write::Append(vec![used(1, Some("a"), Some("s/t"), &[("kept", "f")])]),
-                Write::Append(vec![used(2, Some("a"), Some("s/t"), &[("kept", "f"), ("lost", "f")]), bad]),
-            ])
-            .unwrap();
-        assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
-        assert_eq!(store.credential_uses().unwrap(), [usage("kept", "s", "a", "f", 1, 1, 1)]);
-
-        // A failed single append leaves nothing either.
-        let mut bad = NewEvent::new(EventKind::CallFinished, 3);
-        bad.step = Some(u64::MAX);
-        assert!(store.append(&[used(3, Some("a"), Some("s/t"), &[("lost", "f")]), bad]).is_err());
-        assert_eq!(store.credential_uses().unwrap().len(), 1);
-    }
-
-    #[test]
     fn a_database_from_before_the_credential_tables_gains_them_on_open() {
         let (_dir, path, mut store) = db();
         store.append(&[NewEvent::new(EventKind::RunStarted, 1)]).unwrap();
@@ -580,5 +378,202 @@ mod tests {
             "DROP TABLE secrets; DROP TABLE signing_keys; DROP TABLE revoked_tokens; DROP TABLE credential_uses;",
         )
         .unwrap();
+    }
+
+    on_both_stores! {
+        fn secrets_are_put_replaced_listed_and_removed_each_with_its_event(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let set = |at| NewEvent::new(EventKind::SecretSet, at);
+            store.put_secret(&secret("stripe", b"sealed-1", 10), &set(10)).unwrap();
+            store.put_secret(&secret("github", b"sealed-gh", 11), &set(11)).unwrap();
+            assert_eq!(kinds(&store), ["secret.set", "secret.set"]);
+            assert_eq!(store.secret("stripe").unwrap(), Some(secret("stripe", b"sealed-1", 10)));
+            assert_eq!(store.secret("nope").unwrap(), None);
+
+            // A replacement is a rotation: the new value with its own times, the old one gone.
+            let rotated = secret("stripe", b"sealed-two", 20);
+            store.put_secret(&rotated, &set(20)).unwrap();
+            assert_eq!(store.secret("stripe").unwrap(), Some(rotated.clone()));
+            assert_eq!(store.secrets().unwrap(), [secret("github", b"sealed-gh", 11), rotated]);
+            assert_eq!(kinds(&store).len(), 3);
+
+            let removed = NewEvent::new(EventKind::SecretRemoved, 30);
+            assert!(store.remove_secret("stripe", &removed).unwrap());
+            assert!(!store.remove_secret("stripe", &removed).unwrap(), "twice removes nothing");
+            assert!(!store.remove_secret("never", &removed).unwrap());
+            assert_eq!(kinds(&store), ["secret.set", "secret.set", "secret.set", "secret.removed"], "no event for nothing");
+            assert_eq!(store.secret("stripe").unwrap(), None);
+            assert_eq!(store.secrets().unwrap().len(), 1);
+            assert!(store.verify().unwrap().is_ok());
+        }
+
+        fn a_secret_whose_event_cannot_be_recorded_is_not_stored(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let mut bad = NewEvent::new(EventKind::SecretSet, 1);
+            bad.step = Some(u64::MAX);
+            let err = store.put_secret(&secret("stripe", b"s", 1), &bad).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidEvent { .. }), "{err:?}");
+            assert_eq!(store.secret("stripe").unwrap(), None);
+            assert!(kinds(&store).is_empty());
+        }
+
+        fn a_new_signing_key_retires_the_active_one_which_stays_published_for_the_overlap(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let created = |at| NewEvent::new(EventKind::SigningKeyCreated, at);
+            store.add_signing_key(&key("k1", 100), 5_000, &[created(100)]).unwrap();
+            assert_eq!(store.signing_keys().unwrap(), [key("k1", 100)]);
+
+            let retired = NewEvent::new(EventKind::SigningKeyRetired, 200);
+            store.add_signing_key(&key("k2", 200), 5_000, &[created(200), retired]).unwrap();
+            let keys = store.signing_keys().unwrap();
+            let old = SigningKeyRecord { retired_ms: Some(200), publish_until_ms: Some(5_200), ..key("k1", 100) };
+            assert_eq!(keys, [old.clone(), key("k2", 200)], "oldest first; only the newest active");
+
+            // A third key retires only the active one; k1 keeps its own dates.
+            store.add_signing_key(&key("k3", 300), 1_000, &[created(300)]).unwrap();
+            let k2 = SigningKeyRecord { retired_ms: Some(300), publish_until_ms: Some(1_300), ..key("k2", 200) };
+            assert_eq!(store.signing_keys().unwrap(), [old, k2, key("k3", 300)]);
+            assert_eq!(
+                kinds(&store),
+                ["signing_key.created", "signing_key.created", "signing_key.retired", "signing_key.created"]
+            );
+            assert!(store.verify().unwrap().is_ok());
+        }
+
+        fn a_duplicate_kid_is_refused_and_changes_nothing_not_even_the_use_projection(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            store.add_signing_key(&key("k1", 100), 5_000, &[NewEvent::new(EventKind::SigningKeyCreated, 100)]).unwrap();
+            let before = (store.signing_keys().unwrap(), kinds(&store));
+
+            // The events would have counted a credential use had the transaction committed.
+            let mut created = used(200, Some("ops"), None, &[("signer", "fp")]);
+            created.kind = EventKind::SigningKeyCreated;
+            let err = store.add_signing_key(&key("k1", 200), 5_000, &[created.clone()]).unwrap_err();
+            assert!(matches!(err, StoreError::AlreadyExists { what: "signing key", .. }), "{err:?}");
+            assert_eq!(err.to_string(), "signing key `k1` already exists");
+            assert_eq!((store.signing_keys().unwrap(), kinds(&store)), before, "k1 still active, no event");
+            assert!(store.credential_uses().unwrap().is_empty());
+
+            // The same events with a bad one among them: the new key, the retirement and the
+            // projection all roll back with the event that failed.
+            let mut bad = NewEvent::new(EventKind::SigningKeyRetired, 200);
+            bad.step = Some(u64::MAX);
+            assert!(store.add_signing_key(&key("k2", 200), 5_000, &[created, bad]).is_err());
+            assert_eq!((store.signing_keys().unwrap(), kinds(&store)), before);
+            assert!(store.credential_uses().unwrap().is_empty());
+
+            let retired = SigningKeyRecord { retired_ms: Some(1), ..key("k3", 300) };
+            assert!(matches!(store.add_signing_key(&retired, 0, &[]), Err(StoreError::InvalidEvent { .. })));
+            assert!(matches!(store.add_signing_key(&key("k3", 300), -1, &[]), Err(StoreError::InvalidEvent { .. })));
+            let late = key("k3", i64::MAX);
+            assert!(matches!(store.add_signing_key(&late, 1, &[]), Err(StoreError::InvalidEvent { .. })));
+            assert_eq!((store.signing_keys().unwrap(), kinds(&store)), before);
+        }
+
+        fn a_token_is_revoked_once_with_one_event_and_seen_by_another_process(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let reader = SqlStore::open_read_only(&path).unwrap();
+            let revoked = |at| NewEvent::new(EventKind::TokenRevoked, at);
+            assert!(!reader.is_token_revoked("jti-1").unwrap());
+            assert!(store.revoke_token("jti-1", Some(10_000), &revoked(1_000)).unwrap());
+            assert!(!store.revoke_token("jti-1", Some(10_000), &revoked(1_001)).unwrap(), "already revoked");
+            assert!(reader.is_token_revoked("jti-1").unwrap(), "read from the file, not a cache");
+            assert!(!reader.is_token_revoked("jti-2").unwrap());
+            assert_eq!(kinds(&store), ["token.revoked"]);
+            assert!(store.verify().unwrap().is_ok());
+        }
+
+        fn revocations_long_past_their_expiry_are_pruned_by_later_ones(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let revoked = |at| NewEvent::new(EventKind::TokenRevoked, at);
+            let day = super::REVOCATION_GRACE_MS;
+            assert!(store.revoke_token("short", Some(1_000), &revoked(500)).unwrap());
+            assert!(store.revoke_token("forever", None, &revoked(500)).unwrap());
+            // Just within the grace: kept, for verifiers with clock leeway.
+            assert!(store.revoke_token("b", Some(10 * day), &revoked(1_000 + day)).unwrap());
+            assert!(store.is_token_revoked("short").unwrap());
+            // Past it: pruned. A token without expiry, and one revoked after its own expiry, stay.
+            assert!(store.revoke_token("stale", Some(0), &revoked(2_000 + day)).unwrap());
+            assert!(!store.is_token_revoked("short").unwrap());
+            assert!(store.is_token_revoked("forever").unwrap());
+            assert!(store.is_token_revoked("b").unwrap());
+            assert!(store.is_token_revoked("stale").unwrap());
+            assert!(!store.revoke_token("stale", Some(0), &revoked(2_001 + day)).unwrap());
+            assert_eq!(kinds(&store).len(), 4);
+        }
+
+        fn every_event_naming_credentials_counts_through_append_and_write_batch(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            store
+                .append(&[
+                    used(100, Some("bot"), Some("github/create_issue"), &[("gh", "fp1")]),
+                    // The same credential, server and agent: one row, two uses.
+                    used(300, Some("bot"), Some("github/list"), &[("gh", "fp2")]),
+                    // No tool: the server comes from the detail; no agent: empty.
+                    {
+                        let mut e = used(200, None, None, &[("gh", "fp1")]);
+                        e.detail["server"] = json!("github");
+                        e
+                    },
+                    // Neither: an empty server. Listed twice, counted once.
+                    used(50, Some("bot"), None, &[("stripe", "s1"), ("stripe", "s1")]),
+                    NewEvent::new(EventKind::RunStarted, 1),
+                ])
+                .unwrap();
+            // Malformed entries are skipped; the well-formed ones beside them count, and every
+            // event is appended all the same.
+            let mut malformed = NewEvent::new(EventKind::CallFinished, 400);
+            malformed.agent = Some(AgentId("bot".into()));
+            malformed.detail = json!({"credentials": [
+                "gh",
+                {"name": "gh"},
+                {"name": 1, "fingerprint": "x"},
+                {"name": "", "fingerprint": "x"},
+                {"name": "stripe", "fingerprint": "s2"},
+            ]});
+            let not_a_list = NewEvent {
+                detail: json!({"credentials": {"name": "gh", "fingerprint": "x"}}),
+                ..NewEvent::new(EventKind::CallFinished, 400)
+            };
+            let results = store
+                .write_batch(&[
+                    Write::Append(vec![malformed, not_a_list]),
+                    // An earlier event appended later: first_ms moves back, the fingerprint stays.
+                    Write::Append(vec![used(20, Some("bot"), Some("github/list"), &[("gh", "fp0")])]),
+                ])
+                .unwrap();
+            assert!(results.iter().all(|r| matches!(r, Ok(WriteOutcome::Appended(_)))), "{results:?}");
+            assert_eq!(store.query(&EventQuery::default()).unwrap().len(), 8);
+
+            assert_eq!(
+                store.credential_uses().unwrap(),
+                [
+                    usage("gh", "github", "", "fp1", 1, 200, 200),
+                    usage("gh", "github", "bot", "fp2", 3, 20, 300),
+                    usage("stripe", "", "bot", "s2", 2, 50, 400),
+                ]
+            );
+            assert!(store.verify().unwrap().is_ok());
+        }
+
+        fn a_write_rolled_back_in_a_batch_takes_its_uses_with_it(path: DbLocation) {
+            let mut store = SqlStore::open(&path).unwrap();
+            let mut bad = NewEvent::new(EventKind::CallFinished, 2);
+            bad.step = Some(u64::MAX);
+            let results = store
+                .write_batch(&[
+                    Write::Append(vec![used(1, Some("a"), Some("s/t"), &[("kept", "f")])]),
+                    Write::Append(vec![used(2, Some("a"), Some("s/t"), &[("kept", "f"), ("lost", "f")]), bad]),
+                ])
+                .unwrap();
+            assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
+            assert_eq!(store.credential_uses().unwrap(), [usage("kept", "s", "a", "f", 1, 1, 1)]);
+
+            // A failed single append leaves nothing either.
+            let mut bad = NewEvent::new(EventKind::CallFinished, 3);
+            bad.step = Some(u64::MAX);
+            assert!(store.append(&[used(3, Some("a"), Some("s/t"), &[("lost", "f")]), bad]).is_err());
+            assert_eq!(store.credential_uses().unwrap().len(), 1);
+        }
     }
 }
