@@ -18,17 +18,39 @@ fn clock_ticks() -> u64 {
 
 /// User plus system CPU time `pid` has used so far (all its threads).
 pub fn cpu_time(pid: u32) -> Result<Duration> {
+    let (_, ticks) = stat(pid)?;
+    Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
+}
+
+/// CPU time `root` and its children have used so far: a PostgreSQL server is a postmaster and
+/// one backend process per session. A child that has exited since is not counted.
+pub fn tree_cpu_time(root: u32) -> Result<Duration> {
+    let mut ticks = stat(root)?.1;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        // A process may end between listing and reading: skip it.
+        if let Ok((ppid, t)) = stat(pid) {
+            if ppid == root {
+                ticks += t;
+            }
+        }
+    }
+    Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
+}
+
+/// The parent's pid and the user plus system clock ticks of `pid`, from `/proc/PID/stat`.
+fn stat(pid: u32) -> Result<(u32, u64)> {
     let stat =
         std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) is in parentheses and may hold spaces: count from its end.
     let after = stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| anyhow!("no `)` in /proc/{pid}/stat"))?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) and stime (15) are at 11 and 12 here.
-    let tick = |i: usize| -> Result<u64> {
+    // After the name: state is field 3, so ppid (4), utime (14) and stime (15) are at 1, 11
+    // and 12 here.
+    let field = |i: usize| -> Result<u64> {
         fields.get(i).and_then(|f| f.parse().ok()).ok_or_else(|| anyhow!("no field {} in /proc/{pid}/stat", i + 3))
     };
-    let ticks = tick(11)? + tick(12)?;
-    Ok(Duration::from_micros(ticks * 1_000_000 / clock_ticks()))
+    Ok((u32::try_from(field(1)?).unwrap_or(0), field(11)? + field(12)?))
 }
 
 /// Memory of `pid`, from `/proc/PID/status`.

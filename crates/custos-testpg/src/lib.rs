@@ -85,6 +85,16 @@ impl TestCluster {
         panic!("postgres did not start; server log tail:\n{last}");
     }
 
+    /// Whether this machine has the PostgreSQL server binaries [`TestCluster::start`] needs.
+    pub fn available() -> bool {
+        server::bindir().is_some()
+    }
+
+    /// The postmaster's process id while it runs; the sessions' backends are its children.
+    pub fn pid(&self) -> Option<u32> {
+        self.postmaster.as_ref().map(Child::id)
+    }
+
     /// The TCP port the server listens on (the same across restarts).
     pub fn port(&self) -> u16 {
         self.port

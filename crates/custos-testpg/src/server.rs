@@ -144,7 +144,7 @@ fn write(path: &Path, bytes: &[u8]) {
 
 /// `CUSTOS_PG_BINDIR`, else the highest `/usr/lib/postgresql/N/bin`, else `pg_config --bindir`;
 /// only a directory holding `initdb` counts.
-fn bindir() -> Option<PathBuf> {
+pub(crate) fn bindir() -> Option<PathBuf> {
     let has_initdb = |dir: &Path| dir.join("initdb").is_file();
     if let Some(dir) = std::env::var_os("CUSTOS_PG_BINDIR").map(PathBuf::from) {
         return has_initdb(&dir).then_some(dir);
