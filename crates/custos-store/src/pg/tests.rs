@@ -248,6 +248,23 @@ fn a_stream_yields_every_row_in_order_and_can_be_abandoned() {
     assert!(rows[1].as_ref().unwrap_err().message.contains("22012"), "{rows:?}");
 }
 
+#[test]
+fn a_dropped_connection_ends_its_session() {
+    fn assert_send<T: Send>() {}
+    assert_send::<PgConn>();
+    let url = fresh_db();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let sessions = |db: &mut PgConn| {
+        let row = db.query_opt("SELECT count(*) FROM pg_stat_activity WHERE datname = ?1", &[Arg::Text(&name)]);
+        row.unwrap().unwrap().int(0).unwrap()
+    };
+    let mut watcher = connect(&cluster().url());
+    let db = connect(&url);
+    assert_eq!(sessions(&mut watcher), 1);
+    drop(db);
+    wait_for("the session has ended", || sessions(&mut watcher) == 0);
+}
+
 /// Polls `cond` until it holds, or fails the test after a deadline.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
@@ -276,8 +293,9 @@ fn calls_fail_while_postgres_is_down_and_work_again_after_reconnect() {
     // A crash: calls fail while the server is down and reconnecting fails too; once it is
     // back, the next unit of work reconnects.
     cluster.kill();
-    assert!(db.query("SELECT 1::bigint", &[]).is_err());
+    // The orphaned session notices the postmaster's death and ends; then every call fails.
     wait_for("the connection is seen closed", || db.is_closed());
+    assert!(db.query("SELECT 1::bigint", &[]).is_err());
     let down = db.reconnect().unwrap_err();
     assert!(down.message.starts_with("cannot connect to postgres://custos@127.0.0.1:"), "{down}");
     assert!(!down.message.contains(PASSWORD), "{down}");

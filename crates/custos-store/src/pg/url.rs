@@ -14,6 +14,14 @@ use tokio_postgres::Config;
 use super::tls::{MakeRustls, Verify};
 use crate::sql::DbError;
 
+/// TCP keepalive defaults: a silent peer is declared dead after about a minute
+/// (`KEEPALIVE_IDLE + KEEPALIVE_RETRIES * KEEPALIVE_INTERVAL`).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is dropped (Linux).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Everything needed to open (and reopen) one connection.
 #[derive(Debug)]
 pub(super) struct Settings {
@@ -62,6 +70,21 @@ impl Settings {
         // The parser's messages name options, never their values.
         let mut config = Config::from_str(&text).map_err(|e| DbError::new(format!("invalid database URL: {e}")))?;
         config.connect_timeout(connect_timeout);
+        // A peer that vanished without closing (a cut network, a frozen host) would otherwise
+        // leave a call waiting for hours while it holds the store. The URL may say otherwise.
+        let given = |key: &str| kept.iter().any(|p| p.split('=').next() == Some(key));
+        if !given("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if !given("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if !given("keepalives_retries") {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if !given("tcp_user_timeout") {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
         let redacted = redact(&config);
         let verify = match (mode, root) {
             (Mode::Disable, _) => None,
