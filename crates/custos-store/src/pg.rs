@@ -52,7 +52,9 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    /// Connects to `url`, giving up after `connect_timeout` (TCP, TLS and authentication).
+    /// Connects to `url`, giving up after `connect_timeout` (TCP, TLS and authentication;
+    /// the URL's own `connect_timeout`, in seconds, wins). Safe to call, like every method
+    /// here, from a Tokio worker thread: it blocks that thread, never a runtime.
     pub(crate) fn connect(url: &str, connect_timeout: Duration) -> Result<PgConn, DbError> {
         let settings = Arc::new(Settings::parse(url, connect_timeout)?);
         let worker = Worker::start(&settings)?;
@@ -86,7 +88,8 @@ impl PgConn {
 
     /// Runs a query and reads its rows as the server sends them, at most `chunk_rows` ahead of
     /// the reader: a log of millions of events is never held in memory. The iterator ends after
-    /// the last row, or after yielding the error that ended the query early.
+    /// the last row, or after yielding the error that ended the query early. Dropping it early
+    /// cancels the query, which, inside a transaction, aborts the transaction.
     pub(crate) fn stream(&mut self, sql: &str, args: &[Arg<'_>], chunk_rows: usize) -> Result<PgRows<'_>, DbError> {
         let (rows, inbox) = sync_channel(chunk_rows.max(1));
         let request = Request::Stream { sql: numbered_placeholders(sql), args: params(args), rows };

@@ -249,6 +249,44 @@ fn a_stream_yields_every_row_in_order_and_can_be_abandoned() {
 }
 
 #[test]
+fn transactions_and_savepoints_run_through_batch() {
+    let mut db = connect(&fresh_db());
+    db.batch("CREATE TABLE t (id BIGINT PRIMARY KEY); CREATE TABLE u (id BIGINT)").unwrap();
+    db.batch("BEGIN").unwrap();
+    db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(1)]).unwrap();
+    db.batch("ROLLBACK").unwrap();
+    assert!(db.query("SELECT id FROM t", &[]).unwrap().is_empty());
+    // A refused statement inside a savepoint leaves the rest of the transaction usable.
+    db.batch("BEGIN").unwrap();
+    db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(1)]).unwrap();
+    db.batch("SAVEPOINT s").unwrap();
+    assert!(db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(1)]).unwrap_err().constraint);
+    db.batch("ROLLBACK TO SAVEPOINT s; RELEASE SAVEPOINT s").unwrap();
+    db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(2)]).unwrap();
+    db.batch("COMMIT").unwrap();
+    assert_eq!(ints(&db.query("SELECT id FROM t ORDER BY id", &[]).unwrap()), [1, 2]);
+    // A batch that fails part way says so.
+    assert!(db.batch("INSERT INTO u VALUES (1); SELECT * FROM nowhere").is_err());
+}
+
+#[test]
+fn calls_block_a_tokio_worker_thread_without_touching_its_runtime() {
+    let url = fresh_db();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let answer = runtime.block_on(async move {
+        tokio::spawn(async move {
+            let mut db = connect(&url);
+            let rows = db.query("SELECT 41::bigint + 1", &[]).unwrap();
+            let streamed = db.stream("SELECT generate_series(1, 3)::bigint", &[], 1).unwrap().count();
+            (ints(&rows), streamed)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(answer, (vec![42], 3));
+}
+
+#[test]
 fn a_dropped_connection_ends_its_session() {
     fn assert_send<T: Send>() {}
     assert_send::<PgConn>();
@@ -381,6 +419,8 @@ fn urls_are_checked_and_shown_without_their_password() {
     let err = refused("postgres://u:hunter2@127.0.0.1:1/d?sslmode=verify-ca&sslrootcert=%2Fno%20such%2Fca.pem");
     assert!(err.contains("`/no such/ca.pem`"), "{err}");
     // Nothing listens on port 1: the error names the server, not the password.
+    let err = refused("postgres://u:hunter2@127.0.0.1:1/d?sslmode=disable&connect_timeout=1");
+    assert!(err.starts_with("cannot connect to postgres://u@127.0.0.1:1/d") && !err.contains("hunter2"), "{err}");
     let err = refused("postgres://u:hunter2@127.0.0.1:1/d?sslmode=disable");
     assert!(err.starts_with("cannot connect to postgres://u@127.0.0.1:1/d") && !err.contains("hunter2"), "{err}");
 }

@@ -69,6 +69,8 @@ impl Settings {
         }
         // The parser's messages name options, never their values.
         let mut config = Config::from_str(&text).map_err(|e| DbError::new(format!("invalid database URL: {e}")))?;
+        // `connect_timeout` in the URL wins over the caller's default, as libpq's would.
+        let connect_timeout = config.get_connect_timeout().copied().unwrap_or(connect_timeout);
         config.connect_timeout(connect_timeout);
         // A peer that vanished without closing (a cut network, a frozen host) would otherwise
         // leave a call waiting for hours while it holds the store. The URL may say otherwise.
