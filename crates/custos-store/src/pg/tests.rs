@@ -379,6 +379,13 @@ fn tls_follows_sslmode_and_verifies_the_server_when_asked() {
         let url = format!("{base}?sslmode={mode}&sslrootcert={}", stranger.display());
         assert!(PgConn::connect(&url, TIMEOUT).is_err(), "{mode}");
     }
+    // The system's roots do not include a certificate made for this test; they are for
+    // verify-full only.
+    let err = PgConn::connect(&format!("{base}?sslmode=verify-full&sslrootcert=system"), TIMEOUT).unwrap_err();
+    let unknown = err.message.contains("cannot connect") && err.message.contains("UnknownIssuer");
+    assert!(unknown || err.message.contains("no trusted root certificates"), "{err}");
+    let err = PgConn::connect(&format!("{base}?sslmode=verify-ca&sslrootcert=system"), TIMEOUT).unwrap_err();
+    assert!(err.message.contains("needs `sslmode=verify-full`"), "{err}");
     // Verifying needs something to verify against.
     let err = PgConn::connect(&format!("{base}?sslmode=verify-full"), TIMEOUT).unwrap_err();
     assert!(err.message.contains("sslrootcert"), "{err}");

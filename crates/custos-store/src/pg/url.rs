@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::Config;
 
-use super::tls::{MakeRustls, Verify};
+use super::tls::{MakeRustls, Verify, SYSTEM_ROOTS};
 use crate::sql::DbError;
 
 /// TCP keepalive defaults: a silent peer is declared dead after about a minute
@@ -90,6 +90,10 @@ impl Settings {
         let redacted = redact(&config);
         let verify = match (mode, root) {
             (Mode::Disable, _) => None,
+            // As libpq: the system's roots are for verify-full only (any public name would pass otherwise).
+            (_, Some(root)) if root.as_os_str() == SYSTEM_ROOTS && mode != Mode::VerifyFull => {
+                return Err(DbError::new("`sslrootcert=system` needs `sslmode=verify-full`"))
+            }
             (Mode::VerifyFull, Some(root)) => Some(Verify::Full(root)),
             (Mode::VerifyCa, Some(root)) | (Mode::Prefer | Mode::Require, Some(root)) => Some(Verify::Chain(root)),
             (Mode::VerifyCa | Mode::VerifyFull, None) => {
