@@ -407,6 +407,8 @@ fn a_wrong_password_is_refused_without_showing_it_and_trust_needs_none() {
     let me = trusted.query_opt("SELECT current_user::text", &[]).unwrap().unwrap();
     assert_eq!(me.text(0).unwrap(), TRUST_USER);
     assert_eq!(trusted.redacted_url(), format!("postgres://{TRUST_USER}@127.0.0.1:{}/postgres", c.port()));
+    let debug = format!("{:?}", connect(&c.url()));
+    assert!(debug.contains("postgres://custos@127.0.0.1") && !debug.contains(PASSWORD), "{debug}");
 }
 
 #[test]

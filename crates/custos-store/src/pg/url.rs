@@ -4,6 +4,7 @@
 //! verifying modes, so both are taken out of the query string here and enforced by our rustls
 //! verifier (`tls.rs`); the rest of the URL goes to `tokio-postgres` as it is.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,8 +23,8 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// How long sent data may stay unacknowledged before the connection is dropped (Linux).
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Everything needed to open (and reopen) one connection.
-#[derive(Debug)]
+/// Everything needed to open (and reopen) one connection. Its `Debug` shows the redacted URL
+/// only: the config holds the password.
 pub(super) struct Settings {
     pub(super) config: Config,
     /// `None` for `sslmode=disable`.
@@ -32,6 +33,15 @@ pub(super) struct Settings {
     pub(super) redacted: String,
     /// Bounds the whole connect: TCP, TLS handshake and authentication.
     pub(super) connect_timeout: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &self.redacted)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `sslmode` as libpq spells it.
