@@ -32,6 +32,8 @@
 //!   tool quarantined with a `rug_pull` finding until an operator accepts it, and a new tool
 //!   that resembles a pinned one (renamed, or a look-alike name) likewise; the SQL is in
 //!   `sqlite/pins.rs`.
+//! - `pg.rs`: `PgConn`, one PostgreSQL connection behind the statement layer (`sql.rs`), its
+//!   URL, TLS, types and versioned schema in `pg/`; not yet opened by the store (issue 17).
 //! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
 //!   commits many callers' writes in one transaction.
 //! - `error.rs`: [`StoreError`].

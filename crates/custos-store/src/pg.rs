@@ -52,7 +52,9 @@ pub(crate) struct PgConn {
 }
 
 impl PgConn {
-    /// Connects to `url`, giving up after `connect_timeout` (TCP, TLS and authentication).
+    /// Connects to `url`, giving up after `connect_timeout` (TCP, TLS and authentication;
+    /// the URL's own `connect_timeout`, in seconds, wins). Safe to call, like every method
+    /// here, from a Tokio worker thread: it blocks that thread, never a runtime.
     pub(crate) fn connect(url: &str, connect_timeout: Duration) -> Result<PgConn, DbError> {
         let settings = Arc::new(Settings::parse(url, connect_timeout)?);
         let worker = Worker::start(&settings)?;
@@ -84,14 +86,17 @@ impl PgConn {
         Ok(())
     }
 
-    /// Runs a query and reads its rows as the server sends them, at most `chunk_rows` ahead of
-    /// the reader: a log of millions of events is never held in memory. The iterator ends after
-    /// the last row, or after yielding the error that ended the query early.
+    /// Runs a query and reads its rows as the server sends them, in batches of `chunk_rows`, at
+    /// most about three batches ahead of the reader: a log of millions of events is never held
+    /// in memory. The iterator ends after
+    /// the last row, or after yielding the error that ended the query early. Dropping it early
+    /// cancels the query, which, inside a transaction, aborts the transaction.
     pub(crate) fn stream(&mut self, sql: &str, args: &[Arg<'_>], chunk_rows: usize) -> Result<PgRows<'_>, DbError> {
-        let (rows, inbox) = sync_channel(chunk_rows.max(1));
-        let request = Request::Stream { sql: numbered_placeholders(sql), args: params(args), rows };
+        let (rows, inbox) = sync_channel(1);
+        let chunk_rows = chunk_rows.max(1);
+        let request = Request::Stream { sql: numbered_placeholders(sql), args: params(args), chunk_rows, rows };
         self.send(request)?;
-        Ok(PgRows { inbox, finished: false, conn: PhantomData })
+        Ok(PgRows { inbox, batch: Vec::new().into_iter(), finished: false, conn: PhantomData })
     }
 
     fn send(&self, request: Request) -> Result<(), DbError> {
@@ -151,6 +156,8 @@ impl Sql for PgConn {
 #[derive(Debug)]
 pub(crate) struct PgRows<'c> {
     inbox: Receiver<Chunk>,
+    /// The batch being read.
+    batch: std::vec::IntoIter<Row>,
     finished: bool,
     conn: PhantomData<&'c mut PgConn>,
 }
@@ -159,23 +166,25 @@ impl Iterator for PgRows<'_> {
     type Item = Result<Row, DbError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.finished {
-            return None;
-        }
-        match self.inbox.recv() {
-            Ok(Chunk::Row(row)) => Some(Ok(row)),
-            Ok(Chunk::Done) => {
-                self.finished = true;
-                None
+        loop {
+            if let Some(row) = self.batch.next() {
+                return Some(Ok(row));
             }
-            Ok(Chunk::Failed(e)) => {
-                self.finished = true;
-                Some(Err(e))
+            if self.finished {
+                return None;
             }
-            // The thread went away without saying the result was complete: never a silent end.
-            Err(_) => {
-                self.finished = true;
-                Some(Err(DbError::new("the postgres connection ended in the middle of a result")))
+            match self.inbox.recv() {
+                Ok(Chunk::Rows(rows)) => self.batch = rows.into_iter(),
+                Ok(Chunk::Done) => self.finished = true,
+                Ok(Chunk::Failed(e)) => {
+                    self.finished = true;
+                    return Some(Err(e));
+                }
+                // The thread went away without saying the result was complete: never a silent end.
+                Err(_) => {
+                    self.finished = true;
+                    return Some(Err(DbError::new("the postgres connection ended in the middle of a result")));
+                }
             }
         }
     }

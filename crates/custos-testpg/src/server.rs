@@ -11,11 +11,6 @@ use crate::{PASSWORD, TRUST_USER, USER};
 /// `nobody` on Debian: the user the server runs as when the tests run as root.
 const UNPRIVILEGED_ID: u32 = 65534;
 
-/// Who `pg_hba.conf` lets in: the socket for the harness's own `psql`, the trust role, and
-/// the superuser with a password (over TLS or not).
-const HBA: &str =
-    "local all all trust\nhost all custos_trust 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n";
-
 /// Where the binaries are and whether they must drop root.
 #[derive(Debug)]
 pub(crate) struct Server {
@@ -93,8 +88,12 @@ impl Server {
             panic!("initdb failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         }
         let _ = fs::remove_file(&pwfile);
-        debug_assert!(HBA.contains(TRUST_USER));
-        write(&dir.join("data").join("pg_hba.conf"), HBA.as_bytes());
+        // Who may log in: the harness's own `psql` over the socket, the trust role without a
+        // password, everyone else (the superuser) with one, over TLS or not.
+        let hba = format!(
+            "local all all trust\nhost all {TRUST_USER} 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\n"
+        );
+        write(&dir.join("data").join("pg_hba.conf"), hba.as_bytes());
         self.hand_over(dir);
     }
 

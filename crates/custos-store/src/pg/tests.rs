@@ -248,6 +248,61 @@ fn a_stream_yields_every_row_in_order_and_can_be_abandoned() {
     assert!(rows[1].as_ref().unwrap_err().message.contains("22012"), "{rows:?}");
 }
 
+#[test]
+fn transactions_and_savepoints_run_through_batch() {
+    let mut db = connect(&fresh_db());
+    db.batch("CREATE TABLE t (id BIGINT PRIMARY KEY); CREATE TABLE u (id BIGINT)").unwrap();
+    db.batch("BEGIN").unwrap();
+    db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(1)]).unwrap();
+    db.batch("ROLLBACK").unwrap();
+    assert!(db.query("SELECT id FROM t", &[]).unwrap().is_empty());
+    // A refused statement inside a savepoint leaves the rest of the transaction usable.
+    db.batch("BEGIN").unwrap();
+    db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(1)]).unwrap();
+    db.batch("SAVEPOINT s").unwrap();
+    assert!(db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(1)]).unwrap_err().constraint);
+    db.batch("ROLLBACK TO SAVEPOINT s; RELEASE SAVEPOINT s").unwrap();
+    db.execute("INSERT INTO t (id) VALUES (?1)", &[Arg::Int(2)]).unwrap();
+    db.batch("COMMIT").unwrap();
+    assert_eq!(ints(&db.query("SELECT id FROM t ORDER BY id", &[]).unwrap()), [1, 2]);
+    // A batch that fails part way says so.
+    assert!(db.batch("INSERT INTO u VALUES (1); SELECT * FROM nowhere").is_err());
+}
+
+#[test]
+fn calls_block_a_tokio_worker_thread_without_touching_its_runtime() {
+    let url = fresh_db();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let answer = runtime.block_on(async move {
+        tokio::spawn(async move {
+            let mut db = connect(&url);
+            let rows = db.query("SELECT 41::bigint + 1", &[]).unwrap();
+            let streamed = db.stream("SELECT generate_series(1, 3)::bigint", &[], 1).unwrap().count();
+            (ints(&rows), streamed)
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(answer, (vec![42], 3));
+}
+
+#[test]
+fn a_dropped_connection_ends_its_session() {
+    fn assert_send<T: Send>() {}
+    assert_send::<PgConn>();
+    let url = fresh_db();
+    let name = url.rsplit('/').next().unwrap().to_owned();
+    let sessions = |db: &mut PgConn| {
+        let row = db.query_opt("SELECT count(*) FROM pg_stat_activity WHERE datname = ?1", &[Arg::Text(&name)]);
+        row.unwrap().unwrap().int(0).unwrap()
+    };
+    let mut watcher = connect(&cluster().url());
+    let db = connect(&url);
+    assert_eq!(sessions(&mut watcher), 1);
+    drop(db);
+    wait_for("the session has ended", || sessions(&mut watcher) == 0);
+}
+
 /// Polls `cond` until it holds, or fails the test after a deadline.
 fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + TIMEOUT;
@@ -276,8 +331,9 @@ fn calls_fail_while_postgres_is_down_and_work_again_after_reconnect() {
     // A crash: calls fail while the server is down and reconnecting fails too; once it is
     // back, the next unit of work reconnects.
     cluster.kill();
-    assert!(db.query("SELECT 1::bigint", &[]).is_err());
+    // The orphaned session notices the postmaster's death and ends; then every call fails.
     wait_for("the connection is seen closed", || db.is_closed());
+    assert!(db.query("SELECT 1::bigint", &[]).is_err());
     let down = db.reconnect().unwrap_err();
     assert!(down.message.starts_with("cannot connect to postgres://custos@127.0.0.1:"), "{down}");
     assert!(!down.message.contains(PASSWORD), "{down}");
@@ -323,6 +379,13 @@ fn tls_follows_sslmode_and_verifies_the_server_when_asked() {
         let url = format!("{base}?sslmode={mode}&sslrootcert={}", stranger.display());
         assert!(PgConn::connect(&url, TIMEOUT).is_err(), "{mode}");
     }
+    // The system's roots do not include a certificate made for this test; they are for
+    // verify-full only.
+    let err = PgConn::connect(&format!("{base}?sslmode=verify-full&sslrootcert=system"), TIMEOUT).unwrap_err();
+    let unknown = err.message.contains("cannot connect") && err.message.contains("UnknownIssuer");
+    assert!(unknown || err.message.contains("no trusted root certificates"), "{err}");
+    let err = PgConn::connect(&format!("{base}?sslmode=verify-ca&sslrootcert=system"), TIMEOUT).unwrap_err();
+    assert!(err.message.contains("needs `sslmode=verify-full`"), "{err}");
     // Verifying needs something to verify against.
     let err = PgConn::connect(&format!("{base}?sslmode=verify-full"), TIMEOUT).unwrap_err();
     assert!(err.message.contains("sslrootcert"), "{err}");
@@ -344,6 +407,8 @@ fn a_wrong_password_is_refused_without_showing_it_and_trust_needs_none() {
     let me = trusted.query_opt("SELECT current_user::text", &[]).unwrap().unwrap();
     assert_eq!(me.text(0).unwrap(), TRUST_USER);
     assert_eq!(trusted.redacted_url(), format!("postgres://{TRUST_USER}@127.0.0.1:{}/postgres", c.port()));
+    let debug = format!("{:?}", connect(&c.url()));
+    assert!(debug.contains("postgres://custos@127.0.0.1") && !debug.contains(PASSWORD), "{debug}");
 }
 
 #[test]
@@ -363,6 +428,8 @@ fn urls_are_checked_and_shown_without_their_password() {
     let err = refused("postgres://u:hunter2@127.0.0.1:1/d?sslmode=verify-ca&sslrootcert=%2Fno%20such%2Fca.pem");
     assert!(err.contains("`/no such/ca.pem`"), "{err}");
     // Nothing listens on port 1: the error names the server, not the password.
+    let err = refused("postgres://u:hunter2@127.0.0.1:1/d?sslmode=disable&connect_timeout=1");
+    assert!(err.starts_with("cannot connect to postgres://u@127.0.0.1:1/d") && !err.contains("hunter2"), "{err}");
     let err = refused("postgres://u:hunter2@127.0.0.1:1/d?sslmode=disable");
     assert!(err.starts_with("cannot connect to postgres://u@127.0.0.1:1/d") && !err.contains("hunter2"), "{err}");
 }

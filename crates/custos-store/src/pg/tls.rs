@@ -3,7 +3,8 @@
 //! `tokio-postgres` asks for a [`MakeTlsConnect`]; ours honours libpq's `sslmode`: `prefer` and
 //! `require` encrypt without checking who answers (as libpq does without a root certificate),
 //! `verify-ca` checks the chain against `sslrootcert`, `verify-full` also the host name.
-//! Channel binding is not offered (SCRAM without `-PLUS`).
+//! `sslrootcert=system` trusts the operating system's roots. Channel binding is not offered
+//! (SCRAM without `-PLUS`).
 
 use std::fmt;
 use std::future::Future;
@@ -25,6 +26,9 @@ use tokio_postgres::Socket;
 use tokio_rustls::TlsConnector;
 
 use crate::sql::DbError;
+
+/// The `sslrootcert` value that names the system's roots rather than a file.
+pub(super) const SYSTEM_ROOTS: &str = "system";
 
 /// What the client checks of the server's certificate.
 #[derive(Debug)]
@@ -66,6 +70,24 @@ impl MakeRustls {
 }
 
 fn webpki(path: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<WebPkiServerVerifier>, DbError> {
+    let roots = if path == Path::new(SYSTEM_ROOTS) { system_roots()? } else { file_roots(path)? };
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| DbError::new(format!("sslrootcert `{}`: {e}", path.display())))
+}
+
+/// The operating system's trusted roots (libpq 16's `sslrootcert=system`), for a managed
+/// PostgreSQL whose certificate a public authority issued.
+fn system_roots() -> Result<RootCertStore, DbError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if roots.is_empty() {
+        return Err(DbError::new("sslrootcert `system`: the system has no trusted root certificates"));
+    }
+    Ok(roots)
+}
+
+fn file_roots(path: &Path) -> Result<RootCertStore, DbError> {
     let bytes =
         std::fs::read(path).map_err(|e| DbError::new(format!("cannot read sslrootcert `{}`: {e}", path.display())))?;
     let mut roots = RootCertStore::empty();
@@ -77,9 +99,7 @@ fn webpki(path: &Path, provider: Arc<CryptoProvider>) -> Result<Arc<WebPkiServer
     if roots.is_empty() {
         return Err(DbError::new(format!("sslrootcert `{}` holds no certificate", path.display())));
     }
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-        .build()
-        .map_err(|e| DbError::new(format!("sslrootcert `{}`: {e}", path.display())))
+    Ok(roots)
 }
 
 impl MakeTlsConnect<Socket> for MakeRustls {

@@ -4,6 +4,7 @@
 //! verifying modes, so both are taken out of the query string here and enforced by our rustls
 //! verifier (`tls.rs`); the rest of the URL goes to `tokio-postgres` as it is.
 
+use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,11 +12,19 @@ use std::time::Duration;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::Config;
 
-use super::tls::{MakeRustls, Verify};
+use super::tls::{MakeRustls, Verify, SYSTEM_ROOTS};
 use crate::sql::DbError;
 
-/// Everything needed to open (and reopen) one connection.
-#[derive(Debug)]
+/// TCP keepalive defaults: a silent peer is declared dead after about a minute
+/// (`KEEPALIVE_IDLE + KEEPALIVE_RETRIES * KEEPALIVE_INTERVAL`).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// How long sent data may stay unacknowledged before the connection is dropped (Linux).
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Everything needed to open (and reopen) one connection. Its `Debug` shows the redacted URL
+/// only: the config holds the password.
 pub(super) struct Settings {
     pub(super) config: Config,
     /// `None` for `sslmode=disable`.
@@ -24,6 +33,15 @@ pub(super) struct Settings {
     pub(super) redacted: String,
     /// Bounds the whole connect: TCP, TLS handshake and authentication.
     pub(super) connect_timeout: Duration,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("url", &self.redacted)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// `sslmode` as libpq spells it.
@@ -61,10 +79,31 @@ impl Settings {
         }
         // The parser's messages name options, never their values.
         let mut config = Config::from_str(&text).map_err(|e| DbError::new(format!("invalid database URL: {e}")))?;
+        // `connect_timeout` in the URL wins over the caller's default, as libpq's would.
+        let connect_timeout = config.get_connect_timeout().copied().unwrap_or(connect_timeout);
         config.connect_timeout(connect_timeout);
+        // A peer that vanished without closing (a cut network, a frozen host) would otherwise
+        // leave a call waiting for hours while it holds the store. The URL may say otherwise.
+        let given = |key: &str| kept.iter().any(|p| p.split('=').next() == Some(key));
+        if !given("keepalives_idle") {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if !given("keepalives_interval") {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if !given("keepalives_retries") {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
+        }
+        if !given("tcp_user_timeout") {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
         let redacted = redact(&config);
         let verify = match (mode, root) {
             (Mode::Disable, _) => None,
+            // As libpq: the system's roots are for verify-full only (any public name would pass otherwise).
+            (_, Some(root)) if root.as_os_str() == SYSTEM_ROOTS && mode != Mode::VerifyFull => {
+                return Err(DbError::new("`sslrootcert=system` needs `sslmode=verify-full`"))
+            }
             (Mode::VerifyFull, Some(root)) => Some(Verify::Full(root)),
             (Mode::VerifyCa, Some(root)) | (Mode::Prefer | Mode::Require, Some(root)) => Some(Verify::Chain(root)),
             (Mode::VerifyCa | Mode::VerifyFull, None) => {

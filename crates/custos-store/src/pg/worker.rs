@@ -29,10 +29,10 @@ const MAX_STATEMENTS: usize = 512;
 /// How long a cancel request for an abandoned stream may take before we stop waiting for it.
 const CANCEL_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a stream sends its reader: rows, then exactly one `Done` or `Failed`.
+/// What a stream sends its reader: batches of rows, then exactly one `Done` or `Failed`.
 #[derive(Debug)]
 pub(super) enum Chunk {
-    Row(Row),
+    Rows(Vec<Row>),
     Done,
     Failed(DbError),
 }
@@ -40,10 +40,27 @@ pub(super) enum Chunk {
 /// One call, with the channel its answer goes back on.
 #[derive(Debug)]
 pub(super) enum Request {
-    Execute { sql: String, args: Vec<Param>, reply: SyncSender<Result<u64, DbError>> },
-    Query { sql: String, args: Vec<Param>, reply: SyncSender<Result<Vec<Row>, DbError>> },
-    Batch { sql: String, reply: SyncSender<Result<(), DbError>> },
-    Stream { sql: String, args: Vec<Param>, rows: SyncSender<Chunk> },
+    Execute {
+        sql: String,
+        args: Vec<Param>,
+        reply: SyncSender<Result<u64, DbError>>,
+    },
+    Query {
+        sql: String,
+        args: Vec<Param>,
+        reply: SyncSender<Result<Vec<Row>, DbError>>,
+    },
+    Batch {
+        sql: String,
+        reply: SyncSender<Result<(), DbError>>,
+    },
+    /// `rows` holds one batch of at most `chunk_rows` while the next is read.
+    Stream {
+        sql: String,
+        args: Vec<Param>,
+        chunk_rows: usize,
+        rows: SyncSender<Chunk>,
+    },
 }
 
 /// The caller's side of a connection thread.
@@ -154,7 +171,7 @@ impl Session<'_> {
                 Request::Batch { sql, reply } => {
                     let _ = reply.send(self.client.batch_execute(&sql).await.map_err(|e| db_error(&e)));
                 }
-                Request::Stream { sql, args, rows } => self.stream(&sql, &args, &rows).await,
+                Request::Stream { sql, args, chunk_rows, rows } => self.stream(&sql, &args, chunk_rows, &rows).await,
             }
         }
     }
@@ -187,10 +204,12 @@ impl Session<'_> {
         Ok(out)
     }
 
-    /// Sends rows as the server delivers them; the bounded channel holds the server back (the
-    /// driver reads no further while its own one-message buffer is full), so memory stays
-    /// bounded however large the result. A reader that goes away cancels the query.
-    async fn stream(&mut self, sql: &str, args: &[Param], out: &SyncSender<Chunk>) {
+    /// Sends rows in batches as the server delivers them; the bounded channel holds the server
+    /// back (the driver reads no further while its own one-message buffer is full), so memory
+    /// stays bounded however large the result: a batch being read, one waiting, one being
+    /// filled. Batches rather than rows, because a hand-over per row costs more than the row.
+    /// A reader that goes away cancels the query.
+    async fn stream(&mut self, sql: &str, args: &[Param], chunk_rows: usize, out: &SyncSender<Chunk>) {
         let statement = match self.statement(sql).await {
             Ok(statement) => statement,
             Err(e) => {
@@ -206,23 +225,35 @@ impl Session<'_> {
             }
         };
         let mut rows = pin!(rows);
+        let mut batch = Vec::with_capacity(chunk_rows);
         while let Some(next) = rows.next().await {
-            let chunk = match next.map_err(|e| db_error(&e)).and_then(|r| row(&r)) {
-                Ok(r) => Chunk::Row(r),
+            match next.map_err(|e| db_error(&e)).and_then(|r| row(&r)) {
+                Ok(r) => batch.push(r),
                 Err(e) => {
+                    // The rows before the failure first, then the failure.
+                    if !batch.is_empty() {
+                        let _ = out.send(Chunk::Rows(std::mem::take(&mut batch)));
+                    }
                     let _ = out.send(Chunk::Failed(e));
                     return;
                 }
-            };
+            }
+            if batch.len() < chunk_rows {
+                continue;
+            }
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(chunk_rows));
             // Blocks this thread while the reader is behind: nothing else runs on this
             // connection meanwhile, and the driver reads nothing more from the socket.
-            if out.send(chunk).is_err() {
+            if out.send(Chunk::Rows(full)).is_err() {
                 self.cancel().await;
                 // Drain to the end (the cancel makes that short) so that the next request
                 // starts on an idle connection and the cancel cannot hit it.
                 while rows.next().await.is_some() {}
                 return;
             }
+        }
+        if !batch.is_empty() && out.send(Chunk::Rows(batch)).is_err() {
+            return;
         }
         let _ = out.send(Chunk::Done);
     }
