@@ -16,6 +16,7 @@ mod evidence;
 mod export;
 mod load;
 mod micro;
+mod postgres;
 mod procfs;
 mod report;
 mod scenarios;
@@ -101,6 +102,13 @@ struct RunArgs {
     /// Sessions held open on `custos serve` for the memory reading.
     #[arg(long, default_value_t = 1000)]
     sessions: usize,
+    /// Replica counts of `custos serve` on one PostgreSQL database (a throw-away cluster);
+    /// `--postgres-replicas ''` skips every PostgreSQL row.
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    postgres_replicas: Vec<usize>,
+    /// Client connections of the PostgreSQL replica phases, spread over the replicas.
+    #[arg(long, default_value_t = 64)]
+    postgres_connections: usize,
 }
 
 fn main() -> std::process::ExitCode {
@@ -221,6 +229,22 @@ async fn run(args: RunArgs) -> Result<()> {
     let mut run = tokio::process::Command::new(&custos);
     run.arg("run").arg("--config").arg(traced.config()).args(["--server", "echo", "--"]).arg(&bench).arg("echo-stdio");
     load.extend(scenarios::stdio_phases(run, "custos run traced", &args.connections, phase).await?);
+    let postgres = if args.postgres_replicas.is_empty() {
+        None
+    } else {
+        step("PostgreSQL: appends, then custos serve replicas on one database");
+        let setup = postgres::Setup {
+            custos: &custos,
+            upstream: upstream.addr,
+            concurrent: 64,
+            append_budget: Duration::from_millis(args.append_ms),
+            replica_counts: &args.postgres_replicas,
+            connections: args.postgres_connections,
+            phase,
+        };
+        Some(postgres::measure(&setup).await.context("the PostgreSQL rows")?)
+    };
+
     drop(upstream);
 
     step("policy decisions");
@@ -270,6 +294,7 @@ async fn run(args: RunArgs) -> Result<()> {
         policy,
         leak_guard,
         audit_append,
+        postgres,
         audit_verify,
         evidence,
         export,

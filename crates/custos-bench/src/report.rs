@@ -194,6 +194,8 @@ pub struct Report {
     pub policy: Vec<PolicyResult>,
     pub leak_guard: Vec<GuardResult>,
     pub audit_append: Vec<AppendResult>,
+    /// The store on PostgreSQL beside the file: appends, and replicas of `custos serve`.
+    pub postgres: Option<crate::postgres::PostgresResult>,
     pub audit_verify: VerifyResult,
     pub evidence: crate::evidence::EvidenceResult,
     /// Evidence to SIEMs: CPU per event of OCSF mapping and of each sink.
@@ -292,6 +294,38 @@ pub fn targets(r: &Report) -> Vec<Target> {
     t
 }
 
+/// The PostgreSQL rows: appends beside the file's, then the replicas.
+pub fn postgres_table(pg: &crate::postgres::PostgresResult) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "\ndurable appends, file vs PostgreSQL (one cluster on this machine, fsync on)");
+    for a in &pg.append {
+        let server = a.server_cpu_us_per_event.map_or_else(String::new, |c| format!(", server {c:.0} us CPU/event"));
+        let _ = writeln!(
+            s,
+            "{:<8} {:>2} writers: {:>7.0} events/s, {:>6.0} commits/s, append p50 {:.0} us p99 {:.0} us{server}",
+            a.store, a.writers, a.events_per_sec, a.commits_per_sec, a.append_latency_us.p50, a.append_latency_us.p99
+        );
+    }
+    let _ = writeln!(s, "custos serve replicas on one PostgreSQL database");
+    for row in &pg.replicas {
+        let each: Vec<String> = row.replica_cpu_us_per_call.iter().map(|c| format!("{c:.0}")).collect();
+        let _ = writeln!(
+            s,
+            "{} replica(s), {} conns: {:.0} calls/s, p50 {:.0} us p99 {:.0} us, errors {}, CPU/call per replica [{}] us, server {:.0} us",
+            row.replicas,
+            row.connections,
+            row.calls_per_sec,
+            row.latency_us.p50,
+            row.latency_us.p99,
+            row.errors,
+            each.join(", "),
+            row.server_cpu_us_per_call
+        );
+    }
+    s
+}
+
 /// The short table printed after a run.
 /// The export rows: CPU per event and events/s.
 pub fn export_table(rows: &[crate::export::ExportResult]) -> String {
@@ -387,6 +421,9 @@ pub fn table(r: &Report) -> String {
             "durable append, {:>2} writers: {:.0} events/s ({:.0} commits/s)",
             a.writers, a.events_per_sec, a.commits_per_sec
         );
+    }
+    if let Some(pg) = &r.postgres {
+        let _ = write!(s, "{}", postgres_table(pg));
     }
     let v = &r.audit_verify;
     let _ = writeln!(

@@ -16,6 +16,7 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         .args(["--policies", "10,100", "--policy-ms", "20", "--append-ms", "100"])
         .args(["--guard-secrets", "10,1000", "--guard-ms", "20"])
         .args(["--events", "3000", "--sessions", "12", "--export-events", "2000"])
+        .args(["--postgres-replicas", "1,3", "--postgres-connections", "6"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -84,6 +85,28 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
     assert_eq!(append.len(), 2);
     assert!(append.iter().all(|a| a["events"].as_u64().unwrap() > 0));
     assert_eq!(report["audit_verify"]["events"], 3000);
+
+    // The PostgreSQL rows: appends on the file and on the server, then one and three replicas.
+    let pg = &report["postgres"];
+    let appends: Vec<(&str, u64)> = pg["append"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["store"].as_str().unwrap(), a["writers"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(appends, [("sqlite", 1), ("sqlite", 64), ("postgres", 1), ("postgres", 64)]);
+    for a in pg["append"].as_array().unwrap() {
+        assert!(a["events"].as_u64().unwrap() > 0 && a["append_latency_us"]["p50"].as_f64().unwrap() > 0.0, "{a}");
+        assert_eq!(a["server_cpu_us_per_event"].is_number(), a["store"] == "postgres", "{a}");
+    }
+    let replicas = pg["replicas"].as_array().unwrap();
+    assert_eq!(replicas.iter().map(|r| r["replicas"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 3]);
+    for r in replicas {
+        assert_eq!(r["errors"], 0, "{r}");
+        assert!(r["calls"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["replica_cpu_us_per_call"].as_array().unwrap().len() as u64, r["replicas"].as_u64().unwrap());
+        assert!(r["server_cpu_us_per_call"].as_f64().unwrap() > 0.0, "the replicas wrote to PostgreSQL: {r}");
+    }
     let memory = &report["memory"];
     assert_eq!(memory["sessions"], 12);
     assert!(memory["idle_rss_bytes"].as_u64().unwrap() > 0);

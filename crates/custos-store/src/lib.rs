@@ -47,7 +47,6 @@ mod credentials;
 mod error;
 mod location;
 mod log;
-#[allow(dead_code, unused_imports, reason = "the store opens PostgreSQL once the projections run on `Sql` (issue 17)")]
 mod pg;
 mod pins;
 mod sql;

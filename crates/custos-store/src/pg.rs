@@ -35,7 +35,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use schema::{migrate, MigrateError, LATEST_VERSION};
+#[cfg(test)]
+pub(crate) use schema::LATEST_VERSION;
+pub(crate) use schema::{migrate, MigrateError};
+#[cfg(test)]
 pub(crate) use url::redacted;
 
 use crate::sql::{numbered_placeholders, Arg, DbError, Row, Sql};
@@ -62,6 +65,7 @@ impl PgConn {
     }
 
     /// The URL without its password, for errors and logs: `postgres://user@host:port/db`.
+    #[cfg(test)]
     pub(crate) fn redacted_url(&self) -> &str {
         &self.settings.redacted
     }

@@ -124,6 +124,7 @@ impl Settings {
 }
 
 /// `url` as `postgres://user@host:port/db`, without its password; for errors and logs.
+#[cfg(test)]
 pub(crate) fn redacted(url: &str) -> String {
     let base = url.split_once('?').map_or(url, |(b, _)| b);
     let Some(rest) = base.strip_prefix("postgres://").or_else(|| base.strip_prefix("postgresql://")) else {
