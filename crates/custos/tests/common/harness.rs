@@ -374,11 +374,22 @@ impl Drop for Served {
 
 /// One HTTP/1.1 exchange over a fresh connection: status, lower-cased headers, body.
 pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
+    try_http(method, url, headers, body).unwrap()
+}
+
+/// [`http`], with a connection that fails (the server is gone) or ends without an answer as an
+/// error rather than a panic.
+pub fn try_http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
     use std::io::Read;
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).unwrap();
-    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).unwrap();
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT))?;
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
@@ -386,13 +397,17 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u
     }
     req.push_str("\r\n");
     req.push_str(body);
-    stream.write_all(req.as_bytes()).unwrap();
+    stream.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
+    stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP answer"))?;
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())))
         .collect();
@@ -401,7 +416,7 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u
     } else {
         body.to_owned()
     };
-    (status, headers, body)
+    Ok((status, headers, body))
 }
 
 fn dechunk(mut body: &str) -> String {

@@ -1,0 +1,205 @@
+//! `custos serve` replicas on one PostgreSQL database, a real cluster each test starts
+//! (`custos-testpg`: initdb in a temporary directory, as `nobody` when run as root):
+//!
+//! - replicas killed with SIGKILL again and again under load from several agents lose nothing
+//!   a client saw answered, and the log verifies;
+//! - while PostgreSQL is down the gateway refuses calls (it cannot record them) and forwards
+//!   nothing; once PostgreSQL is back it serves again without a restart;
+//! - a database unreachable at start-up is a clear error naming it, never its password.
+
+// Test helpers fail loudly: an unwrap here is an assertion.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::harness::{header, issue_key, of_kind, try_http, Deployment, Served, INIT};
+use custos_testpg::TestCluster;
+use serde_json::Value;
+
+/// A deployment of the sample server whose store is the PostgreSQL database at `url`.
+fn on_postgres(url: &str) -> Deployment {
+    Deployment::serving_sample(&format!("[store]\nurl = \"{url}\"\n"))
+}
+
+/// An agent's client that moves to another replica when its own fails, opening a new session
+/// there, as the official SDK clients re-initialize when their session is gone.
+struct Client {
+    key: String,
+    session: Option<(String, String)>,
+}
+
+impl Client {
+    /// Calls `echo` with request id `id` through one of `replicas` (starting at `start`): the
+    /// answer's JSON when a replica answered it with a result, `None` when no replica did.
+    fn call(&mut self, replicas: &[String], start: usize, id: u64) -> Option<Value> {
+        for attempt in 0..replicas.len() {
+            let url = &replicas[(start + attempt) % replicas.len()];
+            if self.session.as_ref().is_none_or(|(u, _)| u != url) {
+                self.session = self.open(url).map(|s| (url.clone(), s));
+            }
+            let Some((_, session)) = &self.session else { continue };
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"text":"call {id}"}}}}}}"#
+            );
+            let auth = format!("Bearer {}", self.key);
+            let headers = [
+                ("Authorization", auth.as_str()),
+                ("Mcp-Session-Id", session.as_str()),
+                ("Accept", "application/json"),
+            ];
+            match try_http("POST", url, &headers, &body) {
+                Ok((200, _, text)) => {
+                    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    return answer.get("result").is_some().then_some(answer);
+                }
+                // The replica died, or lost the session with its process: go elsewhere.
+                _ => self.session = None,
+            }
+        }
+        None
+    }
+
+    fn open(&self, url: &str) -> Option<String> {
+        let auth = format!("Bearer {}", self.key);
+        let (status, headers, _) =
+            try_http("POST", url, &[("Authorization", &auth), ("Accept", "application/json")], INIT).ok()?;
+        let session = header(&headers, "mcp-session-id").filter(|_| status == 200)?.to_owned();
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        let headers = [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str())];
+        try_http("POST", url, &headers, initialized).ok().filter(|(s, _, _)| *s == 202)?;
+        Some(session)
+    }
+}
+
+/// Polls `done` until it holds or `within` passes.
+fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+#[test]
+fn replicas_killed_under_load_lose_nothing_a_client_saw_answered() {
+    let cluster = TestCluster::start();
+    let d = on_postgres(&cluster.create_database("replicas"));
+    let keys: Vec<String> = ["reader", "operator"].iter().map(|a| issue_key(&d, a)).collect();
+    let mut replicas: Vec<Served> = (0..3).map(|_| Served::start(&d)).collect();
+    let urls = Arc::new(Mutex::new(replicas.iter().map(|r| r.url("sample")).collect::<Vec<_>>()));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered_count = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(agent, key)| (0..2).map(move |n| (agent * 2 + n, key.clone())))
+        .map(|(c, key)| {
+            let (stop, urls, count) = (stop.clone(), urls.clone(), answered_count.clone());
+            std::thread::spawn(move || {
+                let mut client = Client { key, session: None };
+                let mut answered = Vec::new();
+                let mut n = 0_u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Ids unique across every client: each call's record can be found.
+                    let id = (c as u64 + 1) * 1_000_000 + n;
+                    n += 1;
+                    let replicas = urls.lock().unwrap().clone();
+                    if client.call(&replicas, c + n as usize, id).is_some() {
+                        answered.push(id);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                answered
+            })
+        })
+        .collect();
+
+    // Kill a replica (SIGKILL, mid-load) three times, each time after more calls went through,
+    // and start another in its place.
+    for round in 0..3 {
+        let seen = answered_count.load(Ordering::Relaxed);
+        eventually("calls answered before the kill", Duration::from_secs(60), || {
+            answered_count.load(Ordering::Relaxed) >= seen + 20
+        });
+        let victim = round % replicas.len();
+        replicas[victim].child.kill().unwrap();
+        replicas[victim].child.wait().unwrap();
+        replicas[victim] = Served::start(&d);
+        urls.lock().unwrap()[victim] = replicas[victim].url("sample");
+    }
+    let seen = answered_count.load(Ordering::Relaxed);
+    eventually("calls answered after the last kill", Duration::from_secs(60), || {
+        answered_count.load(Ordering::Relaxed) >= seen + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    let answered: BTreeSet<u64> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    drop(replicas);
+
+    assert!(answered.len() >= 80, "{} calls answered", answered.len());
+    let events = d.events();
+    let finished: BTreeSet<u64> = of_kind(&events, "call.finished")
+        .iter()
+        .filter(|e| e["detail"]["outcome"] == "ok")
+        .filter_map(|e| e["detail"]["request_id"].as_str().and_then(|id| id.parse().ok()))
+        .collect();
+    let lost: Vec<&u64> = answered.difference(&finished).collect();
+    assert!(lost.is_empty(), "answered but not in the log: {lost:?}");
+    assert_eq!(d.verify_ok(), events.len() as u64);
+}
+
+#[test]
+fn while_postgres_is_down_calls_are_refused_and_once_it_is_back_they_are_served() {
+    let mut cluster = TestCluster::start();
+    let d = on_postgres(&cluster.create_database("restart"));
+    let key = issue_key(&d, "reader");
+    let served = Served::start(&d);
+    let urls = [served.url("sample")];
+    let mut client = Client { key, session: None };
+    assert!(client.call(&urls, 0, 1).is_some(), "served before the restart");
+
+    cluster.stop();
+    let body =
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{"text":"while down"}}}"#;
+    let (_, session) = client.session.clone().unwrap();
+    let auth = format!("Bearer {}", client.key);
+    let headers =
+        [("Authorization", auth.as_str()), ("Mcp-Session-Id", session.as_str()), ("Accept", "application/json")];
+    let (status, _, text) = try_http("POST", &urls[0], &headers, body).unwrap();
+    // Refused, never forwarded: the call could not be recorded (or the agent not checked).
+    let refused = status != 200 || serde_json::from_str::<Value>(&text).unwrap()["error"].is_object();
+    assert!(refused, "{status} {text}");
+    assert!(!text.contains("while down"), "the upstream answered a call that was not recorded: {text}");
+
+    cluster.restart();
+    // The same gateway process serves again: its connections are replaced at the next call.
+    let mut id = 3;
+    eventually("a call served after PostgreSQL came back", Duration::from_secs(30), || {
+        id += 1;
+        client.call(&urls, 0, id).is_some()
+    });
+    assert!(served.child.id() > 0);
+    drop(served);
+    let events = d.events();
+    assert!(of_kind(&events, "call.finished").iter().all(|e| e["detail"]["request_id"] != "2"), "{events:?}");
+    d.verify_ok();
+}
+
+#[test]
+fn a_database_unreachable_at_start_up_is_a_clear_error_without_its_password() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = Deployment::serving_sample(&format!(
+        "[store]\nurl = \"postgres://custos:hunter2-secret@127.0.0.1:{port}/custos\"\nconnect_timeout_ms = 2000\n"
+    ));
+    let out = d.output(&["serve", "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("postgres://custos@127.0.0.1:{port}/custos")), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
