@@ -48,6 +48,18 @@ pub struct RawStore {
     pub connect_timeout_ms: Option<u64>,
 }
 
+/// Checks a PostgreSQL URL given outside a config (`custos store migrate --to`): as
+/// `[store]`, relative paths against `base`. The error names the key (`store.url`) and never
+/// echoes the URL.
+pub fn postgres(raw: RawStore, base: &Path) -> Result<PostgresSettings, String> {
+    let resolve = |p: &str| base.join(p);
+    match store(Path::new("--to"), Some(raw), resolve) {
+        Ok(Some(settings)) => Ok(settings),
+        Ok(None) => Err("a PostgreSQL URL is needed".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Checks `[store]`; `None` (the embedded store) without the table or without `url`. Paths are
 /// resolved with `resolve`.
 pub(crate) fn store(

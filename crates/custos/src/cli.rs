@@ -58,6 +58,9 @@ pub enum Command {
     /// Reports over the audit log and the inventory
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The store itself: copy an embedded deployment into PostgreSQL
+    #[command(subcommand)]
+    Store(crate::commands::store::StoreCommand),
     /// Four agent workflows (support, coding, procurement, operations) run through a gateway on
     /// a throwaway deployment, then their timelines read back from the audit log
     Demo(DemoArgs),

@@ -17,6 +17,7 @@ mod run;
 pub mod scan;
 mod secrets;
 mod serve;
+pub mod store;
 mod token;
 mod tools;
 
@@ -41,6 +42,7 @@ pub fn dispatch(cli: Cli) -> Result<(), Failure> {
         Command::Tools(cmd) => tools::run(cmd),
         Command::Findings(args) => findings::run(&args),
         Command::Report(cmd) => report::run(cmd),
+        Command::Store(cmd) => store::run(cmd),
         Command::Demo(args) => demo::run(&args),
         Command::DemoServer { name } => demo::serve_demo_server(&name),
     }
