@@ -372,8 +372,11 @@ impl Drop for Served {
     }
 }
 
+/// An HTTP answer: status, lower-cased headers, body.
+pub type Answer = (u16, Vec<(String, String)>, String);
+
 /// One HTTP/1.1 exchange over a fresh connection: status, lower-cased headers, body.
-pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Answer {
     try_http(method, url, headers, body).unwrap()
 }
 
@@ -384,7 +387,7 @@ pub fn try_http(
     url: &str,
     headers: &[(&str, &str)],
     body: &str,
-) -> std::io::Result<(u16, Vec<(String, String)>, String)> {
+) -> std::io::Result<Answer> {
     use std::io::Read;
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
