@@ -5,7 +5,9 @@
 //!   a client saw answered, and the log verifies;
 //! - while PostgreSQL is down the gateway refuses calls (it cannot record them) and forwards
 //!   nothing; once PostgreSQL is back it serves again without a restart;
-//! - a database unreachable at start-up is a clear error naming it, never its password.
+//! - a database unreachable at start-up is a clear error naming it, never its password;
+//! - the official Python SDK client behind a load balancer whose replica died is answered 404
+//!   by the next replica (sessions are replica-local) and goes on in a new session there.
 
 // Test helpers fail loudly: an unwrap here is an assertion.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -17,9 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::harness::{header, issue_key, of_kind, try_http, Deployment, Served, INIT};
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+
+use common::harness::{header, issue_key, of_kind, peers_python, repo_root, try_http, Deployment, Served, INIT};
 use custos_testpg::TestCluster;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A deployment of the sample server whose store is the PostgreSQL database at `url`.
 fn on_postgres(url: &str) -> Deployment {
@@ -76,15 +82,6 @@ impl Client {
     }
 }
 
-/// Polls `done` until it holds or `within` passes.
-fn eventually(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
-    }
-}
-
 #[test]
 fn replicas_killed_under_load_lose_nothing_a_client_saw_answered() {
     let cluster = TestCluster::start();
@@ -124,8 +121,8 @@ fn replicas_killed_under_load_lose_nothing_a_client_saw_answered() {
     // and start another in its place.
     for round in 0..3 {
         let seen = answered_count.load(Ordering::Relaxed);
-        eventually("calls answered before the kill", Duration::from_secs(60), || {
-            answered_count.load(Ordering::Relaxed) >= seen + 20
+        eventually("calls answered before the kill", || {
+            (answered_count.load(Ordering::Relaxed) >= seen + 20).then_some(())
         });
         let victim = round % replicas.len();
         replicas[victim].child.kill().unwrap();
@@ -134,8 +131,8 @@ fn replicas_killed_under_load_lose_nothing_a_client_saw_answered() {
         urls.lock().unwrap()[victim] = replicas[victim].url("sample");
     }
     let seen = answered_count.load(Ordering::Relaxed);
-    eventually("calls answered after the last kill", Duration::from_secs(60), || {
-        answered_count.load(Ordering::Relaxed) >= seen + 20
+    eventually("calls answered after the last kill", || {
+        (answered_count.load(Ordering::Relaxed) >= seen + 20).then_some(())
     });
     stop.store(true, Ordering::Relaxed);
     let answered: BTreeSet<u64> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
@@ -179,9 +176,9 @@ fn while_postgres_is_down_calls_are_refused_and_once_it_is_back_they_are_served(
     cluster.restart();
     // The same gateway process serves again: its connections are replaced at the next call.
     let mut id = 3;
-    eventually("a call served after PostgreSQL came back", Duration::from_secs(30), || {
+    eventually("a call served after PostgreSQL came back", || {
         id += 1;
-        client.call(&urls, 0, id).is_some()
+        client.call(&urls, 0, id).map(|_| ())
     });
     assert!(served.child.id() > 0);
     drop(served);
@@ -202,4 +199,86 @@ fn a_database_unreachable_at_start_up_is_a_clear_error_without_its_password() {
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains(&format!("postgres://custos@127.0.0.1:{port}/custos")), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// A load balancer in miniature: forwards each TCP connection to the backend of the moment.
+struct Balancer {
+    addr: SocketAddr,
+    backend: Arc<Mutex<SocketAddr>>,
+}
+
+impl Balancer {
+    fn start(backend: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let backend = Arc::new(Mutex::new(backend));
+        let current = backend.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let to = *current.lock().unwrap();
+                let Ok(server) = TcpStream::connect(to) else { continue };
+                for (mut from, mut into) in
+                    [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut into);
+                        let _ = into.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Balancer { addr, backend }
+    }
+
+    fn point_at(&self, backend: SocketAddr) {
+        *self.backend.lock().unwrap() = backend;
+    }
+}
+
+fn socket_of(served: &Served) -> SocketAddr {
+    served.base.strip_prefix("http://").unwrap().parse().unwrap()
+}
+
+/// The official Python SDK client (`tests/peers/reconnecting_client.py`) reaches replica A
+/// through a balancer; A is killed and the balancer sends it to B, which does not know its
+/// session: the client is answered 404, opens a new session on B and its call goes through.
+#[test]
+fn the_python_sdk_client_goes_on_in_a_new_session_when_its_replica_dies() {
+    let cluster = TestCluster::start();
+    let d = on_postgres(&cluster.create_database("balanced"));
+    let key = issue_key(&d, "operator");
+    let mut a = Served::start(&d);
+    let b = Served::start(&d);
+    let balancer = Balancer::start(socket_of(&a));
+    let wait_file = d.dir.path().join("replica-died");
+    let mut client = Command::new(peers_python())
+        .arg(repo_root().join("tests/peers/reconnecting_client.py"))
+        .arg(format!("http://{}/mcp/sample", balancer.addr))
+        .args(["--bearer", &key, "--tool", "echo", "--arguments", r#"{"text":"through a balancer"}"#])
+        .arg("--wait-file")
+        .arg(&wait_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+
+    eventually("the first call answered on replica A", || {
+        (of_kind(&d.events(), "call.finished").len() == 1).then_some(())
+    });
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    balancer.point_at(socket_of(&b));
+    std::fs::write(&wait_file, "").unwrap();
+    let mut stdout = String::new();
+    client.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+    assert!(client.wait().unwrap().success(), "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let calls = report["calls"].as_array().unwrap();
+    assert_eq!(report["sessions"].as_array().unwrap().len(), 2, "{report}");
+    assert_eq!((&calls[0]["ok"], &calls[0]["session"]), (&json!(true), &json!(0)), "{report}");
+    assert_eq!((&calls[1]["ok"], &calls[1]["status"]), (&json!(false), &json!(404)), "{report}");
+    assert_eq!((&calls[2]["ok"], &calls[2]["session"]), (&json!(true), &json!(1)), "{report}");
+    drop(b);
+    assert_eq!(of_kind(&d.events(), "call.finished").len(), 2);
+    d.verify_ok();
 }

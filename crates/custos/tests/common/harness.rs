@@ -382,12 +382,7 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> An
 
 /// [`http`], with a connection that fails (the server is gone) or ends without an answer as an
 /// error rather than a panic.
-pub fn try_http(
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<Answer> {
+pub fn try_http(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> std::io::Result<Answer> {
     use std::io::Read;
     let rest = url.strip_prefix("http://").unwrap();
     let (host, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
