@@ -17,13 +17,14 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 
-use common::harness::{header, issue_key, of_kind, peers_python, repo_root, try_http, Deployment, Served, INIT};
+use common::harness::{
+    eventually, header, issue_key, of_kind, peers_python, repo_root, try_http, Deployment, Served, INIT,
+};
 use custos_testpg::TestCluster;
 use serde_json::{json, Value};
 
