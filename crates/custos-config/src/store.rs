@@ -107,10 +107,25 @@ pub(crate) fn store(
             "sslmode" => {
                 return Err(invalid("url", format!("`sslmode={value}`: expected one of {}", SSL_MODES.join(", "))));
             }
+            // `system`: the operating system's roots, not a file.
+            "sslrootcert" if value == "system" => params.push(pair.to_owned()),
             "sslrootcert" if !value.is_empty() => {
                 params.push(format!("sslrootcert={}", resolve(value).display()));
             }
-            "application_name" | "connect_timeout" | "options" | "target_session_attrs" => {
+            // What the driver reads besides TLS; anything else is a typo or a libpq option
+            // the driver would ignore.
+            "application_name"
+            | "connect_timeout"
+            | "options"
+            | "target_session_attrs"
+            | "keepalives"
+            | "keepalives_idle"
+            | "keepalives_interval"
+            | "keepalives_retries"
+            | "tcp_user_timeout"
+            | "hostaddr"
+            | "channel_binding"
+            | "load_balance_hosts" => {
                 params.push(pair.to_owned());
             }
             "password" => return Err(invalid("url", "put the password in `password_file`, not the URL".to_owned())),
