@@ -1,13 +1,12 @@
 //! [`Approvals`]: the approval queue of one process, over the shared store.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use custos_config::ApprovalSettings;
 use custos_store::{
     ApprovalOutcome, ApprovalQuery, ApprovalRecord, ApprovalRefusal, ApprovalStatus, ApprovalStore, ApprovalWrite,
-    AuditLog, SqlStore, StoreError,
+    AuditLog, DbLocation, SqlStore, StoreError,
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -52,9 +51,14 @@ struct Inner {
 }
 
 impl Approvals {
-    /// The queue over `database` (the file `audit` writes to), with `settings` from the config.
-    /// Reads the webhook secrets now: a missing or short secret is an error at start-up.
-    pub fn new(audit: AuditLog, database: &Path, settings: ApprovalSettings) -> Result<Self, ApprovalError> {
+    /// The queue over `database` (the one `audit` writes to: the embedded file or PostgreSQL),
+    /// with `settings` from the config. Reads the webhook secrets now: a missing or short secret
+    /// is an error at start-up.
+    pub fn new(
+        audit: AuditLog,
+        database: impl Into<DbLocation>,
+        settings: ApprovalSettings,
+    ) -> Result<Self, ApprovalError> {
         let reader = SqlStore::open_read_only(database)?;
         let notifier = Notifier::new(&settings, audit.clone())?;
         let (decided, _) = watch::channel(0);

@@ -176,7 +176,7 @@ pub(crate) fn event(i: u64) -> NewEvent {
 /// Durable appends through the gateway's own writer ([`AuditLog`], group commit): one
 /// appender at a time, then `concurrent` at once, each for `budget`.
 pub async fn append(dir: &Path, concurrent: usize, budget: Duration) -> Result<Vec<AppendResult>> {
-    let store = SqlStore::open(&dir.join("append.db"))?;
+    let store = SqlStore::open(dir.join("append.db"))?;
     let log = AuditLog::start(Box::new(store))?;
     let mut results = Vec::new();
     for writers in [1, concurrent] {
@@ -220,7 +220,7 @@ pub fn verify(custos: &Path, config: &Path, data_dir: &Path, events: u64) -> Res
     std::fs::create_dir_all(data_dir)?;
     let writing = Instant::now();
     {
-        let mut store = SqlStore::open(&data_dir.join(custos_store::DATABASE_FILE))?;
+        let mut store = SqlStore::open(data_dir.join(custos_store::DATABASE_FILE))?;
         let mut next = 0;
         while next < events {
             let batch: Vec<NewEvent> = (next..events.min(next + 10_000)).map(event).collect();

@@ -142,13 +142,9 @@ pub async fn verify(
         return r;
     }
     let frame = Frame::signed_in(&session, "audit");
-    let db = match c.read(|store| Ok(store.path().to_path_buf())) {
-        Ok(db) => db,
-        Err(e) => return calls::unavailable(frame, &e),
-    };
     let walked = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || SqlStore::open_read_only(&db)?.verify()).await
+        let db = c.database.clone();
+        tokio::task::spawn_blocking(move || SqlStore::open_read_only(db)?.verify()).await
     };
     let report = match walked {
         Ok(Ok(report)) => report,

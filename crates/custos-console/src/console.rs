@@ -6,7 +6,7 @@ use custos_approvals::{Approvals, Approver};
 use custos_config::{Config, ConsoleConfig};
 use custos_core::{EventKind, NewEvent};
 use custos_policy::PolicyEngine;
-use custos_store::{AuditLog, SqlStore, StoreError};
+use custos_store::{AuditLog, DbLocation, SqlStore, StoreError};
 use serde_json::{json, Value};
 
 use crate::error::ConsoleError;
@@ -23,6 +23,9 @@ pub struct ConsoleParts {
     pub audit: AuditLog,
     /// A read-only connection to the database, for the pages.
     pub reader: SqlStore,
+    /// The database `audit` and `reader` use (the embedded file or PostgreSQL): the actions
+    /// that need a connection of their own (verifying the whole log, accepting a tool) open it.
+    pub database: DbLocation,
     pub policy: Arc<PolicyEngine>,
     /// The identity provider, discovered at start-up (`[console.oidc]`).
     pub oidc: Option<OidcClient>,
@@ -39,6 +42,8 @@ pub struct Console {
     pub approvals: Option<Approvals>,
     pub audit: AuditLog,
     reader: Mutex<SqlStore>,
+    /// [`ConsoleParts::database`].
+    pub database: DbLocation,
     pub policy: Arc<PolicyEngine>,
     pub oidc: Option<OidcClient>,
     pub base_url: String,
@@ -69,6 +74,7 @@ impl Console {
             approvals: parts.approvals,
             audit: parts.audit,
             reader: Mutex::new(parts.reader),
+            database: parts.database,
             policy: parts.policy,
             oidc: parts.oidc,
             base_url: parts.base_url.trim_end_matches('/').to_owned(),

@@ -132,7 +132,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, SqlStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqlStore::open(&dir.path().join("audit.db")).unwrap();
+        let store = SqlStore::open(dir.path().join("audit.db")).unwrap();
         (dir, store)
     }
 

@@ -240,17 +240,14 @@ pub async fn accept(
         return bad(frame, "an acceptance needs a reason of at most 500 characters; nothing was accepted".to_owned());
     }
     let shown = form.get("digest").map(|d| d.trim().to_owned()).unwrap_or_default();
-    let db = match c.read(|store| Ok(store.path().to_path_buf())) {
-        Ok(db) => db,
-        Err(e) => return calls::unavailable(frame, &e),
-    };
+    let db = c.database.clone();
     let mut event = NewEvent::new(EventKind::ToolAccepted, now_ms());
     event.tool = Some(tool.clone());
     event.detail = json!({ "by": who.name, "identity": who.identity_json(), "reason": reason, "via": "console" });
     let by = who.name.clone();
     let accepting = tool.clone();
     let done = tokio::task::spawn_blocking(move || -> Result<Result<ToolRecord, String>, StoreError> {
-        let mut store = SqlStore::open(&db)?;
+        let mut store = SqlStore::open(db)?;
         // The descriptor accepted must be the one the approver saw: a tool listed again since
         // is refused here, and checked again by the store inside its transaction.
         let listed = store.tools()?.into_iter().find(|t| t.tool == accepting);

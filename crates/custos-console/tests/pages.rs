@@ -148,6 +148,7 @@ async fn fixture() -> Fixture {
         approvals: None,
         audit: audit.clone(),
         reader: SqlStore::open_read_only(&db).unwrap(),
+        database: db.clone().into(),
         policy: Arc::new(policy),
         oidc: None,
         base_url: "http://127.0.0.1:9".into(),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use custos_store::{EventQuery, SqlStore, Store};
+use custos_store::{DbLocation, EventQuery, SqlStore, Store};
 
 use crate::{Cursor, Format, Record, SiemError, Sink};
 
@@ -51,9 +51,15 @@ impl Running {
     }
 }
 
-/// Starts delivering the events of the log in `db` to `sink`, from its cursor in `cursor_dir`.
-/// An unreadable cursor or log stops start-up; an unreachable receiver does not.
-pub fn start(follow: Follow, mut sink: Box<dyn Sink>, db: &Path, cursor_dir: &Path) -> Result<Running, SiemError> {
+/// Starts delivering the events of the log in `db` (the embedded file or PostgreSQL) to `sink`,
+/// from its cursor in `cursor_dir`. An unreadable cursor or log stops start-up; an unreachable
+/// receiver does not.
+pub fn start(
+    follow: Follow,
+    mut sink: Box<dyn Sink>,
+    db: &DbLocation,
+    cursor_dir: &Path,
+) -> Result<Running, SiemError> {
     let store = SqlStore::open_read_only(db).map_err(|e| SiemError::Log(e.to_string()))?;
     let mut cursor = Cursor::open(cursor_dir, &follow.name)?;
     check_cursor(&store, &cursor)?;

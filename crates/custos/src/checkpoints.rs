@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use custos_config::CheckpointSettings;
 use custos_evidence::merkle::{leaf_hash, Frontier, Hash};
 use custos_evidence::{Checkpoint, CheckpointKey};
-use custos_store::{EventQuery, SqlStore, Store, StoreError};
+use custos_store::{DbLocation, EventQuery, SqlStore, Store, StoreError};
 
 /// How often the thread looks for new events.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -184,12 +184,12 @@ struct Checkpointer {
     signed_at: Instant,
 }
 
-/// Starts signing checkpoints of the log in `db`. The directory is made now, so a path that
+/// Starts signing checkpoints of the log in `db`, on a read-only connection of its own. The directory is made now, so a path that
 /// cannot be used stops start-up.
-pub fn start(settings: CheckpointSettings, key: CheckpointKey, db: &Path) -> Result<Running, String> {
+pub fn start(settings: CheckpointSettings, key: CheckpointKey, db: &DbLocation) -> Result<Running, String> {
     std::fs::create_dir_all(&settings.dir)
         .map_err(|e| format!("cannot use the checkpoint folder `{}`: {e}", settings.dir.display()))?;
-    let store = SqlStore::open_read_only(db).map_err(|e| e.to_string())?;
+    let store = SqlStore::open_read_only(db).map_err(|e| crate::context::store_error(db, &e))?;
     let publisher = settings.publish_url.as_deref().map(Publisher::new).transpose()?;
     let publisher = publisher.map(|p| (p, Cursor::load(&settings.dir)));
     let mut c = Checkpointer {

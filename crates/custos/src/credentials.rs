@@ -1,7 +1,6 @@
 //! The credential broker as the commands start it: the master key, the secrets, the signing
 //! keys. One way for `serve`, `run` and the `secrets` / `keys` / `token` commands.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use custos_core::{EventKind, NewEvent};
 use custos_gateway::broker::{rotate_key, BrokerSources};
 use custos_gateway::{now_ms, Broker};
 use custos_secrets::{Algorithm, MasterKey};
-use custos_store::{CredentialStore, SqlStore};
+use custos_store::{CredentialStore, DbLocation, SqlStore};
 
 use crate::Failure;
 
@@ -99,9 +98,9 @@ pub fn start_serving(config: &Config, serving: &[&str], store: &mut SqlStore) ->
 
 /// Keeps a running gateway's signing keys in step with the store: a key rotated by `custos
 /// keys rotate` starts minting, and a retired one leaves the JWKS when its overlap ends.
-pub fn spawn_key_reload(broker: Arc<Broker>, master: Arc<MasterKey>, db: &Path) -> Result<(), Failure> {
+pub fn spawn_key_reload(broker: Arc<Broker>, master: Arc<MasterKey>, db: &DbLocation) -> Result<(), Failure> {
     let Some(keys) = broker.keys().cloned() else { return Ok(()) };
-    let reader = SqlStore::open_read_only(db).map_err(Failure::runtime)?;
+    let reader = crate::context::reader(db)?;
     let reader = Arc::new(std::sync::Mutex::new(reader));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(KEY_RELOAD_EVERY);

@@ -5,7 +5,6 @@
 //! merely down does not: its thread (`custos_siem::runner`) retries, and the events wait in the
 //! log. Cursors are kept in `<data_dir>/sinks/`.
 
-use std::path::Path;
 use std::time::Duration;
 
 use custos_config::{Config, SinkFormat, SinkSettings, SinkTarget, TokenSource};
@@ -14,12 +13,12 @@ use custos_siem::jsonl::{JsonlSink, Rotation};
 use custos_siem::runner::{self, Follow, Running};
 use custos_siem::syslog::SyslogSink;
 use custos_siem::{Format, Sink};
-use custos_store::{CredentialStore, SqlStore};
+use custos_store::{CredentialStore, DbLocation, SqlStore};
 
 use crate::Failure;
 
 /// Starts every configured sink; none when there are none.
-pub fn start(config: &Config, db: &Path) -> Result<Vec<Running>, Failure> {
+pub fn start(config: &Config, db: &DbLocation) -> Result<Vec<Running>, Failure> {
     let dir = config.data_dir.join("sinks");
     let mut running = Vec::with_capacity(config.audit.sinks.len());
     for settings in &config.audit.sinks {
@@ -48,7 +47,7 @@ pub fn stop(running: Vec<Running>) {
     }
 }
 
-fn build(config: &Config, settings: &SinkSettings, db: &Path) -> Result<Box<dyn Sink>, String> {
+fn build(config: &Config, settings: &SinkSettings, db: &DbLocation) -> Result<Box<dyn Sink>, String> {
     let err = |e: custos_siem::SiemError| e.to_string();
     Ok(match &settings.target {
         SinkTarget::Jsonl { path, rotate_bytes, rotate_secs, keep } => {
@@ -79,7 +78,7 @@ fn build(config: &Config, settings: &SinkSettings, db: &Path) -> Result<Box<dyn 
 }
 
 /// The token, from the encrypted store or its file. Errors name where, never the value.
-fn token_of(config: &Config, source: &TokenSource, db: &Path) -> Result<Token, String> {
+fn token_of(config: &Config, source: &TokenSource, db: &DbLocation) -> Result<Token, String> {
     match source {
         TokenSource::File(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
@@ -87,7 +86,7 @@ fn token_of(config: &Config, source: &TokenSource, db: &Path) -> Result<Token, S
         }
         TokenSource::Secret(name) => {
             let master = crate::credentials::master_key(config, false).map_err(|e| e.message)?;
-            let store = SqlStore::open_read_only(db).map_err(|e| e.to_string())?;
+            let store = SqlStore::open_read_only(db).map_err(|e| crate::context::store_error(db, &e))?;
             let stored = store
                 .secret(name)
                 .map_err(|e| e.to_string())?

@@ -36,10 +36,10 @@ impl Gateway {
         let config = custos_config::Config::load(&d.config()).unwrap();
         std::fs::create_dir_all(d.database().parent().unwrap()).unwrap();
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let store = SqlStore::open(&d.database()).unwrap();
+        let store = SqlStore::open(d.database()).unwrap();
         let (audit, approvals) = runtime.block_on(async {
             let audit = AuditLog::start(Box::new(store)).unwrap();
-            let approvals = Approvals::new(audit.clone(), &d.database(), config.approvals.clone()).unwrap();
+            let approvals = Approvals::new(audit.clone(), d.database(), config.approvals.clone()).unwrap();
             (audit, approvals)
         });
         Self { runtime, audit, approvals }

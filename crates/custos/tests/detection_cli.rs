@@ -187,7 +187,7 @@ fn a_tool_pinned_from_its_server_is_quarantined_when_the_server_changes_it() {
 /// Appends findings straight into the deployment's log, as the detectors would record them.
 fn record_findings(d: &Deployment, findings: &[(&str, Severity, &str, &str, i64)]) {
     std::fs::create_dir_all(d.database().parent().unwrap()).unwrap();
-    let mut store = custos_store::SqlStore::open(&d.database()).unwrap();
+    let mut store = custos_store::SqlStore::open(d.database()).unwrap();
     let now = custos_gateway::now_ms();
     let mut events = Vec::new();
     for (i, (kind, severity, run, agent, ago_ms)) in findings.iter().enumerate() {

@@ -14,7 +14,7 @@ impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let master = MasterKey::load_or_create(&dir.path().join("custos.key")).unwrap();
-        let store = SqlStore::open(&dir.path().join("audit.db")).unwrap();
+        let store = SqlStore::open(dir.path().join("audit.db")).unwrap();
         Self { dir, master, store }
     }
 

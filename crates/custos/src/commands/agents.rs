@@ -41,7 +41,7 @@ pub(crate) fn issue_key(store: &mut SqlStore, agent: &Agent) -> Result<(ApiKey, 
 
 fn add(args: &AgentsAddArgs) -> Result<(), Failure> {
     let config = context::load_config(&args.location)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let agent = match config.agent(&args.id) {
         Some(declared) => {
             if args.owner.is_some() || args.purpose.is_some() || !args.groups.is_empty() {
@@ -94,10 +94,10 @@ fn new_agent(args: &AgentsAddArgs) -> Result<Agent, Failure> {
 
 fn list(location: &crate::cli::Location, json: bool) -> Result<(), Failure> {
     let config = context::load_config(location)?;
-    let db = context::database_path(&config.data_dir);
+    let db = context::database(&config);
     let (registered, keys) = if db.exists() {
         // Read-write: opening brings a database written by an earlier Custos up to this schema.
-        let store = custos_store::SqlStore::open(&db).map_err(Failure::runtime)?;
+        let store = context::writer(&db)?;
         (store.agents().map_err(Failure::runtime)?, store.agent_keys().map_err(Failure::runtime)?)
     } else {
         (Vec::new(), Vec::new())
@@ -137,7 +137,7 @@ fn list(location: &crate::cli::Location, json: bool) -> Result<(), Failure> {
 
 fn revoke(location: &crate::cli::Location, id: &str, key: Option<&str>) -> Result<(), Failure> {
     let config = context::load_config(location)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let known =
         config.agent(id).is_some() || store.agents().map_err(Failure::runtime)?.iter().any(|r| r.agent.id.0 == id);
     if !known {

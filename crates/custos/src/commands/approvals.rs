@@ -111,13 +111,13 @@ where
     Fut: std::future::Future<Output = Result<T, ApprovalError>>,
 {
     let config = context::load_config(location)?;
-    let db = context::database_path(&config.data_dir);
+    let db = context::database(&config);
     if !db.exists() {
         return Ok(None);
     }
     let settings = deciding_settings(&config);
     // Read-write: opening brings a database written by an earlier Custos up to this schema.
-    let store = custos_store::SqlStore::open(&db).map_err(Failure::runtime)?;
+    let store = context::writer(&db)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;

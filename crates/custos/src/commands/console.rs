@@ -43,7 +43,7 @@ fn login_link(location: &crate::cli::Location, approver: &str, url: Option<Strin
     let member = config.approvals.groups.iter().any(|g| g.members.iter().any(|m| m == approver.trim()));
     let link = custos_console::link::issue(approver, console.login_link_ttl_secs, custos_gateway::now_ms())
         .map_err(Failure::usage)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     store.append(&[link.event]).map_err(Failure::runtime)?;
     println!("{}", custos_console::link::url(&base, &link.token));
     eprintln!(

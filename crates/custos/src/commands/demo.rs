@@ -27,7 +27,7 @@ use std::time::Duration;
 use custos_approvals::{ApprovalFilter, ApprovalRequest, Approvals, Verdict};
 use custos_http::auth::Authenticator;
 use custos_http::AppState;
-use custos_store::{AuditLog, SqlStore};
+use custos_store::{AuditLog, DbLocation, SqlStore};
 use serde_json::{json, Value};
 
 use crate::cli::{DemoArgs, Location};
@@ -213,13 +213,13 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
 
     // As `custos serve` starts: policy, store, keys, broker, detectors.
     let policy = Arc::new(super::run::load_policy(&config)?);
-    let mut store = context::open_for_writing(&config.data_dir)?;
-    let db = context::database_path(&config.data_dir);
+    let mut store = context::open_for_writing(&config)?;
+    let db = context::database(&config);
     let keys = issue_keys(&config, &mut store)?;
     let served: Vec<&str> = config.servers.iter().filter(|s| s.is_served()).map(|s| s.name.as_str()).collect();
     let broker = crate::credentials::start(&config, &served, &mut store)?;
-    let registry = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
-    let reader = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let registry = context::reader(&db)?;
+    let reader = context::reader(&db)?;
     let detection = super::run::detection(&config, &db)?;
 
     let runtime = super::runtime()?;
@@ -295,7 +295,7 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
 
         let read = |outcomes: Vec<(&'static str, &'static str, Option<String>)>| {
             // Everything in the summary is read back from the log.
-            let store = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
+            let store = context::reader(&db)?;
             let mut workflows = Vec::new();
             for (name, agent, error) in outcomes {
                 workflows.push(Workflow::read(&store, &approvals, (name, agent, run_id(name)), error)?);
@@ -379,7 +379,7 @@ async fn start_console(
     state: &Arc<AppState>,
     audit: &AuditLog,
     approvals: &Approvals,
-    db: &Path,
+    db: &DbLocation,
     listener: tokio::net::TcpListener,
     base: &str,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -424,7 +424,7 @@ fn write_deployment(dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
     let cannot = |what: &Path, e: std::io::Error| Failure::usage(format!("cannot write `{}`: {e}", what.display()));
     std::fs::create_dir_all(dir.join("policies")).map_err(|e| cannot(dir, e))?;
     let dir = dir.canonicalize().map_err(|e| cannot(dir, e))?;
-    if context::database_path(&dir).exists() {
+    if context::database_file(&dir).exists() {
         return Err(Failure::usage(format!(
             "`{}` already holds an audit log: give the demo an empty or new folder",
             dir.display()

@@ -42,7 +42,7 @@ fn rotate(location: &Location, algorithm: Option<&str>, activate_in: &str) -> Re
         None => credentials::algorithm(&config),
     };
     let master = credentials::master_key(&config, true)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let previous = store.signing_keys().map_err(Failure::runtime)?.into_iter().find(|k| k.retired_ms.is_none());
     let event = NewEvent::new(EventKind::SigningKeyCreated, now_ms());
     let kid = rotate_key(&mut store, &master, alg, credentials::publish_overlap_ms(&config), activate_in_ms, event)

@@ -108,16 +108,16 @@ pub fn who(by: Option<&str>) -> String {
         .unwrap_or_else(|| "cli".to_owned())
 }
 
-/// Opens the data directory's database when it exists, for commands that only report: a
-/// deployment that never recorded anything has nothing to list, and listing must not create a
-/// database. Read-write: opening brings a database written by an earlier Custos up to this
-/// schema.
+/// Opens the config's database when it exists, for commands that only report: a deployment
+/// that never recorded anything has nothing to list, and listing must not create an embedded
+/// file (a PostgreSQL database is always opened: only connecting can tell). Read-write:
+/// opening brings a database written by an earlier Custos up to this schema.
 pub fn open_existing(config: &custos_config::Config) -> Result<Option<custos_store::SqlStore>, Failure> {
-    let db = crate::context::database_path(&config.data_dir);
+    let db = crate::context::database(config);
     if !db.exists() {
         return Ok(None);
     }
-    custos_store::SqlStore::open(&db).map(Some).map_err(Failure::runtime)
+    crate::context::writer(&db).map(Some)
 }
 
 /// A multi-threaded runtime for commands that do I/O concurrently.

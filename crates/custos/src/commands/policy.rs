@@ -49,7 +49,7 @@ fn explain(args: &ExplainArgs) -> Result<(), Failure> {
 
 /// The tool's last recorded descriptor, if the audit database has one.
 fn known_descriptor(config: &custos_config::Config, tool: &ToolRef) -> Option<ToolDescriptor> {
-    let db = context::database_path(&config.data_dir);
+    let db = context::database(config);
     let store = custos_store::SqlStore::open_read_only(&db).ok()?;
     let record = store.tools().ok()?.into_iter().find(|t| &t.tool == tool)?;
     ToolDescriptor::from_listing(tool.server(), record.descriptor)

@@ -7,7 +7,7 @@ use custos_config::Config;
 use custos_core::RunId;
 use custos_gateway::{serve_stdio, Gateway, GatewaySpec, StdioExit};
 use custos_policy::{PolicyEngine, SchemaSource};
-use custos_store::{AgentRegistry, AuditLog, SqlStore};
+use custos_store::{AgentRegistry, AuditLog, DbLocation};
 
 use crate::cli::RunArgs;
 use crate::context;
@@ -24,7 +24,7 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
     let (server, command) = upstream(&config, args.server.as_deref(), args.command)?;
     let policy = Arc::new(load_policy(&config)?);
 
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let broker = crate::credentials::start(&config, &[server.name.as_str()], &mut store)?.map(|started| started.broker);
     let run = RunId(args.run.unwrap_or_else(new_run_id));
     let history = custos_store::run_summary(&store, &run.0).map_err(Failure::runtime)?;
@@ -39,19 +39,16 @@ pub fn run(args: RunArgs) -> Result<(), Failure> {
         .filter(|t| t.tool.server() == server.name && t.quarantined())
         .map(|t| t.tool.name().to_owned())
         .collect();
-    let detection = detection(&config, &context::database_path(&config.data_dir))?;
+    let db = context::database(&config);
+    let detection = detection(&config, &db)?;
 
     let runtime = super::runtime()?;
     let exit = runtime.block_on(async {
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
         // Held calls wait here; approvers decide from another terminal (`custos approvals`)
         // against the same database, which this process polls.
-        let approvals = custos_approvals::Approvals::new(
-            audit.clone(),
-            &context::database_path(&config.data_dir),
-            config.approvals.clone(),
-        )
-        .map_err(Failure::runtime)?;
+        let approvals =
+            custos_approvals::Approvals::new(audit.clone(), &db, config.approvals.clone()).map_err(Failure::runtime)?;
         let mut telemetry = telemetry(&config)?;
         // Nothing scrapes a stdio proxy; with `[telemetry]` its counters go out over OTLP.
         let metrics = metrics_registry(&config);
@@ -116,8 +113,8 @@ pub(crate) fn telemetry(config: &Config) -> Result<custos_telemetry::Telemetry, 
 
 /// The detectors of this process, with a read-only view of the store `db` (pins, history) and
 /// every tool the inventory knows (for shadowing).
-pub(crate) fn detection(config: &Config, db: &Path) -> Result<Arc<custos_gateway::detect::Detection>, Failure> {
-    let reader = SqlStore::open_read_only(db).map_err(Failure::runtime)?;
+pub(crate) fn detection(config: &Config, db: &DbLocation) -> Result<Arc<custos_gateway::detect::Detection>, Failure> {
+    let reader = context::reader(db)?;
     let known = custos_store::Store::tools(&reader).map_err(Failure::runtime)?.into_iter().map(|t| t.tool).collect();
     Ok(Arc::new(custos_gateway::detect::Detection::new(config.detection.clone(), Some(reader), known)))
 }
@@ -126,10 +123,10 @@ pub(crate) fn detection(config: &Config, db: &Path) -> Result<Arc<custos_gateway
 /// cannot act.
 fn resolve_agent(config: &Config, id: &str) -> Result<custos_core::Agent, Failure> {
     // Only if the database exists: an unknown agent must not create a log.
-    let db = context::database_path(&config.data_dir);
+    let db = context::database(config);
     let registered = if db.exists() {
         // Read-write: opening brings a database written by an earlier Custos up to this schema.
-        let store = SqlStore::open(&db).map_err(Failure::runtime)?;
+        let store = context::writer(&db)?;
         store.agents().map_err(Failure::runtime)?.into_iter().find(|r| r.agent.id.0 == id)
     } else {
         None

@@ -221,18 +221,17 @@ fn configured_tools(
 ) -> Result<Vec<(ToolRef, Value)>, Failure> {
     let location = Location { config: Some(config.to_owned()), data_dir: data_dir.map(Path::to_owned) };
     let config = context::load_config(&location)?;
-    let db = context::database_path(&config.data_dir);
+    let db = context::database(&config);
     if !db.exists() && context_only {
-        eprintln!("custos: no inventory at `{}` yet: shadowing is checked against no other server", db.display());
+        eprintln!("custos: no inventory at `{db}` yet: shadowing is checked against no other server");
         return Ok(Vec::new());
     }
     if !db.exists() {
         return Err(Failure::usage(format!(
-            "no inventory at `{}`: no server's tools have been listed through the gateway there yet (check --data-dir or --config)",
-            db.display()
+            "no inventory at `{db}`: no server's tools have been listed through the gateway there yet (check --data-dir or --config)"
         )));
     }
-    let store = custos_store::SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let store = context::reader(&db)?;
     let records = store.tools().map_err(Failure::runtime)?;
     let configured: Vec<&str> = config.servers.iter().map(|s| s.name.as_str()).collect();
     for server in configured.iter().filter(|_| !context_only) {

@@ -68,7 +68,7 @@ fn set(location: &Location, name: &str) -> Result<(), Failure> {
     }
 
     let master = credentials::master_key(&config, true)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let replaced = store.secret(name).map_err(Failure::runtime)?.is_some();
     let sealed = master.seal(&secret_context(name), value.expose().as_bytes()).map_err(Failure::runtime)?;
     let fingerprint = master.fingerprinter().fingerprint(value.expose().as_bytes());

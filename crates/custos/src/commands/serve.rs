@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use custos_http::auth::Authenticator;
 use custos_http::AppState;
-use custos_store::{AuditLog, SqlStore};
+use custos_store::AuditLog;
 
 use crate::cli::ServeArgs;
 use crate::context;
@@ -25,12 +25,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     check_upstream_tls(&config)?;
     warn_if_few_files(config.serve.max_connections);
     let policy = Arc::new(super::run::load_policy(&config)?);
-    let mut store = context::open_for_writing(&config.data_dir)?;
-    let db = context::database_path(&config.data_dir);
+    let mut store = context::open_for_writing(&config)?;
+    let db = context::database(&config);
     let serving: Vec<&str> = served.iter().map(String::as_str).collect();
     let broker = crate::credentials::start_serving(&config, &serving, &mut store)?;
-    let registry = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
-    let reader = SqlStore::open_read_only(&db).map_err(Failure::runtime)?;
+    let registry = context::reader(&db)?;
+    let reader = context::reader(&db)?;
     let detection = super::run::detection(&config, &db)?;
     let tls = tls_acceptor(&config)?;
     let scheme = config.serve.scheme();
@@ -302,7 +302,7 @@ pub(crate) async fn console(
     policy: &Arc<custos_policy::PolicyEngine>,
     audit: &AuditLog,
     approvals: &custos_approvals::Approvals,
-    db: &std::path::Path,
+    db: &custos_store::DbLocation,
     base_url: &str,
 ) -> Result<Arc<custos_console::Console>, Failure> {
     let settings = config.console.as_ref().ok_or_else(|| Failure::runtime("no [console]"))?;
@@ -318,7 +318,8 @@ pub(crate) async fn console(
         config: Arc::new(config.clone()),
         approvals: Some(approvals.clone()),
         audit: audit.clone(),
-        reader: SqlStore::open_read_only(db).map_err(Failure::runtime)?,
+        reader: context::reader(db)?,
+        database: db.clone(),
         policy: policy.clone(),
         oidc,
         base_url: base_url.to_owned(),
@@ -363,7 +364,7 @@ async fn admin_listener(admin: &custos_config::AdminConfig) -> Result<(tokio::ne
 pub(crate) fn approvals(
     config: &custos_config::Config,
     audit: AuditLog,
-    db: &std::path::Path,
+    db: &custos_store::DbLocation,
     admin: Option<&tokio::net::TcpListener>,
 ) -> Result<custos_approvals::Approvals, Failure> {
     let mut settings = config.approvals.clone();

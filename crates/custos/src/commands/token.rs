@@ -48,7 +48,7 @@ fn mint(args: &TokenMintArgs) -> Result<(), Failure> {
 
     // Checked before anything is created: an unknown agent must not leave a log or a key behind.
     check_agent(&config, super::open_existing(&config)?.as_ref(), &args.agent)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let master = credentials::master_key(&config, true)?;
     if !store.signing_keys().map_err(Failure::runtime)?.iter().any(|k| k.retired_ms.is_none()) {
         let event = NewEvent::new(EventKind::SigningKeyCreated, now_ms());
@@ -162,7 +162,7 @@ fn check_agent(config: &custos_config::Config, store: Option<&SqlStore>, id: &st
 fn revoke(location: &Location, jti: &str) -> Result<(), Failure> {
     check_jti(jti)?;
     let config = context::load_config(location)?;
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     let issued = issued_event(&store, jti)?;
     let expires_ms = issued.as_ref().and_then(|e| expiry_ms(&e.detail, jti));
     let mut event = NewEvent::new(EventKind::TokenRevoked, now_ms());

@@ -191,7 +191,7 @@ fn pin(args: &ToolsPinArgs) -> Result<(), Failure> {
     };
     let descriptors = descriptors(server, listing)?;
     let by = super::who(args.by.as_deref());
-    let mut store = context::open_for_writing(&config.data_dir)?;
+    let mut store = context::open_for_writing(&config)?;
     for d in &descriptors {
         let mut event = NewEvent::new(EventKind::ToolPinned, custos_gateway::now_ms());
         event.tool = Some(d.tool.clone());
