@@ -31,7 +31,7 @@ fn listed(time_ms: i64) -> NewEvent {
 fn main() -> Result<(), Box<dyn Error>> {
     for n in [10usize, 100, 1000] {
         let dir = tempfile::tempdir()?;
-        let mut store = SqlStore::open(&dir.path().join("custos.db"))?;
+        let mut store = SqlStore::open(dir.path().join("custos.db"))?;
         let tools = (0..n).map(tool).collect::<Result<Vec<_>, _>>()?;
         let start = Instant::now();
         store.observe_tools(&tools, &listed(1))?;

@@ -296,7 +296,7 @@ pub(crate) mod tests {
         conn.execute("UPDATE events SET time_ms = time_ms + 1 WHERE seq = 3", []).unwrap();
         drop(conn);
         let source = SqlStore::open(&path).unwrap();
-        let mut target = SqlStore::open(&dir.path().join("target.db")).unwrap();
+        let mut target = SqlStore::open(dir.path().join("target.db")).unwrap();
         let err = source.copy_into(&mut target).unwrap_err().to_string();
         assert!(err.contains("does not verify"), "{err}");
         assert!(target.query(&EventQuery::default()).unwrap().is_empty());

@@ -78,6 +78,12 @@ impl From<&Path> for DbLocation {
     }
 }
 
+impl From<PathBuf> for DbLocation {
+    fn from(path: PathBuf) -> Self {
+        DbLocation::File(path)
+    }
+}
+
 impl From<&PathBuf> for DbLocation {
     fn from(path: &PathBuf) -> Self {
         DbLocation::File(path.clone())

@@ -254,7 +254,7 @@ fn clean_log_verifies_with_count_and_head() {
 #[test]
 fn empty_log_verifies_with_count_zero() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqlStore::open(&dir.path().join("audit.db")).unwrap();
+    let store = SqlStore::open(dir.path().join("audit.db")).unwrap();
     assert_eq!(store.verify().unwrap(), VerifyReport::Ok { count: 0, head: None });
 }
 
