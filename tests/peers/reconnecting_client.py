@@ -10,7 +10,7 @@ recovery is this script's, as it would be any application's.
 
 Usage:
     reconnecting_client.py URL --bearer KEY --tool NAME --arguments JSON --wait-file FILE
-                           [--timeout SECONDS]
+                           [--ready-file FILE] [--timeout SECONDS]
 
 Prints ONE JSON object on stdout:
     "sessions": the Mcp-Session-Id of each session, in order
@@ -94,14 +94,28 @@ async def run(a: argparse.Namespace) -> dict[str, Any]:
     arguments = json.loads(a.arguments)
     report: dict[str, Any] = {"sessions": [], "calls": []}
     statuses = Statuses()
-    async with contextlib.AsyncExitStack() as first:
-        session = await open_session(first, a.url, a.bearer, statuses)
-        report["sessions"].append(statuses.session_id)
-        report["calls"].append(await call(session, statuses, 0, a.tool, arguments))
-        await wait_for(a.wait_file, a.timeout)
-        again = await call(session, statuses, 0, a.tool, arguments)
-        report["calls"].append(again)
-    if again["ok"] or again["status"] != 404:
+    again: dict[str, Any] | None = None
+    try:
+        async with contextlib.AsyncExitStack() as first:
+            session = await open_session(first, a.url, a.bearer, statuses)
+            report["sessions"].append(statuses.session_id)
+            report["calls"].append(await call(session, statuses, 0, a.tool, arguments))
+            if a.ready_file:
+                with open(a.ready_file, "w", encoding="utf-8"):
+                    pass
+            await wait_for(a.wait_file, a.timeout)
+            again = await call(session, statuses, 0, a.tool, arguments)
+            report["calls"].append(again)
+    except Exception as exc:  # noqa: BLE001 - the transport failed under the session
+        # Its server went away mid-exchange (a replica died behind a balancer): the session is
+        # as lost as one answered 404, and the application starts a new one the same way.
+        if again is None:
+            if not report["sessions"] or len(report["calls"]) == 0:
+                raise
+            again = {"session": 0, "ok": False, "status": statuses.last_post, "error": error_of(exc)}
+            report["calls"].append(again)
+        again = {**again, "transport_failed": True}
+    if again["ok"] or (again["status"] != 404 and not again.get("transport_failed")):
         return report
     # The session is gone: a new one, and the call once more.
     statuses.session_id = None
@@ -119,6 +133,7 @@ def main() -> int:
     ap.add_argument("--tool", required=True)
     ap.add_argument("--arguments", default="{}")
     ap.add_argument("--wait-file", required=True)
+    ap.add_argument("--ready-file", help="created once the first call is answered")
     ap.add_argument("--timeout", type=float, default=30.0)
     a = ap.parse_args()
     try:
@@ -127,6 +142,9 @@ def main() -> int:
         if isinstance(exc, KeyboardInterrupt):
             raise
         print(f"reconnecting_client: {type(exc).__name__}: {exc}", file=sys.stderr)
+        # A task group's failure says little; the exceptions inside it say what went wrong.
+        for inner in getattr(exc, "exceptions", ()):
+            print(f"reconnecting_client:   {type(inner).__name__}: {inner}", file=sys.stderr)
         return 1
     json.dump(report, sys.stdout)
     sys.stdout.write("\n")
