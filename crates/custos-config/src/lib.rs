@@ -25,6 +25,8 @@ pub mod sinks;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+#[cfg(test)]
+mod tests_support;
 
 use std::path::{Path, PathBuf};
 

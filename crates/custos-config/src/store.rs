@@ -168,10 +168,7 @@ mod tests {
     use super::*;
     use crate::Config;
 
-    fn load(table: &str) -> Result<Config, ConfigError> {
-        let text = format!("[policy]\nfiles = [\"p.cedar\"]\n{table}");
-        Config::from_toml(Path::new("/etc/custos/custos.toml"), &text)
-    }
+    use crate::tests_support::load;
 
     #[test]
     fn absent_is_the_embedded_store() {

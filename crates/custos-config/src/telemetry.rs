@@ -153,12 +153,8 @@ pub(crate) fn telemetry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
 
-    fn load(table: &str) -> Result<Config, ConfigError> {
-        let text = format!("[policy]\nfiles = [\"p.cedar\"]\n{table}");
-        Config::from_toml(Path::new("/etc/custos/custos.toml"), &text)
-    }
+    use crate::tests_support::load;
 
     #[test]
     fn absent_is_off_and_defaults_fill_the_rest() {
