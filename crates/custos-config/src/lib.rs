@@ -24,9 +24,9 @@ pub mod raw;
 pub mod sinks;
 pub mod store;
 pub mod telemetry;
-pub mod validate;
 #[cfg(test)]
 mod tests_support;
+pub mod validate;
 
 use std::path::{Path, PathBuf};
 
