@@ -260,15 +260,22 @@ fn run_over_stdio_joins_the_clients_trace_from_meta_and_exports_over_grpc() {
     assert!(!raw.contains(&MARK.to_string()), "an argument value reached a span: {raw}");
 }
 
+/// A `custos serve` deployment of the recording upstream (writing to `record`) with `settings`
+/// appended, `add`'s arguments declared to policy, and an operator's key.
+fn serving_recorded(record: &std::path::Path, settings: &str) -> (Deployment, String) {
+    let upstream = recording_upstream(record);
+    let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
+    let d = Deployment::serving(POLICIES, settings, &upstream);
+    d.write_schema("a?: Long,\n    b?: Long,");
+    let key = issue_key(&d, "operator");
+    (d, key)
+}
+
 #[test]
 fn serve_over_http_takes_the_traceparent_header_and_exports_over_http_protobuf() {
     let receiver = Receiver::start();
     let record = tempfile::NamedTempFile::new().unwrap();
-    let upstream = recording_upstream(record.path());
-    let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
-    let d = Deployment::serving(POLICIES, &telemetry(&receiver.http, "http/protobuf"), &upstream);
-    d.write_schema("a?: Long,\n    b?: Long,");
-    let key = issue_key(&d, "operator");
+    let (d, key) = serving_recorded(record.path(), &telemetry(&receiver.http, "http/protobuf"));
     let served = Served::start(&d);
     let url = served.url("sample");
     let session = open_session(&url, &key);
@@ -376,12 +383,8 @@ fn a_collector_that_is_down_costs_spans_not_calls() {
 fn serve_pushes_the_metrics_it_serves_over_grpc_while_it_runs() {
     let receiver = Receiver::start();
     let record = tempfile::NamedTempFile::new().unwrap();
-    let upstream = recording_upstream(record.path());
-    let upstream: Vec<&str> = upstream.iter().map(String::as_str).collect();
     let settings = format!("{}metrics_interval_ms = 200\n", telemetry(&receiver.grpc, "grpc"));
-    let d = Deployment::serving(POLICIES, &settings, &upstream);
-    d.write_schema("a?: Long,\n    b?: Long,");
-    let key = issue_key(&d, "operator");
+    let (d, key) = serving_recorded(record.path(), &settings);
     let served = Served::start(&d);
     let url = served.url("sample");
     let session = open_session(&url, &key);
