@@ -8,8 +8,10 @@
 //! descriptor is noticed, logged and quarantined, and the state kept beside the log: approval requests, registered agents and their
 //! keys, and the credential broker's sealed secrets, signing keys and revoked tokens.
 //!
-//! The embedded implementation is one SQLite file; a PostgreSQL implementation will come behind
-//! the same [`Store`] trait. Nothing outside this crate sees the database driver.
+//! One store type, [`SqlStore`], serves two databases: the embedded SQLite file (the default) and
+//! a PostgreSQL database that several replicas share ([`DbLocation`] names which). Every
+//! projection is written once against the statement layer (`sql.rs`); nothing outside this crate
+//! sees a database driver.
 //!
 //! # Layout
 //!
@@ -18,8 +20,15 @@
 //! - `chain.rs`: how an event becomes a canonical body and digest, and the streaming walk that
 //!   verifies a log and classifies its first problem ([`VerifyReport`], [`Tamper`]). Independent
 //!   of the database, so every store encodes and verifies identically.
-//! - `sqlite.rs`: [`SqlStore`], the embedded store: schema, WAL and locking for several
-//!   processes sharing one file, queries. Its tests sit in `sqlite/`.
+//! - `sql.rs`: the statement layer, `Sql`: arguments, rows, errors, in SQL both databases accept.
+//! - `sqlite.rs`: [`SqlStore`] on either connection (write transactions: SQLite's `BEGIN
+//!   IMMEDIATE`, or PostgreSQL's under one advisory lock, so replicas append to one chain), the
+//!   SQLite file's schema, WAL and locking, the chain's appends and the inventory. The
+//!   projections' SQL and the tests sit in `sqlite/` (`lite.rs`: `Sql` on a rusqlite connection).
+//! - `location.rs`: [`DbLocation`], the file or a PostgreSQL target ([`PgTarget`]).
+//! - `copy.rs`: [`SqlStore::copy_into`], a whole store into an empty one, checked
+//!   (`custos store migrate`).
+//! - `conformance.rs` (tests only): `on_both_stores!`, each contract test on both databases.
 //! - `approvals.rs`: approval requests as the store keeps them ([`ApprovalRecord`],
 //!   [`ApprovalWrite`]): a projection of the `approval.*` events, each change atomic with its
 //!   event; the SQL is in `sqlite/approvals.rs`.
@@ -33,7 +42,7 @@
 //!   that resembles a pinned one (renamed, or a look-alike name) likewise; the SQL is in
 //!   `sqlite/pins.rs`.
 //! - `pg.rs`: `PgConn`, one PostgreSQL connection behind the statement layer (`sql.rs`), its
-//!   URL, TLS, types and versioned schema in `pg/`; not yet opened by the store (issue 17).
+//!   URL, TLS, types and versioned schema in `pg/`.
 //! - `log.rs`: [`AuditLog`], the async handle the request path uses: a writer thread that group
 //!   commits many callers' writes in one transaction.
 //! - `error.rs`: [`StoreError`].

@@ -1,8 +1,8 @@
 //! The store interface and the values that cross it.
 //!
-//! Everything here is independent of the database driver: the SQLite store implements it now
-//! and a PostgreSQL store will implement it later, so nothing outside this crate learns which
-//! one is behind a `Box<dyn Store>`.
+//! Everything here is independent of the database driver: [`crate::SqlStore`] implements it on
+//! an SQLite file or a PostgreSQL database, and nothing outside this crate learns which one is
+//! behind a `Box<dyn Store>`.
 
 use custos_core::{Agent, AgentId, Digest, EventKind, NewEvent, ToolDescriptor, ToolRef};
 
