@@ -253,7 +253,8 @@ impl SqlStore {
         Ok(store)
     }
 
-    /// The file this store reads and writes.
+    /// The file this store reads and writes, or for PostgreSQL its URL (without a password), as
+    /// errors name it.
     pub fn path(&self) -> &Path {
         &self.path
     }
