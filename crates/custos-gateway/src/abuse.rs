@@ -29,10 +29,19 @@
 //! Forgetting is lenient: an agent forgotten starts with fresh windows, a run forgotten with a
 //! fresh budget. Agents are authenticated and run ids are the gateway's, so reaching these bounds
 //! takes far more identities than an attacker has.
+//!
+//! Replicas on one PostgreSQL database share what must hold across them ([`Abuse::shared`]):
+//! rate windows, burst history, run budgets, loop streaks and replay memory live in the store's
+//! `shared_state`, one JSON value per agent, per run and per privileged call, each read and
+//! written back in one transaction under its own lock, and dropped a while after its last use
+//! (an agent's an hour, a run's a day, a call's the replay window). Two things stay in the
+//! process: request ids (a session's, and a session lives on one replica) and concurrency slots
+//! (calls in flight here: a `concurrent` limit holds per replica).
 
 use std::collections::btree_map::BTreeMap;
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::{HashSet, VecDeque};
+use std::fmt;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,7 +49,9 @@ use std::time::{Duration, Instant};
 
 use custos_config::{DetectionSettings, LimitRule, ReplayAction};
 use custos_core::finding::kinds;
-use custos_core::{Finding, Severity, ToolClass, ToolRef};
+use custos_core::{Digest, Finding, Severity, ToolClass, ToolRef};
+use custos_store::{SharedValue, SqlStore, StoreError};
+use serde::{Deserialize, Serialize};
 
 /// Agents whose windows, burst history and in-flight counters are kept.
 pub const MAX_AGENTS: usize = 10_000;
@@ -64,10 +75,19 @@ pub mod rules {
     pub const CONCURRENT: &str = "concurrent";
     pub const SAME_CALL_IN_A_ROW: &str = "same_call_in_a_row";
     pub const OVER_BASELINE: &str = "over_baseline";
+    /// The limits shared by several gateways could not be counted (the store is unavailable).
+    pub const SHARED_STATE: &str = "shared_state";
 }
 
-/// The span of a rate window and of the burst's recent calls.
-const MINUTE: Duration = Duration::from_secs(60);
+/// The span of a rate window and of the burst's recent calls, in milliseconds.
+const MINUTE_MS: u64 = 60_000;
+/// How long an agent's shared windows and history outlive its last call: the burst baseline's
+/// hour and the current minute.
+const AGENT_KEPT: u64 = (BASELINE_MINUTES + 2) * MINUTE_MS;
+/// How long a run's shared budget and loop streak outlive its last call.
+const RUN_KEPT: u64 = 24 * 60 * MINUTE_MS;
+/// Shared updates between two sweeps of expired values.
+const SWEEP_EVERY: u32 = 1024;
 /// Complete minutes a burst baseline averages over, at most.
 const BASELINE_MINUTES: u64 = 60;
 /// Complete minutes of history a baseline needs before bursts are judged: a new agent has none.
@@ -146,7 +166,47 @@ pub struct Checked {
     pub slot: Option<Slot>,
 }
 
-/// The detectors' settings and their process-wide state.
+/// Where the detectors' counters live when several gateways must share them: the rate
+/// windows, burst history, run budgets, loop streaks and replay memory of every agent, read and
+/// written in one transaction per call (see `custos_store::SqlStore::update_shared`). Request ids
+/// (one session's, and sessions stay on their replica) and concurrency slots (calls in flight on
+/// this process) stay in the process.
+pub struct SharedState {
+    store: Mutex<SqlStore>,
+    /// Updates since the expired values were last swept.
+    updates: AtomicU32,
+}
+
+impl fmt::Debug for SharedState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedState").finish_non_exhaustive()
+    }
+}
+
+impl SharedState {
+    /// Shares state through `store`, which must be writable.
+    pub fn new(store: SqlStore) -> Self {
+        Self { store: Mutex::new(store), updates: AtomicU32::new(0) }
+    }
+
+    fn update<T>(
+        &self,
+        keys: &[String],
+        update: impl FnOnce(i64, &mut [Option<SharedValue>]) -> T,
+    ) -> Result<T, StoreError> {
+        let mut store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        let value = store.update_shared(keys, update)?;
+        if self.updates.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // Expired values already read as gone: a failed sweep only keeps their room a while.
+            if let Err(err) = store.sweep_shared() {
+                tracing::warn!("cannot sweep the detectors' expired shared state: {err}");
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// The detectors' settings and their state: in the process, or shared through the store.
 #[derive(Debug)]
 pub struct Abuse {
     limits: Vec<LimitRule>,
@@ -162,6 +222,9 @@ pub struct Abuse {
     /// Keys the digests of request ids; random per process, so nobody can aim two ids at one digest.
     hasher: RandomState,
     state: Mutex<State>,
+    /// Set: windows, history, budgets, loops and replays live in the store, shared with every
+    /// gateway on it, under keys that name this config's limits.
+    shared: Option<(SharedState, String)>,
 }
 
 impl Abuse {
@@ -182,7 +245,18 @@ impl Abuse {
             request_ids: settings.replay.request_ids,
             hasher: RandomState::new(),
             state: Mutex::new(State::new()),
+            shared: None,
         }
+    }
+
+    /// Detectors whose windows, history, budgets, loops and replays are shared through `shared`
+    /// with every gateway on the same store (replicas on one PostgreSQL database). Counted by
+    /// the replicas' clocks, which must agree (NTP) to well under a second.
+    pub fn shared(settings: &DetectionSettings, shared: SharedState) -> Self {
+        // Replicas whose limits differ count apart: a window is a list per rule, in their order.
+        let limits = Digest::of(format!("{:?}", settings.limits).as_bytes()).to_hex();
+        let limits = limits.get(..16).unwrap_or(&limits).to_owned();
+        Self { shared: Some((shared, limits)), ..Self::new(settings) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -191,50 +265,164 @@ impl Abuse {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether same-call replay detection looks at `call`.
+    fn replays_of(&self, call: &CallFacts<'_>) -> bool {
+        call.class == ToolClass::Privileged && !self.replay_window.is_zero()
+    }
+
+    /// Whether runs are tracked (for budgets or loops).
+    fn tracks_runs(&self) -> bool {
+        self.run_budgets || self.loop_threshold > 0
+    }
+
     /// Before the call is decided. Counts the call against rates and budgets (a refused call
     /// still counts toward rates — a flood is a flood), detects loops (the same tool+arguments
     /// `loop_threshold` times in a row in the run, counting this one), bursts, and replays of
     /// privileged calls that ran within the window (see [`executed`](Self::executed)). Takes a
     /// concurrency slot when the call is within its concurrency limits (none when there are no
-    /// concurrency limits); when over, a breach (kind budget, rule `concurrent`).
+    /// concurrency limits); when over, a breach (kind budget, rule `concurrent`). With shared
+    /// state that cannot be read or written, the call is refused: a limit that cannot be
+    /// counted does not hold.
     pub fn before_call(&self, call: &CallFacts<'_>, now: Instant) -> Checked {
-        let mut guard = self.lock();
-        let state = &mut *guard;
         let mut breaches = Vec::new();
-        self.check_replay(state, call, now, &mut breaches);
+        let mut slot_breaches = Vec::new();
+        let slot = match &self.shared {
+            None => {
+                let mut guard = self.lock();
+                let state = &mut *guard;
+                let slot = self.take_slot(&mut state.in_flight, call, &mut slot_breaches);
+                let slot_refused = !slot_breaches.is_empty();
+                let now = state.millis(now);
+                let ran = self.replays_of(call).then(|| state.ran.ran(&call_key(call), now, self.replay_window));
+                let agent =
+                    state.agents.touch(call.agent.to_owned(), || AgentState::new(self.limits.len(), now / MINUTE_MS));
+                let run = self.tracks_runs().then(|| {
+                    state.runs.touch((call.agent.to_owned(), call.run.to_owned()), || RunState::new(self.limits.len()))
+                });
+                self.judge(agent, run, ran.flatten(), call, now, slot_refused, &mut breaches);
+                slot
+            }
+            Some((shared, limits)) => {
+                let slot = self.take_slot(&mut self.lock().in_flight, call, &mut slot_breaches);
+                self.judge_shared(shared, limits, call, !slot_breaches.is_empty(), &mut breaches);
+                slot
+            }
+        };
+        breaches.extend(slot_breaches);
+        Checked { breaches, slot }
+    }
 
-        let epoch = *state.epoch.get_or_insert(now);
-        let secs = now.saturating_duration_since(epoch).as_secs();
-        let minute = secs / 60;
-        let agent = state.agents.touch(call.agent.to_owned(), || AgentState::new(self.limits.len(), minute));
-        self.check_rates(agent, call, now, &mut breaches);
-        if self.run_budgets || self.loop_threshold > 0 {
-            let run =
-                state.runs.touch((call.agent.to_owned(), call.run.to_owned()), || RunState::new(self.limits.len()));
-            self.check_budgets(run, call, &mut breaches);
-            self.check_loop(run, call, &mut breaches);
+    /// Every check but concurrency, on one agent's and one run's state, at `now` (milliseconds);
+    /// `ran`: when the same privileged call last ran, if within the window.
+    #[expect(clippy::too_many_arguments, reason = "the parts of one check, borrowed apart")]
+    fn judge(
+        &self,
+        agent: &mut AgentState,
+        run: Option<&mut RunState>,
+        ran: Option<u64>,
+        call: &CallFacts<'_>,
+        now: u64,
+        slot_refused: bool,
+        breaches: &mut Vec<Breach>,
+    ) {
+        if let Some(ran) = ran {
+            self.replay_breach(call, now.saturating_sub(ran), breaches);
+        }
+        self.check_rates(agent, call, now, breaches);
+        if let Some(run) = run {
+            self.check_budgets(run, call, breaches);
+            self.check_loop(run, call, breaches);
         }
         if self.burst_factor > 0 {
-            self.check_burst(&mut agent.burst, call, secs, &mut breaches);
-        }
-        let slot = self.take_slot(&mut state.in_flight, call, &mut breaches);
-        if self.burst_factor > 0 && !breaches.iter().any(|b| b.verdict == Verdict::Refuse) {
+            let secs = now / 1000;
+            self.check_burst(&mut agent.burst, call, secs, breaches);
             // Only calls let through raise the baseline: an agent refused for flooding must not
             // make its flood the norm by keeping it up.
-            if let Some(agent) = state.agents.get_mut(call.agent) {
-                agent.burst.admit(minute);
+            if !slot_refused && !breaches.iter().any(|b| b.verdict == Verdict::Refuse) {
+                agent.burst.admit(secs / 60);
             }
         }
-        Checked { breaches, slot }
+    }
+
+    /// [`judge`](Self::judge) on the state the store shares, read and written back in one
+    /// transaction.
+    fn judge_shared(
+        &self,
+        shared: &SharedState,
+        limits: &str,
+        call: &CallFacts<'_>,
+        slot_refused: bool,
+        breaches: &mut Vec<Breach>,
+    ) {
+        let mut keys = vec![shared_key(&["agent", limits, call.agent])];
+        let run_at = self.tracks_runs().then(|| {
+            keys.push(shared_key(&["run", limits, call.agent, call.run]));
+            keys.len() - 1
+        });
+        let replay_at = self.replays_of(call).then(|| {
+            keys.push(replay_key(call));
+            keys.len() - 1
+        });
+        let rules = self.limits.len();
+        let updated = shared.update(&keys, |now, values| {
+            let now = u64::try_from(now).unwrap_or(0);
+            let mut agent = values
+                .first()
+                .and_then(|v| decode::<AgentState>(v.as_ref()))
+                .filter(|a| a.windows.len() == rules)
+                .unwrap_or_else(|| AgentState::new(rules, now / MINUTE_MS));
+            let mut run = run_at.map(|i| {
+                values
+                    .get(i)
+                    .and_then(|v| decode::<RunState>(v.as_ref()))
+                    .filter(|r| r.calls.len() == rules)
+                    .unwrap_or_else(|| RunState::new(rules))
+            });
+            let ran = replay_at.and_then(|i| values.get(i)?.as_ref()?.value.parse::<u64>().ok());
+            self.judge(&mut agent, run.as_mut(), ran, call, now, slot_refused, breaches);
+            if let Some(slot) = values.first_mut() {
+                *slot = encode(&agent, now, AGENT_KEPT);
+            }
+            if let (Some(i), Some(run)) = (run_at, &run) {
+                if let Some(slot) = values.get_mut(i) {
+                    *slot = encode(run, now, RUN_KEPT);
+                }
+            }
+        });
+        if let Err(err) = updated {
+            tracing::error!("cannot count the call against the shared limits: {err}");
+            breaches.push(Breach::refuse(
+                kinds::BUDGET,
+                Severity::High,
+                rules::SHARED_STATE,
+                "the limits shared by the gateways cannot be counted: the store is unavailable",
+            ));
+        }
     }
 
     /// The call was forwarded (it runs): remember it for replay detection (privileged calls only).
     pub fn executed(&self, call: &CallFacts<'_>, now: Instant) {
-        if call.class != ToolClass::Privileged || self.replay_window.is_zero() {
+        if !self.replays_of(call) {
             return;
         }
-        let key = (call.agent.to_owned(), call.tool.clone(), call.arguments_sha256.to_owned());
-        self.lock().ran.remember(key, now, self.replay_window);
+        let window = self.replay_window;
+        if let Some((shared, _)) = &self.shared {
+            let kept = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+            let remembered = shared.update(&[replay_key(call)], |now, values| {
+                if let Some(slot) = values.first_mut() {
+                    let expires_ms = now.saturating_add(i64::try_from(kept).unwrap_or(i64::MAX));
+                    *slot = Some(SharedValue { value: now.to_string(), expires_ms });
+                }
+            });
+            if let Err(err) = remembered {
+                // The call ran already; all that is lost is catching its replay elsewhere.
+                tracing::error!("cannot remember a privileged call for replay detection: {err}");
+            }
+            return;
+        }
+        let mut state = self.lock();
+        let now = state.millis(now);
+        state.ran.remember(call_key(call), now, window);
     }
 
     /// A request id seen in a session; true (a replay) when the same id was already used in that
@@ -268,36 +456,30 @@ impl Abuse {
         self.lock().sessions.remove(session);
     }
 
-    /// The same privileged call ran less than the window ago.
-    fn check_replay(&self, state: &mut State, call: &CallFacts<'_>, now: Instant, breaches: &mut Vec<Breach>) {
-        if call.class != ToolClass::Privileged || self.replay_window.is_zero() {
+    /// The same privileged call ran `ago` milliseconds ago: a replay if within the window.
+    fn replay_breach(&self, call: &CallFacts<'_>, ago: u64, breaches: &mut Vec<Breach>) {
+        if u128::from(ago) >= self.replay_window.as_millis() {
             return;
         }
-        state.ran.expire(now, self.replay_window);
-        let key = (call.agent.to_owned(), call.tool.clone(), call.arguments_sha256.to_owned());
-        let Some(ran) = state.ran.ran(&key) else { return };
-        let ago = now.saturating_duration_since(ran);
-        if ago < self.replay_window {
-            breaches.push(Breach {
-                finding: Finding::new(
-                    kinds::REPLAY,
-                    Severity::High,
-                    rules::SAME_CALL,
-                    &format!("`{}` with the same arguments ran {} s ago", call.tool, ago.as_secs()),
-                ),
-                verdict: self.replay_verdict.clone(),
-            });
-        }
+        breaches.push(Breach {
+            finding: Finding::new(
+                kinds::REPLAY,
+                Severity::High,
+                rules::SAME_CALL,
+                &format!("`{}` with the same arguments ran {} s ago", call.tool, ago / 1000),
+            ),
+            verdict: self.replay_verdict.clone(),
+        });
     }
 
     /// `calls_per_minute`: more than the limit in the last 60 s, this call included.
-    fn check_rates(&self, agent: &mut AgentState, call: &CallFacts<'_>, now: Instant, breaches: &mut Vec<Breach>) {
+    fn check_rates(&self, agent: &mut AgentState, call: &CallFacts<'_>, now: u64, breaches: &mut Vec<Breach>) {
         for (rule, window) in self.limits.iter().zip(agent.windows.iter_mut()) {
             let Some(limit) = rule.calls_per_minute else { continue };
             if !rule.applies(call.agent, call.tool) {
                 continue;
             }
-            while window.front().is_some_and(|t| now.saturating_duration_since(*t) >= MINUTE) {
+            while window.front().is_some_and(|t| now.saturating_sub(*t) >= MINUTE_MS) {
                 window.pop_front();
             }
             let earlier = window.len();
@@ -351,11 +533,12 @@ impl Abuse {
         if self.loop_threshold == 0 {
             return;
         }
-        let same = run.last.as_ref().is_some_and(|(tool, args)| tool == call.tool && args == call.arguments_sha256);
+        let tool = call.tool.to_string();
+        let same = run.last.as_ref().is_some_and(|(t, args)| *t == tool && args == call.arguments_sha256);
         if same {
             run.in_a_row = run.in_a_row.saturating_add(1);
         } else {
-            run.last = Some((call.tool.clone(), call.arguments_sha256.to_owned()));
+            run.last = Some((tool, call.arguments_sha256.to_owned()));
             run.in_a_row = 1;
         }
         if run.in_a_row >= self.loop_threshold {
@@ -443,7 +626,7 @@ impl Abuse {
 /// Everything the detectors remember, behind [`Abuse`]'s lock.
 #[derive(Debug)]
 struct State {
-    /// The first call's time: seconds and minutes of burst history count from it.
+    /// The first call's time: the milliseconds every window and history counts in start at it.
     epoch: Option<Instant>,
     agents: Lru<String, AgentState>,
     /// By (agent, run).
@@ -466,12 +649,21 @@ impl State {
     }
 }
 
+impl State {
+    /// `now` as milliseconds since the epoch, which the first time asked sets.
+    fn millis(&mut self, now: Instant) -> u64 {
+        let epoch = *self.epoch.get_or_insert(now);
+        u64::try_from(now.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// One agent's rate windows and burst history.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct AgentState {
     /// One window per limit rule, in the rules' order (empty for rules without
-    /// `calls_per_minute`): the times of the latest calls, at most the rule's limit.
-    windows: Vec<VecDeque<Instant>>,
+    /// `calls_per_minute`): the times (milliseconds) of the latest calls, at most the rule's
+    /// limit.
+    windows: Vec<VecDeque<u64>>,
     burst: Burst,
 }
 
@@ -482,7 +674,7 @@ impl AgentState {
 }
 
 /// One agent's recent calls and per-minute history, for its burst baseline.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Burst {
     /// The minute the agent was first seen: minutes since are its history, quiet ones included.
     first_minute: u64,
@@ -541,12 +733,13 @@ impl Burst {
 }
 
 /// One run's budgets and loop state.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 struct RunState {
     /// Calls counted per limit rule, in the rules' order (0 for rules without `calls_per_run`).
     calls: Vec<u64>,
-    /// The last call's tool and arguments digest, and how many times in a row it came.
-    last: Option<(ToolRef, String)>,
+    /// The last call's tool (`server/name`) and arguments digest, and how many times in a row
+    /// it came.
+    last: Option<(String, String)>,
     in_a_row: u32,
 }
 
@@ -559,26 +752,53 @@ impl RunState {
 /// A privileged call, for replay detection: (agent, tool, arguments digest).
 type CallKey = (String, ToolRef, String);
 
+fn call_key(call: &CallFacts<'_>) -> CallKey {
+    (call.agent.to_owned(), call.tool.clone(), call.arguments_sha256.to_owned())
+}
+
+/// A key of the shared state: its parts as a JSON array, so no agent or run id, whatever it
+/// holds, can make two keys one.
+fn shared_key(parts: &[&str]) -> String {
+    serde_json::to_string(parts).unwrap_or_default()
+}
+
+/// The shared key under which a privileged call's last run is remembered.
+fn replay_key(call: &CallFacts<'_>) -> String {
+    shared_key(&["ran", call.agent, &call.tool.to_string(), call.arguments_sha256])
+}
+
+/// A shared value read back; `None` (start afresh) for one this build cannot read.
+fn decode<T: serde::de::DeserializeOwned>(value: Option<&SharedValue>) -> Option<T> {
+    serde_json::from_str(&value?.value).ok()
+}
+
+/// A shared value to write, kept `kept` milliseconds after `now`.
+fn encode<T: Serialize>(state: &T, now: u64, kept: u64) -> Option<SharedValue> {
+    let expires_ms = i64::try_from(now.saturating_add(kept)).unwrap_or(i64::MAX);
+    Some(SharedValue { value: serde_json::to_string(state).ok()?, expires_ms })
+}
+
 /// Privileged calls that ran within the replay window.
 #[derive(Debug, Default)]
 struct Ran {
-    /// When each call last ran, and the stamp of that run's entry in `order`.
-    last: HashMap<CallKey, (Instant, u64)>,
+    /// When each call last ran (milliseconds), and the stamp of that run's entry in `order`.
+    last: HashMap<CallKey, (u64, u64)>,
     /// Every run, oldest first, stamped; a call that ran again is here twice, and only its
     /// latest entry's stamp matches `last` (times can be equal, stamps cannot). INVARIANT:
     /// every key of `last` has an entry here, so bounding this bounds both.
-    order: VecDeque<(Instant, u64, CallKey)>,
+    order: VecDeque<(u64, u64, CallKey)>,
     /// The next stamp.
     next: u64,
 }
 
 impl Ran {
-    /// When `key` last ran, if it is remembered.
-    fn ran(&self, key: &CallKey) -> Option<Instant> {
+    /// When `key` last ran, if less than `window` before `now`; forgets the calls older.
+    fn ran(&mut self, key: &CallKey, now: u64, window: Duration) -> Option<u64> {
+        self.expire(now, window);
         self.last.get(key).map(|(t, _)| *t)
     }
 
-    fn remember(&mut self, key: CallKey, now: Instant, window: Duration) {
+    fn remember(&mut self, key: CallKey, now: u64, window: Duration) {
         self.expire(now, window);
         let stamp = self.next;
         self.next = self.next.saturating_add(1);
@@ -590,8 +810,8 @@ impl Ran {
     }
 
     /// Forgets calls that ran a window or more ago.
-    fn expire(&mut self, now: Instant, window: Duration) {
-        while self.order.front().is_some_and(|(t, _, _)| now.saturating_duration_since(*t) >= window) {
+    fn expire(&mut self, now: u64, window: Duration) {
+        while self.order.front().is_some_and(|(t, _, _)| u128::from(now.saturating_sub(*t)) >= window.as_millis()) {
             self.pop_oldest();
         }
     }
@@ -698,15 +918,6 @@ impl<K: Clone + Eq + Hash, V> Lru<K, V> {
                 &mut e.insert((now, make())).1
             }
         }
-    }
-
-    /// The entry for `key`, without marking it used.
-    fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.entries.get_mut(key).map(|(_, v)| v)
     }
 
     fn remove<Q>(&mut self, key: &Q)

@@ -92,6 +92,14 @@ impl Detection {
         }
     }
 
+    /// The same detectors, their limits, loops and replays counted in the store `shared` with
+    /// every other gateway on it (see [`Abuse::shared`]).
+    #[must_use]
+    pub fn sharing_limits(mut self, shared: crate::abuse::SharedState) -> Self {
+        self.abuse = Abuse::shared(&self.settings, shared);
+        self
+    }
+
     pub fn settings(&self) -> &DetectionSettings {
         &self.settings
     }

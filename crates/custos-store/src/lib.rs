@@ -58,6 +58,7 @@ mod location;
 mod log;
 mod pg;
 mod pins;
+mod shared;
 mod sql;
 mod sqlite;
 mod store;
@@ -70,6 +71,7 @@ pub use error::StoreError;
 pub use location::{DbLocation, PgTarget};
 pub use log::{AuditLog, AuditLogConfig, AuditLogStats};
 pub use pins::{PinSource, ToolPin};
+pub use shared::SharedValue;
 pub use sqlite::{SqlStore, DATABASE_FILE};
 pub use store::{
     known_tools, run_summary, AgentKeyRecord, AgentRecord, AgentRegistry, ApprovalStore, CredentialStore, EventQuery,

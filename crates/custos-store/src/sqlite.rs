@@ -135,6 +135,12 @@ CREATE TABLE IF NOT EXISTS tool_pins (
     pinned_by      TEXT NOT NULL,
     flagged_digest TEXT
 );
+CREATE TABLE IF NOT EXISTS shared_state (
+    key        TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shared_state_expires ON shared_state (expires_ms);
 CREATE TABLE IF NOT EXISTS credential_uses (
     credential  TEXT NOT NULL,
     server      TEXT NOT NULL,
@@ -174,6 +180,11 @@ enum Conn {
 /// across every replica, reads the chain's head and appends after it, as `BEGIN IMMEDIATE`
 /// serializes the writers of one SQLite file. ("CHAIN" in ASCII; the migrations take another.)
 const CHAIN_LOCK: i64 = 0x0043_4841_494e;
+
+/// The statement that takes [`CHAIN_LOCK`].
+fn chain_lock() -> String {
+    format!("SELECT pg_advisory_xact_lock({CHAIN_LOCK})")
+}
 
 impl SqlStore {
     /// Opens the database at `at` for reading and writing: the file (created if needed; its
@@ -316,7 +327,17 @@ impl SqlStore {
         &mut self,
         f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.transaction(|db, path| f(db, path).map(Some)).and_then(|value| {
+        self.in_transaction_under(&chain_lock(), f)
+    }
+
+    /// [`in_transaction`](Self::in_transaction) under `locks` (see
+    /// [`transaction_under`](Self::transaction_under)) in place of [`CHAIN_LOCK`].
+    pub(crate) fn in_transaction_under<T>(
+        &mut self,
+        locks: &str,
+        f: impl FnOnce(&mut dyn Sql, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.transaction_under(locks, |db, path| f(db, path).map(Some)).and_then(|value| {
             value.ok_or_else(|| StoreError::Internal { reason: "a transaction was rolled back unasked".into() })
         })
     }
@@ -325,6 +346,17 @@ impl SqlStore {
     /// returns `None` or fails.
     fn transaction<T>(
         &mut self,
+        f: impl FnOnce(&mut dyn Sql, &Path) -> Result<Option<T>, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        self.transaction_under(&chain_lock(), f)
+    }
+
+    /// [`transaction`](Self::transaction), with `locks` (statements taking PostgreSQL advisory
+    /// locks, run in one round trip after `BEGIN`) in place of [`CHAIN_LOCK`]. SQLite has one
+    /// writer at a time whatever the locks.
+    pub(crate) fn transaction_under<T>(
+        &mut self,
+        locks: &str,
         f: impl FnOnce(&mut dyn Sql, &Path) -> Result<Option<T>, StoreError>,
     ) -> Result<Option<T>, StoreError> {
         let path = &self.path;
@@ -346,8 +378,7 @@ impl SqlStore {
                 // transaction: the store fails closed while the server is away and serves
                 // again once it is back.
                 pg.ensure_open().map_err(|e| write_error(path, e))?;
-                pg.batch(&format!("BEGIN; SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
-                    .map_err(|e| write_error(path, e))?;
+                pg.batch(&format!("BEGIN; {locks}")).map_err(|e| write_error(path, e))?;
                 let value = f(pg, path);
                 let end = if matches!(value, Ok(Some(_))) { "COMMIT" } else { "ROLLBACK" };
                 let ended = pg.batch(end);

@@ -6,6 +6,9 @@
 //! - while PostgreSQL is down the gateway refuses calls (it cannot record them) and forwards
 //!   nothing; once PostgreSQL is back it serves again without a restart;
 //! - a database unreachable at start-up is a clear error naming it, never its password;
+//! - an agent's rate limit holds across replicas, counted once in the shared state;
+//! - a call held on one replica is released by an approval made through another's admin API
+//!   within a second;
 //! - the official Python SDK client behind a load balancer whose replica died is answered 404
 //!   by the next replica (sessions are replica-local) and goes on in a new session there.
 
@@ -153,6 +156,101 @@ fn replicas_killed_under_load_lose_nothing_a_client_saw_answered() {
     let lost: Vec<&u64> = answered.difference(&finished).collect();
     assert!(lost.is_empty(), "answered but not in the log: {lost:?}");
     assert_eq!(d.verify_ok(), events.len() as u64);
+}
+
+#[test]
+fn a_rate_limit_holds_across_replicas_not_once_per_replica() {
+    let cluster = TestCluster::start();
+    let url = cluster.create_database("limits");
+    let d = Deployment::serving_sample(&format!(
+        "[store]\nurl = \"{url}\"\n\n[[detection.limits]]\nagent = \"reader\"\ntool = \"sample/echo\"\ncalls_per_minute = 3\n"
+    ));
+    let key = issue_key(&d, "reader");
+    let replicas: Vec<Served> = (0..2).map(|_| Served::start(&d)).collect();
+    let urls: Vec<[String; 1]> = replicas.iter().map(|r| [r.url("sample")]).collect();
+    let mut clients: Vec<Client> = (0..2).map(|_| Client { key: key.clone(), session: None }).collect();
+    // Three calls in the minute, spread over both replicas: within the limit.
+    for (id, replica) in [(1, 0), (2, 1), (3, 0)] {
+        assert!(clients[replica].call(&urls[replica], 0, id).is_some(), "call {id}");
+    }
+    // The fourth, on the replica that saw one: over the agent's limit, counted across both.
+    assert!(clients[1].call(&urls[1], 0, 4).is_none(), "the fourth call in a minute went through");
+    drop(replicas);
+    let events = d.events();
+    let limited: Vec<&Value> = of_kind(&events, "finding.recorded")
+        .into_iter()
+        .filter(|e| e["detail"]["finding"] == "rate_limit" && e["detail"]["rule"] == "calls_per_minute")
+        .collect();
+    assert_eq!(limited.len(), 1, "{:?}", of_kind(&events, "finding.recorded"));
+    assert!(
+        limited[0]["detail"]["evidence"].as_str().unwrap().contains("4 calls to `sample/echo` in the last minute"),
+        "{limited:?}"
+    );
+    let finished = of_kind(&events, "call.finished");
+    assert_eq!(finished.iter().filter(|e| e["detail"]["outcome"] == "ok").count(), 3);
+    d.verify_ok();
+}
+
+#[test]
+fn a_call_held_on_one_replica_is_released_by_an_approval_through_another() {
+    let cluster = TestCluster::start();
+    let url = cluster.create_database("approvals");
+    let policies = r#"
+@id("operators-call")
+permit (principal in Custos::Group::"operators", action == Custos::Action::"call_tool", resource);
+
+@id("privileged-needs-ops")
+@approval("ops")
+@reason("privileged tools need a human")
+forbid (principal, action == Custos::Action::"call_tool", resource)
+when { resource.class == "privileged" }
+unless { context.approval.granted };
+"#;
+    let d = Deployment::serving(
+        policies,
+        &format!(
+            "[store]\nurl = \"{url}\"\n\n[approvals]\ntimeout_ms = 30000\n[approvals.groups.ops]\nmembers = [\"carol@example.com\"]\n\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\nassert_approvers = true\n"
+        ),
+        &[common::harness::sample_server().to_str().unwrap()],
+    );
+    let config = std::fs::read_to_string(d.config())
+        .unwrap()
+        .replace("name = \"sample\"\n", "name = \"sample\"\ntools = { \"write_note\" = \"privileged\" }\n");
+    std::fs::write(d.config(), config).unwrap();
+    std::fs::write(d.dir.path().join("admin.token"), "an-admin-token-for-tests").unwrap();
+    let key = issue_key(&d, "operator");
+    let (a, b) = (Served::start(&d), Served::start(&d));
+
+    // The official SDK client's call waits on replica A.
+    let on_a = a.url("sample");
+    let client = std::thread::spawn(move || {
+        common::harness::python_http(&on_a, &key, &["--call", "write_note", r#"{"title":"t","body":"deploy"}"#])
+    });
+    // Replica B sees the request (one queue in the database) and takes the approval.
+    let admin = b.admin.clone().unwrap();
+    let auth = ("Authorization", "Bearer an-admin-token-for-tests");
+    let id = eventually("the held call listed by the other replica", || {
+        let (status, _, body) = common::harness::http("GET", &format!("{admin}/v1/approvals"), &[auth], "");
+        assert_eq!(status, 200, "{body}");
+        let listed: Value = serde_json::from_str(&body).unwrap();
+        listed["approvals"].as_array()?.first()?["id"].as_str().map(str::to_owned)
+    });
+    let approve = format!("{admin}/v1/approvals/{id}/approve");
+    let (status, _, body) =
+        common::harness::http("POST", &approve, &[auth], r#"{"approver":"carol@example.com","reason":"ok"}"#);
+    assert_eq!(status, 200, "{body}");
+    let report = client.join().unwrap();
+    let step = &report["steps"][0];
+    assert_eq!((step["ok"].clone(), step["is_error"].clone()), (json!(true), json!(false)), "{report}");
+    drop((a, b));
+
+    let events = d.events();
+    let time_of = |kind: &str| of_kind(&events, kind)[0]["time_ms"].as_u64().unwrap();
+    let waited = time_of("approval.used") - time_of("approval.approved");
+    assert!(waited < 1000, "the approval took {waited} ms to release the call on the other replica");
+    assert_eq!(of_kind(&events, "call.finished").len(), 1);
+    d.verify_ok();
 }
 
 #[test]

@@ -509,8 +509,110 @@ fn the_lru_forgets_the_least_recently_used() {
     *lru.touch("a".into(), || 0) += 1;
     lru.touch("c".into(), || 0);
     assert_eq!(lru.len(), 2);
-    assert!(lru.get_mut("b").is_none());
-    assert_eq!(lru.get_mut("a").copied(), Some(2));
+    assert!(!lru.entries.contains_key("b"));
+    assert_eq!(lru.entries.get("a").map(|(_, v)| *v), Some(2));
     lru.remove("a");
     assert_eq!((lru.len(), lru.by_use.len()), (1, 1));
+}
+
+/// Two gateways' detectors on one store, as two replicas on one database are.
+struct Replicas {
+    a: Abuse,
+    b: Abuse,
+    _dir: tempfile::TempDir,
+}
+
+impl Replicas {
+    fn new(settings: &DetectionSettings) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("custos.db");
+        let open = || SharedState::new(SqlStore::open(&path).unwrap());
+        Self { a: Abuse::shared(settings, open()), b: Abuse::shared(settings, open()), _dir: dir }
+    }
+}
+
+#[test]
+fn replicas_sharing_a_store_count_one_rate_and_one_budget() {
+    let settings = limits(vec![
+        LimitRule { calls_per_minute: Some(3), ..rule(ToolPattern::Any) },
+        LimitRule { calls_per_run: Some(4), ..rule(ToolPattern::Any) },
+    ]);
+    let replicas = Replicas::new(&settings);
+    let now = Instant::now();
+    let call = Call::new("a", "github/get_issue");
+    for abuse in [&replicas.a, &replicas.b, &replicas.a] {
+        assert!(abuse.before_call(&call.facts(), now).breaches.is_empty());
+    }
+    // The fourth call in the minute, on the other replica: over the rate, its window shared.
+    let checked = replicas.b.before_call(&call.facts(), now);
+    assert_eq!(found(&checked), [("rate_limit", "calls_per_minute")]);
+    assert_eq!(checked.breaches[0].finding.evidence, "agent `a`: 4 calls to `*` in the last minute (limit 3)");
+    // Another agent's window is its own; the fifth call of the run is over the run's budget too.
+    assert!(replicas.a.before_call(&Call::new("b", "github/get_issue").facts(), now).breaches.is_empty());
+    assert_eq!(
+        found(&replicas.a.before_call(&call.facts(), now)),
+        [("rate_limit", "calls_per_minute"), ("budget", "calls_per_run")]
+    );
+    // Another run has its own budget (the rate is the agent's, still over).
+    assert_eq!(found(&replicas.b.before_call(&call.run("r2").facts(), now)), [("rate_limit", "calls_per_minute")]);
+}
+
+#[test]
+fn replicas_sharing_a_store_see_one_loop_and_one_replay() {
+    let settings = DetectionSettings {
+        loop_threshold: 3,
+        replay: ReplaySettings { window_secs: 300, action: ReplayAction::Deny, request_ids: true },
+        ..quiet()
+    };
+    let replicas = Replicas::new(&settings);
+    let now = Instant::now();
+    let call = Call::new("a", "github/search");
+    assert!(replicas.a.before_call(&call.facts(), now).breaches.is_empty());
+    assert!(replicas.b.before_call(&call.facts(), now).breaches.is_empty());
+    assert_eq!(found(&replicas.a.before_call(&call.facts(), now)), [("loop", "same_call_in_a_row")]);
+    // A privileged call that ran through one replica is a replay through the other.
+    let delete = Call::new("a", "github/delete_repo").class(ToolClass::Privileged).run("r2");
+    assert!(replicas.a.before_call(&delete.facts(), now).breaches.is_empty());
+    replicas.a.executed(&delete.facts(), now);
+    let checked = replicas.b.before_call(&delete.facts(), now);
+    assert_eq!(found(&checked), [("replay", "same_call")]);
+    assert_eq!(checked.breaches[0].verdict, Verdict::Refuse);
+    // Other arguments are another call.
+    assert!(replicas.b.before_call(&delete.args(&"b".repeat(64)).facts(), now).breaches.is_empty());
+}
+
+#[test]
+fn replicas_with_other_limits_count_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("custos.db");
+    let three = limits(vec![LimitRule { calls_per_minute: Some(3), ..rule(ToolPattern::Any) }]);
+    let two = limits(vec![LimitRule { calls_per_minute: Some(2), ..rule(ToolPattern::Any) }]);
+    let a = Abuse::shared(&three, SharedState::new(SqlStore::open(&path).unwrap()));
+    let b = Abuse::shared(&two, SharedState::new(SqlStore::open(&path).unwrap()));
+    let call = Call::new("a", "s/t");
+    let now = Instant::now();
+    for _ in 0..3 {
+        assert!(a.before_call(&call.facts(), now).breaches.is_empty());
+    }
+    // `b`'s window, under its own rules, is empty: two calls go through.
+    for _ in 0..2 {
+        assert!(b.before_call(&call.facts(), now).breaches.is_empty());
+    }
+    assert_eq!(found(&b.before_call(&call.facts(), now)), [("rate_limit", "calls_per_minute")]);
+}
+
+#[test]
+fn shared_limits_that_cannot_be_counted_refuse_the_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("custos.db");
+    drop(SqlStore::open(&path).unwrap());
+    // A store that cannot be written, as a database that went away cannot.
+    let abuse = Abuse::shared(
+        &limits(vec![LimitRule { calls_per_minute: Some(100), ..rule(ToolPattern::Any) }]),
+        SharedState::new(SqlStore::open_read_only(&path).unwrap()),
+    );
+    let checked = abuse.before_call(&Call::new("a", "s/t").facts(), Instant::now());
+    assert_eq!(found(&checked), [("budget", "shared_state")]);
+    assert_eq!(checked.breaches[0].verdict, Verdict::Refuse);
+    assert!(!checked.breaches[0].finding.evidence.contains(&path.display().to_string()));
 }

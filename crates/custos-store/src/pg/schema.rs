@@ -129,11 +129,21 @@ CREATE TABLE meta (
 INSERT INTO meta (key, value) VALUES ('schema_version', '1');
 "#;
 
+/// Version 2: the detectors' state that replicas share (`shared.rs`).
+const V2: &str = r#"
+CREATE TABLE shared_state (
+    key        TEXT COLLATE "C" PRIMARY KEY,
+    value      TEXT COLLATE "C" NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE INDEX shared_state_expires ON shared_state (expires_ms);
+"#;
+
 /// Every migration, in order: (version, statements). Append only; never edit a shipped one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
 
 /// The highest version this code knows.
-pub(crate) const LATEST_VERSION: i64 = 1;
+pub(crate) const LATEST_VERSION: i64 = 2;
 
 /// Why the schema could not be brought up to date.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -112,11 +112,19 @@ pub(crate) fn telemetry(config: &Config) -> Result<custos_telemetry::Telemetry, 
 }
 
 /// The detectors of this process, with a read-only view of the store `db` (pins, history) and
-/// every tool the inventory knows (for shadowing).
+/// every tool the inventory knows (for shadowing). On PostgreSQL, where replicas share one
+/// database, their limits, loops and replays are counted in it, through a connection of their
+/// own.
 pub(crate) fn detection(config: &Config, db: &DbLocation) -> Result<Arc<custos_gateway::detect::Detection>, Failure> {
     let reader = context::reader(db)?;
     let known = custos_store::Store::tools(&reader).map_err(Failure::runtime)?.into_iter().map(|t| t.tool).collect();
-    Ok(Arc::new(custos_gateway::detect::Detection::new(config.detection.clone(), Some(reader), known)))
+    let detection = custos_gateway::detect::Detection::new(config.detection.clone(), Some(reader), known);
+    Ok(Arc::new(match db {
+        DbLocation::File(_) => detection,
+        DbLocation::Postgres(_) => {
+            detection.sharing_limits(custos_gateway::abuse::SharedState::new(context::writer(db)?))
+        }
+    }))
 }
 
 /// The agent from the config, else from the registry (`custos agents add`); a revoked agent
