@@ -25,7 +25,7 @@ use custos_config::{AuditConfig, Limits, OutputAction, ToolClasses, ToolFlows, T
 use custos_core::finding::kinds;
 use custos_core::{Agent, Decision, Digest, EventKind, Finding, NewEvent, RunId, Severity, ToolDescriptor, ToolRef};
 use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, MessageKind, Side, ToolCallParams};
-use custos_policy::{CallRequest, PolicyEngine, ToolInfo};
+use custos_policy::{PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
 
 use crate::abuse::CallFacts;
@@ -34,6 +34,7 @@ use crate::detect::{labels, Before, Detection, RunState};
 use crate::metrics::GatewayMetrics;
 use crate::now_ms;
 use crate::pending::{Answered, CallInFlight, PendingRequests, Refused};
+use admit::{Admission, CallInput};
 use crate::tools_list::ToolsListing;
 
 /// What the transport does with a frame after the pipeline has seen it.
@@ -491,197 +492,48 @@ impl Gateway {
             return self.refuse_unregistered(Origin::Client, id, "tools/call", refused, &msg.raw).await;
         }
 
-        let received = Instant::now();
-        // 1. attribute
-        let step = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
-        let arguments = params.arguments();
         let protocol =
             custos_mcp::protocol::stated_version("tools/call", msg.params.as_deref()).or_else(|| self.negotiated());
-
-        // 2. classify
-        let descriptor = self.with_tools(|t| t.get(&params.name).cloned());
-        let class = self.classes.classify(&params.name, descriptor.as_deref());
-        let annotations = descriptor.as_ref().and_then(|d| d.raw.get("annotations"));
-        let span = self.call_span(&msg, id, &tool, step, class, protocol.as_deref());
-        let policy_span = span.stage("policy");
-
-        // 2b. detect: quarantine, replay, rates, budgets, loops, bursts, first use, toxic flow
-        let flows = self.flows.flows_of(&params.name);
-        let arguments_sha256 = Digest::of_json(&arguments).to_hex();
-        let facts = CallFacts {
-            agent: &self.agent.id.0,
-            run: &self.run.0,
-            tool: &tool,
-            class,
-            arguments_sha256: &arguments_sha256,
-        };
-        let reused = self.detection.abuse().request_id_reused(&self.session_key(), id.get());
-        let mut before = self.detection.before_call(&facts, reused.then_some(id.get()));
-        self.check_quarantine(&tool, descriptor.as_deref(), &mut before);
-        self.check_toxic_flow(&tool, &flows, &mut before);
-        // What policy sees: this call's findings, and those that taint the whole run.
-        let mut run_findings = self.run_state.findings();
-        run_findings.extend(before.first_use.as_ref().map(|f| f.kind.clone()));
-        for (finding, _) in &before.findings {
-            self.run_state.found(&finding.kind);
-            if !run_findings.contains(&finding.kind) {
-                run_findings.push(finding.kind.clone());
-            }
-        }
-
-        // 3. decide
-        let policy_timer = self.metrics.duration.start_timer(&["policy"]);
-        let info = ToolInfo { tool: &tool, class, annotations };
-        let run_labels = self.run_state.labels();
-        let decision = self.policy.decide(&CallRequest {
-            agent: &self.agent,
-            tool: info,
-            arguments: &arguments,
-            run_id: &self.run.0,
-            step,
-            labels: &run_labels,
-            findings: &run_findings,
-            flows: &flows,
-            approval_granted: false,
-        });
-        // A detector's refusal stands whatever policy says (a replay's, unless a human is asked
-        // anyway); its hold applies to what policy allows.
-        let decision = match (&before.refuse, &before.replay, &before.hold, decision) {
-            (Some(why), _, _, _) => Decision::Deny { policies: Vec::new(), reason: why.clone() },
-            (None, Some(_), _, hold @ Decision::Hold { .. }) => hold,
-            (None, Some(why), _, _) => Decision::Deny { policies: Vec::new(), reason: why.clone() },
-            (None, None, Some((group, why)), Decision::Allow { policies }) => Decision::Hold {
-                policies,
-                groups: vec![group.clone()],
-                reason: format!("needs approval by `{group}`: {why}"),
-            },
-            (_, _, _, decision) => decision,
-        };
-        // Without an approval queue (e.g. `custos policy` tooling) a hold cannot be waited on.
-        let decision = match (decision, &self.approvals) {
-            (Decision::Hold { policies, reason, .. }, None) => {
-                Decision::Deny { policies, reason: format!("{reason} (no approval queue here)") }
-            }
-            (decision, _) => decision,
-        };
-        policy_timer.observe();
-        drop(policy_span);
-        // 3c. broker: the credentials the call will use, and its own token when the upstream
-        // takes minted ones. A token that cannot be minted denies the call.
-        let (decision, credentials, token) = self.call_credentials(decision, &tool, step);
-        self.metrics.calls.inc(&[&self.agent.id.0, decision.as_str()]);
-        let found: Vec<String> = before.findings.iter().map(|(f, _)| f.kind.clone()).collect();
-        span.decided(decision.as_str(), decision.policies(), &found);
-
-        // 4. audit, durably, before anything is forwarded
-        let mut requested = self.event(EventKind::CallRequested);
-        requested.step = Some(step);
-        requested.tool = Some(tool.clone());
-        requested.detail = json!({
-            "request_id": id.get(),
-            "class": class,
-            "protocol": protocol,
-            "arguments_sha256": Digest::of_json(&arguments),
-            "descriptor_sha256": descriptor.as_ref().map(|d| d.digest),
-            "owner": self.agent.owner,
-        });
-        if let (false, Some(obj)) = (credentials.is_empty(), requested.detail.as_object_mut()) {
-            obj.insert("credentials".into(), json!(credentials));
-        }
-        if self.audit_config.record_arguments {
-            if let Some(obj) = requested.detail.as_object_mut() {
-                obj.insert("arguments".into(), custos_store::shallow(&arguments, RECORDED_DEPTH));
-            }
-        }
-        let mut decided = self.event(EventKind::CallDecided);
-        decided.step = Some(step);
-        decided.tool = Some(tool.clone());
-        decided.decision = Some(decision.as_str().to_owned());
-        decided.detail = json!({ "policies": decision.policies(), "reason": decision.explain() });
-
-        // 3b. hold: open (or find) the approval request for exactly this call
-        let approval = match (&decision, &self.approvals) {
-            (Decision::Hold { policies, groups, .. }, Some(approvals)) => {
-                let call = custos_approvals::CallToApprove {
-                    agent: &self.agent,
-                    principal: &self.principal,
-                    run: &self.run,
-                    step,
-                    tool: &tool,
-                    descriptor_sha256: descriptor.as_ref().map(|d| d.digest.to_hex()),
-                    arguments: &arguments,
-                    policies,
-                    groups,
+        let (traceparent, tracestate) = custos_mcp::trace::trace_context(&msg);
+        let parent = custos_telemetry::TraceHeaders::from_peer(traceparent.as_deref(), tracestate.as_deref());
+        let input = CallInput { request_id: id.get(), tool, arguments: params.arguments(), protocol, parent };
+        match self.admit(input).await {
+            Admission::Run { call, token, slot, replay } => {
+                let (raw, trace) = self.traced_forward(msg.raw, call.span, &call.tool);
+                let in_flight = CallInFlight {
+                    tool: call.tool,
+                    step: call.step,
+                    received: call.received,
+                    started: Instant::now(),
+                    token,
+                    slot,
+                    replay: Some(replay),
+                    trace,
                 };
-                match approvals.hold(&call).await {
-                    Ok(request) => Some(request),
-                    Err(err) => {
-                        // Fail closed: a call that cannot be held for approval does not run.
-                        self.pending.remove(id);
-                        span.finished("refused", Some(&codes::AUDIT_UNAVAILABLE.to_string()));
-                        tracing::error!("refusing `{tool}` (step {step}): cannot open its approval: {err}");
-                        return unrecorded(id, &tool, "its approval request cannot be recorded");
-                    }
-                }
+                self.pending.set_call(id, in_flight);
+                Outcome::Forward(raw)
             }
-            _ => None,
-        };
-        if let (Some(request), Some(detail)) = (&approval, decided.detail.as_object_mut()) {
-            detail.insert("approval".into(), json!(request.id));
-            detail.insert("approval_state".into(), json!(request.state.name()));
-        }
-
-        if let Some(request) = &approval {
-            span.approval(&request.id);
-        }
-        let audit_timer = self.metrics.duration.start_timer(&["audit"]);
-        let audit_span = span.stage("audit append");
-        let mut events = vec![requested, decided];
-        events.extend(self.finding_events(&before, &decision, step, &tool));
-        if decision.is_allow() {
-            events.extend(self.label_events(&flows, step, &tool));
-        }
-        let appended = self.record(events).await;
-        audit_timer.observe();
-        drop(audit_span);
-        if let Err(err) = appended {
-            self.pending.remove(id);
-            span.finished("refused", Some(&codes::AUDIT_UNAVAILABLE.to_string()));
-            tracing::error!("refusing `{tool}` (step {step}): the audit log cannot be written: {err}");
-            return unrecorded(id, &tool, "the audit log cannot be written");
-        }
-        if decision.is_allow() {
-            self.detection.used(&self.agent.id.0, &tool);
-        }
-
-        // 5. forward, hold or answer
-        if let Some(request) = approval {
-            let progress_token = progress_token(&msg);
-            return Outcome::Held(Box::new(crate::held::Held {
+            Admission::Hold { call, request } => Outcome::Held(Box::new(crate::held::Held {
                 id: id.to_owned(),
+                progress_token: progress_token(&msg),
                 raw: msg.raw,
-                step,
-                tool,
-                class,
-                descriptor,
-                arguments,
-                received,
-                request,
-                progress_token,
-                span,
-            }));
-        }
-        if decision.is_allow() {
-            let slot = before.slot;
-            let replay = Some((class, arguments_sha256.clone()));
-            let (raw, trace) = self.traced_forward(msg.raw, span, &tool);
-            let call = CallInFlight { tool, step, received, started: Instant::now(), token, slot, replay, trace };
-            self.pending.set_call(id, call);
-            Outcome::Forward(raw)
-        } else {
-            self.pending.remove(id);
-            span.finished("denied", Some(&codes::DENIED.to_string()));
-            self.denied(id, &tool, step, decision.policies(), &decision.explain(), None)
+                step: call.step,
+                tool: call.tool,
+                class: call.class,
+                descriptor: call.descriptor,
+                arguments: call.arguments,
+                received: call.received,
+                request: *request,
+                span: call.span,
+            })),
+            Admission::Deny { call, policies, reason } => {
+                self.pending.remove(id);
+                self.denied(id, &call.tool, call.step, &policies, &reason, None)
+            }
+            Admission::Unrecorded { tool, what } => {
+                self.pending.remove(id);
+                unrecorded(id, &tool, what)
+            }
         }
     }
 
@@ -689,8 +541,8 @@ impl Gateway {
     /// `params._meta`, else in the HTTP request's headers); empty when tracing is off.
     fn call_span(
         &self,
-        msg: &Message,
-        id: &RawValue,
+        parent: Option<custos_telemetry::TraceHeaders>,
+        request_id: &str,
         tool: &ToolRef,
         step: u64,
         class: custos_core::ToolClass,
@@ -699,17 +551,16 @@ impl Gateway {
         if !self.tracer.is_on() {
             return custos_telemetry::CallSpan::default();
         }
-        let (traceparent, tracestate) = custos_mcp::trace::trace_context(msg);
         self.tracer.start_call(custos_telemetry::CallStart {
             tool: tool.name(),
             server: &self.server,
-            request_id: id.get(),
+            request_id,
             agent: &self.agent.id.0,
             run: &self.run.0,
             step,
             class: class.as_str(),
             protocol,
-            parent: custos_telemetry::TraceHeaders::from_peer(traceparent.as_deref(), tracestate.as_deref()),
+            parent,
         })
     }
 
@@ -1468,5 +1319,6 @@ pub(crate) fn unrecorded(id: &RawValue, tool: &ToolRef, what: &str) -> Outcome {
     ))
 }
 
+mod admit;
 #[cfg(test)]
 mod tests;
