@@ -34,8 +34,8 @@ use crate::detect::{labels, Before, Detection, RunState};
 use crate::metrics::GatewayMetrics;
 use crate::now_ms;
 use crate::pending::{Answered, CallInFlight, PendingRequests, Refused};
-use admit::{Admission, CallInput};
 use crate::tools_list::ToolsListing;
+use admit::{Admission, CallInput};
 
 /// What the transport does with a frame after the pipeline has seen it.
 #[derive(Debug, PartialEq, Eq)]
