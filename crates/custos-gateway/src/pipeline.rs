@@ -13,6 +13,11 @@
 //!    the client sees it.
 //!
 //! A later stage never widens what an earlier one decided.
+//!
+//! Stages 1 to 4 (with detection, the approval hold and the credential broker) are
+//! protocol-neutral, in `pipeline/admit.rs`: a call in, an admission out. Stage 6 is too, in
+//! `pipeline/finish.rs`. This file is the MCP front-end around them: it turns a `tools/call`
+//! into a call and the admission back into JSON-RPC, and passes everything else through.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,7 +33,6 @@ use custos_mcp::{codes, error_response, sniff, Frame, Message, MessageError, Mes
 use custos_policy::{PolicyEngine, ToolInfo};
 use custos_store::AuditLog;
 
-use crate::abuse::CallFacts;
 use crate::broker::{Bearer, Broker, Minting, TokenCache};
 use crate::detect::{labels, Before, Detection, RunState};
 use crate::metrics::GatewayMetrics;
@@ -36,6 +40,7 @@ use crate::now_ms;
 use crate::pending::{Answered, CallInFlight, PendingRequests, Refused};
 use crate::tools_list::ToolsListing;
 use admit::{Admission, CallInput};
+use finish::{Ended, Ending};
 
 /// What the transport does with a frame after the pipeline has seen it.
 #[derive(Debug, PartialEq, Eq)]
@@ -934,16 +939,7 @@ impl Gateway {
         raw: Vec<u8>,
         findings: Vec<NewEvent>,
     ) -> Outcome {
-        self.metrics.duration.observe_duration(&["upstream"], call.started.elapsed());
-        if is_error {
-            self.metrics.upstream_errors.inc(&[&self.server]);
-        }
-        let trace = call.trace.take().map(|t| *t).unwrap_or_default();
-        let mut upstream_span = trace.upstream;
-        if is_error {
-            upstream_span.failed("error answer");
-        }
-        upstream_span.end();
+        self.upstream_answered(call, is_error);
         let mut result = result_member(&raw);
         // Detect (post): instructions for the model, invisible text or exfiltration bait in the
         // result. The run is labelled `untrusted_input`; `[detection] output` says whether the
@@ -951,61 +947,23 @@ impl Gateway {
         let (raw, inspected) = self.inspect_result(id, call, raw, result.as_mut());
         let tool_error = result.as_ref().is_some_and(|r| r.get("isError") == Some(&json!(true)));
         let outcome = if is_error {
-            "error"
+            Ended::Error
         } else if tool_error {
-            "tool_error"
+            Ended::ToolError
         } else {
-            "ok"
+            Ended::Ok
         };
-        // A call that ran to an answer is what a replay would repeat.
-        if let (false, Some((class, arguments_sha256))) = (is_error || cancelled, &call.replay) {
-            let facts = CallFacts {
-                agent: &self.agent.id.0,
-                run: &self.run.0,
-                tool: &call.tool,
-                class: *class,
-                arguments_sha256,
-            };
-            self.detection.abuse().executed(&facts, Instant::now());
-        }
-        let mut e = self.event(EventKind::CallFinished);
-        e.step = Some(call.step);
-        e.tool = Some(call.tool.clone());
-        e.detail = json!({
-            "request_id": id.get(),
-            "outcome": outcome,
-            "cancelled": cancelled,
-            "duration_ms": u64::try_from(call.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "bytes": raw.len(),
-            "sha256": Digest::of(&raw),
-            "error": if is_error { error_member(&raw) } else { None },
-        });
-        if self.audit_config.record_results {
-            if let (Some(obj), Some(result)) = (e.detail.as_object_mut(), result) {
-                // An upstream's result may nest as deep as a message can; the log keeps what its
-                // reader reads back (the digest above covers the whole result).
-                obj.insert("result".into(), custos_store::shallow(&result, RECORDED_DEPTH));
-            }
-        }
-        let result_rules: Vec<String> =
-            inspected.iter().filter_map(|e| e.detail.get("rule").and_then(|r| r.as_str()).map(str::to_owned)).collect();
-        trace.call.result_findings(&result_rules);
-        let audit_timer = self.metrics.duration.start_timer(&["audit"]);
-        let audit_span = trace.call.stage("audit append");
-        let mut events = findings;
-        events.extend(inspected);
-        events.push(e);
-        let appended = self.record(events).await;
-        audit_timer.observe();
-        drop(audit_span);
-        let error_code = if is_error { Some(error_code(&raw)) } else { tool_error.then(|| "tool_error".to_owned()) };
-        match &appended {
-            Ok(_) => trace.call.finished(outcome, error_code.as_deref()),
-            Err(_) => trace.call.finished("withheld", Some(&codes::AUDIT_UNAVAILABLE.to_string())),
-        }
-        self.metrics.duration.observe_duration(&["whole"], call.received.elapsed());
-        match appended {
-            Ok(_) => Outcome::Forward(raw),
+        let ending = Ending {
+            request_id: id.get(),
+            outcome,
+            cancelled,
+            answer: &raw,
+            error: if is_error { error_member(&raw) } else { None },
+            error_code: if is_error { Some(error_code(&raw)) } else { tool_error.then(|| "tool_error".to_owned()) },
+            result: result.as_ref(),
+        };
+        match self.finish(call, ending, findings, inspected).await {
+            Ok(()) => Outcome::Forward(raw),
             Err(err) => {
                 tracing::error!("withholding the result of `{}` (step {}): {err}", call.tool, call.step);
                 Outcome::Forward(error_response(
@@ -1320,5 +1278,6 @@ pub(crate) fn unrecorded(id: &RawValue, tool: &ToolRef, what: &str) -> Outcome {
 }
 
 mod admit;
+mod finish;
 #[cfg(test)]
 mod tests;
