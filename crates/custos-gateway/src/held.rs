@@ -174,22 +174,11 @@ impl Gateway {
             return unrecorded(&held.id, &held.tool, "the audit log cannot be written");
         }
         self.detection().used(&self.agent().id.0, &held.tool);
-        let replay = Some((held.class, custos_core::Digest::of_json(&held.arguments).to_hex()));
+        let replay = (held.class, custos_core::Digest::of_json(&held.arguments).to_hex());
         // Held calls take no concurrency slot: they waited outside the limit, and a human let
         // this one through.
-        let (raw, trace) = self.traced_forward(held.raw, held.span, &held.tool);
-        let call = CallInFlight {
-            tool: held.tool,
-            step: held.step,
-            received: held.received,
-            started: Instant::now(),
-            token,
-            slot: None,
-            replay,
-            trace,
-        };
-        self.pending().set_call(&held.id, call);
-        Outcome::Forward(raw)
+        let call = CallInFlight::new(held.tool, held.step, held.received, token, None, replay);
+        self.forward_allowed(&held.id, held.raw, held.span, call)
     }
 
     /// Refused after being held: recorded as a deny naming the approval, answered `-32001`.

@@ -35,6 +35,20 @@ pub struct CallInFlight {
     pub trace: Option<Box<CallTrace>>,
 }
 
+impl CallInFlight {
+    /// A call about to be forwarded now; its spans are added as it is.
+    pub(crate) fn new(
+        tool: ToolRef,
+        step: u64,
+        received: Instant,
+        token: Option<crate::broker::Bearer>,
+        slot: Option<crate::abuse::Slot>,
+        replay: (custos_core::ToolClass, String),
+    ) -> Self {
+        Self { tool, step, received, started: Instant::now(), token, slot, replay: Some(replay), trace: None }
+    }
+}
+
 /// The spans of a forwarded call and the trace context its upstream was given.
 #[derive(Debug, Default)]
 pub struct CallTrace {

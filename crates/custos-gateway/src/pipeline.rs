@@ -21,7 +21,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -504,19 +503,8 @@ impl Gateway {
         let input = CallInput { request_id: id.get(), tool, arguments: params.arguments(), protocol, parent };
         match self.admit(input).await {
             Admission::Run { call, token, slot, replay } => {
-                let (raw, trace) = self.traced_forward(msg.raw, call.span, &call.tool);
-                let in_flight = CallInFlight {
-                    tool: call.tool,
-                    step: call.step,
-                    received: call.received,
-                    started: Instant::now(),
-                    token,
-                    slot,
-                    replay: Some(replay),
-                    trace,
-                };
-                self.pending.set_call(id, in_flight);
-                Outcome::Forward(raw)
+                let in_flight = CallInFlight::new(call.tool, call.step, call.received, token, slot, replay);
+                self.forward_allowed(id, msg.raw, call.span, in_flight)
             }
             Admission::Hold { call, request } => Outcome::Held(Box::new(crate::held::Held {
                 id: id.to_owned(),
@@ -567,6 +555,21 @@ impl Gateway {
             protocol,
             parent,
         })
+    }
+
+    /// Forwards the bytes of an allowed call (its trace context written into them), tracked as
+    /// in flight until its answer comes back.
+    pub(crate) fn forward_allowed(
+        &self,
+        id: &RawValue,
+        raw: Vec<u8>,
+        span: custos_telemetry::CallSpan,
+        mut call: CallInFlight,
+    ) -> Outcome {
+        let (raw, trace) = self.traced_forward(raw, span, &call.tool);
+        call.trace = trace;
+        self.pending.set_call(id, call);
+        Outcome::Forward(raw)
     }
 
     /// The bytes to forward for an allowed call, and its spans: the upstream span starts here,

@@ -14,17 +14,7 @@ use common::harness::{of_kind, python_http, sample_server, Deployment, RawSessio
 use serde_json::{json, Value};
 
 /// Operators may call the sample server's tools; privileged ones need a yes from `ops`.
-const POLICIES: &str = r#"
-@id("operators-call")
-permit (principal in Custos::Group::"operators", action == Custos::Action::"call_tool", resource);
-
-@id("privileged-needs-ops")
-@approval("ops")
-@reason("privileged tools need a human")
-forbid (principal, action == Custos::Action::"call_tool", resource)
-when { resource.class == "privileged" }
-unless { context.approval.granted };
-"#;
+const POLICIES: &str = common::harness::HELD_PRIVILEGED_POLICIES;
 
 /// `write_note` is privileged here; `ops` is carol; `extra` goes into `[approvals]`.
 fn deployment(approvals: &str, extra: &str) -> Deployment {

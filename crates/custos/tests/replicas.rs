@@ -195,19 +195,8 @@ fn a_rate_limit_holds_across_replicas_not_once_per_replica() {
 fn a_call_held_on_one_replica_is_released_by_an_approval_through_another() {
     let cluster = TestCluster::start();
     let url = cluster.create_database("approvals");
-    let policies = r#"
-@id("operators-call")
-permit (principal in Custos::Group::"operators", action == Custos::Action::"call_tool", resource);
-
-@id("privileged-needs-ops")
-@approval("ops")
-@reason("privileged tools need a human")
-forbid (principal, action == Custos::Action::"call_tool", resource)
-when { resource.class == "privileged" }
-unless { context.approval.granted };
-"#;
     let d = Deployment::serving(
-        policies,
+        common::harness::HELD_PRIVILEGED_POLICIES,
         &format!(
             "[store]\nurl = \"{url}\"\n\n[approvals]\ntimeout_ms = 30000\n[approvals.groups.ops]\nmembers = [\"carol@example.com\"]\n\n\
              [admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\nassert_approvers = true\n"

@@ -45,6 +45,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().parent().unwrap().to_path_buf()
 }
 
+/// Operators may call every tool; privileged ones need a yes from the approver group `ops`.
+pub const HELD_PRIVILEGED_POLICIES: &str = r#"
+@id("operators-call")
+permit (principal in Custos::Group::"operators", action == Custos::Action::"call_tool", resource);
+
+@id("privileged-needs-ops")
+@approval("ops")
+@reason("privileged tools need a human")
+forbid (principal, action == Custos::Action::"call_tool", resource)
+when { resource.class == "privileged" }
+unless { context.approval.granted };
+"#;
+
 /// Policies used by most tests: readers call read tools; operators call anything but
 /// `delete_everything`; `add` is forbidden when `a` is over 100.
 pub const POLICIES: &str = r#"
