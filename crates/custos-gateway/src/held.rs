@@ -54,6 +54,24 @@ pub struct Held {
 }
 
 impl Held {
+    /// A call `admit` held for `request`, to be settled as request `id` of its front-end;
+    /// `raw` is what is forwarded once it is approved (MCP: the client's frame).
+    pub fn new(id: Box<RawValue>, raw: Vec<u8>, call: crate::Admitted, request: ApprovalRequest) -> Self {
+        Self {
+            id,
+            raw,
+            step: call.step,
+            tool: call.tool,
+            class: call.class,
+            descriptor: call.descriptor,
+            arguments: call.arguments,
+            received: call.received,
+            request,
+            progress_token: None,
+            span: call.span,
+        }
+    }
+
     /// The approval request the call waits for.
     pub fn request(&self) -> &ApprovalRequest {
         &self.request

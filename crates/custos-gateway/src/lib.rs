@@ -29,6 +29,7 @@
 //! - [`stdio`]: the stdio transport of `custos run`: a child process, two ordered pumps, shutdown.
 
 pub mod abuse;
+pub mod api;
 pub mod broker;
 pub mod detect;
 pub mod held;
@@ -41,7 +42,7 @@ pub mod tools_list;
 
 pub use broker::{Broker, BrokerError, BrokerSources, Keys};
 pub use metrics::GatewayMetrics;
-pub use pipeline::{Gateway, GatewaySpec, Outcome};
+pub use pipeline::{Admission, Admitted, CallInput, Ended, Ending, Gateway, GatewaySpec, Outcome};
 pub use remote::RemoteUpstream;
 pub use stdio::{serve_stdio, shutdown_signal, ChildUpstream, StdioError, StdioExit};
 

@@ -37,7 +37,7 @@ pub struct CallInFlight {
 
 impl CallInFlight {
     /// A call about to be forwarded now; its spans are added as it is.
-    pub(crate) fn new(
+    pub fn new(
         tool: ToolRef,
         step: u64,
         received: Instant,

@@ -38,8 +38,8 @@ use crate::metrics::GatewayMetrics;
 use crate::now_ms;
 use crate::pending::{Answered, CallInFlight, PendingRequests, Refused};
 use crate::tools_list::ToolsListing;
-use admit::{Admission, CallInput};
-use finish::{Ended, Ending};
+pub use admit::{Admission, Admitted, CallInput};
+pub use finish::{Ended, Ending, Inspected};
 
 /// What the transport does with a frame after the pipeline has seen it.
 #[derive(Debug, PartialEq, Eq)]
@@ -210,7 +210,8 @@ impl Gateway {
         &self.agent
     }
 
-    pub(crate) fn run(&self) -> &RunId {
+    /// The run this pipeline records into.
+    pub fn run(&self) -> &RunId {
         &self.run
     }
 
@@ -218,7 +219,9 @@ impl Gateway {
         &self.metrics
     }
 
-    pub(crate) fn pending(&self) -> &PendingRequests {
+    /// The requests of this pipeline's client still open: a front-end registers each call's id
+    /// here before [`admit`](Self::admit), and takes it out once answered.
+    pub fn pending(&self) -> &PendingRequests {
         &self.pending
     }
 
@@ -506,19 +509,12 @@ impl Gateway {
                 let in_flight = CallInFlight::new(call.tool, call.step, call.received, token, slot, replay);
                 self.forward_allowed(id, msg.raw, call.span, in_flight)
             }
-            Admission::Hold { call, request } => Outcome::Held(Box::new(crate::held::Held {
-                id: id.to_owned(),
-                progress_token: progress_token(&msg),
-                raw: msg.raw,
-                step: call.step,
-                tool: call.tool,
-                class: call.class,
-                descriptor: call.descriptor,
-                arguments: call.arguments,
-                received: call.received,
-                request: *request,
-                span: call.span,
-            })),
+            Admission::Hold { call, request } => {
+                let progress_token = progress_token(&msg);
+                let mut held = crate::held::Held::new(id.to_owned(), msg.raw, call, *request);
+                held.progress_token = progress_token;
+                Outcome::Held(Box::new(held))
+            }
             Admission::Deny { call, policies, reason } => {
                 self.pending.remove(id);
                 self.denied(id, &call.tool, call.step, &policies, &reason, None)
@@ -581,18 +577,29 @@ impl Gateway {
         span: custos_telemetry::CallSpan,
         tool: &ToolRef,
     ) -> (Vec<u8>, Option<Box<crate::pending::CallTrace>>) {
-        if !self.tracer.is_on() {
-            return (raw, None);
-        }
-        let upstream = span.upstream(tool.name(), &self.server);
-        let headers = upstream.headers();
-        let raw = match &headers {
+        let Some(trace) = self.upstream_trace(span, tool) else { return (raw, None) };
+        let raw = match &trace.headers {
             Some(h) => {
                 custos_mcp::trace::with_trace_context(&raw, &h.traceparent, h.tracestate.as_deref()).unwrap_or(raw)
             }
             None => raw,
         };
-        (raw, Some(Box::new(crate::pending::CallTrace { call: span, upstream, headers })))
+        (raw, Some(trace))
+    }
+
+    /// The spans of an allowed call about to be forwarded (its upstream span starts now), and
+    /// the trace context the upstream is given; `None` when tracing is off.
+    pub fn upstream_trace(
+        &self,
+        span: custos_telemetry::CallSpan,
+        tool: &ToolRef,
+    ) -> Option<Box<crate::pending::CallTrace>> {
+        if !self.tracer.is_on() {
+            return None;
+        }
+        let upstream = span.upstream(tool.name(), &self.server);
+        let headers = upstream.headers();
+        Some(Box::new(crate::pending::CallTrace { call: span, upstream, headers }))
     }
 
     /// Refuses a call of a tool the upstream did not list whose name differs from a listed one
@@ -989,40 +996,18 @@ impl Gateway {
         result: Option<&mut serde_json::Value>,
     ) -> (Vec<u8>, Vec<NewEvent>) {
         let Some(result) = result else { return (raw, Vec::new()) };
-        let action = self.detection.output_action();
-        let findings = match action {
-            OutputAction::Redact => custos_detect::redact_result(result),
-            OutputAction::Record | OutputAction::Block => custos_detect::scan_result(result),
-        };
-        if findings.is_empty() {
-            return (raw, Vec::new());
-        }
-        let verb = match action {
-            OutputAction::Record => "recorded",
-            OutputAction::Redact => "redacted",
-            OutputAction::Block => "blocked",
-        };
-        let rules: Vec<&str> = findings.iter().map(|f| f.rule.as_str()).collect();
-        let mut events: Vec<NewEvent> = findings
-            .iter()
-            .map(|f| {
-                self.run_state.found(&f.kind);
-                self.finding_event(f, verb, Some((call.step, &call.tool)))
-            })
-            .collect();
-        let why = format!("the result of `{}` carried {}", call.tool, rules.join(", "));
-        events.extend(self.labeled(labels::UNTRUSTED_INPUT, &why, call.step, &call.tool));
-        let raw = match action {
+        let Some(inspected) = self.inspect(call, result) else { return (raw, Vec::new()) };
+        let raw = match inspected.action {
             OutputAction::Record => raw,
             OutputAction::Redact => with_result(&raw, result).unwrap_or(raw),
             OutputAction::Block => error_response(
                 Some(id),
                 codes::DENIED,
-                &format!("custos withheld the result of `{}`: it carries {}", call.tool, rules.join(", ")),
-                Some(json!({ "findings": rules, "run": self.run.0, "step": call.step })),
+                &format!("custos withheld the result of `{}`: it carries {}", call.tool, inspected.rules.join(", ")),
+                Some(json!({ "findings": inspected.rules, "run": self.run.0, "step": call.step })),
             ),
         };
-        (raw, events)
+        (raw, inspected.events)
     }
 
     /// Runs the leak guard over one upstream message: the message as the agent may see it, and
@@ -1041,7 +1026,7 @@ impl Gateway {
 
     /// One `finding.recorded` per hit of the leak guard in what this upstream sent (`channel`:
     /// `message` or `stderr`).
-    pub(crate) fn leak_findings(&self, hits: &[custos_secrets::Hit], more: usize, channel: &str) -> Vec<NewEvent> {
+    pub fn leak_findings(&self, hits: &[custos_secrets::Hit], more: usize, channel: &str) -> Vec<NewEvent> {
         hits.iter()
             .map(|hit| {
                 self.metrics.findings.inc(&["secret_leak", "high"]);

@@ -65,13 +65,27 @@ struct Shared {
 
 /// How requests reach the server: in the clear for `http://`, through rustls for `https://`.
 #[derive(Debug)]
-enum Transport {
+pub(crate) enum Transport {
     Plain(Client<HttpConnector, Full<Bytes>>),
     Tls(Client<custos_tls::client::HttpsConnector, Full<Bytes>>),
 }
 
 impl Transport {
-    fn request(&self, req: Request<Full<Bytes>>) -> ResponseFuture {
+    /// The transport for `uri`'s scheme, with `tls` for `https://`.
+    pub(crate) fn for_uri(uri: &hyper::Uri, tls: &custos_config::UpstreamTls) -> Result<Self, String> {
+        match uri.scheme_str() {
+            Some("http") => Ok(Transport::Plain(Client::builder(TokioExecutor::new()).build_http())),
+            Some("https") => {
+                let identity = tls.client_identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
+                let config =
+                    custos_tls::client::ClientTls::load(tls.ca_file.as_deref(), identity).map_err(|e| e.to_string())?;
+                Ok(Transport::Tls(Client::builder(TokioExecutor::new()).build(config.connector())))
+            }
+            _ => Err("only http:// and https:// upstreams are supported".into()),
+        }
+    }
+
+    pub(crate) fn request(&self, req: Request<Full<Bytes>>) -> ResponseFuture {
         match self {
             Self::Plain(client) => client.request(req),
             Self::Tls(client) => client.request(req),
@@ -96,16 +110,7 @@ impl RemoteUpstream {
         // url as configured, events only its host).
         let uri: hyper::Uri =
             with_query(url, &broker.query(gateway.server())).parse().map_err(|_| bad("not a url".to_owned()))?;
-        let client = match uri.scheme_str() {
-            Some("http") => Transport::Plain(Client::builder(TokioExecutor::new()).build_http()),
-            Some("https") => {
-                let identity = tls.client_identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
-                let config = custos_tls::client::ClientTls::load(tls.ca_file.as_deref(), identity)
-                    .map_err(|e| bad(e.to_string()))?;
-                Transport::Tls(Client::builder(TokioExecutor::new()).build(config.connector()))
-            }
-            _ => return Err(bad("only http:// and https:// upstreams are supported".into())),
-        };
+        let client = Transport::for_uri(&uri, tls).map_err(bad)?;
         let mut headers = headers
             .iter()
             .map(|(k, v)| Ok((HeaderName::try_from(k.as_str())?, HeaderValue::try_from(v.as_str())?)))
@@ -409,7 +414,7 @@ fn with_query(url: &str, params: &[(String, String)]) -> String {
 }
 
 /// RFC 3986 percent-encoding of everything but the unreserved characters.
-fn percent_encode(s: &str) -> String {
+pub(crate) fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {

@@ -20,34 +20,34 @@ use crate::broker::Bearer;
 
 /// A call as a front-end presents it.
 #[derive(Debug)]
-pub(crate) struct CallInput<'a> {
+pub struct CallInput<'a> {
     /// The front-end's id of the request (a JSON-RPC id's text), recorded with the call.
-    pub(crate) request_id: &'a str,
+    pub request_id: &'a str,
     /// Named by the front-end, already checked as a tool of this gateway's server.
-    pub(crate) tool: ToolRef,
+    pub tool: ToolRef,
     /// The arguments policy sees, as a JSON object.
-    pub(crate) arguments: serde_json::Value,
+    pub arguments: serde_json::Value,
     /// The protocol revision the call was made in, when the protocol has one.
-    pub(crate) protocol: Option<String>,
+    pub protocol: Option<String>,
     /// The trace the client's call belongs to, if it named one.
-    pub(crate) parent: Option<custos_telemetry::TraceHeaders>,
+    pub parent: Option<custos_telemetry::TraceHeaders>,
 }
 
 /// A call that was attributed, classified, decided and recorded.
 #[derive(Debug)]
-pub(crate) struct Admitted {
-    pub(crate) step: u64,
-    pub(crate) tool: ToolRef,
-    pub(crate) class: ToolClass,
-    pub(crate) descriptor: Option<Arc<ToolDescriptor>>,
-    pub(crate) arguments: serde_json::Value,
-    pub(crate) received: Instant,
-    pub(crate) span: custos_telemetry::CallSpan,
+pub struct Admitted {
+    pub step: u64,
+    pub tool: ToolRef,
+    pub class: ToolClass,
+    pub descriptor: Option<Arc<ToolDescriptor>>,
+    pub arguments: serde_json::Value,
+    pub received: Instant,
+    pub span: custos_telemetry::CallSpan,
 }
 
 /// What becomes of a call, recorded before the front-end acts on it.
 #[derive(Debug)]
-pub(crate) enum Admission {
+pub enum Admission {
     /// Allowed: forward it, with the token minted for it, holding its concurrency slot; once
     /// it ran, `replay` (its class and arguments digest) is what a replay would repeat.
     Run { call: Admitted, token: Option<Bearer>, slot: Option<Slot>, replay: (ToolClass, String) },
@@ -63,7 +63,7 @@ impl Gateway {
     /// Stages 1 to 4 of a call: attribute, classify, detect, decide, hold, broker, record. The
     /// call's events are durably appended before this returns anything but
     /// [`Admission::Unrecorded`]; a front-end forwards only [`Admission::Run`].
-    pub(crate) async fn admit(&self, input: CallInput<'_>) -> Admission {
+    pub async fn admit(&self, input: CallInput<'_>) -> Admission {
         let CallInput { request_id, tool, arguments, protocol, parent } = input;
         let received = Instant::now();
         // 1. attribute

@@ -7,16 +7,30 @@ use std::time::Instant;
 
 use serde_json::json;
 
+use custos_config::OutputAction;
 use custos_core::{Digest, EventKind, NewEvent};
 use custos_mcp::codes;
 
 use super::{Gateway, RECORDED_DEPTH};
 use crate::abuse::CallFacts;
+use crate::detect::labels;
 use crate::pending::CallInFlight;
+
+/// What inspecting a call's result found (see [`Gateway::inspect`]).
+#[derive(Debug)]
+pub struct Inspected {
+    /// `[detection] output`: what the front-end does with the result. `Redact`: it was
+    /// redacted in place; `Block`: the agent must not get it.
+    pub action: OutputAction,
+    /// The rules that matched, for the agent's error when the result is withheld.
+    pub rules: Vec<String>,
+    /// The findings and the run's new label, to record with the call's end.
+    pub events: Vec<NewEvent>,
+}
 
 /// How a call that ran ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ended {
+pub enum Ended {
     /// The tool answered.
     Ok,
     /// The tool answered that it failed (MCP's `isError`; an HTTP API's 4xx or 5xx).
@@ -26,7 +40,7 @@ pub(crate) enum Ended {
 }
 
 impl Ended {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::ToolError => "tool_error",
@@ -37,25 +51,56 @@ impl Ended {
 
 /// The end of a call, as its front-end read the answer.
 #[derive(Debug)]
-pub(crate) struct Ending<'a> {
-    pub(crate) request_id: &'a str,
-    pub(crate) outcome: Ended,
+pub struct Ending<'a> {
+    pub request_id: &'a str,
+    pub outcome: Ended,
     /// The client cancelled the call; its answer goes nowhere.
-    pub(crate) cancelled: bool,
+    pub cancelled: bool,
     /// The answer as the agent gets it: its size and digest are recorded.
-    pub(crate) answer: &'a [u8],
+    pub answer: &'a [u8],
     /// The upstream's error, recorded with outcome [`Ended::Error`].
-    pub(crate) error: Option<serde_json::Value>,
+    pub error: Option<serde_json::Value>,
     /// The code the span names for a failure (`tool_error`, a JSON-RPC code, an HTTP status).
-    pub(crate) error_code: Option<String>,
+    pub error_code: Option<String>,
     /// The result as the agent gets it, recorded when `[audit] record_results` is on.
-    pub(crate) result: Option<&'a serde_json::Value>,
+    pub result: Option<&'a serde_json::Value>,
 }
 
 impl Gateway {
+    /// Detect (post) on `result` (any JSON: an MCP result, an API's answer): instructions for
+    /// the model, invisible text or exfiltration bait. `None` when nothing is found. Otherwise
+    /// the run is labelled `untrusted_input`, and by `[detection] output` the result is left as
+    /// it is, redacted in place, or to be withheld.
+    pub fn inspect(&self, call: &CallInFlight, result: &mut serde_json::Value) -> Option<Inspected> {
+        let action = self.detection.output_action();
+        let findings = match action {
+            OutputAction::Redact => custos_detect::redact_result(result),
+            OutputAction::Record | OutputAction::Block => custos_detect::scan_result(result),
+        };
+        if findings.is_empty() {
+            return None;
+        }
+        let verb = match action {
+            OutputAction::Record => "recorded",
+            OutputAction::Redact => "redacted",
+            OutputAction::Block => "blocked",
+        };
+        let rules: Vec<String> = findings.iter().map(|f| f.rule.clone()).collect();
+        let mut events: Vec<NewEvent> = findings
+            .iter()
+            .map(|f| {
+                self.run_state.found(&f.kind);
+                self.finding_event(f, verb, Some((call.step, &call.tool)))
+            })
+            .collect();
+        let why = format!("the result of `{}` carried {}", call.tool, rules.join(", "));
+        events.extend(self.labeled(labels::UNTRUSTED_INPUT, &why, call.step, &call.tool));
+        Some(Inspected { action, rules, events })
+    }
+
     /// The upstream answered `call` (or failed to): its time and failures counted, its span
     /// ended.
-    pub(crate) fn upstream_answered(&self, call: &mut CallInFlight, failed: bool) {
+    pub fn upstream_answered(&self, call: &mut CallInFlight, failed: bool) {
         self.metrics.duration.observe_duration(&["upstream"], call.started.elapsed());
         if failed {
             self.metrics.upstream_errors.inc(&[&self.server]);
@@ -72,7 +117,7 @@ impl Gateway {
     /// Stage 6: records how `call` ended, with `findings` (the leak guard's) and `inspected`
     /// (what inspecting its result found), before the agent sees the answer. `Err`: the log
     /// cannot be written, and the front-end must withhold the answer.
-    pub(crate) async fn finish(
+    pub async fn finish(
         &self,
         call: &mut CallInFlight,
         ending: Ending<'_>,

@@ -1,0 +1,203 @@
+//! Plain HTTP APIs (`[[apis]]`) behind the gateway: the request of an allowed call sent to the
+//! API's base URL, with the credentials the broker holds for the API and never the agent's.
+//!
+//! Both front-ends of an API use this: the reverse proxy (`/api/{name}/…` of `custos serve`,
+//! which passes the agent's request on) and the MCP tools made of its operations (which build
+//! the request from a tool call's arguments). Either way the call was decided and recorded
+//! first ([`Gateway::admit`](crate::Gateway::admit)); what comes back goes through the leak
+//! guard and is recorded ([`Gateway::finish`](crate::Gateway::finish)) before the agent sees it.
+//!
+//! What is sent: the method, the path below the base URL, the query (with the broker's query
+//! secrets added), the headers the front-end passes (never `Authorization`, `Cookie` or other
+//! credentials of the agent), the broker's header secrets, the call's minted token, the trace
+//! context, and the body. What comes back is read whole, up to a limit: an answer past it is an
+//! error, never a truncated body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+
+use crate::broker::Broker;
+use crate::pending::CallInFlight;
+use crate::remote::{percent_encode, Transport};
+
+/// Response headers an agent gets back from an API; the rest (cookies, hop-by-hop headers,
+/// anything naming the upstream's internals) stay at the gateway.
+const PASSED_BACK: &[&str] = &[
+    "content-type",
+    "content-language",
+    "cache-control",
+    "etag",
+    "last-modified",
+    "location",
+    "retry-after",
+    "x-request-id",
+];
+
+/// One API's upstream: where it is and how requests reach it.
+#[derive(Debug)]
+pub struct ApiUpstream {
+    name: String,
+    /// `scheme://authority/base/path`, without a trailing slash.
+    base: String,
+    transport: Transport,
+    broker: Arc<Broker>,
+    timeout: Duration,
+    max_response_bytes: usize,
+}
+
+/// A request to send, as the front-end built it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    /// Below the base URL, starting with `/`, percent-encoded as it is to be sent.
+    pub path: String,
+    /// The query as it is to be sent, without `?`; may be empty.
+    pub query: String,
+    /// Headers passed on; never the agent's credentials.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// What the API answered.
+#[derive(Debug, Clone)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    /// Only the headers an agent may see ([`PASSED_BACK`]).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// Why an API gave no answer to pass back.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("API `{api}` cannot be reached: {reason}")]
+    Unreachable { api: String, reason: String },
+    #[error("API `{api}` did not answer within {} ms", .timeout.as_millis())]
+    Timeout { api: String, timeout: Duration },
+    #[error("API `{api}` answered more than {limit} bytes")]
+    TooLarge { api: String, limit: usize },
+    #[error("cannot send the request to API `{api}`: {reason}")]
+    Request { api: String, reason: String },
+}
+
+impl ApiUpstream {
+    /// The upstream of API `name` at `base_url` (`http://` or `https://`, with `tls`), its
+    /// secrets in `broker`, answers awaited for `timeout` and read up to `max_response_bytes`.
+    pub fn new(
+        name: &str,
+        base_url: &str,
+        tls: &custos_config::UpstreamTls,
+        broker: Arc<Broker>,
+        timeout: Duration,
+        max_response_bytes: usize,
+    ) -> Result<Self, String> {
+        let uri: hyper::Uri = base_url.parse().map_err(|_| format!("`{base_url}` is not a url"))?;
+        if uri.query().is_some() {
+            return Err(format!("the base url of API `{name}` must not have a query"));
+        }
+        let transport = Transport::for_uri(&uri, tls)?;
+        Ok(Self {
+            name: name.to_owned(),
+            base: base_url.trim_end_matches('/').to_owned(),
+            transport,
+            broker,
+            timeout,
+            max_response_bytes,
+        })
+    }
+
+    /// The API's name (the server part of its tools' names).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `request` for `call` (its minted token and trace context go with it) and reads the
+    /// answer.
+    pub async fn send(&self, request: ApiRequest, call: &CallInFlight) -> Result<ApiResponse, ApiError> {
+        let mut query = request.query;
+        for (key, value) in self.broker.query(&self.name) {
+            if !query.is_empty() {
+                query.push('&');
+            }
+            query.push_str(&percent_encode(&key));
+            query.push('=');
+            query.push_str(&percent_encode(&value));
+        }
+        let mut url = format!("{}{}", self.base, request.path);
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query);
+        }
+        let bad = |reason: String| ApiError::Request { api: self.name.clone(), reason };
+        let mut builder = Request::builder().method(request.method).uri(url);
+        for (name, value) in request.headers {
+            builder = builder.header(name, value);
+        }
+        for (name, value) in self.broker.headers(&self.name) {
+            // The value is a secret: an error names the header, never what it held.
+            let mut value = HeaderValue::try_from(value)
+                .map_err(|_| bad(format!("the secret injected as `{name}` is not a valid header value")))?;
+            value.set_sensitive(true);
+            builder = builder.header(name.as_str(), value);
+        }
+        if let (Some(token), Some(settings)) = (&call.token, self.broker.token_settings(&self.name)) {
+            let mut value = HeaderValue::try_from(settings.render(token.expose()))
+                .map_err(|_| bad("the minted token is not a valid header value".to_owned()))?;
+            value.set_sensitive(true);
+            builder = builder.header(settings.header.as_str(), value);
+        }
+        if let Some(headers) = call.trace.as_ref().and_then(|t| t.headers.as_ref()) {
+            builder = builder.header("traceparent", headers.traceparent.as_str());
+            if let Some(state) = &headers.tracestate {
+                builder = builder.header("tracestate", state.as_str());
+            }
+        }
+        // The url is never shown: it may carry the broker's query secrets.
+        let req = builder.body(Full::new(request.body)).map_err(|_| bad("not a valid request".to_owned()))?;
+        let answer = tokio::time::timeout(self.timeout, async {
+            let response = self
+                .transport
+                .request(req)
+                .await
+                .map_err(|e| ApiError::Unreachable { api: self.name.clone(), reason: error_chain(&e) })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, self.max_response_bytes)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                        ApiError::TooLarge { api: self.name.clone(), limit: self.max_response_bytes }
+                    } else {
+                        ApiError::Unreachable { api: self.name.clone(), reason: e.to_string() }
+                    }
+                })?
+                .to_bytes();
+            let headers = parts
+                .headers
+                .iter()
+                .filter(|(name, _)| PASSED_BACK.contains(&name.as_str()))
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect();
+            Ok(ApiResponse { status: parts.status, headers, body })
+        })
+        .await;
+        answer.unwrap_or_else(|_| Err(ApiError::Timeout { api: self.name.clone(), timeout: self.timeout }))
+    }
+}
+
+/// An error and its causes, as one line (hyper's own message alone says little).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
