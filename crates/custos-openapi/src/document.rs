@@ -45,16 +45,22 @@ pub(crate) fn read(doc: &Value, origin: &str) -> Result<ApiSpec, OpenApiError> {
         ));
     };
     let info = root.get("info").and_then(Value::as_object);
-    let text = |key: &str| info.and_then(|i| i.get(key)).and_then(Value::as_str).unwrap_or_default().to_owned();
+    // `version: 1.0` in YAML is a number: read as written rather than lost.
+    let text = |key: &str| match info.and_then(|i| i.get(key)) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    };
     let resolver = Resolver::new(doc, origin, v31);
 
     let mut operations = Vec::new();
+    let no_paths = Map::new();
     let paths = match root.get("paths") {
-        None => Map::new(),
-        Some(Value::Object(paths)) => paths.clone(),
+        None => &no_paths,
+        Some(Value::Object(paths)) => paths,
         Some(_) => return Err(OpenApiError::invalid(origin, "paths", "expected an object")),
     };
-    for (template_text, item) in &paths {
+    for (template_text, item) in paths {
         if template_text.starts_with("x-") {
             continue;
         }
@@ -345,6 +351,14 @@ components:
         // The same document as JSON reads the same.
         let doc: serde_json::Value = serde_yaml_ng::from_str(BILLING).unwrap();
         assert_eq!(parse_json(&doc.to_string(), "billing.json").unwrap(), spec);
+    }
+
+    #[test]
+    fn yaml_keys_that_are_not_strings_still_read() {
+        let doc = "openapi: 3.0.3\ninfo: {title: t, version: 1.0}\npaths:\n  /a:\n    get:\n      operationId: get_a\n      responses:\n        200: {description: ok}\n        default: {description: error}\n";
+        let spec = parse_yaml(doc, "a.yaml").unwrap();
+        assert_eq!(spec.operations[0].tool_name, "get_a");
+        assert_eq!(spec.version, "1.0");
     }
 
     #[test]

@@ -148,7 +148,7 @@ fn matches(
                 let value = segment
                     .strip_prefix(prefix.as_str())
                     .and_then(|rest| rest.strip_suffix(suffix.as_str()))
-                    .filter(|v| !v.is_empty())?;
+                    .filter(|v| !v.is_empty() && *v != "." && *v != "..")?;
                 params.insert(name.clone(), value.to_owned());
             }
         }
@@ -276,6 +276,8 @@ mod tests {
         assert_eq!(mixed.0, "GET /files/{name}.pdf");
         assert_eq!(mixed.1, vec![("name".into(), "report".into())]);
         assert_eq!(found(&r, &ops, "GET", "/files/.pdf").0, "GET /files/{path}");
+        // A variable inside a segment is never a dot segment either.
+        assert_eq!(found(&r, &ops, "GET", "/files/...pdf").0, "GET /files/{path}");
         assert_eq!(found(&r, &ops, "GET", "/files/README").0, "GET /files/{path}");
         let reversed: Vec<Operation> = ops.iter().rev().cloned().collect();
         let rr = Router::new(&reversed).unwrap();
