@@ -33,13 +33,19 @@ impl ToolClasses {
         Self { trust_annotations, exact, patterns }
     }
 
+    /// The class the config gives tool `name`: its exact entry, else the most specific pattern
+    /// that matches; `None` when no entry does.
+    pub fn configured(&self, name: &str) -> Option<ToolClass> {
+        if let Some(class) = self.exact.get(name) {
+            return Some(*class);
+        }
+        self.patterns.iter().find(|(p, _)| glob_match(p, name)).map(|(_, class)| *class)
+    }
+
     /// The class of tool `name`, given its descriptor when one has been seen.
     pub fn classify(&self, name: &str, descriptor: Option<&ToolDescriptor>) -> ToolClass {
-        if let Some(class) = self.exact.get(name) {
-            return *class;
-        }
-        if let Some((_, class)) = self.patterns.iter().find(|(p, _)| glob_match(p, name)) {
-            return *class;
+        if let Some(class) = self.configured(name) {
+            return class;
         }
         if self.trust_annotations {
             if let Some(d) = descriptor {

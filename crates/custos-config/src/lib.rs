@@ -14,8 +14,11 @@
 //!   settings) and the flow marks of `[[servers]] flows`.
 //! - [`telemetry`]: `[telemetry]` (OpenTelemetry over OTLP), its TOML table and its checks.
 //! - [`sinks`]: `[[audit.sinks]]` (SIEM sinks: its raw shape, settings and rules in one file).
+//! - [`apis`]: `[[apis]]` (plain HTTP APIs: raw shape, settings, rules, and the class overrides
+//!   checked against an imported OpenAPI document).
 //! - [`mod@error`]: the [`ConfigError`] type.
 
+pub mod apis;
 pub mod classify;
 pub mod detection;
 pub mod error;
@@ -32,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 use custos_core::{Agent, AgentId};
 
+pub use apis::{ApiConfig, ApiOperations};
 pub use classify::ToolClasses;
 pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
 pub use error::ConfigError;
@@ -56,6 +60,8 @@ pub struct Config {
     /// The agent `custos run` acts as when `--agent` is not given.
     pub default_agent: Option<AgentId>,
     pub servers: Vec<ServerConfig>,
+    /// `[[apis]]`: plain HTTP APIs, in the order written. Not served yet.
+    pub apis: Vec<ApiConfig>,
     pub serve: ServeConfig,
     /// The admin API of `custos serve`, when configured.
     pub admin: Option<AdminConfig>,
@@ -631,6 +637,11 @@ impl Config {
 
     pub fn server(&self, name: &str) -> Option<&ServerConfig> {
         self.servers.iter().find(|s| s.name == name)
+    }
+
+    /// The `[[apis]]` entry called `name`.
+    pub fn api(&self, name: &str) -> Option<&ApiConfig> {
+        self.apis.iter().find(|a| a.name == name)
     }
 
     /// The `[secrets.NAME]` called `name`.

@@ -23,6 +23,9 @@ pub struct RawConfig {
     pub agents: Vec<RawAgent>,
     #[serde(default)]
     pub servers: Vec<RawServer>,
+    /// `[[apis]]`: plain HTTP APIs governed like MCP servers.
+    #[serde(default)]
+    pub apis: Vec<crate::apis::RawApi>,
     pub serve: Option<RawServe>,
     pub admin: Option<RawAdmin>,
     pub console: Option<RawConsole>,
@@ -107,7 +110,8 @@ pub struct RawSecret {
     pub rotate_after_days: Option<u64>,
 }
 
-/// `[[servers.inject]]`: a secret placed in each request to (or the environment of) a server.
+/// `[[servers.inject]]` (and `[[apis.inject]]`): a secret placed in each request to (or the
+/// environment of) an upstream.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInjection {

@@ -179,7 +179,10 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             }
         }
         let tls = upstream_tls(path, i, &s, https, resolve)?;
-        let inject = injections(path, i, &s, &secrets)?;
+        let remote = s.url.is_some();
+        let owner = format!("server `{}`", s.name);
+        let static_headers: Vec<&str> = s.headers.keys().map(String::as_str).collect();
+        let inject = injections(path, &format!("servers[{i}]"), &owner, remote, &static_headers, &s.inject, &secrets)?;
         let token = token(path, i, &s, &inject, credentials.token_ttl_secs)?;
         let flows = detection::flows(path, i, &s.name, s.flows)?;
         servers.push(ServerConfig {
@@ -194,6 +197,9 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
             flows,
         });
     }
+
+    // After the servers: an api's name must not be a server's.
+    let apis = crate::apis::apis(path, &dir, raw.apis, &secrets, &mut names)?;
 
     let serve = serve(path, &dir, raw.serve.unwrap_or_default())?;
     let admin = match raw.admin {
@@ -262,6 +268,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
         agents,
         default_agent,
         servers,
+        apis,
         serve,
         admin,
         console,
@@ -448,18 +455,19 @@ const TRANSPORT_HEADERS: [&str; 9] = [
 ];
 
 /// Whether `name` is an HTTP field name (RFC 9110 `token`).
-fn is_header_name(name: &str) -> bool {
+pub(crate) fn is_header_name(name: &str) -> bool {
     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c))
 }
 
 /// A header a secret or token is written to: a valid name, not the transport's, and not already
-/// set by someone else. `taken` holds (lowercase name, who sets it).
-fn check_header(path: &Path, key: &str, server: &str, name: &str, taken: &[(String, &str)]) -> Result<(), ConfigError> {
+/// set by someone else. `taken` holds (lowercase name, who sets it). `owner` names the upstream
+/// in messages: "server `crm`".
+fn check_header(path: &Path, key: &str, owner: &str, name: &str, taken: &[(String, &str)]) -> Result<(), ConfigError> {
     if !is_header_name(name) {
         return Err(ConfigError::invalid(
             path,
             key,
-            format!("server `{server}`: `{}` is not an http header name", name.escape_debug()),
+            format!("{owner}: `{}` is not an http header name", name.escape_debug()),
         ));
     }
     let lower = name.to_ascii_lowercase();
@@ -467,14 +475,14 @@ fn check_header(path: &Path, key: &str, server: &str, name: &str, taken: &[(Stri
         return Err(ConfigError::invalid(
             path,
             key,
-            format!("server `{server}`: `{name}` is a header the transport sets itself: choose another"),
+            format!("{owner}: `{name}` is a header the transport sets itself: choose another"),
         ));
     }
     if let Some((_, by)) = taken.iter().find(|(t, _)| *t == lower) {
         return Err(ConfigError::invalid(
             path,
             key,
-            format!("server `{server}`: header `{name}` is already set by {by} (header names ignore case)"),
+            format!("{owner}: header `{name}` is already set by {by} (header names ignore case)"),
         ));
     }
     Ok(())
@@ -482,13 +490,13 @@ fn check_header(path: &Path, key: &str, server: &str, name: &str, taken: &[(Stri
 
 /// A value template: `{}` exactly once, where `what` goes; no control characters (a header value
 /// cannot hold a line break).
-fn check_format(path: &Path, key: &str, server: &str, format: &str, what: &str) -> Result<(), ConfigError> {
+fn check_format(path: &Path, key: &str, owner: &str, format: &str, what: &str) -> Result<(), ConfigError> {
     if format.matches("{}").count() != 1 {
         return Err(ConfigError::invalid(
             path,
             key,
             format!(
-                "server `{server}`: format `{}` must hold `{{}}` exactly once, where the {what} goes (e.g. `Bearer {{}}`)",
+                "{owner}: format `{}` must hold `{{}}` exactly once, where the {what} goes (e.g. `Bearer {{}}`)",
                 format.escape_debug()
             ),
         ));
@@ -497,38 +505,38 @@ fn check_format(path: &Path, key: &str, server: &str, format: &str, what: &str) 
         return Err(ConfigError::invalid(
             path,
             key,
-            format!("server `{server}`: format `{}` holds a control character", format.escape_debug()),
+            format!("{owner}: format `{}` holds a control character", format.escape_debug()),
         ));
     }
     Ok(())
 }
 
-/// `[[servers.inject]]` of server `i`: each names a declared secret and exactly one target that
-/// suits the transport (headers and query parameters for a `url`, environment variables for a
-/// process), and no two write the same place.
-fn injections(
+/// `[[servers.inject]]` of a server, or `[[apis.inject]]` of an api, whose key is `prefix`
+/// (`servers[1]`) and whose messages name `owner` ("server `crm`"): each names a declared secret
+/// and exactly one target that suits the transport (headers and query parameters for a
+/// `remote` upstream, environment variables for a process), and no two write the same place,
+/// nor one of the `static_headers` sent anyway.
+pub(crate) fn injections(
     path: &Path,
-    i: usize,
-    s: &crate::raw::RawServer,
+    prefix: &str,
+    owner: &str,
+    remote: bool,
+    static_headers: &[&str],
+    raw: &[crate::raw::RawInjection],
     secrets: &[SecretConfig],
 ) -> Result<Vec<Injection>, ConfigError> {
-    let server = &s.name;
-    let remote = s.url.is_some();
     let mut headers: Vec<(String, &str)> =
-        s.headers.keys().map(|h| (h.to_ascii_lowercase(), "a static `headers` key")).collect();
+        static_headers.iter().map(|h| (h.to_ascii_lowercase(), "a static `headers` key")).collect();
     let mut queries: BTreeSet<String> = BTreeSet::new();
     let mut envs: BTreeSet<String> = BTreeSet::new();
     let mut inject = Vec::new();
-    for (j, r) in s.inject.iter().enumerate() {
-        let key = |field: &str| format!("servers[{i}].inject[{j}].{field}");
+    for (j, r) in raw.iter().enumerate() {
+        let key = |field: &str| format!("{prefix}.inject[{j}].{field}");
         if !secrets.iter().any(|d| d.name == r.secret) {
             return Err(ConfigError::invalid(
                 path,
                 key("secret"),
-                format!(
-                    "server `{server}`: unknown secret `{0}`: declare it as `[secrets.{0}]`",
-                    r.secret.escape_debug()
-                ),
+                format!("{owner}: unknown secret `{0}`: declare it as `[secrets.{0}]`", r.secret.escape_debug()),
             ));
         }
         let target = match (&r.header, &r.query, &r.env) {
@@ -538,8 +546,8 @@ fn injections(
             _ => {
                 return Err(ConfigError::invalid(
                     path,
-                    format!("servers[{i}].inject[{j}]"),
-                    format!("server `{server}`: an injection needs exactly one target: `header`, `query` or `env`"),
+                    format!("{prefix}.inject[{j}]"),
+                    format!("{owner}: an injection needs exactly one target: `header`, `query` or `env`"),
                 ))
             }
         };
@@ -550,7 +558,7 @@ fn injections(
                     path,
                     key(field),
                     format!(
-                        "server `{server}`: `inject.{field}` needs a remote server (`url`); a stdio server gets secrets as `env`"
+                        "{owner}: `inject.{field}` needs a remote server (`url`); a stdio server gets secrets as `env`"
                     ),
                 ));
             }
@@ -559,12 +567,12 @@ fn injections(
                     path,
                     key("env"),
                     format!(
-                        "server `{server}`: `inject.env` needs a stdio server (`command`); a remote server gets secrets as `header` or `query`"
+                        "{owner}: `inject.env` needs a stdio server (`command`); a remote server gets secrets as `header` or `query`"
                     ),
                 ));
             }
             InjectTarget::Header(name) => {
-                check_header(path, &key("header"), server, name, &headers)?;
+                check_header(path, &key("header"), owner, name, &headers)?;
                 headers.push((name.to_ascii_lowercase(), "another `inject`"));
             }
             InjectTarget::Query(name) => {
@@ -574,7 +582,7 @@ fn injections(
                         path,
                         key("query"),
                         format!(
-                            "server `{server}`: `{}` is not a query parameter name: expected letters, digits, `_`, `.`, `~` or `-`",
+                            "{owner}: `{}` is not a query parameter name: expected letters, digits, `_`, `.`, `~` or `-`",
                             name.escape_debug()
                         ),
                     ));
@@ -583,7 +591,7 @@ fn injections(
                     return Err(ConfigError::invalid(
                         path,
                         key("query"),
-                        format!("server `{server}`: query parameter `{name}` is injected twice"),
+                        format!("{owner}: query parameter `{name}` is injected twice"),
                     ));
                 }
             }
@@ -593,7 +601,7 @@ fn injections(
                         path,
                         key("env"),
                         format!(
-                            "server `{server}`: `{}` is not an environment variable name: expected letters, digits and `_`, not starting with a digit",
+                            "{owner}: `{}` is not an environment variable name: expected letters, digits and `_`, not starting with a digit",
                             name.escape_debug()
                         ),
                     ));
@@ -602,13 +610,13 @@ fn injections(
                     return Err(ConfigError::invalid(
                         path,
                         key("env"),
-                        format!("server `{server}`: environment variable `{name}` is injected twice"),
+                        format!("{owner}: environment variable `{name}` is injected twice"),
                     ));
                 }
             }
         }
         let format = r.format.clone().unwrap_or_else(|| "{}".to_owned());
-        check_format(path, &key("format"), server, &format, "secret")?;
+        check_format(path, &key("format"), owner, &format, "secret")?;
         inject.push(Injection { secret: r.secret.clone(), target, format });
     }
     Ok(inject)
@@ -663,14 +671,15 @@ fn token(
             InjectTarget::Query(_) | InjectTarget::Env(_) => None,
         }))
         .collect();
-    check_header(path, &key("header"), server, &header, &taken)?;
+    let owner = format!("server `{server}`");
+    check_header(path, &key("header"), &owner, &header, &taken)?;
     let format = t.format.clone().unwrap_or_else(|| "Bearer {}".to_owned());
-    check_format(path, &key("format"), server, &format, "token")?;
+    check_format(path, &key("format"), &owner, &format, "token")?;
     Ok(Some(TokenSettings { audience, per, ttl_secs, header, format }))
 }
 
 /// Whether `url` is `http://` or `https://` with a host; else an error naming `key`.
-fn http_url(path: &Path, key: &str, url: &str) -> Result<(), ConfigError> {
+pub(crate) fn http_url(path: &Path, key: &str, url: &str) -> Result<(), ConfigError> {
     let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
     if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
         return Err(ConfigError::invalid(path, key, format!("`{url}` is not an http:// or https:// url")));
@@ -679,7 +688,7 @@ fn http_url(path: &Path, key: &str, url: &str) -> Result<(), ConfigError> {
 }
 
 /// `value` (or `default`), if within `range`; else an error naming `key`.
-fn ranged(
+pub(crate) fn ranged(
     path: &Path,
     key: &str,
     value: Option<u64>,
