@@ -47,6 +47,8 @@ pub struct RawApi {
     /// `[[apis.inject]]`: declared secrets this api receives.
     #[serde(default)]
     pub inject: Vec<crate::raw::RawInjection>,
+    /// `[apis.token]`: a JWT minted for each call (or run), as for a remote server.
+    pub token: Option<crate::raw::RawToken>,
     pub max_body_bytes: Option<u64>,
 }
 
@@ -79,6 +81,8 @@ pub struct ApiConfig {
     pub mcp: bool,
     /// `[[apis.inject]]`: secrets handed to this api, in the order written.
     pub inject: Vec<Injection>,
+    /// `[apis.token]`: the JWT the gateway mints for each call to this api.
+    pub token: Option<crate::TokenSettings>,
     /// The largest request or answer body passed through.
     pub max_body_bytes: u64,
     /// The config file and this entry's index, for the errors of [`ApiConfig::classes`].
@@ -144,6 +148,7 @@ pub(crate) fn apis(
     raw: Vec<RawApi>,
     secrets: &[SecretConfig],
     names: &mut std::collections::BTreeSet<String>,
+    default_token_ttl_secs: u64,
 ) -> Result<Vec<ApiConfig>, ConfigError> {
     let mut out = Vec::new();
     for (i, a) in raw.into_iter().enumerate() {
@@ -249,6 +254,19 @@ pub(crate) fn apis(
         }
         let max_body_bytes =
             ranged(path, &key("max_body_bytes"), a.max_body_bytes, DEFAULT_API_MAX_BODY_BYTES, BODY_BYTES_RANGE)?;
+        let token = match &a.token {
+            Some(t) => Some(crate::validate::token_settings(
+                path,
+                &key("token"),
+                &api,
+                t,
+                &base_url,
+                std::iter::empty(),
+                &inject,
+                default_token_ttl_secs,
+            )?),
+            None => None,
+        };
         let config = ApiConfig {
             name: a.name,
             base_url,
@@ -257,6 +275,7 @@ pub(crate) fn apis(
             headers,
             mcp: a.mcp,
             inject,
+            token,
             max_body_bytes,
             file: path.to_owned(),
             index: i,
@@ -399,6 +418,7 @@ header = "X-Api-Key"
             load("[[apis]]\nname = \"b\"\nbase_url = \"http://127.0.0.1:8080\"\nopenapi = \"billing.yaml\"\n").unwrap();
         let api = &c.apis[0];
         assert!(!api.mcp && api.headers.is_empty() && api.inject.is_empty() && api.tools.is_empty());
+        assert_eq!(api.token, None);
         assert_eq!(api.max_body_bytes, super::DEFAULT_API_MAX_BODY_BYTES);
         match &api.operations {
             ApiOperations::OpenApi { source, base_dir } => {
@@ -406,6 +426,17 @@ header = "X-Api-Key"
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_apis_token_defaults_to_its_base_url_as_audience() {
+        let c = load(
+            "[[apis]]\nname = \"b\"\nbase_url = \"http://127.0.0.1:8080/v1\"\nopenapi = \"billing.yaml\"\n[apis.token]\nheader = \"X-Custos-Token\"\n",
+        )
+        .unwrap();
+        let token = c.apis[0].token.as_ref().unwrap();
+        assert_eq!((token.audience.as_str(), token.header.as_str()), ("http://127.0.0.1:8080/v1", "X-Custos-Token"));
+        assert_eq!(token.render("t.o.k"), "Bearer t.o.k");
     }
 
     #[test]
@@ -526,6 +557,14 @@ header = "X-Api-Key"
                 &["`apis[0].inject[0].format`", "exactly once"],
             ),
             (api(&format!("max_body_bytes = 0\n{ops}")), &["`apis[0].max_body_bytes`", "`0` is out of range"]),
+            (api(&format!("{ops}[apis.token]\nper = \"day\"")), &["`apis[0].token.per`", "api `billing`"]),
+            (
+                api(&format!(
+                    "{ops}[[apis.inject]]\nsecret = \"billing_key\"\nheader = \"Authorization\"\n[apis.token]"
+                )),
+                &["`apis[0].token.header`", "api `billing`"],
+            ),
+            (api(&format!("{ops}[apis.token]\nttl_secs = 0")), &["`apis[0].token.ttl_secs`"]),
         ];
         for (text, wants) in cases {
             let err = load(&text).unwrap_err().to_string();

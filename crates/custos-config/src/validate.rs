@@ -199,7 +199,7 @@ pub fn validate(path: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
     }
 
     // After the servers: an api's name must not be a server's.
-    let apis = crate::apis::apis(path, &dir, raw.apis, &secrets, &mut names)?;
+    let apis = crate::apis::apis(path, &dir, raw.apis, &secrets, &mut names, credentials.token_ttl_secs)?;
 
     let serve = serve(path, &dir, raw.serve.unwrap_or_default())?;
     let admin = match raw.admin {
@@ -623,7 +623,7 @@ pub(crate) fn injections(
 }
 
 /// `[servers.token]` of server `i`: remote servers only, its header clear of the static headers
-/// and the injected ones; defaults from the server's url and `[credentials]`.
+/// and injected ones.
 fn token(
     path: &Path,
     i: usize,
@@ -632,21 +632,39 @@ fn token(
     default_ttl_secs: u64,
 ) -> Result<Option<TokenSettings>, ConfigError> {
     let Some(t) = &s.token else { return Ok(None) };
-    let server = &s.name;
-    let key = |field: &str| format!("servers[{i}].token.{field}");
     let Some(url) = &s.url else {
         return Err(ConfigError::invalid(
             path,
             format!("servers[{i}].token"),
-            format!("server `{server}`: `token` needs a remote server (`url`)"),
+            format!("server `{}`: `token` needs a remote server (`url`)", s.name),
         ));
     };
-    let audience = t.audience.clone().unwrap_or_else(|| url.clone());
+    let owner = format!("server `{}`", s.name);
+    token_settings(path, &format!("servers[{i}].token"), &owner, t, url, s.headers.keys(), inject, default_ttl_secs)
+        .map(Some)
+}
+
+/// A `token` table (`[servers.token]`, `[apis.token]`) at `prefix` of `owner`, whose requests go
+/// to `url` (the default audience) with `static_headers` and `inject`: the token's header must
+/// be clear of both.
+#[expect(clippy::too_many_arguments, reason = "the parts of one table's context, named apart")]
+pub(crate) fn token_settings<'a>(
+    path: &Path,
+    prefix: &str,
+    owner: &str,
+    t: &crate::raw::RawToken,
+    url: &str,
+    static_headers: impl Iterator<Item = &'a String>,
+    inject: &[Injection],
+    default_ttl_secs: u64,
+) -> Result<TokenSettings, ConfigError> {
+    let key = |field: &str| format!("{prefix}.{field}");
+    let audience = t.audience.clone().unwrap_or_else(|| url.to_owned());
     if audience.trim().is_empty() || audience.chars().any(char::is_control) {
         return Err(ConfigError::invalid(
             path,
             key("audience"),
-            format!("server `{server}`: `{}` is not an audience", audience.escape_debug()),
+            format!("{owner}: `{}` is not an audience", audience.escape_debug()),
         ));
     }
     let per = match t.per.as_deref() {
@@ -656,26 +674,23 @@ fn token(
             return Err(ConfigError::invalid(
                 path,
                 key("per"),
-                format!("server `{server}`: `{}` is not supported: expected `call` or `run`", other.escape_debug()),
+                format!("{owner}: `{}` is not supported: expected `call` or `run`", other.escape_debug()),
             ))
         }
     };
     let ttl_secs = in_range(path, &key("ttl_secs"), t.ttl_secs.unwrap_or(default_ttl_secs), TOKEN_TTL_RANGE)?;
     let header = t.header.clone().unwrap_or_else(|| "Authorization".to_owned());
-    let taken: Vec<(String, &str)> = s
-        .headers
-        .keys()
+    let taken: Vec<(String, &str)> = static_headers
         .map(|h| (h.to_ascii_lowercase(), "a static `headers` key"))
         .chain(inject.iter().filter_map(|inj| match &inj.target {
             InjectTarget::Header(h) => Some((h.to_ascii_lowercase(), "an `inject`")),
             InjectTarget::Query(_) | InjectTarget::Env(_) => None,
         }))
         .collect();
-    let owner = format!("server `{server}`");
-    check_header(path, &key("header"), &owner, &header, &taken)?;
+    check_header(path, &key("header"), owner, &header, &taken)?;
     let format = t.format.clone().unwrap_or_else(|| "Bearer {}".to_owned());
-    check_format(path, &key("format"), &owner, &format, "token")?;
-    Ok(Some(TokenSettings { audience, per, ttl_secs, header, format }))
+    check_format(path, &key("format"), owner, &format, "token")?;
+    Ok(TokenSettings { audience, per, ttl_secs, header, format })
 }
 
 /// Whether `url` is `http://` or `https://` with a host; else an error naming `key`.

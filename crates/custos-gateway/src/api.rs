@@ -21,6 +21,10 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
 
+mod mcp;
+
+pub use mcp::{request_of, ApiMcpUpstream, ApiTools};
+
 use crate::broker::Broker;
 use crate::pending::CallInFlight;
 use crate::remote::{percent_encode, Transport};
@@ -116,9 +120,20 @@ impl ApiUpstream {
         &self.name
     }
 
-    /// Sends `request` for `call` (its minted token and trace context go with it) and reads the
-    /// answer.
-    pub async fn send(&self, request: ApiRequest, call: &CallInFlight) -> Result<ApiResponse, ApiError> {
+    /// The header carrying `call`'s minted token, when the API takes minted tokens.
+    pub fn token_header(&self, call: &CallInFlight) -> Option<(String, String)> {
+        let (token, settings) = (call.token.as_ref()?, self.broker.token_settings(&self.name)?);
+        Some((settings.header.clone(), settings.render(token.expose())))
+    }
+
+    /// Sends `request` of an allowed call, with its minted `token` header and its `trace`
+    /// context, and reads the answer.
+    pub async fn send(
+        &self,
+        request: ApiRequest,
+        token: Option<(String, String)>,
+        trace: Option<&custos_telemetry::TraceHeaders>,
+    ) -> Result<ApiResponse, ApiError> {
         let mut query = request.query;
         for (key, value) in self.broker.query(&self.name) {
             if !query.is_empty() {
@@ -145,13 +160,13 @@ impl ApiUpstream {
             value.set_sensitive(true);
             builder = builder.header(name.as_str(), value);
         }
-        if let (Some(token), Some(settings)) = (&call.token, self.broker.token_settings(&self.name)) {
-            let mut value = HeaderValue::try_from(settings.render(token.expose()))
+        if let Some((name, value)) = token {
+            let mut value = HeaderValue::try_from(value)
                 .map_err(|_| bad("the minted token is not a valid header value".to_owned()))?;
             value.set_sensitive(true);
-            builder = builder.header(settings.header.as_str(), value);
+            builder = builder.header(name.as_str(), value);
         }
-        if let Some(headers) = call.trace.as_ref().and_then(|t| t.headers.as_ref()) {
+        if let Some(headers) = trace {
             builder = builder.header("traceparent", headers.traceparent.as_str());
             if let Some(state) = &headers.tracestate {
                 builder = builder.header("tracestate", state.as_str());

@@ -129,6 +129,13 @@ impl Broker {
             .iter()
             .filter(|s| sources.serving.contains(&s.name.as_str()))
             .flat_map(|s| s.inject.iter().map(|i| i.secret.as_str()))
+            .chain(
+                config
+                    .apis
+                    .iter()
+                    .filter(|a| sources.serving.contains(&a.name.as_str()))
+                    .flat_map(|a| a.inject.iter().map(|i| i.secret.as_str())),
+            )
             .collect();
         let mut secrets = HashMap::new();
         for secret in &config.secrets {
@@ -148,10 +155,17 @@ impl Broker {
         for name in guard.too_short() {
             tracing::warn!("secret `{name}` is shorter than 8 bytes: the leak guard cannot look for it");
         }
+        // An API's credentials are kept by its name, as a server's: the two share one namespace.
         let servers = config
             .servers
             .iter()
             .map(|s| (s.name.clone(), ServerCredentials { inject: s.inject.clone(), token: s.token.clone() }))
+            .chain(
+                config
+                    .apis
+                    .iter()
+                    .map(|a| (a.name.clone(), ServerCredentials { inject: a.inject.clone(), token: a.token.clone() })),
+            )
             .collect();
         let source_env = config
             .secrets

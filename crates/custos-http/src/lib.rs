@@ -10,6 +10,8 @@
 //!
 //! - [`admin`]: the admin API (agents, tools, runs, audit, OpenAPI) and `/metrics`, on their own
 //!   listener with their own bearer token.
+//! - [`api`]: `/api/{name}/…`, the reverse proxy for plain HTTP APIs (`[[apis]]`): each
+//!   request an operation of the API, governed by the same pipeline as an MCP tool call.
 //! - [`federation`]: `/mcp`, one endpoint for every served server's tools, named
 //!   `SERVER__TOOL`.
 //! - [`server`]: the router, the handlers for POST / GET / DELETE, and shutdown.
@@ -38,6 +40,7 @@
 
 pub mod admin;
 mod answer;
+pub mod api;
 pub mod auth;
 pub mod exchange;
 pub mod federation;

@@ -88,6 +88,8 @@ pub struct AppState {
     detection: Arc<custos_gateway::detect::Detection>,
     /// Spans of governed calls; off unless `[telemetry]` is configured.
     tracer: custos_telemetry::CallTracer,
+    /// The plain HTTP APIs proxied at `/api/{name}`, by name.
+    apis: HashMap<String, Arc<crate::api::Api>>,
 }
 
 impl AppState {
@@ -142,7 +144,30 @@ impl AppState {
             broker: None,
             detection: Arc::new(custos_gateway::detect::Detection::new(config_detection, None, Vec::new())),
             tracer: custos_telemetry::CallTracer::default(),
+            apis: HashMap::new(),
         }
+    }
+
+    /// Proxies `apis` at `/api/{name}` (`[[apis]]`, loaded by [`crate::api::Api::load`]).
+    pub fn with_apis(mut self, apis: Vec<crate::api::Api>) -> Self {
+        self.apis = apis.into_iter().map(|api| (api.name().to_owned(), Arc::new(api))).collect();
+        self
+    }
+
+    pub(crate) fn api(&self, name: &str) -> Option<Arc<crate::api::Api>> {
+        self.apis.get(name).cloned()
+    }
+
+    pub(crate) fn tracer(&self) -> &custos_telemetry::CallTracer {
+        &self.tracer
+    }
+
+    pub(crate) fn approvals(&self) -> Option<&custos_approvals::Approvals> {
+        self.approvals.as_ref()
+    }
+
+    pub(crate) fn detection(&self) -> &Arc<custos_gateway::detect::Detection> {
+        &self.detection
     }
 
     /// Records a span for every governed call with `tracer` (`[telemetry]`).
@@ -381,7 +406,7 @@ impl AppState {
     }
 
     /// What the log holds of a run a client names.
-    fn run_summary(&self, run: &str) -> Result<custos_store::RunSummary, custos_store::StoreError> {
+    pub(crate) fn run_summary(&self, run: &str) -> Result<custos_store::RunSummary, custos_store::StoreError> {
         self.with_store(|store| custos_store::run_summary(store, run))
     }
 
@@ -411,6 +436,8 @@ impl AppState {
     fn metadata(&self, server: &str) -> Option<ProtectedResourceMetadata> {
         let resource = if server.is_empty() {
             format!("{}/mcp", self.public_url)
+        } else if self.apis.contains_key(server) {
+            format!("{}/api/{server}", self.public_url)
         } else {
             format!("{}/mcp/{server}", self.public_url)
         };
@@ -461,6 +488,8 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/.well-known/jwks.json", get(crate::exchange::jwks))
         .route("/oauth/token", post(crate::exchange::token))
+        .route("/api/{name}", axum::routing::any(crate::api::proxy))
+        .route("/api/{name}/{*path}", axum::routing::any(crate::api::proxy))
         .with_state(state)
 }
 
@@ -506,7 +535,7 @@ pub(crate) async fn admit(
     peer: Option<&ClientSpiffeId>,
 ) -> Result<Identity, Response> {
     // The federated endpoint (`/mcp`) is named by the empty server.
-    if !server.is_empty() && app.server(server).is_none() {
+    if !server.is_empty() && app.server(server).is_none() && app.api(server).is_none() {
         return Err(not_found(server));
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
@@ -849,7 +878,7 @@ fn named(headers: &HeaderMap, initialize: &Message, header: &str, meta: &str) ->
     }
 }
 
-fn valid_run_id(id: &str) -> bool {
+pub(crate) fn valid_run_id(id: &str) -> bool {
     (1..=128).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
 }
 

@@ -32,6 +32,7 @@ pub fn master_key(config: &Config, create: bool) -> Result<MasterKey, Failure> {
 pub fn needed(config: &Config) -> bool {
     !config.secrets.is_empty()
         || config.servers.iter().any(|s| s.token.is_some())
+        || config.apis.iter().any(|a| a.token.is_some())
         || config.credentials.key_file.exists()
 }
 
@@ -66,7 +67,8 @@ pub fn start(config: &Config, serving: &[&str], store: &mut SqlStore) -> Result<
         return Ok(None);
     }
     let master = master_key(config, true)?;
-    let mints = config.servers.iter().any(|s| s.token.is_some() && serving.contains(&s.name.as_str()));
+    let mints = config.servers.iter().any(|s| s.token.is_some() && serving.contains(&s.name.as_str()))
+        || config.apis.iter().any(|a| a.token.is_some() && serving.contains(&a.name.as_str()));
     let has_active = store.signing_keys().map_err(Failure::runtime)?.iter().any(|k| k.retired_ms.is_none());
     if mints && !has_active {
         let event = NewEvent::new(EventKind::SigningKeyCreated, now_ms());

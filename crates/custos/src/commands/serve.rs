@@ -16,9 +16,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         config.serve.listen = listen;
     }
     let served: Vec<String> = config.servers.iter().filter(|s| s.is_served()).map(|s| s.name.clone()).collect();
-    if served.is_empty() {
+    if served.is_empty() && config.apis.is_empty() {
         return Err(Failure::usage(format!(
-            "nothing to serve: give at least one [[servers]] a `command` or a `url` in `{}`",
+            "nothing to serve: give at least one [[servers]] a `command` or a `url`, or declare [[apis]], in `{}`",
             config.path.display()
         )));
     }
@@ -27,8 +27,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let policy = Arc::new(super::run::load_policy(&config)?);
     let mut store = context::open_for_writing(&config)?;
     let db = context::database(&config);
-    let serving: Vec<&str> = served.iter().map(String::as_str).collect();
+    let serving: Vec<&str> =
+        served.iter().map(String::as_str).chain(config.apis.iter().map(|a| a.name.as_str())).collect();
     let broker = crate::credentials::start_serving(&config, &serving, &mut store)?;
+    let apis = load_apis(&config, broker.as_ref().map(|started| started.broker.clone()))?;
     let registry = context::reader(&db)?;
     let reader = context::reader(&db)?;
     let detection = super::run::detection(&config, &db)?;
@@ -91,8 +93,10 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             Some(base) => Some(console(&config, &policy, &audit, &approvals, &db, base).await?),
             None => None,
         };
-        let mut state =
-            AppState::new(config, policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone());
+        let api_names: Vec<String> = apis.iter().map(|a| a.name().to_owned()).collect();
+        let mut state = AppState::new(config, policy, audit.clone(), auth, reader, addr)
+            .with_approvals(approvals.clone())
+            .with_apis(apis);
         if let Some(started) = broker {
             state = state.with_broker(started.broker);
         }
@@ -105,6 +109,9 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         say(&format!("listening on {scheme}://{addr}"));
         for server in &served {
             eprintln!("custos: serving `{server}` at {scheme}://{addr}/mcp/{server}");
+        }
+        for api in &api_names {
+            eprintln!("custos: proxying API `{api}` at {scheme}://{addr}/api/{api}/");
         }
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -374,4 +381,23 @@ pub(crate) fn approvals(
     }
     custos_approvals::Approvals::new(audit, db, settings)
         .map_err(|e| Failure::usage(format!("{}: [approvals]: {e}", config.path.display())))
+}
+
+/// The `[[apis]]` of the config, each read (its OpenAPI document) and ready to proxy, with the
+/// broker that holds their secrets (none: nothing is injected). A document that cannot be read
+/// stops start-up, naming the api and the document.
+fn load_apis(
+    config: &custos_config::Config,
+    broker: Option<Arc<custos_gateway::Broker>>,
+) -> Result<Vec<custos_http::api::Api>, Failure> {
+    let broker = broker.unwrap_or_else(|| Arc::new(custos_gateway::Broker::shapes_only()));
+    let timeout = std::time::Duration::from_millis(config.serve.request_timeout_ms);
+    config
+        .apis
+        .iter()
+        .map(|api| {
+            custos_http::api::Api::load(api, broker.clone(), timeout)
+                .map_err(|e| Failure::usage(format!("{}: api `{}`: {e}", config.path.display(), api.name)))
+        })
+        .collect()
 }
