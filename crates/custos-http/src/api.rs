@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use custos_config::{ApiConfig, OutputAction, ToolClasses};
 use custos_core::{RunId, ToolClass, ToolDescriptor, ToolRef};
-use custos_gateway::api::{ApiRequest, ApiUpstream};
+use custos_gateway::api::{ApiRequest, ApiTools, ApiUpstream};
 use custos_gateway::pending::CallInFlight;
 use custos_gateway::{Admission, CallInput, Ended, Ending, Gateway, GatewaySpec, Outcome};
 use custos_mcp::codes;
@@ -60,7 +60,9 @@ pub struct Api {
     router: Router,
     classes: ToolClasses,
     descriptors: Vec<ToolDescriptor>,
-    upstream: ApiUpstream,
+    upstream: Arc<ApiUpstream>,
+    /// Its operations as MCP tools, when `mcp = true`.
+    mcp: Option<Arc<ApiTools>>,
     /// By (agent, run).
     pipelines: Mutex<HashMap<(String, String), Arc<Gateway>>>,
     /// The default run of each agent's requests that name none, stamped with this start.
@@ -74,23 +76,25 @@ impl Api {
         let spec = config.operations.load().map_err(|e| e.to_string())?;
         let classes = config.classes(&spec).map_err(|e| e.to_string())?;
         let router = Router::new(&spec.operations).map_err(|e| e.to_string())?;
-        let descriptors = spec
-            .operations
-            .iter()
-            .zip(&classes)
-            .filter_map(|(op, class)| ToolDescriptor::from_listing(&config.name, descriptor(op, *class)))
-            .collect();
+        let listed: Vec<Value> =
+            spec.operations.iter().zip(&classes).map(|(op, class)| descriptor(op, *class)).collect();
+        let descriptors =
+            listed.iter().filter_map(|raw| ToolDescriptor::from_listing(&config.name, raw.clone())).collect();
         let entries: BTreeMap<String, ToolClass> =
             spec.operations.iter().zip(&classes).map(|(op, class)| (op.tool_name.clone(), *class)).collect();
         let max = usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX);
-        let upstream = ApiUpstream::new(
+        let upstream = Arc::new(ApiUpstream::new(
             &config.name,
             &config.base_url,
             &custos_config::UpstreamTls::default(),
             broker,
             timeout,
             max,
-        )?;
+        )?);
+        let mcp = config.mcp.then(|| {
+            let tools = spec.operations.iter().cloned().zip(listed).collect();
+            Arc::new(ApiTools { upstream: upstream.clone(), tools })
+        });
         Ok(Self {
             config: config.clone(),
             spec,
@@ -98,6 +102,7 @@ impl Api {
             classes: ToolClasses::new(false, entries),
             descriptors,
             upstream,
+            mcp,
             pipelines: Mutex::new(HashMap::new()),
             started_ms: custos_gateway::now_ms(),
         })
@@ -110,6 +115,16 @@ impl Api {
     /// Its operations as tool descriptors (what the inventory and the MCP tools show).
     pub fn descriptors(&self) -> &[ToolDescriptor] {
         &self.descriptors
+    }
+
+    /// The class of each operation's tool.
+    pub(crate) fn classes(&self) -> &ToolClasses {
+        &self.classes
+    }
+
+    /// Its operations as MCP tools, when the config says so (`mcp = true`).
+    pub(crate) fn mcp_tools(&self) -> Option<Arc<ApiTools>> {
+        self.mcp.clone()
     }
 
     fn max_body(&self) -> usize {

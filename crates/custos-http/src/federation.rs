@@ -262,8 +262,9 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
             shared_steps: Some(steps.clone()),
             state: Some(state.clone()),
         };
+        let Some(upstream) = app.mcp_upstream(&config.name) else { continue };
         let session = match app
-            .start_session(new_session_id().unwrap_or_default(), &config.name, config, identity.clone(), this_run)
+            .start_session(new_session_id().unwrap_or_default(), &config.name, upstream, identity.clone(), this_run)
             .await
         {
             Ok(s) => s,

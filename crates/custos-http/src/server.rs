@@ -48,6 +48,14 @@ pub const SESSION_HEADER: &str = "mcp-session-id";
 /// The reason `run.ended` gives for a session closed by `session_idle_timeout_ms`.
 pub const IDLE: &str = "idle";
 
+/// What a session's pipeline is given about its upstream, and how to reach it.
+#[derive(Debug)]
+pub(crate) struct McpUpstream {
+    classes: custos_config::ToolClasses,
+    flows: custos_config::ToolFlows,
+    target: crate::session::Target,
+}
+
 /// Everything the handlers share.
 #[derive(Debug)]
 pub struct AppState {
@@ -215,15 +223,40 @@ impl AppState {
         self
     }
 
+    /// What a session on `name` starts: a configured server (its `command` or `url`), or an
+    /// API whose operations are MCP tools (`[[apis]] mcp = true`); `None` when neither.
+    pub(crate) fn mcp_upstream(&self, name: &str) -> Option<McpUpstream> {
+        if let Some(config) = self.server(name) {
+            let target = match (&config.command, &config.url) {
+                (Some(command), _) => crate::session::Target::Command(command.clone()),
+                (None, Some(url)) => crate::session::Target::Url {
+                    url: url.clone(),
+                    headers: config.headers.clone(),
+                    tls: config.tls.clone(),
+                },
+                (None, None) => return None,
+            };
+            return Some(McpUpstream { classes: config.classes.clone(), flows: config.flows.clone(), target });
+        }
+        let api = self.api(name)?;
+        let tools = api.mcp_tools()?;
+        Some(McpUpstream {
+            classes: api.classes().clone(),
+            flows: custos_config::ToolFlows::default(),
+            target: crate::session::Target::Api(tools),
+        })
+    }
+
     /// Starts an upstream and its pipeline for `identity` on `server`.
     pub(crate) async fn start_session(
         &self,
         id: String,
         server: &str,
-        config: &ServerConfig,
+        upstream: McpUpstream,
         identity: Identity,
         run: RunRef,
     ) -> Result<Arc<Session>, Response> {
+        let McpUpstream { classes, flows, target } = upstream;
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent: identity.agent.clone(),
             principal: identity.principal,
@@ -232,7 +265,7 @@ impl AppState {
             shared_steps: run.shared_steps,
             first_step_after: run.first_step_after,
             server: server.to_owned(),
-            classes: config.classes.clone(),
+            classes,
             policy: self.policy.clone(),
             audit: self.audit.clone(),
             tools_list: self.config.policy.tools_list,
@@ -245,18 +278,9 @@ impl AppState {
             broker: self.broker.clone(),
             detection: self.detection.clone(),
             run_state: run.state,
-            flows: config.flows.clone(),
+            flows,
             quarantined: self.quarantined_tools(server),
         }));
-        let target = match (&config.command, &config.url) {
-            (Some(command), _) => crate::session::Target::Command(command.clone()),
-            (None, Some(url)) => crate::session::Target::Url {
-                url: url.clone(),
-                headers: config.headers.clone(),
-                tls: config.tls.clone(),
-            },
-            (None, None) => return Err(not_found(server)),
-        };
         Session::open(id, identity.agent, server.to_owned(), gateway, &target, self.config.limits).await.map_err(|e| {
             tracing::error!("cannot open a session on `{server}`: {e}");
             reply::rpc_error(
@@ -770,12 +794,12 @@ async fn open_session(
     headers: &HeaderMap,
     initialize: &Message,
 ) -> Result<(Arc<Session>, Busy), Response> {
-    let Some(config) = app.server(server) else { return Err(not_found(server)) };
+    let Some(upstream) = app.mcp_upstream(server) else { return Err(not_found(server)) };
     let place = app.take_place(&identity.agent).await?;
     let id = new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
     let run = new_run(app, &identity.agent, headers, initialize, &id).await?;
-    let session = app.start_session(id.clone(), server, config, identity, run).await?;
+    let session = app.start_session(id.clone(), server, upstream, identity, run).await?;
     session.hold_place(place);
     let busy = session.busy();
     app.sessions().insert(id, session.clone());

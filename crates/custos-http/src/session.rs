@@ -76,12 +76,15 @@ pub enum Target {
     /// A remote Streamable HTTP server, with the headers (and, for `https://`, the TLS settings)
     /// configured for it.
     Url { url: String, headers: Vec<(String, String)>, tls: custos_config::UpstreamTls },
+    /// An API's operations as MCP tools (`[[apis]] mcp = true`), answered in this process.
+    Api(Arc<custos_gateway::api::ApiTools>),
 }
 
 #[derive(Debug)]
 enum Upstream {
     Child(ChildUpstream),
     Remote(RemoteUpstream),
+    Api(custos_gateway::api::ApiMcpUpstream),
 }
 
 /// Numbers the gateway's own request ids.
@@ -122,10 +125,14 @@ impl Session {
             Target::Url { url, headers, tls } => {
                 Upstream::Remote(RemoteUpstream::start(&gateway, url, headers, tls, limits, onward).await?)
             }
+            Target::Api(tools) => {
+                Upstream::Api(custos_gateway::api::ApiMcpUpstream::start(&gateway, tools.clone(), onward).await?)
+            }
         };
         let input = match &upstream {
             Upstream::Child(c) => c.input().clone(),
             Upstream::Remote(r) => r.input().clone(),
+            Upstream::Api(a) => a.input().clone(),
         };
         let session = Arc::new(Self {
             id,
@@ -283,6 +290,7 @@ impl Session {
                     child.stop().await;
                 }
                 Upstream::Remote(remote) => remote.close().await,
+                Upstream::Api(api) => api.close().await,
             }
         }
         *self.lock_streams() = Streams::default();
@@ -422,6 +430,7 @@ async fn dispatch(session: Arc<Session>, mut from_upstream: mpsc::Receiver<Vec<u
         let status = match &mut *session.upstream.lock().await {
             Upstream::Child(child) => child.wait_status(session.grace).await,
             Upstream::Remote(_) => "remote session ended".to_owned(),
+            Upstream::Api(_) => "api session ended".to_owned(),
         };
         for answer in session.gateway.upstream_gone(&status).await {
             session.route(answer);

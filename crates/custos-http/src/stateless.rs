@@ -244,7 +244,7 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
         }
         None => 0,
     };
-    let Some(config) = app.server(server) else {
+    let Some(upstream) = app.mcp_upstream(server) else {
         return Err(reply::rpc_error(StatusCode::NOT_FOUND, None, codes::INVALID_REQUEST, "no such server"));
     };
     let run = RunRef {
@@ -256,7 +256,7 @@ async fn upstream_for(app: &Arc<AppState>, server: &str, identity: Identity) -> 
     };
     let id = crate::server::new_session_id()
         .map_err(|e| reply::rpc_error(StatusCode::INTERNAL_SERVER_ERROR, None, codes::INTERNAL_ERROR, &e))?;
-    let session = app.start_session(id, server, config, identity, run).await?;
+    let session = app.start_session(id, server, upstream, identity, run).await?;
     let busy = session.busy();
     upstreams.insert(key, StatelessUpstream { session: session.clone(), started: Instant::now(), restarts });
     Ok((session, busy))

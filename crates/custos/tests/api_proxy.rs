@@ -7,6 +7,9 @@
 //! - a refund over the limit is denied on a field of its JSON body, naming the policy;
 //! - a privileged DELETE is held: `202` with the approval id and `Retry-After` once the approval
 //!   timeout passes; approved through the admin API, the identical request goes through, once;
+//! - with `mcp = true` the same operations are MCP tools: the official Python SDK client lists
+//!   them and calls them through `/mcp/billing`, governed as the same tools (`billing/…`) as
+//!   the proxy's calls, the body field policy included;
 //! - an unknown route (`404`), a method the path does not have (`405`), an oversized body
 //!   (`413`), a malformed body and a mistyped parameter (`400`), and no credential (`401`);
 //!   each refusal past the credential is on the record, and the log verifies.
@@ -75,6 +78,11 @@ impl Drop for Billing {
 /// A deployment proxying the billing API twice: `billing` with its key injected, `plain`
 /// without; FastAPI's own OpenAPI document is what the gateway imports.
 fn deployment() -> (Deployment, Billing) {
+    deployment_with("")
+}
+
+/// [`deployment`], with `billing_extra` added to the `billing` API's table.
+fn deployment_with(billing_extra: &str) -> (Deployment, Billing) {
     let d0 = tempfile::tempdir().unwrap();
     let billing = Billing::start(d0.path());
     let extra = format!(
@@ -95,6 +103,7 @@ base_url = "{url}"
 openapi = "billing.json"
 max_body_bytes = 4096
 headers = ["X-Request-Id"]
+{billing_extra}
 [[apis.inject]]
 secret = "billing_key"
 header = "Authorization"
@@ -251,5 +260,63 @@ fn bad_requests_are_refused_with_a_clear_status_and_recorded() {
     assert_eq!(refused.iter().filter(|r| *r == "no such operation").count(), 3, "{refused:?}");
     // None of them reached the pipeline: no call was decided but the last read.
     assert_eq!(of_kind(&events, "call.decided").len(), 1);
+    d.verify_ok();
+}
+
+#[test]
+fn with_mcp_on_the_apis_operations_are_mcp_tools_governed_as_the_same_tools() {
+    let (d, _billing) = deployment_with("mcp = true");
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let small = r#"{"body":{"order_id":"o-1","amount_cents":700,"currency":"EUR","reason":"late"}}"#;
+    let big = r#"{"body":{"order_id":"o-1","amount_cents":70000,"currency":"EUR","reason":"late"}}"#;
+    let report = common::harness::python_http(
+        &served.url("billing"),
+        &key,
+        &[
+            "--list-tools",
+            "--call",
+            "get_order",
+            r#"{"order_id":"o-1"}"#,
+            "--call",
+            "create_refund",
+            small,
+            "--call",
+            "create_refund",
+            big,
+        ],
+    );
+    let steps = report["steps"].as_array().unwrap();
+    let tools: Vec<&str> = steps[0]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    for tool in ["get_order", "create_refund", "delete_order", "echo_auth"] {
+        assert!(tools.contains(&tool), "{tool} in {tools:?}");
+    }
+    assert_eq!((steps[1]["ok"].clone(), steps[1]["is_error"].clone()), (json!(true), json!(false)), "{report}");
+    assert!(steps[1].to_string().contains("4200"), "{report}");
+    // The refund ran with the API's key injected, redacted from what the client got.
+    assert_eq!((steps[2]["ok"].clone(), steps[2]["is_error"].clone()), (json!(true), json!(false)), "{report}");
+    let text = steps[2].to_string();
+    assert!(!text.contains(BILLING_KEY) && text.contains("REDACTED"), "{text}");
+    // The same policy on the same body field.
+    assert_eq!(steps[3]["ok"], false, "{report}");
+    assert!(steps[3]["error"]["message"].as_str().unwrap().contains("refunds over 100.00"), "{report}");
+    // The same tool through the proxy, for the record.
+    let proxied = r#"{"order_id":"o-1","amount_cents":300,"currency":"EUR","reason":"dup"}"#;
+    assert_eq!(call(&served, &key, "POST", "billing/refunds", proxied).0, 200);
+    drop(served);
+
+    let events = d.events();
+    let refunds: Vec<&str> = of_kind(&events, "call.decided")
+        .iter()
+        .filter(|e| e["tool"] == "billing/create_refund")
+        .map(|e| e["decision"].as_str().unwrap())
+        .collect();
+    assert_eq!(refunds, ["allow", "deny", "allow"], "MCP and proxy calls are one tool");
+    // Each call that ran has its recorded end, whichever way it came.
+    let finished = of_kind(&events, "call.finished");
+    assert_eq!(finished.iter().filter(|e| e["tool"] == "billing/create_refund").count(), 2, "{finished:?}");
+    let listed = of_kind(&events, "tool.seen");
+    assert!(listed.iter().any(|e| e["tool"] == "billing/create_refund"), "the MCP listing is in the inventory");
+    assert!(!serde_json::to_string(&events).unwrap().contains(BILLING_KEY));
     d.verify_ok();
 }

@@ -4,7 +4,8 @@
 //!
 //! It sits where a child process or a remote MCP server would, behind the same pipeline: the
 //! call was attributed, decided, held and recorded as `API/operation` before it reaches this,
-//! and the answer goes back through the leak guard and inspection. So a call made as an MCP
+//! and its answer goes back through `Gateway::from_upstream` (the leak guard, inspection, the
+//! recorded end) like any upstream's message. So a call made as an MCP
 //! tool and one made through the reverse proxy are one tool in policy, the log and the console.
 //!
 //! A tool's arguments are the operation's: each path, query and header parameter by name, and
@@ -19,11 +20,11 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use custos_mcp::{codes, error_response};
+use custos_mcp::{codes, error_response, Frame};
 use custos_openapi::{Location, Operation};
 
 use super::{ApiRequest, ApiUpstream};
-use crate::pipeline::Gateway;
+use crate::pipeline::{Gateway, Outcome};
 use crate::remote::percent_encode;
 use crate::stdio::StdioError;
 
@@ -65,8 +66,11 @@ impl ApiMcpUpstream {
                 }
                 let (api, gateway, onward) = (api.clone(), gateway.clone(), onward.clone());
                 tokio::spawn(async move {
-                    if let Some(answer) = answer(&api, &gateway, frame).await {
-                        let _ = onward.send(answer).await;
+                    let Some(answer) = answer(&api, &gateway, frame).await else { return };
+                    // Back through the pipeline, as any upstream's message: the leak guard,
+                    // inspection, and the call's recorded end before the client sees it.
+                    if let Outcome::Forward(bytes) = gateway.from_upstream(Frame::Line(answer)).await {
+                        let _ = onward.send(bytes).await;
                     }
                 });
             }
