@@ -472,7 +472,7 @@ async fn pipeline(
         approvals: app.approvals().cloned(),
         broker: app.broker().cloned(),
         detection: app.detection().clone(),
-        run_state: None,
+        run_state: Some(app.run_state(&key.1)),
         flows: custos_config::ToolFlows::default(),
         quarantined: Vec::new(),
     }));

@@ -248,7 +248,7 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
         Err(refused) => return refused,
     };
     let steps = Arc::new(AtomicU64::new(run.first_step_after));
-    let state = Arc::new(custos_gateway::detect::RunState::default());
+    let state = app.run_state(&run.run.0);
     let params: Value = msg.params.as_ref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(json!({}));
     let requested = params.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
     let mut upstreams = Vec::new();

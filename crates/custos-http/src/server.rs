@@ -42,6 +42,9 @@ use crate::reply;
 use crate::session::{Sent, Session};
 use crate::tls::ClientSpiffeId;
 
+/// Runs whose state is remembered before the entries of ended runs are swept.
+const RUN_STATES_SWEEP: usize = 10_000;
+
 /// The header that names an MCP session.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 
@@ -98,6 +101,9 @@ pub struct AppState {
     tracer: custos_telemetry::CallTracer,
     /// The plain HTTP APIs proxied at `/api/{name}`, by name.
     apis: HashMap<String, Arc<crate::api::Api>>,
+    /// What each run in progress has gathered (labels, finding kinds), shared by every pipeline
+    /// of the run in this process: its MCP sessions and its calls to APIs alike.
+    run_states: Mutex<HashMap<String, std::sync::Weak<custos_gateway::detect::RunState>>>,
 }
 
 impl AppState {
@@ -153,7 +159,23 @@ impl AppState {
             detection: Arc::new(custos_gateway::detect::Detection::new(config_detection, None, Vec::new())),
             tracer: custos_telemetry::CallTracer::default(),
             apis: HashMap::new(),
+            run_states: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The state of `run`, shared with every other live pipeline of it here: an injection
+    /// found by one of its MCP sessions is in its context when it calls an API, and so on.
+    pub(crate) fn run_state(&self, run: &str) -> Arc<custos_gateway::detect::RunState> {
+        let mut states = self.run_states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(state) = states.get(run).and_then(std::sync::Weak::upgrade) {
+            return state;
+        }
+        if states.len() >= RUN_STATES_SWEEP {
+            states.retain(|_, state| state.strong_count() > 0);
+        }
+        let state = Arc::new(custos_gateway::detect::RunState::default());
+        states.insert(run.to_owned(), Arc::downgrade(&state));
+        state
     }
 
     /// Proxies `apis` at `/api/{name}` (`[[apis]]`, loaded by [`crate::api::Api::load`]).
@@ -257,6 +279,7 @@ impl AppState {
         run: RunRef,
     ) -> Result<Arc<Session>, Response> {
         let McpUpstream { classes, flows, target } = upstream;
+        let run_id = run.run.0.clone();
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent: identity.agent.clone(),
             principal: identity.principal,
@@ -277,7 +300,7 @@ impl AppState {
             approvals: self.approvals.clone(),
             broker: self.broker.clone(),
             detection: self.detection.clone(),
-            run_state: run.state,
+            run_state: Some(run.state.unwrap_or_else(|| self.run_state(&run_id))),
             flows,
             quarantined: self.quarantined_tools(server),
         }));
