@@ -205,6 +205,33 @@ impl ApiUpstream {
     }
 }
 
+/// The text at `url` (`http://` or `https://`, the system's roots for TLS), read at start-up
+/// for an API's OpenAPI document: at most `max_bytes`, within `timeout`, a `200` answer only.
+pub async fn fetch_document(url: &str, timeout: Duration, max_bytes: usize) -> Result<String, String> {
+    let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a url"))?;
+    let transport = Transport::for_uri(&uri, &custos_config::UpstreamTls::default())?;
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri(uri)
+        .header(hyper::header::ACCEPT, "application/json, application/yaml;q=0.9, */*;q=0.1")
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let fetched = tokio::time::timeout(timeout, async {
+        let response = transport.request(request).await.map_err(|e| error_chain(&e))?;
+        if response.status() != StatusCode::OK {
+            return Err(format!("answered {}", response.status()));
+        }
+        let body = Limited::new(response.into_body(), max_bytes)
+            .collect()
+            .await
+            .map_err(|e| format!("cannot read the document (at most {max_bytes} bytes): {e}"))?
+            .to_bytes();
+        String::from_utf8(body.to_vec()).map_err(|_| "the document is not UTF-8 text".to_owned())
+    })
+    .await;
+    fetched.unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+}
+
 /// An error and its causes, as one line (hyper's own message alone says little).
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();

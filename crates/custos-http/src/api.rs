@@ -70,10 +70,26 @@ pub struct Api {
 }
 
 impl Api {
-    /// Reads `config`'s operations (its OpenAPI document, or those declared) and readies its
-    /// upstream, whose secrets `broker` holds. Answers are awaited `timeout`.
-    pub fn load(config: &ApiConfig, broker: Arc<custos_gateway::Broker>, timeout: Duration) -> Result<Self, String> {
-        let spec = config.operations.load().map_err(|e| e.to_string())?;
+    /// Reads `config`'s operations (its OpenAPI document, read from its file or fetched from
+    /// its URL, or those declared) and readies its upstream, whose secrets `broker` holds.
+    /// Answers are awaited `timeout`.
+    pub async fn load(
+        config: &ApiConfig,
+        broker: Arc<custos_gateway::Broker>,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        let spec = match &config.operations {
+            custos_config::ApiOperations::OpenApi { source, .. }
+                if source.starts_with("https://") || source.starts_with("http://") =>
+            {
+                let max = usize::try_from(custos_openapi::MAX_DOCUMENT_BYTES).unwrap_or(usize::MAX);
+                let text = custos_gateway::api::fetch_document(source, timeout, max)
+                    .await
+                    .map_err(|e| format!("cannot read the OpenAPI document at `{source}`: {e}"))?;
+                custos_openapi::parse(&text, source).map_err(|e| e.to_string())?
+            }
+            operations => operations.load().map_err(|e| e.to_string())?,
+        };
         let classes = config.classes(&spec).map_err(|e| e.to_string())?;
         let router = Router::new(&spec.operations).map_err(|e| e.to_string())?;
         let listed: Vec<Value> =

@@ -17,9 +17,9 @@ pub enum OpenApiError {
     /// `paths./orders/{id}.get.parameters[0]`.
     #[error("{origin}: `{at}`: {message}")]
     Invalid { origin: String, at: String, message: String },
-    #[error(
-        "`{url}`: reading an openapi document from a url is not supported yet: save it to a file beside the config"
-    )]
+    /// `load` reads files; a URL is fetched by the gateway (`custos serve`, at start-up) and
+    /// its text given to [`crate::parse`].
+    #[error("`{url}`: `load` reads files only; a document at a url is fetched by the gateway at start-up")]
     UrlNotSupported { url: String },
 }
 

@@ -49,7 +49,7 @@ pub const MAX_DOCUMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The API described by `source`: a file, relative to `base_dir` (the config's folder) unless
 /// absolute; JSON when its name ends in `.json`, YAML when in `.yaml` or `.yml`, else whichever
-/// its first character says. `http://` and `https://` sources are not supported yet.
+/// its first character says. `http://` and `https://` sources are refused: the gateway fetches those.
 pub fn load(source: &str, base_dir: &Path) -> Result<ApiSpec, OpenApiError> {
     if source.starts_with("https://") || source.starts_with("http://") {
         return Err(OpenApiError::UrlNotSupported { url: source.to_owned() });

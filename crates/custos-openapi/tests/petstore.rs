@@ -134,7 +134,7 @@ fn load_names_what_it_cannot_read() {
         "{missing}"
     );
     let url = load("https://billing.example/openapi.json", &dir).unwrap_err().to_string();
-    assert!(url.contains("`https://billing.example/openapi.json`") && url.contains("not supported yet"), "{url}");
+    assert!(url.contains("`https://billing.example/openapi.json`") && url.contains("reads files only"), "{url}");
 
     let tmp = tempfile::tempdir().unwrap();
     let tmp = tmp.path();

@@ -80,8 +80,9 @@ impl Drop for Billing {
     }
 }
 
-/// A deployment proxying the billing API twice: `billing` with its key injected, `plain`
-/// without; FastAPI's own OpenAPI document is what the gateway imports.
+/// A deployment proxying the billing API twice: `billing` with its key injected, its document
+/// saved beside the config; `plain` without, its document read from the API's URL at start-up.
+/// Either way it is FastAPI's own OpenAPI document that the gateway imports.
 fn deployment() -> (Deployment, Billing) {
     deployment_with("")
 }
@@ -116,7 +117,7 @@ format = "Bearer {{}}"
 [[apis]]
 name = "plain"
 base_url = "{url}"
-openapi = "billing.json"
+openapi = "{url}/openapi.json"
 "#,
         url = billing.url
     );
@@ -369,4 +370,29 @@ fn a_run_that_read_an_injection_over_mcp_cannot_then_refund_over_http() {
         .iter()
         .any(|e| e["run"] == "run-x" && e["detail"]["finding"] == "output_injection"));
     d.verify_ok();
+}
+
+#[test]
+fn an_openapi_document_that_cannot_be_read_stops_start_up_naming_it() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let d = Deployment::serving_sample(&format!(
+        "[[apis]]\nname = \"gone\"\nbase_url = \"http://127.0.0.1:{port}\"\nopenapi = \"http://127.0.0.1:{port}/openapi.json\"\n"
+    ));
+    let out = d.output(&["serve", "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("api `gone`") && stderr.contains(&format!("http://127.0.0.1:{port}/openapi.json")),
+        "{stderr}"
+    );
+    // A file that is not an OpenAPI document: the file and the place in it.
+    let d = Deployment::serving_sample(&format!(
+        "[[apis]]\nname = \"broken\"\nbase_url = \"http://127.0.0.1:{port}\"\nopenapi = \"broken.yaml\"\n"
+    ));
+    std::fs::write(d.dir.path().join("broken.yaml"), "openapi: 3.1.0\ninfo: {title: x\n").unwrap();
+    let out = d.output(&["serve", "--listen", "127.0.0.1:0"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("api `broken`") && stderr.contains("broken.yaml"), "{stderr}");
 }

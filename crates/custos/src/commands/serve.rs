@@ -30,7 +30,6 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     let serving: Vec<&str> =
         served.iter().map(String::as_str).chain(config.apis.iter().map(|a| a.name.as_str())).collect();
     let broker = crate::credentials::start_serving(&config, &serving, &mut store)?;
-    let apis = load_apis(&config, broker.as_ref().map(|started| started.broker.clone()))?;
     let registry = context::reader(&db)?;
     let reader = context::reader(&db)?;
     let detection = super::run::detection(&config, &db)?;
@@ -39,6 +38,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
 
     let runtime = super::runtime()?;
     runtime.block_on(async {
+        let apis = load_apis(&config, broker.as_ref().map(|started| started.broker.clone())).await?;
         let listener = custos_http::bind(config.serve.listen)
             .map_err(|e| Failure::usage(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
@@ -383,21 +383,21 @@ pub(crate) fn approvals(
         .map_err(|e| Failure::usage(format!("{}: [approvals]: {e}", config.path.display())))
 }
 
-/// The `[[apis]]` of the config, each read (its OpenAPI document) and ready to proxy, with the
-/// broker that holds their secrets (none: nothing is injected). A document that cannot be read
-/// stops start-up, naming the api and the document.
-fn load_apis(
+/// The `[[apis]]` of the config, each read (its OpenAPI document, from its file or its URL) and
+/// ready to proxy, with the broker that holds their secrets (none: nothing is injected). A
+/// document that cannot be read stops start-up, naming the api and the document.
+pub(crate) async fn load_apis(
     config: &custos_config::Config,
     broker: Option<Arc<custos_gateway::Broker>>,
 ) -> Result<Vec<custos_http::api::Api>, Failure> {
     let broker = broker.unwrap_or_else(|| Arc::new(custos_gateway::Broker::shapes_only()));
     let timeout = std::time::Duration::from_millis(config.serve.request_timeout_ms);
-    config
-        .apis
-        .iter()
-        .map(|api| {
-            custos_http::api::Api::load(api, broker.clone(), timeout)
-                .map_err(|e| Failure::usage(format!("{}: api `{}`: {e}", config.path.display(), api.name)))
-        })
-        .collect()
+    let mut apis = Vec::with_capacity(config.apis.len());
+    for api in &config.apis {
+        let loaded = custos_http::api::Api::load(api, broker.clone(), timeout)
+            .await
+            .map_err(|e| Failure::usage(format!("{}: api `{}`: {e}", config.path.display(), api.name)))?;
+        apis.push(loaded);
+    }
+    Ok(apis)
 }
