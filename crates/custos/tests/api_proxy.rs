@@ -118,6 +118,8 @@ format = "Bearer {{}}"
 name = "plain"
 base_url = "{url}"
 openapi = "{url}/openapi.json"
+[apis.token]
+audience = "billing-api"
 "#,
         url = billing.url
     );
@@ -177,10 +179,11 @@ fn an_agent_calls_a_rest_api_under_the_same_governance_as_an_mcp_tool() {
     let seen = answer["seen_authorization"].as_str().unwrap();
     assert!(!seen.contains(BILLING_KEY) && !seen.contains(&key), "{seen}");
     assert!(seen.starts_with("Bearer ") && seen.contains("REDACTED"), "{seen}");
-    // Without an injected credential the API sees none: not the agent's.
+    // `plain` holds no key: each call carries a token minted for it, never the agent's key.
     let (status, _, echoed) = call(&served, &key, "GET", "plain/debug/echo-auth", "");
     assert_eq!(status, 200, "{echoed}");
-    assert_eq!(echoed["authorization"], Value::Null);
+    // The API got a JWT (echoed back, the leak guard takes it out by its shape).
+    assert_eq!(echoed["authorization"], "Bearer [REDACTED:jwt]", "{echoed}");
 
     // Denied on a field of the body.
     let big = r#"{"order_id":"o-1","amount_cents":50000,"currency":"EUR","reason":"angry"}"#;
@@ -234,6 +237,13 @@ fn an_agent_calls_a_rest_api_under_the_same_governance_as_an_mcp_tool() {
     assert!(!leaks.is_empty());
     assert!(!serde_json::to_string(&events).unwrap().contains(BILLING_KEY), "the key reached the log");
     assert_eq!(of_kind(&events, "approval.used").len(), 1);
+    // `plain`'s call carried a token minted for it: recorded by its id, never by its value.
+    let echo = requested.iter().find(|e| e["tool"] == "plain/echo_auth").unwrap();
+    let minted = echo["detail"]["credentials"].as_array().unwrap();
+    assert!(
+        minted.iter().any(|c| c["name"].as_str().unwrap().starts_with("signing_key:") && c["jti"].is_string()),
+        "{echo}"
+    );
     let finished = of_kind(&events, "call.finished");
     assert!(finished.iter().any(|e| e["tool"] == "billing/delete_order" && e["detail"]["outcome"] == "ok"));
     d.verify_ok();
