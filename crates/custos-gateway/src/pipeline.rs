@@ -1062,12 +1062,11 @@ impl Gateway {
     }
 
     /// A `tools/list` result: into the inventory, then filtered for this agent.
-    async fn tools_listed(&self, raw: Vec<u8>) -> Outcome {
-        let Some(listing) = ToolsListing::parse(&self.server, &raw) else {
-            return Outcome::Forward(raw);
-        };
-        let descriptors = listing.descriptors();
-        match self.audit.observe_tools(descriptors.clone(), self.event(EventKind::ToolSeen)).await {
+    /// A listing of this server's tools (an MCP `tools/list` answer, or an API's operations):
+    /// recorded in the inventory (a tool listed unlike its pin is quarantined), scanned for
+    /// poisoned and shadowing descriptors, and remembered for classifying later calls.
+    pub async fn observe_listing(&self, descriptors: &[ToolDescriptor]) {
+        match self.audit.observe_tools(descriptors.to_vec(), self.event(EventKind::ToolSeen)).await {
             Ok(sightings) => {
                 // A tool listed unlike its pin (or new and like another tool) is refused until
                 // an operator accepts it (the store recorded the rug pull); one listed like its
@@ -1090,7 +1089,7 @@ impl Gateway {
             Err(err) => tracing::error!("cannot record the tool inventory: {err}"),
         }
         // Detect (on sight): poisoned and shadowing descriptors.
-        let flagged = self.detection.scan_listing(&self.server, &descriptors);
+        let flagged = self.detection.scan_listing(&self.server, descriptors);
         if !flagged.is_empty() {
             let threshold = self.detection.quarantine_at();
             let mut events = Vec::with_capacity(flagged.len());
@@ -1110,10 +1109,18 @@ impl Gateway {
             self.record_findings(events).await;
         }
         self.with_tools(|t| {
-            for d in &descriptors {
+            for d in descriptors {
                 t.insert(d.tool.name().to_owned(), Arc::new(d.clone()));
             }
         });
+    }
+
+    async fn tools_listed(&self, raw: Vec<u8>) -> Outcome {
+        let Some(listing) = ToolsListing::parse(&self.server, &raw) else {
+            return Outcome::Forward(raw);
+        };
+        let descriptors = listing.descriptors();
+        self.observe_listing(&descriptors).await;
         if self.tools_list == ToolsListMode::Show {
             return Outcome::Forward(raw);
         }

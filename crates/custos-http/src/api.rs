@@ -490,7 +490,7 @@ async fn pipeline(
         detection: app.detection().clone(),
         run_state: Some(app.run_state(&key.1)),
         flows: custos_config::ToolFlows::default(),
-        quarantined: Vec::new(),
+        quarantined: app.quarantined_tools(api.name()),
     }));
     gateway
         .start(json!({ "transport": "http", "api": api.name(), "url_host": host_of(&api.config.base_url) }))
@@ -499,6 +499,9 @@ async fn pipeline(
         tracing::error!("cannot record the start of a run on API `{}`: {e}", api.name());
         error(StatusCode::SERVICE_UNAVAILABLE, "the audit log cannot be written; nothing was sent", None)
     })?;
+    // The operations are this pipeline's listing: inventoried and pinned (an operation whose
+    // document changed since it was pinned is quarantined), and their descriptions scanned.
+    gateway.observe_listing(&api.descriptors).await;
     let mut pipelines = lock(&api.pipelines);
     if pipelines.len() >= MAX_PIPELINES {
         pipelines.clear();

@@ -213,7 +213,7 @@ impl AppState {
     }
 
     /// The tools of `server` the inventory holds quarantined.
-    fn quarantined_tools(&self, server: &str) -> Vec<String> {
+    pub(crate) fn quarantined_tools(&self, server: &str) -> Vec<String> {
         self.with_store(custos_store::Store::tools)
             .map(|tools| {
                 tools
