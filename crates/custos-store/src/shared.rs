@@ -6,8 +6,9 @@
 //! gone. [`SqlStore::update_shared`] reads some keys, lets the caller change them, and writes
 //! them back in one transaction. On PostgreSQL that transaction holds an advisory lock per key,
 //! taken in key order (so two updates cannot deadlock), never the chain's lock: replicas that
-//! touch different agents never wait for each other, and none waits for an audit append. On
-//! SQLite it is an ordinary write transaction, one writer at a time.
+//! touch different agents never wait for each other, and none waits for an audit append; and it
+//! commits without waiting for a flush (`synchronous_commit` off for it alone). On SQLite it is
+//! an ordinary write transaction, one writer at a time.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -41,8 +42,13 @@ impl SqlStore {
         let mut order: Vec<&String> = keys.iter().collect();
         order.sort();
         order.dedup();
-        let locks: String =
-            order.iter().map(|key| format!("SELECT pg_advisory_xact_lock({LOCK_CLASS}, {});", lock_id(key))).collect();
+        // Not flushed at commit: these are counters that only ever make limits lenient when
+        // lost (a database that crashes forgets the last moments' counts, as a restarted
+        // gateway forgets its own), and waiting for a flush per call would serialize an agent's
+        // calls on its disk. The audit log's own commits stay synchronous.
+        let locks: String = std::iter::once("SET LOCAL synchronous_commit TO OFF;".to_owned())
+            .chain(order.iter().map(|key| format!("SELECT pg_advisory_xact_lock({LOCK_CLASS}, {});", lock_id(key))))
+            .collect();
         self.in_transaction_under(&locks, |db, path| {
             let failed = |e: DbError| StoreError::Write { path: path.to_owned(), reason: e.to_string() };
             let now = now_ms();
