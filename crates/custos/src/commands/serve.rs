@@ -386,7 +386,7 @@ pub(crate) fn approvals(
 /// The `[[apis]]` of the config, each read (its OpenAPI document) and ready to proxy, with the
 /// broker that holds their secrets (none: nothing is injected). A document that cannot be read
 /// stops start-up, naming the api and the document.
-fn load_apis(
+pub(crate) fn load_apis(
     config: &custos_config::Config,
     broker: Option<Arc<custos_gateway::Broker>>,
 ) -> Result<Vec<custos_http::api::Api>, Failure> {
