@@ -1,5 +1,5 @@
-//! The sample tool servers of `custos demo`: four small MCP servers that give
-//! the demo something realistic to govern.
+//! The sample tool servers of `custos demo`: four small MCP servers and one
+//! plain REST API that give the demo something realistic to govern.
 //!
 //! Each server keeps deterministic in-memory data: no clock, no randomness, and
 //! ids (refunds, patches, drafts, …) counted from a fixed start in each
@@ -17,19 +17,24 @@
 //!   by name and run it on a transport.
 //! - `common.rs`: what every server shares: result helpers, the id counter and
 //!   the `initialize` answer.
-//! - `helpdesk.rs`: the support desk (tickets, customers, refunds).
+//! - `helpdesk.rs`: the support desk (tickets, customers).
+//! - `billing.rs`: the billing API (refunds), REST over HTTP rather than MCP,
+//!   which takes only a bearer JWT and says which token it saw; [`serve_billing`]
+//!   runs it on a listener (`custos demo` starts it in its own process).
 //! - `codehost.rs`: the code host (files, patches, tests, pull requests) and
 //!   its rug pull.
 //! - `procurement.rs`: procurement and finance (suppliers, renewals, purchase
 //!   orders).
 //! - `ops.rs`: operations (metrics, deployments, rollbacks).
 
+mod billing;
 mod codehost;
 mod common;
 mod helpdesk;
 mod ops;
 mod procurement;
 
+pub use billing::{seen as seen_token, serve_billing};
 use rmcp::{RoleServer, ServerHandler, ServiceExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 

@@ -92,11 +92,7 @@ async fn helpdesk() {
     let s = start("helpdesk").await;
     check_tools(
         &s.list_all_tools().await.unwrap(),
-        &[
-            ("get_ticket", true, false, true, false),
-            ("lookup_customer", true, false, true, false),
-            ("issue_refund", false, false, false, true),
-        ],
+        &[("get_ticket", true, false, true, false), ("lookup_customer", true, false, true, false)],
     );
 
     assert_eq!(
@@ -116,17 +112,6 @@ async fn helpdesk() {
     assert!(ana.contains("Ana Lima") && ana.contains("O-7781"), "{ana}");
     assert!(ok(&s, "lookup_customer", json!({ "customer_id": "C-77" })).await.contains("Bo Chen"));
     err(&s, "lookup_customer", json!({ "customer_id": "C-1" })).await;
-
-    let refund = json!({ "customer_id": "C-42", "amount": 80, "reason": "duplicate charge" });
-    assert_eq!(
-        ok(&s, "issue_refund", refund.clone()).await,
-        "refund R-1 of 80 EUR issued to C-42 (reason: duplicate charge)"
-    );
-    assert!(ok(&s, "issue_refund", refund).await.starts_with("refund R-2 "));
-    err(&s, "issue_refund", json!({ "customer_id": "C-1", "amount": 80, "reason": "x" })).await;
-    err(&s, "issue_refund", json!({ "customer_id": "C-42", "amount": 0, "reason": "x" })).await;
-    // Arguments that miss the schema are a tool error too, not a panic.
-    err(&s, "issue_refund", json!({ "customer_id": "C-42" })).await;
 
     s.cancel().await.unwrap();
 }

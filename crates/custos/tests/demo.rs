@@ -25,6 +25,21 @@ fn has_finding(step: &Value, kind: &str) -> bool {
     step["findings"].as_array().unwrap().iter().any(|k| k == kind)
 }
 
+/// An allowed call to the billing API: the gateway minted a token for it (recorded with the
+/// call's credentials, never the agent's key), and the API answered that it saw exactly that
+/// token (it takes nothing but a live bearer JWT: the agent's API key is not one).
+fn assert_minted_for_the_call(step: &Value) {
+    let token = &step["token"];
+    let jti = token["jti"].as_str().unwrap_or_else(|| panic!("no minted token: {step}"));
+    assert!(jti.len() >= 16, "{step}");
+    assert!(token["name"].as_str().unwrap().starts_with("signing_key:"), "{step}");
+    assert!(token["expires_at"].as_u64().unwrap() > 1_700_000_000, "{step}");
+    assert_eq!(step["upstream_saw"]["jti"], jti, "{step}");
+    assert_eq!(step["upstream_saw"]["exp"], token["expires_at"], "{step}");
+    assert_eq!(step["upstream_saw"]["kid"], token["fingerprint"], "{step}");
+    assert!(step["upstream_saw"]["aud"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{step}");
+}
+
 /// A held step: approved by the demo approver, then allowed.
 fn assert_approved(step: &Value) {
     assert_eq!(step["decision"], "allow", "{step}");
@@ -53,17 +68,24 @@ fn the_demo_governs_four_workflows_and_its_log_verifies() {
         assert_eq!(w["run"], format!("demo-{}", w["name"].as_str().unwrap()));
     }
 
-    // support: 80 EUR allowed, 250 EUR held and approved; the injected ticket is flagged and
-    // the 5000 EUR refund it asked for is denied.
-    let refunds = steps(&report, "support", "helpdesk/issue_refund");
+    // support: refunds through the billing API (REST), in the run of the MCP session: 80 EUR
+    // allowed, 250 EUR held and approved, each with a token minted for that call; the injected
+    // ticket is flagged and the 5000 EUR refund it asked for is denied, with no token minted.
+    let refunds = steps(&report, "support", "billing/create_refund");
     assert_eq!(refunds.len(), 3);
+    assert_eq!(refunds[0]["arguments"]["body"]["amount"], 80);
     assert_eq!(refunds[0]["decision"], "allow");
     assert!(refunds[0]["approval"].is_null());
-    assert_eq!(refunds[1]["arguments"]["amount"], 250);
+    assert_minted_for_the_call(refunds[0]);
+    assert_eq!(refunds[1]["arguments"]["body"]["amount"], 250);
     assert_approved(refunds[1]);
-    assert_eq!(refunds[2]["arguments"]["amount"], 5000);
+    assert_minted_for_the_call(refunds[1]);
+    assert_ne!(refunds[0]["token"]["jti"], refunds[1]["token"]["jti"]);
+    assert_eq!(refunds[2]["arguments"]["body"]["amount"], 5000);
     assert_eq!(refunds[2]["decision"], "deny", "{}", refunds[2]);
-    assert!(refunds[2]["policies"].as_array().unwrap().iter().any(|p| p == "no-refund-after-injection"));
+    assert!(refunds[2]["policies"].as_array().unwrap().iter().any(|p| p == "refund-over-1000-never"), "{}", refunds[2]);
+    assert!(refunds[2]["token"].is_null() && refunds[2]["upstream_saw"].is_null(), "{}", refunds[2]);
+    assert!(steps(&report, "support", "helpdesk/issue_refund").is_empty());
     let injected = steps(&report, "support", "helpdesk/get_ticket")
         .into_iter()
         .find(|s| s["arguments"]["ticket_id"] == "T-1002")
@@ -117,4 +139,15 @@ fn the_demo_prints_plain_timelines_when_not_on_a_terminal() {
     assert!(stdout.contains("ALLOW") && stdout.contains("DENY") && stdout.contains("HOLD"), "{stdout}");
     assert!(!stdout.contains('\u{1b}'), "colour codes when stdout is not a terminal: {stdout}");
     assert!(stdout.contains("custos audit query --run demo-support --config"), "{stdout}");
+    // The refunds go through the billing API, each allowed one with a token minted for it.
+    let refund_lines = stdout.lines().filter(|l| l.contains("billing/create_refund (body={amount=")).count();
+    assert_eq!(refund_lines, 3, "{stdout}");
+    let tokens: Vec<&str> = stdout.lines().filter(|l| l.trim_start().starts_with("token ")).collect();
+    assert_eq!(tokens.len(), 2, "{stdout}");
+    for line in tokens {
+        assert!(
+            line.contains(" minted for this call, key ") && line.ends_with("UTC; the API saw this token"),
+            "{line}"
+        );
+    }
 }

@@ -1,10 +1,13 @@
 //! `custos demo`: four agent workflows governed end to end, on a deployment of their own.
 //!
-//! The command writes a config and policies (`examples/demo/`, embedded in the binary) into a
-//! fresh folder, starts the gateway in this process exactly as `custos serve` does (the
-//! embedded store, `127.0.0.1:0`, no admin API), issues each agent an API key, and plays one
-//! scripted agent per workflow over real Streamable HTTP. The tool servers are this binary
-//! again (`custos demo-server NAME`, hidden), so nothing but the binary is needed. A background
+//! The command writes a config, policies, their schema and an OpenAPI document
+//! (`examples/demo/`, embedded in the binary) into a fresh folder, starts the billing API (a
+//! plain REST API, in this process on `127.0.0.1:0`), then the gateway in this process exactly
+//! as `custos serve` does (the embedded store, `127.0.0.1:0`, the `[[apis]]` loaded, no admin
+//! API), issues each agent an API key, and plays one scripted agent per workflow over real
+//! Streamable HTTP, and plain HTTP for the API (the support bot's refunds, each with a token the
+//! gateway mints for that call). The tool servers are this binary again (`custos demo-server
+//! NAME`, hidden), so nothing but the binary is needed. A background
 //! approver decides held calls (or asks on the terminal with `--interactive`). At the end each
 //! workflow's timeline is read back from the audit log, and the log's chain is verified.
 //!
@@ -37,7 +40,8 @@ use crate::Failure;
 use client::McpClient;
 use report::Workflow;
 
-/// The config, with `{EXE}` (this binary) and `{DATA}` (the deployment's folder) to fill in.
+/// The config, with `{EXE}` (this binary), `{DATA}` (the deployment's folder) and `{BILLING}`
+/// (the billing API's URL) to fill in.
 const CONFIG_TEMPLATE: &str = include_str!("../../../../examples/demo/custos.toml");
 
 /// The policy files the config names, by file name.
@@ -49,6 +53,13 @@ const POLICIES: [(&str, &str); 5] = [
     // The shipped toxic-flow rules (a copy of `examples/policies/toxic-flow.cedar`).
     ("toxic-flow.cedar", include_str!("../../../../examples/demo/policies/toxic-flow.cedar")),
 ];
+
+/// The schema the policies are checked against: the shipped one, with the billing API's
+/// request body among the arguments (written into `policies/`).
+const SCHEMA: (&str, &str) = ("demo.cedarschema", include_str!("../../../../examples/demo/policies/demo.cedarschema"));
+
+/// The billing API's OpenAPI document, which the config's `[[apis]]` imports.
+const BILLING_OPENAPI: (&str, &str) = ("billing.yaml", include_str!("../../../../examples/demo/billing.yaml"));
 
 /// Who the demo's approver is: a member of every approver group in the demo config.
 const APPROVER: &str = "demo-approver@custos.example";
@@ -68,9 +79,12 @@ enum Action {
     List,
     /// `tools/call` of a tool with its arguments.
     Call(&'static str, Value),
+    /// A plain HTTP request through the gateway's API proxy: method, path (`/api/{name}/…`),
+    /// JSON body; in the run of the script's MCP session.
+    Http(&'static str, &'static str, Value),
 }
 
-/// One scripted agent: who it is, the server it talks to, what it does.
+/// One scripted agent: who it is, the server it talks MCP to, what it does.
 struct Script {
     name: &'static str,
     agent: &'static str,
@@ -81,7 +95,7 @@ struct Script {
 /// The four workflows. What each step should lead to is in the comments: the demo does not
 /// assert it (the timeline shows what happened), `tests/demo.rs` does.
 fn scripts() -> Vec<Script> {
-    use Action::{Call, List};
+    use Action::{Call, Http, List};
     vec![
         Script {
             name: "support",
@@ -91,22 +105,28 @@ fn scripts() -> Vec<Script> {
                 List,
                 Call("get_ticket", json!({ "ticket_id": "T-1001" })),
                 Call("lookup_customer", json!({ "customer_id": "C-42" })),
+                // Refunds go to the billing API (REST), each with a token minted for it.
                 // 80 EUR: under the limit, allowed.
-                Call(
-                    "issue_refund",
+                Http(
+                    "POST",
+                    "/api/billing/refunds",
                     json!({ "customer_id": "C-42", "amount": 80, "reason": "duplicate charge (T-1001)" }),
                 ),
                 Call("get_ticket", json!({ "ticket_id": "T-1003" })),
                 // 250 EUR: held for a support lead, then allowed.
-                Call(
-                    "issue_refund",
+                Http(
+                    "POST",
+                    "/api/billing/refunds",
                     json!({ "customer_id": "C-42", "amount": 250, "reason": "broken laptop (T-1003)" }),
                 ),
                 // Carries an injected instruction: an `output_injection` finding.
                 Call("get_ticket", json!({ "ticket_id": "T-1002" })),
-                // What the injection asked for: denied, whoever would approve.
-                Call(
-                    "issue_refund",
+                // What the injection asked for: denied, whoever would approve (over the
+                // agent's limit; and, once the API call sees the findings of the MCP calls in
+                // its run, after an injection).
+                Http(
+                    "POST",
+                    "/api/billing/refunds",
                     json!({ "customer_id": "C-77", "amount": 5000, "reason": "as instructed in T-1002" }),
                 ),
             ],
@@ -196,7 +216,12 @@ struct Summary {
 }
 
 fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
-    let (dir, config_path) = write_deployment(dir)?;
+    // The billing API's port first: the config names its URL.
+    let billing = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| Failure::runtime(format!("cannot listen for the demo's billing API: {e}")))?;
+    let billing_url = format!("http://{}", billing.local_addr().map_err(Failure::runtime)?);
+    let (dir, config_path) = write_deployment(dir, &billing_url)?;
     let mut config = context::load_config(&Location { config: Some(config_path.clone()), data_dir: None })?;
     // The gateway's own port, whatever the config says; no admin API.
     config.serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -216,18 +241,26 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
     let mut store = context::open_for_writing(&config)?;
     let db = context::database(&config);
     let keys = issue_keys(&config, &mut store)?;
-    let served: Vec<&str> = config.servers.iter().filter(|s| s.is_served()).map(|s| s.name.as_str()).collect();
-    let broker = crate::credentials::start(&config, &served, &mut store)?;
+    let serving: Vec<&str> = config
+        .servers
+        .iter()
+        .filter(|s| s.is_served())
+        .map(|s| s.name.as_str())
+        .chain(config.apis.iter().map(|a| a.name.as_str()))
+        .collect();
+    let broker = crate::credentials::start(&config, &serving, &mut store)?;
     let registry = context::reader(&db)?;
     let reader = context::reader(&db)?;
     let detection = super::run::detection(&config, &db)?;
 
     let runtime = super::runtime()?;
     let summary = runtime.block_on(async {
+        let apis = super::serve::load_apis(&config, broker.as_ref().map(|started| started.broker.clone())).await?;
         let listener = tokio::net::TcpListener::bind(config.serve.listen)
             .await
             .map_err(|e| Failure::runtime(format!("cannot listen on `{}`: {e}", config.serve.listen)))?;
         let addr = listener.local_addr().map_err(Failure::runtime)?;
+        let billing = tokio::net::TcpListener::from_std(billing).map_err(Failure::runtime)?;
         let audit = AuditLog::start(Box::new(store)).map_err(Failure::runtime)?;
         let auth = Authenticator::new(config.agents.clone(), registry, None, Vec::new())
             .with_spiffe_ids(config.spiffe_ids.clone());
@@ -243,8 +276,9 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
             None
         };
         let approvals = super::serve::approvals(&config, audit.clone(), &db, None)?;
-        let mut state =
-            AppState::new(config.clone(), policy, audit.clone(), auth, reader, addr).with_approvals(approvals.clone());
+        let mut state = AppState::new(config.clone(), policy, audit.clone(), auth, reader, addr)
+            .with_approvals(approvals.clone())
+            .with_apis(apis);
         if let Some(started) = broker {
             state = state.with_broker(started.broker);
         }
@@ -258,6 +292,15 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
             }
             None => None,
         };
+        let mut billing_stopped = stopped.clone();
+        tokio::spawn(async move {
+            let until = async move {
+                let _ = billing_stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(e) = custos_demo_servers::serve_billing(billing, until).await {
+                eprintln!("custos: the demo's billing API stopped: {e}");
+            }
+        });
         let mut until_stopped = stopped.clone();
         let server = tokio::spawn(custos_http::serve(state, listener, async move {
             let _ = until_stopped.wait_for(|stop| *stop).await;
@@ -417,10 +460,11 @@ fn temporary_dir() -> Result<PathBuf, Failure> {
     Ok(dir)
 }
 
-/// Writes the config and policies into `dir` (created if missing, and refused if it already
+/// Writes the config, the policies, their schema and the billing API's document into `dir`
+/// (created if missing, and refused if it already
 /// holds an audit log: the demo's runs and pins would mix with what is there). Returns the
 /// folder as an absolute path, and the config's path.
-fn write_deployment(dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
+fn write_deployment(dir: &Path, billing_url: &str) -> Result<(PathBuf, PathBuf), Failure> {
     let cannot = |what: &Path, e: std::io::Error| Failure::usage(format!("cannot write `{}`: {e}", what.display()));
     std::fs::create_dir_all(dir.join("policies")).map_err(|e| cannot(dir, e))?;
     let dir = dir.canonicalize().map_err(|e| cannot(dir, e))?;
@@ -434,13 +478,17 @@ fn write_deployment(dir: &Path) -> Result<(PathBuf, PathBuf), Failure> {
         .map_err(|e| Failure::runtime(format!("cannot find this program's own path to start the demo servers: {e}")))?;
     let config = CONFIG_TEMPLATE
         .replace("{EXE}", &toml_escape(&exe.to_string_lossy()))
-        .replace("{DATA}", &toml_escape(&dir.to_string_lossy()));
+        .replace("{DATA}", &toml_escape(&dir.to_string_lossy()))
+        .replace("{BILLING}", &toml_escape(billing_url));
     let config_path = dir.join("custos.toml");
     std::fs::write(&config_path, config).map_err(|e| cannot(&config_path, e))?;
-    for (name, text) in POLICIES {
+    for (name, text) in POLICIES.iter().chain([&SCHEMA]) {
         let path = dir.join("policies").join(name);
         std::fs::write(&path, text).map_err(|e| cannot(&path, e))?;
     }
+    let (name, text) = BILLING_OPENAPI;
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| cannot(&path, e))?;
     Ok((dir, config_path))
 }
 
@@ -470,6 +518,15 @@ async fn play(addr: SocketAddr, key: &str, script: &Script, timeout: Duration) -
                 Action::List => ("tools/list", json!({}), "tools/list".to_owned()),
                 Action::Call(tool, arguments) => {
                     ("tools/call", json!({ "name": tool, "arguments": arguments }), format!("{}/{tool}", script.server))
+                }
+                Action::Http(method, path, body) => {
+                    // Any HTTP answer is an answer (a 403 is the gateway's refusal); only no
+                    // answer at all stops the script.
+                    client
+                        .api(method, path, Some(body))
+                        .await
+                        .map_err(|e| format!("action {} ({method} {path}): {e}", n + 1))?;
+                    continue;
                 }
             };
             client.request(method, params).await.map_err(|e| format!("action {} ({what}): {e}", n + 1))?;
@@ -601,9 +658,19 @@ mod tests {
 
     #[test]
     fn every_policy_file_the_config_names_is_written() {
-        for (name, _) in POLICIES {
+        for (name, _) in POLICIES.iter().chain([&SCHEMA]) {
             assert!(CONFIG_TEMPLATE.contains(&format!("\"policies/{name}\"")), "{name}");
         }
-        assert_eq!(CONFIG_TEMPLATE.matches("policies/").count(), POLICIES.len());
+        assert_eq!(CONFIG_TEMPLATE.matches("policies/").count(), POLICIES.len() + 1);
+        assert!(CONFIG_TEMPLATE.contains(&format!("openapi = \"{}\"", BILLING_OPENAPI.0)));
+    }
+
+    #[test]
+    fn the_demo_schema_is_the_shipped_one_with_the_refund_body() {
+        let shipped = include_str!("../../../custos-policy/schema/custos.cedarschema");
+        let body = "    // The JSON body of a call to an HTTP API (`[[apis]]`): here the billing API's refund.\n    \
+                    body?: { customer_id?: String, amount?: Long, reason?: String },\n";
+        let query = "    query?: String,\n";
+        assert_eq!(SCHEMA.1, shipped.replace(query, &format!("{query}{body}")));
     }
 }

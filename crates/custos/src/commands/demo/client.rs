@@ -1,6 +1,8 @@
 //! The demo's scripted agents speak MCP to the gateway the way any Streamable HTTP client does:
 //! `initialize` (naming the run in `Custos-Run-Id`), `notifications/initialized`, then requests
-//! with the session id the gateway gave, each answered as JSON or as an SSE stream.
+//! with the session id the gateway gave, each answered as JSON or as an SSE stream. They call
+//! plain HTTP APIs through the gateway (`/api/{name}/…`) with the same key, naming the same run,
+//! so the API calls are steps of the run their MCP calls are in.
 //!
 //! HTTP/1.1 by hand over a `TcpStream`, one connection per request (`Connection: close`, so the
 //! answer is everything up to the end of the stream): the demo talks to its own gateway on
@@ -84,6 +86,16 @@ impl McpClient {
         answer.ok_or_else(|| format!("`{method}` got no answer (HTTP {}): {}", response.status, text.trim()))
     }
 
+    /// A plain HTTP request to `path` on the gateway (`/api/{name}/…`), in the session's run;
+    /// its status and its body (as JSON when it is, else as one string).
+    pub async fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let response = self.send_to(method, path, &body, false).await?;
+        let text = String::from_utf8_lossy(&response.body);
+        let answer = serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text.into_owned()));
+        Ok((response.status, answer))
+    }
+
     /// Ends the session, so the gateway stops the server it started for it.
     pub async fn close(&mut self) {
         if self.session.is_some() {
@@ -96,24 +108,28 @@ impl McpClient {
     }
 
     async fn send(&self, method: &str, body: &str) -> Result<Response, String> {
-        match tokio::time::timeout(self.timeout, self.exchange(method, body)).await {
+        self.send_to(method, &self.path, body, true).await
+    }
+
+    /// One request to `path`; `mcp`: with the session's headers.
+    async fn send_to(&self, method: &str, path: &str, body: &str, mcp: bool) -> Result<Response, String> {
+        match tokio::time::timeout(self.timeout, self.exchange(method, path, body, mcp)).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {} s", self.timeout.as_secs())),
         }
     }
 
-    async fn exchange(&self, method: &str, body: &str) -> Result<Response, String> {
+    async fn exchange(&self, method: &str, path: &str, body: &str, mcp: bool) -> Result<Response, String> {
         let mut request = format!(
-            "{method} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAuthorization: Bearer {}\r\n\
              Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
              Custos-Run-Id: {}\r\nContent-Length: {}\r\n",
-            self.path,
             self.addr,
             self.key,
             self.run,
             body.len()
         );
-        if let Some(session) = &self.session {
+        if let Some(session) = self.session.as_ref().filter(|_| mcp) {
             request.push_str(&format!("Mcp-Session-Id: {session}\r\nMcp-Protocol-Version: {PROTOCOL_VERSION}\r\n"));
         }
         request.push_str("\r\n");

@@ -38,6 +38,12 @@ pub struct Step {
     pub approval: Option<Value>,
     pub findings: Vec<String>,
     pub duration_ms: Option<u64>,
+    /// The token the gateway minted for this call (`jti`, `fingerprint` of the signing key,
+    /// `expires_at` in seconds), from the credentials its decision recorded.
+    pub token: Option<Value>,
+    /// What the upstream said it saw of the call's token (`jti`, `exp`, …), from the recorded
+    /// result: the billing API answers with it.
+    pub seen: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -113,6 +119,8 @@ impl Workflow {
                     approval: None,
                     findings: Vec::new(),
                     duration_ms: None,
+                    token: minted(&ev.detail),
+                    seen: None,
                 });
                 continue;
             }
@@ -133,6 +141,10 @@ impl Workflow {
                     if let Some(id) = ev.detail.get("approval").and_then(Value::as_str) {
                         step.approval = Some(approval(approvals, id));
                     }
+                    // A held call's token is minted once it is approved: on this decision.
+                    if let Some(token) = minted(&ev.detail) {
+                        step.token = Some(token);
+                    }
                 }
                 EventKind::FindingRecorded => {
                     let kind = text(&ev.detail, "finding");
@@ -142,6 +154,7 @@ impl Workflow {
                 }
                 EventKind::CallFinished => {
                     step.duration_ms = ev.detail.get("duration_ms").and_then(Value::as_u64);
+                    step.seen = ev.detail.get("result").and_then(|r| r.get("token")).filter(|t| t.is_object()).cloned();
                 }
                 _ => {}
             }
@@ -161,7 +174,8 @@ impl Workflow {
                 json!({
                     "step": s.step, "tool": s.tool, "arguments": s.arguments, "decision": s.decision,
                     "reason": s.reason, "policies": s.policies, "held": s.held, "approval": s.approval,
-                    "findings": s.findings, "duration_ms": s.duration_ms,
+                    "findings": s.findings, "duration_ms": s.duration_ms, "token": s.token,
+                    "upstream_saw": s.seen,
                 })
             })
             .collect();
@@ -192,6 +206,9 @@ impl Workflow {
             }
             let took = s.duration_ms.map(|d| format!("  ({d} ms)")).unwrap_or_default();
             println!("      {}  {}{took}", badge(&s.decision, color), s.reason);
+            if let Some(line) = token_line(s.token.as_ref(), s.seen.as_ref()) {
+                println!("      {line}");
+            }
             if !s.findings.is_empty() {
                 println!("      {}", paint(&format!("findings: {}", s.findings.join(", ")), YELLOW, color));
             }
@@ -204,6 +221,33 @@ impl Workflow {
             Some(e) => println!("  {}", paint(&format!("NOT COMPLETED: {e}"), RED, color)),
         }
     }
+}
+
+/// `token JTI minted for this call, key KID…, expires HH:MM:SS UTC; the API saw this token`:
+/// what backed a call to an upstream that takes minted tokens (the key's id cut short).
+fn token_line(token: Option<&Value>, seen: Option<&Value>) -> Option<String> {
+    let token = token?;
+    let jti = token.get("jti").and_then(Value::as_str)?;
+    let kid: String = token.get("fingerprint").and_then(Value::as_str).unwrap_or("?").chars().take(12).collect();
+    let expires = token.get("expires_at").and_then(Value::as_u64).map_or_else(|| "?".to_owned(), clock);
+    let saw = match seen.and_then(|s| s.get("jti")).and_then(Value::as_str) {
+        Some(saw) if saw == jti => "; the API saw this token".to_owned(),
+        Some(saw) => format!("; the API saw another token, `{saw}`"),
+        None => String::new(),
+    };
+    Some(format!("token {jti} minted for this call, key {kid}…, expires {expires} UTC{saw}"))
+}
+
+/// `HH:MM:SS` of a Unix time in seconds.
+fn clock(secs: u64) -> String {
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
+/// The token minted for a call, among the credentials an event's detail records.
+fn minted(detail: &Value) -> Option<Value> {
+    let credentials = detail.get("credentials").and_then(Value::as_array)?;
+    credentials.iter().rev().find(|c| c.get("jti").is_some()).cloned()
 }
 
 fn print_listing_finding(f: &Finding, color: bool) {
@@ -251,14 +295,20 @@ fn text(detail: &Value, key: &str) -> String {
     detail.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
-/// `key=value, …`, long values cut, so a step fits on a line.
+/// `key=value, …`, long values cut, so a step fits on a line; an object argument (an HTTP
+/// API's JSON `body`) as `key={key=value, …}`.
 fn arguments(arguments: Option<&Value>) -> String {
     let Some(Value::Object(map)) = arguments else { return String::new() };
+    format!("({})", members(map))
+}
+
+fn members(map: &serde_json::Map<String, Value>) -> String {
     let parts: Vec<String> = map
         .iter()
         .map(|(k, v)| {
             let v = match v {
                 Value::String(s) => s.clone(),
+                Value::Object(inner) => return format!("{k}={{{}}}", members(inner)),
                 other => other.to_string(),
             };
             let short: String = v.chars().take(32).collect();
@@ -267,7 +317,7 @@ fn arguments(arguments: Option<&Value>) -> String {
             format!("{k}={short}{cut}")
         })
         .collect();
-    format!("({})", parts.join(", "))
+    parts.join(", ")
 }
 
 const BOLD: &str = "1";
