@@ -468,12 +468,13 @@ async fn pipeline(
         }
         None => 0,
     };
+    let (steps, state) = app.live_run(&key.1, first_step_after);
     let gateway = Arc::new(Gateway::new(GatewaySpec {
         agent: agent.clone(),
         principal: identity.principal.clone(),
         run: RunId(run),
         parent_run: None,
-        shared_steps: None,
+        shared_steps: Some(steps),
         first_step_after,
         server: api.name().to_owned(),
         classes: api.classes.clone(),
@@ -488,7 +489,7 @@ async fn pipeline(
         approvals: app.approvals().cloned(),
         broker: app.broker().cloned(),
         detection: app.detection().clone(),
-        run_state: Some(app.run_state(&key.1)),
+        run_state: Some(state),
         flows: custos_config::ToolFlows::default(),
         quarantined: app.quarantined_tools(api.name()),
     }));

@@ -16,7 +16,6 @@
 //! answer to a request it did not forward to that upstream.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -247,8 +246,7 @@ async fn initialize(app: &Arc<AppState>, identity: Identity, headers: &HeaderMap
         Ok(run) => run,
         Err(refused) => return refused,
     };
-    let steps = Arc::new(AtomicU64::new(run.first_step_after));
-    let state = app.run_state(&run.run.0);
+    let (steps, state) = app.live_run(&run.run.0, run.first_step_after);
     let params: Value = msg.params.as_ref().and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or(json!({}));
     let requested = params.get("protocolVersion").and_then(Value::as_str).map(str::to_owned);
     let mut upstreams = Vec::new();

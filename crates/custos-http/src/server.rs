@@ -42,6 +42,19 @@ use crate::reply;
 use crate::session::{Sent, Session};
 use crate::tls::ClientSpiffeId;
 
+/// A run's shared parts, held by its pipelines; gone with the last of them.
+#[derive(Debug)]
+struct LiveRun {
+    steps: std::sync::Weak<std::sync::atomic::AtomicU64>,
+    state: std::sync::Weak<custos_gateway::detect::RunState>,
+}
+
+impl LiveRun {
+    fn upgrade(&self) -> Option<(Arc<std::sync::atomic::AtomicU64>, Arc<custos_gateway::detect::RunState>)> {
+        Some((self.steps.upgrade()?, self.state.upgrade()?))
+    }
+}
+
 /// Runs whose state is remembered before the entries of ended runs are swept.
 const RUN_STATES_SWEEP: usize = 10_000;
 
@@ -101,9 +114,10 @@ pub struct AppState {
     tracer: custos_telemetry::CallTracer,
     /// The plain HTTP APIs proxied at `/api/{name}`, by name.
     apis: HashMap<String, Arc<crate::api::Api>>,
-    /// What each run in progress has gathered (labels, finding kinds), shared by every pipeline
-    /// of the run in this process: its MCP sessions and its calls to APIs alike.
-    run_states: Mutex<HashMap<String, std::sync::Weak<custos_gateway::detect::RunState>>>,
+    /// Each run in progress: its step counter and what it has gathered (labels, finding kinds),
+    /// shared by every pipeline of the run in this process: its MCP sessions and its calls to
+    /// APIs alike.
+    run_states: Mutex<HashMap<String, LiveRun>>,
 }
 
 impl AppState {
@@ -163,19 +177,26 @@ impl AppState {
         }
     }
 
-    /// The state of `run`, shared with every other live pipeline of it here: an injection
-    /// found by one of its MCP sessions is in its context when it calls an API, and so on.
-    pub(crate) fn run_state(&self, run: &str) -> Arc<custos_gateway::detect::RunState> {
-        let mut states = self.run_states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(state) = states.get(run).and_then(std::sync::Weak::upgrade) {
-            return state;
+    /// The step counter and state of `run`, shared with every other live pipeline of it here:
+    /// an injection found by one of its MCP sessions is in its context when it calls an API,
+    /// and its steps are numbered once across them. A run not live here counts on from
+    /// `first_step_after` (its last step in the log).
+    pub(crate) fn live_run(
+        &self,
+        run: &str,
+        first_step_after: u64,
+    ) -> (Arc<std::sync::atomic::AtomicU64>, Arc<custos_gateway::detect::RunState>) {
+        let mut runs = self.run_states.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(live) = runs.get(run).and_then(LiveRun::upgrade) {
+            return live;
         }
-        if states.len() >= RUN_STATES_SWEEP {
-            states.retain(|_, state| state.strong_count() > 0);
+        if runs.len() >= RUN_STATES_SWEEP {
+            runs.retain(|_, live| live.upgrade().is_some());
         }
+        let steps = Arc::new(std::sync::atomic::AtomicU64::new(first_step_after));
         let state = Arc::new(custos_gateway::detect::RunState::default());
-        states.insert(run.to_owned(), Arc::downgrade(&state));
-        state
+        runs.insert(run.to_owned(), LiveRun { steps: Arc::downgrade(&steps), state: Arc::downgrade(&state) });
+        (steps, state)
     }
 
     /// Proxies `apis` at `/api/{name}` (`[[apis]]`, loaded by [`crate::api::Api::load`]).
@@ -279,13 +300,16 @@ impl AppState {
         run: RunRef,
     ) -> Result<Arc<Session>, Response> {
         let McpUpstream { classes, flows, target } = upstream;
-        let run_id = run.run.0.clone();
+        let (steps, state) = match (run.shared_steps, run.state) {
+            (Some(steps), Some(state)) => (steps, state),
+            _ => self.live_run(&run.run.0, run.first_step_after),
+        };
         let gateway = Arc::new(Gateway::new(GatewaySpec {
             agent: identity.agent.clone(),
             principal: identity.principal,
             run: run.run,
             parent_run: run.parent,
-            shared_steps: run.shared_steps,
+            shared_steps: Some(steps),
             first_step_after: run.first_step_after,
             server: server.to_owned(),
             classes,
@@ -300,7 +324,7 @@ impl AppState {
             approvals: self.approvals.clone(),
             broker: self.broker.clone(),
             detection: self.detection.clone(),
-            run_state: Some(run.state.unwrap_or_else(|| self.run_state(&run_id))),
+            run_state: Some(state),
             flows,
             quarantined: self.quarantined_tools(server),
         }));

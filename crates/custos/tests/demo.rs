@@ -83,9 +83,21 @@ fn the_demo_governs_four_workflows_and_its_log_verifies() {
     assert_ne!(refunds[0]["token"]["jti"], refunds[1]["token"]["jti"]);
     assert_eq!(refunds[2]["arguments"]["body"]["amount"], 5000);
     assert_eq!(refunds[2]["decision"], "deny", "{}", refunds[2]);
-    assert!(refunds[2]["policies"].as_array().unwrap().iter().any(|p| p == "refund-over-1000-never"), "{}", refunds[2]);
+    // Denied for the injection the run's MCP session found: one run, whichever way it calls.
+    assert!(
+        refunds[2]["policies"].as_array().unwrap().iter().any(|p| p == "no-refund-after-injection"),
+        "{}",
+        refunds[2]
+    );
     assert!(refunds[2]["token"].is_null() && refunds[2]["upstream_saw"].is_null(), "{}", refunds[2]);
     assert!(steps(&report, "support", "helpdesk/issue_refund").is_empty());
+    // Its MCP calls and its API calls are numbered as one run: no step twice.
+    let support = workflows.iter().find(|w| w["name"] == "support").unwrap();
+    let numbers: Vec<u64> = support["steps"].as_array().unwrap().iter().map(|s| s["step"].as_u64().unwrap()).collect();
+    let mut unique = numbers.clone();
+    unique.dedup();
+    assert_eq!(numbers, unique, "{numbers:?}");
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
     let injected = steps(&report, "support", "helpdesk/get_ticket")
         .into_iter()
         .find(|s| s["arguments"]["ticket_id"] == "T-1002")
