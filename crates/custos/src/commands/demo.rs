@@ -41,7 +41,9 @@ use client::McpClient;
 use report::Workflow;
 
 /// The config, with `{EXE}` (this binary), `{DATA}` (the deployment's folder) and `{BILLING}`
-/// (the billing API's URL) to fill in.
+/// (the billing API's address, `127.0.0.1:PORT`) to fill in. The template itself loads as a
+/// config (`tests/startup.rs` checks every example), so each placeholder sits where a value of
+/// its kind may.
 const CONFIG_TEMPLATE: &str = include_str!("../../../../examples/demo/custos.toml");
 
 /// The policy files the config names, by file name.
@@ -220,8 +222,8 @@ fn demo(args: &DemoArgs, dir: &Path, removed: bool) -> Result<(), Failure> {
     let billing = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| Failure::runtime(format!("cannot listen for the demo's billing API: {e}")))?;
-    let billing_url = format!("http://{}", billing.local_addr().map_err(Failure::runtime)?);
-    let (dir, config_path) = write_deployment(dir, &billing_url)?;
+    let billing_addr = billing.local_addr().map_err(Failure::runtime)?.to_string();
+    let (dir, config_path) = write_deployment(dir, &billing_addr)?;
     let mut config = context::load_config(&Location { config: Some(config_path.clone()), data_dir: None })?;
     // The gateway's own port, whatever the config says; no admin API.
     config.serve.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -464,7 +466,7 @@ fn temporary_dir() -> Result<PathBuf, Failure> {
 /// (created if missing, and refused if it already
 /// holds an audit log: the demo's runs and pins would mix with what is there). Returns the
 /// folder as an absolute path, and the config's path.
-fn write_deployment(dir: &Path, billing_url: &str) -> Result<(PathBuf, PathBuf), Failure> {
+fn write_deployment(dir: &Path, billing_addr: &str) -> Result<(PathBuf, PathBuf), Failure> {
     let cannot = |what: &Path, e: std::io::Error| Failure::usage(format!("cannot write `{}`: {e}", what.display()));
     std::fs::create_dir_all(dir.join("policies")).map_err(|e| cannot(dir, e))?;
     let dir = dir.canonicalize().map_err(|e| cannot(dir, e))?;
@@ -479,7 +481,7 @@ fn write_deployment(dir: &Path, billing_url: &str) -> Result<(PathBuf, PathBuf),
     let config = CONFIG_TEMPLATE
         .replace("{EXE}", &toml_escape(&exe.to_string_lossy()))
         .replace("{DATA}", &toml_escape(&dir.to_string_lossy()))
-        .replace("{BILLING}", &toml_escape(billing_url));
+        .replace("{BILLING}", &toml_escape(billing_addr));
     let config_path = dir.join("custos.toml");
     std::fs::write(&config_path, config).map_err(|e| cannot(&config_path, e))?;
     for (name, text) in POLICIES.iter().chain([&SCHEMA]) {
