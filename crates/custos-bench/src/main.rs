@@ -109,6 +109,11 @@ struct RunArgs {
     /// Client connections of the PostgreSQL replica phases, spread over the replicas.
     #[arg(long, default_value_t = 64)]
     postgres_connections: usize,
+    /// Measured part of each PostgreSQL replica phase, in milliseconds (default: `--measure-ms`).
+    /// Replicas just started answer their first calls slowly (sessions, prepared statements,
+    /// the inventory), which a very short window sees as no calls at all.
+    #[arg(long)]
+    postgres_measure_ms: Option<u64>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -240,7 +245,10 @@ async fn run(args: RunArgs) -> Result<()> {
             append_budget: Duration::from_millis(args.append_ms),
             replica_counts: &args.postgres_replicas,
             connections: args.postgres_connections,
-            phase,
+            phase: Phase {
+                warmup: phase.warmup,
+                measure: Duration::from_millis(args.postgres_measure_ms.unwrap_or(args.measure_ms)),
+            },
         };
         Some(postgres::measure(&setup).await.context("the PostgreSQL rows")?)
     };

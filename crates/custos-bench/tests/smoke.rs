@@ -16,7 +16,7 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         .args(["--policies", "10,100", "--policy-ms", "20", "--append-ms", "100"])
         .args(["--guard-secrets", "10,1000", "--guard-ms", "20"])
         .args(["--events", "3000", "--sessions", "12", "--export-events", "2000"])
-        .args(["--postgres-replicas", "1,3", "--postgres-connections", "6"])
+        .args(["--postgres-replicas", "1,3", "--postgres-connections", "6", "--postgres-measure-ms", "1500"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
