@@ -479,7 +479,7 @@ header = "X-Api-Key"
         let c = load("[[apis]]\nname = \"b\"\nbase_url = \"http://x\"\nopenapi = \"https://b.example/openapi.json\"\n")
             .unwrap();
         let err = c.apis[0].operations.load().unwrap_err().to_string();
-        assert!(err.contains("not supported yet"), "{err}");
+        assert!(err.contains("reads files only"), "{err}");
     }
 
     #[test]

@@ -60,7 +60,12 @@ pub(crate) fn read(doc: &Value, origin: &str) -> Result<ApiSpec, OpenApiError> {
         Some(Value::Object(paths)) => paths,
         Some(_) => return Err(OpenApiError::invalid(origin, "paths", "expected an object")),
     };
-    for (template_text, item) in paths {
+    // In the order of their paths, whatever order the JSON map keeps (serde_json's
+    // `preserve_order`, switched on by other crates of a build, keeps the document's): the
+    // same document gives the same operations in every build.
+    let mut sorted: Vec<(&String, &Value)> = paths.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    for (template_text, item) in sorted {
         if template_text.starts_with("x-") {
             continue;
         }
@@ -230,8 +235,8 @@ fn body_of(resolver: &Resolver<'_>, body: &Value, at: &str) -> Result<Option<Bod
     };
     let chosen = content
         .get_key_value("application/json")
-        .or_else(|| content.iter().find(|(k, _)| k.ends_with("+json")))
-        .or_else(|| content.iter().next());
+        .or_else(|| content.iter().filter(|(k, _)| k.ends_with("+json")).min_by(|a, b| a.0.cmp(b.0)))
+        .or_else(|| content.iter().min_by(|a, b| a.0.cmp(b.0)));
     let Some((content_type, media)) = chosen else { return Ok(None) };
     let schema = match media.get("schema") {
         Some(schema) => resolver.schema(schema, &format!("{at}.content.{content_type}"))?,
