@@ -188,8 +188,16 @@ pub(crate) async fn proxy(
         Err(refused) => return refused,
     };
     let prefix = format!("/api/{name}");
-    let raw_path = parts.uri.path().strip_prefix(prefix.as_str()).filter(|p| !p.is_empty()).unwrap_or("/");
     let method = parts.method.as_str();
+    // The API's name as written in the path: an encoded one (`bil%6cing`) would leave a path
+    // that is not the one after the name, so it is refused rather than guessed at.
+    let rest = parts.uri.path().strip_prefix(prefix.as_str()).filter(|r| r.is_empty() || r.starts_with('/'));
+    let Some(rest) = rest else {
+        let detail = json!({ "api": name, "method": method, "reason": "the API's name is encoded in the path" });
+        crate::server::record_refusal(&app, &identity.agent, "no such operation", detail).await;
+        return error(StatusCode::BAD_REQUEST, "write the API's name in the path as it is, not percent-encoded", None);
+    };
+    let raw_path = if rest.is_empty() { "/" } else { rest };
     let found = match api.router.find(method, raw_path) {
         Ok(found) => found,
         Err(e) => {

@@ -262,6 +262,8 @@ fn bad_requests_are_refused_with_a_clear_status_and_recorded() {
     assert!(header(&headers, "allow").is_some_and(|a| a.contains("GET") && a.contains("DELETE")), "{headers:?}");
     let (status, _, answer) = call(&served, &key, "GET", "billing/orders/%2e%2e/refunds", "");
     assert_eq!(status, 400, "{answer}");
+    let (status, _, answer) = call(&served, &key, "GET", "bil%6cing/orders/o-1", "");
+    assert_eq!(status, 400, "{answer}");
     let oversized =
         format!(r#"{{"order_id":"o-1","amount_cents":1,"currency":"EUR","reason":"{}"}}"#, "x".repeat(5000));
     let (status, _, answer) = call(&served, &key, "POST", "billing/refunds", &oversized);
@@ -289,7 +291,7 @@ fn bad_requests_are_refused_with_a_clear_status_and_recorded() {
     for reason in ["no such operation", "body too large", "malformed request"] {
         assert!(refused.iter().any(|r| r == reason), "{reason} in {refused:?}");
     }
-    assert_eq!(refused.iter().filter(|r| *r == "no such operation").count(), 3, "{refused:?}");
+    assert_eq!(refused.iter().filter(|r| *r == "no such operation").count(), 4, "{refused:?}");
     // None of them reached the pipeline: no call was decided but the last read.
     assert_eq!(of_kind(&events, "call.decided").len(), 1);
     d.verify_ok();
