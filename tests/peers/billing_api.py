@@ -19,11 +19,13 @@ parameter: it is the credential the gateway injects, never a tool argument.
 | `delete_order` | `DELETE /orders/{order_id}` | removes the order: `{"deleted": ID}`, or 404 |
 | `get_receipt` | `GET /orders/{order_id}/receipt?format=pdf\\|text` | the receipt in that format (default `text`) |
 | `create_refund` | `POST /refunds` | body `{order_id, amount_cents, currency, reason}` (pydantic-validated, 422 otherwise): the refund with an `id`, and `seen_authorization`, the `Authorization` header it received (null without one) |
+| `put_attachment` | `PUT /orders/{order_id}/attachment` | any body, raw (not JSON): `{order_id, bytes, sha256, content_type}` of what it received |
 | `echo_auth` | `GET /debug/echo-auth` | `{"authorization": VALUE}`: the `Authorization` header it received, in the body (what a leak guard must redact) |
 | `get_big` | `GET /big?bytes=N` | N bytes of text (`0 <= N <= 16 MiB`) |
 """
 import argparse
 import asyncio
+import hashlib
 import itertools
 import sys
 from enum import Enum
@@ -87,6 +89,19 @@ def create_refund(refund: RefundRequest, request: Request) -> dict:
     order_or_404(refund.order_id)
     seen = request.headers.get("authorization")
     return {"id": f"r-{next(REFUND_IDS)}", **refund.model_dump(), "seen_authorization": seen}
+
+
+@app.put("/orders/{order_id}/attachment", operation_id="put_attachment", summary="Attach a file to an order")
+async def put_attachment(order_id: str, request: Request) -> dict:
+    # The raw bytes, as sent (no JSON): what the gateway streams on without reading.
+    order_or_404(order_id)
+    data = await request.body()
+    return {
+        "order_id": order_id,
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "content_type": request.headers.get("content-type"),
+    }
 
 
 @app.get("/debug/echo-auth", operation_id="echo_auth", summary="Echo the Authorization header")

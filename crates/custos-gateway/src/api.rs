@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
@@ -42,20 +43,38 @@ const PASSED_BACK: &[&str] = &[
     "x-request-id",
 ];
 
+/// A request body on its way to an API: whole (a JSON body policy read, a tool call's `body`)
+/// or streamed from the agent as it arrives (a body policy does not read).
+pub type ApiBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// A whole body.
+pub fn whole_body(bytes: Bytes) -> ApiBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A body streamed on as it arrives, cut off (the request fails) past `limit` bytes.
+pub fn streamed_body<B>(body: B, limit: usize) -> ApiBody
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    Limited::new(body, limit).boxed_unsync()
+}
+
 /// One API's upstream: where it is and how requests reach it.
 #[derive(Debug)]
 pub struct ApiUpstream {
     name: String,
     /// `scheme://authority/base/path`, without a trailing slash.
     base: String,
-    transport: Transport,
+    transport: Transport<ApiBody>,
     broker: Arc<Broker>,
     timeout: Duration,
     max_response_bytes: usize,
 }
 
 /// A request to send, as the front-end built it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ApiRequest {
     pub method: Method,
     /// Below the base URL, starting with `/`, percent-encoded as it is to be sent.
@@ -64,7 +83,7 @@ pub struct ApiRequest {
     pub query: String,
     /// Headers passed on; never the agent's credentials.
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Bytes,
+    pub body: ApiBody,
 }
 
 /// What the API answered.
@@ -173,7 +192,7 @@ impl ApiUpstream {
             }
         }
         // The url is never shown: it may carry the broker's query secrets.
-        let req = builder.body(Full::new(request.body)).map_err(|_| bad("not a valid request".to_owned()))?;
+        let req = builder.body(request.body).map_err(|_| bad("not a valid request".to_owned()))?;
         let answer = tokio::time::timeout(self.timeout, async {
             let response = self
                 .transport
@@ -209,7 +228,7 @@ impl ApiUpstream {
 /// for an API's OpenAPI document: at most `max_bytes`, within `timeout`, a `200` answer only.
 pub async fn fetch_document(url: &str, timeout: Duration, max_bytes: usize) -> Result<String, String> {
     let uri: hyper::Uri = url.parse().map_err(|_| format!("`{url}` is not a url"))?;
-    let transport = Transport::for_uri(&uri, &custos_config::UpstreamTls::default())?;
+    let transport: Transport = Transport::for_uri(&uri, &custos_config::UpstreamTls::default())?;
     let request = Request::builder()
         .method(Method::GET)
         .uri(uri)

@@ -63,18 +63,24 @@ struct Shared {
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
-/// How requests reach the server: in the clear for `http://`, through rustls for `https://`.
+/// How requests reach the server: in the clear for `http://`, through rustls for `https://`;
+/// with bodies of type `B` (whole ones by default, streamed ones for HTTP APIs).
 #[derive(Debug)]
-pub(crate) enum Transport {
-    Plain(Client<HttpConnector, Full<Bytes>>),
-    Tls(Client<custos_tls::client::HttpsConnector, Full<Bytes>>),
+pub(crate) enum Transport<B = Full<Bytes>> {
+    Plain(Client<HttpConnector, B>),
+    Tls(Client<custos_tls::client::HttpsConnector, B>),
 }
 
-impl Transport {
+impl<B> Transport<B>
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     /// The transport for `uri`'s scheme, with `tls` for `https://`.
     pub(crate) fn for_uri(uri: &hyper::Uri, tls: &custos_config::UpstreamTls) -> Result<Self, String> {
         match uri.scheme_str() {
-            Some("http") => Ok(Transport::Plain(Client::builder(TokioExecutor::new()).build_http())),
+            Some("http") => Ok(Transport::Plain(Client::builder(TokioExecutor::new()).build_http::<B>())),
             Some("https") => {
                 let identity = tls.client_identity.as_ref().map(|(cert, key)| (cert.as_path(), key.as_path()));
                 let config =
@@ -85,7 +91,7 @@ impl Transport {
         }
     }
 
-    pub(crate) fn request(&self, req: Request<Full<Bytes>>) -> ResponseFuture {
+    pub(crate) fn request(&self, req: Request<B>) -> ResponseFuture {
         match self {
             Self::Plain(client) => client.request(req),
             Self::Tls(client) => client.request(req),

@@ -5,7 +5,8 @@
 //! order: the API exists (`404`), the credential (`401`, as for MCP), the agent's concurrency
 //! (`429`), the route (an operation of the API: `404`, `405`, or `400` for a path it refuses),
 //! the body (`413` past `max_body_bytes`, `400` when an operation's JSON body does not parse or
-//! a parameter does not have its declared type). Each refusal past the credential is recorded.
+//! a parameter does not have its declared type). A JSON body is read whole (policy reads it);
+//! any other is streamed on to the API once the call is allowed, within the same limit. Each refusal past the credential is recorded.
 //! Then the pipeline: detection, the Cedar decision (`403` with the deciding policies), the
 //! approval hold (the request waits up to `[approvals] timeout_ms`, then `202` with the
 //! approval id and `Retry-After`; the identical request made again once approved goes through
@@ -218,27 +219,32 @@ pub(crate) async fn proxy(
     let Some(op) = api.spec.operations.get(found.operation) else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "the matched operation is missing", None);
     };
-    let bytes = match crate::server::read_body(&app, body, api.max_body()).await {
-        Ok(bytes) => bytes,
-        Err(BodyError::TooLarge) => {
-            let detail = json!({ "api": name, "limit": api.max_body() });
-            crate::server::record_refusal(&app, &identity.agent, "body too large", detail).await;
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("the body is larger than API `{name}` takes ({} bytes)", api.max_body()),
-                None,
-            );
+    // A JSON body is read whole: policy reads it. Any other body is streamed on to the API as
+    // it arrives, once the call is allowed, within the same limit.
+    let json_body = op.request_body.as_ref().is_some_and(|b| b.content_type.contains("json"));
+    let (bytes, streamed) = if json_body {
+        match crate::server::read_body(&app, body, api.max_body()).await {
+            Ok(bytes) => (bytes, None),
+            Err(BodyError::TooLarge) => return body_too_large(&app, &identity.agent, &name, api.max_body()).await,
+            Err(BodyError::TimedOut(after)) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!("the body did not arrive within {} ms", after.as_millis()),
+                    None,
+                )
+            }
         }
-        Err(BodyError::TimedOut(after)) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                &format!("the body did not arrive within {} ms", after.as_millis()),
-                None,
-            )
+    } else {
+        use axum::body::HttpBody;
+        // Declared larger than the limit: refused before any of it is read.
+        if body.size_hint().lower() > u64::try_from(api.max_body()).unwrap_or(u64::MAX) {
+            return body_too_large(&app, &identity.agent, &name, api.max_body()).await;
         }
+        (axum::body::Bytes::new(), Some(body))
     };
     let query = parts.uri.query().unwrap_or_default();
-    let arguments = match arguments(&api, op, &found.path_params, query, &parts.headers, &bytes) {
+    let json = json_body.then_some(bytes.as_ref());
+    let arguments = match arguments(&api, op, &found.path_params, query, &parts.headers, json) {
         Ok(arguments) => arguments,
         Err(reason) => {
             let detail = json!({ "api": name, "operation": op.tool_name, "reason": reason });
@@ -254,8 +260,11 @@ pub(crate) async fn proxy(
         method: parts.method.clone(),
         path: raw_path.to_owned(),
         query: query.to_owned(),
-        headers: passed_on(&api, &parts.headers, op.request_body.is_some()),
-        body: bytes,
+        headers: passed_on(&api, &parts.headers, json_body),
+        body: match streamed {
+            Some(body) => custos_gateway::api::streamed_body(body, api.max_body()),
+            None => custos_gateway::api::whole_body(bytes),
+        },
     };
     let response = govern(&app, &gateway, &api, op, arguments, &parts.headers, request).await;
     drop(permit);
@@ -525,7 +534,7 @@ fn arguments(
     path_params: &BTreeMap<String, String>,
     query: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Option<&[u8]>,
 ) -> Result<Value, String> {
     let mut arguments = serde_json::Map::new();
     for (name, value) in path_params {
@@ -552,14 +561,14 @@ fn arguments(
             arguments.insert(name.to_ascii_lowercase(), Value::String(value.to_owned()));
         }
     }
-    if let Some(declared) = &op.request_body {
+    // A JSON body (`body` is given only for one): whatever the request's Content-Type says, the
+    // API reads it as JSON, so policy sees it as JSON too.
+    if let (Some(declared), Some(body)) = (&op.request_body, body) {
         if body.is_empty() {
             if declared.required {
                 return Err("the operation needs a body".to_owned());
             }
-        } else if declared.content_type.contains("json") {
-            // Whatever the request's Content-Type says: the API reads this body as JSON, so
-            // policy must see it as JSON too.
+        } else {
             let parsed: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
             arguments.insert("body".to_owned(), parsed);
         }
@@ -626,18 +635,19 @@ fn decode(text: &str) -> Result<String, String> {
 }
 
 /// The request headers the API gets: [`PASSED_ON`] and those the API's `headers` names. A JSON
-/// body goes as `application/json`, whatever the agent labelled it.
-fn passed_on(api: &Api, headers: &HeaderMap, has_body: bool) -> Vec<(HeaderName, HeaderValue)> {
+/// body goes as `application/json`, whatever the agent labelled it; a streamed one with its own
+/// `Content-Type`.
+fn passed_on(api: &Api, headers: &HeaderMap, json_body: bool) -> Vec<(HeaderName, HeaderValue)> {
     let named: Vec<String> = api.config.headers.iter().map(|h| h.to_ascii_lowercase()).collect();
     let mut out: Vec<(HeaderName, HeaderValue)> = headers
         .iter()
         .filter(|(name, _)| {
             let name = name.as_str();
-            (PASSED_ON.contains(&name) || named.iter().any(|n| n == name)) && !(has_body && name == "content-type")
+            (PASSED_ON.contains(&name) || named.iter().any(|n| n == name)) && !(json_body && name == "content-type")
         })
         .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
-    if has_body {
+    if json_body {
         out.push((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
     }
     out
@@ -664,6 +674,13 @@ fn from_rpc_error(bytes: &[u8]) -> Response {
         codes::AUDIT_UNAVAILABLE => error(StatusCode::SERVICE_UNAVAILABLE, message, data),
         _ => error(StatusCode::FORBIDDEN, message, data),
     }
+}
+
+/// `413`, recorded: a body larger than the API takes.
+async fn body_too_large(app: &AppState, agent: &custos_core::Agent, api: &str, limit: usize) -> Response {
+    let detail = json!({ "api": api, "limit": limit });
+    crate::server::record_refusal(app, agent, "body too large", detail).await;
+    error(StatusCode::PAYLOAD_TOO_LARGE, &format!("the body is larger than API `{api}` takes ({limit} bytes)"), None)
 }
 
 /// `{"error": message, …data}` with `status`.

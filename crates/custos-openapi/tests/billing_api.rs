@@ -104,6 +104,7 @@ fn the_fastapi_billing_api_imports_with_its_operations_classes_and_schemas() {
             ("get_big", Method::Get, "/big", ToolClass::Read),
             ("get_order", Method::Get, "/orders/{order_id}", ToolClass::Read),
             ("get_receipt", Method::Get, "/orders/{order_id}/receipt", ToolClass::Read),
+            ("put_attachment", Method::Put, "/orders/{order_id}/attachment", ToolClass::Write),
         ]
     );
 

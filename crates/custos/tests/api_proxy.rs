@@ -444,3 +444,30 @@ fn an_operation_whose_document_changed_is_quarantined_until_accepted() {
     );
     d.verify_ok();
 }
+
+#[test]
+fn a_body_policy_does_not_read_is_streamed_on_within_the_limit() {
+    let (d, _billing) = deployment();
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    let auth = format!("Bearer {key}");
+    let url = format!("{}/api/billing/orders/o-1/attachment", served.base);
+    let text = "line of a receipt\n".repeat(200);
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "text/plain")];
+    let (status, _, answer) = http("PUT", &url, &headers, &text);
+    assert_eq!(status, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).unwrap();
+    // The API got the bytes as sent, with their own type.
+    assert_eq!(answer["bytes"], text.len());
+    assert_eq!(answer["sha256"], custos_core::Digest::of(text.as_bytes()).to_hex());
+    assert_eq!(answer["content_type"], "text/plain");
+    // Past `max_body_bytes` (declared): refused before any of it is read, and recorded.
+    let (status, _, refused) = http("PUT", &url, &headers, &"x".repeat(5000));
+    assert_eq!(status, 413, "{refused}");
+    drop(served);
+    let events = d.events();
+    let decided = of_kind(&events, "call.decided");
+    assert_eq!(decided.iter().filter(|e| e["tool"] == "billing/put_attachment").count(), 1);
+    assert!(of_kind(&events, "protocol.error").iter().any(|e| e["detail"]["reason"] == "body too large"));
+    d.verify_ok();
+}

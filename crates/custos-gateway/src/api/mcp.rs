@@ -209,5 +209,5 @@ pub fn request_of(op: &Operation, arguments: &Value) -> Result<ApiRequest, Strin
         _ => Bytes::new(),
     };
     let method = hyper::Method::from_bytes(op.method.as_str().as_bytes()).map_err(|e| e.to_string())?;
-    Ok(ApiRequest { method, path, query: query.join("&"), headers, body })
+    Ok(ApiRequest { method, path, query: query.join("&"), headers, body: super::whole_body(body) })
 }
