@@ -6,8 +6,8 @@
 //! (`429`), the route (an operation of the API: `404`, `405`, or `400` for a path it refuses),
 //! the body (`413` past `max_body_bytes`, `400` when an operation's JSON body does not parse or
 //! a parameter does not have its declared type). A JSON body is read whole (policy reads it);
-//! any other is streamed on to the API once the call is allowed, within the same limit. Each refusal past the credential is recorded.
-//! Then the pipeline: detection, the Cedar decision (`403` with the deciding policies), the
+//! any other is streamed on to the API once the call is allowed, within the same limit. Each
+//! refusal past the credential is recorded. Then the pipeline: detection, the Cedar decision (`403` with the deciding policies), the
 //! approval hold (the request waits up to `[approvals] timeout_ms`, then `202` with the
 //! approval id and `Retry-After`; the identical request made again once approved goes through
 //! once), brokered credentials, the audit write before anything is sent, the answer through the
