@@ -94,7 +94,7 @@ impl Api {
         let classes = config.classes(&spec).map_err(|e| e.to_string())?;
         let router = Router::new(&spec.operations).map_err(|e| e.to_string())?;
         let listed: Vec<Value> =
-            spec.operations.iter().zip(&classes).map(|(op, class)| descriptor(op, *class)).collect();
+            spec.operations.iter().zip(&classes).map(|(op, class)| op.descriptor(*class)).collect();
         let descriptors =
             listed.iter().filter_map(|raw| ToolDescriptor::from_listing(&config.name, raw.clone())).collect();
         let entries: BTreeMap<String, ToolClass> =
@@ -147,25 +147,6 @@ impl Api {
     fn max_body(&self) -> usize {
         usize::try_from(self.config.max_body_bytes).unwrap_or(usize::MAX)
     }
-}
-
-/// An operation as an MCP tool descriptor: its name, what it does, its input schema, and
-/// annotations saying what its class is.
-pub fn descriptor(op: &Operation, class: ToolClass) -> Value {
-    let description = match (&op.summary, &op.description) {
-        (Some(summary), Some(description)) => format!("{summary}\n\n{description}"),
-        (Some(text), None) | (None, Some(text)) => text.clone(),
-        (None, None) => op.describe(),
-    };
-    json!({
-        "name": op.tool_name,
-        "description": description,
-        "inputSchema": op.input_schema(),
-        "annotations": {
-            "readOnlyHint": class == ToolClass::Read,
-            "destructiveHint": class == ToolClass::Privileged,
-        },
-    })
 }
 
 /// `ANY /api/{name}` and `ANY /api/{name}/{*path}`.

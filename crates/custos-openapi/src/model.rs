@@ -196,6 +196,26 @@ impl Operation {
         format!("{} {}", self.method, self.path_template)
     }
 
+    /// The operation as an MCP tool descriptor: its tool name, what it does (summary and
+    /// description, else its method and path), its input schema, and annotations saying what
+    /// `class` (the one the config gives it) it is.
+    pub fn descriptor(&self, class: ToolClass) -> Value {
+        let description = match (&self.summary, &self.description) {
+            (Some(summary), Some(description)) => format!("{summary}\n\n{description}"),
+            (Some(text), None) | (None, Some(text)) => text.clone(),
+            (None, None) => self.describe(),
+        };
+        json!({
+            "name": self.tool_name,
+            "description": description,
+            "inputSchema": self.input_schema(),
+            "annotations": {
+                "readOnlyHint": class == ToolClass::Read,
+                "destructiveHint": class == ToolClass::Privileged,
+            },
+        })
+    }
+
     /// The tool's arguments as a JSON Schema object (an MCP `inputSchema`): one property per
     /// path, query and header parameter, `body` for the request body, `required` naming those
     /// that are. Cookie parameters are not arguments. Names are distinct: the import refuses an
