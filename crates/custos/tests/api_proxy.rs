@@ -136,6 +136,14 @@ audience = "billing-api"
     (d, billing)
 }
 
+/// [`deployment_with`] `billing_extra`, served, with the operator's key.
+fn serving(billing_extra: &str) -> (Deployment, Billing, String, Served) {
+    let (d, billing) = deployment_with(billing_extra);
+    let key = issue_key(&d, "operator");
+    let served = Served::start(&d);
+    (d, billing, key, served)
+}
+
 fn call(served: &Served, key: &str, method: &str, path: &str, body: &str) -> (u16, Vec<(String, String)>, Value) {
     call_in(served, key, None, method, path, body)
 }
@@ -161,9 +169,7 @@ fn call_in(
 
 #[test]
 fn an_agent_calls_a_rest_api_under_the_same_governance_as_an_mcp_tool() {
-    let (d, _billing) = deployment();
-    let key = issue_key(&d, "operator");
-    let served = Served::start(&d);
+    let (d, _billing, key, served) = serving("");
 
     // A read.
     let (status, _, order) = call(&served, &key, "GET", "billing/orders/o-1", "");
@@ -251,9 +257,7 @@ fn an_agent_calls_a_rest_api_under_the_same_governance_as_an_mcp_tool() {
 
 #[test]
 fn bad_requests_are_refused_with_a_clear_status_and_recorded() {
-    let (d, _billing) = deployment();
-    let key = issue_key(&d, "operator");
-    let served = Served::start(&d);
+    let (d, _billing, key, served) = serving("");
 
     let (status, _, answer) = call(&served, &key, "GET", "billing/no/such/route", "");
     assert_eq!(status, 404, "{answer}");
@@ -299,9 +303,7 @@ fn bad_requests_are_refused_with_a_clear_status_and_recorded() {
 
 #[test]
 fn with_mcp_on_the_apis_operations_are_mcp_tools_governed_as_the_same_tools() {
-    let (d, _billing) = deployment_with("mcp = true");
-    let key = issue_key(&d, "operator");
-    let served = Served::start(&d);
+    let (d, _billing, key, served) = serving("mcp = true");
     let small = r#"{"body":{"order_id":"o-1","amount_cents":700,"currency":"EUR","reason":"late"}}"#;
     let big = r#"{"body":{"order_id":"o-1","amount_cents":70000,"currency":"EUR","reason":"late"}}"#;
     let report = common::harness::python_http(
@@ -357,9 +359,7 @@ fn with_mcp_on_the_apis_operations_are_mcp_tools_governed_as_the_same_tools() {
 
 #[test]
 fn a_run_that_read_an_injection_over_mcp_cannot_then_refund_over_http() {
-    let (d, _billing) = deployment();
-    let key = issue_key(&d, "operator");
-    let served = Served::start(&d);
+    let (d, _billing, key, served) = serving("");
     let refund = r#"{"order_id":"o-1","amount_cents":100,"currency":"EUR","reason":"as asked"}"#;
     // Another run refunds freely.
     assert_eq!(call_in(&served, &key, Some("run-clean"), "POST", "billing/refunds", refund).0, 200);
@@ -447,9 +447,7 @@ fn an_operation_whose_document_changed_is_quarantined_until_accepted() {
 
 #[test]
 fn a_body_policy_does_not_read_is_streamed_on_within_the_limit() {
-    let (d, _billing) = deployment();
-    let key = issue_key(&d, "operator");
-    let served = Served::start(&d);
+    let (d, _billing, key, served) = serving("");
     let auth = format!("Bearer {key}");
     let url = format!("{}/api/billing/orders/o-1/attachment", served.base);
     let text = "line of a receipt\n".repeat(200);
