@@ -11,6 +11,7 @@
 //! program's own hyper client, in its own process. Everything binds loopback, and every phase
 //! is bounded in time: the default run takes about two minutes on two cores.
 
+mod detection;
 mod echo;
 mod evidence;
 mod export;
@@ -58,6 +59,33 @@ enum Command {
         events: u64,
         #[arg(long, default_value = "bench-export.json")]
         out: PathBuf,
+    },
+    /// Trains the learned detector's two models on the corpus's training split and writes
+    /// their artifacts (built into the next `custos` build).
+    TrainDetector {
+        /// The corpus directory [default: tests/detection/corpus of this checkout].
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        /// Where the artifacts go [default: crates/custos-detect/model of this checkout].
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The learned detector on the corpus's held-out split: recall per attack family, the
+    /// false-positive rate on real and written benign items, precision, and cost per
+    /// descriptor and per KiB of result; beside the phrase rules alone.
+    Detection {
+        /// The corpus directory [default: tests/detection/corpus of this checkout].
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+        #[arg(long, default_value = "bench-detection.json")]
+        out: PathBuf,
+        /// How long each cost is measured, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        cost_ms: u64,
+        /// Print this many missed attacks and false alarms of each model (lowest and highest
+        /// scores first).
+        #[arg(long, default_value_t = 0)]
+        misses: usize,
     },
 }
 
@@ -122,6 +150,15 @@ fn main() -> std::process::ExitCode {
         Some(Command::EchoStdio) => echo::serve_stdio().map_err(anyhow::Error::from),
         Some(Command::EchoHttp { listen }) => runtime().and_then(|rt| Ok(rt.block_on(echo::serve_http(listen))?)),
         Some(Command::Export { events, out }) => export_only(events, &out),
+        Some(Command::TrainDetector { corpus, out }) => {
+            detection::train_command(&corpus.unwrap_or_else(detection::default_corpus), out.as_deref())
+        }
+        Some(Command::Detection { corpus, out, cost_ms, misses }) => detection::detection_command(
+            &corpus.unwrap_or_else(detection::default_corpus),
+            &out,
+            Duration::from_millis(cost_ms),
+            misses,
+        ),
         None => runtime().and_then(|rt| rt.block_on(run(cli.run))),
     };
     match outcome {

@@ -48,6 +48,56 @@ pub struct DetectionSettings {
     pub replay: ReplaySettings,
     /// `[[detection.limits]]`, in the order written; every matching entry applies.
     pub limits: Vec<LimitRule>,
+    /// `[detection.classifier]`.
+    pub classifier: ClassifierSettings,
+}
+
+/// A classifier score in `[0, 1]`, kept in millionths so settings compare exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Score(u32);
+
+impl Score {
+    /// `value` when it lies in `(0, 1]`.
+    pub fn new(value: f64) -> Option<Self> {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // within (0, 1e6]
+        (value > 0.0 && value <= 1.0).then(|| Self((value * 1e6).round() as u32))
+    }
+
+    #[allow(clippy::cast_precision_loss)] // at most 1e6
+    pub fn get(self) -> f32 {
+        self.0 as f32 / 1e6
+    }
+}
+
+/// `[detection.classifier]`: the learned classifier. Thresholds left unset are the model's
+/// calibrated ones (`low` is then off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassifierSettings {
+    pub enabled: bool,
+    /// A descriptor scoring at least this is quarantined; `None`: by severity only
+    /// (`quarantine_poisoned`).
+    pub quarantine_score: Option<Score>,
+    pub descriptors: ClassifierThresholds,
+    pub results: ClassifierThresholds,
+}
+
+impl Default for ClassifierSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            quarantine_score: None,
+            descriptors: ClassifierThresholds::default(),
+            results: ClassifierThresholds::default(),
+        }
+    }
+}
+
+/// The score from which each severity is reported; `None`: the model's calibrated value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClassifierThresholds {
+    pub low: Option<Score>,
+    pub medium: Option<Score>,
+    pub high: Option<Score>,
 }
 
 impl Default for DetectionSettings {
@@ -60,6 +110,7 @@ impl Default for DetectionSettings {
             burst_min_calls: DEFAULT_BURST_MIN_CALLS,
             replay: ReplaySettings::default(),
             limits: Vec::new(),
+            classifier: ClassifierSettings::default(),
         }
     }
 }

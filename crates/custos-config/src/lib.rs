@@ -37,7 +37,10 @@ use custos_core::{Agent, AgentId};
 
 pub use apis::{ApiConfig, ApiOperations};
 pub use classify::ToolClasses;
-pub use detection::{DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolFlows, ToolPattern};
+pub use detection::{
+    ClassifierSettings, ClassifierThresholds, DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings,
+    Score, ToolFlows, ToolPattern,
+};
 pub use error::ConfigError;
 pub use sinks::{SinkFormat, SinkSettings, SinkTarget, TokenSource};
 pub use store::PostgresSettings;

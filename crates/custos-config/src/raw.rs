@@ -60,6 +60,31 @@ pub struct RawDetection {
     /// `[[detection.limits]]`.
     #[serde(default)]
     pub limits: Vec<RawLimit>,
+    /// `[detection.classifier]`.
+    #[serde(default)]
+    pub classifier: RawClassifier,
+}
+
+/// `[detection.classifier]`: the learned classifier on descriptors and results.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClassifier {
+    pub enabled: Option<bool>,
+    /// A descriptor scoring at least this is quarantined.
+    pub quarantine_score: Option<f64>,
+    #[serde(default)]
+    pub descriptors: RawThresholds,
+    #[serde(default)]
+    pub results: RawThresholds,
+}
+
+/// `[detection.classifier.descriptors]` and `.results`: the score of each severity.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThresholds {
+    pub low: Option<f64>,
+    pub medium: Option<f64>,
+    pub high: Option<f64>,
 }
 
 /// `[detection.replay]`.

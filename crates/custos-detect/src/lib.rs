@@ -29,15 +29,25 @@
 //! The detection corpus in `tests/detection/` (benign and malicious descriptors and results)
 //! is run by `tests/corpus.rs`, which prints each rule's precision and recall.
 
+mod classify;
+mod decode;
 mod descriptor;
 mod exfil;
+pub mod features;
 mod found;
 pub mod fuzzing;
+pub mod model;
 mod output;
+mod parts;
 mod patterns;
 mod rules;
 mod text;
 
+pub use classify::{
+    descriptor_segments, judge, judge_descriptor, judge_result, model as built_in_model, redact_result_with,
+    result_segments, scan_descriptor_with, scan_result_with, Judged, Settings as ClassifierSettings, Target,
+    Thresholds,
+};
 pub use descriptor::{scan_descriptor, MAX_DESCRIPTION_CHARS, MIN_TOOL_NAME_CHARS};
 pub use exfil::MIN_DATA_VALUE_CHARS;
 pub use output::{redact_result, scan_output_text, scan_result};

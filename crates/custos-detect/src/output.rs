@@ -146,7 +146,7 @@ fn opening_tag(matched: &str) -> Option<String> {
 }
 
 /// Calls `f` on every text of a result the model reads.
-fn each_text<'v>(result: &'v Value, f: &mut impl FnMut(&'v str)) {
+pub(crate) fn each_text<'v>(result: &'v Value, f: &mut impl FnMut(&'v str)) {
     match result {
         Value::Object(map) => {
             for (key, value) in map {

@@ -22,6 +22,8 @@ pub mod ids {
     /// A result carrying a URL built to carry data out: a markdown image with a data-bearing
     /// query, a template placeholder, or an instruction to visit a URL with the conversation in it.
     pub const EXFIL_URL: &str = "exfil_url";
+    /// The learned classifier's score passed a severity's threshold.
+    pub const CLASSIFIER: &str = "classifier";
 }
 
 /// One rule, as `custos scan --rules` and the README describe it.
@@ -101,6 +103,16 @@ const RULES: &[RuleInfo] = &[
         description: "a markdown image or link whose query carries 32+ characters of base64/hex that decode to \
                       text, or a placeholder ({…}, {{…}}, $(…), <…>); a URL with a template placeholder for the \
                       conversation; or an instruction to visit a URL with the conversation or secrets in it",
+    },
+    RuleInfo {
+        id: ids::CLASSIFIER,
+        family: "learned",
+        applies_to: "both",
+        severity: Severity::Medium,
+        description: "the learned classifier (a linear model over words, word pairs, character n-grams and \
+                      structural marks of the decoded text, trained on the corpus in tests/detection/corpus) scored \
+                      the descriptor or result at or above a threshold; the severity is the highest threshold \
+                      reached, the evidence the score, the strongest stretch of text and features",
     },
 ];
 

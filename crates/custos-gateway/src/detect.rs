@@ -46,6 +46,35 @@ pub struct Detection {
     scanned: Mutex<HashMap<ToolRef, custos_core::Digest>>,
     /// (agent, tool) pairs known to have been called before.
     used: Mutex<HashSet<(String, String)>>,
+    /// The learned classifier's thresholds: the configured ones over the model's calibrated.
+    classifier: custos_detect::ClassifierSettings,
+}
+
+/// A descriptor finding on a listing, and whether it quarantines the tool (and why).
+#[derive(Debug)]
+pub struct Flagged {
+    pub tool: ToolRef,
+    pub finding: Finding,
+    pub quarantine: Option<String>,
+}
+
+/// The classifier's settings: `[detection.classifier]` over the built-in models' calibration.
+pub fn classifier_settings(config: &custos_config::ClassifierSettings) -> custos_detect::ClassifierSettings {
+    use custos_detect::{Target, Thresholds};
+    let merge = |target: Target, set: &custos_config::ClassifierThresholds| {
+        let calibrated = Thresholds::calibrated(target);
+        let get = |s: Option<custos_config::Score>| s.map(custos_config::Score::get);
+        Thresholds {
+            low: get(set.low).or(calibrated.low),
+            medium: get(set.medium).or(calibrated.medium),
+            high: get(set.high).or(calibrated.high),
+        }
+    };
+    custos_detect::ClassifierSettings {
+        enabled: config.enabled,
+        descriptors: merge(Target::Descriptor, &config.descriptors),
+        results: merge(Target::Result, &config.results),
+    }
 }
 
 /// What the detectors say before a call is decided.
@@ -84,12 +113,18 @@ impl Detection {
     pub fn new(settings: DetectionSettings, store: Option<SqlStore>, known_tools: Vec<ToolRef>) -> Self {
         Self {
             abuse: Abuse::new(&settings),
-            settings,
             store: store.map(Mutex::new),
             known_tools: Mutex::new(known_tools),
             scanned: Mutex::new(HashMap::new()),
             used: Mutex::new(HashSet::new()),
+            classifier: classifier_settings(&settings.classifier),
+            settings,
         }
+    }
+
+    /// The classifier's effective settings.
+    pub fn classifier(&self) -> &custos_detect::ClassifierSettings {
+        &self.classifier
     }
 
     /// The same detectors, their limits, loops and replays counted in the store `shared` with
@@ -182,8 +217,10 @@ impl Detection {
         !before
     }
 
-    /// Findings for descriptors of `server` not scanned before (by digest).
-    pub fn scan_listing(&self, server: &str, descriptors: &[custos_core::ToolDescriptor]) -> Vec<(ToolRef, Finding)> {
+    /// Findings for descriptors of `server` not scanned before (by digest): the rules' and the
+    /// classifier's, each saying whether it quarantines its tool (`quarantine_poisoned` by
+    /// severity, `[detection.classifier] quarantine_score` by score).
+    pub fn scan_listing(&self, server: &str, descriptors: &[custos_core::ToolDescriptor]) -> Vec<Flagged> {
         let fresh: Vec<&custos_core::ToolDescriptor> = {
             let mut scanned = self.scanned.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             descriptors.iter().filter(|d| scanned.insert(d.tool.clone(), d.digest) != Some(d.digest)).collect()
@@ -200,17 +237,47 @@ impl Detection {
             }
             known.iter().filter(|t| t.server() != server).cloned().collect()
         };
-        fresh
-            .into_iter()
-            .flat_map(|d| {
-                custos_detect::scan_descriptor(server, &d.raw, &others).into_iter().map(|f| (d.tool.clone(), f))
-            })
-            .collect()
-    }
-
-    /// The severity at which a flagged descriptor quarantines its tool, if any.
-    pub fn quarantine_at(&self) -> Option<Severity> {
-        self.settings.quarantine_poisoned
+        let by_severity = self.settings.quarantine_poisoned;
+        let by_score = self.settings.classifier.quarantine_score.map(custos_config::Score::get);
+        let mut out = Vec::new();
+        for d in fresh {
+            let mut findings = custos_detect::scan_descriptor(server, &d.raw, &others);
+            let mut score = None;
+            if self.classifier.enabled {
+                let judged = custos_detect::judge_descriptor(&d.raw, &self.classifier.descriptors);
+                score = Some(judged.score);
+                findings.extend(judged.finding);
+                // A score past the quarantine mark quarantines even below every severity's.
+                if by_score.is_some_and(|q| judged.score >= q)
+                    && !findings.iter().any(|f| f.rule == custos_detect::ids::CLASSIFIER)
+                {
+                    let evidence = format!("score {:.2}", judged.score);
+                    findings.push(Finding::new(
+                        custos_core::finding::kinds::TOOL_POISONING,
+                        Severity::Medium,
+                        custos_detect::ids::CLASSIFIER,
+                        &evidence,
+                    ));
+                }
+            }
+            for finding in findings {
+                let quarantine = if by_severity.is_some_and(|t| finding.severity >= t) {
+                    Some(format!("its descriptor was flagged `{}` ({})", finding.rule, finding.severity))
+                } else if finding.rule == custos_detect::ids::CLASSIFIER
+                    && by_score.zip(score).is_some_and(|(q, s)| s >= q)
+                {
+                    Some(format!(
+                        "its descriptor scored {:.2} on the classifier (quarantine_score {:.2})",
+                        score.unwrap_or_default(),
+                        by_score.unwrap_or_default()
+                    ))
+                } else {
+                    None
+                };
+                out.push(Flagged { tool: d.tool.clone(), finding, quarantine });
+            }
+        }
+        out
     }
 
     pub fn output_action(&self) -> OutputAction {

@@ -1091,18 +1091,16 @@ impl Gateway {
         // Detect (on sight): poisoned and shadowing descriptors.
         let flagged = self.detection.scan_listing(&self.server, descriptors);
         if !flagged.is_empty() {
-            let threshold = self.detection.quarantine_at();
             let mut events = Vec::with_capacity(flagged.len());
-            for (tool, finding) in &flagged {
-                let quarantine = threshold.is_some_and(|t| finding.severity >= t);
-                if quarantine {
-                    let reason = format!("its descriptor was flagged `{}` ({})", finding.rule, finding.severity);
+            for crate::detect::Flagged { tool, finding, quarantine } in &flagged {
+                if let Some(reason) = quarantine {
                     self.quarantined
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(tool.name().to_owned(), Quarantine::Flagged(reason));
+                        .insert(tool.name().to_owned(), Quarantine::Flagged(reason.clone()));
                 }
-                let mut e = self.finding_event(finding, if quarantine { "quarantined" } else { "recorded" }, None);
+                let mut e =
+                    self.finding_event(finding, if quarantine.is_some() { "quarantined" } else { "recorded" }, None);
                 e.tool = Some(tool.clone());
                 events.push(e);
             }

@@ -7,7 +7,8 @@ use std::path::Path;
 use custos_core::{Severity, ToolRef};
 
 use crate::detection::{self, marks};
-use crate::raw::{RawDetection, RawLimit, RawReplay};
+use crate::detection::{ClassifierSettings, ClassifierThresholds, Score};
+use crate::raw::{RawClassifier, RawDetection, RawLimit, RawReplay, RawThresholds};
 use crate::{
     ApprovalSettings, ConfigError, DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings,
     ServerConfig, ToolFlows, ToolPattern,
@@ -106,7 +107,61 @@ pub(super) fn detection(
     let replay = replay(path, raw.replay, approvals)?;
     let limits =
         raw.limits.into_iter().enumerate().map(|(i, l)| limit(path, i, l, servers)).collect::<Result<Vec<_>, _>>()?;
-    Ok(DetectionSettings { output, quarantine_poisoned, loop_threshold, burst_factor, burst_min_calls, replay, limits })
+    let classifier = classifier(path, raw.classifier)?;
+    Ok(DetectionSettings {
+        output,
+        quarantine_poisoned,
+        loop_threshold,
+        burst_factor,
+        burst_min_calls,
+        replay,
+        limits,
+        classifier,
+    })
+}
+
+/// `[detection.classifier]`: every score in `(0, 1]`, and a target's thresholds rising with
+/// severity where more than one is set.
+fn classifier(path: &Path, raw: RawClassifier) -> Result<ClassifierSettings, ConfigError> {
+    let score = |key: &str, value: Option<f64>| -> Result<Option<Score>, ConfigError> {
+        value
+            .map(|v| {
+                Score::new(v).ok_or_else(|| {
+                    ConfigError::invalid(
+                        path,
+                        key,
+                        format!("`{v}` is not a score: expected a number above 0 and at most 1"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let thresholds = |target: &str, raw: RawThresholds| -> Result<ClassifierThresholds, ConfigError> {
+        let key = |severity: &str| format!("detection.classifier.{target}.{severity}");
+        let t = ClassifierThresholds {
+            low: score(&key("low"), raw.low)?,
+            medium: score(&key("medium"), raw.medium)?,
+            high: score(&key("high"), raw.high)?,
+        };
+        let set: Vec<(&str, Score)> = [("low", t.low), ("medium", t.medium), ("high", t.high)]
+            .into_iter()
+            .filter_map(|(n, s)| Some((n, s?)))
+            .collect();
+        if let Some([(lower, _), (higher, _)]) = set.windows(2).find(|p| matches!(p, [(_, a), (_, b)] if a > b)) {
+            return Err(ConfigError::invalid(
+                path,
+                format!("detection.classifier.{target}"),
+                format!("`{lower}` is above `{higher}`: a higher severity needs a score at least as high"),
+            ));
+        }
+        Ok(t)
+    };
+    Ok(ClassifierSettings {
+        enabled: raw.enabled.unwrap_or(true),
+        quarantine_score: score("detection.classifier.quarantine_score", raw.quarantine_score)?,
+        descriptors: thresholds("descriptors", raw.descriptors)?,
+        results: thresholds("results", raw.results)?,
+    })
 }
 
 /// `[detection.replay]`: `group` goes with `action = "hold"` and only with it.
@@ -295,7 +350,8 @@ mod tests {
     use custos_core::{Severity, ToolRef};
 
     use crate::{
-        Config, ConfigError, DetectionSettings, LimitRule, OutputAction, ReplayAction, ReplaySettings, ToolPattern,
+        ClassifierSettings, ClassifierThresholds, Config, ConfigError, DetectionSettings, LimitRule, OutputAction,
+        ReplayAction, ReplaySettings, Score, ToolPattern,
     };
 
     /// An agent, an approver group `security` and servers `github` and `files`.
@@ -371,6 +427,7 @@ concurrent = 1
                     action: ReplayAction::Hold { group: "security".into() },
                     request_ids: false,
                 },
+                classifier: ClassifierSettings::default(),
                 limits: vec![
                     LimitRule {
                         agent: None,
@@ -427,6 +484,43 @@ concurrent = 1
         ))
         .unwrap();
         assert_eq!((c.detection.quarantine_poisoned, c.detection.replay.action), (None, ReplayAction::Deny));
+    }
+
+    #[test]
+    fn classifier_thresholds_parse_and_bad_ones_name_their_key() {
+        let c = load(&format!(
+            "{BASE}\n[detection.classifier]\nquarantine_score = 0.99\n[detection.classifier.descriptors]\n\
+             medium = 0.6\nhigh = 0.9\n[detection.classifier.results]\nlow = 0.25\n"
+        ))
+        .unwrap();
+        let k = c.detection.classifier;
+        assert!(k.enabled);
+        assert_eq!(k.quarantine_score, Score::new(0.99));
+        assert_eq!(
+            (k.descriptors.low, k.descriptors.medium, k.descriptors.high),
+            (None, Score::new(0.6), Score::new(0.9))
+        );
+        assert_eq!(k.results, ClassifierThresholds { low: Score::new(0.25), medium: None, high: None });
+        assert!((Score::new(0.6).unwrap().get() - 0.6).abs() < 1e-6);
+        let off = load(&format!("{BASE}\n[detection.classifier]\nenabled = false\n")).unwrap();
+        assert!(!off.detection.classifier.enabled);
+        let table = |body: &str| format!("{BASE}\n[detection.classifier]\n{body}\n");
+        for (text, needles) in [
+            (
+                table("quarantine_score = 0.0"),
+                &["`detection.classifier.quarantine_score`", "`0`", "above 0 and at most 1"][..],
+            ),
+            (table("quarantine_score = 1.5"), &["`detection.classifier.quarantine_score`", "`1.5`"][..]),
+            (table("[detection.classifier.results]\nhigh = -1.0"), &["`detection.classifier.results.high`"][..]),
+            (
+                table("[detection.classifier.descriptors]\nmedium = 0.9\nhigh = 0.5"),
+                &["`detection.classifier.descriptors`", "`medium` is above `high`"][..],
+            ),
+        ] {
+            let e = err(&text);
+            assert!(needles.iter().all(|n| e.contains(n)), "{text}\n{e}");
+        }
+        assert!(err(&table("threshold = 0.5")).contains("threshold"), "unknown keys are refused");
     }
 
     #[test]

@@ -74,8 +74,10 @@ impl Gateway {
     pub fn inspect(&self, call: &CallInFlight, result: &mut serde_json::Value) -> Option<Inspected> {
         let action = self.detection.output_action();
         let findings = match action {
-            OutputAction::Redact => custos_detect::redact_result(result),
-            OutputAction::Record | OutputAction::Block => custos_detect::scan_result(result),
+            OutputAction::Redact => custos_detect::redact_result_with(result, self.detection.classifier()),
+            OutputAction::Record | OutputAction::Block => {
+                custos_detect::scan_result_with(result, self.detection.classifier())
+            }
         };
         if findings.is_empty() {
             return None;

@@ -67,6 +67,9 @@ pub struct ScanArgs {
     /// List the rules (id, kind of threat, what it applies to, severity, description) and exit
     #[arg(long)]
     pub rules: bool,
+    /// The phrase rules alone: no learned classifier (rule `classifier`)
+    #[arg(long)]
+    pub rules_only: bool,
     /// A stdio MCP server to start, list the tools of, and stop
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -128,9 +131,14 @@ pub fn run(args: ScanArgs) -> Result<(), Failure> {
         print_rules();
         return Ok(());
     }
+    let classifier = if args.rules_only {
+        custos_detect::ClassifierSettings::off()
+    } else {
+        custos_detect::ClassifierSettings::default()
+    };
     let scanned = match &args.output {
-        Some(path) => scan_outputs(path, args.server.as_deref())?,
-        None => scan_descriptors(&args)?,
+        Some(path) => scan_outputs(path, args.server.as_deref(), &classifier)?,
+        None => scan_descriptors(&args, &classifier)?,
     };
     print(&scanned, args.json);
     verdict(&scanned, args.fail_on)
@@ -152,7 +160,7 @@ fn print_rules() {
     }
 }
 
-fn scan_descriptors(args: &ScanArgs) -> Result<Vec<Scanned>, Failure> {
+fn scan_descriptors(args: &ScanArgs, classifier: &custos_detect::ClassifierSettings) -> Result<Vec<Scanned>, Failure> {
     // With a listing of its own, the inventory is only context for shadowing.
     let context_only = args.file.is_some() || !args.command.is_empty();
     let inventory = match &args.config {
@@ -191,7 +199,7 @@ fn scan_descriptors(args: &ScanArgs) -> Result<Vec<Scanned>, Failure> {
                     server: server.clone(),
                     tool: Some(tool_name(tool, n)),
                     result: None,
-                    findings: custos_detect::scan_descriptor(&server, tool, &others),
+                    findings: custos_detect::scan_descriptor_with(&server, tool, &others, classifier),
                 })
                 .collect())
         }
@@ -204,7 +212,7 @@ fn scan_descriptors(args: &ScanArgs) -> Result<Vec<Scanned>, Failure> {
                     server: tool.server().to_owned(),
                     tool: Some(tool.name().to_owned()),
                     result: None,
-                    findings: custos_detect::scan_descriptor(tool.server(), descriptor, &all),
+                    findings: custos_detect::scan_descriptor_with(tool.server(), descriptor, &all, classifier),
                 })
                 .collect())
         }
@@ -337,7 +345,11 @@ fn tool_name(tool: &Value, n: usize) -> String {
     tool.get("name").and_then(Value::as_str).map_or_else(|| format!("#{n}"), str::to_owned)
 }
 
-fn scan_outputs(path: &Path, server: Option<&str>) -> Result<Vec<Scanned>, Failure> {
+fn scan_outputs(
+    path: &Path,
+    server: Option<&str>,
+    classifier: &custos_detect::ClassifierSettings,
+) -> Result<Vec<Scanned>, Failure> {
     let input = input(Some(path), false)?.unwrap_or(Input { path: None, text: String::new() });
     let server = server.map_or_else(|| input.default_server(), str::to_owned);
     let trimmed = input.text.trim_start();
@@ -359,10 +371,7 @@ fn scan_outputs(path: &Path, server: Option<&str>) -> Result<Vec<Scanned>, Failu
         .iter()
         .enumerate()
         .map(|(n, result)| {
-            let findings = match result {
-                Value::String(text) => custos_detect::scan_output_text(text),
-                other => custos_detect::scan_result(other),
-            };
+            let findings = custos_detect::scan_result_with(result, classifier);
             Scanned { server: server.clone(), tool: None, result: Some(n), findings }
         })
         .collect())
