@@ -593,6 +593,16 @@ def leak_check(name):
     return bad
 
 
+LANGUAGES = ["en", "es", "de", "fr", "zh", "ja", "ru", "pt"]
+
+
+def coverage_problems(name, rows):
+    """Every family and every listed language must be present in both splits."""
+    have = {(r.get("family"), r["split"]) for r in rows} | {(r["language"], r["split"]) for r in rows}
+    keys = sorted({r["family"] for r in rows if "family" in r}) + LANGUAGES
+    return [f"{name}: no `{k}` in {s}" for k in keys for s in ("train", "heldout") if (k, s) not in have]
+
+
 def write(name, rows):
     ids = [r["id"] for r in rows]
     dup = [k for k, v in Counter(ids).items() if v > 1]
@@ -630,7 +640,10 @@ def main():
     leaks = leak_check("descriptor-payloads.json") + leak_check("result-payloads.json")
     for fam, h, t in leaks:
         print(f"near-copy in {fam}: heldout `{h}` ~ train `{t}`")
-    if "--check" in sys.argv and leaks:
+    gaps = [g for name, rows in outputs.items() for g in coverage_problems(name, rows)]
+    for g in gaps:
+        print(g)
+    if "--check" in sys.argv and (leaks or gaps):
         sys.exit(1)
 
 
