@@ -11,6 +11,7 @@ use custos_core::finding::kinds;
 use custos_core::Finding;
 use serde_json::Value;
 
+use crate::decode::decode;
 use crate::descriptor::each_string;
 use crate::exfil;
 use crate::found::Found;
@@ -60,16 +61,19 @@ fn scan_into(raw: &str, found: &mut Found) {
     if let Some(run) = text::first_suspect_run(raw, Strictness::Ordinary) {
         found.add(ids::INVISIBLE_UNICODE, text::run_evidence(raw, run));
     }
-    let norm = text::normalize(raw);
-    let norm = norm.as_ref();
+    let decoded = decode(raw);
+    let norm = decoded.text.as_str();
     if !found.has(ids::MODEL_INSTRUCTION) {
         if let Some(m) = patterns::output_instruction().first(norm) {
-            found.add(ids::MODEL_INSTRUCTION, norm.get(m).unwrap_or_default());
+            found.add(ids::MODEL_INSTRUCTION, decoded.evidence(m));
         }
     }
     if !found.has(ids::EXFIL_URL) {
+        // The text as written too: a plaintext inserted inside a URL hides its data-like value.
         if let Some(m) = exfil::spans(norm).into_iter().next() {
-            found.add(ids::EXFIL_URL, norm.get(m).unwrap_or_default());
+            found.add(ids::EXFIL_URL, decoded.evidence(m));
+        } else if let Some(m) = exfil::spans(raw).into_iter().next() {
+            found.add(ids::EXFIL_URL, raw.get(m).unwrap_or_default());
         }
     }
 }
@@ -78,10 +82,15 @@ fn scan_into(raw: &str, found: &mut Found) {
 /// when nothing changes.
 fn redact_text(raw: &str) -> Option<String> {
     let clean = text::remove_suspect(raw, Strictness::Ordinary);
+    // Matched on the decoded text, removed from the text as written: a match in decoded
+    // plaintext takes its whole encoded segment, one in a changed token the whole token.
+    let decoded = decode(&clean);
+    let norm = decoded.text.as_str();
     let mut spans: Vec<(Range<usize>, &str)> = patterns::output_instruction()
-        .find_all(&clean)
+        .find_all(norm)
         .into_iter()
-        .map(|m| (sentence_tail(&clean, m), ids::MODEL_INSTRUCTION))
+        .map(|m| (decoded.source_range(sentence_tail(norm, m)), ids::MODEL_INSTRUCTION))
+        .chain(exfil::spans(norm).into_iter().map(|m| (decoded.source_range(m), ids::EXFIL_URL)))
         .chain(exfil::spans(&clean).into_iter().map(|m| (m, ids::EXFIL_URL)))
         .collect();
     if spans.is_empty() {
