@@ -59,15 +59,12 @@ fn main() {
 
     let started = Instant::now();
     for _ in 0..rounds {
-        for d in &parts {
-            let _ = d.len();
-        }
         for i in &descriptors {
             let _ = descriptor_parts(&i["descriptor"]);
         }
     }
     let per = started.elapsed().as_secs_f64() * 1e6 / (rounds * parts.len()) as f64;
-    println!("descriptor_parts alone: {per:.1} µs/descriptor");
+    println!("descriptor_parts (listing the parts, no decoding): {per:.1} µs/descriptor");
 
     let started = Instant::now();
     for _ in 0..rounds {

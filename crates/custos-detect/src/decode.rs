@@ -376,7 +376,10 @@ fn clean_token<'a>(
     ctx: &mut Ctx,
 ) -> (Cow<'a, str>, Vec<TransformKind>) {
     let mut kinds = Vec::new();
-    if !tok.chars().any(|c| is_hidden(c) || tag_ascii(c).is_some()) && is_nfkc_quick(tok.chars()) == IsNormalized::Yes {
+    if tok.chars().all(plainly_nfkc)
+        || (!tok.chars().any(|c| is_hidden(c) || tag_ascii(c).is_some())
+            && is_nfkc_quick(tok.chars()) == IsNormalized::Yes)
+    {
         return (Cow::Borrowed(tok), kinds);
     }
     let mut s = String::with_capacity(tok.len());
@@ -421,8 +424,15 @@ fn clean_token<'a>(
     }
     flush(&mut run, ctx, &mut kinds);
     if is_nfkc_quick(s.chars()) != IsNormalized::Yes {
-        let n: String = s.nfkc().collect();
-        if n != s && n.len() <= s.len() * 3 + 16 {
+        let limit = s.len() * 3 + 16;
+        let mut n = String::with_capacity(s.len());
+        for c in s.nfkc() {
+            n.push(c);
+            if n.len() > limit {
+                break;
+            }
+        }
+        if n != s && n.len() <= limit {
             ctx.record(TransformKind::Nfkc, outer.cloned().unwrap_or(base..base + tok.len()), &n);
             kinds.push(TransformKind::Nfkc);
             s = n;
@@ -435,14 +445,38 @@ fn clean_token<'a>(
     }
 }
 
+/// Characters NFKC leaves alone whatever surrounds them and that hide nothing: a fast path
+/// for common scripts (the general quick check is slow).
+fn plainly_nfkc(c: char) -> bool {
+    matches!(u32::from(c),
+        0x20..=0x7E | 0xAB | 0xBB | 0x0401 | 0x0410..=0x044F | 0x0451 | 0x0391..=0x03A1 | 0x03A3..=0x03A9
+        | 0x03B1..=0x03C9 | 0x05D0..=0x05EA | 0x0621..=0x063A | 0x0641..=0x064A | 0x2013 | 0x2014
+        | 0x2018..=0x201D | 0x3041..=0x3096 | 0x30A1..=0x30FA | 0x4E00..=0x9FFF)
+}
+
 fn is_word_char(c: char) -> bool {
-    c.is_alphanumeric() || matches!(u32::from(c), 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
+    is_letter(c)
+        || c.is_numeric()
+        || matches!(u32::from(c), 0x0300..=0x036F | 0x1AB0..=0x1AFF | 0x20D0..=0x20FF | 0xFE20..=0xFE2F)
+}
+
+/// `char::is_alphabetic`, answered from ranges for the scripts look-alikes come from (the
+/// general lookup is slow, and this runs on every character of non-ASCII text).
+fn is_letter(c: char) -> bool {
+    match u32::from(c) {
+        0..=0x7F => c.is_ascii_alphabetic(),
+        0xC0..=0x24F => !matches!(u32::from(c), 0xD7 | 0xF7),
+        0x0388..=0x03FF | 0x0400..=0x0481 | 0x048A..=0x052F | 0x0531..=0x0556 | 0x0560..=0x0588 => {
+            !matches!(u32::from(c), 0x038B | 0x038D | 0x03A2 | 0x03F6)
+        }
+        _ => c.is_alphabetic(),
+    }
 }
 
 fn is_latin(c: char) -> bool {
     c.is_ascii_alphabetic()
-        || (c.is_alphabetic()
-            && matches!(u32::from(c), 0x00C0..=0x024F | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF))
+        || (matches!(u32::from(c), 0x00C0..=0x024F | 0x1E00..=0x1EFF | 0x2C60..=0x2C7F | 0xA720..=0xA7FF)
+            && is_letter(c))
 }
 
 /// The words of `text` (byte ranges) with what they are made of; words without letters are
@@ -475,7 +509,7 @@ fn words(text: &str) -> Vec<(Range<usize>, Class)> {
                 alike = true;
             } else if is_latin(c) {
                 latin = true;
-            } else if c.is_alphabetic() {
+            } else if is_letter(c) {
                 foreign = true;
             }
         } else {
@@ -719,7 +753,7 @@ fn encoded_runs(s: &str, out: &mut Vec<Insert>) {
         if end - start >= MIN_BASE64_CHARS.min(MIN_HEX_DIGITS) {
             let before = s.get(start.saturating_sub(12)..start).unwrap_or_default();
             if !(before.contains(";base64,") || before.ends_with("data:"))
-                || s.get(..start).is_some_and(is_text_data_uri)
+                || is_text_data_uri(s.get(start.saturating_sub(64)..start).unwrap_or_default())
             {
                 run_candidates(s, start, end, i, out);
             }
@@ -729,8 +763,7 @@ fn encoded_runs(s: &str, out: &mut Vec<Insert>) {
 
 /// Whether the text before a base64 run is a `data:text/…;base64,` URI's head.
 fn is_text_data_uri(before: &str) -> bool {
-    let head = before.rsplit("data:").next().unwrap_or_default();
-    head.starts_with("text/") && head.len() < 64
+    before.contains("data:") && before.rsplit("data:").next().is_some_and(|head| head.starts_with("text/"))
 }
 
 /// Tries a run as a whole, then its `/`-separated parts (paths), then `.`-less parts already
@@ -1285,6 +1318,35 @@ mod tests {
         // Expanding NFKC characters are left as they are past 3×.
         let wide = "\u{fdfa}".repeat(1000);
         assert!(decode(&wide).text.len() <= 3 * wide.len() + EXTRA_BYTES);
+    }
+
+    #[test]
+    fn pathological_inputs_stay_linear() {
+        let size = 256 * 1024;
+        let cases = [
+            "&".repeat(size),
+            "&abcdefghij".repeat(size / 11),
+            "\\u".repeat(size / 2),
+            "&#105;".repeat(size / 6),
+            "a".repeat(size),
+            "aWdub3JlIGFsbCBwcmV2aW91cyBp".repeat(size / 28),
+            "69676e6f7265".repeat(size / 12),
+            "%41%42%43 ".repeat(size / 10),
+            "раура".repeat(size / 10),
+            "\u{e0041}".repeat(size / 4),
+            "a\u{200b}".repeat(size / 4),
+            "abcd/".repeat(size / 5),
+            ";base64,AAAAAAAAAAAAAAAAAAAA ".repeat(size / 30),
+            "\u{fdfa}".repeat(size / 3),
+            "&lt;\n".repeat(size / 5),
+        ];
+        let started = std::time::Instant::now();
+        for t in &cases {
+            let d = decode(t);
+            assert!(d.text.len() <= 4 * t.len() + EXTRA_BYTES);
+        }
+        // Quadratic work on these would take minutes, even unoptimized.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
     }
 
     #[test]

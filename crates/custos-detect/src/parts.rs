@@ -9,8 +9,8 @@
 //! Bounds: at most [`MAX_PARTS`] parts and [`MAX_PARTS_BYTES`] bytes of text in all, and schemas
 //! are walked [`MAX_SCHEMA_DEPTH`] levels deep; past a bound the rest is dropped (the
 //! invisible-character rule still reads every string, and a descriptor that large is odd
-//! already). Structural keywords (`type`, `format`, `$ref`, `pattern`, `required`, …) are not
-//! parts. `_meta` is not shown to models and is skipped.
+//! already). Structural keywords (`type`, `$ref`, `required`, …) are not parts; a descriptor's
+//! `_meta` and `icons` are not shown to models and are skipped.
 
 use serde_json::Value;
 
@@ -67,39 +67,11 @@ pub struct Part {
     pub text: String,
 }
 
-/// Schema keywords whose values are structure, not text for the model.
-const STRUCTURAL: &[&str] = &[
-    "type",
-    "format",
-    "$ref",
-    "$schema",
-    "$id",
-    "$anchor",
-    "$dynamicRef",
-    "$dynamicAnchor",
-    "$comment",
-    "pattern",
-    "required",
-    "contentEncoding",
-    "contentMediaType",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "multipleOf",
-    "minLength",
-    "maxLength",
-    "minItems",
-    "maxItems",
-    "uniqueItems",
-    "minProperties",
-    "maxProperties",
-    "readOnly",
-    "writeOnly",
-    "deprecated",
-    "nullable",
-    "_meta",
-];
+/// Schema keywords whose values are structure, not text for the model: types, references and
+/// the list of required properties (their names are parts already). Every other keyword's
+/// strings are parts (`format`, `pattern`, `$comment` and vendor keywords as [`Field::Other`]):
+/// a client shows the model the schema as it is.
+const STRUCTURAL: &[&str] = &["type", "$ref", "$schema", "$id", "$anchor", "$dynamicRef", "$dynamicAnchor", "required"];
 
 /// Keywords whose value is a schema.
 const SUBSCHEMA: &[&str] = &[
@@ -286,7 +258,7 @@ mod tests {
                 "retries": {"type": "integer", "default": 3},
                 "opts": {"type": "object", "properties": {"cc": {"anyOf": [{"type": "string", "title": "CC"}, {"type": "null"}]}}},
                 "list": {"type": "array", "items": {"$ref": "#/$defs/Item"}},
-                "x": {"x-hint": "vendor text", "const": "fixed"}
+                "x": {"x-hint": "vendor text", "const": "fixed", "pattern": "^a+$", "$comment": "note"}
             }, "$defs": {"Item": {"properties": {"v": {"description": "Value"}}}}},
             "outputSchema": {"properties": {"id": {"description": "Message id"}}},
             "_meta": {"secret": "not shown"}
@@ -307,6 +279,8 @@ mod tests {
         assert_eq!(find(&parts, "inputSchema.$defs.Item.properties.v.description").text, "Value");
         assert_eq!(find(&parts, "inputSchema.properties.x.x-hint").field, Field::Other);
         assert_eq!(find(&parts, "inputSchema.properties.x.const").field, Field::ParamEnum);
+        assert_eq!(find(&parts, "inputSchema.properties.x.pattern").field, Field::Other);
+        assert_eq!(find(&parts, "inputSchema.properties.x.$comment").text, "note");
         assert_eq!(find(&parts, "outputSchema.properties.id.description").text, "Message id");
         assert!(parts.iter().all(|p| !p.text.contains("not shown") && p.text != "object" && p.text != "string"));
         assert!(parts.iter().all(|p| !p.path.contains("$ref")));
