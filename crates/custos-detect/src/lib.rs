@@ -31,6 +31,8 @@
 //!
 //! The detection corpus in `tests/detection/` (benign and malicious descriptors and results)
 //! is run by `tests/corpus.rs`, which prints each rule's precision and recall.
+//! `examples/decode_cost.rs` measures what decoding costs (`cargo run --release -p
+//! custos-detect --example decode_cost`).
 
 mod decode;
 mod descriptor;
