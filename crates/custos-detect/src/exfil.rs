@@ -18,6 +18,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::decode;
+
 /// Query values shorter than this are never data-like: ids, page numbers and short tokens.
 pub const MIN_DATA_VALUE_CHARS: usize = 32;
 
@@ -164,8 +166,8 @@ fn data_like(value: &str) -> bool {
     if value.chars().count() < MIN_DATA_VALUE_CHARS || !value.chars().all(allowed) || is_uuid(value) {
         return false;
     }
-    let decoded = hex_decode(value).or_else(|| base64_decode(value));
-    decoded.is_some_and(|bytes| is_text(&bytes))
+    let decoded = decode::hex_bytes(value).or_else(|| decode::base64_bytes(value));
+    decoded.is_some_and(|bytes| decode::is_text(&bytes))
 }
 
 /// `%XX` escapes decoded, as far as they make ASCII; anything else kept as written.
@@ -188,53 +190,6 @@ fn percent_decode(value: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// An even number of hex digits as bytes; `None` for anything else.
-fn hex_decode(value: &str) -> Option<Vec<u8>> {
-    let digits: Vec<u32> = value.chars().map(|c| c.to_digit(16)).collect::<Option<_>>()?;
-    let pairs = digits.chunks_exact(2);
-    if !pairs.remainder().is_empty() {
-        return None;
-    }
-    pairs
-        .map(|pair| match pair {
-            [hi, lo] => u8::try_from(hi * 16 + lo).ok(),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Standard or URL-safe base64, padding already stripped; trailing bits ignored.
-fn base64_decode(value: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(value.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for c in value.chars() {
-        let v = match c {
-            'A'..='Z' => u32::from(c) - u32::from('A'),
-            'a'..='z' => u32::from(c) - u32::from('a') + 26,
-            '0'..='9' => u32::from(c) - u32::from('0') + 52,
-            '+' | '-' => 62,
-            '/' | '_' => 63,
-            _ => return None,
-        };
-        acc = ((acc << 6) | v) & 0xFFFF;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((acc >> bits) & 0xFF).ok()?);
-        }
-    }
-    Some(out)
-}
-
-/// Whether `bytes` read as text: UTF-8 with at most one character in ten a control character
-/// (line breaks and tabs allowed).
-fn is_text(bytes: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(bytes) else { return false };
-    let total = text.chars().count();
-    let odd = text.chars().filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')).count();
-    total > 0 && odd * 10 <= total
 }
 
 fn is_uuid(value: &str) -> bool {
@@ -351,9 +306,6 @@ mod tests {
         assert!(is_uuid("123e4567-e89b-12d3-a456-426614174000"));
         assert!(!data_like("abc"));
         assert_eq!(percent_decode("a%2Bb%3D%zz%"), "a+b=%zz%");
-        assert_eq!(base64_decode("aGk").unwrap(), b"hi");
-        assert_eq!(hex_decode("6869").unwrap(), b"hi");
-        assert_eq!(hex_decode("686"), None);
         assert!(data_like("aGVsbG8gd29ybGQgdGhpcyBpcyBhIHNlY3JldCBrZXkgMTIz%3D%3D"));
     }
 }

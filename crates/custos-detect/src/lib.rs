@@ -22,12 +22,17 @@
 //!   cross-tool rules, and the matcher that runs them.
 //! - `exfil.rs`: the `exfil_url` rule for results (markdown images, template URLs, "visit this
 //!   URL with the conversation").
-//! - `text.rs`: invisible characters: which are suspect, and the normalized text (tag
-//!   characters decoded, zero-width characters dropped) the other rules read.
+//! - `decode.rs`: [`decode`]: the text the phrase rules read (NFKC, confusables folded,
+//!   invisible characters removed, tag characters and encoded segments decoded).
+//! - `parts.rs`: [`descriptor_parts`]: every string of a descriptor a model is shown.
+//! - `text.rs`: invisible characters: which are suspect (read on the raw text), and their
+//!   evidence.
 //! - `found.rs`: one finding per rule, in table order.
 //!
 //! The detection corpus in `tests/detection/` (benign and malicious descriptors and results)
 //! is run by `tests/corpus.rs`, which prints each rule's precision and recall.
+//! `examples/decode_cost.rs` measures what decoding costs (`cargo run --release -p
+//! custos-detect --example decode_cost`).
 
 mod classify;
 mod decode;
@@ -48,7 +53,12 @@ pub use classify::{
     result_segments, scan_descriptor_with, scan_result_with, Judged, Settings as ClassifierSettings, Target,
     Thresholds,
 };
+pub use decode::{
+    confusable, decode, Decoded, Transform, TransformKind, EXTRA_BYTES, INLINE_WINDOW, MAX_DEPTH, MAX_TRANSFORMS,
+    MAX_TRANSFORM_CHARS,
+};
 pub use descriptor::{scan_descriptor, MAX_DESCRIPTION_CHARS, MIN_TOOL_NAME_CHARS};
 pub use exfil::MIN_DATA_VALUE_CHARS;
 pub use output::{redact_result, scan_output_text, scan_result};
+pub use parts::{descriptor_parts, Field, Part, MAX_PARTS, MAX_PARTS_BYTES, MAX_SCHEMA_DEPTH};
 pub use rules::{ids, rules, RuleInfo};

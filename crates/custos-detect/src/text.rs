@@ -1,11 +1,10 @@
-//! Invisible characters: finding them, describing them, and the view of a text the other rules
-//! read.
+//! Invisible characters: finding them and describing them, on the text as written.
 //!
 //! An attacker hides text two ways: in the Unicode tag block (each tag character stands for an
 //! ASCII one, renders as nothing, and models read it), and by splitting a keyword with
 //! zero-width characters so that "ig\u{200b}nore previous instructions" slips past a pattern.
-//! [`normalize`] undoes both before the instruction rules run, so hidden text is judged on
-//! what it says.
+//! The `invisible_unicode` rule reports both here; `decode.rs` undoes both (with the other
+//! disguises) before the phrase rules run, so hidden text is also judged on what it says.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -30,23 +29,6 @@ pub(crate) fn tag_ascii(c: char) -> Option<char> {
     } else {
         None
     }
-}
-
-/// `text` with invisible characters dropped and tag characters decoded; borrowed when there is
-/// nothing to change (the common case).
-pub(crate) fn normalize(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_invisible) {
-        return Cow::Borrowed(text);
-    }
-    Cow::Owned(
-        text.chars()
-            .filter_map(|c| match tag_ascii(c) {
-                Some(a) => Some(a),
-                None if is_invisible(c) => None,
-                None => Some(c),
-            })
-            .collect(),
-    )
 }
 
 /// Whether the invisible character `c`, between `prev` and `next`, is suspect under `mode`.
@@ -136,13 +118,6 @@ mod tests {
 
     fn tags(s: &str) -> String {
         s.chars().filter_map(|c| char::from_u32(u32::from(c) + 0xE0000)).collect()
-    }
-
-    #[test]
-    fn normalize_decodes_tags_and_joins_split_words() {
-        assert!(matches!(normalize("plain text"), Cow::Borrowed(_)));
-        assert_eq!(normalize("ig\u{200b}nore"), "ignore");
-        assert_eq!(normalize(&format!("Adds.{}", tags("hi there"))), "Adds.hi there");
     }
 
     #[test]
