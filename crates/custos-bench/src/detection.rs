@@ -73,6 +73,10 @@ pub struct Item {
     pub fold: u64,
     pub raw: Value,
     pub segments: Vec<Segment>,
+    /// For an attack composed into a real carrier: which segments are not the carrier's (where
+    /// the payload went). Training looks for the attack in windows holding them.
+    pub changed: Option<Vec<bool>>,
+    carrier: Option<String>,
 }
 
 impl Item {
@@ -116,6 +120,12 @@ fn file_name(target: Target, origin: Origin) -> String {
     }
 }
 
+/// What a real item is split by: the package whose text it is (a result's `source`, the
+/// package whose file it shows, when it has one), else the server's package.
+fn split_key(v: &Value) -> Option<String> {
+    v.get("source").or_else(|| v.get("package")).and_then(Value::as_str).map(str::to_owned)
+}
+
 /// Every item of `target` in the corpus at `dir`.
 pub fn load(dir: &Path, target: Target) -> Result<Vec<Item>> {
     let field = match target {
@@ -123,6 +133,7 @@ pub fn load(dir: &Path, target: Target) -> Result<Vec<Item>> {
         Target::Result => "result",
     };
     let mut items = Vec::new();
+    let mut carriers: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     for origin in [Origin::Real, Origin::Written, Origin::Attack] {
         let path = dir.join(file_name(target, origin));
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -134,17 +145,22 @@ pub fn load(dir: &Path, target: Target) -> Result<Vec<Item>> {
             let v: Value = serde_json::from_str(line).with_context(at)?;
             let id = v.get("id").and_then(Value::as_str).with_context(|| format!("{}: no id", at()))?.to_owned();
             let raw = v.get(field).cloned().with_context(|| format!("{}: no {field}", at()))?;
+            if let (Origin::Real, Some(key)) = (origin, split_key(&v)) {
+                carriers.insert(id.clone(), key);
+            }
             let split = match origin {
-                Origin::Real => package_split(
-                    v.get("package").and_then(Value::as_str).with_context(|| format!("{}: no package", at()))?,
-                ),
+                Origin::Real => package_split(&split_key(&v).with_context(|| format!("{}: no package", at()))?),
                 _ => match v.get("split").and_then(Value::as_str) {
                     Some("train") => Split::Train,
                     Some("heldout") => Split::Heldout,
                     other => bail!("{}: split {other:?} is neither train nor heldout", at()),
                 },
             };
-            let fold_key = v.get("package").and_then(Value::as_str).unwrap_or(&id).to_owned();
+            // A composed attack shares its carrier's fold, so that no fold's benign items are
+            // seen inside another fold's attacks.
+            let fold_key = split_key(&v)
+                .or_else(|| v.get("carrier").and_then(Value::as_str).and_then(|c| carriers.get(c)).cloned())
+                .unwrap_or_else(|| id.clone());
             let family = match origin {
                 Origin::Attack => {
                     v.get("family").and_then(Value::as_str).with_context(|| format!("{}: no family", at()))?.to_owned()
@@ -164,7 +180,23 @@ pub fn load(dir: &Path, target: Target) -> Result<Vec<Item>> {
                 fold: digest_number(&format!("fold:{fold_key}")) % FOLDS,
                 raw,
                 segments,
+                changed: None,
+                carrier: v.get("carrier").and_then(Value::as_str).map(str::to_owned),
             });
+        }
+    }
+    // Where each composed attack differs from its carrier.
+    let texts: std::collections::HashMap<String, std::collections::HashSet<String>> = items
+        .iter()
+        .filter(|i| i.origin == Origin::Real)
+        .map(|i| (i.id.clone(), i.segments.iter().map(|s| s.text.clone()).collect()))
+        .collect();
+    for item in items.iter_mut().filter(|i| i.origin == Origin::Attack) {
+        if let Some(carrier) = item.carrier.as_ref().and_then(|c| texts.get(c)) {
+            let changed: Vec<bool> = item.segments.iter().map(|s| !carrier.contains(&s.text)).collect();
+            if changed.iter().any(|c| *c) {
+                item.changed = Some(changed);
+            }
         }
     }
     Ok(items)
@@ -192,19 +224,39 @@ impl Shuffle {
 /// Trains on `items`: benign and malicious weighted to count alike, each step on the item's
 /// highest-scoring window (for a benign item, the one that would raise a false alarm; for an
 /// attack, the one holding it).
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn train(items: &[&Item]) -> Trainer {
-    let mut t = Trainer::new(BITS, RATE);
+    let mut t = Trainer::new(env_or("CUSTOS_BITS", BITS), env_or("CUSTOS_RATE", RATE));
     let bad = items.iter().filter(|i| i.malicious()).count().max(1);
     let good = items.len().saturating_sub(bad).max(1);
     #[allow(clippy::cast_precision_loss)]
     let (w_bad, w_good) = (items.len() as f32 / (2.0 * bad as f32), items.len() as f32 / (2.0 * good as f32));
     let mut order: Vec<usize> = (0..items.len()).collect();
     let mut rng = Shuffle(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..EPOCHS {
+    for _ in 0..env_or("CUSTOS_EPOCHS", EPOCHS) {
         rng.shuffle(&mut order);
         for &i in &order {
             let Some(item) = items.get(i) else { continue };
-            let Some((window, _)) = t.best_window(&item.segments) else { continue };
+            let candidates: Vec<custos_detect::features::Window> = custos_detect::features::windows(&item.segments)
+                .into_iter()
+                .filter(|w| {
+                    item.changed.as_ref().is_none_or(|changed| w.pieces.iter().any(|(i, _)| changed.get(*i).copied().unwrap_or(true)))
+                })
+                .collect();
+            let Some(window) = candidates
+                .into_iter()
+                .map(|w| {
+                    let z = t.logit(&item.segments, &w);
+                    (w, z)
+                })
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .map(|(w, _)| w)
+            else {
+                continue;
+            };
             let (label, weight) = if item.malicious() { (1.0, w_bad) } else { (0.0, w_good) };
             t.step(&item.segments, &window, label, weight);
         }
@@ -242,8 +294,18 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
             let t = train(&fit);
             for item in training.iter().filter(|i| i.fold == fold) {
                 let s = trainer_score(&t, item);
+                if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() && (s - 0.4266).abs() < 0.0001 {
+                    let windows = custos_detect::features::windows(&item.segments);
+                    eprintln!("{} segs={} windows={} first={:?}", item.id, item.segments.len(), windows.len(), item.segments.first().map(|s| s.text.chars().take(80).collect::<String>()));
+                }
                 match item.origin {
-                    Origin::Attack => oof_bad.push(s),
+                    Origin::Attack => {
+                        oof_bad.push(s);
+                        if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() && s < 0.05 {
+                            let best = t.best_window(&item.segments).map(|(w, _)| w.pieces.iter().map(|(i, r)| item.segments.get(*i).and_then(|g| g.text.get(r.clone())).unwrap_or_default().chars().take(70).collect::<String>()).collect::<Vec<_>>().join(" | ")).unwrap_or_default();
+                            eprintln!("OOF low {s:.3} {} {} :: {best}", item.id, item.raw.to_string().len());
+                        }
+                    }
                     Origin::Real => {
                         oof_real.push(s);
                         oof_benign.push(s);
@@ -251,6 +313,18 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
                     Origin::Written => oof_benign.push(s),
                 }
             }
+        }
+        if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() {
+            let q = |v: &[f32], p: f64| {
+                let mut v = v.to_vec();
+                v.sort_by(f32::total_cmp);
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+                v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default()
+            };
+            for (name, v) in [("real", &oof_real), ("benign", &oof_benign), ("bad", &oof_bad)] {
+                eprintln!("{name}: n={} p50={:.4} p90={:.4} p95={:.4} p99={:.4} max={:.4}", v.len(), q(v, 0.5), q(v, 0.9), q(v, 0.95), q(v, 0.99), q(v, 1.0));
+            }
+            eprintln!("bad p05={:.4} p10={:.4} p20={:.4}", q(&oof_bad, 0.05), q(&oof_bad, 0.1), q(&oof_bad, 0.2));
         }
         // Calibrated on real tools (the rate the README promises), never below the written
         // look-alikes' 5% mark.
@@ -263,6 +337,23 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
         #[allow(clippy::cast_precision_loss)]
         let recall = |t: f32| oof_bad.iter().filter(|s| **s >= t).count() as f64 / oof_bad.len().max(1) as f64;
         let t = train(&training);
+        if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() {
+            let mut real: Vec<f32> = training.iter().filter(|i| i.origin == Origin::Real).map(|i| trainer_score(&t, i)).collect();
+            let bad: Vec<f32> = training.iter().filter(|i| i.malicious()).map(|i| trainer_score(&t, i)).collect();
+            let th = threshold_at(&mut real, FPR_MEDIUM);
+            #[allow(clippy::cast_precision_loss)]
+            let r = bad.iter().filter(|s| **s >= th).count() as f64 / bad.len().max(1) as f64;
+            eprintln!("in-sample: threshold {th:.4} recall {r:.3}");
+            let mut low: Vec<(f32, &Item)> = training.iter().filter(|i| i.malicious()).map(|i| (trainer_score(&t, i), *i)).filter(|(s, _)| *s < th).collect();
+            low.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let mut fam: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, i) in &low { *fam.entry(i.family.clone()).or_default() += 1; }
+            eprintln!("low by family: {fam:?}");
+            for (sc, i) in low.iter().take(6) {
+                let w = custos_detect::features::windows(&i.segments).len();
+                eprintln!("  {sc:.4} {} windows={w} {:?}", i.id, i.segments.iter().map(|s| s.text.chars().take(60).collect::<String>()).collect::<Vec<_>>());
+            }
+        }
         let bad = training.iter().filter(|i| i.malicious()).count();
         let meta = json!({
             "version": MODEL_VERSION,
@@ -277,6 +368,10 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
                 "out_of_fold_recall": { "low": recall(calibrated.low), "medium": recall(calibrated.medium), "high": recall(calibrated.high) },
             },
         });
+        if std::env::var_os("CUSTOS_TRAIN_DRY").is_some() {
+            println!("{}: dry run, out-of-fold recall at medium {:.3} (threshold {:.3})", target.as_str(), recall(calibrated.medium), calibrated.medium);
+            continue;
+        }
         let bytes = Model::write(&t.weights, t.bias, calibrated, &meta.to_string())?;
         Model::read(&bytes)?;
         std::fs::create_dir_all(&out)?;

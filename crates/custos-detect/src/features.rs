@@ -20,10 +20,10 @@
 use std::ops::Range;
 
 /// The longest window, in characters.
-pub const WINDOW_CHARS: usize = 1200;
+pub const WINDOW_CHARS: usize = 500;
 
 /// How far consecutive windows of one long text overlap, in characters.
-pub const WINDOW_OVERLAP: usize = 200;
+pub const WINDOW_OVERLAP: usize = 120;
 
 /// The smallest and largest character n-gram.
 const CHAR_GRAMS: Range<usize> = 3..6;
@@ -71,62 +71,66 @@ pub struct Origin {
     pub span: Range<usize>,
 }
 
-/// The windows of `segments`: each segment's text in order, consecutive short segments packed
-/// together, long ones cut at a space near [`WINDOW_CHARS`] with [`WINDOW_OVERLAP`] characters
-/// repeated.
+/// The windows of `segments`: long segments cut into overlapping pieces of at most
+/// [`WINDOW_CHARS`] characters (the last piece of each as long as the others), then pieces and
+/// short segments packed in order into windows of at most that many characters. A last window
+/// of less than a quarter of that joins the one before it, so that no scrap of text is judged
+/// on its own.
 pub fn windows(segments: &[Segment]) -> Vec<Window> {
-    let mut out = Vec::new();
-    let mut current = Window { pieces: Vec::new() };
-    let mut used = 0usize;
+    let mut pieces: Vec<(usize, Range<usize>, usize)> = Vec::new();
     for (i, seg) in segments.iter().enumerate() {
         let chars = seg.text.chars().count();
-        if used + chars <= WINDOW_CHARS {
-            current.pieces.push((i, 0..seg.text.len()));
-            used += chars;
-            continue;
+        if chars <= WINDOW_CHARS {
+            pieces.push((i, 0..seg.text.len(), chars));
+        } else {
+            pieces.extend(cut(&seg.text).into_iter().map(|(r, n)| (i, r, n)));
         }
-        if !current.pieces.is_empty() {
+    }
+    let mut out: Vec<Window> = Vec::new();
+    let mut current = Window { pieces: Vec::new() };
+    let mut used = 0usize;
+    for (i, range, chars) in pieces {
+        if used + chars > WINDOW_CHARS && !current.pieces.is_empty() {
             out.push(std::mem::replace(&mut current, Window { pieces: Vec::new() }));
             used = 0;
         }
-        if chars <= WINDOW_CHARS {
-            current.pieces.push((i, 0..seg.text.len()));
-            used = chars;
-            continue;
-        }
-        for range in cut(&seg.text) {
-            out.push(Window { pieces: vec![(i, range)] });
-        }
+        current.pieces.push((i, range));
+        used += chars;
     }
     if !current.pieces.is_empty() {
-        out.push(current);
+        match out.last_mut() {
+            Some(last) if used < WINDOW_CHARS / 4 => last.pieces.extend(current.pieces),
+            _ => out.push(current),
+        }
     }
     out
 }
 
-/// Byte ranges of `text` of at most [`WINDOW_CHARS`] characters, overlapping, cut after a
-/// whitespace where there is one in the last quarter of a window.
-fn cut(text: &str) -> Vec<Range<usize>> {
+/// Byte ranges (and their lengths in characters) of `text` of at most [`WINDOW_CHARS`]
+/// characters, overlapping by at least [`WINDOW_OVERLAP`], cut after a whitespace where there
+/// is one in the last quarter of a piece; the last piece ends at the text's end and is full
+/// length.
+fn cut(text: &str) -> Vec<(Range<usize>, usize)> {
     let bounds: Vec<usize> = text.char_indices().map(|(at, _)| at).chain(std::iter::once(text.len())).collect();
     let chars = bounds.len().saturating_sub(1);
+    let at = |c: usize| bounds.get(c).copied().unwrap_or(text.len());
     let mut out = Vec::new();
     let mut start = 0usize;
-    while start < chars {
-        let mut end = (start + WINDOW_CHARS).min(chars);
-        if end < chars {
-            let floor = end - WINDOW_CHARS / 4;
-            if let Some(space) = (floor..end).rev().find(|&c| {
-                let at = bounds.get(c).copied().unwrap_or_default();
-                text.get(at..).and_then(|t| t.chars().next()).is_some_and(char::is_whitespace)
-            }) {
-                end = space + 1;
-            }
-        }
-        let (a, b) = (bounds.get(start).copied().unwrap_or_default(), bounds.get(end).copied().unwrap_or(text.len()));
-        out.push(a..b);
-        if end >= chars {
+    loop {
+        if start + WINDOW_CHARS >= chars {
+            let last = chars.saturating_sub(WINDOW_CHARS);
+            out.push((at(last)..text.len(), chars - last));
             break;
         }
+        let mut end = start + WINDOW_CHARS;
+        let floor = end - WINDOW_CHARS / 4;
+        if let Some(space) = (floor..end)
+            .rev()
+            .find(|&c| text.get(at(c)..).and_then(|t| t.chars().next()).is_some_and(char::is_whitespace))
+        {
+            end = space + 1;
+        }
+        out.push((at(start)..at(end), end - start));
         start = end.saturating_sub(WINDOW_OVERLAP).max(start + 1);
     }
     out
@@ -337,7 +341,7 @@ mod tests {
     #[test]
     fn short_segments_share_a_window_and_long_ones_are_cut_with_overlap() {
         let long = "word ".repeat(1000);
-        let segs = [seg("description", "Reads a file."), seg("param_name", "path"), seg("result", &long)];
+        let segs = [seg("description", "Reads a file."), seg("param_name", "path"), seg("result", &long), seg("x", "ok")];
         let ws = windows(&segs);
         assert_eq!(ws[0].pieces.len(), 2, "the two short segments share the first window");
         assert!(ws.len() >= 5);
@@ -348,7 +352,10 @@ mod tests {
         }
         let (r1, r2) = (&ws[1].pieces[0].1, &ws[2].pieces[0].1);
         assert!(r2.start < r1.end, "consecutive windows overlap");
-        assert_eq!(ws.last().unwrap().pieces[0].1.end, long.len(), "the text is read to its end");
+        let last = ws.last().unwrap();
+        assert_eq!(last.pieces[0].1.end, long.len(), "the text is read to its end");
+        assert_eq!(segs[2].text[last.pieces[0].1.clone()].chars().count(), WINDOW_CHARS, "the last piece is full length");
+        assert_eq!(last.pieces[1].0, 3, "a scrap after it joins its window");
     }
 
     #[test]

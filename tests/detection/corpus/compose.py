@@ -23,7 +23,8 @@ snippets are placed the same way, so that the composition itself is no signal.
 
 Splits: every source item carries "train" or "heldout"; a train item is only ever placed
 into train carriers, a heldout one into heldout carriers. A collected carrier's split
-comes from its package: heldout iff int(sha256(package)[:8], 16) % 5 == 0; the same rule
+comes from its package (for a result, its `source`: the package whose file it shows, when it
+has one): heldout iff int(sha256(key)[:8], 16) % 5 == 0; the same rule
 is applied to the id of the fallback carriers from ../descriptors.json and ../outputs.json.
 
 Deterministic: one seeded random.Random per output; standard library only.
@@ -252,7 +253,7 @@ def descriptor_carriers():
         for i, row in enumerate(read_jsonl(collected)):
             d = row["descriptor"]
             cid = row.get("id") or f"{row['package']}:{d.get('name', i)}"
-            out[package_split(row["package"])].append((cid, d))
+            out[package_split(row.get("source") or row["package"])].append((cid, d))
         return out
     for row in json.loads((DETECTION / "descriptors.json").read_text(encoding="utf-8")):
         if row["family"] == "benign":
@@ -274,7 +275,7 @@ def result_carriers():
         for i, row in enumerate(read_jsonl(collected)):
             if usable(row["result"]):
                 cid = row.get("id") or f"{row['package']}:{i}"
-                out[package_split(row["package"])].append((cid, row["result"]))
+                out[package_split(row.get("source") or row["package"])].append((cid, row["result"]))
         return out
     for row in json.loads((DETECTION / "outputs.json").read_text(encoding="utf-8")):
         if row["family"] == "benign" and usable(row["result"]):

@@ -97,6 +97,8 @@ struct Scanned {
     /// The result's position in the input, for results.
     result: Option<usize>,
     findings: Vec<Finding>,
+    /// The learned classifier's score; `None` with `--rules-only`.
+    score: Option<f32>,
 }
 
 impl Scanned {
@@ -119,6 +121,9 @@ impl Scanned {
             .map(|f| json!({"kind": f.kind, "rule": f.rule, "severity": f.severity, "evidence": f.evidence}))
             .collect();
         let mut v = json!({"server": self.server, "tool": self.tool, "findings": findings});
+        if let (Some(score), Some(map)) = (self.score, v.as_object_mut()) {
+            map.insert("score".to_owned(), json!((f64::from(score) * 1000.0).round() / 1000.0));
+        }
         if let (Some(n), Some(map)) = (self.result, v.as_object_mut()) {
             map.insert("result".to_owned(), json!(n));
         }
@@ -145,6 +150,19 @@ pub fn run(args: ScanArgs) -> Result<(), Failure> {
 }
 
 fn print_rules() {
+    for target in [custos_detect::Target::Descriptor, custos_detect::Target::Result] {
+        if let Some(model) = custos_detect::built_in_model(target) {
+            let t = custos_detect::Thresholds::calibrated(target);
+            let meta: Value = serde_json::from_str(model.metadata()).unwrap_or(Value::Null);
+            println!(
+                "classifier: {} model {}, thresholds medium {:.3} high {:.3}",
+                target.as_str(),
+                meta.get("version").and_then(Value::as_str).unwrap_or("?"),
+                t.medium.unwrap_or_default(),
+                t.high.unwrap_or_default()
+            );
+        }
+    }
     let rules = custos_detect::rules();
     let id_width = rules.iter().map(|r| r.id.len()).max().unwrap_or(0);
     println!("{:<id_width$}  {:<12}  {:<10}  {:<8}  DESCRIPTION", "RULE", "FAMILY", "APPLIES-TO", "SEVERITY");
@@ -195,11 +213,9 @@ fn scan_descriptors(args: &ScanArgs, classifier: &custos_detect::ClassifierSetti
             Ok(tools
                 .iter()
                 .enumerate()
-                .map(|(n, tool)| Scanned {
-                    server: server.clone(),
-                    tool: Some(tool_name(tool, n)),
-                    result: None,
-                    findings: custos_detect::scan_descriptor_with(&server, tool, &others, classifier),
+                .map(|(n, tool)| {
+                    let (findings, score) = judged_descriptor(&server, tool, &others, classifier);
+                    Scanned { server: server.clone(), tool: Some(tool_name(tool, n)), result: None, findings, score }
                 })
                 .collect())
         }
@@ -208,15 +224,35 @@ fn scan_descriptors(args: &ScanArgs, classifier: &custos_detect::ClassifierSetti
             let all: Vec<ToolRef> = inventory.iter().map(|(t, _)| t.clone()).collect();
             Ok(inventory
                 .iter()
-                .map(|(tool, descriptor)| Scanned {
-                    server: tool.server().to_owned(),
-                    tool: Some(tool.name().to_owned()),
-                    result: None,
-                    findings: custos_detect::scan_descriptor_with(tool.server(), descriptor, &all, classifier),
+                .map(|(tool, descriptor)| {
+                    let (findings, score) = judged_descriptor(tool.server(), descriptor, &all, classifier);
+                    Scanned {
+                        server: tool.server().to_owned(),
+                        tool: Some(tool.name().to_owned()),
+                        result: None,
+                        findings,
+                        score,
+                    }
                 })
                 .collect())
         }
     }
+}
+
+/// The rules' findings on one descriptor, and the classifier's finding and score when it is on.
+fn judged_descriptor(
+    server: &str,
+    descriptor: &Value,
+    others: &[ToolRef],
+    classifier: &custos_detect::ClassifierSettings,
+) -> (Vec<Finding>, Option<f32>) {
+    let mut findings = custos_detect::scan_descriptor(server, descriptor, others);
+    let score = classifier.enabled.then(|| {
+        let judged = custos_detect::judge_descriptor(descriptor, &classifier.descriptors);
+        findings.extend(judged.finding);
+        judged.score
+    });
+    (findings, score)
 }
 
 /// The tools of every configured server, as last listed in the deployment's inventory. With
@@ -371,8 +407,13 @@ fn scan_outputs(
         .iter()
         .enumerate()
         .map(|(n, result)| {
-            let findings = custos_detect::scan_result_with(result, classifier);
-            Scanned { server: server.clone(), tool: None, result: Some(n), findings }
+            let mut findings = custos_detect::scan_result(result);
+            let score = classifier.enabled.then(|| {
+                let judged = custos_detect::judge_result(result, &classifier.results);
+                findings.extend(judged.finding);
+                judged.score
+            });
+            Scanned { server: server.clone(), tool: None, result: Some(n), findings, score }
         })
         .collect())
 }
@@ -395,12 +436,13 @@ fn print(scanned: &[Scanned], as_json: bool) {
         return;
     }
     let width = scanned.iter().map(|s| s.label().chars().count()).chain([11]).max().unwrap_or(11);
-    println!("{:<width$}  {:<8}  RULES", "SERVER/TOOL", "SEVERITY");
+    println!("{:<width$}  {:<8}  {:<5}  RULES", "SERVER/TOOL", "SEVERITY", "SCORE");
     for s in scanned {
         let rules: Vec<&str> = s.findings.iter().map(|f| f.rule.as_str()).collect();
         let severity = s.highest().map_or("-", Severity::as_str);
         let rules = if rules.is_empty() { "-".to_owned() } else { rules.join(", ") };
-        println!("{:<width$}  {severity:<8}  {rules}", s.label());
+        let score = s.score.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
+        println!("{:<width$}  {severity:<8}  {score:<5}  {rules}", s.label());
         for f in &s.findings {
             println!("    {:<8}  {}: {}", f.severity.as_str(), f.rule, f.evidence);
         }
