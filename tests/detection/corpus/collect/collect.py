@@ -7,14 +7,16 @@ What it does, in order:
 1. Bootstraps a client venv under the scratch dir (default /tmp/mcp-collect) holding the
    official MCP Python SDK (`mcp==2.3.0`) and `uv`, and re-executes itself with it.
 2. Installs every server pinned in `servers.json` beside this file: npm packages into one
-   prefix (`npm install --prefix`), each PyPI package into its own venv (no conflicts).
+   prefix (`npm install --prefix`), each PyPI package into its own venv (no conflicts), and
+   the text-only `fixture_npm` packages (translated docs, locale data) into a second prefix.
 3. Builds fixtures: a git repository whose commits add the docs of real installed npm
-   packages, and a fresh state dir (memory file, sqlite database, ...).
+   packages, a fresh HOME and state dir (memory file, sqlite database, dummy credential files).
 4. Starts each server over stdio with dummy credentials only (values are literally "dummy"
    and the like), does initialize + tools/list within `timeout_seconds`, and records the
    descriptors; a server that fails is recorded as skipped with its reason.
 5. For servers with a call plan below (read-only, offline tools), calls tools with fixture
-   arguments and records the CallToolResult as returned.
+   arguments and records the CallToolResult as returned. Descriptors and results are taken
+   raw from the JSON-RPC responses (see `_Tap`), so no field the server sent is lost.
 
 It writes, under --out: `benign-descriptors.jsonl`, `benign-results.jsonl`, and
 `collect/report.json` (per server: status, tool and result counts, or the skip reason).
@@ -289,6 +291,27 @@ def doc_inventory(roots: list[Path]) -> dict[str, list[Path]]:
     return inv
 
 
+def pick_foreign(items: list[Path], n: int) -> list[Path]:
+    """Prose first (translated READMEs and docs), then locale data taken round-robin by language,
+    so that every language present gets some share rather than the largest locale folders."""
+    prose = [p for p in items if p.name.lower().endswith((".md", ".markdown", ".txt"))]
+    picked = spread(prose, n * 2 // 3)
+    by_lang: dict[str, list[Path]] = {}
+    for p in items:
+        if p in prose:
+            continue
+        m = LANG_RE.search(short(p).lower().rsplit(".", 1)[0])
+        by_lang.setdefault(m.group(1) if m else "?", []).append(p)
+    queues = [spread(v, len(v)) for _, v in sorted(by_lang.items())]
+    i = 0
+    while len(picked) < n and any(queues):
+        q = queues[i % len(queues)]
+        if q:
+            picked.append(q.pop(len(q) // 2))
+        i += 1
+    return sorted(picked)
+
+
 def spread(items: list, n: int) -> list:
     """Pick n items evenly spread over a sorted list (deterministic)."""
     if len(items) <= n:
@@ -313,11 +336,21 @@ def build_fixtures(work: Path, inv: dict[str, list[Path]]) -> Path:
     if state.exists():
         shutil.rmtree(state)
     (state / "excel").mkdir(parents=True)
+    if (work / "home").exists():
+        shutil.rmtree(work / "home")
     (work / "home" / ".aws").mkdir(parents=True, exist_ok=True)
     # Some AWS servers insist on a profile; a dummy one keeps them from exiting before tools/list.
     (work / "home" / ".aws" / "config").write_text("[default]\nregion = us-east-1\n")
     (work / "home" / ".aws" / "credentials").write_text(
         "[default]\naws_access_key_id = dummy\naws_secret_access_key = dummy\n")
+    # Dummy credential files for servers that refuse to start without one (never real values).
+    (state / "gdrive-creds.json").write_text(json.dumps(
+        {"access_token": "dummy", "refresh_token": "dummy", "token_type": "Bearer", "expiry_date": 4102444800000}))
+    (state / "gcp-oauth.keys.json").write_text(json.dumps(
+        {"installed": {"client_id": "dummy", "client_secret": "dummy", "redirect_uris": ["http://127.0.0.1"]}}))
+    wrangler = work / "home" / ".config" / ".wrangler" / "config"
+    wrangler.mkdir(parents=True, exist_ok=True)
+    (wrangler / "default.toml").write_text('oauth_token = "dummy"\nexpiration_time = "2100-01-01T00:00:00Z"\n')
     (state / "kubeconfig").write_text(
         "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\ncurrent-context: ''\n")
     repo = fixture / "repo"
@@ -335,7 +368,7 @@ def build_fixtures(work: Path, inv: dict[str, list[Path]]) -> Path:
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", f"Add docs of {rel.as_posix()}\n\nCopied from the installed npm package.",
             date=f"2026-01-{i + 1:02d}T12:00:00+00:00")
-    foreign = spread([p for p in inv["foreign"] if p.stat().st_size < 60_000], 8)
+    foreign = pick_foreign([p for p in inv["foreign"] if p.stat().st_size < 60_000], 8)
     for i, f in enumerate(foreign):
         rel = Path(short(f))
         dest = repo / "i18n" / rel
@@ -369,8 +402,8 @@ def plan_filesystem(ctx: dict) -> list[Call]:
     tools = ctx["tools"]
     read = "read_text_file" if "read_text_file" in tools else "read_file"
     calls: list[Call] = []
-    for kind, n in (("foreign", 220), ("readme", 260), ("changelog", 50), ("pkgjson", 50), ("source", 60)):
-        for p in spread(inv[kind], n):
+    for kind, n in (("foreign", 240), ("readme", 240), ("changelog", 50), ("pkgjson", 50), ("source", 60)):
+        for p in (pick_foreign(inv[kind], n) if kind == "foreign" else spread(inv[kind], n)):
             calls.append((read, {"path": str(p)}, f"{read} of {kind} file {short(p)}"))
     for d in spread(inv["dirs"], 60):
         calls.append(("list_directory", {"path": str(d)}, f"list_directory of {short(d)}"))
@@ -560,7 +593,7 @@ def plan_motherduck(ctx: dict) -> list[Call]:
 def plan_text_editor(ctx: dict) -> list[Call]:
     inv = ctx["inv"]
     calls: list[Call] = []
-    for p in spread(inv["readme"], 20) + spread(inv["foreign"], 20):
+    for p in spread(inv["readme"], 20) + pick_foreign(inv["foreign"], 20):
         calls.append(("get_text_file_contents", {"files": [{"file_path": str(p), "ranges": [{"start": 1, "end": 60}]}]},
                       f"get_text_file_contents lines 1-60 of {p.name}"))
     return calls
@@ -577,13 +610,12 @@ def plan_shell(ctx: dict) -> list[Call]:
 
 def plan_desktop(ctx: dict) -> list[Call]:
     calls: list[Call] = []
-    for p in spread(ctx["inv"]["foreign"], 30):
+    for p in pick_foreign(ctx["inv"]["foreign"], 30):
         calls.append(("read_file", {"path": str(p)}, f"read_file of translated doc {p.name}"))
     for d in spread(ctx["inv"]["dirs"], 10):
         calls.append(("list_directory", {"path": str(d)}, f"list_directory {d.name}"))
     for p in spread(ctx["inv"]["readme"], 10):
         calls.append(("get_file_info", {"path": str(p)}, "get_file_info"))
-    calls.append(("get_config", {}, "get_config"))
     return calls
 
 
@@ -652,6 +684,61 @@ def cap_result(res: dict) -> tuple[dict, str]:
     return res, "; ".join(notes)
 
 
+class _TapRead:
+    """A read stream that notes the raw `result` of every JSON-RPC response passing through.
+
+    The SDK parses results into models that drop fields they do not know; the corpus wants the
+    objects exactly as the server sent them, so they are taken from the wire instead.
+    """
+
+    def __init__(self, inner: Any, tap: "_Tap") -> None:
+        self._inner = inner
+        self._tap = tap
+
+    def _see(self, item: Any) -> Any:
+        res = getattr(getattr(item, "message", None), "result", None)
+        if isinstance(res, dict):
+            self._tap.latest = json.loads(json.dumps(res))
+        return item
+
+    async def receive(self) -> Any:
+        return self._see(await self._inner.receive())
+
+    def __aiter__(self) -> "_TapRead":
+        return self
+
+    async def __anext__(self) -> Any:
+        return self._see(await self._inner.__anext__())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> "_TapRead":
+        await self._inner.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._inner.__aexit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+class _Tap:
+    """Wraps a transport; `latest` is the raw result of the last response (requests are sequential)."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.latest: dict | None = None
+
+    async def __aenter__(self) -> Any:
+        read, write = await self._inner.__aenter__()
+        return _TapRead(read, self), write
+
+    async def __aexit__(self, *exc: Any) -> Any:
+        return await self._inner.__aexit__(*exc)
+
+
 async def run_server(s: dict, cfg: dict, ctx: dict, errlog_path: Path) -> dict:
     import anyio
     from mcp import Client, StdioServerParameters
@@ -679,19 +766,24 @@ async def run_server(s: dict, cfg: dict, ctx: dict, errlog_path: Path) -> dict:
         # (Entering the client inside a shorter scope than its lifetime would break anyio's nesting.)
         scope.deadline = anyio.current_time() + timeout
         # The transport is built here so the child's stderr goes to a log file, not our console.
-        async with Client(stdio_client(params, errlog=errlog), mode="legacy", read_timeout_seconds=timeout,
+        tap = _Tap(stdio_client(params, errlog=errlog))
+        async with Client(tap, mode="legacy", read_timeout_seconds=timeout,
                           cache=None) as client:
             info = client.server_info
             out["server"] = getattr(info, "name", None) if info else None
             tools: list = []
             cursor = None
+            raw_tools: list[dict] = []
             while True:
+                tap.latest = None
                 page = await client.list_tools(cursor=cursor)
                 tools.extend(page.tools)
+                raw = tap.latest if tap.latest and isinstance(tap.latest.get("tools"), list) else None
+                raw_tools.extend(raw["tools"] if raw else [dump(t) for t in page.tools])
                 cursor = page.next_cursor
                 if not cursor:
                     break
-            out["descriptors"] = [dump(t) for t in tools]
+            out["descriptors"] = raw_tools
             out["listed"] = True
             plan = PLANS.get(s["package"])
             scope.deadline = anyio.current_time() + PLAN_BUDGET + 30
@@ -705,13 +797,15 @@ async def run_server(s: dict, cfg: dict, ctx: dict, errlog_path: Path) -> dict:
                         out["skipped_calls"] += 1
                         continue
                     try:
+                        tap.latest = None
                         with anyio.fail_after(CALL_TIMEOUT):
                             res = await client.call_tool(tool, args)
                     except Exception as e:  # noqa: BLE001 - a failed call is counted, not fatal
                         out["skipped_calls"] += 1
                         print(f"    call {tool} failed: {type(e).__name__}: {str(e)[:120]}", flush=True)
                         continue
-                    capped, cut = cap_result(dump(res))
+                    raw = tap.latest if tap.latest and "content" in tap.latest else dump(res)
+                    capped, cut = cap_result(raw)
                     out["results"].append({"tool": tool, "arguments": args, "result": capped,
                                            "note": note + (f" ({cut})" if cut else "")})
             # Leave at most 10 s for the server to shut down.
@@ -719,6 +813,15 @@ async def run_server(s: dict, cfg: dict, ctx: dict, errlog_path: Path) -> dict:
     if not out.get("listed"):
         raise TimeoutError(f"no initialize + tools/list within {timeout:g} s")
     return out
+
+
+def stderr_reason(text: str) -> str:
+    """The most telling line of a server's stderr: the last error line that is not a stack frame."""
+    lines = [x.strip() for x in text.splitlines() if x.strip()]
+    frames = ("at ", "File ", "^", "~", "Traceback", "raise ", "return ", "│", "╰", "╭")
+    hits = [x for x in lines if re.search(r"error|exception|fatal|failed|not found|refused", x, re.I)
+            and not x.startswith(frames)]
+    return tail(hits[-1] if hits else (lines[-1] if lines else ""), 300)
 
 
 def start_one(s: dict, cfg: dict, ctx: dict) -> dict:
@@ -745,7 +848,7 @@ def start_one(s: dict, cfg: dict, ctx: dict) -> dict:
         if "TimeoutError" in reason or "Cancelled" in reason or not reason.split(":", 1)[-1].strip():
             reason = reason or "timeout"
         try:
-            err = tail(errlog_path.read_text(errors="replace"), 300)
+            err = stderr_reason(errlog_path.read_text(errors="replace"))
         except OSError:
             err = ""
         return {"error": tail(reason, 300) + (f" | stderr: {err}" if err else "")}
