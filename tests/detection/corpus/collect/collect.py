@@ -37,8 +37,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Self
 
 HERE = Path(__file__).resolve().parent
 MCP_SDK = "mcp==2.3.0"
@@ -63,7 +64,7 @@ def bootstrap(work: Path) -> None:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     ok = subprocess.run(
         [str(py), "-c", "import mcp, uv"], capture_output=True
-    ).returncode == 0
+    , check=False).returncode == 0
     if not ok:
         subprocess.run([str(py), "-m", "pip", "install", "-q", MCP_SDK, "uv"], check=True)
     os.execv(str(py), [str(py), *sys.argv])
@@ -85,13 +86,13 @@ def install_npm(servers: list[dict], work: Path, log: Callable[[str], None]) -> 
         return {}
     log(f"npm: installing {len(missing)} packages")
     r = subprocess.run(base + [f"{s['package']}@{s['version']}" for s in missing], env=env,
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     errors: dict[str, str] = {}
     if r.returncode != 0:
         log("npm: batch install failed, installing one by one")
         for s in missing:
             r1 = subprocess.run(base + [f"{s['package']}@{s['version']}"], env=env,
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
             if r1.returncode != 0:
                 errors[s["package"]] = "npm install failed: " + tail(r1.stderr)
     return errors
@@ -133,12 +134,12 @@ def install_pypi_one(s: dict, work: Path, exclude_newer: str | None) -> str | No
         shutil.rmtree(venv)
     uv = uv_bin()
     r = subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     if r.returncode != 0:
         return "venv failed: " + tail(r.stderr)
     extra = ["--exclude-newer", exclude_newer] if exclude_newer else []
     r = subprocess.run([uv, "pip", "install", "-q", *extra, "--python", str(venv / "bin" / "python"), *reqs],
-                       capture_output=True, text=True, timeout=900)
+                       capture_output=True, text=True, timeout=900, check=False)
     if r.returncode != 0:
         return "pip install failed: " + tail(r.stderr)
     stamp.write_text(want)
@@ -176,7 +177,7 @@ def resolve_command(s: dict, work: Path) -> tuple[str, list[str]]:
         if isinstance(b, str):
             rel = b
         elif isinstance(b, dict) and b:
-            rel = b.get(s.get("bin", ""), "") or sorted(b.items())[0][1]
+            rel = b.get(s.get("bin", ""), "") or min(b.items())[1]
             if len(b) > 1 and "bin" not in s:
                 short = s["package"].split("/")[-1]
                 rel = b.get(short, rel)
@@ -209,7 +210,7 @@ def resolve_command(s: dict, work: Path) -> tuple[str, list[str]]:
 LANG_RE = re.compile(
     r"(?:^|[._/-])(zh|zh-cn|zh_cn|zh-tw|zh_tw|zh-hans|zh-hant|cn|ja|ja-jp|jp|ko|ko-kr|kr|es|es-es|"
     r"de|de-de|fr|fr-fr|ru|ru-ru|pt|pt-br|pt_br|it|tr|vi|pl|uk|nl|id|fa|ar|he|th|hi|cs|sv)(?:[._/-]|$)",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -273,9 +274,7 @@ def doc_inventory(roots: list[Path]) -> dict[str, list[Path]]:
             rel = p.relative_to(pkg).as_posix()
             name = p.name.lower()
             if name.endswith((".md", ".markdown", ".txt")) and LANG_RE.search(rel.lower()[:-3]) \
-                    and p.stat().st_size < 200_000:
-                add("foreign", p)
-            elif name.endswith((".json", ".js", ".mjs", ".cjs", ".yml", ".yaml")) \
+                    and p.stat().st_size < 200_000 or name.endswith((".json", ".js", ".mjs", ".cjs", ".yml", ".yaml")) \
                     and LOCALE_DIRS & set(rel.lower().split("/")[:-1]) \
                     and LANG_RE.search("/" + name.rsplit(".", 1)[0]) and 300 < p.stat().st_size < 200_000:
                 add("foreign", p)
@@ -530,7 +529,7 @@ def plan_time(ctx: dict) -> list[Call]:
 
 def plan_git(ctx: dict) -> list[Call]:
     repo = str(ctx["fixture"] / "repo")
-    out = subprocess.run(["git", "-C", repo, "log", "--format=%H"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(["git", "-C", repo, "log", "--format=%H"], capture_output=True, text=True, check=False).stdout.split()
     calls: list[Call] = [("git_status", {"repo_path": repo}, "git_status"),
                          ("git_diff_unstaged", {"repo_path": repo}, "git_diff_unstaged"),
                          ("git_diff_staged", {"repo_path": repo}, "git_diff_staged"),
@@ -691,7 +690,7 @@ class _TapRead:
     objects exactly as the server sent them, so they are taken from the wire instead.
     """
 
-    def __init__(self, inner: Any, tap: "_Tap") -> None:
+    def __init__(self, inner: Any, tap: _Tap) -> None:
         self._inner = inner
         self._tap = tap
 
@@ -704,7 +703,7 @@ class _TapRead:
     async def receive(self) -> Any:
         return self._see(await self._inner.receive())
 
-    def __aiter__(self) -> "_TapRead":
+    def __aiter__(self) -> _TapRead:
         return self
 
     async def __anext__(self) -> Any:
@@ -713,11 +712,11 @@ class _TapRead:
     async def aclose(self) -> None:
         await self._inner.aclose()
 
-    async def __aenter__(self) -> "_TapRead":
+    async def __aenter__(self) -> Self:
         await self._inner.__aenter__()
         return self
 
-    async def __aexit__(self, *exc: Any) -> Any:
+    async def __aexit__(self, *exc: object) -> Any:
         return await self._inner.__aexit__(*exc)
 
     def __getattr__(self, name: str) -> Any:
@@ -735,7 +734,7 @@ class _Tap:
         read, write = await self._inner.__aenter__()
         return _TapRead(read, self), write
 
-    async def __aexit__(self, *exc: Any) -> Any:
+    async def __aexit__(self, *exc: object) -> Any:
         return await self._inner.__aexit__(*exc)
 
 
@@ -819,7 +818,7 @@ def stderr_reason(text: str) -> str:
     """The most telling line of a server's stderr: the last error line that is not a stack frame."""
     lines = [x.strip() for x in text.splitlines() if x.strip()]
     frames = ("at ", "File ", "^", "~", "Traceback", "raise ", "return ", "│", "╰", "╭")
-    hits = [x for x in lines if re.search(r"error|exception|fatal|failed|not found|refused", x, re.I)
+    hits = [x for x in lines if re.search(r"error|exception|fatal|failed|not found|refused", x, re.IGNORECASE)
             and not x.startswith(frames)]
     return tail(hits[-1] if hits else (lines[-1] if lines else ""), 300)
 
@@ -830,7 +829,7 @@ def start_one(s: dict, cfg: dict, ctx: dict) -> dict:
     errlog_path = logs / (re.sub(r"[^A-Za-z0-9_.-]", "_", s["package"]) + ".stderr")
     try:
         return asyncio.run(run_server(s, cfg, ctx, errlog_path))
-    except BaseException as e:  # noqa: BLE001 - any failure to start or list is a skip
+    except BaseException as e:
         if isinstance(e, KeyboardInterrupt):
             raise
         reason = f"{type(e).__name__}: {e}"
@@ -896,7 +895,7 @@ def main() -> int:
     ctx = {"work": work, "nm": nm, "fnm": fnm, "inv": inv, "fixture": fixture}
 
     report: dict[str, Any] = {"sdk": MCP_SDK, "node": subprocess.run(["node", "--version"], capture_output=True,
-                                                                      text=True).stdout.strip(),
+                                                                      text=True, check=False).stdout.strip(),
                               "timeout_seconds": cfg.get("timeout_seconds", 20), "servers": []}
     descriptors: dict[str, dict] = {}
     results: list[dict] = []
