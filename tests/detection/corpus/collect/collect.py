@@ -18,6 +18,9 @@ What it does, in order:
    arguments and records the CallToolResult as returned. Descriptors and results are taken
    raw from the JSON-RPC responses (see `_Tap`), so no field the server sent is lost.
 
+Results that show a package's files carry `source`, that package: training and evaluation split
+results by it (else by the server's package).
+
 It writes, under --out: `benign-descriptors.jsonl`, `benign-results.jsonl`, and
 `collect/report.json` (per server: status, tool and result counts, or the skip reason).
 Nothing under the scratch dir (node_modules, venvs) belongs in the repository.
@@ -814,6 +817,16 @@ async def run_server(s: dict, cfg: dict, ctx: dict, errlog_path: Path) -> dict:
     return out
 
 
+SOURCE = re.compile(r"node_modules/(@[^/\"]+/[^/\"]+|[^/@\"][^/\"]*)/")
+
+
+def source_of(arguments) -> str | None:
+    """The package whose files a result shows (a path under node_modules in its arguments): the
+    unit the corpus splits results by, so that one package's README is never on both sides."""
+    m = SOURCE.search(json.dumps(arguments or {}))
+    return m.group(1) if m else None
+
+
 def stderr_reason(text: str) -> str:
     """The most telling line of a server's stderr: the last error line that is not a stack frame."""
     lines = [x.strip() for x in text.splitlines() if x.strip()]
@@ -925,8 +938,12 @@ def main() -> int:
             descriptors[did] = {"id": did, "registry": s["registry"], "package": s["package"],
                                 "version": s["version"], "server": server, "descriptor": d}
         for i, x in enumerate(r["results"]):
-            results.append({"id": f"{key}/{x['tool']}#{i:04d}", "registry": s["registry"], "package": s["package"],
-                            "version": s["version"], "server": server, **x})
+            row = {"id": f"{key}/{x['tool']}#{i:04d}", "registry": s["registry"], "package": s["package"],
+                   "version": s["version"], "server": server, **x}
+            source = source_of(x.get("arguments"))
+            if source:
+                row["source"] = source
+            results.append(row)
         entry.update(status="ok", server=server, tools=len(r["descriptors"]), results=len(r["results"]),
                      failed_calls=r["skipped_calls"], seconds=round(time.monotonic() - t0, 1))
         report["servers"].append(entry)
