@@ -37,7 +37,7 @@ const BENCH_SERVER: &str = "bench";
 
 /// Training: passes over the data, AdaGrad's rate, buckets.
 const EPOCHS: usize = 12;
-const RATE: f32 = 0.25;
+const RATE: f32 = 0.1;
 const BITS: u32 = 18;
 const FOLDS: u64 = 5;
 
@@ -157,7 +157,10 @@ pub fn load(dir: &Path, target: Target) -> Result<Vec<Item>> {
                 },
             };
             // A composed attack shares its carrier's fold, so that no fold's benign items are
-            // seen inside another fold's attacks.
+            // seen inside another fold's attacks: the benign out-of-fold scores, which set the
+            // thresholds, are those of tools the model never saw. (The same payload placed in
+            // another carrier may sit in another fold, so out-of-fold recall is optimistic; the
+            // held-out split, written apart, is the measure.)
             let fold_key = split_key(&v)
                 .or_else(|| v.get("carrier").and_then(Value::as_str).and_then(|c| carriers.get(c)).cloned())
                 .unwrap_or_else(|| id.clone());
@@ -224,26 +227,24 @@ impl Shuffle {
 /// Trains on `items`: benign and malicious weighted to count alike, each step on the item's
 /// highest-scoring window (for a benign item, the one that would raise a false alarm; for an
 /// attack, the one holding it).
-fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
 fn train(items: &[&Item]) -> Trainer {
-    let mut t = Trainer::new(env_or("CUSTOS_BITS", BITS), env_or("CUSTOS_RATE", RATE));
+    let mut t = Trainer::new(BITS, RATE);
     let bad = items.iter().filter(|i| i.malicious()).count().max(1);
     let good = items.len().saturating_sub(bad).max(1);
     #[allow(clippy::cast_precision_loss)]
     let (w_bad, w_good) = (items.len() as f32 / (2.0 * bad as f32), items.len() as f32 / (2.0 * good as f32));
     let mut order: Vec<usize> = (0..items.len()).collect();
     let mut rng = Shuffle(0x9e37_79b9_7f4a_7c15);
-    for _ in 0..env_or("CUSTOS_EPOCHS", EPOCHS) {
+    for _ in 0..EPOCHS {
         rng.shuffle(&mut order);
         for &i in &order {
             let Some(item) = items.get(i) else { continue };
             let candidates: Vec<custos_detect::features::Window> = custos_detect::features::windows(&item.segments)
                 .into_iter()
                 .filter(|w| {
-                    item.changed.as_ref().is_none_or(|changed| w.pieces.iter().any(|(i, _)| changed.get(*i).copied().unwrap_or(true)))
+                    item.changed
+                        .as_ref()
+                        .is_none_or(|changed| w.pieces.iter().any(|(i, _)| changed.get(*i).copied().unwrap_or(true)))
                 })
                 .collect();
             let Some(window) = candidates
@@ -289,22 +290,17 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
         let mut oof_benign = Vec::new();
         let mut oof_real = Vec::new();
         let mut oof_bad = Vec::new();
+        let mut oof_family: Vec<(String, f32)> = Vec::new();
         for fold in 0..FOLDS {
             let fit: Vec<&Item> = training.iter().copied().filter(|i| i.fold != fold).collect();
             let t = train(&fit);
             for item in training.iter().filter(|i| i.fold == fold) {
                 let s = trainer_score(&t, item);
-                if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() && (s - 0.4266).abs() < 0.0001 {
-                    let windows = custos_detect::features::windows(&item.segments);
-                    eprintln!("{} segs={} windows={} first={:?}", item.id, item.segments.len(), windows.len(), item.segments.first().map(|s| s.text.chars().take(80).collect::<String>()));
-                }
                 match item.origin {
                     Origin::Attack => {
                         oof_bad.push(s);
-                        if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() && s < 0.05 {
-                            let best = t.best_window(&item.segments).map(|(w, _)| w.pieces.iter().map(|(i, r)| item.segments.get(*i).and_then(|g| g.text.get(r.clone())).unwrap_or_default().chars().take(70).collect::<String>()).collect::<Vec<_>>().join(" | ")).unwrap_or_default();
-                            eprintln!("OOF low {s:.3} {} {} :: {best}", item.id, item.raw.to_string().len());
-                        }
+                        oof_family
+                            .push((format!("{}/{}", item.family, if item.language == "en" { "en" } else { "xx" }), s));
                     }
                     Origin::Real => {
                         oof_real.push(s);
@@ -313,18 +309,6 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
                     Origin::Written => oof_benign.push(s),
                 }
             }
-        }
-        if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() {
-            let q = |v: &[f32], p: f64| {
-                let mut v = v.to_vec();
-                v.sort_by(f32::total_cmp);
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
-                v.get(((v.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default()
-            };
-            for (name, v) in [("real", &oof_real), ("benign", &oof_benign), ("bad", &oof_bad)] {
-                eprintln!("{name}: n={} p50={:.4} p90={:.4} p95={:.4} p99={:.4} max={:.4}", v.len(), q(v, 0.5), q(v, 0.9), q(v, 0.95), q(v, 0.99), q(v, 1.0));
-            }
-            eprintln!("bad p05={:.4} p10={:.4} p20={:.4}", q(&oof_bad, 0.05), q(&oof_bad, 0.1), q(&oof_bad, 0.2));
         }
         // Calibrated on real tools (the rate the README promises), never below the written
         // look-alikes' 5% mark.
@@ -336,24 +320,21 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
         };
         #[allow(clippy::cast_precision_loss)]
         let recall = |t: f32| oof_bad.iter().filter(|s| **s >= t).count() as f64 / oof_bad.len().max(1) as f64;
-        let t = train(&training);
-        if std::env::var_os("CUSTOS_TRAIN_DEBUG").is_some() {
-            let mut real: Vec<f32> = training.iter().filter(|i| i.origin == Origin::Real).map(|i| trainer_score(&t, i)).collect();
-            let bad: Vec<f32> = training.iter().filter(|i| i.malicious()).map(|i| trainer_score(&t, i)).collect();
-            let th = threshold_at(&mut real, FPR_MEDIUM);
-            #[allow(clippy::cast_precision_loss)]
-            let r = bad.iter().filter(|s| **s >= th).count() as f64 / bad.len().max(1) as f64;
-            eprintln!("in-sample: threshold {th:.4} recall {r:.3}");
-            let mut low: Vec<(f32, &Item)> = training.iter().filter(|i| i.malicious()).map(|i| (trainer_score(&t, i), *i)).filter(|(s, _)| *s < th).collect();
-            low.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let mut fam: BTreeMap<String, usize> = BTreeMap::new();
-            for (_, i) in &low { *fam.entry(i.family.clone()).or_default() += 1; }
-            eprintln!("low by family: {fam:?}");
-            for (sc, i) in low.iter().take(6) {
-                let w = custos_detect::features::windows(&i.segments).len();
-                eprintln!("  {sc:.4} {} windows={w} {:?}", i.id, i.segments.iter().map(|s| s.text.chars().take(60).collect::<String>()).collect::<Vec<_>>());
+        {
+            // Out-of-fold recall per family (English or not) at the medium threshold.
+            let mut fam: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+            for (f, s) in &oof_family {
+                let e = fam.entry(f.as_str()).or_default();
+                e.0 += 1;
+                e.1 += usize::from(*s >= calibrated.medium);
+            }
+            for (f, (n, k)) in fam {
+                #[allow(clippy::cast_precision_loss)]
+                let r = k as f64 / n as f64;
+                println!("  out of fold: {f:<32} {n:>4} items, recall {r:.3}");
             }
         }
+        let t = train(&training);
         let bad = training.iter().filter(|i| i.malicious()).count();
         let meta = json!({
             "version": MODEL_VERSION,
@@ -368,10 +349,6 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
                 "out_of_fold_recall": { "low": recall(calibrated.low), "medium": recall(calibrated.medium), "high": recall(calibrated.high) },
             },
         });
-        if std::env::var_os("CUSTOS_TRAIN_DRY").is_some() {
-            println!("{}: dry run, out-of-fold recall at medium {:.3} (threshold {:.3})", target.as_str(), recall(calibrated.medium), calibrated.medium);
-            continue;
-        }
         let bytes = Model::write(&t.weights, t.bias, calibrated, &meta.to_string())?;
         Model::read(&bytes)?;
         std::fs::create_dir_all(&out)?;

@@ -20,10 +20,10 @@
 use std::ops::Range;
 
 /// The longest window, in characters.
-pub const WINDOW_CHARS: usize = 500;
+pub const WINDOW_CHARS: usize = 80;
 
 /// How far consecutive windows of one long text overlap, in characters.
-pub const WINDOW_OVERLAP: usize = 120;
+pub const WINDOW_OVERLAP: usize = 30;
 
 /// The smallest and largest character n-gram.
 const CHAR_GRAMS: Range<usize> = 3..6;
@@ -341,7 +341,8 @@ mod tests {
     #[test]
     fn short_segments_share_a_window_and_long_ones_are_cut_with_overlap() {
         let long = "word ".repeat(1000);
-        let segs = [seg("description", "Reads a file."), seg("param_name", "path"), seg("result", &long), seg("x", "ok")];
+        let segs =
+            [seg("description", "Reads a file."), seg("param_name", "path"), seg("result", &long), seg("x", "ok")];
         let ws = windows(&segs);
         assert_eq!(ws[0].pieces.len(), 2, "the two short segments share the first window");
         assert!(ws.len() >= 5);
@@ -354,7 +355,11 @@ mod tests {
         assert!(r2.start < r1.end, "consecutive windows overlap");
         let last = ws.last().unwrap();
         assert_eq!(last.pieces[0].1.end, long.len(), "the text is read to its end");
-        assert_eq!(segs[2].text[last.pieces[0].1.clone()].chars().count(), WINDOW_CHARS, "the last piece is full length");
+        assert_eq!(
+            segs[2].text[last.pieces[0].1.clone()].chars().count(),
+            WINDOW_CHARS,
+            "the last piece is full length"
+        );
         assert_eq!(last.pieces[1].0, 3, "a scrap after it joins its window");
     }
 
