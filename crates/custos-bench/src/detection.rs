@@ -126,6 +126,14 @@ fn split_key(v: &Value) -> Option<String> {
     v.get("source").or_else(|| v.get("package")).and_then(Value::as_str).map(str::to_owned)
 }
 
+/// A composed item's payload: its id without the placement suffix `-p<N>`.
+fn payload_key(id: &str) -> &str {
+    match id.rsplit_once("-p") {
+        Some((head, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => head,
+        _ => id,
+    }
+}
+
 /// Every item of `target` in the corpus at `dir`.
 pub fn load(dir: &Path, target: Target) -> Result<Vec<Item>> {
     let field = match target {
@@ -334,6 +342,22 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
                 println!("  out of fold: {f:<32} {n:>4} items, recall {r:.3}");
             }
         }
+        // Recall on wording not trained on: attacks folded by payload (every placement of one
+        // written payload in one fold), each fold's attacks scored by a model trained on every
+        // benign item and the other folds' attacks, at the calibrated medium threshold.
+        let mut unseen = (0usize, 0usize);
+        for fold in 0..FOLDS {
+            let in_fold = |i: &Item| i.malicious() && digest_number(payload_key(&i.id)) % FOLDS == fold;
+            let fit: Vec<&Item> = training.iter().copied().filter(|i| !in_fold(i)).collect();
+            let t = train(&fit);
+            for item in training.iter().filter(|i| in_fold(i)) {
+                unseen.0 += 1;
+                unseen.1 += usize::from(trainer_score(&t, item) >= calibrated.medium);
+            }
+        }
+        #[allow(clippy::cast_precision_loss)]
+        let unseen_recall = unseen.1 as f64 / unseen.0.max(1) as f64;
+        println!("{}: recall on unseen wording (payload folds) at medium {unseen_recall:.3}", target.as_str());
         let t = train(&training);
         let bad = training.iter().filter(|i| i.malicious()).count();
         let meta = json!({
@@ -347,6 +371,7 @@ pub fn train_command(corpus: &Path, out: Option<&Path>) -> Result<()> {
                 "folds": FOLDS,
                 "fpr": { "low": FPR_LOW, "medium": FPR_MEDIUM, "high": FPR_HIGH },
                 "out_of_fold_recall": { "low": recall(calibrated.low), "medium": recall(calibrated.medium), "high": recall(calibrated.high) },
+                "unseen_wording_recall_at_medium": unseen_recall,
             },
         });
         let bytes = Model::write(&t.weights, t.bias, calibrated, &meta.to_string())?;

@@ -199,6 +199,7 @@ pub fn each_feature(
         f(hashed(h, bits), explain.then(origin));
     };
     let mut chars = 0usize;
+    let mut concepts = 0u32;
     for (index, range) in &window.pieces {
         let Some(seg) = segments.get(*index) else { continue };
         let Some(text) = seg.text.get(range.clone()) else { continue };
@@ -212,42 +213,51 @@ pub fn each_feature(
         let mut word_start: Option<usize> = None;
         let mut h = start(b'w');
         let mut prev_span = 0..0;
-        let mut flush = |at: usize, word_start: &mut Option<usize>, h: &mut u32, prev: &mut Option<u32>| {
-            if let Some(ws) = word_start.take() {
-                let word = *h;
-                let span = base + ws..base + at;
-                emit(word, &|| Origin { kind: Kind::Word, segment: *index, span: span.clone() });
-                if tagged {
-                    emit(fnv(field_hash, word), &|| Origin {
-                        kind: Kind::FieldWord,
-                        segment: *index,
-                        span: span.clone(),
-                    });
+        let mut spelled = String::new();
+        let mut flush =
+            |at: usize, word_start: &mut Option<usize>, h: &mut u32, prev: &mut Option<u32>, spelled: &mut String| {
+                if let Some(ws) = word_start.take() {
+                    concepts |= crate::concepts::of_word(spelled);
+                    spelled.clear();
+                    let word = *h;
+                    let span = base + ws..base + at;
+                    emit(word, &|| Origin { kind: Kind::Word, segment: *index, span: span.clone() });
+                    if tagged {
+                        emit(fnv(field_hash, word), &|| Origin {
+                            kind: Kind::FieldWord,
+                            segment: *index,
+                            span: span.clone(),
+                        });
+                    }
+                    if let Some(p) = *prev {
+                        let pair_span = prev_span.start..span.end;
+                        emit(fnv(fnv(start(b'p'), p), word), &|| Origin {
+                            kind: Kind::Pair,
+                            segment: *index,
+                            span: pair_span.clone(),
+                        });
+                    }
+                    *prev = Some(word);
+                    prev_span = span;
+                    *h = start(b'w');
                 }
-                if let Some(p) = *prev {
-                    let pair_span = prev_span.start..span.end;
-                    emit(fnv(fnv(start(b'p'), p), word), &|| Origin {
-                        kind: Kind::Pair,
-                        segment: *index,
-                        span: pair_span.clone(),
-                    });
-                }
-                *prev = Some(word);
-                prev_span = span;
-                *h = start(b'w');
-            }
-        };
+            };
         for (at, c) in text.char_indices() {
             if c.is_alphanumeric() {
                 if word_start.is_none() {
                     word_start = Some(at);
                 }
-                h = fnv(h, u32::from(lower(c)));
+                let c = lower(c);
+                h = fnv(h, u32::from(c));
+                spelled.push(c);
             } else {
-                flush(at, &mut word_start, &mut h, &mut prev);
+                flush(at, &mut word_start, &mut h, &mut prev, &mut spelled);
             }
         }
-        flush(text.len(), &mut word_start, &mut h, &mut prev);
+        flush(text.len(), &mut word_start, &mut h, &mut prev, &mut spelled);
+        if text.chars().any(crate::concepts::spaceless) {
+            concepts |= crate::concepts::of_spaceless(&text.to_lowercase());
+        }
 
         // Character n-grams over the lower-cased text, whitespace folded to one space.
         let mut folded: Vec<(usize, char)> = Vec::with_capacity(text.len());
@@ -281,6 +291,14 @@ pub fn each_feature(
         }
         for mark in marks(text) {
             emit(hash_str(b'm', mark), &|| Origin { kind: Kind::Mark, segment: *index, span: base..base });
+        }
+    }
+    // Concepts present in the window, and each pair of them.
+    let names = crate::concepts::NAMES;
+    for (i, a) in names.iter().enumerate().filter(|(i, _)| concepts & (1 << i) != 0) {
+        emit(hash_str(b'k', a), &|| Origin { kind: Kind::Mark, segment: 0, span: 0..0 });
+        for b in names.iter().enumerate().skip(i + 1).filter(|(j, _)| concepts & (1 << j) != 0).map(|(_, b)| b) {
+            emit(fnv(hash_str(b'k', a), hash_str(b'k', b)), &|| Origin { kind: Kind::Mark, segment: 0, span: 0..0 });
         }
     }
     let size = match chars {

@@ -35,6 +35,7 @@
 //! custos-detect --example decode_cost`).
 
 mod classify;
+mod concepts;
 mod decode;
 mod descriptor;
 mod exfil;
