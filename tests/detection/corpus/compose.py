@@ -15,8 +15,8 @@ Inputs (all under this folder):
                                      result-payloads.json, benign-descriptor-snippets.json and
                                      benign-results.json (same shape, only a "train" split)
 
-The `more-` files are composed after every item of their original file, with their own seeded
-random stream, so adding to them never changes an existing row (in particular no heldout row);
+The `more-` files are composed after every item of their original file, each item with its own
+random stream seeded by its id, so adding to them never changes an existing row (in particular no heldout row);
 their ids continue the numbering of the original list of the same family, split and language.
 New train items go there; new heldout items still go into the original files.
 
@@ -231,22 +231,23 @@ def more_name(name):
 def payload_items(name, rng, more_seed):
     """(family, split, lang, index, item, rng) of a payload file, then of its `more-` file.
 
-    The `more-` items are train only and use their own random stream after every original
-    item, so adding them leaves all original rows (and so every heldout row) byte-identical;
-    their indices continue those of the original list of the same family, split and language.
+    The `more-` items are train only, come after every original item and each has its own
+    random stream seeded by its id, so adding one changes no other row (in particular no
+    heldout row); their indices continue those of the original list of the same family,
+    split and language.
     """
     base = load(name)
     for family, tree in base.items():
         for split, lang, i, item in iter_tree(tree):
             yield family, split, lang, i, item, rng
     if (WRITTEN / more_name(name)).exists():
-        rng2 = random.Random(more_seed)
         for family, tree in load(more_name(name)).items():
             if set(tree) - {"train"}:
                 raise SystemExit(f"{more_name(name)}: only train items belong here")
             offset = {lang: len(v) for lang, v in base.get(family, {}).get("train", {}).items()}
             for split, lang, i, item in iter_tree(tree):
-                yield family, split, lang, offset.get(lang, 0) + i, item, rng2
+                n = offset.get(lang, 0) + i
+                yield family, split, lang, n, item, random.Random(f"{more_seed}:{family}:{lang}:{n}")
 
 
 def benign_items(name, rng, more_seed):
@@ -258,10 +259,10 @@ def benign_items(name, rng, more_seed):
         more = load(more_name(name))
         if set(more) - {"train"}:
             raise SystemExit(f"{more_name(name)}: only train items belong here")
-        rng2 = random.Random(more_seed)
         offset = {lang: len(v) for lang, v in base.get("train", {}).items()}
         for split, lang, i, text in iter_tree(more):
-            yield split, lang, offset.get(lang, 0) + i, text, rng2
+            n = offset.get(lang, 0) + i
+            yield split, lang, n, text, random.Random(f"{more_seed}:{lang}:{n}")
 
 
 def make_descriptor(c):
