@@ -11,6 +11,14 @@ Inputs (all under this folder):
   written/carriers.json              benign carrier descriptors / result texts we wrote
   benign-descriptors.jsonl, benign-results.jsonl   (optional) real benign items collected
                                      from servers, one {"package", "descriptor"|"result"} a line
+  written/more-<file>.json           train-only additions to descriptor-payloads.json,
+                                     result-payloads.json, benign-descriptor-snippets.json and
+                                     benign-results.json (same shape, only a "train" split)
+
+The `more-` files are composed after every item of their original file, each item with its own
+random stream seeded by its id, so adding to them never changes an existing row (in particular no heldout row);
+their ids continue the numbering of the original list of the same family, split and language.
+New train items go there; new heldout items still go into the original files.
 
 Outputs (JSON lines, sorted by id, written next to this script):
   malicious-descriptors.jsonl, malicious-results.jsonl,
@@ -213,6 +221,48 @@ def iter_tree(tree):
         for lang, items in tree.get(split, {}).items():
             for i, item in enumerate(items):
                 yield split, lang, i, item
+
+
+def more_name(name):
+    """`x.json` -> `more-x.json`: train-only additions composed after the original file."""
+    return "more-" + name
+
+
+def payload_items(name, rng, more_seed):
+    """(family, split, lang, index, item, rng) of a payload file, then of its `more-` file.
+
+    The `more-` items are train only, come after every original item and each has its own
+    random stream seeded by its id, so adding one changes no other row (in particular no
+    heldout row); their indices continue those of the original list of the same family,
+    split and language.
+    """
+    base = load(name)
+    for family, tree in base.items():
+        for split, lang, i, item in iter_tree(tree):
+            yield family, split, lang, i, item, rng
+    if (WRITTEN / more_name(name)).exists():
+        for family, tree in load(more_name(name)).items():
+            if set(tree) - {"train"}:
+                raise SystemExit(f"{more_name(name)}: only train items belong here")
+            offset = {lang: len(v) for lang, v in base.get(family, {}).get("train", {}).items()}
+            for split, lang, i, item in iter_tree(tree):
+                n = offset.get(lang, 0) + i
+                yield family, split, lang, n, item, random.Random(f"{more_seed}:{family}:{lang}:{n}")
+
+
+def benign_items(name, rng, more_seed):
+    """(split, lang, index, text, rng) of a benign file, then of its train-only `more-` file."""
+    base = load(name)
+    for split, lang, i, text in iter_tree(base):
+        yield split, lang, i, text, rng
+    if (WRITTEN / more_name(name)).exists():
+        more = load(more_name(name))
+        if set(more) - {"train"}:
+            raise SystemExit(f"{more_name(name)}: only train items belong here")
+        offset = {lang: len(v) for lang, v in base.get("train", {}).items()}
+        for split, lang, i, text in iter_tree(more):
+            n = offset.get(lang, 0) + i
+            yield split, lang, n, text, random.Random(f"{more_seed}:{lang}:{n}")
 
 
 def make_descriptor(c):
@@ -453,33 +503,32 @@ def n_placements(split, rng):
 def compose_malicious_descriptors(carriers):
     rng = random.Random(SEED + 1)
     rows = []
-    for family, tree in load("descriptor-payloads.json").items():
-        for split, lang, i, item in iter_tree(tree):
-            base = f"md-{family}-{split}-{lang}-{i:02d}"
-            k = n_placements(split, rng)
-            chosen = pick_carriers(carriers, split, k, rng)
-            text0, _ = render_payload(item, rng)
-            places = descriptor_placements(family, text0, None, rng, len(chosen))
-            m = PARAM_NAME.search(item if isinstance(item, str) else "")
-            for j, ((cid, cdesc), placement) in enumerate(zip(chosen, places)):
-                text, transform = render_payload(item, rng)
-                if family == "rug_pull":
-                    placement = rng.choice(["description_append", "description_middle", "param_description"])
-                hint = m.group(1) if (m and placement == "new_param") else None
-                after = place_descriptor(cdesc, text, placement, rng, hint)
-                row = {
-                    "id": f"{base}-p{j}",
-                    "split": split,
-                    "family": family,
-                    "language": lang,
-                    "descriptor": after,
-                    "carrier": cid,
-                    "placement": placement + (f"+{transform}" if transform else ""),
-                    "note": f"{FAMILY_NOTES[family]}; {placement} of {cid}",
-                }
-                if family == "rug_pull":
-                    row["before"] = cdesc
-                rows.append(row)
+    for family, split, lang, i, item, prng in payload_items("descriptor-payloads.json", rng, SEED + 11):
+        base = f"md-{family}-{split}-{lang}-{i:02d}"
+        k = n_placements(split, prng)
+        chosen = pick_carriers(carriers, split, k, prng)
+        text0, _ = render_payload(item, prng)
+        places = descriptor_placements(family, text0, None, prng, len(chosen))
+        m = PARAM_NAME.search(item if isinstance(item, str) else "")
+        for j, ((cid, cdesc), placement) in enumerate(zip(chosen, places)):
+            text, transform = render_payload(item, prng)
+            if family == "rug_pull":
+                placement = prng.choice(["description_append", "description_middle", "param_description"])
+            hint = m.group(1) if (m and placement == "new_param") else None
+            after = place_descriptor(cdesc, text, placement, prng, hint)
+            row = {
+                "id": f"{base}-p{j}",
+                "split": split,
+                "family": family,
+                "language": lang,
+                "descriptor": after,
+                "carrier": cid,
+                "placement": placement + (f"+{transform}" if transform else ""),
+                "note": f"{FAMILY_NOTES[family]}; {placement} of {cid}",
+            }
+            if family == "rug_pull":
+                row["before"] = cdesc
+            rows.append(row)
     for n, c in enumerate(load("malicious-descriptors-standalone.json")):
         rows.append({
             "id": f"md-{c['family']}-{c['split']}-{c['language']}-sa{n:02d}",
@@ -500,23 +549,22 @@ def compose_malicious_descriptors(carriers):
 def compose_malicious_results(carriers):
     rng = random.Random(SEED + 2)
     rows = []
-    for family, tree in load("result-payloads.json").items():
-        for split, lang, i, item in iter_tree(tree):
-            base = f"mr-{family}-{split}-{lang}-{i:02d}"
-            chosen = pick_carriers(carriers, split, n_placements(split, rng), rng)
-            places = result_placements(rng, len(chosen))
-            for j, ((cid, cres), placement) in enumerate(zip(chosen, places)):
-                text, transform = render_payload(item, rng)
-                if family == "invisible_unicode" and placement in ("second_block", "start"):
-                    placement = "end"
-                rows.append({
-                    "id": f"{base}-p{j}",
-                    "split": split, "family": family, "language": lang,
-                    "result": place_result(cres, text, placement, rng),
-                    "carrier": cid,
-                    "placement": placement + (f"+{transform}" if transform else ""),
-                    "note": f"{FAMILY_NOTES[family]}; {placement} of {cid}",
-                })
+    for family, split, lang, i, item, prng in payload_items("result-payloads.json", rng, SEED + 12):
+        base = f"mr-{family}-{split}-{lang}-{i:02d}"
+        chosen = pick_carriers(carriers, split, n_placements(split, prng), prng)
+        places = result_placements(prng, len(chosen))
+        for j, ((cid, cres), placement) in enumerate(zip(chosen, places)):
+            text, transform = render_payload(item, prng)
+            if family == "invisible_unicode" and placement in ("second_block", "start"):
+                placement = "end"
+            rows.append({
+                "id": f"{base}-p{j}",
+                "split": split, "family": family, "language": lang,
+                "result": place_result(cres, text, placement, prng),
+                "carrier": cid,
+                "placement": placement + (f"+{transform}" if transform else ""),
+                "note": f"{FAMILY_NOTES[family]}; {placement} of {cid}",
+            })
     for n, c in enumerate(load("malicious-results-standalone.json")):
         rows.append({
             "id": f"mr-{c['family']}-{c['split']}-{c['language']}-sa{n:02d}",
@@ -532,14 +580,14 @@ def compose_benign_descriptors(carriers):
     rows = []
     pool = ["description_append", "description_append", "description_prepend", "description_middle",
             "param_description"]
-    for split, lang, i, text in iter_tree(load("benign-descriptor-snippets.json")):
+    for split, lang, i, text, prng in benign_items("benign-descriptor-snippets.json", rng, SEED + 13):
         k = 3 if split == "heldout" else 2
-        for j, (cid, cdesc) in enumerate(pick_carriers(carriers, split, k, rng)):
-            placement = rng.choice(pool)
+        for j, (cid, cdesc) in enumerate(pick_carriers(carriers, split, k, prng)):
+            placement = prng.choice(pool)
             rows.append({
                 "id": f"wb-d-{split}-{lang}-{i:02d}-p{j}",
                 "split": split, "language": lang,
-                "descriptor": place_descriptor(cdesc, text, placement, rng),
+                "descriptor": place_descriptor(cdesc, text, placement, prng),
                 "note": f"benign security-flavoured sentence; {placement} of {cid}",
             })
     for n, c in enumerate(load("benign-descriptors.json")):
@@ -554,18 +602,18 @@ def compose_benign_descriptors(carriers):
 def compose_benign_results(carriers):
     rng = random.Random(SEED + 4)
     rows = []
-    for split, lang, i, text in iter_tree(load("benign-results.json")):
+    for split, lang, i, text, prng in benign_items("benign-results.json", rng, SEED + 14):
         rows.append({
             "id": f"wb-r-{split}-{lang}-{i:02d}",
             "split": split, "language": lang, "result": text_result(text),
             "note": "benign security-flavoured result (standalone)",
         })
-        for j, (cid, cres) in enumerate(pick_carriers(carriers, split, 2, rng)):
-            placement = rng.choice(["start", "middle", "end", "json_field", "code_block", "second_block", "html_comment"])
+        for j, (cid, cres) in enumerate(pick_carriers(carriers, split, 2, prng)):
+            placement = prng.choice(["start", "middle", "end", "json_field", "code_block", "second_block", "html_comment"])
             rows.append({
                 "id": f"wb-r-{split}-{lang}-{i:02d}-p{j}",
                 "split": split, "language": lang,
-                "result": place_result(cres, text, placement, rng),
+                "result": place_result(cres, text, placement, prng),
                 "note": f"benign security-flavoured text; {placement} of {cid}",
             })
     return rows
@@ -581,10 +629,11 @@ def words(text):
 def leak_check(name):
     """Heldout payload texts must not be near-copies of train ones (word Jaccard >= 0.5)."""
     bad = []
-    for family, tree in load(name).items():
-        texts = {"train": [], "heldout": []}
-        for split, _lang, _i, item in iter_tree(tree):
-            texts[split].append(item if isinstance(item, str) else item["text"])
+    texts_by_family = {}
+    for family, split, _lang, _i, item, _rng in payload_items(name, None, 0):
+        texts = texts_by_family.setdefault(family, {"train": [], "heldout": []})
+        texts[split].append(item if isinstance(item, str) else item["text"])
+    for family, texts in texts_by_family.items():
         for h in texts["heldout"]:
             wh = words(h)
             for t in texts["train"]:
