@@ -199,6 +199,22 @@ fn traced_settings(collector: SocketAddr) -> String {
     )
 }
 
+/// The HTTP load phases through a `custos serve` of `deployment`, started for them and stopped
+/// after, its rows named `label`.
+async fn served_phases(
+    deployment: &Deployment,
+    label: &'static str,
+    upstream: &scenarios::Process,
+    connections: &[usize],
+    phase: Phase,
+) -> Result<Vec<report::LoadResult>> {
+    let key = deployment.api_key()?;
+    let gateway = scenarios::serve(deployment).with_context(|| format!("starting {label}"))?;
+    let through =
+        HttpTarget { addr: gateway.addr, path: "/mcp/echo".to_owned(), authorization: Some(format!("Bearer {key}")) };
+    scenarios::http_phases(&through, label, Some(gateway.pid()), upstream.pid(), connections, phase).await
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
@@ -243,43 +259,13 @@ async fn run(args: RunArgs) -> Result<()> {
     // A collector that takes every export and answers OTLP/HTTP's empty success.
     let collector = export::drain_tcp(Some(OTLP_SUCCESS))?;
     let traced = Deployment::with_settings(custos.clone(), Some(upstream.addr), &traced_settings(collector.addr))?;
-    let key = traced.api_key()?;
-    let gateway = scenarios::serve(&traced).context("starting custos serve, traced")?;
-    let through =
-        HttpTarget { addr: gateway.addr, path: "/mcp/echo".to_owned(), authorization: Some(format!("Bearer {key}")) };
-    load.extend(
-        scenarios::http_phases(
-            &through,
-            "custos serve traced",
-            Some(gateway.pid()),
-            upstream.pid(),
-            &args.connections,
-            phase,
-        )
-        .await?,
-    );
-    drop(gateway);
+    load.extend(served_phases(&traced, "custos serve traced", &upstream, &args.connections, phase).await?);
 
     // The learned classifier reads every result (and every new descriptor); the same
     // deployment with it off shows its share of a call's CPU.
     step("HTTP through custos serve, learned classifier off");
     let plain = Deployment::with_settings(custos.clone(), Some(upstream.addr), CLASSIFIER_OFF)?;
-    let key = plain.api_key()?;
-    let gateway = scenarios::serve(&plain).context("starting custos serve, classifier off")?;
-    let through =
-        HttpTarget { addr: gateway.addr, path: "/mcp/echo".to_owned(), authorization: Some(format!("Bearer {key}")) };
-    load.extend(
-        scenarios::http_phases(
-            &through,
-            "custos serve classifier off",
-            Some(gateway.pid()),
-            upstream.pid(),
-            &args.connections,
-            phase,
-        )
-        .await?,
-    );
-    drop(gateway);
+    load.extend(served_phases(&plain, "custos serve classifier off", &upstream, &args.connections, phase).await?);
 
     step("stdio direct");
     let mut echo = tokio::process::Command::new(&bench);

@@ -96,7 +96,10 @@ fn a_poisoned_listing_fails_and_names_its_rules() {
     assert_eq!(code(&out), 3);
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(table.starts_with("SERVER/TOOL"), "{table}");
-    assert!(table.contains("math/add") && table.contains("high      -      model_instruction, credential_request"), "{table}");
+    assert!(
+        table.contains("math/add") && table.contains("high      -      model_instruction, credential_request"),
+        "{table}"
+    );
     assert!(table.contains("    high      credential_request: ~/.ssh/"), "{table}");
     assert!(table.contains("math/echo") && table.contains("-         -      -"), "{table}");
 }
