@@ -38,6 +38,7 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         ("http", "direct"),
         ("http", "custos serve"),
         ("http", "custos serve traced"),
+        ("http", "custos serve classifier off"),
         ("stdio", "direct"),
         ("stdio", "custos run"),
         ("stdio", "custos run traced"),
@@ -54,7 +55,7 @@ fn a_short_run_measures_every_path_and_writes_its_result() {
         let gated = l["path"] != "direct";
         assert_eq!(l["gateway_cpu_us_per_call"].is_number(), gated, "{l}");
     }
-    assert_eq!(report["comparisons"].as_array().unwrap().len(), 8);
+    assert_eq!(report["comparisons"].as_array().unwrap().len(), 10);
     // The traced gateways exported to the collector, and each traced row has its untraced pair.
     let tracing = &report["tracing"];
     assert!(tracing["trace_exports"].as_u64().unwrap() > 0, "{tracing}");
