@@ -426,13 +426,14 @@ enum Detector {
     Either(f32),
 }
 
-struct Scoredi<'a> {
+/// A held-out item, its classifier score and whether the phrase rules flag it.
+struct HeldOut<'a> {
     item: &'a Item,
     score: f32,
     rules: bool,
 }
 
-fn flagged(s: &Scoredi<'_>, d: Detector) -> bool {
+fn flagged(s: &HeldOut<'_>, d: Detector) -> bool {
     match d {
         Detector::Classifier(t) => s.score >= t,
         Detector::Rules => s.rules,
@@ -453,10 +454,10 @@ fn rules_flag(target: Target, raw: &Value) -> bool {
 fn evaluate(target: Target, items: &[Item], misses: usize) -> Result<Value> {
     let model = custos_detect::built_in_model(target).context("the built-in model does not load")?;
     let cal = model.calibrated();
-    let heldout: Vec<Scoredi<'_>> = items
+    let heldout: Vec<HeldOut<'_>> = items
         .iter()
         .filter(|i| i.split == Split::Heldout)
-        .map(|item| Scoredi { item, score: model.score(&item.segments).score, rules: rules_flag(target, &item.raw) })
+        .map(|item| HeldOut { item, score: model.score(&item.segments).score, rules: rules_flag(target, &item.raw) })
         .collect();
     let detectors = [
         ("classifier@medium", Detector::Classifier(cal.medium)),
@@ -475,7 +476,7 @@ fn evaluate(target: Target, items: &[Item], misses: usize) -> Result<Value> {
     let header: String =
         detectors.iter().map(|(label, _)| format!(" {:>w$}", label, w = label.len().max(10))).collect();
     println!("{:<28} {:>6}{header}", "row", "items");
-    let mut rows: BTreeMap<String, Vec<&Scoredi<'_>>> = BTreeMap::new();
+    let mut rows: BTreeMap<String, Vec<&HeldOut<'_>>> = BTreeMap::new();
     for s in &heldout {
         let key = match s.item.origin {
             Origin::Attack => format!("attack: {}", s.item.family),
@@ -525,7 +526,7 @@ fn evaluate(target: Target, items: &[Item], misses: usize) -> Result<Value> {
         let text: String = item.segments.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join(" | ");
         text.chars().take(160).collect::<String>().replace('\n', " ")
     };
-    let mut missed: Vec<&Scoredi<'_>> = heldout.iter().filter(|s| s.item.malicious() && s.score < cal.medium).collect();
+    let mut missed: Vec<&HeldOut<'_>> = heldout.iter().filter(|s| s.item.malicious() && s.score < cal.medium).collect();
     missed.sort_by(|a, b| a.score.total_cmp(&b.score));
     for s in missed.iter().take(misses) {
         println!(
@@ -537,7 +538,7 @@ fn evaluate(target: Target, items: &[Item], misses: usize) -> Result<Value> {
             quote(s.item)
         );
     }
-    let mut alarms: Vec<&Scoredi<'_>> =
+    let mut alarms: Vec<&HeldOut<'_>> =
         heldout.iter().filter(|s| !s.item.malicious() && s.score >= cal.medium).collect();
     alarms.sort_by(|a, b| b.score.total_cmp(&a.score));
     for s in alarms.iter().take(misses) {

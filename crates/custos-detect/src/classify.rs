@@ -66,11 +66,6 @@ impl Thresholds {
         })
     }
 
-    /// The model's calibrated low threshold, for configuration to opt into.
-    pub fn calibrated_low(target: Target) -> Option<f32> {
-        model(target).map(|m| m.calibrated().low)
-    }
-
     /// The severity of a finding for `score`, if any.
     pub fn severity(&self, score: f32) -> Option<Severity> {
         let at = |t: Option<f32>| t.is_some_and(|t| score >= t);

@@ -248,25 +248,21 @@ impl Model {
 
         // The strongest features, by their text.
         let mut named: Vec<(String, f32)> = Vec::new();
-        for (c, o) in &contributions {
-            let text = match o.kind {
-                Kind::Mark => "(mark)".to_owned(),
-                _ => {
-                    segments.get(o.segment).and_then(|s| s.text.get(o.span.clone())).unwrap_or_default().to_lowercase()
-                }
-            };
+        // Marks (concepts, structure) have no text of their own to name.
+        for (c, o) in contributions.iter().filter(|(_, o)| o.kind != Kind::Mark) {
+            let text =
+                segments.get(o.segment).and_then(|s| s.text.get(o.span.clone())).unwrap_or_default().to_lowercase();
             let label = match o.kind {
-                Kind::Word | Kind::FieldWord => text,
                 Kind::Pair => format!("\"{text}\""),
                 Kind::Gram => format!("'{text}'"),
-                Kind::Mark => text,
+                Kind::Word | Kind::FieldWord | Kind::Mark => text,
             };
             match named.iter_mut().find(|(l, _)| *l == label) {
                 Some(entry) => entry.1 += c * norm,
                 None => named.push((label, c * norm)),
             }
         }
-        named.retain(|(l, c)| *c > 0.0 && l != "(mark)");
+        named.retain(|(_, c)| *c > 0.0);
         named.sort_by(|a, b| b.1.total_cmp(&a.1));
         named.truncate(5);
         Some(Explanation { score: scored.score, path, span, features: named })

@@ -242,35 +242,31 @@ impl Detection {
         let mut out = Vec::new();
         for d in fresh {
             let mut findings = custos_detect::scan_descriptor(server, &d.raw, &others);
-            let mut score = None;
+            // Why the classifier's finding quarantines, when the score passed `quarantine_score`.
+            let mut past_mark = None;
             if self.classifier.enabled {
                 let judged = custos_detect::judge_descriptor(&d.raw, &self.classifier.descriptors);
-                score = Some(judged.score);
-                findings.extend(judged.finding);
-                // A score past the quarantine mark quarantines even below every severity's.
-                if by_score.is_some_and(|q| judged.score >= q)
-                    && !findings.iter().any(|f| f.rule == custos_detect::ids::CLASSIFIER)
-                {
-                    let evidence = format!("score {:.2}", judged.score);
-                    findings.push(Finding::new(
-                        custos_core::finding::kinds::TOOL_POISONING,
-                        Severity::Medium,
-                        custos_detect::ids::CLASSIFIER,
-                        &evidence,
-                    ));
-                }
+                past_mark = by_score.filter(|q| judged.score >= *q).map(|q| {
+                    format!("its descriptor scored {:.2} on the classifier (quarantine_score {q:.2})", judged.score)
+                });
+                // A score past the quarantine mark makes a finding even below every severity's.
+                let finding = judged.finding.or_else(|| {
+                    past_mark.as_ref().map(|_| {
+                        Finding::new(
+                            custos_core::finding::kinds::TOOL_POISONING,
+                            Severity::Medium,
+                            custos_detect::ids::CLASSIFIER,
+                            &format!("score {:.2}", judged.score),
+                        )
+                    })
+                });
+                findings.extend(finding);
             }
             for finding in findings {
                 let quarantine = if by_severity.is_some_and(|t| finding.severity >= t) {
                     Some(format!("its descriptor was flagged `{}` ({})", finding.rule, finding.severity))
-                } else if finding.rule == custos_detect::ids::CLASSIFIER
-                    && by_score.zip(score).is_some_and(|(q, s)| s >= q)
-                {
-                    Some(format!(
-                        "its descriptor scored {:.2} on the classifier (quarantine_score {:.2})",
-                        score.unwrap_or_default(),
-                        by_score.unwrap_or_default()
-                    ))
+                } else if finding.rule == custos_detect::ids::CLASSIFIER {
+                    past_mark.clone()
                 } else {
                     None
                 };
